@@ -1,0 +1,107 @@
+//! Building and running the API: bind in `build` (so tests can ask for port 0 and read the real
+//! port back), serve in `run_until_stopped`, which stops gracefully when `shutdown` resolves.
+
+use crate::auth::throttle::LoginThrottle;
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+use crate::routes;
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::store::{postgres::PgStore, Store};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use shared::auth::JwtKeys;
+use shared::bus::{redis::RedisBus, Bus, Keys};
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Connect to PostgreSQL (creating the database and running migrations) and Redis, bind
+    /// the port. Fails with the reason when a dependency cannot be reached.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = PgStore::connect(&settings.database)
+            .await
+            .context("opening the PostgreSQL store")?;
+        let bus = RedisBus::connect(&settings.redis.url, Keys::new(&settings.redis.prefix))
+            .await
+            .with_context(|| "connecting to Redis (REDIS_URL)")?;
+        Self::build_with(settings, Arc::new(store), Arc::new(bus)).await
+    }
+
+    /// Build on a given store and bus (the all-in-one binary passes its embedded ones).
+    pub async fn build_with(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+    ) -> anyhow::Result<Self> {
+        let keys = JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?;
+        let metrics = Metrics::new().context("registering metrics")?;
+        let publisher = Publisher::new(bus.clone(), metrics.bus_publish_failures.clone());
+        let state = AppState {
+            store,
+            bus,
+            keys,
+            limits: settings.limits.clone(),
+            publisher,
+            metrics,
+            login_throttle: Arc::new(LoginThrottle::new(
+                settings.limits.login_failures_per_window,
+                Duration::from_secs(settings.limits.login_window_secs),
+            )),
+        };
+        let listener = TcpListener::bind((settings.api.host.as_str(), settings.api.port))
+            .with_context(|| {
+                format!(
+                    "binding the API port {}:{} (API_PORT)",
+                    settings.api.host, settings.api.port
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+        let cors = settings.cors.allowed_origins.clone();
+        let data = web::Data::new(state);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(|cfg| routes::configure(cfg, &data.limits))
+                .default_service(web::to(routes::not_found))
+                .wrap(routes::cors(&cors))
+                .wrap(actix_web::middleware::from_fn(routes::observe))
+                .wrap(tracing_actix_web::TracingLogger::default())
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(settings.api.shutdown_timeout_secs)
+        .run();
+        tracing::info!(port, "api-server listening");
+        Ok(Self { port, server })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serve until `shutdown` resolves, then stop accepting, finish requests in flight (bounded by
+    /// `api.shutdown_timeout_secs`) and return.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result.context("the HTTP server failed"),
+            () = shutdown => {
+                tracing::info!("draining the API");
+                handle.stop(true).await;
+                server.await.context("the HTTP server failed while draining")
+            }
+        }
+    }
+}

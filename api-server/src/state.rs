@@ -1,0 +1,22 @@
+//! What every handler can reach.
+
+use crate::auth::throttle::LoginThrottle;
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+use crate::settings::Limits;
+use crate::store::Store;
+use shared::auth::JwtKeys;
+use shared::bus::Bus;
+use std::sync::Arc;
+
+/// Shared by all workers (cheap to clone).
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub keys: JwtKeys,
+    pub limits: Limits,
+    pub publisher: Publisher,
+    pub metrics: Metrics,
+    pub login_throttle: Arc<LoginThrottle>,
+}

@@ -1,0 +1,150 @@
+//! Users and sessions.
+
+use super::rows::UserRow;
+use super::schema::{members, sessions, users};
+use crate::store::{NewUser, StoreError, StoreResult};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shared::ids::UserId;
+use shared::wire::User;
+
+pub async fn create(conn: &mut AsyncPgConnection, new: &NewUser) -> StoreResult<User> {
+    let row: UserRow = diesel::insert_into(users::table)
+        .values((
+            users::username.eq(&new.username),
+            users::display_name.eq(&new.display_name),
+            users::password_hash.eq(&new.password_hash),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                StoreError::UsernameTaken
+            }
+            other => other.into(),
+        })?;
+    Ok(row.into())
+}
+
+pub async fn credentials(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+) -> StoreResult<Option<(User, String)>> {
+    let found: Option<(UserRow, String)> = users::table
+        .filter(users::username.eq(username))
+        .select((UserRow::as_select(), users::password_hash))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.map(|(u, hash)| (u.into(), hash)))
+}
+
+pub async fn by_id(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<Option<User>> {
+    let found: Option<UserRow> = users::table
+        .find(id.get())
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.map(Into::into))
+}
+
+/// Escape `%`, `_` and `\` for a LIKE pattern.
+fn like_pattern(query: &str) -> String {
+    let mut escaped = String::with_capacity(query.len() + 2);
+    escaped.push('%');
+    for c in query.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    escaped
+}
+
+pub async fn search(
+    conn: &mut AsyncPgConnection,
+    query: &str,
+    limit: i64,
+) -> StoreResult<Vec<User>> {
+    let pattern = like_pattern(query.trim());
+    let rows: Vec<UserRow> = users::table
+        .filter(
+            users::username
+                .ilike(&pattern)
+                .or(users::display_name.ilike(&pattern)),
+        )
+        .order(users::username.asc())
+        .limit(limit)
+        .select(UserRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub async fn contacts(conn: &mut AsyncPgConnection, user: UserId) -> StoreResult<Vec<UserId>> {
+    let (mine, theirs) = diesel::alias!(members as mine, members as theirs);
+    let ids: Vec<i64> = mine
+        .inner_join(
+            theirs.on(theirs
+                .field(members::conversation_id)
+                .eq(mine.field(members::conversation_id))),
+        )
+        .filter(mine.field(members::user_id).eq(user.get()))
+        .filter(theirs.field(members::user_id).ne(user.get()))
+        .select(theirs.field(members::user_id))
+        .distinct()
+        .load(conn)
+        .await?;
+    Ok(ids.into_iter().map(UserId).collect())
+}
+
+pub async fn create_session(
+    conn: &mut AsyncPgConnection,
+    jti: &str,
+    user: UserId,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<()> {
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::jti.eq(jti),
+            sessions::user_id.eq(user.get()),
+            sessions::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn revoke_session(conn: &mut AsyncPgConnection, jti: &str) -> StoreResult<()> {
+    diesel::update(sessions::table.find(jti))
+        .filter(sessions::revoked_at.is_null())
+        .set(sessions::revoked_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn session_active(conn: &mut AsyncPgConnection, jti: &str) -> StoreResult<bool> {
+    let found: Option<i64> = sessions::table
+        .find(jti)
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .select(sessions::user_id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(super::like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+}

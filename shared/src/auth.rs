@@ -1,0 +1,218 @@
+//! JWT access tokens: HS256 pinned, `exp`, `iss`, `aud`, `sub` and `jti` required, small leeway.
+//! The API signs them; the API and the relays verify them with the same [`JwtSettings`].
+
+use crate::ids::UserId;
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// JWT settings, shared by both services. `secret` comes from `JWT_SECRET`.
+#[derive(Clone, Deserialize)]
+pub struct JwtSettings {
+    pub secret: SecretString,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// Token lifetime in seconds.
+    #[serde(default = "default_ttl")]
+    pub ttl_secs: u64,
+    /// Clock skew tolerated on `exp`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+fn default_issuer() -> String {
+    "parley".into()
+}
+fn default_audience() -> String {
+    "parley-clients".into()
+}
+fn default_ttl() -> u64 {
+    7 * 24 * 3600
+}
+fn default_leeway() -> u64 {
+    30
+}
+
+impl std::fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field("secret", &"<redacted>")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("ttl_secs", &self.ttl_secs)
+            .finish()
+    }
+}
+
+/// The claims of a Parley token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// Unique token id, used to revoke it.
+    pub jti: String,
+}
+
+impl Claims {
+    pub fn user_id(&self) -> Result<UserId, TokenError> {
+        self.sub.parse().map_err(|_| TokenError::Invalid)
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid")]
+    Invalid,
+}
+
+/// Signs and verifies tokens.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    settings: JwtSettings,
+}
+
+impl JwtKeys {
+    /// The minimum secret length accepted, in bytes.
+    pub const MIN_SECRET_LEN: usize = 32;
+
+    pub fn new(settings: &JwtSettings) -> Result<Self, String> {
+        let secret = settings.secret.expose_secret().as_bytes();
+        if secret.len() < Self::MIN_SECRET_LEN {
+            return Err(format!(
+                "JWT_SECRET must be at least {} bytes",
+                Self::MIN_SECRET_LEN
+            ));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = settings.leeway_secs;
+        validation.validate_exp = true;
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            settings: settings.clone(),
+        })
+    }
+
+    /// A new token for `user`, and its claims.
+    pub fn issue(&self, user: UserId) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: user.to_string(),
+            iss: self.settings.issuer.clone(),
+            aud: self.settings.audience.clone(),
+            iat: now,
+            exp: now + self.settings.ttl_secs as i64,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// Verify signature, algorithm, `exp`, `iss` and `aud`.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })
+    }
+
+    pub fn settings(&self) -> &JwtSettings {
+        &self.settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> JwtKeys {
+        JwtKeys::new(&JwtSettings {
+            secret: SecretString::from(secret.to_owned()),
+            issuer: default_issuer(),
+            audience: default_audience(),
+            ttl_secs: 60,
+            leeway_secs: 0,
+        })
+        .unwrap()
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn an_issued_token_verifies_and_names_its_user() {
+        let k = keys(SECRET);
+        let (token, claims) = k.issue(UserId(9)).unwrap();
+        let verified = k.verify(&token).unwrap();
+        assert_eq!(verified, claims);
+        assert_eq!(verified.user_id().unwrap(), UserId(9));
+    }
+
+    #[test]
+    fn a_token_signed_with_another_key_is_invalid() {
+        let (token, _) = keys(SECRET).issue(UserId(1)).unwrap();
+        let other = keys("ffffffffffffffffffffffffffffffff");
+        assert_eq!(other.verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn an_unsigned_alg_none_token_is_invalid() {
+        use base64_like::encode;
+        let header = encode(r#"{"alg":"none","typ":"JWT"}"#);
+        let now = Utc::now().timestamp();
+        let body = encode(&format!(
+            r#"{{"sub":"1","iss":"parley","aud":"parley-clients","iat":{now},"exp":{},"jti":"x"}}"#,
+            now + 60
+        ));
+        let token = format!("{header}.{body}.");
+        assert_eq!(keys(SECRET).verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let settings = JwtSettings {
+            secret: SecretString::from("short".to_owned()),
+            issuer: default_issuer(),
+            audience: default_audience(),
+            ttl_secs: 60,
+            leeway_secs: 0,
+        };
+        assert!(JwtKeys::new(&settings).is_err());
+    }
+
+    /// Just enough base64url for building a hostile token in a test.
+    mod base64_like {
+        pub fn encode(s: &str) -> String {
+            const T: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let b = s.as_bytes();
+            let mut out = String::new();
+            for chunk in b.chunks(3) {
+                let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &x)| acc | (x as u32) << (16 - 8 * i));
+                let chars = chunk.len() + 1;
+                for i in 0..chars {
+                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Parley's shared vocabulary: what the API, the relay and their clients agree on.
+//!
+//! # Layout
+//! - [`ids`]: newtype ids (`UserId`, `ConversationId`, `MessageId`), strings on the wire.
+//! - [`domain`]: parsed, validated inputs (`MessageContent::parse`, `ClientMsgId::parse`, …).
+//! - [`wire`]: the JSON shapes of the REST API and Socket.IO events (camelCase).
+//! - [`errors`]: the one table of error codes, their HTTP status and retry rule.
+//! - [`events`]: what travels on the bus between the API and the relays, and the channel names.
+//! - [`bus`]: the bus interface with a Redis and an in-process implementation.
+//! - [`auth`]: JWT claims, signing and verification with pinned algorithm, `iss`, `aud`, `exp`.
+//! - [`settings`]: layered settings loading (defaults, `config/*.yaml`, environment).
+//! - [`telemetry`]: tracing subscriber set-up.
+//! - [`shutdown`]: the SIGTERM / Ctrl-C future services stop on.
+//!
+//! This crate pulls in no web framework, database driver or WebSocket library.
+
+pub mod auth;
+pub mod bus;
+pub mod domain;
+pub mod errors;
+pub mod events;
+pub mod ids;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+pub mod wire;

@@ -1,0 +1,204 @@
+//! JSON shapes shared by the REST API, the Socket.IO events and the bus (camelCase, ids as strings).
+
+use crate::domain::MessageKind;
+use crate::ids::{ConversationId, MessageId, UserId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A user as others see them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user with live presence, as `GET /api/users` returns them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserWithPresence {
+    #[serde(flatten)]
+    pub user: User,
+    pub online: bool,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// `{token, user}` answered by register and login.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthResponse {
+    pub token: String,
+    pub user: User,
+}
+
+/// Direct (exactly two members, unique per pair) or group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+impl ConversationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationKind::Direct => "direct",
+            ConversationKind::Group => "group",
+        }
+    }
+}
+
+/// A member's receipt watermarks in a conversation; also the `message_status` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberState {
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
+    pub delivered_up_to_seq: i64,
+    pub read_up_to_seq: i64,
+    /// When the watermarks last moved.
+    pub at: DateTime<Utc>,
+}
+
+/// A conversation with its members' watermarks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seq: i64,
+    pub members: Vec<ConversationMember>,
+}
+
+/// A member of a conversation: the user and their watermarks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationMember {
+    pub user: User,
+    pub delivered_up_to_seq: i64,
+    pub read_up_to_seq: i64,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// A conversation as the caller's list shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationSummary {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    pub last_message: Option<Message>,
+    /// Messages from others with `seq` above the caller's `readUpToSeq`.
+    pub unread_count: i64,
+}
+
+/// Delivery status of a message, from its sender's point of view: `delivered` once every other
+/// member's `deliveredUpToSeq` reaches it, `read` once every other member's `readUpToSeq` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Sent,
+    Delivered,
+    Read,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: MessageId,
+    pub client_msg_id: String,
+    pub conversation_id: ConversationId,
+    pub sender_id: UserId,
+    pub seq: i64,
+    pub kind: MessageKind,
+    pub content: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub attachment_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub status: MessageStatus,
+}
+
+/// The body of `POST /api/messages` and of the `send_message` event. Exactly one of
+/// `conversationId` and `recipientId`. Any `senderId` a client adds is ignored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageRequest {
+    pub client_msg_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_id: Option<UserId>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment_id: Option<String>,
+}
+
+/// A page of a conversation's messages in `seq` order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// `{upToSeq}` for `/delivered` and `/read`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatermarkRequest {
+    pub up_to_seq: i64,
+}
+
+/// What `GET /api/sync` and the `sync` event answer: every change since the cursor.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncResponse {
+    /// New messages, in the order they became visible (per conversation: `seq` order).
+    pub messages: Vec<Message>,
+    /// Watermark changes, latest state of each member that moved.
+    pub receipts: Vec<MemberState>,
+    /// Conversations created or whose membership changed.
+    pub conversations: Vec<Conversation>,
+    /// Pass as `since` next time. Opaque.
+    pub next_cursor: String,
+    /// More changes are waiting: call again at once with `nextCursor`.
+    pub has_more: bool,
+}
+
+/// `POST /api/conversations` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateConversationRequest {
+    pub member_ids: Vec<UserId>,
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+/// The ack of a stored `send_message` and the `message_saved` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageSaved {
+    pub client_msg_id: String,
+    pub id: MessageId,
+    pub seq: i64,
+    pub conversation_id: ConversationId,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Message> for MessageSaved {
+    fn from(m: &Message) -> Self {
+        Self {
+            client_msg_id: m.client_msg_id.clone(),
+            id: m.id,
+            seq: m.seq,
+            conversation_id: m.conversation_id,
+            created_at: m.created_at,
+        }
+    }
+}
