@@ -1,0 +1,224 @@
+//! Accounts and sessions: register, login (throttled), logout (revokes the token everywhere), me.
+
+use crate::auth::{password, AuthUser};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::NewUser;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use shared::domain::{DisplayName, Password, Username};
+use shared::errors::{ErrorCode, ErrorEnvelope};
+use shared::events::BusEvent;
+use shared::wire::{AuthResponse, User};
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// `POST /api/auth/register` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    /// 3 to 32 characters of `a-z 0-9 _ . -` (stored lower-case).
+    pub username: String,
+    /// 8 to 256 characters.
+    pub password: String,
+    /// 1 to 64 characters; defaults to the username.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// `POST /api/auth/login` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// Create an account and sign it in.
+#[utoipa::path(
+    post, path = "/api/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered and signed in", body = AuthResponse),
+        (status = 400, description = "`validation_failed` naming the field, or `invalid_json`", body = ErrorEnvelope),
+        (status = 409, description = "`username_taken`", body = ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<RegisterRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let username = Username::parse(&body.username)?;
+    let password = Password::parse(&body.password)?;
+    let display_name = match body.display_name.as_deref() {
+        Some(raw) => DisplayName::parse(raw)?,
+        None => DisplayName::parse(username.as_str())?,
+    };
+    let password_hash = password::hash(password).await?;
+    let user = state
+        .store
+        .create_user(NewUser {
+            username: username.as_str().to_owned(),
+            display_name: display_name.as_str().to_owned(),
+            password_hash,
+        })
+        .await?;
+    tracing::Span::current().record("user_id", tracing::field::display(user.id));
+    let auth = start_session(&state, user).await?;
+    Ok(HttpResponse::Created().json(auth))
+}
+
+/// Sign in. Repeated failures for a username or from an address answer 429 for a while.
+#[utoipa::path(
+    post, path = "/api/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = AuthResponse),
+        (status = 401, description = "`invalid_credentials` (unknown user or wrong password alike)", body = ErrorEnvelope),
+        (status = 429, description = "`rate_limited`; see the `Retry-After` header", body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> ApiResult<HttpResponse> {
+    let LoginRequest { username, password } = body.into_inner();
+    let ip = req.peer_addr().map(|addr| addr.ip());
+    if let Err(retry_after) = state.login_throttle.check(&username, ip) {
+        tracing::info!(retry_after_secs = retry_after.as_secs(), "login throttled");
+        return Ok(rate_limited(retry_after));
+    }
+    // A name that cannot exist is answered like an unknown user (same error, same timing).
+    let found = match Username::parse(&username) {
+        Ok(name) => state.store.credentials(name.as_str()).await?,
+        Err(_) => None,
+    };
+    let (user, stored_hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let matches = password::verify(password, stored_hash).await?;
+    match user {
+        Some(user) if matches => {
+            state.login_throttle.record_success(&username);
+            tracing::Span::current().record("user_id", tracing::field::display(user.id));
+            let auth = start_session(&state, user).await?;
+            Ok(HttpResponse::Ok().json(auth))
+        }
+        _ => {
+            state.login_throttle.record_failure(&username, ip);
+            Err(ApiError::code(ErrorCode::InvalidCredentials))
+        }
+    }
+}
+
+/// Revoke the caller's token: this API refuses it from now on and the relays disconnect the
+/// sockets opened with it.
+#[utoipa::path(
+    post, path = "/api/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired` or `token_revoked`", body = ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.user_id))]
+pub async fn logout(user: AuthUser, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let jti = user.claims.jti.clone();
+    state.store.revoke_session(&jti).await?;
+    // Relays check revocations on the bus; keep the mark as long as the token could verify.
+    let leeway = state.keys.settings().leeway_secs;
+    let remaining = (user.claims.exp - Utc::now().timestamp()).max(0) as u64 + leeway;
+    if let Err(e) = state
+        .bus
+        .revoke_token(&jti, Duration::from_secs(remaining))
+        .await
+    {
+        tracing::warn!(error = ?e, "recording the revocation on the bus failed; the relays learn it from the logout event or at token expiry");
+    }
+    state
+        .publisher
+        .publish(
+            &[user.user_id],
+            BusEvent::UserLoggedOut {
+                user_id: user.user_id,
+                jti,
+            },
+        )
+        .await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The caller's account.
+#[utoipa::path(
+    get, path = "/api/auth/me", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = User),
+        (status = 401, description = "No valid token", body = ErrorEnvelope),
+        (status = 404, description = "`user_not_found`: the account is gone", body = ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.user_id))]
+pub async fn me(user: AuthUser, state: web::Data<AppState>) -> ApiResult<web::Json<User>> {
+    let found = state.store.user(user.user_id).await?;
+    found
+        .map(web::Json)
+        .ok_or_else(|| ApiError::code(ErrorCode::UserNotFound))
+}
+
+/// Issue a token for `user` and record its session (so that logout can revoke it).
+async fn start_session(state: &AppState, user: User) -> ApiResult<AuthResponse> {
+    let (token, claims) = state.keys.issue(user.id).context("signing a token")?;
+    let expires_at = DateTime::<Utc>::from_timestamp(claims.exp, 0)
+        .context("the token expiry is out of range")?;
+    state
+        .store
+        .create_session(&claims.jti, user.id, expires_at)
+        .await?;
+    Ok(AuthResponse { token, user })
+}
+
+/// 429 `rate_limited` with `Retry-After` in whole seconds (rounded up, at least 1).
+fn rate_limited(retry_after: Duration) -> HttpResponse {
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut response = ApiError::new(
+        ErrorCode::RateLimited,
+        format!("too many failed logins, try again in {secs} s"),
+    )
+    .error_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::StatusCode;
+
+    #[test]
+    fn rate_limited_answers_429_with_retry_after_rounded_up() {
+        let response = rate_limited(Duration::from_millis(1500));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&header::HeaderValue::from(2u64))
+        );
+        let response = rate_limited(Duration::ZERO);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&header::HeaderValue::from(1u64))
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The HTTP surface: the route table ([`configure`]), the JSON error handlers of actix's
+//! extractors, CORS, the 404 fallback and the request metrics middleware ([`observe`]).
+//!
+//! One module per resource holds its handlers, their request types and their OpenAPI
+//! annotations; [`openapi`] gathers them into one document.
+
+pub mod auth;
+pub mod conversations;
+pub mod health;
+pub mod messages;
+pub mod metrics;
+pub mod openapi;
+pub mod receipts;
+pub mod sync;
+pub mod users;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+use crate::error::ApiError;
+use crate::settings::Limits;
+use crate::state::AppState;
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{header, Method};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse, Resource, Responder, ResponseError};
+use shared::errors::ErrorCode;
+use std::time::Instant;
+
+/// Register every route, and the extractor configurations whose errors answer with the API's
+/// JSON error shape.
+pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
+    cfg.app_data(json_config(limits.body_bytes))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        // Operations.
+        .service(resource("/health").route(web::get().to(health::health)))
+        .service(resource("/ready").route(web::get().to(health::ready)))
+        .service(resource("/metrics").route(web::get().to(metrics::metrics)))
+        .service(resource("/api/openapi.json").route(web::get().to(openapi::openapi_json)))
+        // Accounts and sessions.
+        .service(resource("/api/auth/register").route(web::post().to(auth::register)))
+        .service(resource("/api/auth/login").route(web::post().to(auth::login)))
+        .service(resource("/api/auth/logout").route(web::post().to(auth::logout)))
+        .service(resource("/api/auth/me").route(web::get().to(auth::me)))
+        .service(resource("/api/users").route(web::get().to(users::search)))
+        // Conversations, messages, receipts, sync.
+        .service(
+            resource("/api/conversations")
+                .route(web::get().to(conversations::list))
+                .route(web::post().to(conversations::create)),
+        )
+        .service(resource("/api/conversations/{id}").route(web::get().to(conversations::get)))
+        .service(
+            resource("/api/conversations/{id}/messages").route(web::get().to(messages::history)),
+        )
+        .service(
+            resource("/api/conversations/{id}/delivered")
+                .route(web::post().to(receipts::delivered)),
+        )
+        .service(resource("/api/conversations/{id}/read").route(web::post().to(receipts::read)))
+        .service(resource("/api/messages").route(web::post().to(messages::send)))
+        .service(resource("/api/sync").route(web::get().to(sync::sync)));
+}
+
+/// A resource answering 405 `method_not_allowed` (JSON) to the methods it does not route.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req| json_error(err).into())
+}
+
+/// What a JSON body extractor failure answers.
+fn json_error(err: JsonPayloadError) -> ApiError {
+    use actix_web::error::PayloadError;
+    match err {
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is larger than {limit} bytes"),
+        ),
+        JsonPayloadError::Payload(PayloadError::Overflow) => {
+            ApiError::code(ErrorCode::PayloadTooLarge)
+        }
+        JsonPayloadError::ContentType => ApiError::new(
+            ErrorCode::InvalidJson,
+            "the body must be JSON with Content-Type: application/json",
+        ),
+        // serde names the field and the position: "missing field `password` at line 1 column 20".
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::new(ErrorCode::InvalidJson, format!("invalid JSON body: {e}"))
+        }
+        other => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body could not be read: {other}"),
+        ),
+    }
+}
+
+fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let reason = match err {
+        QueryPayloadError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::invalid("query", reason).into()
+}
+
+fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    let reason = match err {
+        PathError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::invalid("path", reason).into()
+}
+
+impl Responder for ApiError {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
+        self.error_response()
+    }
+}
+
+/// The fallback of unmatched paths: 404 `not_found`.
+pub async fn not_found() -> ApiError {
+    ApiError::code(ErrorCode::NotFound)
+}
+
+/// A known path with a method it does not serve: 405 `method_not_allowed`.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::code(ErrorCode::MethodNotAllowed)
+}
+
+/// CORS for the configured origins only; with none, browsers get no cross-origin access.
+/// Invalid entries and `*` are skipped with a warning (a wildcard would defeat the allowlist).
+pub fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(3600);
+    for origin in origins {
+        let origin = origin.trim().trim_end_matches('/');
+        if origin.is_empty() {
+            continue;
+        }
+        if !is_origin(origin) {
+            tracing::warn!(
+                origin,
+                "ignoring an invalid CORS origin (an exact scheme://host[:port] is required)"
+            );
+            continue;
+        }
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
+/// `scheme://host[:port]` and nothing else (what actix-cors and browsers compare exactly).
+fn is_origin(origin: &str) -> bool {
+    match origin.parse::<actix_web::http::Uri>() {
+        Ok(uri) => {
+            uri.scheme().is_some()
+                && uri.authority().is_some()
+                && matches!(uri.path(), "" | "/")
+                && uri.query().is_none()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Record every request in the metrics, labelled by route pattern (`/api/conversations/{id}`),
+/// never by raw path, so that ids do not explode the label set; `unmatched` for 404s.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let method = method_label(req.method());
+    // Before routing the pattern comes from the resource map; after it, from the resource
+    // that actually answered. Both are patterns, never the raw path.
+    let before = req.match_pattern();
+    let result = next.call(req).await;
+    if let Some(state) = state {
+        let (status, route) = match &result {
+            Ok(response) => (
+                response.status(),
+                response.request().match_pattern().or(before),
+            ),
+            Err(e) => (e.as_response_error().status_code(), before),
+        };
+        let route = route.as_deref().unwrap_or("unmatched");
+        state.metrics.observe(
+            route,
+            method,
+            status.as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    result
+}
+
+/// The method label: standard methods by name, anything else as `OTHER` (bounded label set).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Query-string `limit`: `default` when absent, at least 1, at most `max`.
+pub(crate) fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default.min(max)),
+        Some(n) if n < 1 => Err(ApiError::invalid("limit", "must be at least 1")),
+        Some(n) => Ok(n.min(max)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,345 @@
+//! The HTTP layer without a database: error shapes of the extractors, fallbacks, the bearer
+//! extractor, probes, metrics labels and CORS.
+
+use super::test_support::{limits, state, TestStore};
+use super::*;
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::{middleware::from_fn, App};
+use serde_json::Value;
+use shared::ids::UserId;
+
+const ALL_UP: TestStore = TestStore {
+    sessions_active: true,
+    database_up: true,
+};
+
+/// The app as `startup` wires it, on `store`; also returns the state to inspect metrics.
+macro_rules! app {
+    ($store:expr) => {{
+        let data = web::Data::new(state($store));
+        let app = test::init_service(
+            App::new()
+                .app_data(data.clone())
+                .configure(|cfg| configure(cfg, &limits()))
+                .default_service(web::to(not_found))
+                .wrap(cors(&["https://app.example".to_owned()]))
+                .wrap(from_fn(observe)),
+        )
+        .await;
+        (app, data)
+    }};
+}
+
+/// Status and JSON body of a call.
+macro_rules! call {
+    ($app:expr, $req:expr) => {{
+        let response = test::call_service(&$app, $req.to_request()).await;
+        let status = response.status();
+        let body: Value =
+            serde_json::from_slice(&test::read_body(response).await).unwrap_or(Value::Null);
+        (status, body)
+    }};
+}
+
+fn bearer(data: &web::Data<AppState>) -> (header::HeaderName, String) {
+    let (token, _) = data.keys.issue(UserId(1)).unwrap();
+    (header::AUTHORIZATION, format!("Bearer {token}"))
+}
+
+#[actix_web::test]
+async fn malformed_json_is_a_400_invalid_json_with_the_reason() {
+    let (app, _) = app!(ALL_UP);
+    let req = TestRequest::post()
+        .uri("/api/auth/register")
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .set_payload("{\"username\": ");
+    let (status, body) = call!(app, req);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_json");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("line 1"));
+}
+
+#[actix_web::test]
+async fn a_missing_field_is_named_in_the_invalid_json_message() {
+    let (app, _) = app!(ALL_UP);
+    let req = TestRequest::post()
+        .uri("/api/auth/register")
+        .set_json(serde_json::json!({"username": "alice"}));
+    let (status, body) = call!(app, req);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_json");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`password`"));
+}
+
+#[actix_web::test]
+async fn a_body_over_the_limit_is_a_413_payload_too_large() {
+    let (app, _) = app!(ALL_UP);
+    let big = "x".repeat(limits().body_bytes + 1);
+    let req = TestRequest::post()
+        .uri("/api/auth/register")
+        .set_json(serde_json::json!({"username": "alice", "password": big}));
+    let (status, body) = call!(app, req);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "payload_too_large");
+}
+
+#[actix_web::test]
+async fn a_non_json_content_type_is_a_400_invalid_json() {
+    let (app, _) = app!(ALL_UP);
+    let req = TestRequest::post()
+        .uri("/api/auth/login")
+        .insert_header((header::CONTENT_TYPE, "text/plain"))
+        .set_payload("{}");
+    let (status, body) = call!(app, req);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_json");
+}
+
+#[actix_web::test]
+async fn a_domain_check_names_the_failing_field() {
+    let (app, _) = app!(ALL_UP);
+    let req = TestRequest::post()
+        .uri("/api/auth/register")
+        .set_json(serde_json::json!({"username": "alice", "password": "short"}));
+    let (status, body) = call!(app, req);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "validation_failed");
+    assert_eq!(body["error"]["field"], "password");
+}
+
+#[actix_web::test]
+async fn bad_query_and_path_parameters_are_400_validation_failed() {
+    let (app, data) = app!(ALL_UP);
+    let auth = bearer(&data);
+    for uri in [
+        "/api/conversations/1/messages?limit=ten",
+        "/api/conversations/1/messages?limit=0",
+        "/api/conversations/1/messages?afterSeq=-1",
+        "/api/conversations/abc",
+        "/api/sync?limit=-5",
+    ] {
+        let (status, body) = call!(app, TestRequest::get().uri(uri).insert_header(auth.clone()));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(body["error"]["code"], "validation_failed", "{uri}");
+    }
+    let uri = "/api/conversations/1/messages?afterSeq=3&limit=1000";
+    let (status, body) = call!(app, TestRequest::get().uri(uri).insert_header(auth));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["hasMore"], false);
+}
+
+#[actix_web::test]
+async fn unknown_paths_are_404_and_wrong_methods_405_in_json() {
+    let (app, _) = app!(ALL_UP);
+    let (status, body) = call!(app, TestRequest::get().uri("/nope"));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (status, body) = call!(app, TestRequest::get().uri("/api/auth/login"));
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+#[actix_web::test]
+async fn protected_routes_answer_401_json_for_missing_invalid_and_revoked_tokens() {
+    let (app, _) = app!(ALL_UP);
+    let (status, body) = call!(app, TestRequest::get().uri("/api/auth/me"));
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "missing_token");
+    let req = TestRequest::get()
+        .uri("/api/conversations")
+        .insert_header((header::AUTHORIZATION, "Bearer not.a.jwt"));
+    let (status, body) = call!(app, req);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "invalid_token");
+
+    let (app, data) = app!(TestStore {
+        sessions_active: false,
+        database_up: true,
+    });
+    let req = TestRequest::post()
+        .uri("/api/auth/logout")
+        .insert_header(bearer(&data));
+    let (status, body) = call!(app, req);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "token_revoked");
+}
+
+#[actix_web::test]
+async fn a_non_member_gets_conversation_not_found() {
+    let (app, data) = app!(ALL_UP);
+    let req = TestRequest::get()
+        .uri("/api/conversations/42")
+        .insert_header(bearer(&data));
+    let (status, body) = call!(app, req);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "conversation_not_found");
+    let req = TestRequest::post()
+        .uri("/api/conversations/42/read")
+        .insert_header(bearer(&data))
+        .set_json(serde_json::json!({"upToSeq": 1}));
+    let (status, body) = call!(app, req);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "conversation_not_found");
+}
+
+#[actix_web::test]
+async fn repeated_failed_logins_are_throttled_with_retry_after() {
+    let (app, _) = app!(ALL_UP);
+    let login = || {
+        TestRequest::post()
+            .uri("/api/auth/login")
+            .set_json(serde_json::json!({"username": "ghost", "password": "wrong password"}))
+    };
+    for _ in 0..limits().login_failures_per_window {
+        let (status, body) = call!(app, login());
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["code"], "invalid_credentials");
+    }
+    let response = test::call_service(&app, login().to_request()).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry_after));
+}
+
+#[actix_web::test]
+async fn health_is_always_ok_and_ready_reports_the_failing_check() {
+    let (app, _) = app!(TestStore {
+        sessions_active: true,
+        database_up: false,
+    });
+    let (status, body) = call!(app, TestRequest::get().uri("/health"));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+    let (status, body) = call!(app, TestRequest::get().uri("/ready"));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body["checks"],
+        serde_json::json!({"database": "error", "bus": "ok"})
+    );
+
+    let (app, _) = app!(ALL_UP);
+    let (status, body) = call!(app, TestRequest::get().uri("/ready"));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "ready", "checks": {"database": "ok", "bus": "ok"}})
+    );
+}
+
+#[actix_web::test]
+async fn metrics_name_routes_by_pattern_never_by_raw_path() {
+    let (app, data) = app!(ALL_UP);
+    let auth = bearer(&data);
+    call!(
+        app,
+        TestRequest::get()
+            .uri("/api/conversations/12345")
+            .insert_header(auth)
+    );
+    call!(
+        app,
+        TestRequest::get().uri("/api/conversations/777/messages")
+    );
+    call!(app, TestRequest::get().uri("/no/such/path/999"));
+
+    let response = test::call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get(header::CONTENT_TYPE).unwrap(),
+        "text/plain; version=0.0.4"
+    );
+    let text = String::from_utf8(test::read_body(response).await.to_vec()).unwrap();
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="GET",route="/api/conversations/{id}",status="404"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="/api/conversations/{id}/messages",status="401""#));
+    assert!(text.contains(r#"route="unmatched",status="404""#));
+    assert!(!text.contains("12345") && !text.contains("777") && !text.contains("999"));
+    assert!(text.contains(r#"parley_api_db_pool_connections{state="max"} 3"#));
+}
+
+#[actix_web::test]
+async fn cors_allows_only_the_listed_origins() {
+    let (app, _) = app!(ALL_UP);
+    let preflight = |origin: &str| {
+        TestRequest::default()
+            .method(Method::OPTIONS)
+            .uri("/api/messages")
+            .insert_header((header::ORIGIN, origin.to_owned()))
+            .insert_header((header::ACCESS_CONTROL_REQUEST_METHOD, "POST"))
+            .to_request()
+    };
+    let allowed = test::call_service(&app, preflight("https://app.example")).await;
+    assert_eq!(
+        allowed
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .unwrap(),
+        "https://app.example"
+    );
+    let refused = test::call_service(&app, preflight("https://evil.example")).await;
+    assert!(refused
+        .headers()
+        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .is_none());
+}
+
+#[actix_web::test]
+async fn invalid_and_wildcard_origins_are_skipped_rather_than_failing_start_up() {
+    // actix-cors refuses `*` and unparsable origins when the app starts; cors() must not pass
+    // them on, or every worker would fail to start.
+    let origins = [
+        "*".to_owned(),
+        "not an origin".to_owned(),
+        "http://a b".to_owned(),
+        "https://app.example/path".to_owned(),
+        String::new(),
+    ];
+    let app = test::init_service(
+        App::new()
+            .wrap(cors(&origins))
+            .default_service(web::to(not_found)),
+    )
+    .await;
+    let (status, _) = call!(app, TestRequest::get().uri("/"));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn only_exact_origins_are_accepted() {
+    assert!(is_origin("https://app.example"));
+    assert!(is_origin("http://localhost:5173"));
+    for bad in [
+        "*",
+        "app.example",
+        "https://app.example/x",
+        "http://a b",
+        "https://a?b=1",
+    ] {
+        assert!(!is_origin(bad), "{bad}");
+    }
+}
+
+#[test]
+fn page_limits_default_cap_and_refuse_zero() {
+    assert_eq!(page_limit(None, 50, 200).ok(), Some(50));
+    assert_eq!(page_limit(Some(1000), 50, 200).ok(), Some(200));
+    assert!(page_limit(Some(0), 50, 200).is_err());
+}

@@ -1,0 +1,96 @@
+//! Finding people to talk to: user search joined with live presence from the bus.
+
+use super::page_limit;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use actix_web::web;
+use serde::Deserialize;
+use shared::bus::PresenceState;
+use shared::errors::ErrorEnvelope;
+use shared::wire::{User, UserWithPresence};
+use utoipa::IntoParams;
+
+/// Default number of users a search answers.
+const DEFAULT_LIMIT: i64 = 20;
+/// Longest search string accepted, in characters.
+const MAX_SEARCH_CHARS: usize = 100;
+
+/// `GET /api/users` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Part of a username or display name (case-insensitive). Empty or absent: everyone.
+    pub search: Option<String>,
+    /// At most this many users (default 20, capped by the server).
+    pub limit: Option<i64>,
+}
+
+/// Users whose username or display name contains `search`, with their presence.
+#[utoipa::path(
+    get, path = "/api/users", tag = "users",
+    security(("bearer" = [])),
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "Matching users by username", body = Vec<UserWithPresence>),
+        (status = 400, description = "`validation_failed`", body = ErrorEnvelope),
+        (status = 401, description = "No valid token", body = ErrorEnvelope),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %user.user_id))]
+pub async fn search(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    query: web::Query<SearchQuery>,
+) -> ApiResult<web::Json<Vec<UserWithPresence>>> {
+    let query = query.into_inner();
+    let search = query.search.as_deref().unwrap_or("").trim();
+    if search.chars().count() > MAX_SEARCH_CHARS {
+        return Err(ApiError::invalid(
+            "search",
+            format!("must be at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
+    let limit = page_limit(query.limit, DEFAULT_LIMIT, state.limits.search_max)?;
+    let users = state.store.search_users(search, limit).await?;
+    let presence = presence_of(&state, &users).await;
+    Ok(web::Json(
+        users
+            .into_iter()
+            .zip(presence)
+            .map(|(user, p)| UserWithPresence {
+                user,
+                online: p.online,
+                last_seen: p.last_seen,
+            })
+            .collect(),
+    ))
+}
+
+/// Presence of each user in order; everyone offline and never seen when the bus cannot answer
+/// (presence is a hint, the search itself still succeeds).
+async fn presence_of(state: &AppState, users: &[User]) -> Vec<PresenceState> {
+    let unknown = PresenceState {
+        online: false,
+        last_seen: None,
+    };
+    if users.is_empty() {
+        return Vec::new();
+    }
+    let ids: Vec<_> = users.iter().map(|u| u.id).collect();
+    match state.bus.presence(&ids).await {
+        Ok(states) if states.len() == ids.len() => states,
+        Ok(states) => {
+            tracing::error!(
+                asked = ids.len(),
+                answered = states.len(),
+                "the bus answered presence for a different number of users"
+            );
+            vec![unknown; ids.len()]
+        }
+        Err(e) => {
+            tracing::warn!(error = ?e, "reading presence failed; answering everyone offline");
+            vec![unknown; ids.len()]
+        }
+    }
+}
