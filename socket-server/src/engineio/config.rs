@@ -1,0 +1,84 @@
+//! Engine.IO server settings, with the defaults of the reference server where it has one.
+
+use std::time::Duration;
+
+/// Settings of one Engine.IO endpoint.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Path the endpoint answers under; requests elsewhere go to the fallback handler.
+    /// Default `/socket.io/` (the Socket.IO client's default).
+    pub path: String,
+    /// The server pings every `ping_interval` (default 25 s, as the reference server).
+    pub ping_interval: Duration,
+    /// A session whose client does not answer a ping within `ping_timeout` is closed
+    /// (default 20 s).
+    pub ping_timeout: Duration,
+    /// Largest packet or polling payload accepted, in bytes; announced in the handshake.
+    /// Default 1 000 000 (the reference server's `maxHttpBufferSize`).
+    pub max_payload: usize,
+    /// How long a WebSocket upgrade from polling may take between the connection and the `5`
+    /// packet (default 10 s).
+    pub upgrade_timeout: Duration,
+    /// Capacity, in frames, of a session's outbox. When it is full the client reads too slowly
+    /// and the session is closed with [`CloseReason::SlowConsumer`](super::CloseReason). Default 256.
+    pub outbox_capacity: usize,
+    /// Size of tungstenite's read buffer per WebSocket connection (default 4 KiB: its own
+    /// default of 128 KiB, allocated per connection, costs ~1.3 GB for 10 000 idle clients).
+    pub ws_read_buffer: usize,
+    /// Bytes tungstenite gathers before writing to the socket (default 8 KiB).
+    pub ws_write_buffer: usize,
+    /// Allowed `Origin` header values for new sessions. Empty: every origin (and requests without
+    /// one) is allowed. When set, a handshake whose `Origin` is absent from the list is refused
+    /// with 403, and polling responses carry CORS headers for allowed origins.
+    pub allowed_origins: Vec<String>,
+    /// Upper bound on the time [`serve`](super::serve) takes to return once shutdown is asked.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            path: "/socket.io/".into(),
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1_000_000,
+            upgrade_timeout: Duration::from_secs(10),
+            outbox_capacity: 256,
+            ws_read_buffer: 4 * 1024,
+            ws_write_buffer: 8 * 1024,
+            allowed_origins: Vec::new(),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Whether a request with this `Origin` header may open a session.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        self.allowed_origins.is_empty()
+            || origin.is_some_and(|o| self.allowed_origins.iter().any(|a| a == o))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_allowlist_allows_every_origin() {
+        let config = EngineConfig::default();
+        assert!(config.origin_allowed(None));
+        assert!(config.origin_allowed(Some("https://evil.example")));
+    }
+
+    #[test]
+    fn a_non_empty_allowlist_allows_only_listed_origins() {
+        let config = EngineConfig {
+            allowed_origins: vec!["https://app.example".into()],
+            ..EngineConfig::default()
+        };
+        assert!(config.origin_allowed(Some("https://app.example")));
+        assert!(!config.origin_allowed(Some("https://evil.example")));
+        assert!(!config.origin_allowed(None));
+    }
+}

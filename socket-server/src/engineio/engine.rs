@@ -1,0 +1,178 @@
+//! The shared state of an Engine.IO endpoint: its sessions, and what happens to a session from
+//! creation (heartbeat, handler callbacks) to removal.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use super::config::EngineConfig;
+use super::errors::CloseReason;
+use super::heartbeat::{self, HeartbeatEnd};
+use super::hooks::{Hooks, RequestInfo};
+use super::packet::{Frame, Message, Packet, PING};
+use super::session::{EngineSocket, Session, Transport};
+
+/// What the layer above Engine.IO (Socket.IO) implements. Calls for one session never overlap:
+/// `on_open` first, then each message in arrival order (the next is read only once the previous
+/// call returned, which is how back-pressure reaches the client), then `on_close` once.
+pub trait EngineHandler: Send + Sync + 'static {
+    /// A session opened. Messages sent from here are delivered after the handshake.
+    fn on_open(&self, socket: &EngineSocket) -> impl Future<Output = ()> + Send;
+    /// A message arrived. Keep it short: the session's reader waits for it.
+    fn on_message(
+        &self,
+        socket: &EngineSocket,
+        message: Message,
+    ) -> impl Future<Output = ()> + Send;
+    /// The session closed; it can no longer send.
+    fn on_close(
+        &self,
+        socket: &EngineSocket,
+        reason: CloseReason,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+pub(crate) struct Engine<H> {
+    pub config: EngineConfig,
+    pub handler: Arc<H>,
+    pub hooks: Hooks,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    /// Every task the endpoint spawns (connections, sessions), awaited at shutdown.
+    pub tasks: TaskTracker,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+}
+
+impl<H: EngineHandler> Engine<H> {
+    pub fn new(config: EngineConfig, handler: Arc<H>, hooks: Hooks) -> Self {
+        Self {
+            config,
+            handler,
+            hooks,
+            sessions: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Session>>> {
+        // The map stays consistent even if a holder panicked: every operation is one call.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn session(&self, sid: &str) -> Option<Arc<Session>> {
+        self.sessions().get(sid).cloned()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions().len()
+    }
+
+    /// Creates and registers a session, starts its driver task (heartbeat, close) and runs the
+    /// handler's `on_open`, so that no message of the session is handled before it.
+    pub async fn create_session(
+        self: &Arc<Self>,
+        request: RequestInfo,
+        transport: Transport,
+    ) -> Arc<Session> {
+        let sid = new_sid();
+        let session = Arc::new(Session::new(
+            sid.clone(),
+            Arc::new(request),
+            transport,
+            self.config.outbox_capacity,
+        ));
+        self.sessions().insert(sid, session.clone());
+        tracing::debug!(sid = %session.sid, ?transport, "engine.io session opened");
+        let span = tracing::debug_span!("engine_session", conn_id = %session.sid);
+        self.tasks
+            .spawn(drive(self.clone(), session.clone()).instrument(span));
+        let socket = EngineSocket {
+            session: session.clone(),
+        };
+        self.handler.on_open(&socket).await;
+        session
+    }
+
+    /// The handshake packet for this session.
+    pub fn open_frame(&self, sid: &str, upgrades: &[&str]) -> Frame {
+        super::packet::open_packet(
+            sid,
+            upgrades,
+            millis(self.config.ping_interval),
+            millis(self.config.ping_timeout),
+            self.config.max_payload,
+        )
+    }
+
+    /// Closes every session (at shutdown).
+    pub fn close_all(&self, reason: CloseReason) {
+        let sessions: Vec<_> = self.sessions().values().cloned().collect();
+        for session in sessions {
+            session.close(reason);
+        }
+    }
+
+    /// Handles one packet received on either transport.
+    pub async fn on_packet(&self, session: &Arc<Session>, packet: Packet) {
+        match packet {
+            Packet::Pong(_) => session.record_pong(),
+            // Clients of v4 do not ping (except the upgrade probe, handled by the WebSocket
+            // transport); answer anyway, as older clients expect.
+            Packet::Ping(data) => {
+                let pong = Frame::text_raw(format!("3{data}").into_bytes());
+                let _ = session.send(&[pong]);
+            }
+            Packet::Message(message) => {
+                let socket = EngineSocket {
+                    session: session.clone(),
+                };
+                self.handler.on_message(&socket, message).await;
+            }
+            Packet::Close => session.close(CloseReason::TransportClose),
+            Packet::Open | Packet::Upgrade | Packet::Noop => {}
+        }
+    }
+}
+
+/// Runs a session until it closes: the heartbeat, then removal and `on_close`.
+async fn drive<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>) {
+    let socket = EngineSocket {
+        session: session.clone(),
+    };
+    let beat = heartbeat::run(
+        engine.config.ping_interval,
+        engine.config.ping_timeout,
+        || session.send(&[PING]).is_ok(),
+        session.pongs.subscribe(),
+    );
+    tokio::select! {
+        end = beat => match end {
+            HeartbeatEnd::Timeout => session.close(CloseReason::PingTimeout),
+            // Already closed by `send` if the outbox was full.
+            HeartbeatEnd::SendFailed => session.close(CloseReason::SlowConsumer),
+        },
+        () = session.closed.cancelled() => {}
+    }
+    engine.sessions().remove(&session.sid);
+    let reason = session.close_reason();
+    tracing::debug!(sid = %session.sid, %reason, "engine.io session closed");
+    engine.handler.on_close(&socket, reason).await;
+}
+
+/// 16 random bytes, URL-safe base64 (22 characters).
+fn new_sid() -> Arc<str> {
+    URL_SAFE_NO_PAD
+        .encode(uuid::Uuid::new_v4().as_bytes())
+        .into()
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

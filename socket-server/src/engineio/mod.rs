@@ -1,0 +1,29 @@
+//! Engine.IO v4 server: sessions over HTTP long-polling and WebSocket, with the upgrade between
+//! them, the server-initiated heartbeat and payload limits.
+//!
+//! - `packet`: pure encode/decode of packets and polling payloads.
+//! - `session`: a session's bounded outbox, state and close; [`EngineSocket`] is its handle.
+//! - `engine`: the session table and lifecycle; [`EngineHandler`] is what the layer above
+//!   implements.
+//! - `router`, `polling`, `websocket`: HTTP dispatch and the two transports.
+//! - `heartbeat`: ping/pong timing. `hooks`: request gate and fallback. `server`: [`serve`].
+
+mod config;
+mod engine;
+mod errors;
+pub mod heartbeat;
+mod hooks;
+pub mod packet;
+mod polling;
+mod router;
+mod server;
+mod session;
+mod websocket;
+
+pub use config::EngineConfig;
+pub use engine::EngineHandler;
+pub use errors::{error_response, Body, CloseReason, HttpError};
+pub use hooks::{parse_query, Fallback, FallbackFuture, Hooks, Refusal, RequestGate, RequestInfo};
+pub use packet::{Frame, Message};
+pub use server::{serve, serve_endpoint, Endpoint};
+pub use session::{EngineSocket, SendError};

@@ -1,0 +1,146 @@
+//! The accept loop and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use super::config::EngineConfig;
+use super::engine::{Engine, EngineHandler};
+use super::errors::{Body, CloseReason};
+use super::hooks::Hooks;
+use super::router::route;
+
+/// An Engine.IO endpoint (one path, one handler) that can be served by [`serve`] or mounted
+/// behind another endpoint's [`Fallback`](super::Fallback) (several endpoints on one port).
+pub struct Endpoint<H> {
+    engine: Arc<Engine<H>>,
+}
+
+impl<H> Clone for Endpoint<H> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+impl<H: EngineHandler> Endpoint<H> {
+    pub fn new(config: EngineConfig, handler: Arc<H>, hooks: Hooks) -> Self {
+        Self {
+            engine: Arc::new(Engine::new(config, handler, hooks)),
+        }
+    }
+
+    /// Answers one HTTP request (Engine.IO under the configured path, the fallback elsewhere).
+    pub fn handle(
+        &self,
+        request: Request<Incoming>,
+        remote_addr: SocketAddr,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        route(self.engine.clone(), request, remote_addr)
+    }
+
+    /// Open sessions (for metrics).
+    pub fn session_count(&self) -> usize {
+        self.engine.session_count()
+    }
+
+    /// Refuses new sessions, closes every session with [`CloseReason::ServerShutdown`] (pending
+    /// polls get a close packet, WebSockets a close frame) and waits, at most
+    /// `config.shutdown_timeout`, for the endpoint's tasks (including the handler's `on_close`).
+    pub async fn shutdown(&self) {
+        let engine = &self.engine;
+        tracing::info!(sessions = engine.session_count(), path = %engine.config.path, "engine.io shutting down");
+        engine.shutdown.cancel();
+        engine.close_all(CloseReason::ServerShutdown);
+        engine.tasks.close();
+        if tokio::time::timeout(engine.config.shutdown_timeout, engine.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = engine.tasks.len(),
+                "engine.io shutdown timed out; abandoning remaining tasks"
+            );
+        }
+    }
+}
+
+/// Serves one endpoint on `listener` until `shutdown` resolves; then stops accepting, lets
+/// in-flight HTTP requests finish and shuts the endpoint down (see [`Endpoint::shutdown`]),
+/// returning within `config.shutdown_timeout`.
+pub async fn serve<H: EngineHandler>(
+    listener: TcpListener,
+    config: EngineConfig,
+    handler: Arc<H>,
+    hooks: Hooks,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve_endpoint(listener, Endpoint::new(config, handler, hooks), shutdown).await
+}
+
+/// [`serve`] for an endpoint built beforehand (to keep a handle on it, e.g. for metrics).
+pub async fn serve_endpoint<H: EngineHandler>(
+    listener: TcpListener,
+    endpoint: Endpoint<H>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let engine = endpoint.engine.clone();
+    let local = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    tracing::info!(%local, path = %engine.config.path, "engine.io listening");
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote_addr) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let endpoint = endpoint.clone();
+        let stop = engine.shutdown.clone();
+        engine.tasks.spawn(async move {
+            let service = service_fn(move |request| {
+                let response = endpoint.handle(request, remote_addr);
+                async move { Ok::<_, std::convert::Infallible>(response.await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%remote_addr, %error, "http connection ended with an error");
+                    }
+                }
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    endpoint.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! One Engine.IO session, whatever its transport: its bounded outbox, its state, how it closes.
+
+use std::any::Any;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::errors::CloseReason;
+use super::hooks::RequestInfo;
+use super::packet::Frame;
+
+/// The receiving end of a session's outbox, owned in turn by each poll and then by the
+/// WebSocket writer. `carry` holds a frame taken out but not sent because it did not fit in a
+/// polling payload.
+pub(crate) struct Outbox {
+    pub rx: mpsc::Receiver<Frame>,
+    pub carry: Option<Frame>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Polling,
+    WebSocket,
+}
+
+pub(crate) struct Session {
+    pub sid: Arc<str>,
+    pub request: Arc<RequestInfo>,
+    /// The bounded outbox: a full outbox closes the session (slow consumer).
+    tx: mpsc::Sender<Frame>,
+    /// Locked by the transport that currently drains the outbox.
+    pub outbox: tokio::sync::Mutex<Outbox>,
+    pub transport: Mutex<Transport>,
+    /// Set while a WebSocket is probing an upgrade, so a second one is refused.
+    pub upgrading: AtomicBool,
+    /// Set while a polling GET is pending: a second one is a protocol error.
+    pub poll_busy: AtomicBool,
+    /// Set while a polling POST is being handled: a second one is a protocol error.
+    pub post_busy: AtomicBool,
+    /// Counts pongs, so the heartbeat can wait for the next one.
+    pub pongs: watch::Sender<u64>,
+    /// Cancelled when the session closes; every task of the session watches it.
+    pub closed: CancellationToken,
+    reason: OnceLock<CloseReason>,
+    /// State the handler attaches to the session (see [`EngineSocket::set_data`]).
+    data: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Session {
+    pub fn new(
+        sid: Arc<str>,
+        request: Arc<RequestInfo>,
+        transport: Transport,
+        capacity: usize,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        Self {
+            sid,
+            request,
+            tx,
+            outbox: tokio::sync::Mutex::new(Outbox { rx, carry: None }),
+            transport: Mutex::new(transport),
+            upgrading: AtomicBool::new(false),
+            poll_busy: AtomicBool::new(false),
+            post_busy: AtomicBool::new(false),
+            pongs: watch::Sender::new(0),
+            closed: CancellationToken::new(),
+            reason: OnceLock::new(),
+            data: OnceLock::new(),
+        }
+    }
+
+    pub fn transport(&self) -> Transport {
+        // A poisoned lock still holds a valid enum: read through it.
+        *self.transport.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_transport(&self, transport: Transport) {
+        *self.transport.lock().unwrap_or_else(|e| e.into_inner()) = transport;
+    }
+
+    /// Closes the session; the first reason given is kept.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.closed.cancel();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    pub fn close_reason(&self) -> CloseReason {
+        self.reason
+            .get()
+            .copied()
+            .unwrap_or(CloseReason::TransportClose)
+    }
+
+    pub fn record_pong(&self) {
+        self.pongs.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Queues frames without waiting, all or none. A full outbox closes the session as a slow
+    /// consumer.
+    pub fn send(&self, frames: &[Frame]) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        let mut permits = Vec::with_capacity(frames.len());
+        for _ in frames {
+            match self.tx.try_reserve() {
+                Ok(permit) => permits.push(permit),
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    self.close(CloseReason::SlowConsumer);
+                    return Err(SendError::Full);
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => return Err(SendError::Closed),
+            }
+        }
+        for (permit, frame) in permits.into_iter().zip(frames) {
+            permit.send(frame.clone());
+        }
+        Ok(())
+    }
+
+    /// Queues a frame if there is room, never closing the session (for `noop` during upgrade,
+    /// which only hurries a pending poll along).
+    pub fn offer(&self, frame: Frame) {
+        let _ = self.tx.try_send(frame);
+    }
+}
+
+/// Why a frame could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("the session is closed")]
+    Closed,
+    #[error("the outbox is full: session closed as a slow consumer")]
+    Full,
+}
+
+/// A cheap, clonable handle on a session, given to the [`EngineHandler`](super::EngineHandler).
+#[derive(Clone)]
+pub struct EngineSocket {
+    pub(crate) session: Arc<Session>,
+}
+
+impl std::fmt::Debug for EngineSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSocket")
+            .field("sid", &self.sid())
+            .finish()
+    }
+}
+
+impl EngineSocket {
+    /// The session id (`sid`).
+    pub fn sid(&self) -> &str {
+        &self.session.sid
+    }
+
+    /// The request that opened the session.
+    pub fn request(&self) -> &Arc<RequestInfo> {
+        &self.session.request
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        self.session.send(&[Frame::message(text)])
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&self, data: bytes::Bytes) -> Result<(), SendError> {
+        self.session.send(&[Frame::binary(data)])
+    }
+
+    /// Queues already-encoded frames, all or none, in order. The frames' bytes are shared, so the
+    /// same frames can go to many sessions.
+    pub fn send_frames(&self, frames: &[Frame]) -> Result<(), SendError> {
+        self.session.send(frames)
+    }
+
+    /// Closes the session. Idempotent; the first reason is the one reported.
+    pub fn close(&self, reason: CloseReason) {
+        self.session.close(reason);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.session.is_closed()
+    }
+
+    /// Resolves when the session is closed.
+    pub async fn closed(&self) {
+        self.session.closed.cancelled().await
+    }
+
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.is_closed().then(|| self.session.close_reason())
+    }
+
+    /// Attaches the handler's per-session state; only the first call succeeds.
+    pub fn set_data<T: Send + Sync + 'static>(&self, data: Arc<T>) -> bool {
+        self.session.data.set(data).is_ok()
+    }
+
+    /// The state attached with [`set_data`](Self::set_data), if it has type `T`.
+    pub fn data<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.session.data.get()?.clone().downcast::<T>().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engineio::packet::PING;
+
+    fn session(capacity: usize) -> Session {
+        let request = RequestInfo {
+            remote_addr: ([127, 0, 0, 1], 1).into(),
+            method: hyper::Method::GET,
+            uri: hyper::Uri::from_static("/socket.io/?EIO=4"),
+            headers: Default::default(),
+        };
+        Session::new(
+            "sid".into(),
+            Arc::new(request),
+            Transport::Polling,
+            capacity,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_closes_the_session_as_a_slow_consumer() {
+        let s = session(2);
+        s.send(&[PING]).unwrap();
+        assert_eq!(s.send(&[PING, PING]), Err(SendError::Full));
+        assert!(s.is_closed());
+        assert_eq!(s.close_reason(), CloseReason::SlowConsumer);
+        // all or none: the failed pair queued nothing
+        let mut outbox = s.outbox.lock().await;
+        assert_eq!(outbox.rx.try_recv().ok(), Some(PING));
+        assert!(outbox.rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_first_close_reason_wins() {
+        let s = session(1);
+        s.close(CloseReason::PingTimeout);
+        s.close(CloseReason::ServerShutdown);
+        assert_eq!(s.close_reason(), CloseReason::PingTimeout);
+        assert_eq!(s.send(&[PING]), Err(SendError::Closed));
+    }
+}

@@ -1,0 +1,16 @@
+//! Parley's relay: the Socket.IO v4 wire protocol (Engine.IO v4 + Socket.IO v5 packets) served
+//! over one hyper listener, so unmodified `socket.io-client` 4.x apps connect with default options.
+//!
+//! # Layout
+//! - [`engineio`]: Engine.IO v4 server: HTTP long-polling and WebSocket transports, the upgrade
+//!   between them, heartbeat, payload limits, bounded per-session outboxes, request gate and
+//!   fallback hooks, graceful shutdown ([`engineio::serve`]).
+//! - [`socketio`]: Socket.IO v5 on top: packet codec (pure), namespaces, acks, binary
+//!   attachments, and the API the chat layer implements ([`socketio::NamespaceHandler`]) and uses
+//!   ([`socketio::Socket`]).
+//!
+//! The protocol layer knows nothing of chat; see `PROTOCOL_NOTES.md` for limits, close reasons and
+//! the handler API.
+
+pub mod engineio;
+pub mod socketio;

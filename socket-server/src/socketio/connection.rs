@@ -1,0 +1,232 @@
+//! One Engine.IO session seen by Socket.IO: its packet decoder and its sockets, one per namespace,
+//! each with an ordered event queue and a task that runs the namespace handler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::ack::Ack;
+use super::decoder::Decoder;
+use super::handler::{DisconnectReason, NamespaceHandler};
+use super::packet::{self, ClientPacket};
+use super::payload::Payload;
+use super::server::Shared;
+use super::socket::Socket;
+use crate::engineio::{CloseReason, EngineSocket, Message};
+
+/// An item of a socket's event queue.
+enum Inbound {
+    Event {
+        event: String,
+        payload: Payload,
+        ack: Option<u64>,
+    },
+    /// The client left the namespace (after the events queued before).
+    Disconnect,
+}
+
+struct Entry {
+    socket: Socket,
+    /// Bounded: when the handler lags, the connection's reader waits here.
+    inbox: mpsc::Sender<Inbound>,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    decoder: Mutex<Decoder>,
+    sockets: Mutex<HashMap<String, Entry>>,
+}
+
+impl Connection {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let decoder = Decoder::new(shared.config.max_attachments);
+        Self {
+            shared,
+            decoder: Mutex::new(decoder),
+            sockets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn sockets(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // Every use is a single map operation: a poisoned map is still consistent.
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn has_sockets(&self) -> bool {
+        !self.sockets().is_empty()
+    }
+
+    /// Decodes a message and routes the packet it completes, if any. A malformed packet closes
+    /// the connection.
+    pub async fn on_message(self: &Arc<Self>, engine: &EngineSocket, message: Message) {
+        let decoded = {
+            let mut decoder = self.decoder.lock().unwrap_or_else(|e| e.into_inner());
+            match message {
+                Message::Text(text) => decoder.feed_text(&text),
+                Message::Binary(data) => decoder.feed_binary(data),
+            }
+        };
+        match decoded {
+            Ok(Some(packet)) => self.dispatch(engine, packet).await,
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(sid = engine.sid(), %error, "malformed socket.io packet");
+                engine.close(CloseReason::ParseError);
+            }
+        }
+    }
+
+    async fn dispatch(self: &Arc<Self>, engine: &EngineSocket, packet: ClientPacket) {
+        match packet {
+            ClientPacket::Connect { namespace, auth } => self.connect(engine, namespace, auth),
+            ClientPacket::Disconnect { namespace } => {
+                let entry = self.sockets().remove(&namespace);
+                if let Some(entry) = entry {
+                    let _ = entry.inbox.send(Inbound::Disconnect).await;
+                }
+            }
+            ClientPacket::Event {
+                namespace,
+                event,
+                payload,
+                ack,
+            } => {
+                let inbox = self.sockets().get(&namespace).map(|e| e.inbox.clone());
+                match inbox {
+                    Some(inbox) => {
+                        let _ = inbox
+                            .send(Inbound::Event {
+                                event,
+                                payload,
+                                ack,
+                            })
+                            .await;
+                    }
+                    None => {
+                        tracing::debug!(sid = engine.sid(), %namespace, "event for a namespace not joined")
+                    }
+                }
+            }
+            ClientPacket::Ack {
+                namespace,
+                id,
+                payload,
+            } => {
+                let socket = self.sockets().get(&namespace).map(|e| e.socket.clone());
+                if let Some(socket) = socket {
+                    socket.resolve_ack(id, payload);
+                }
+            }
+        }
+    }
+
+    fn connect(self: &Arc<Self>, engine: &EngineSocket, namespace: String, auth: Value) {
+        let Some(handler) = self.shared.namespaces.get(&namespace).cloned() else {
+            let refusal = packet::connect_error(&namespace, "Invalid namespace", None);
+            let _ = engine.send_frames(&[refusal]);
+            return;
+        };
+        let mut sockets = self.sockets();
+        if sockets.contains_key(&namespace) {
+            drop(sockets);
+            tracing::debug!(sid = engine.sid(), %namespace, "second CONNECT to a joined namespace");
+            engine.close(CloseReason::ProtocolError);
+            return;
+        }
+        let config = &self.shared.config;
+        let socket = Socket::new(
+            &namespace,
+            engine.clone(),
+            auth,
+            config.connect_buffer,
+            Arc::downgrade(self),
+        );
+        let (inbox, rx) = mpsc::channel(config.event_queue.max(1));
+        // Spawned under the lock, so the task cannot detach before it is registered.
+        let task = tokio::spawn(run_socket(handler, socket.clone(), rx));
+        sockets.insert(
+            namespace,
+            Entry {
+                socket,
+                inbox,
+                task,
+            },
+        );
+    }
+
+    /// Removes `socket`'s entry (if still the registered one), ending its event queue.
+    pub fn detach(&self, socket: &Socket) {
+        let mut sockets = self.sockets();
+        if sockets
+            .get(socket.namespace())
+            .is_some_and(|e| e.socket.same(socket))
+        {
+            let entry = sockets.remove(socket.namespace());
+            drop(sockets);
+            drop(entry);
+        }
+    }
+
+    /// The session closed: every socket leaves with `reason`, after its queued events; waits for
+    /// the handlers' `on_disconnect`.
+    pub async fn close(&self, reason: CloseReason) {
+        let entries: Vec<Entry> = self.sockets().drain().map(|(_, e)| e).collect();
+        let mut tasks = Vec::with_capacity(entries.len());
+        for Entry { socket, task, .. } in entries {
+            socket.set_disconnected(reason.into());
+            tasks.push(task);
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Runs one socket: `on_connect`, then its events in order, then `on_disconnect`.
+async fn run_socket(
+    handler: Arc<dyn NamespaceHandler>,
+    socket: Socket,
+    mut inbox: mpsc::Receiver<Inbound>,
+) {
+    let connected = handler.on_connect(&socket, socket.handshake().auth()).await;
+    if let Err(refusal) = connected {
+        let frame =
+            packet::connect_error(socket.namespace(), &refusal.message, refusal.data.as_ref());
+        socket.set_disconnected(DisconnectReason::ServerNamespaceDisconnect);
+        let _ = socket.engine().send_frames(&[frame]);
+        socket.detach();
+        return;
+    }
+    if socket.mark_connected().is_ok() {
+        while let Some(inbound) = inbox.recv().await {
+            match inbound {
+                Inbound::Event {
+                    event,
+                    payload,
+                    ack,
+                } => {
+                    let ack = ack.map(|id| Ack {
+                        socket: socket.clone(),
+                        id,
+                    });
+                    handler.on_event(&socket, &event, payload, ack).await;
+                }
+                Inbound::Disconnect => {
+                    socket.set_disconnected(DisconnectReason::ClientNamespaceDisconnect);
+                    break;
+                }
+            }
+        }
+    }
+    // Whoever ended the queue set the reason; this only covers a closed channel without one.
+    socket.set_disconnected(DisconnectReason::TransportClose);
+    socket.detach();
+    let reason = socket
+        .disconnect_reason()
+        .unwrap_or(DisconnectReason::TransportClose);
+    handler.on_disconnect(&socket, reason).await;
+}

@@ -1,0 +1,126 @@
+//! What the application (the chat layer) implements per namespace.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::ack::Ack;
+use super::payload::Payload;
+use super::socket::Socket;
+use crate::engineio::CloseReason;
+
+/// The handler of one namespace.
+///
+/// For one socket, calls are sequential and in order: `on_connect`, then `on_event` for each event
+/// in arrival order (the next one waits until the previous returned), then `on_disconnect` once if
+/// `on_connect` succeeded. A handler that wants concurrency spawns. While a handler is busy, the
+/// socket's events queue up (bounded, see [`SocketIoConfig`](super::SocketIoConfig)); once the
+/// queue is full the connection stops reading, so a handler that blocks for longer than the ping
+/// timeout loses the client.
+#[async_trait]
+pub trait NamespaceHandler: Send + Sync + 'static {
+    /// A client asks to join the namespace with `auth` (the CONNECT payload, `{}` if none).
+    /// `Err` refuses it with a CONNECT_ERROR. Emits made here are buffered and delivered right
+    /// after the connection is accepted (dropped if refused).
+    async fn on_connect(&self, socket: &Socket, auth: &Value) -> Result<(), ConnectError> {
+        let _ = (socket, auth);
+        Ok(())
+    }
+
+    /// An event from the client. `ack` is `Some` when the client waits for an answer.
+    async fn on_event(&self, socket: &Socket, event: &str, payload: Payload, ack: Option<Ack>);
+
+    /// The socket left the namespace; it can no longer emit.
+    async fn on_disconnect(&self, socket: &Socket, reason: DisconnectReason) {
+        let _ = (socket, reason);
+    }
+}
+
+/// Refusal of a connection: sent to the client as `{"message":...,"data":...}`, which
+/// `socket.io-client` surfaces as the `connect_error` event (`err.message`, `err.data`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectError {
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl ConnectError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+}
+
+/// Why a socket left its namespace. [`DisconnectReason::as_str`] gives the reference server's
+/// wording (what `socket.io-client` reports) where it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client closed the connection. It may reconnect.
+    TransportClose,
+    /// The connection failed. The client reconnects by itself.
+    TransportError,
+    /// The client stopped answering pings. The client reconnects by itself.
+    PingTimeout,
+    /// The client sent a malformed packet; the connection was closed.
+    ParseError,
+    /// The client broke the Engine.IO protocol (e.g. concurrent polls).
+    ProtocolError,
+    /// A packet larger than `max_payload`.
+    PayloadTooLarge,
+    /// The client read too slowly and its outbox filled up. It may reconnect and resynchronise.
+    SlowConsumer,
+    /// The server is shutting down. The client reconnects by itself.
+    ServerShutdown,
+    /// The connection was closed by the server application.
+    ForcedClose,
+    /// [`Socket::disconnect`] was called. `socket.io-client` does not reconnect by itself.
+    ServerNamespaceDisconnect,
+    /// The client left the namespace (`socket.disconnect()` on its side).
+    ClientNamespaceDisconnect,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ProtocolError => "protocol error",
+            DisconnectReason::PayloadTooLarge => "payload too large",
+            DisconnectReason::SlowConsumer => "slow consumer",
+            DisconnectReason::ServerShutdown => "server shutting down",
+            DisconnectReason::ForcedClose => "forced close",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+        }
+    }
+}
+
+impl From<CloseReason> for DisconnectReason {
+    fn from(reason: CloseReason) -> Self {
+        match reason {
+            CloseReason::TransportClose => DisconnectReason::TransportClose,
+            CloseReason::TransportError => DisconnectReason::TransportError,
+            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+            CloseReason::ParseError => DisconnectReason::ParseError,
+            CloseReason::ProtocolError => DisconnectReason::ProtocolError,
+            CloseReason::PayloadTooLarge => DisconnectReason::PayloadTooLarge,
+            CloseReason::SlowConsumer => DisconnectReason::SlowConsumer,
+            CloseReason::ServerShutdown => DisconnectReason::ServerShutdown,
+            CloseReason::Forced => DisconnectReason::ForcedClose,
+        }
+    }
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,280 @@
+//! Socket.IO v5 packets: pure encode/decode, no I/O.
+//!
+//! Text form: `<type>[<attachments>-][<namespace>,][<ack id>][<JSON payload>]`, carried in an
+//! Engine.IO message (`4` prefix). The attachments of binary packets follow as separate binary
+//! Engine.IO messages (see [`Decoder`](super::decoder::Decoder)).
+
+use serde_json::Value;
+
+use super::payload::Payload;
+use crate::engineio::Frame;
+
+/// The packet types of Socket.IO v5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketType {
+    Connect = 0,
+    Disconnect = 1,
+    Event = 2,
+    Ack = 3,
+    ConnectError = 4,
+    BinaryEvent = 5,
+    BinaryAck = 6,
+}
+
+/// A packet's header and JSON payload, before validation against its type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawPacket {
+    pub kind: PacketType,
+    /// Number of binary attachments that follow (binary types only).
+    pub attachments: usize,
+    pub namespace: String,
+    pub id: Option<u64>,
+    pub data: Option<Value>,
+}
+
+/// Why a packet from a client is rejected. Any of these closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("empty packet")]
+    Empty,
+    #[error("unknown packet type")]
+    UnknownType,
+    #[error("invalid attachment count")]
+    Attachments,
+    #[error("invalid ack id")]
+    AckId,
+    #[error("invalid JSON payload")]
+    Json,
+    #[error("invalid payload for the packet type")]
+    Payload,
+    #[error("clients may not send this packet type")]
+    UnexpectedType,
+    #[error("binary data out of place")]
+    UnexpectedBinary,
+    #[error("text packet while awaiting attachments")]
+    UnexpectedText,
+}
+
+/// Names a client may not use for events (they are the client library's own).
+const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// Splits a text packet into its parts; checks syntax only.
+pub fn decode_raw(text: &str) -> Result<RawPacket, ParseError> {
+    let bytes = text.as_bytes();
+    let kind = match bytes.first().ok_or(ParseError::Empty)? {
+        b'0' => PacketType::Connect,
+        b'1' => PacketType::Disconnect,
+        b'2' => PacketType::Event,
+        b'3' => PacketType::Ack,
+        b'4' => PacketType::ConnectError,
+        b'5' => PacketType::BinaryEvent,
+        b'6' => PacketType::BinaryAck,
+        _ => return Err(ParseError::UnknownType),
+    };
+    let mut rest = &text[1..];
+
+    let mut attachments = 0;
+    if matches!(kind, PacketType::BinaryEvent | PacketType::BinaryAck) {
+        let (count, tail) = rest.split_once('-').ok_or(ParseError::Attachments)?;
+        if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseError::Attachments);
+        }
+        attachments = count.parse().map_err(|_| ParseError::Attachments)?;
+        rest = tail;
+    }
+
+    let mut namespace = "/";
+    if rest.starts_with('/') {
+        let end = rest.find(',').unwrap_or(rest.len());
+        namespace = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or("");
+    }
+
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let id = if digits > 0 {
+        Some(rest[..digits].parse().map_err(|_| ParseError::AckId)?)
+    } else {
+        None
+    };
+    rest = &rest[digits..];
+
+    let data = if rest.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str(rest).map_err(|_| ParseError::Json)?)
+    };
+    Ok(RawPacket {
+        kind,
+        attachments,
+        namespace: namespace.to_owned(),
+        id,
+        data,
+    })
+}
+
+/// A validated packet from a client (attachments not yet joined for binary ones).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientPacket {
+    Connect {
+        namespace: String,
+        /// The CONNECT payload; `{}` when absent.
+        auth: Value,
+    },
+    Disconnect {
+        namespace: String,
+    },
+    Event {
+        namespace: String,
+        event: String,
+        payload: Payload,
+        ack: Option<u64>,
+    },
+    Ack {
+        namespace: String,
+        id: u64,
+        payload: Payload,
+    },
+}
+
+/// Validates a raw packet against its type (what the reference parser's `isPayloadValid` checks).
+/// Returns the packet and the number of attachments still to receive.
+pub fn validate(raw: RawPacket) -> Result<(ClientPacket, usize), ParseError> {
+    let RawPacket {
+        kind,
+        attachments,
+        namespace,
+        id,
+        data,
+    } = raw;
+    let packet = match (kind, data) {
+        (PacketType::Connect, None) => ClientPacket::Connect {
+            namespace,
+            auth: Value::Object(Default::default()),
+        },
+        (PacketType::Connect, Some(auth @ Value::Object(_))) => {
+            ClientPacket::Connect { namespace, auth }
+        }
+        (PacketType::Disconnect, None) => ClientPacket::Disconnect { namespace },
+        (PacketType::Event | PacketType::BinaryEvent, Some(Value::Array(mut args))) => {
+            let event = match args.first() {
+                Some(Value::String(name)) if !RESERVED_EVENTS.contains(&name.as_str()) => {
+                    name.clone()
+                }
+                Some(Value::Number(n)) => n.to_string(),
+                _ => return Err(ParseError::Payload),
+            };
+            args.remove(0);
+            ClientPacket::Event {
+                namespace,
+                event,
+                payload: Payload::new(args),
+                ack: id,
+            }
+        }
+        (PacketType::Ack | PacketType::BinaryAck, Some(Value::Array(args))) => ClientPacket::Ack {
+            namespace,
+            id: id.ok_or(ParseError::AckId)?,
+            payload: Payload::new(args),
+        },
+        (PacketType::ConnectError, _) => return Err(ParseError::UnexpectedType),
+        _ => return Err(ParseError::Payload),
+    };
+    Ok((packet, attachments))
+}
+
+/// Writes a JSON value. Serialising a `Value` (string keys only) into a `Vec` cannot fail.
+fn write_json(buf: &mut Vec<u8>, value: &impl serde::Serialize) {
+    let _ = serde_json::to_writer(&mut *buf, value);
+}
+
+/// Starts an Engine.IO message (`4`) holding a Socket.IO packet header.
+fn header(kind: PacketType, attachments: usize, namespace: &str, id: Option<u64>) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64);
+    buf.push(b'4');
+    buf.push(b'0' + kind as u8);
+    if attachments > 0 {
+        buf.extend_from_slice(attachments.to_string().as_bytes());
+        buf.push(b'-');
+    }
+    if namespace != "/" {
+        buf.extend_from_slice(namespace.as_bytes());
+        buf.push(b',');
+    }
+    if let Some(id) = id {
+        buf.extend_from_slice(id.to_string().as_bytes());
+    }
+    buf
+}
+
+/// `0[/ns,]{"sid":...}`: the namespace accepted the connection.
+pub fn connect(namespace: &str, sid: &str) -> Frame {
+    let mut buf = header(PacketType::Connect, 0, namespace, None);
+    write_json(&mut buf, &serde_json::json!({ "sid": sid }));
+    Frame::text_raw(buf)
+}
+
+/// `4[/ns,]{"message":...[,"data":...]}`: the namespace refused the connection.
+pub fn connect_error(namespace: &str, message: &str, data: Option<&Value>) -> Frame {
+    let mut buf = header(PacketType::ConnectError, 0, namespace, None);
+    let mut body = serde_json::Map::new();
+    body.insert("message".into(), Value::String(message.into()));
+    if let Some(data) = data {
+        body.insert("data".into(), data.clone());
+    }
+    write_json(&mut buf, &body);
+    Frame::text_raw(buf)
+}
+
+/// `1[/ns,]`: the server disconnects the socket from the namespace.
+pub fn disconnect(namespace: &str) -> Frame {
+    Frame::text_raw(header(PacketType::Disconnect, 0, namespace, None))
+}
+
+/// An EVENT (BINARY_EVENT with attachments) as frames: the text packet, then one binary frame per
+/// attachment.
+pub fn event(namespace: &str, event: &str, payload: &Payload, ack: Option<u64>) -> Vec<Frame> {
+    let kind = if payload.attachments.is_empty() {
+        PacketType::Event
+    } else {
+        PacketType::BinaryEvent
+    };
+    let mut buf = header(kind, payload.attachments.len(), namespace, ack);
+    buf.push(b'[');
+    write_json(&mut buf, &event);
+    for arg in &payload.args {
+        buf.push(b',');
+        write_json(&mut buf, arg);
+    }
+    buf.push(b']');
+    with_attachments(buf, payload)
+}
+
+/// An ACK (BINARY_ACK with attachments) answering the client's packet `id`.
+pub fn ack(namespace: &str, id: u64, payload: &Payload) -> Vec<Frame> {
+    let kind = if payload.attachments.is_empty() {
+        PacketType::Ack
+    } else {
+        PacketType::BinaryAck
+    };
+    let mut buf = header(kind, payload.attachments.len(), namespace, Some(id));
+    write_json(&mut buf, &payload.args);
+    with_attachments(buf, payload)
+}
+
+fn with_attachments(text: Vec<u8>, payload: &Payload) -> Vec<Frame> {
+    let mut frames = Vec::with_capacity(1 + payload.attachments.len());
+    frames.push(Frame::text_raw(text));
+    frames.extend(payload.attachments.iter().cloned().map(Frame::binary));
+    frames
+}
+
+#[cfg(test)]
+#[path = "packet_tests.rs"]
+mod tests;

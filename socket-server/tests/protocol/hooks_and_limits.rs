@@ -1,0 +1,169 @@
+//! The request gate, the Origin allowlist, the fallback, and the slow-consumer limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket_server::engineio::{
+    self, CloseReason, EngineConfig, EngineHandler, EngineSocket, FallbackFuture, Hooks, Message,
+    Refusal, RequestInfo,
+};
+use tokio::sync::mpsc;
+
+use crate::echo;
+use crate::helpers::{http, polling_handshake, spawn_with, TestServer};
+
+const HANDSHAKE: &str = "/socket.io/?EIO=4&transport=polling";
+
+async fn spawn_socketio(config: EngineConfig, hooks: Hooks) -> TestServer {
+    spawn_with(move |listener, stopped| {
+        engineio::serve(listener, config, Arc::new(echo::socketio()), hooks, async {
+            let _ = stopped.await;
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_origin_allowlist_refuses_other_origins_and_answers_cors_for_listed_ones() {
+    // Arrange
+    let config = EngineConfig {
+        allowed_origins: vec!["https://app.example".into()],
+        ..echo::engine_config("/socket.io/")
+    };
+    let server = spawn_socketio(config, Hooks::default()).await;
+
+    // Act
+    let evil = http(
+        server.port,
+        "GET",
+        HANDSHAKE,
+        &[("Origin", "https://evil.example")],
+        "",
+    )
+    .await;
+    let missing = http(server.port, "GET", HANDSHAKE, &[], "").await;
+    let good = http(
+        server.port,
+        "GET",
+        HANDSHAKE,
+        &[("Origin", "https://app.example")],
+        "",
+    )
+    .await;
+
+    // Assert
+    assert_eq!(evil.status, 403);
+    assert_eq!(evil.body, r#"{"code":4,"message":"Forbidden"}"#);
+    assert_eq!(missing.status, 403);
+    assert_eq!(good.status, 200);
+    assert!(good.body.starts_with("0{"), "{}", good.body);
+    assert!(
+        good.headers
+            .contains("access-control-allow-origin: https://app.example"),
+        "{}",
+        good.headers
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_gate_can_refuse_a_handshake_before_a_session_exists() {
+    let hooks = Hooks::default().with_gate(|request: &RequestInfo| {
+        if request.header("x-flood").is_some() {
+            Err(Refusal::too_many_requests())
+        } else {
+            Ok(())
+        }
+    });
+    let server = spawn_socketio(echo::engine_config("/socket.io/"), hooks).await;
+
+    let refused = http(server.port, "GET", HANDSHAKE, &[("X-Flood", "1")], "").await;
+    let accepted = http(server.port, "GET", HANDSHAKE, &[], "").await;
+
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.body, r#"{"code":4,"message":"Too many requests"}"#);
+    assert_eq!(accepted.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_outside_the_engine_path_go_to_the_fallback() {
+    let hooks =
+        Hooks::default().with_fallback(|request: hyper::Request<_>, _addr| -> FallbackFuture {
+            let path = request.uri().path().to_owned();
+            Box::pin(async move {
+                let status = if path == "/health" { 200 } else { 404 };
+                hyper::Response::builder()
+                    .status(status)
+                    .body(engineio::Body::from("ok"))
+                    .unwrap()
+            })
+        });
+    let server = spawn_socketio(echo::engine_config("/socket.io/"), hooks).await;
+
+    let health = http(server.port, "GET", "/health", &[], "").await;
+    let other = http(server.port, "GET", "/metrics-nope", &[], "").await;
+
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    assert_eq!(other.status, 404);
+    server.stop().await;
+}
+
+/// Answers any message with ten, and reports how sessions close.
+struct Flood(mpsc::UnboundedSender<CloseReason>);
+
+impl EngineHandler for Flood {
+    async fn on_open(&self, _socket: &EngineSocket) {}
+
+    async fn on_message(&self, socket: &EngineSocket, _message: Message) {
+        for i in 0..10 {
+            if socket.send_text(&format!("flood {i}")).is_err() {
+                break;
+            }
+        }
+    }
+
+    async fn on_close(&self, _socket: &EngineSocket, reason: CloseReason) {
+        let _ = self.0.send(reason);
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
+    // Arrange: an outbox of 4 frames
+    let (tx, mut reasons) = mpsc::unbounded_channel();
+    let config = EngineConfig {
+        outbox_capacity: 4,
+        ..echo::engine_config("/engine.io/")
+    };
+    let server = spawn_with(move |listener, stopped| {
+        engineio::serve(
+            listener,
+            config,
+            Arc::new(Flood(tx)),
+            Hooks::default(),
+            async {
+                let _ = stopped.await;
+            },
+        )
+    })
+    .await;
+    let sid = polling_handshake(server.port, "/engine.io/").await;
+    let session = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+
+    // Act: one message makes the server queue ten frames without a poll to drain them
+    let posted = http(server.port, "POST", &session, &[], "4go").await;
+
+    // Assert
+    assert_eq!(posted.status, 200);
+    let reason = tokio::time::timeout(Duration::from_secs(2), reasons.recv())
+        .await
+        .expect("the session was not closed")
+        .unwrap();
+    assert_eq!(reason, CloseReason::SlowConsumer);
+    assert_eq!(
+        http(server.port, "GET", &session, &[], "").await.status,
+        400
+    );
+    server.stop().await;
+}

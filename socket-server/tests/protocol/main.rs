@@ -1,0 +1,16 @@
+//! Integration tests of the protocol layer (one test binary): the node conformance suite and
+//! `socket.io-client`, the `rust_socketio` client, and the server's hooks and shutdown, each
+//! against a server started in-process on port 0.
+
+// Tests may unwrap (house style): a failure here should panic loudly.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../examples/protocol_echo/echo.rs"]
+#[allow(dead_code)]
+mod echo;
+
+mod helpers;
+mod hooks_and_limits;
+mod node_conformance;
+mod rust_client;
+mod shutdown;
