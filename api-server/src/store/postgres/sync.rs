@@ -1,11 +1,17 @@
 //! Sync: every change visible to a user after a cursor, gap-free under concurrent commits.
 //!
-//! The cursor is the `(xid, id)` of the last change handed out. A page only returns changes
-//! whose writing transaction is older than every transaction still running
-//! (`pg_snapshot_xmin(pg_current_snapshot())`): those are all finished, so no change can later
-//! commit behind the cursor. (A bigserial or timestamp cursor can: ids are taken before commit,
-//! and transactions commit out of order.) The price is that a long-running transaction holds
-//! sync back until it ends — live events keep flowing meanwhile.
+//! The cursor is the `(xid, id)` of the last change handed out, where `xid` is the id of the
+//! transaction that wrote the change. A page only returns changes below a *horizon*: the oldest
+//! transaction of this database still running when the page's snapshot was taken (or the
+//! snapshot's `xmax` when none is). Every transaction below the horizon has finished, so no
+//! change can later commit behind a cursor already handed out. (A bigserial or timestamp cursor
+//! can: ids are taken before commit, and transactions commit out of order.)
+//!
+//! Transactions of *other* databases on the same server are left out of the horizon by looking
+//! them up in `pg_stat_activity`; one that cannot be placed (it ended meanwhile, or the role may
+//! not see it) is counted in, which only delays a change to the next sync, never loses it. A
+//! write transaction left open in this database holds sync back until it ends; live events
+//! keep flowing meanwhile.
 
 use super::conversations::members_of;
 use super::rows::{ConversationRow, MemberRow, MessageRow};
@@ -29,6 +35,18 @@ struct ChangeRow {
     message_id: Option<i64>,
     user_id: Option<i64>,
 }
+
+/// The horizon of the current snapshot (see the module doc), as a bigint.
+const HORIZON: &str = "(SELECT COALESCE(
+    (SELECT min(x::text::bigint)
+       FROM pg_snapshot_xip(snap.s) AS x
+      WHERE NOT EXISTS (
+            SELECT 1 FROM pg_stat_activity a
+             WHERE a.backend_xid = xid(x)
+               AND a.datid IS NOT NULL
+               AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),
+    pg_snapshot_xmax(snap.s)::text::bigint)
+  FROM (SELECT pg_current_snapshot() AS s) AS snap)";
 
 /// `p<xid>.<id>`.
 fn parse_cursor(raw: &str) -> StoreResult<(i64, i64)> {
@@ -62,11 +80,7 @@ pub async fn since(
         .repeatable_read()
         .read_only()
         .run(async |conn| {
-            let xmin: i64 = diesel::select(sql::<BigInt>(
-                "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-            ))
-            .get_result(conn)
-            .await?;
+            let xmin: i64 = diesel::select(sql::<BigInt>(HORIZON)).get_result(conn).await?;
             let rows: Vec<ChangeRow> = changes::table
                 .inner_join(
                     members::table.on(members::conversation_id
@@ -91,7 +105,7 @@ pub async fn since(
     rows.truncate(limit as usize);
     let next = match (has_more, rows.last()) {
         (true, Some(last)) => (last.xid, last.id),
-        // Everything below the horizon has been seen: later changes all have xid >= xmin.
+        // Everything below the horizon has been seen: later changes all have xid >= it.
         _ => (cx, ci).max((xmin, 0)),
     };
 

@@ -1,0 +1,23 @@
+//! The API's integration suite: one binary (link once), one module per area. Each test starts its
+//! own API on port 0 against a fresh database and bus prefix (`helpers::spawn_app`), so they run
+//! in parallel and in any order.
+//!
+//! # Layout
+//! - `helpers`: `spawn_app()` and request helpers; `backend`: the one place that picks the
+//!   storage and bus (PostgreSQL + Redis today) and touches them directly.
+//! - `auth`, `tokens`: registration, login, logout, the throttle; hostile tokens.
+//! - `users`, `conversations`, `messages`, `receipts`, `sync`: the resources.
+//! - `events`: what the API publishes on the bus after each commit.
+//! - `ops`: health, readiness, metrics, OpenAPI and the error shape of the plumbing.
+
+mod auth;
+mod backend;
+mod conversations;
+mod events;
+mod helpers;
+mod messages;
+mod ops;
+mod receipts;
+mod sync;
+mod tokens;
+mod users;
