@@ -13,7 +13,11 @@ fn main() -> ExitCode {
     if std::env::var_os("JWT_SECRET").is_none() {
         // A development convenience only: tokens stop verifying when the process restarts.
         // Single-threaded here, before the runtime starts.
-        let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         std::env::set_var("JWT_SECRET", secret);
         tracing::warn!("JWT_SECRET is not set: using a random secret for this run");
     }

@@ -206,7 +206,10 @@ mod tests {
             let b = s.as_bytes();
             let mut out = String::new();
             for chunk in b.chunks(3) {
-                let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &x)| acc | (x as u32) << (16 - 8 * i));
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |acc, (i, &x)| acc | (x as u32) << (16 - 8 * i));
                 let chars = chunk.len() + 1;
                 for i in 0..chars {
                     out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);

@@ -104,7 +104,10 @@ impl MessageContent {
             ));
         }
         if raw.contains('\0') {
-            return Err(FieldError::new("content", "must not contain NUL characters"));
+            return Err(FieldError::new(
+                "content",
+                "must not contain NUL characters",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }

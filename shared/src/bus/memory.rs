@@ -125,7 +125,9 @@ mod tests {
     #[tokio::test]
     async fn revoked_tokens_are_remembered_until_their_ttl() {
         let bus = MemoryBus::new();
-        bus.revoke_token("j1", Duration::from_secs(60)).await.unwrap();
+        bus.revoke_token("j1", Duration::from_secs(60))
+            .await
+            .unwrap();
         bus.revoke_token("j2", Duration::ZERO).await.unwrap();
         assert!(bus.is_token_revoked("j1").await.unwrap());
         assert!(!bus.is_token_revoked("j2").await.unwrap());

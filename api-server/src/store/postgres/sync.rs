@@ -75,12 +75,14 @@ pub async fn since(
 ) -> StoreResult<SyncResponse> {
     let (cx, ci) = cursor.map(parse_cursor).transpose()?.unwrap_or((0, 0));
     // One snapshot for the horizon and the read.
-    let (xmin, mut rows) = conn
+    let (horizon, mut rows) = conn
         .build_transaction()
         .repeatable_read()
         .read_only()
         .run(async |conn| {
-            let xmin: i64 = diesel::select(sql::<BigInt>(HORIZON)).get_result(conn).await?;
+            let horizon: i64 = diesel::select(sql::<BigInt>(HORIZON))
+                .get_result(conn)
+                .await?;
             let rows: Vec<ChangeRow> = changes::table
                 .inner_join(
                     members::table.on(members::conversation_id
@@ -92,13 +94,13 @@ pub async fn since(
                         .gt(cx)
                         .or(changes::xid.eq(cx).and(changes::id.gt(ci))),
                 )
-                .filter(changes::xid.lt(xmin))
+                .filter(changes::xid.lt(horizon))
                 .order((changes::xid.asc(), changes::id.asc()))
                 .limit(limit + 1)
                 .select(ChangeRow::as_select())
                 .load(conn)
                 .await?;
-            Ok::<_, StoreError>((xmin, rows))
+            Ok::<_, StoreError>((horizon, rows))
         })
         .await?;
     let has_more = rows.len() as i64 > limit;
@@ -106,7 +108,7 @@ pub async fn since(
     let next = match (has_more, rows.last()) {
         (true, Some(last)) => (last.xid, last.id),
         // Everything below the horizon has been seen: later changes all have xid >= it.
-        _ => (cx, ci).max((xmin, 0)),
+        _ => (cx, ci).max((horizon, 0)),
     };
 
     let message_ids: Vec<i64> = rows
