@@ -8,9 +8,15 @@
 //! - [`socketio`]: Socket.IO v5 on top: packet codec (pure), namespaces, acks, binary
 //!   attachments, and the API the chat layer implements ([`socketio::NamespaceHandler`]) and uses
 //!   ([`socketio::Socket`]).
+//! - [`chat`]: the chat relay on namespace `/` (auth, rooms, `send_message`, bus events).
+//! - [`settings`], [`startup`]: typed settings and `Application` (bind, `port()`,
+//!   `run_until_stopped(shutdown)`).
 //!
 //! The protocol layer knows nothing of chat; see `PROTOCOL_NOTES.md` for limits, close reasons and
-//! the handler API.
+//! the handler API, and `CHAT_NOTES.md` for the chat events.
 
+pub mod chat;
 pub mod engineio;
+pub mod settings;
 pub mod socketio;
+pub mod startup;

@@ -4,6 +4,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod subscriber;
 
 use crate::ids::UserId;
 use async_trait::async_trait;

@@ -1,0 +1,265 @@
+//! Receiving what is published to users' channels, for the users a relay serves right now.
+//!
+//! A [`Subscriber`] is a handle on a background task: [`Subscriber::subscribe`] adds a user
+//! (it returns once the subscription is live, so nothing published afterwards is missed),
+//! [`Subscriber::unsubscribe`] removes one; messages arrive as [`BusMessage`] on the receiver
+//! returned with the handle. Two implementations run the same contract:
+//! - [`redis`]: one pub/sub connection, SUBSCRIBE/UNSUBSCRIBE per user channel; when the
+//!   connection drops it reconnects with backoff and resubscribes every current user by itself
+//!   (events published meanwhile are lost; clients recover through sync).
+//! - [`memory`]: a filter over [`MemoryBus::subscribe_all`] for the all-in-one process.
+
+use super::memory::MemoryBus;
+use super::{BusMessage, Keys};
+use crate::ids::UserId;
+use futures::StreamExt;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// How many received messages may wait for the consumer before the reader stops reading
+/// (back-pressure on the Redis socket rather than unbounded memory).
+const OUT_CAPACITY: usize = 4096;
+/// Longest wait between two reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+enum Command {
+    Subscribe(UserId, oneshot::Sender<()>),
+    Unsubscribe(UserId),
+}
+
+/// Handle on a subscriber task; cheap to clone. The task ends when every handle is dropped.
+#[derive(Clone)]
+pub struct Subscriber {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Subscriber {
+    /// Start receiving `user`'s channel. Returns once the subscription is confirmed, or at
+    /// once while the bus is unreachable (the user is subscribed on reconnection).
+    pub async fn subscribe(&self, user: UserId) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Subscribe(user, tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Stop receiving `user`'s channel.
+    pub fn unsubscribe(&self, user: UserId) {
+        let _ = self.commands.send(Command::Unsubscribe(user));
+    }
+}
+
+/// A subscriber on Redis pub/sub.
+pub fn redis(client: redis::Client, keys: Keys) -> (Subscriber, mpsc::Receiver<BusMessage>) {
+    let (commands, rx_commands) = mpsc::unbounded_channel();
+    let (out, received) = mpsc::channel(OUT_CAPACITY);
+    tokio::spawn(run_redis(client, keys, rx_commands, out));
+    (Subscriber { commands }, received)
+}
+
+/// A subscriber on the in-process bus.
+pub fn memory(bus: &MemoryBus) -> (Subscriber, mpsc::Receiver<BusMessage>) {
+    let (commands, rx_commands) = mpsc::unbounded_channel();
+    let (out, received) = mpsc::channel(OUT_CAPACITY);
+    tokio::spawn(run_memory(bus.subscribe_all(), rx_commands, out));
+    (Subscriber { commands }, received)
+}
+
+/// The user a channel `{prefix}:u:{id}` belongs to.
+fn user_of(channel: &str) -> Option<UserId> {
+    channel.rsplit_once(":u:")?.1.parse().ok()
+}
+
+async fn run_redis(
+    client: redis::Client,
+    keys: Keys,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    out: mpsc::Sender<BusMessage>,
+) {
+    let mut users: HashSet<UserId> = HashSet::new();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
+                tracing::warn!(%error, ?backoff, "redis pub/sub connection failed; retrying");
+                if !wait_while_down(&mut commands, &mut users, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let (mut sink, stream) = pubsub.split();
+        if !users.is_empty() {
+            let channels: Vec<String> = users.iter().map(|&u| keys.user_channel(u)).collect();
+            if let Err(error) = sink.subscribe(channels).await {
+                tracing::warn!(%error, "resubscribing failed; reconnecting");
+                continue;
+            }
+            tracing::info!(users = users.len(), "redis pub/sub resubscribed");
+        }
+        backoff = Duration::from_millis(100);
+        let out_reader = out.clone();
+        let mut reader = tokio::spawn(async move {
+            let mut stream = stream;
+            while let Some(msg) = stream.next().await {
+                let Some(user) = user_of(msg.get_channel_name()) else {
+                    continue;
+                };
+                let Ok(payload) = msg.get_payload::<String>() else {
+                    continue;
+                };
+                if out_reader.send(BusMessage { user, payload }).await.is_err() {
+                    break;
+                }
+            }
+        });
+        loop {
+            tokio::select! {
+                _ = &mut reader => {
+                    tracing::warn!("redis pub/sub connection lost; reconnecting");
+                    break;
+                }
+                command = commands.recv() => {
+                    let result = match command {
+                        None => {
+                            reader.abort();
+                            return;
+                        }
+                        Some(Command::Subscribe(user, done)) => {
+                            users.insert(user);
+                            let r = sink.subscribe(keys.user_channel(user)).await;
+                            let _ = done.send(());
+                            r
+                        }
+                        Some(Command::Unsubscribe(user)) => {
+                            users.remove(&user);
+                            sink.unsubscribe(keys.user_channel(user)).await
+                        }
+                    };
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "redis SUBSCRIBE/UNSUBSCRIBE failed; reconnecting");
+                        reader.abort();
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// Keep the user set current while the connection is down, for `delay`. False when every
+/// handle is gone.
+async fn wait_while_down(
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    users: &mut HashSet<UserId>,
+    delay: Duration,
+) -> bool {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return true,
+            command = commands.recv() => match command {
+                None => return false,
+                Some(Command::Subscribe(user, done)) => {
+                    users.insert(user);
+                    let _ = done.send(());
+                }
+                Some(Command::Unsubscribe(user)) => {
+                    users.remove(&user);
+                }
+            },
+        }
+    }
+}
+
+async fn run_memory(
+    mut all: broadcast::Receiver<BusMessage>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    out: mpsc::Sender<BusMessage>,
+) {
+    let mut users: HashSet<UserId> = HashSet::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return,
+                Some(Command::Subscribe(user, done)) => {
+                    users.insert(user);
+                    let _ = done.send(());
+                }
+                Some(Command::Unsubscribe(user)) => {
+                    users.remove(&user);
+                }
+            },
+            received = all.recv() => match received {
+                Ok(message) if users.contains(&message.user) => {
+                    if out.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "in-process subscriber fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::redis::RedisBus;
+    use crate::bus::Bus;
+
+    async fn receives_only_subscribed_users(
+        bus: &dyn Bus,
+        sub: Subscriber,
+        mut rx: mpsc::Receiver<BusMessage>,
+    ) {
+        sub.subscribe(UserId(1)).await;
+        bus.publish(&[UserId(2), UserId(1)], "a").await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.user, got.payload.as_str()), (UserId(1), "a"));
+        sub.unsubscribe(UserId(1));
+        sub.subscribe(UserId(2)).await;
+        bus.publish(&[UserId(1), UserId(2)], "b").await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.user, got.payload.as_str()), (UserId(2), "b"));
+    }
+
+    #[tokio::test]
+    async fn the_memory_subscriber_delivers_only_subscribed_users() {
+        let bus = MemoryBus::new();
+        let (sub, rx) = memory(&bus);
+        receives_only_subscribed_users(&bus, sub, rx).await;
+    }
+
+    #[tokio::test]
+    async fn the_redis_subscriber_delivers_only_subscribed_users() {
+        let keys = Keys::new(format!("parley-sub-test-{}", uuid::Uuid::new_v4()));
+        let Ok(bus) = RedisBus::connect("redis://127.0.0.1:6379", keys.clone()).await else {
+            panic!("Redis must run at 127.0.0.1:6379 for this test");
+        };
+        let (sub, rx) = redis(bus.client().clone(), keys);
+        receives_only_subscribed_users(&bus, sub, rx).await;
+    }
+
+    #[test]
+    fn channels_name_their_user() {
+        assert_eq!(user_of("parley:u:42"), Some(UserId(42)));
+        assert_eq!(user_of("a:u:b:u:7"), Some(UserId(7)));
+        assert_eq!(user_of("parley:presence:1"), None);
+    }
+}

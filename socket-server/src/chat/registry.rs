@@ -1,0 +1,78 @@
+//! The local registry: which sockets of this relay belong to which user (a user's "room").
+//! The first socket of a user makes the relay subscribe to the user's bus channel, the last one
+//! to leave unsubscribes it (see `ChatHandler`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+use shared::ids::UserId;
+
+use crate::socketio::{EncodedPacket, Payload, Socket};
+
+#[derive(Default)]
+pub struct Registry {
+    /// user → (socket id → socket). Only sockets whose `on_connect` succeeded.
+    users: Mutex<HashMap<UserId, HashMap<String, Socket>>>,
+}
+
+impl Registry {
+    /// Add `socket` to `user`'s room; true when it is the user's first socket here.
+    pub fn join(&self, user: UserId, socket: &Socket) -> bool {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let room = users.entry(user).or_default();
+        room.insert(socket.id().to_owned(), socket.clone());
+        room.len() == 1
+    }
+
+    /// Remove `socket`; true when it was the user's last socket here.
+    pub fn leave(&self, user: UserId, socket: &Socket) -> bool {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(room) = users.get_mut(&user) else {
+            return false;
+        };
+        room.remove(socket.id());
+        if room.is_empty() {
+            users.remove(&user);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The sockets of `user` on this relay.
+    pub fn sockets_of(&self, user: UserId) -> Vec<Socket> {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users
+            .get(&user)
+            .map(|room| room.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Users and sockets connected here, for metrics.
+    pub fn counts(&self) -> (usize, usize) {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        (users.len(), users.values().map(HashMap::len).sum())
+    }
+
+    /// Emit `event` with one argument to every local socket of `users` except the socket
+    /// `except`; encoded once. Returns how many sockets it was queued for.
+    pub fn emit_to(
+        &self,
+        users: &[UserId],
+        event: &str,
+        arg: &Value,
+        except: Option<&str>,
+    ) -> usize {
+        let sockets: Vec<Socket> = users.iter().flat_map(|&u| self.sockets_of(u)).collect();
+        if sockets.is_empty() {
+            return 0;
+        }
+        let packet = EncodedPacket::event("/", event, &Payload::from(arg.clone()));
+        sockets
+            .iter()
+            .filter(|s| Some(s.id()) != except)
+            .filter(|s| s.send_encoded(&packet).is_ok())
+            .count()
+    }
+}

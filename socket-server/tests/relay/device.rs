@@ -1,0 +1,99 @@
+//! A `rust_socketio` device: connects with a token, records every chat event it receives.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::Payload;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::helpers::Stack;
+
+type Received = mpsc::UnboundedReceiver<(String, Value)>;
+
+/// A device: the client and what it received, as (event, first argument).
+pub struct Device {
+    pub client: Client,
+    rx: Received,
+}
+
+/// The first argument of an event or ack (rust_socketio hands an ack's arguments as an array).
+fn first(payload: Payload) -> Value {
+    match payload {
+        Payload::Text(mut values) if !values.is_empty() => match values.swap_remove(0) {
+            Value::Array(mut args) if !args.is_empty() => args.swap_remove(0),
+            other => other,
+        },
+        other => panic!("expected a text payload, got {other:?}"),
+    }
+}
+
+fn forward(
+    tx: &mpsc::UnboundedSender<(String, Value)>,
+    tag: &str,
+) -> impl FnMut(Payload, Client) -> BoxFuture<'static, ()> + Send + Sync + 'static {
+    let tx = tx.clone();
+    let tag = tag.to_owned();
+    move |payload, _client| {
+        let _ = tx.send((tag.clone(), first(payload)));
+        async {}.boxed()
+    }
+}
+
+impl Device {
+    pub async fn connect(stack: &Stack, relay: usize, token: &str) -> Device {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut builder = ClientBuilder::new(stack.relay_url(relay))
+            .reconnect(false)
+            .auth(json!({ "token": token }));
+        for event in [
+            "receive_message",
+            "message_saved",
+            "message_failed",
+            "typing",
+            "message_status",
+            "session_revoked",
+        ] {
+            builder = builder.on(event, forward(&tx, event));
+        }
+        let client = builder
+            .connect()
+            .await
+            .expect("rust_socketio could not connect");
+        let mut device = Device { client, rx };
+        // Events are handled in order after the connect: an answered ping means the device is in
+        // its user's room and the relay subscribed to the user's channel.
+        let pong = device.request("ping", json!({})).await;
+        assert!(pong["serverTime"].is_string(), "ping answered {pong}");
+        device
+    }
+
+    /// Emit with an ack and wait for the answer.
+    pub async fn request(&mut self, event: &str, arg: Value) -> Value {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.client
+            .emit_with_ack(event, arg, Duration::from_secs(10), forward(&tx, "ack"))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no ack for {event} within 10 s"))
+            .unwrap()
+            .1
+    }
+
+    pub async fn next(&mut self) -> (String, Value) {
+        tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
+            .await
+            .expect("no event within 5 s")
+            .expect("the client is gone")
+    }
+
+    pub async fn nothing_within(&mut self, wait: Duration) {
+        if let Ok(Some(event)) = tokio::time::timeout(wait, self.rx.recv()).await {
+            panic!("unexpected event {event:?}");
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! `spawn_stack()`: a fresh database, the API and N relays sharing one Redis prefix, all on
+//! port 0 and stopped (database dropped) when the [`Stack`] is dropped.
+
+use std::time::Duration;
+
+use api_server::settings::{
+    CorsSettings, DatabaseSettings, HttpSettings, Limits as ApiLimits, RedisSettings as ApiRedis,
+    Settings as ApiSettings,
+};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use shared::auth::JwtSettings;
+use socket_server::settings::{
+    ApiSettings as RelayApi, Limits, RedisSettings, Settings, SocketSettings,
+};
+use tokio::sync::oneshot;
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const PASSWORD: &str = "correct-horse-battery-staple";
+
+pub struct Stack {
+    pub api_url: String,
+    pub relay_ports: Vec<u16>,
+    pub jwt: JwtSettings,
+    pub http: reqwest::Client,
+    db_name: String,
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+fn jwt(secret: String) -> JwtSettings {
+    JwtSettings {
+        secret: SecretString::from(secret),
+        issuer: "parley-test-issuer".into(),
+        audience: "parley-test-clients".into(),
+        ttl_secs: 3600,
+        leeway_secs: 0,
+    }
+}
+
+/// The API and `relays` relays, linked only by Redis (a prefix of their own).
+pub async fn spawn_stack(relays: usize) -> Stack {
+    shared::telemetry::init("warn");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let prefix = format!("parley-relay-test-{id}");
+    let db_name = format!("parley_relay_test_{id}");
+    let api_settings = ApiSettings {
+        api: HttpSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            shutdown_timeout_secs: 1,
+        },
+        database: DatabaseSettings {
+            url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
+            pool_size: 4,
+            create_if_missing: true,
+        },
+        redis: ApiRedis {
+            url: REDIS_URL.into(),
+            prefix: prefix.clone(),
+        },
+        jwt: jwt(secret.clone()),
+        limits: ApiLimits {
+            body_bytes: 65_536,
+            text_chars: 4000,
+            page_max: 200,
+            page_default: 50,
+            sync_max: 500,
+            search_max: 50,
+            login_failures_per_window: 5,
+            login_window_secs: 300,
+        },
+        cors: CorsSettings {
+            allowed_origins: vec![],
+        },
+    };
+    let api = api_server::startup::Application::build(api_settings)
+        .await
+        .unwrap_or_else(|e| panic!("the API did not start (PostgreSQL and Redis must run): {e:#}"));
+    let api_url = format!("http://127.0.0.1:{}", api.port());
+    let mut stops = Vec::new();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(api.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    stops.push(tx);
+    let mut relay_ports = Vec::new();
+    for _ in 0..relays {
+        let settings = Settings {
+            socket: SocketSettings {
+                host: "127.0.0.1".into(),
+                port: 0,
+                shutdown_timeout_secs: 1,
+            },
+            api: RelayApi {
+                url: api_url.clone(),
+                timeout_ms: 5000,
+            },
+            redis: RedisSettings {
+                url: REDIS_URL.into(),
+                prefix: prefix.clone(),
+            },
+            jwt: jwt(secret.clone()),
+            limits: Limits {
+                text_chars: 4000,
+                store_attempts: 3,
+                store_backoff_ms: 50,
+                membership_cache_secs: 10,
+                sends_queued_per_socket: 32,
+            },
+        };
+        let relay = socket_server::startup::Application::build(settings)
+            .await
+            .unwrap_or_else(|e| panic!("the relay did not start: {e:#}"));
+        relay_ports.push(relay.port());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(relay.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        stops.push(tx);
+    }
+    Stack {
+        api_url,
+        relay_ports,
+        jwt: jwt(secret),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        db_name,
+        _stops: stops,
+    }
+}
+
+impl Stack {
+    pub fn relay_url(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.relay_ports[index])
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.api_url)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api_url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Register a user; returns (token, user id).
+    pub async fn register(&self, username: &str) -> (String, String) {
+        let (status, body) = self
+            .post(
+                "/api/auth/register",
+                None,
+                &json!({ "username": username, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(status, 201, "registering {username}: {body}");
+        (
+            body["token"].as_str().unwrap().to_owned(),
+            body["user"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Create a conversation of the caller with `members`; returns its id.
+    pub async fn conversation(&self, token: &str, members: &[&str]) -> String {
+        let (status, body) = self
+            .post(
+                "/api/conversations",
+                Some(token),
+                &json!({ "memberIds": members }),
+            )
+            .await;
+        assert!(
+            matches!(status, 200 | 201),
+            "creating a conversation: {body}"
+        );
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A token signed with the stack's secret that expired an hour ago.
+    pub fn expired_token(&self, user_id: &str) -> String {
+        use secrecy::ExposeSecret;
+        let now = chrono::Utc::now().timestamp();
+        let claims = shared::auth::Claims {
+            sub: user_id.to_owned(),
+            iss: self.jwt.issuer.clone(),
+            aud: self.jwt.audience.clone(),
+            iat: now - 7200,
+            exp: now - 3600,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(self.jwt.secret.expose_secret().as_bytes()),
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // Stop the services first (their pools hold connections), then drop the database.
+        self._stops.clear();
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db_name),
+            ])
+            .output();
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the chat relay (one test binary): real relays on port 0 with the real
+//! API, PostgreSQL and Redis, driven by `rust_socketio` and by `socket.io-client` in node.
+
+// Tests may unwrap (house style): a failure here should panic loudly.
+#![allow(clippy::unwrap_used)]
+
+mod device;
+mod helpers;
+mod node_clients;
+mod ops;
+mod rust_clients;
+mod session_and_receipts;

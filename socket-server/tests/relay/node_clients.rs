@@ -1,0 +1,65 @@
+//! Runs `node --test tests/node/relay` (socket.io-client 4.x with each transport setting)
+//! against two relays and the API prepared here; the scenario is passed in the environment.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use tokio::process::Command;
+
+use crate::helpers::spawn_stack;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("socket-server sits in the workspace")
+        .to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_io_client_devices_on_two_relays_pass_the_node_chat_suite() {
+    // Arrange: node and its packages, two relays, three users and a conversation
+    let root = workspace_root();
+    let node_dir = root.join("tests/node");
+    if !node_dir.join("node_modules").exists() {
+        let install = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&node_dir)
+            .status()
+            .await
+            .expect("npm must be installed (Node.js 20+)");
+        assert!(install.success(), "`npm ci` in tests/node failed");
+    }
+    let stack = spawn_stack(2).await;
+    let (alice, alice_id) = stack.register("alice").await;
+    let (bob, bob_id) = stack.register("bob").await;
+    let (mallory, mallory_id) = stack.register("mallory").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let scenario = json!({
+        "relays": [stack.relay_url(0), stack.relay_url(1)],
+        "api": stack.api_url,
+        "alice": { "token": alice, "id": alice_id },
+        "bob": { "token": bob, "id": bob_id },
+        "mallory": { "token": mallory, "id": mallory_id },
+        "conversation": conversation,
+        "expiredToken": stack.expired_token(&alice_id),
+    });
+
+    // Act
+    let output = Command::new("node")
+        .args(["--test", "tests/node/relay"])
+        .current_dir(&root)
+        .env("PARLEY_RELAY_SCENARIO", scenario.to_string())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node must be installed (Node.js 20+)");
+
+    // Assert
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the node chat suite failed (exit {:?}); its output is above",
+        output.status.code()
+    );
+}

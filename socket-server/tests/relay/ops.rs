@@ -1,0 +1,37 @@
+//! `/health` and `/metrics` on the relay's port.
+
+use crate::device::Device;
+use crate::helpers::spawn_stack;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_are_served_on_the_relay_port() {
+    // Arrange
+    let stack = spawn_stack(1).await;
+    let (alice, _) = stack.register("alice").await;
+    let _device = Device::connect(&stack, 0, &alice).await;
+
+    // Act
+    let health = stack
+        .http
+        .get(format!("{}/health", stack.relay_url(0)))
+        .send()
+        .await
+        .unwrap();
+    let metrics = stack
+        .http
+        .get(format!("{}/metrics", stack.relay_url(0)))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap()["status"],
+        "ok"
+    );
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("relay_sockets 1"), "{text}");
+    assert!(text.contains("relay_users 1"), "{text}");
+}

@@ -1,0 +1,117 @@
+// socket.io-client 4.x devices against two Parley relays linked only by Redis, with the real API.
+// Run by socket-server's `relay` test binary, which prepares the scenario and passes it in
+// PARLEY_RELAY_SCENARIO: {relays:[url…], api, alice:{token,id}, bob:{token,id},
+// mallory:{token,id}, conversation, expiredToken}.
+import { describe, it, after } from "node:test";
+import assert from "node:assert/strict";
+import { io } from "socket.io-client";
+
+const S = JSON.parse(process.env.PARLEY_RELAY_SCENARIO ?? "null");
+if (!S) throw new Error("PARLEY_RELAY_SCENARIO is not set (run through `cargo test -p socket-server --test relay`)");
+
+const sockets = [];
+after(() => sockets.forEach((s) => s.disconnect()));
+
+const within = (ms, promise, what) =>
+  Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`timeout: ${what}`)), ms))]);
+
+/** A device: the socket and the events it received in order. */
+function device(relay, token, transports) {
+  const socket = io(S.relays[relay], {
+    forceNew: true,
+    reconnection: false,
+    auth: { token },
+    ...(transports ? { transports } : {}),
+  });
+  sockets.push(socket);
+  const events = [];
+  const waiters = [];
+  socket.onAny((event, arg) => {
+    events.push([event, arg]);
+    waiters.splice(0).forEach((w) => w());
+  });
+  const next = async (what) => {
+    while (events.length === 0) await within(5000, new Promise((r) => waiters.push(r)), what);
+    return events.shift();
+  };
+  return { socket, events, next };
+}
+
+const connected = (socket) =>
+  within(5000, new Promise((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("connect_error", reject);
+  }), "connect");
+
+const refused = (socket) =>
+  within(5000, new Promise((resolve, reject) => {
+    socket.once("connect", () => reject(new Error("connected with a bad token")));
+    socket.once("connect_error", resolve);
+  }), "connect_error");
+
+describe("connect", () => {
+  for (const [label, auth, code] of [
+    ["an expired token", { token: S.expiredToken }, "token_expired"],
+    ["a garbage token", { token: "not.a.jwt" }, "invalid_token"],
+    ["no token", {}, "missing_token"],
+  ]) {
+    it(`refuses ${label} with CONNECT_ERROR ${code}`, async () => {
+      const socket = io(S.relays[0], { forceNew: true, reconnection: false, auth });
+      sockets.push(socket);
+      const err = await refused(socket);
+      assert.equal(err.data?.code, code);
+      assert.ok(err.message.length > 0);
+    });
+  }
+});
+
+describe("send_message with socket.io-client on two relays", () => {
+  it("shows the message at once on the three other devices, then saves it everywhere", async () => {
+    const a1 = device(0, S.alice.token); // polling, then upgrade
+    const a2 = device(1, S.alice.token, ["websocket"]);
+    const b1 = device(1, S.bob.token, ["polling"]);
+    const b2 = device(0, S.bob.token);
+    await Promise.all([a1, a2, b1, b2].map((d) => connected(d.socket)));
+    // An answered ping: the relay handled the connect (room joined, channel subscribed).
+    for (const d of [a1, a2, b1, b2]) {
+      const pong = await d.socket.timeout(5000).emitWithAck("ping", {});
+      assert.ok(pong.serverTime);
+    }
+
+    const ack = await a1.socket.timeout(10000).emitWithAck("send_message", {
+      clientMsgId: "node-1",
+      conversationId: S.conversation,
+      kind: "text",
+      content: "from node",
+    });
+
+    assert.equal(ack.success, true, JSON.stringify(ack));
+    assert.equal(ack.clientMsgId, "node-1");
+    assert.match(ack.id, /^\d+$/);
+    for (const d of [a2, b1, b2]) {
+      const [event, relayed] = await d.next("receive_message");
+      assert.equal(event, "receive_message");
+      assert.equal(relayed.clientMsgId, "node-1");
+      assert.equal(relayed.senderId, S.alice.id);
+      assert.equal(relayed.status, "sent");
+      const [saved, body] = await d.next("message_saved");
+      assert.equal(saved, "message_saved");
+      assert.equal(body.id, ack.id);
+    }
+    const [own, body] = await a1.next("message_saved");
+    assert.deepEqual([own, body.id], ["message_saved", ack.id]);
+  });
+
+  it("refuses a non-member's message with conversation_not_found", async () => {
+    const m = device(0, S.mallory.token);
+    await connected(m.socket);
+    const ack = await m.socket.timeout(10000).emitWithAck("send_message", {
+      clientMsgId: "evil-1",
+      conversationId: S.conversation,
+      content: "let me in",
+    });
+    assert.equal(ack.success, false);
+    assert.equal(ack.error.code, "conversation_not_found");
+    assert.equal(ack.error.retryable, false);
+  });
+});
