@@ -12,7 +12,7 @@
 //! - [`settings`], [`startup`]: typed settings and `Application` (bind, `port()`,
 //!   `run_until_stopped(shutdown)`).
 //!
-//! The protocol layer knows nothing of chat; see `PROTOCOL_NOTES.md` for limits, close reasons and
+//! The protocol layer knows nothing of chat; see `docs/protocol.md` for limits, close reasons and
 //! the handler API, and `CHAT_NOTES.md` for the chat events.
 
 pub mod chat;
