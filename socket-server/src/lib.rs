@@ -13,7 +13,7 @@
 //!   `run_until_stopped(shutdown)`).
 //!
 //! The protocol layer knows nothing of chat; see `docs/protocol.md` for limits, close reasons and
-//! the handler API, and `CHAT_NOTES.md` for the chat events.
+//! the handler API, and for the chat events.
 
 pub mod chat;
 pub mod engineio;
