@@ -1,9 +1,12 @@
 //! Receiving what is published to users' channels, for the users a relay serves right now.
 //!
-//! A [`Subscriber`] is a handle on a background task: [`Subscriber::subscribe`] adds a user
-//! (it returns once the subscription is live, so nothing published afterwards is missed),
-//! [`Subscriber::unsubscribe`] removes one; messages arrive as [`BusMessage`] on the receiver
-//! returned with the handle. Two implementations run the same contract:
+//! A [`Subscriber`] is a handle on a background task. Subscriptions are counted per user: call
+//! [`Subscriber::subscribe`] for every connection of a user (it returns once the channel is live,
+//! so nothing published afterwards is missed) and [`Subscriber::unsubscribe`] when that
+//! connection ends; the channel is subscribed on the first and unsubscribed after the last.
+//! Because the count lives in the one task that orders the commands, a device reconnecting while
+//! its old connection is still closing can never leave the user unsubscribed. Messages arrive as
+//! [`BusMessage`] on the receiver returned with the handle. Two implementations run the same contract:
 //! - [`redis`]: one pub/sub connection, SUBSCRIBE/UNSUBSCRIBE per user channel; when the
 //!   connection drops it reconnects with backoff and resubscribes every current user by itself
 //!   (events published meanwhile are lost; clients recover through sync).
@@ -13,7 +16,7 @@ use super::memory::MemoryBus;
 use super::{BusMessage, Keys};
 use crate::ids::UserId;
 use futures::StreamExt;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -35,8 +38,9 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Start receiving `user`'s channel. Returns once the subscription is confirmed, or at
-    /// once while the bus is unreachable (the user is subscribed on reconnection).
+    /// One more connection of `user`: receive their channel. Returns once the subscription is
+    /// confirmed, or at once while the bus is unreachable (the user is subscribed on
+    /// reconnection).
     pub async fn subscribe(&self, user: UserId) {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Subscribe(user, tx)).is_ok() {
@@ -44,7 +48,7 @@ impl Subscriber {
         }
     }
 
-    /// Stop receiving `user`'s channel.
+    /// One connection of `user` fewer: their channel is dropped after the last one.
     pub fn unsubscribe(&self, user: UserId) {
         let _ = self.commands.send(Command::Unsubscribe(user));
     }
@@ -71,13 +75,56 @@ fn user_of(channel: &str) -> Option<UserId> {
     channel.rsplit_once(":u:")?.1.parse().ok()
 }
 
+/// Connections per subscribed user. `add` and `remove` say whether the channel itself must be
+/// subscribed (first connection) or unsubscribed (last one).
+#[derive(Default)]
+struct Counts(HashMap<UserId, usize>);
+
+impl Counts {
+    fn add(&mut self, user: UserId) -> bool {
+        let n = self.0.entry(user).or_default();
+        *n += 1;
+        *n == 1
+    }
+
+    fn remove(&mut self, user: UserId) -> bool {
+        match self.0.get_mut(&user) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                self.0.remove(&user);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn contains(&self, user: &UserId) -> bool {
+        self.0.contains_key(user)
+    }
+
+    fn users(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.0.keys().copied()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 async fn run_redis(
     client: redis::Client,
     keys: Keys,
     mut commands: mpsc::UnboundedReceiver<Command>,
     out: mpsc::Sender<BusMessage>,
 ) {
-    let mut users: HashSet<UserId> = HashSet::new();
+    let mut users = Counts::default();
     let mut backoff = Duration::from_millis(100);
     loop {
         let pubsub = match client.get_async_pubsub().await {
@@ -93,7 +140,7 @@ async fn run_redis(
         };
         let (mut sink, stream) = pubsub.split();
         if !users.is_empty() {
-            let channels: Vec<String> = users.iter().map(|&u| keys.user_channel(u)).collect();
+            let channels: Vec<String> = users.users().map(|u| keys.user_channel(u)).collect();
             if let Err(error) = sink.subscribe(channels).await {
                 tracing::warn!(%error, "resubscribing failed; reconnecting");
                 continue;
@@ -129,14 +176,20 @@ async fn run_redis(
                             return;
                         }
                         Some(Command::Subscribe(user, done)) => {
-                            users.insert(user);
-                            let r = sink.subscribe(keys.user_channel(user)).await;
+                            let r = if users.add(user) {
+                                sink.subscribe(keys.user_channel(user)).await
+                            } else {
+                                Ok(())
+                            };
                             let _ = done.send(());
                             r
                         }
                         Some(Command::Unsubscribe(user)) => {
-                            users.remove(&user);
-                            sink.unsubscribe(keys.user_channel(user)).await
+                            if users.remove(user) {
+                                sink.unsubscribe(keys.user_channel(user)).await
+                            } else {
+                                Ok(())
+                            }
                         }
                     };
                     if let Err(error) = result {
@@ -155,7 +208,7 @@ async fn run_redis(
 /// handle is gone.
 async fn wait_while_down(
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    users: &mut HashSet<UserId>,
+    users: &mut Counts,
     delay: Duration,
 ) -> bool {
     let sleep = tokio::time::sleep(delay);
@@ -166,11 +219,11 @@ async fn wait_while_down(
             command = commands.recv() => match command {
                 None => return false,
                 Some(Command::Subscribe(user, done)) => {
-                    users.insert(user);
+                    users.add(user);
                     let _ = done.send(());
                 }
                 Some(Command::Unsubscribe(user)) => {
-                    users.remove(&user);
+                    users.remove(user);
                 }
             },
         }
@@ -182,17 +235,17 @@ async fn run_memory(
     mut commands: mpsc::UnboundedReceiver<Command>,
     out: mpsc::Sender<BusMessage>,
 ) {
-    let mut users: HashSet<UserId> = HashSet::new();
+    let mut users = Counts::default();
     loop {
         tokio::select! {
             command = commands.recv() => match command {
                 None => return,
                 Some(Command::Subscribe(user, done)) => {
-                    users.insert(user);
+                    users.add(user);
                     let _ = done.send(());
                 }
                 Some(Command::Unsubscribe(user)) => {
-                    users.remove(&user);
+                    users.remove(user);
                 }
             },
             received = all.recv() => match received {
@@ -237,6 +290,50 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((got.user, got.payload.as_str()), (UserId(2), "b"));
+    }
+
+    /// A user's second connection subscribes, then the first one's late unsubscribe arrives:
+    /// the user must still receive (the reconnect race).
+    async fn a_late_unsubscribe_of_one_connection_keeps_the_others(
+        bus: &dyn Bus,
+        sub: Subscriber,
+        mut rx: mpsc::Receiver<BusMessage>,
+    ) {
+        sub.subscribe(UserId(1)).await;
+        sub.subscribe(UserId(1)).await;
+        sub.unsubscribe(UserId(1));
+        sub.subscribe(UserId(2)).await; // orders after the unsubscribe
+        bus.publish(&[UserId(1)], "still here").await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.user, got.payload.as_str()), (UserId(1), "still here"));
+        sub.unsubscribe(UserId(1));
+        sub.subscribe(UserId(2)).await;
+        bus.publish(&[UserId(1), UserId(2)], "after").await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.user, got.payload.as_str()), (UserId(2), "after"));
+    }
+
+    #[tokio::test]
+    async fn the_memory_subscriber_counts_connections() {
+        let bus = MemoryBus::new();
+        let (sub, rx) = memory(&bus);
+        a_late_unsubscribe_of_one_connection_keeps_the_others(&bus, sub, rx).await;
+    }
+
+    #[tokio::test]
+    async fn the_redis_subscriber_counts_connections() {
+        let keys = Keys::new(format!("parley-sub-test-{}", uuid::Uuid::new_v4()));
+        let Ok(bus) = RedisBus::connect("redis://127.0.0.1:6379", keys.clone()).await else {
+            panic!("Redis must run at 127.0.0.1:6379 for this test");
+        };
+        let (sub, rx) = redis(bus.client().clone(), keys);
+        a_late_unsubscribe_of_one_connection_keeps_the_others(&bus, sub, rx).await;
     }
 
     #[tokio::test]

@@ -139,10 +139,10 @@ impl NamespaceHandler for ChatHandler {
         socket
             .extensions()
             .insert(send::start_worker(state.clone(), session));
-        if state.registry.join(user, socket) {
-            // Subscribed before the CONNECT answer: nothing published afterwards is missed.
-            state.subscriber.subscribe(user).await;
-        }
+        // Subscribed (counted per connection) before the CONNECT answer: nothing published
+        // afterwards is missed.
+        state.subscriber.subscribe(user).await;
+        state.registry.join(user, socket);
         state.metrics.connects.inc();
         tracing::info!(user_id = %user, conn_id = %socket.id(), "socket connected");
         Ok(())
@@ -179,9 +179,8 @@ impl NamespaceHandler for ChatHandler {
         let Some(session) = socket.extensions().get::<Session>() else {
             return;
         };
-        if self.state.registry.leave(session.user, socket) {
-            self.state.subscriber.unsubscribe(session.user);
-        }
+        self.state.registry.leave(session.user, socket);
+        self.state.subscriber.unsubscribe(session.user);
         tracing::info!(user_id = %session.user, conn_id = %socket.id(), reason = reason.as_str(), "socket disconnected");
     }
 }

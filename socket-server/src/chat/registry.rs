@@ -1,6 +1,5 @@
 //! The local registry: which sockets of this relay belong to which user (a user's "room").
-//! The first socket of a user makes the relay subscribe to the user's bus channel, the last one
-//! to leave unsubscribes it (see `ChatHandler`).
+//! Bus subscriptions are counted by the subscriber itself (see `ChatHandler`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,26 +16,23 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Add `socket` to `user`'s room; true when it is the user's first socket here.
-    pub fn join(&self, user: UserId, socket: &Socket) -> bool {
+    /// Add `socket` to `user`'s room.
+    pub fn join(&self, user: UserId, socket: &Socket) {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        let room = users.entry(user).or_default();
-        room.insert(socket.id().to_owned(), socket.clone());
-        room.len() == 1
+        users
+            .entry(user)
+            .or_default()
+            .insert(socket.id().to_owned(), socket.clone());
     }
 
-    /// Remove `socket`; true when it was the user's last socket here.
-    pub fn leave(&self, user: UserId, socket: &Socket) -> bool {
+    /// Remove `socket` from `user`'s room.
+    pub fn leave(&self, user: UserId, socket: &Socket) {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(room) = users.get_mut(&user) else {
-            return false;
-        };
-        room.remove(socket.id());
-        if room.is_empty() {
-            users.remove(&user);
-            true
-        } else {
-            false
+        if let Some(room) = users.get_mut(&user) {
+            room.remove(socket.id());
+            if room.is_empty() {
+                users.remove(&user);
+            }
         }
     }
 
