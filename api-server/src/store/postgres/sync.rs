@@ -7,10 +7,14 @@
 //! change can later commit behind a cursor already handed out. (A bigserial or timestamp cursor
 //! can: ids are taken before commit, and transactions commit out of order.)
 //!
-//! Transactions of *other* databases on the same server are left out of the horizon by looking
-//! them up in `pg_stat_activity`; one that cannot be placed (it ended meanwhile, or the role may
-//! not see it) is counted in, which only delays a change to the next sync, never loses it. A
-//! write transaction left open in this database holds sync back until it ends; live events
+//! Transactions of *other* databases on the same server are left out of the horizon: their xids
+//! are listed from `pg_stat_activity` *before* the snapshot is taken. One that cannot be placed
+//! that way (it got its xid after the listing, or the role may not see it) is counted in, which
+//! only delays a change to the next sync, never loses it; and since such an xid is younger than
+//! the request, everything committed before the sync began is still returned (a client sees its
+//! own writes). Looking them up *after* the snapshot would not do: a short transaction of
+//! another database can end in between, be counted in, and hold back older committed changes.
+//! A write transaction left open in this database holds sync back until it ends; live events
 //! keep flowing meanwhile.
 
 use super::conversations::members_of;
@@ -19,7 +23,7 @@ use super::schema::{changes, conversations, members, messages};
 use crate::store::{StoreError, StoreResult};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{Array, BigInt};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use shared::ids::UserId;
 use shared::wire::{Message, SyncResponse};
@@ -36,15 +40,22 @@ struct ChangeRow {
     user_id: Option<i64>,
 }
 
-/// The horizon of the current snapshot (see the module doc), as a bigint.
-const HORIZON: &str = "(SELECT COALESCE(
+/// The (32-bit) xids of the transactions other databases of this server are running now.
+const OTHER_DATABASES_XIDS: &str = "COALESCE(
+    (SELECT array_agg(backend_xid::text::bigint)
+       FROM pg_stat_activity
+      WHERE backend_xid IS NOT NULL
+        AND datid IS NOT NULL
+        AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())),
+    '{}')";
+
+/// The horizon of the current snapshot (see the module doc), as a bigint, leaving out the xids
+/// bound after it (those of other databases).
+const HORIZON_BEFORE: &str = "(SELECT COALESCE(
     (SELECT min(x::text::bigint)
        FROM pg_snapshot_xip(snap.s) AS x
-      WHERE NOT EXISTS (
-            SELECT 1 FROM pg_stat_activity a
-             WHERE a.backend_xid = xid(x)
-               AND a.datid IS NOT NULL
-               AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),
+      WHERE NOT (xid(x)::text::bigint = ANY(";
+const HORIZON_AFTER: &str = "))),
     pg_snapshot_xmax(snap.s)::text::bigint)
   FROM (SELECT pg_current_snapshot() AS s) AS snap)";
 
@@ -74,15 +85,23 @@ pub async fn since(
     limit: i64,
 ) -> StoreResult<SyncResponse> {
     let (cx, ci) = cursor.map(parse_cursor).transpose()?.unwrap_or((0, 0));
+    // Before the snapshot: see the module doc.
+    let others: Vec<i64> = diesel::select(sql::<Array<BigInt>>(OTHER_DATABASES_XIDS))
+        .get_result(conn)
+        .await?;
     // One snapshot for the horizon and the read.
     let (horizon, mut rows) = conn
         .build_transaction()
         .repeatable_read()
         .read_only()
         .run(async |conn| {
-            let horizon: i64 = diesel::select(sql::<BigInt>(HORIZON))
-                .get_result(conn)
-                .await?;
+            let horizon: i64 = diesel::select(
+                sql::<BigInt>(HORIZON_BEFORE)
+                    .bind::<Array<BigInt>, _>(&others)
+                    .sql(HORIZON_AFTER),
+            )
+            .get_result(conn)
+            .await?;
             let rows: Vec<ChangeRow> = changes::table
                 .inner_join(
                     members::table.on(members::conversation_id
