@@ -1,5 +1,7 @@
 //! Parsed inputs: a value of these types has passed its checks, so a handler cannot forget one.
 
+use crate::ids::{ConversationId, UserId};
+use crate::wire::SendMessageRequest;
 use serde::{Deserialize, Serialize};
 
 /// Why an input was refused: which field, and what is wrong with it.
@@ -189,9 +191,103 @@ impl DisplayName {
     }
 }
 
+/// Where a message goes: an existing conversation, or the direct conversation with a user (found
+/// or created by the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendTarget {
+    Conversation(ConversationId),
+    Recipient(UserId),
+}
+
+/// A `send_message` / `POST /api/messages` request that passed every check. The API and the
+/// relay both parse with this, so a message the relay shows at once is one the API will accept.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    pub client_msg_id: ClientMsgId,
+    pub target: SendTarget,
+    pub kind: MessageKind,
+    pub content: MessageContent,
+    /// `None` also for an empty `attachmentId`.
+    pub attachment_id: Option<String>,
+}
+
+impl OutgoingMessage {
+    /// Longest `attachmentId`, in characters.
+    pub const MAX_ATTACHMENT_ID_CHARS: usize = 256;
+
+    /// Check every field; `max_chars` bounds the content.
+    pub fn parse(request: &SendMessageRequest, max_chars: usize) -> Result<Self, FieldError> {
+        let target = match (request.conversation_id, request.recipient_id) {
+            (Some(c), None) => SendTarget::Conversation(c),
+            (None, Some(r)) => SendTarget::Recipient(r),
+            (Some(_), Some(_)) => {
+                return Err(FieldError::new(
+                    "recipientId",
+                    "give either conversationId or recipientId, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(FieldError::new(
+                    "conversationId",
+                    "conversationId or recipientId is required",
+                ))
+            }
+        };
+        let client_msg_id = ClientMsgId::parse(&request.client_msg_id)?;
+        let kind = MessageKind::parse(request.kind.as_deref().unwrap_or("text"))?;
+        let content = MessageContent::parse(&request.content, max_chars)?;
+        let attachment_id = request.attachment_id.clone().filter(|a| !a.is_empty());
+        if attachment_id
+            .as_ref()
+            .is_some_and(|a| a.chars().count() > Self::MAX_ATTACHMENT_ID_CHARS)
+        {
+            return Err(FieldError::new(
+                "attachmentId",
+                format!(
+                    "must be at most {} characters",
+                    Self::MAX_ATTACHMENT_ID_CHARS
+                ),
+            ));
+        }
+        Ok(Self {
+            client_msg_id,
+            target,
+            kind,
+            content,
+            attachment_id,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outgoing_message_needs_exactly_one_target_and_a_bounded_attachment() {
+        let request = |json: serde_json::Value| -> SendMessageRequest {
+            serde_json::from_value(json).unwrap()
+        };
+        let ok = OutgoingMessage::parse(
+            &request(serde_json::json!({"clientMsgId": "c", "recipientId": "2", "content": "hi", "attachmentId": ""})),
+            10,
+        )
+        .unwrap();
+        assert_eq!(ok.target, SendTarget::Recipient(UserId(2)));
+        assert_eq!((ok.kind, ok.attachment_id), (MessageKind::Text, None));
+        let none = request(serde_json::json!({"clientMsgId": "c", "content": "hi"}));
+        assert_eq!(
+            OutgoingMessage::parse(&none, 10).unwrap_err().field,
+            "conversationId"
+        );
+        let long = request(serde_json::json!({
+            "clientMsgId": "c", "conversationId": "1", "content": "hi", "attachmentId": "a".repeat(257)
+        }));
+        assert_eq!(
+            OutgoingMessage::parse(&long, 10).unwrap_err().field,
+            "attachmentId"
+        );
+    }
 
     #[test]
     fn content_is_refused_when_blank_too_long_or_with_nul() {

@@ -4,18 +4,15 @@ use super::page_limit;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{NewMessage, PageQuery, Target};
+use crate::store::{NewMessage, PageQuery};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use shared::domain::{ClientMsgId, MessageContent, MessageKind};
+use shared::domain::OutgoingMessage;
 use shared::errors::ErrorEnvelope;
 use shared::events::BusEvent;
 use shared::ids::ConversationId;
 use shared::wire::{Message, MessagePage, SendMessageRequest};
 use utoipa::IntoParams;
-
-/// Longest `attachmentId`, in characters.
-pub const MAX_ATTACHMENT_ID_CHARS: usize = 256;
 
 /// Send a message to a conversation (`conversationId`) or to a user (`recipientId`: their direct
 /// conversation, created if needed). Retrying with the same `clientMsgId` answers the stored
@@ -138,49 +135,22 @@ fn parse_send(
     body: SendMessageRequest,
     max_chars: usize,
 ) -> ApiResult<NewMessage> {
-    let target = match (body.conversation_id, body.recipient_id) {
-        (Some(c), None) => Target::Conversation(c),
-        (None, Some(r)) => Target::Recipient(r),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "recipientId",
-                "give either conversationId or recipientId, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "conversationId",
-                "conversationId or recipientId is required",
-            ))
-        }
-    };
-    let client_msg_id = ClientMsgId::parse(&body.client_msg_id)?;
-    let kind = MessageKind::parse(body.kind.as_deref().unwrap_or("text"))?;
-    let content = MessageContent::parse(&body.content, max_chars)?;
-    // An empty attachmentId means none.
-    let attachment_id = body.attachment_id.filter(|a| !a.is_empty());
-    if attachment_id
-        .as_ref()
-        .is_some_and(|a| a.chars().count() > MAX_ATTACHMENT_ID_CHARS)
-    {
-        return Err(ApiError::invalid(
-            "attachmentId",
-            format!("must be at most {MAX_ATTACHMENT_ID_CHARS} characters"),
-        ));
-    }
+    let message = OutgoingMessage::parse(&body, max_chars)?;
     Ok(NewMessage {
         sender,
-        client_msg_id,
-        target,
-        kind,
-        content,
-        attachment_id,
+        client_msg_id: message.client_msg_id,
+        target: message.target,
+        kind: message.kind,
+        content: message.content,
+        attachment_id: message.attachment_id,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Target;
+    use shared::domain::MessageKind;
     use shared::ids::UserId;
 
     fn request(json: serde_json::Value) -> SendMessageRequest {

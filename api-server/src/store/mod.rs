@@ -55,13 +55,8 @@ pub struct NewUser {
     pub password_hash: String,
 }
 
-/// Where a message goes: an existing conversation, or the direct conversation with a user
-/// (found or created).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Conversation(ConversationId),
-    Recipient(UserId),
-}
+/// Where a message goes (the parsed request's target).
+pub use shared::domain::SendTarget as Target;
 
 /// A message to store. The sender comes from the token.
 #[derive(Debug, Clone)]

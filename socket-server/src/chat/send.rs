@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use shared::domain::{ClientMsgId, MessageContent, MessageKind};
+use shared::domain::{OutgoingMessage, SendTarget};
 use shared::errors::{AckError, ErrorCode};
 use shared::events::{BusEvent, RelayedMessage};
 use shared::ids::{ConversationId, UserId};
@@ -14,7 +14,7 @@ use shared::wire::{MessageSaved, MessageStatus, SendMessageRequest};
 use tokio::sync::mpsc;
 
 use super::auth::Session;
-use super::{ack_error, ChatState};
+use super::{ack_error, ack_ok, ChatState};
 use crate::socketio::{Ack, Payload, Socket};
 
 /// One message waiting to be stored.
@@ -43,10 +43,6 @@ pub fn start_worker(state: Arc<ChatState>, session: Session) -> StoreQueue {
     StoreQueue(tx)
 }
 
-fn invalid(message: impl Into<String>) -> AckError {
-    AckError::new(ErrorCode::ValidationFailed, message)
-}
-
 /// Handle one `send_message` event.
 #[tracing::instrument(skip_all, fields(user_id = %session.user, conn_id = %socket.id()))]
 pub async fn send_message(
@@ -57,8 +53,8 @@ pub async fn send_message(
     ack: Option<Ack>,
 ) {
     state.metrics.messages_in.inc();
-    let request = match parse(state, &payload) {
-        Ok(request) => request,
+    let (request, message) = match parse(state, &payload) {
+        Ok(parsed) => parsed,
         Err(error) => return ack_error(ack, error),
     };
     let Some(queue) = socket.extensions().get::<StoreQueue>() else {
@@ -77,17 +73,19 @@ pub async fn send_message(
             ),
         );
     };
-    let relayed_to = match request.conversation_id {
-        Some(conversation) => match state.members(session, conversation).await {
-            Ok(members) => {
-                relay(state, socket, session, conversation, &request, &members).await;
-                Some(members)
+    let relayed_to = match message.target {
+        SendTarget::Conversation(conversation) => {
+            match state.members(session, conversation).await {
+                Ok(members) => {
+                    relay(state, socket, session, conversation, message, &members).await;
+                    Some(members)
+                }
+                Err(error) => return ack_error(ack, error),
             }
-            Err(error) => return ack_error(ack, error),
-        },
+        }
         // Direct by recipient: the API finds or creates the conversation; its `message_stored`
         // delivers the message.
-        None => None,
+        SendTarget::Recipient(_) => None,
     };
     permit.send(StoreJob {
         request,
@@ -97,23 +95,18 @@ pub async fn send_message(
     });
 }
 
-/// The request, parsed with the API's own rules (content length, clientMsgId, kind).
-fn parse(state: &ChatState, payload: &Payload) -> Result<SendMessageRequest, AckError> {
+/// The request as the API will receive it, and what it parses to under the API's own rules
+/// ([`OutgoingMessage::parse`]), so a message relayed at once is one the API will accept.
+fn parse(
+    state: &ChatState,
+    payload: &Payload,
+) -> Result<(SendMessageRequest, OutgoingMessage), AckError> {
     let arg = payload.args.first().cloned().unwrap_or(Value::Null);
-    let mut request: SendMessageRequest = serde_json::from_value(arg)
+    let request: SendMessageRequest = serde_json::from_value(arg)
         .map_err(|e| AckError::new(ErrorCode::InvalidJson, format!("send_message: {e}")))?;
-    ClientMsgId::parse(&request.client_msg_id).map_err(|e| invalid(e.to_string()))?;
-    MessageContent::parse(&request.content, state.limits.text_chars)
-        .map_err(|e| invalid(e.to_string()))?;
-    let kind = MessageKind::parse(request.kind.as_deref().unwrap_or("text"))
-        .map_err(|e| invalid(e.to_string()))?;
-    request.kind = Some(kind.as_str().to_owned());
-    if request.conversation_id.is_some() == request.recipient_id.is_some() {
-        return Err(invalid(
-            "exactly one of conversationId and recipientId is required",
-        ));
-    }
-    Ok(request)
+    let message = OutgoingMessage::parse(&request, state.limits.text_chars)
+        .map_err(|e| AckError::new(ErrorCode::ValidationFailed, e.to_string()))?;
+    Ok((request, message))
 }
 
 /// Show the message at once on every member's devices but the sending one, here and through
@@ -123,16 +116,16 @@ async fn relay(
     socket: &Socket,
     session: &Session,
     conversation: ConversationId,
-    request: &SendMessageRequest,
+    parsed: OutgoingMessage,
     members: &[UserId],
 ) {
     let message = RelayedMessage {
-        client_msg_id: request.client_msg_id.clone(),
+        client_msg_id: parsed.client_msg_id.into_inner(),
         conversation_id: conversation,
         sender_id: session.user,
-        kind: MessageKind::parse(request.kind.as_deref().unwrap_or("text")).unwrap_or_default(),
-        content: request.content.clone(),
-        attachment_id: request.attachment_id.clone(),
+        kind: parsed.kind,
+        content: parsed.content.into_inner(),
+        attachment_id: parsed.attachment_id,
         sent_at: chrono::Utc::now(),
         status: MessageStatus::Sent,
     };
@@ -153,11 +146,8 @@ async fn store(state: &ChatState, session: &Session, job: StoreJob) {
         Ok(message) => {
             let mut answer =
                 serde_json::to_value(MessageSaved::from(&message)).unwrap_or(json!({}));
-            answer["success"] = json!(true);
             answer["status"] = json!("sent");
-            if let Some(ack) = job.ack {
-                let _ = ack.send(answer);
-            }
+            ack_ok(job.ack, answer);
         }
         Err(error) => {
             tracing::warn!(code = %error.code, client_msg_id = %job.request.client_msg_id, "message not stored");
