@@ -19,8 +19,10 @@ pub struct EngineConfig {
     /// How long a WebSocket upgrade from polling may take between the connection and the `5`
     /// packet (default 10 s).
     pub upgrade_timeout: Duration,
-    /// Capacity, in frames, of a session's outbox. When it is full the client reads too slowly
-    /// and the session is closed with [`CloseReason::SlowConsumer`](super::CloseReason). Default 256.
+    /// Capacity, in packets, of a session's outbox: a Socket.IO packet with binary attachments
+    /// (its text frame and each attachment) counts once, like a ping or a text message. When it
+    /// is full the client reads too slowly and the session is closed with
+    /// [`CloseReason::SlowConsumer`](super::CloseReason). Default 256.
     pub outbox_capacity: usize,
     /// Size of tungstenite's read buffer per WebSocket connection (default 4 KiB: its own
     /// default of 128 KiB, allocated per connection, costs ~1.3 GB for 10 000 idle clients).

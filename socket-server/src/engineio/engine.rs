@@ -89,6 +89,12 @@ impl<H: EngineHandler> Engine<H> {
             self.config.outbox_capacity,
         ));
         self.sessions().insert(sid, session.clone());
+        // A handshake that passed the router's shutdown check can get here after `close_all`
+        // took its snapshot of the table; the shutdown flag is set before that snapshot, so it
+        // is seen here and the session does not outlive shutdown.
+        if self.shutdown.is_cancelled() {
+            session.close(CloseReason::ServerShutdown);
+        }
         tracing::debug!(sid = %session.sid, ?transport, "engine.io session opened");
         let span = tracing::debug_span!("engine_session", conn_id = %session.sid);
         self.tasks
@@ -126,8 +132,8 @@ impl<H: EngineHandler> Engine<H> {
             // Clients of v4 do not ping (except the upgrade probe, handled by the WebSocket
             // transport); answer anyway, as older clients expect.
             Packet::Ping(data) => {
-                let pong = Frame::text_raw(format!("3{data}").into_bytes());
-                let _ = session.send(&[pong]);
+                let pong = Frame::text(format!("3{data}"));
+                let _ = session.send(pong.into());
             }
             Packet::Message(message) => {
                 let socket = EngineSocket {
@@ -149,7 +155,7 @@ async fn drive<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>) 
     let beat = heartbeat::run(
         engine.config.ping_interval,
         engine.config.ping_timeout,
-        || session.send(&[PING]).is_ok(),
+        || session.send(PING.into()).is_ok(),
         session.pongs.subscribe(),
     );
     tokio::select! {
@@ -175,4 +181,43 @@ fn new_sid() -> Arc<str> {
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Silent;
+
+    impl EngineHandler for Silent {
+        async fn on_open(&self, _socket: &EngineSocket) {}
+        async fn on_message(&self, _socket: &EngineSocket, _message: Message) {}
+        async fn on_close(&self, _socket: &EngineSocket, _reason: CloseReason) {}
+    }
+
+    #[tokio::test]
+    async fn a_session_created_after_close_all_took_its_snapshot_is_closed_for_shutdown() {
+        // Arrange: shutdown began and closed every session there was
+        let engine = Arc::new(Engine::new(
+            EngineConfig::default(),
+            Arc::new(Silent),
+            Hooks::default(),
+        ));
+        engine.shutdown.cancel();
+        engine.close_all(CloseReason::ServerShutdown);
+
+        // Act: a handshake that passed the shutdown check before it was cancelled
+        let session = engine
+            .create_session(RequestInfo::for_test(), Transport::Polling)
+            .await;
+
+        // Assert
+        assert!(session.is_closed());
+        assert_eq!(session.close_reason(), CloseReason::ServerShutdown);
+        engine.tasks.close();
+        tokio::time::timeout(std::time::Duration::from_secs(1), engine.tasks.wait())
+            .await
+            .expect("the session's task should end at once");
+        assert_eq!(engine.session_count(), 0);
+    }
 }

@@ -115,6 +115,22 @@ impl CloseReason {
             CloseReason::Forced => "forced close",
         }
     }
+
+    /// The WebSocket close code (RFC 6455 section 7.4.1) sent when a WebSocket session closes
+    /// for this reason: 1000 (normal) for the client's own close or the application's, 1001
+    /// (going away) for shutdown, a missed pong or a failed connection, 1009 (too big), 1002
+    /// (protocol error) for malformed packets and protocol violations, 1008 (policy) for a slow
+    /// consumer.
+    pub fn ws_close_code(self) -> u16 {
+        match self {
+            CloseReason::TransportClose | CloseReason::Forced => 1000,
+            CloseReason::ServerShutdown => 1001,
+            CloseReason::PayloadTooLarge => 1009,
+            CloseReason::ParseError | CloseReason::ProtocolError => 1002,
+            CloseReason::SlowConsumer => 1008,
+            CloseReason::PingTimeout | CloseReason::TransportError => 1001,
+        }
+    }
 }
 
 impl std::fmt::Display for CloseReason {
@@ -141,5 +157,24 @@ mod tests {
             HttpError::Forbidden.response().status(),
             StatusCode::FORBIDDEN
         );
+    }
+
+    #[test]
+    fn websocket_close_codes_follow_rfc_6455() {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        let cases = [
+            (CloseReason::TransportClose, CloseCode::Normal),
+            (CloseReason::Forced, CloseCode::Normal),
+            (CloseReason::ServerShutdown, CloseCode::Away),
+            (CloseReason::PayloadTooLarge, CloseCode::Size),
+            (CloseReason::ParseError, CloseCode::Protocol),
+            (CloseReason::ProtocolError, CloseCode::Protocol),
+            (CloseReason::SlowConsumer, CloseCode::Policy),
+            (CloseReason::PingTimeout, CloseCode::Away),
+            (CloseReason::TransportError, CloseCode::Away),
+        ];
+        for (reason, code) in cases {
+            assert_eq!(CloseCode::from(reason.ws_close_code()), code, "{reason}");
+        }
     }
 }

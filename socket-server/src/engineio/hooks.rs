@@ -24,6 +24,17 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
+    /// A handshake GET from 127.0.0.1, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test() -> Self {
+        Self {
+            remote_addr: ([127, 0, 0, 1], 1).into(),
+            method: Method::GET,
+            uri: Uri::from_static("/socket.io/?EIO=4"),
+            headers: HeaderMap::new(),
+        }
+    }
+
     /// The value of a header, if present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())

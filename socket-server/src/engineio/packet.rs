@@ -5,9 +5,12 @@
 //! long-polling a payload is several packets joined by the record separator `\x1e`, a binary
 //! message being written `b<base64>`.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// The payload separator of HTTP long-polling (ASCII record separator).
 pub const SEPARATOR: u8 = 0x1e;
@@ -86,8 +89,9 @@ pub fn decode_payload(body: &[u8]) -> Result<Vec<Packet>, PacketError> {
 /// frame can be queued to many sessions (fan-out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// A whole text packet, type digit included (`4hello`, `2`). Always valid UTF-8.
-    Text(Bytes),
+    /// A whole text packet, type digit included (`4hello`, `2`). UTF-8 by construction, checked
+    /// once when the frame is built, so the WebSocket writer sends it without checking again.
+    Text(Utf8Bytes),
     /// A binary message (no prefix on WebSocket, `b<base64>` on polling).
     Binary(Bytes),
 }
@@ -95,10 +99,10 @@ pub enum Frame {
 impl Frame {
     /// A `4` message packet carrying `text`.
     pub fn message(text: &str) -> Self {
-        let mut buf = Vec::with_capacity(text.len() + 1);
-        buf.push(b'4');
-        buf.extend_from_slice(text.as_bytes());
-        Frame::Text(Bytes::from(buf))
+        let mut buf = String::with_capacity(text.len() + 1);
+        buf.push('4');
+        buf.push_str(text);
+        Frame::text(buf)
     }
 
     /// A binary message.
@@ -106,14 +110,24 @@ impl Frame {
         Frame::Binary(data)
     }
 
-    /// A text packet whose bytes (type digit included) were produced by our own encoders, which
-    /// write valid UTF-8 only (the WebSocket writer validates again before sending).
+    /// A whole text packet (type digit included). No check: a `String` is UTF-8.
+    pub(crate) fn text(packet: String) -> Self {
+        Frame::Text(Utf8Bytes::from(packet))
+    }
+
+    /// A text packet whose bytes (type digit included) were written by our own encoders, which
+    /// write UTF-8 only (ASCII headers, `&str` names, `serde_json` output). Checked here, once per
+    /// packet, whatever the number of recipients; should an encoder ever write invalid UTF-8, the
+    /// client gets replacement characters rather than a dropped connection.
     pub(crate) fn text_raw(packet: Vec<u8>) -> Self {
-        Frame::Text(Bytes::from(packet))
+        match String::from_utf8(packet) {
+            Ok(text) => Frame::text(text),
+            Err(error) => Frame::text(String::from_utf8_lossy(error.as_bytes()).into_owned()),
+        }
     }
 
     pub(crate) const fn control(packet: &'static str) -> Self {
-        Frame::Text(Bytes::from_static(packet.as_bytes()))
+        Frame::Text(Utf8Bytes::from_static(packet))
     }
 
     /// Bytes this frame takes in a polling payload (separator excluded).
@@ -125,10 +139,55 @@ impl Frame {
     }
 }
 
+/// One outgoing packet, the unit of a session's outbox: a single frame, or the frames of a
+/// packet that must reach the client back to back (a Socket.IO BINARY_EVENT and its attachments).
+/// Queued with one operation and written contiguously by either transport. Cheap to clone: `Many`
+/// shares its frames, so one encoded packet is queued to many sessions for a reference count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    One(Frame),
+    Many(Arc<[Frame]>),
+}
+
+impl Outgoing {
+    /// The packet's frames, in order.
+    pub fn frames(&self) -> &[Frame] {
+        match self {
+            Outgoing::One(frame) => std::slice::from_ref(frame),
+            Outgoing::Many(frames) => frames,
+        }
+    }
+
+    /// Bytes the packet takes in a polling payload, one separator per frame included.
+    pub fn polling_len(&self) -> usize {
+        self.frames().iter().map(|f| f.polling_len() + 1).sum()
+    }
+}
+
+impl From<Frame> for Outgoing {
+    fn from(frame: Frame) -> Self {
+        Outgoing::One(frame)
+    }
+}
+
+impl From<Arc<[Frame]>> for Outgoing {
+    fn from(frames: Arc<[Frame]>) -> Self {
+        Outgoing::Many(frames)
+    }
+}
+
+impl From<Vec<Frame>> for Outgoing {
+    fn from(frames: Vec<Frame>) -> Self {
+        let mut frames = frames.into_iter();
+        match (frames.next(), frames.len()) {
+            (Some(frame), 0) => Outgoing::One(frame),
+            (first, _) => Outgoing::Many(first.into_iter().chain(frames).collect()),
+        }
+    }
+}
+
 /// `2`: the server's heartbeat.
 pub const PING: Frame = Frame::control("2");
-/// `3`: answer to a client ping.
-pub const PONG: Frame = Frame::control("3");
 /// `3probe`: answer to the upgrade probe.
 pub const PONG_PROBE: Frame = Frame::control("3probe");
 /// `6`: ends a pending poll during an upgrade or after the client closed.
@@ -145,7 +204,7 @@ pub fn encode_payload(frames: &[Frame]) -> Bytes {
             out.put_u8(SEPARATOR);
         }
         match frame {
-            Frame::Text(text) => out.put_slice(text),
+            Frame::Text(text) => out.put_slice(text.as_bytes()),
             Frame::Binary(data) => {
                 out.put_u8(b'b');
                 out.put_slice(BASE64.encode(data).as_bytes());
@@ -170,7 +229,7 @@ pub fn open_packet(
         "pingTimeout": ping_timeout_ms,
         "maxPayload": max_payload,
     });
-    Frame::text_raw(format!("0{body}").into_bytes())
+    Frame::text(format!("0{body}"))
 }
 
 #[cfg(test)]
@@ -244,7 +303,7 @@ mod tests {
         let Frame::Text(text) = open_packet("abc", &["websocket"], 300, 200, 1000) else {
             panic!("open packet must be text");
         };
-        let text = std::str::from_utf8(&text).unwrap();
+        let text = text.as_str();
         assert!(text.starts_with('0'));
         let value: serde_json::Value = serde_json::from_str(&text[1..]).unwrap();
         assert_eq!(

@@ -12,7 +12,7 @@ use hyper::{header, Request, Response, StatusCode};
 use super::engine::{Engine, EngineHandler};
 use super::errors::{error_response, Body, CloseReason, HttpError};
 use super::hooks::RequestInfo;
-use super::packet::{decode_payload, encode_payload, CLOSE, NOOP};
+use super::packet::{decode_payload, encode_payload, Frame, Outgoing, CLOSE, NOOP};
 use super::session::{Session, Transport};
 
 /// Clears a busy flag when a request ends, however it ends.
@@ -65,24 +65,30 @@ pub(crate) async fn poll<H: EngineHandler>(
         return HttpError::BadRequest.response();
     };
 
-    let mut frames = Vec::new();
-    match outbox.carry.take() {
-        Some(frame) => frames.push(frame),
+    // Whole packets only: a packet that does not fit waits for the next poll, so its frames
+    // stay together (a payload may exceed `max_payload` only to carry one packet that does).
+    let first = match outbox.carry.take() {
+        Some(packet) => Some(packet),
         None => tokio::select! {
             biased;
-            frame = outbox.rx.recv() => frames.extend(frame),
-            () = session.closed.cancelled() => {}
+            packet = outbox.rx.recv() => packet,
+            () = session.closed.cancelled() => None,
         },
+    };
+    let mut frames = Vec::new();
+    let mut size = 0;
+    if let Some(packet) = first {
+        size += packet.polling_len();
+        push_frames(&mut frames, packet);
     }
     let max = engine.config.max_payload;
-    let mut size: usize = frames.iter().map(|f| f.polling_len() + 1).sum();
-    while let Ok(frame) = outbox.rx.try_recv() {
-        size += frame.polling_len() + 1;
+    while let Ok(packet) = outbox.rx.try_recv() {
+        size += packet.polling_len();
         if size > max && !frames.is_empty() {
-            outbox.carry = Some(frame);
+            outbox.carry = Some(packet);
             break;
         }
-        frames.push(frame);
+        push_frames(&mut frames, packet);
     }
     if session.is_closed() && outbox.carry.is_none() {
         // A client that closed gets a noop to end its pending poll; otherwise tell it we close.
@@ -93,6 +99,13 @@ pub(crate) async fn poll<H: EngineHandler>(
         frames.push(last);
     }
     ok(encode_payload(&frames), "text/plain; charset=UTF-8")
+}
+
+fn push_frames(frames: &mut Vec<Frame>, packet: Outgoing) {
+    match packet {
+        Outgoing::One(frame) => frames.push(frame),
+        Outgoing::Many(many) => frames.extend(many.iter().cloned()),
+    }
 }
 
 /// A POST with `sid`: decodes the payload and handles its packets in order.
@@ -152,4 +165,58 @@ pub(crate) async fn post<H: EngineHandler>(
 fn too_large(session: &Session) -> Response<Body> {
     session.close(CloseReason::PayloadTooLarge);
     error_response(StatusCode::PAYLOAD_TOO_LARGE, 3, "Payload too large")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::engineio::config::EngineConfig;
+    use crate::engineio::hooks::Hooks;
+    use crate::engineio::packet::{Frame, Message, Outgoing};
+    use crate::engineio::session::EngineSocket;
+
+    struct Silent;
+
+    impl EngineHandler for Silent {
+        async fn on_open(&self, _socket: &EngineSocket) {}
+        async fn on_message(&self, _socket: &EngineSocket, _message: Message) {}
+        async fn on_close(&self, _socket: &EngineSocket, _reason: CloseReason) {}
+    }
+
+    async fn body(response: Response<Body>) -> Bytes {
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_packet_that_does_not_fit_a_payload_waits_whole_for_the_next_poll() {
+        // Arrange: payloads of at most 10 bytes
+        let config = EngineConfig {
+            max_payload: 10,
+            ..EngineConfig::default()
+        };
+        let engine = Arc::new(Engine::new(config, Arc::new(Silent), Hooks::default()));
+        let session = engine
+            .create_session(RequestInfo::for_test(), Transport::Polling)
+            .await;
+        // 7 bytes, then a 9-byte packet of a text frame (3) and its binary attachment (6)
+        session.send(Frame::message("abcde").into()).unwrap();
+        let pair = Outgoing::Many(Arc::from([
+            Frame::message("x"),
+            Frame::binary(Bytes::from_static(&[1])),
+        ]));
+        session.send(pair).unwrap();
+
+        // Act
+        let first = body(poll(&engine, &session).await).await;
+        let second = body(poll(&engine, &session).await).await;
+
+        // Assert: the text frame would fit the first payload, but not with its attachment
+        assert_eq!(&first[..], b"4abcde");
+        assert_eq!(&second[..], b"4x\x1ebAQ==");
+        session.close(CloseReason::Forced);
+    }
 }

@@ -9,14 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::errors::CloseReason;
 use super::hooks::RequestInfo;
-use super::packet::Frame;
+use super::packet::{Frame, Outgoing};
 
 /// The receiving end of a session's outbox, owned in turn by each poll and then by the
-/// WebSocket writer. `carry` holds a frame taken out but not sent because it did not fit in a
-/// polling payload.
+/// WebSocket writer. One item is one whole packet, whose frames are written back to back.
+/// `carry` holds a packet taken out but not sent because it did not fit in a polling payload.
 pub(crate) struct Outbox {
-    pub rx: mpsc::Receiver<Frame>,
-    pub carry: Option<Frame>,
+    pub rx: mpsc::Receiver<Outgoing>,
+    pub carry: Option<Outgoing>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +28,8 @@ pub(crate) enum Transport {
 pub(crate) struct Session {
     pub sid: Arc<str>,
     pub request: Arc<RequestInfo>,
-    /// The bounded outbox: a full outbox closes the session (slow consumer).
-    tx: mpsc::Sender<Frame>,
+    /// The bounded outbox, counted in packets: a full outbox closes the session (slow consumer).
+    tx: mpsc::Sender<Outgoing>,
     /// Locked by the transport that currently drains the outbox.
     pub outbox: tokio::sync::Mutex<Outbox>,
     pub transport: Mutex<Transport>,
@@ -102,33 +102,29 @@ impl Session {
         self.pongs.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Queues frames without waiting, all or none. A full outbox closes the session as a slow
-    /// consumer.
-    pub fn send(&self, frames: &[Frame]) -> Result<(), SendError> {
+    /// Queues one packet without waiting, as one outbox item: its frames cannot be interleaved
+    /// with another sender's. A full outbox closes the session as a slow consumer.
+    pub fn send(&self, packet: Outgoing) -> Result<(), SendError> {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        let mut permits = Vec::with_capacity(frames.len());
-        for _ in frames {
-            match self.tx.try_reserve() {
-                Ok(permit) => permits.push(permit),
-                Err(mpsc::error::TrySendError::Full(())) => {
-                    self.close(CloseReason::SlowConsumer);
-                    return Err(SendError::Full);
-                }
-                Err(mpsc::error::TrySendError::Closed(())) => return Err(SendError::Closed),
+        if packet.frames().is_empty() {
+            return Ok(());
+        }
+        match self.tx.try_send(packet) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(CloseReason::SlowConsumer);
+                Err(SendError::Full)
             }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
         }
-        for (permit, frame) in permits.into_iter().zip(frames) {
-            permit.send(frame.clone());
-        }
-        Ok(())
     }
 
     /// Queues a frame if there is room, never closing the session (for `noop` during upgrade,
     /// which only hurries a pending poll along).
     pub fn offer(&self, frame: Frame) {
-        let _ = self.tx.try_send(frame);
+        let _ = self.tx.try_send(Outgoing::One(frame));
     }
 }
 
@@ -168,18 +164,29 @@ impl EngineSocket {
 
     /// Queues a text message.
     pub fn send_text(&self, text: &str) -> Result<(), SendError> {
-        self.session.send(&[Frame::message(text)])
+        self.session.send(Outgoing::One(Frame::message(text)))
     }
 
     /// Queues a binary message.
     pub fn send_binary(&self, data: bytes::Bytes) -> Result<(), SendError> {
-        self.session.send(&[Frame::binary(data)])
+        self.session.send(Outgoing::One(Frame::binary(data)))
     }
 
-    /// Queues already-encoded frames, all or none, in order. The frames' bytes are shared, so the
-    /// same frames can go to many sessions.
+    /// Queues one packet: its frames go out in order and back to back, all or none, taking one
+    /// place in the outbox. A `Many` packet's frames are shared, so queuing the same packet to many
+    /// sessions copies nothing.
+    pub fn send_packet(&self, packet: impl Into<Outgoing>) -> Result<(), SendError> {
+        self.session.send(packet.into())
+    }
+
+    /// Queues already-encoded frames as one packet (see [`send_packet`](Self::send_packet)).
+    /// Copies the slice into a shared one: prefer `send_packet` with an `Arc<[Frame]>` for fan-out.
     pub fn send_frames(&self, frames: &[Frame]) -> Result<(), SendError> {
-        self.session.send(frames)
+        let packet = match frames {
+            [frame] => Outgoing::One(frame.clone()),
+            frames => Outgoing::Many(frames.into()),
+        };
+        self.session.send(packet)
     }
 
     /// Closes the session. Idempotent; the first reason is the one reported.
@@ -200,6 +207,21 @@ impl EngineSocket {
         self.is_closed().then(|| self.session.close_reason())
     }
 
+    /// A handle on a session of its own, outside any engine, with an outbox of `capacity`.
+    #[cfg(test)]
+    pub(crate) fn for_test(capacity: usize) -> Self {
+        let request = RequestInfo::for_test();
+        let session = Session::new(
+            "sid".into(),
+            Arc::new(request),
+            Transport::Polling,
+            capacity,
+        );
+        Self {
+            session: Arc::new(session),
+        }
+    }
+
     /// Attaches the handler's per-session state; only the first call succeeds.
     pub fn set_data<T: Send + Sync + 'static>(&self, data: Arc<T>) -> bool {
         self.session.data.set(data).is_ok()
@@ -217,12 +239,7 @@ mod tests {
     use crate::engineio::packet::PING;
 
     fn session(capacity: usize) -> Session {
-        let request = RequestInfo {
-            remote_addr: ([127, 0, 0, 1], 1).into(),
-            method: hyper::Method::GET,
-            uri: hyper::Uri::from_static("/socket.io/?EIO=4"),
-            headers: Default::default(),
-        };
+        let request = RequestInfo::for_test();
         Session::new(
             "sid".into(),
             Arc::new(request),
@@ -231,17 +248,37 @@ mod tests {
         )
     }
 
+    fn pair() -> Outgoing {
+        Outgoing::Many(Arc::from([PING, PING]))
+    }
+
     #[tokio::test]
     async fn a_full_outbox_closes_the_session_as_a_slow_consumer() {
-        let s = session(2);
-        s.send(&[PING]).unwrap();
-        assert_eq!(s.send(&[PING, PING]), Err(SendError::Full));
+        let s = session(1);
+        s.send(PING.into()).unwrap();
+        assert_eq!(s.send(pair()), Err(SendError::Full));
         assert!(s.is_closed());
         assert_eq!(s.close_reason(), CloseReason::SlowConsumer);
         // all or none: the failed pair queued nothing
         let mut outbox = s.outbox.lock().await;
-        assert_eq!(outbox.rx.try_recv().ok(), Some(PING));
+        assert_eq!(outbox.rx.try_recv().ok(), Some(PING.into()));
         assert!(outbox.rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_packet_of_several_frames_is_one_outbox_item() {
+        // Arrange: room for two packets
+        let s = session(2);
+
+        // Act: a packet of two frames, then a single frame
+        s.send(pair()).unwrap();
+        s.send(PING.into()).unwrap();
+
+        // Assert: both fit, and the pair comes out whole, before the single frame
+        assert!(!s.is_closed());
+        let mut outbox = s.outbox.lock().await;
+        assert_eq!(outbox.rx.try_recv().ok(), Some(pair()));
+        assert_eq!(outbox.rx.try_recv().ok(), Some(PING.into()));
     }
 
     #[test]
@@ -250,6 +287,6 @@ mod tests {
         s.close(CloseReason::PingTimeout);
         s.close(CloseReason::ServerShutdown);
         assert_eq!(s.close_reason(), CloseReason::PingTimeout);
-        assert_eq!(s.send(&[PING]), Err(SendError::Closed));
+        assert_eq!(s.send(PING.into()), Err(SendError::Closed));
     }
 }

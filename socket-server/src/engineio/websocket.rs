@@ -22,7 +22,7 @@ use super::config::EngineConfig;
 use super::engine::{Engine, EngineHandler};
 use super::errors::{Body, CloseReason, HttpError};
 use super::hooks::RequestInfo;
-use super::packet::{decode_text, Frame, Message, Packet, NOOP, PONG_PROBE};
+use super::packet::{decode_text, Frame, Message, Outgoing, Packet, NOOP, PONG_PROBE};
 use super::session::{Session, Transport};
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -242,12 +242,12 @@ async fn write_loop(session: Arc<Session>, mut sink: WsSink) {
             };
         }
         let Some(first) = pending.take() else { break };
-        let mut result = sink.feed(to_ws(first)).await;
+        let mut result = feed(&mut sink, first).await;
         while result.is_ok() {
-            let Ok(frame) = outbox.rx.try_recv() else {
+            let Ok(packet) = outbox.rx.try_recv() else {
                 break;
             };
-            result = sink.feed(to_ws(frame)).await;
+            result = feed(&mut sink, packet).await;
         }
         if let Err(error) = result.and(sink.flush().await) {
             tracing::debug!(sid = %session.sid, %error, "websocket write failed");
@@ -257,19 +257,11 @@ async fn write_loop(session: Arc<Session>, mut sink: WsSink) {
     }
     let reason = session.close_reason();
     let _ = tokio::time::timeout(FINAL_FLUSH, async {
-        while let Ok(frame) = outbox.rx.try_recv() {
-            sink.feed(to_ws(frame)).await?;
+        while let Ok(packet) = outbox.rx.try_recv() {
+            feed(&mut sink, packet).await?;
         }
-        let code = match reason {
-            CloseReason::TransportClose | CloseReason::Forced => CloseCode::Normal,
-            CloseReason::ServerShutdown => CloseCode::Away,
-            CloseReason::PayloadTooLarge => CloseCode::Size,
-            CloseReason::ParseError | CloseReason::ProtocolError => CloseCode::Protocol,
-            CloseReason::SlowConsumer => CloseCode::Policy,
-            CloseReason::PingTimeout | CloseReason::TransportError => CloseCode::Away,
-        };
         let frame = CloseFrame {
-            code,
+            code: CloseCode::from(reason.ws_close_code()),
             reason: Utf8Bytes::from_static(reason.as_str()),
         };
         sink.send(WsMessage::Close(Some(frame))).await?;
@@ -278,14 +270,23 @@ async fn write_loop(session: Arc<Session>, mut sink: WsSink) {
     .await;
 }
 
+/// Feeds one packet's frames back to back (one writer per session, so nothing comes between).
+async fn feed(sink: &mut WsSink, packet: Outgoing) -> Result<(), WsError> {
+    match packet {
+        Outgoing::One(frame) => sink.feed(to_ws(frame)).await,
+        Outgoing::Many(frames) => {
+            for frame in frames.iter() {
+                sink.feed(to_ws(frame.clone())).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A frame's text was checked once when it was built: no check, no copy here.
 fn to_ws(frame: Frame) -> WsMessage {
     match frame {
-        // Our encoders only produce UTF-8; should one not, the client gets replacement
-        // characters rather than a dropped connection.
-        Frame::Text(text) => match Utf8Bytes::try_from(text.clone()) {
-            Ok(text) => WsMessage::Text(text),
-            Err(_) => WsMessage::Text(String::from_utf8_lossy(&text).into_owned().into()),
-        },
+        Frame::Text(text) => WsMessage::Text(text),
         Frame::Binary(data) => WsMessage::Binary(data),
     }
 }

@@ -23,8 +23,8 @@ pub struct Ack {
 impl Ack {
     /// Sends the answer (binary attachments allowed).
     pub fn send(self, payload: impl Into<Payload>) -> Result<(), EmitError> {
-        let frames = packet::ack(self.socket.namespace(), self.id, &payload.into());
-        self.socket.send_frames(&frames)
+        let packet = packet::ack(self.socket.namespace(), self.id, &payload.into());
+        self.socket.send_packet(packet)
     }
 
     /// The ack id chosen by the client.
@@ -73,9 +73,16 @@ impl AckTable {
     pub fn clear(&mut self) {
         self.waiting.clear();
     }
+
+    #[cfg(test)]
+    pub fn pending(&self) -> usize {
+        self.waiting.len()
+    }
 }
 
 /// The client's answer to an emit, to be awaited (`.await` directly or [`AckReceiver::recv`]).
+/// However it ends (answered, timed out, or dropped without being awaited), its id leaves the
+/// socket's table of pending acks, so a late answer is ignored and the table does not grow.
 #[derive(Debug)]
 pub struct AckReceiver {
     pub(crate) socket: Socket,
@@ -85,15 +92,20 @@ pub struct AckReceiver {
 }
 
 impl AckReceiver {
-    pub async fn recv(self) -> Result<Payload, AckError> {
-        match tokio::time::timeout(self.timeout, self.rx).await {
+    pub async fn recv(mut self) -> Result<Payload, AckError> {
+        // On timeout, dropping `self` forgets the id.
+        match tokio::time::timeout(self.timeout, &mut self.rx).await {
             Ok(Ok(payload)) => Ok(payload),
             Ok(Err(_)) => Err(AckError::Disconnected),
-            Err(_) => {
-                self.socket.forget_ack(self.id);
-                Err(AckError::Timeout)
-            }
+            Err(_) => Err(AckError::Timeout),
         }
+    }
+}
+
+impl Drop for AckReceiver {
+    fn drop(&mut self) {
+        // A no-op when the answer came (resolving removed the id) or the socket left.
+        self.socket.forget_ack(self.id);
     }
 }
 
@@ -122,5 +134,50 @@ mod tests {
         assert_eq!(rx_b.await.unwrap().args, vec![json!("b")]);
         table.clear();
         assert!(rx_a.await.is_err());
+    }
+
+    fn connected_socket() -> Socket {
+        let socket = Socket::new(
+            "/",
+            crate::engineio::EngineSocket::for_test(8),
+            json!({}),
+            8,
+            std::sync::Weak::new(),
+        );
+        socket.mark_connected().unwrap();
+        socket
+    }
+
+    #[tokio::test]
+    async fn a_receiver_dropped_unawaited_leaves_the_ack_table() {
+        // Arrange
+        let socket = connected_socket();
+        let receiver = socket
+            .emit_with_ack("ping", Payload::default(), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(socket.pending_acks(), 1);
+
+        // Act
+        drop(receiver);
+
+        // Assert
+        assert_eq!(socket.pending_acks(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_receiver_that_timed_out_or_was_answered_leaves_the_ack_table() {
+        let socket = connected_socket();
+        let timed_out = socket
+            .emit_with_ack("ping", Payload::default(), Duration::from_millis(10))
+            .unwrap();
+        assert_eq!(timed_out.await, Err(AckError::Timeout));
+        assert_eq!(socket.pending_acks(), 0);
+
+        let answered = socket
+            .emit_with_ack("ping", Payload::default(), Duration::from_secs(5))
+            .unwrap();
+        socket.resolve_ack(answered.id, Payload::new(vec![json!("pong")]));
+        assert_eq!(answered.await.unwrap().args, vec![json!("pong")]);
+        assert_eq!(socket.pending_acks(), 0);
     }
 }

@@ -127,7 +127,7 @@ impl Connection {
     fn connect(self: &Arc<Self>, engine: &EngineSocket, namespace: String, auth: Value) {
         let Some(handler) = self.shared.namespaces.get(&namespace).cloned() else {
             let refusal = packet::connect_error(&namespace, "Invalid namespace", None);
-            let _ = engine.send_frames(&[refusal]);
+            let _ = engine.send_packet(refusal);
             return;
         };
         let mut sockets = self.sockets();
@@ -197,7 +197,7 @@ async fn run_socket(
         let frame =
             packet::connect_error(socket.namespace(), &refusal.message, refusal.data.as_ref());
         socket.set_disconnected(DisconnectReason::ServerNamespaceDisconnect);
-        let _ = socket.engine().send_frames(&[frame]);
+        let _ = socket.engine().send_packet(frame);
         socket.detach();
         return;
     }
@@ -223,10 +223,10 @@ async fn run_socket(
         }
     }
     // Whoever ended the queue set the reason; this only covers a closed channel without one.
-    socket.set_disconnected(DisconnectReason::TransportClose);
+    socket.set_disconnected(CloseReason::TransportClose.into());
     socket.detach();
     let reason = socket
         .disconnect_reason()
-        .unwrap_or(DisconnectReason::TransportClose);
+        .unwrap_or(CloseReason::TransportClose.into());
     handler.on_disconnect(&socket, reason).await;
 }

@@ -57,28 +57,14 @@ impl ConnectError {
     }
 }
 
-/// Why a socket left its namespace. [`DisconnectReason::as_str`] gives the reference server's
-/// wording (what `socket.io-client` reports) where it has one.
+/// Why a socket left its namespace: its connection closed, or it left that namespace alone.
+/// [`DisconnectReason::as_str`] gives the reference server's wording (what `socket.io-client`
+/// reports) where it has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisconnectReason {
-    /// The client closed the connection. It may reconnect.
-    TransportClose,
-    /// The connection failed. The client reconnects by itself.
-    TransportError,
-    /// The client stopped answering pings. The client reconnects by itself.
-    PingTimeout,
-    /// The client sent a malformed packet; the connection was closed.
-    ParseError,
-    /// The client broke the Engine.IO protocol (e.g. concurrent polls).
-    ProtocolError,
-    /// A packet larger than `max_payload`.
-    PayloadTooLarge,
-    /// The client read too slowly and its outbox filled up. It may reconnect and resynchronise.
-    SlowConsumer,
-    /// The server is shutting down. The client reconnects by itself.
-    ServerShutdown,
-    /// The connection was closed by the server application.
-    ForcedClose,
+    /// The whole connection closed (every namespace of the client); see [`CloseReason`] for each
+    /// reason and whether the client reconnects.
+    Closed(CloseReason),
     /// [`Socket::disconnect`] was called. `socket.io-client` does not reconnect by itself.
     ServerNamespaceDisconnect,
     /// The client left the namespace (`socket.disconnect()` on its side).
@@ -88,15 +74,7 @@ pub enum DisconnectReason {
 impl DisconnectReason {
     pub fn as_str(self) -> &'static str {
         match self {
-            DisconnectReason::TransportClose => "transport close",
-            DisconnectReason::TransportError => "transport error",
-            DisconnectReason::PingTimeout => "ping timeout",
-            DisconnectReason::ParseError => "parse error",
-            DisconnectReason::ProtocolError => "protocol error",
-            DisconnectReason::PayloadTooLarge => "payload too large",
-            DisconnectReason::SlowConsumer => "slow consumer",
-            DisconnectReason::ServerShutdown => "server shutting down",
-            DisconnectReason::ForcedClose => "forced close",
+            DisconnectReason::Closed(reason) => reason.as_str(),
             DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
             DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
         }
@@ -105,22 +83,43 @@ impl DisconnectReason {
 
 impl From<CloseReason> for DisconnectReason {
     fn from(reason: CloseReason) -> Self {
-        match reason {
-            CloseReason::TransportClose => DisconnectReason::TransportClose,
-            CloseReason::TransportError => DisconnectReason::TransportError,
-            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
-            CloseReason::ParseError => DisconnectReason::ParseError,
-            CloseReason::ProtocolError => DisconnectReason::ProtocolError,
-            CloseReason::PayloadTooLarge => DisconnectReason::PayloadTooLarge,
-            CloseReason::SlowConsumer => DisconnectReason::SlowConsumer,
-            CloseReason::ServerShutdown => DisconnectReason::ServerShutdown,
-            CloseReason::Forced => DisconnectReason::ForcedClose,
-        }
+        DisconnectReason::Closed(reason)
     }
 }
 
 impl std::fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disconnect_reasons_keep_the_reference_wording() {
+        let cases = [
+            (CloseReason::TransportClose, "transport close"),
+            (CloseReason::TransportError, "transport error"),
+            (CloseReason::PingTimeout, "ping timeout"),
+            (CloseReason::ParseError, "parse error"),
+            (CloseReason::ProtocolError, "protocol error"),
+            (CloseReason::PayloadTooLarge, "payload too large"),
+            (CloseReason::SlowConsumer, "slow consumer"),
+            (CloseReason::ServerShutdown, "server shutting down"),
+            (CloseReason::Forced, "forced close"),
+        ];
+        for (reason, wording) in cases {
+            assert_eq!(DisconnectReason::from(reason).as_str(), wording);
+        }
+        assert_eq!(
+            DisconnectReason::ServerNamespaceDisconnect.to_string(),
+            "server namespace disconnect"
+        );
+        assert_eq!(
+            DisconnectReason::ClientNamespaceDisconnect.to_string(),
+            "client namespace disconnect"
+        );
     }
 }

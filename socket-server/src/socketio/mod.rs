@@ -10,9 +10,9 @@
 
 mod ack;
 mod connection;
-pub mod decoder;
+mod decoder;
 mod handler;
-pub mod packet;
+mod packet;
 mod payload;
 mod server;
 mod socket;

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::payload::Payload;
-use crate::engineio::Frame;
+use crate::engineio::{Frame, Outgoing};
 
 /// The packet types of Socket.IO v5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,9 +237,9 @@ pub fn disconnect(namespace: &str) -> Frame {
     Frame::text_raw(header(PacketType::Disconnect, 0, namespace, None))
 }
 
-/// An EVENT (BINARY_EVENT with attachments) as frames: the text packet, then one binary frame per
-/// attachment.
-pub fn event(namespace: &str, event: &str, payload: &Payload, ack: Option<u64>) -> Vec<Frame> {
+/// An EVENT (BINARY_EVENT with attachments) as one outgoing packet: the text frame, then one
+/// binary frame per attachment.
+pub fn event(namespace: &str, event: &str, payload: &Payload, ack: Option<u64>) -> Outgoing {
     let kind = if payload.attachments.is_empty() {
         PacketType::Event
     } else {
@@ -257,7 +257,7 @@ pub fn event(namespace: &str, event: &str, payload: &Payload, ack: Option<u64>) 
 }
 
 /// An ACK (BINARY_ACK with attachments) answering the client's packet `id`.
-pub fn ack(namespace: &str, id: u64, payload: &Payload) -> Vec<Frame> {
+pub fn ack(namespace: &str, id: u64, payload: &Payload) -> Outgoing {
     let kind = if payload.attachments.is_empty() {
         PacketType::Ack
     } else {
@@ -268,11 +268,13 @@ pub fn ack(namespace: &str, id: u64, payload: &Payload) -> Vec<Frame> {
     with_attachments(buf, payload)
 }
 
-fn with_attachments(text: Vec<u8>, payload: &Payload) -> Vec<Frame> {
-    let mut frames = Vec::with_capacity(1 + payload.attachments.len());
-    frames.push(Frame::text_raw(text));
-    frames.extend(payload.attachments.iter().cloned().map(Frame::binary));
-    frames
+fn with_attachments(text: Vec<u8>, payload: &Payload) -> Outgoing {
+    let text = Frame::text_raw(text);
+    if payload.attachments.is_empty() {
+        return Outgoing::One(text);
+    }
+    let attachments = payload.attachments.iter().cloned().map(Frame::binary);
+    Outgoing::Many(std::iter::once(text).chain(attachments).collect())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde_json::json;
 
 fn text(frame: &Frame) -> &str {
     match frame {
-        Frame::Text(bytes) => std::str::from_utf8(bytes).unwrap(),
+        Frame::Text(text) => text.as_str(),
         Frame::Binary(_) => panic!("expected a text frame"),
     }
 }
@@ -151,10 +151,12 @@ fn connect_answers_encode_with_the_namespace_when_not_main() {
 #[test]
 fn events_encode_with_name_args_and_ack_id() {
     let payload = Payload::new(vec![json!(1), json!("2"), json!({"3": [true]})]);
-    let frames = event("/", "message-back", &payload, None);
+    let frames = event("/", "message-back", &payload, None).frames().to_vec();
     assert_eq!(frames.len(), 1);
     assert_eq!(text(&frames[0]), r#"42["message-back",1,"2",{"3":[true]}]"#);
-    let frames = event("/admin", "ping", &Payload::default(), Some(9));
+    let frames = event("/admin", "ping", &Payload::default(), Some(9))
+        .frames()
+        .to_vec();
     assert_eq!(text(&frames[0]), r#"42/admin,9["ping"]"#);
 }
 
@@ -163,13 +165,13 @@ fn binary_events_and_acks_encode_their_attachments_as_frames() {
     let mut payload = Payload::default();
     let p = payload.binary(Bytes::from_static(&[1, 2, 3]));
     payload.args = vec![p];
-    let frames = event("/", "file", &payload, None);
+    let frames = event("/", "file", &payload, None).frames().to_vec();
     assert_eq!(
         text(&frames[0]),
         r#"451-["file",{"_placeholder":true,"num":0}]"#
     );
     assert_eq!(frames[1], Frame::binary(Bytes::from_static(&[1, 2, 3])));
-    let frames = ack("/custom", 789, &payload);
+    let frames = ack("/custom", 789, &payload).frames().to_vec();
     assert_eq!(
         text(&frames[0]),
         r#"461-/custom,789[{"_placeholder":true,"num":0}]"#
@@ -179,15 +181,17 @@ fn binary_events_and_acks_encode_their_attachments_as_frames() {
 
 #[test]
 fn acks_encode_their_arguments_as_an_array() {
-    let frames = ack("/", 456, &Payload::new(vec![json!(1), json!("2")]));
+    let frames = ack("/", 456, &Payload::new(vec![json!(1), json!("2")]))
+        .frames()
+        .to_vec();
     assert_eq!(text(&frames[0]), r#"43456[1,"2"]"#);
-    assert_eq!(text(&ack("/", 1, &Payload::default())[0]), "431[]");
+    assert_eq!(text(&ack("/", 1, &Payload::default()).frames()[0]), "431[]");
 }
 
 #[test]
 fn encoding_then_decoding_an_event_round_trips() {
     let payload = Payload::new(vec![json!({"text": "héllo ✓"}), json!(null)]);
-    let frames = event("/chat", "send", &payload, Some(3));
+    let frames = event("/chat", "send", &payload, Some(3)).frames().to_vec();
     let decoded = decode(&text(&frames[0])[1..]).unwrap();
     assert_eq!(
         decoded,

@@ -13,7 +13,7 @@ use super::connection::Connection;
 use super::handler::DisconnectReason;
 use super::packet;
 use super::payload::Payload;
-use crate::engineio::{EngineSocket, Frame, RequestInfo, SendError};
+use crate::engineio::{EngineSocket, Outgoing, RequestInfo, SendError};
 
 /// Why an emit failed. The socket is unusable after either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,11 +38,12 @@ impl From<SendError> for EmitError {
 }
 
 /// An event encoded once, to be sent as is to many sockets of its namespace
-/// ([`Socket::send_encoded`]). Cloning shares the bytes.
+/// ([`Socket::send_encoded`]). Cloning shares the bytes, so sending it to one more socket costs a
+/// reference count.
 #[derive(Debug, Clone)]
 pub struct EncodedPacket {
     namespace: Arc<str>,
-    frames: Arc<[Frame]>,
+    packet: Outgoing,
 }
 
 impl EncodedPacket {
@@ -50,7 +51,7 @@ impl EncodedPacket {
     pub fn event(namespace: &str, event: &str, payload: &Payload) -> Self {
         Self {
             namespace: namespace.into(),
-            frames: packet::event(namespace, event, payload, None).into(),
+            packet: packet::event(namespace, event, payload, None),
         }
     }
 }
@@ -123,7 +124,7 @@ impl Extensions {
 #[derive(Debug)]
 enum State {
     /// `on_connect` is running: emits wait here (bounded) until the CONNECT answer is sent.
-    Connecting(Vec<Frame>),
+    Connecting(Vec<Outgoing>),
     Connected,
     Disconnected,
 }
@@ -215,7 +216,7 @@ impl Socket {
 
     /// Sends an event: encoded once, queued without waiting.
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
-        self.send_frames(&packet::event(
+        self.send_packet(packet::event(
             self.namespace(),
             event,
             &payload.into(),
@@ -232,8 +233,8 @@ impl Socket {
         timeout: Duration,
     ) -> Result<AckReceiver, EmitError> {
         let (id, rx) = self.lock_acks().register();
-        let frames = packet::event(self.namespace(), event, &payload.into(), Some(id));
-        if let Err(error) = self.send_frames(&frames) {
+        let packet = packet::event(self.namespace(), event, &payload.into(), Some(id));
+        if let Err(error) = self.send_packet(packet) {
             self.forget_ack(id);
             return Err(error);
         }
@@ -250,7 +251,7 @@ impl Socket {
         if *packet.namespace != *self.0.namespace {
             return Err(EmitError::WrongNamespace);
         }
-        self.send_frames(&packet.frames)
+        self.send_packet(packet.packet.clone())
     }
 
     /// Leaves the namespace: the client gets a DISCONNECT packet, the handler `on_disconnect`
@@ -261,7 +262,7 @@ impl Socket {
             let _ = self
                 .0
                 .engine
-                .send_frames(&[packet::disconnect(self.namespace())]);
+                .send_packet(packet::disconnect(self.namespace()));
         }
         self.detach();
     }
@@ -271,12 +272,14 @@ impl Socket {
         self.0.engine.close(crate::engineio::CloseReason::Forced);
     }
 
-    pub(crate) fn send_frames(&self, frames: &[Frame]) -> Result<(), EmitError> {
+    pub(crate) fn send_packet(&self, packet: Outgoing) -> Result<(), EmitError> {
         let mut state = self.state();
         match &mut *state {
-            State::Connected => Ok(self.0.engine.send_frames(frames)?),
-            State::Connecting(buffer) if buffer.len() + frames.len() <= self.0.connect_buffer => {
-                buffer.extend_from_slice(frames);
+            State::Connected => Ok(self.0.engine.send_packet(packet)?),
+            State::Connecting(buffer)
+                if buffered_frames(buffer) + packet.frames().len() <= self.0.connect_buffer =>
+            {
+                buffer.push(packet);
                 Ok(())
             }
             State::Connecting(_) => Err(EmitError::Full),
@@ -292,8 +295,11 @@ impl Socket {
         };
         self.0
             .engine
-            .send_frames(&[packet::connect(self.namespace(), self.id())])?;
-        Ok(self.0.engine.send_frames(&buffer)?)
+            .send_packet(packet::connect(self.namespace(), self.id()))?;
+        for packet in buffer {
+            self.0.engine.send_packet(packet)?;
+        }
+        Ok(())
     }
 
     /// Marks the socket gone and fails its pending acks; `false` if it already was.
@@ -315,6 +321,11 @@ impl Socket {
 
     pub(crate) fn forget_ack(&self, id: u64) {
         self.lock_acks().forget(id);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pending_acks(&self) -> usize {
+        self.lock_acks().pending()
     }
 
     pub(crate) fn engine(&self) -> &EngineSocket {
@@ -340,6 +351,11 @@ impl Socket {
     fn lock_acks(&self) -> MutexGuard<'_, AckTable> {
         self.0.acks.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Frames held by a connecting socket's buffer (at most `connect_buffer`, so a short sum).
+fn buffered_frames(buffer: &[Outgoing]) -> usize {
+    buffer.iter().map(|p| p.frames().len()).sum()
 }
 
 fn new_id() -> Arc<str> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use socket_server::engineio::{self, EngineConfig, Hooks};
+use socket_server::engineio::{self, CloseReason, EngineConfig, Hooks};
 use socket_server::socketio::{
     Ack, ConnectError, DisconnectReason, NamespaceHandler, Payload, Socket, SocketIo,
     SocketIoConfig,
@@ -71,7 +71,10 @@ async fn shutdown_ends_pending_polls_disconnects_sockets_and_returns_promptly() 
         .await
         .expect("on_disconnect was not called")
         .unwrap();
-    assert_eq!(reason, DisconnectReason::ServerShutdown);
+    assert_eq!(
+        reason,
+        DisconnectReason::Closed(CloseReason::ServerShutdown)
+    );
     assert!(
         TcpStream::connect(("127.0.0.1", port)).await.is_err(),
         "the listener should be closed"
