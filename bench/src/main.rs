@@ -1,0 +1,4 @@
+//! Parley's benchmark harness (being built).
+fn main() {
+    println!("bench: no scenario yet");
+}
