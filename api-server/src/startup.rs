@@ -99,8 +99,9 @@ impl Application {
             result = &mut server => result.context("the HTTP server failed"),
             () = shutdown => {
                 tracing::info!("draining the API");
-                handle.stop(true).await;
-                server.await.context("the HTTP server failed while draining")
+                // The server handles the stop command only while it is polled: drive both.
+                let ((), result) = tokio::join!(handle.stop(true), server);
+                result.context("the HTTP server failed while draining")
             }
         }
     }
