@@ -7,7 +7,7 @@ use crate::publish::Publisher;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::store::{postgres::PgStore, Store};
+use crate::store::Store;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -24,16 +24,15 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connect to PostgreSQL (creating the database and running migrations) and Redis, bind
+    /// Open the store named by DATABASE_URL (PostgreSQL or SQLite; migrations run), connect to
+    /// Redis, bind
     /// the port. Fails with the reason when a dependency cannot be reached.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = PgStore::connect(&settings.database)
-            .await
-            .context("opening the PostgreSQL store")?;
+        let store = crate::store::open(&settings.database).await?;
         let bus = RedisBus::connect(&settings.redis.url, Keys::new(&settings.redis.prefix))
             .await
             .with_context(|| "connecting to Redis (REDIS_URL)")?;
-        Self::build_with(settings, Arc::new(store), Arc::new(bus)).await
+        Self::build_with(settings, store, Arc::new(bus)).await
     }
 
     /// Build on a given store and bus (the all-in-one binary passes its embedded ones).

@@ -9,10 +9,15 @@
 //! - [`Store::sync`] never skips a change that commits after a cursor was handed out.
 
 pub mod postgres;
+pub mod rows;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 mod status;
 
 pub use status::message_status;
 
+use crate::settings::DatabaseSettings;
+use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared::domain::{ClientMsgId, MessageContent, MessageKind};
@@ -20,6 +25,44 @@ use shared::ids::{ConversationId, UserId};
 use shared::wire::{
     Conversation, ConversationSummary, MemberState, Message, MessagePage, SyncResponse, User,
 };
+use std::sync::Arc;
+
+/// Open the store `DATABASE_URL` names: PostgreSQL for `postgres://` and `postgresql://` URLs,
+/// the embedded SQLite store for `sqlite:` URLs, file paths and `:memory:`.
+pub async fn open(settings: &DatabaseSettings) -> anyhow::Result<Arc<dyn Store>> {
+    let url = settings.url.trim();
+    anyhow::ensure!(
+        !url.is_empty(),
+        "DATABASE_URL is empty: set it to a postgres:// URL, a SQLite file path or :memory:"
+    );
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = postgres::PgStore::connect(settings)
+            .await
+            .context("opening the PostgreSQL store (DATABASE_URL)")?;
+        return Ok(Arc::new(store));
+    }
+    if let Some((scheme, _)) = url.split_once("://").filter(|(s, _)| *s != "sqlite") {
+        // Only the scheme: the rest may hold a password.
+        anyhow::bail!(
+            "DATABASE_URL has the unsupported scheme {scheme:?}: use postgres://, sqlite:// \
+             or a file path"
+        );
+    }
+    open_sqlite(url, settings.pool_size).await
+}
+
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(url: &str, pool_size: usize) -> anyhow::Result<Arc<dyn Store>> {
+    let store = sqlite::SqliteStore::open(url, pool_size)
+        .await
+        .context("opening the SQLite store (DATABASE_URL)")?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite(_url: &str, _pool_size: usize) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::bail!("DATABASE_URL names a SQLite database, but this build has no `sqlite` feature")
+}
 
 /// What can go wrong in storage, as the handlers need to tell it apart.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +89,18 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                StoreError::Unavailable(anyhow::Error::new(e))
+            }
+            other => StoreError::Unexpected(anyhow::Error::new(other)),
+        }
+    }
+}
 
 /// A user to create. The password is already hashed.
 #[derive(Debug, Clone)]

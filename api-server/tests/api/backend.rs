@@ -1,6 +1,7 @@
-//! The one place that knows which storage and bus the suite runs against ([`BACKEND`]), and
-//! everything that touches them directly: provisioning a database per test, dropping it,
-//! subscribing to users' channels, writing presence as a relay would.
+//! The one place that knows which storage and bus the suite runs against ([`BACKEND`], chosen by
+//! `PARLEY_TEST_BACKEND` = `postgres` (default) | `sqlite`), and everything that touches them
+//! directly: provisioning a database per test, dropping it, subscribing to users' channels,
+//! writing presence as a relay would. Both backends use Redis for the bus.
 
 use api_server::settings::{
     CorsSettings, DatabaseSettings, HttpSettings, Limits, RedisSettings, Settings,
@@ -12,11 +13,13 @@ use serde_json::{json, Value};
 use shared::auth::JwtSettings;
 use shared::wire::User;
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The storage and bus every test of this binary runs against.
-pub const BACKEND: Backend = Backend::PostgresRedis;
+pub static BACKEND: LazyLock<Backend> = LazyLock::new(Backend::from_env);
 
 const PG_HOST: &str = "127.0.0.1";
 const PG_PORT: u16 = 5432;
@@ -26,14 +29,25 @@ const PG_START_HINT: &str = "start it with: pg_ctlcluster --skip-systemctl-redir
 const REDIS_START_HINT: &str =
     "start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no";
 
-/// Backends the suite knows how to provision. A later issue adds the embedded SQLite store with
-/// the in-process bus; only this enum's methods change then.
-#[derive(Debug, Clone, Copy)]
+/// Backends the suite knows how to provision. The in-process bus comes with the all-in-one
+/// binary; only this enum's methods change then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     PostgresRedis,
+    /// The embedded SQLite store, one file in its own temporary directory per test.
+    SqliteRedis,
 }
 
 impl Backend {
+    /// `PARLEY_TEST_BACKEND`: `postgres` (the default) or `sqlite`.
+    fn from_env() -> Self {
+        match std::env::var("PARLEY_TEST_BACKEND").as_deref() {
+            Err(_) | Ok("") | Ok("postgres") => Backend::PostgresRedis,
+            Ok("sqlite") => Backend::SqliteRedis,
+            Ok(other) => panic!("PARLEY_TEST_BACKEND={other:?}: use postgres or sqlite"),
+        }
+    }
+
     /// Create what one test needs (its own database) and fill the settings that point at it.
     pub async fn provision(self, settings: &mut Settings) {
         match self {
@@ -46,12 +60,14 @@ impl Backend {
                     .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
                 check_redis().await;
             }
+            // The store creates the directory and the file.
+            Backend::SqliteRedis => check_redis().await,
         }
     }
 
     pub async fn build(self, settings: Settings) -> Application {
         match self {
-            Backend::PostgresRedis => Application::build(settings)
+            Backend::PostgresRedis | Backend::SqliteRedis => Application::build(settings)
                 .await
                 .unwrap_or_else(|e| panic!("Application::build failed: {e:#}")),
         }
@@ -80,23 +96,21 @@ impl Backend {
                                 "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
                             ))
                             .await;
-                        // Revoked-token and presence keys expire anyway; leave no litter.
-                        if let Ok(redis) = redis::Client::open(REDIS_URL) {
-                            if let Ok(mut conn) = redis.get_multiplexed_async_connection().await {
-                                let keys: Vec<String> = redis::cmd("KEYS")
-                                    .arg(format!("{prefix}:*"))
-                                    .query_async(&mut conn)
-                                    .await
-                                    .unwrap_or_default();
-                                if !keys.is_empty() {
-                                    let _ = redis::cmd("DEL")
-                                        .arg(keys)
-                                        .query_async::<()>(&mut conn)
-                                        .await;
-                                }
-                            }
-                        }
+                        clean_redis(&prefix).await;
                     });
+                })
+                .join();
+            }
+            Backend::SqliteRedis => {
+                let _ = std::fs::remove_dir_all(&db_name);
+                let _ = std::thread::spawn(move || {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    rt.block_on(clean_redis(&prefix));
                 })
                 .join();
             }
@@ -106,7 +120,7 @@ impl Backend {
     /// Listen to the events published for `users` (subscribed before this returns).
     pub async fn subscribe(self, prefix: &str, users: &[&str]) -> EventStream {
         match self {
-            Backend::PostgresRedis => {
+            Backend::PostgresRedis | Backend::SqliteRedis => {
                 let client = redis::Client::open(REDIS_URL).expect("redis url");
                 let mut pubsub = client
                     .get_async_pubsub()
@@ -138,9 +152,13 @@ impl Backend {
         }
     }
 
-    /// Open a write transaction outside the app's database and leave it open until the guard is
-    /// dropped, as another service sharing the server (or a slow batch job) would.
-    pub async fn unrelated_open_transaction(self) -> UnrelatedTransaction {
+    /// Open a transaction the app does not own and leave it open until the guard is dropped.
+    /// PostgreSQL: a write transaction in another database of the server, as another service
+    /// sharing it (or a slow batch job) would. SQLite: a read transaction on the app's own file
+    /// from another connection (a backup, a reporting tool): with one writer at a time, the only
+    /// transaction that can stay open beside the app's writes is a reader, and WAL must let the
+    /// app's writes commit and be synced while it holds its snapshot.
+    pub async fn unrelated_open_transaction(self, db_name: &str) -> UnrelatedTransaction {
         match self {
             Backend::PostgresRedis => {
                 let client = pg_admin().await;
@@ -148,7 +166,21 @@ impl Backend {
                     .batch_execute("BEGIN; SELECT txid_current();")
                     .await
                     .expect("opening a transaction");
-                UnrelatedTransaction { _client: client }
+                UnrelatedTransaction {
+                    _connection: Box::new(client),
+                }
+            }
+            Backend::SqliteRedis => {
+                use diesel::connection::SimpleConnection;
+                use diesel::Connection;
+                let path = sqlite_file(db_name);
+                let mut conn = diesel::SqliteConnection::establish(&path)
+                    .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+                conn.batch_execute("BEGIN; SELECT count(*) FROM changes;")
+                    .expect("opening a read transaction");
+                UnrelatedTransaction {
+                    _connection: Box::new(conn),
+                }
             }
         }
     }
@@ -156,7 +188,7 @@ impl Backend {
     /// Make `user` look connected to a relay right now, as the relays record it.
     pub async fn mark_online(self, prefix: &str, user: &str) {
         match self {
-            Backend::PostgresRedis => {
+            Backend::PostgresRedis | Backend::SqliteRedis => {
                 let client = redis::Client::open(REDIS_URL).expect("redis url");
                 let mut conn = client
                     .get_multiplexed_async_connection()
@@ -179,14 +211,46 @@ impl Backend {
     }
 }
 
+/// What names the test's database: the PostgreSQL database name, or the SQLite file's own
+/// temporary directory (removed with it).
 pub fn settings_db_name(settings: &Settings) -> String {
-    settings
-        .database
-        .url
-        .rsplit('/')
-        .next()
-        .expect("database url has a name")
-        .to_owned()
+    let url = &settings.database.url;
+    match url.strip_prefix("sqlite://") {
+        Some(path) => PathBuf::from(path)
+            .parent()
+            .expect("the SQLite file is in its own directory")
+            .to_string_lossy()
+            .into_owned(),
+        None => url
+            .rsplit('/')
+            .next()
+            .expect("database url has a name")
+            .to_owned(),
+    }
+}
+
+/// The SQLite file in a test's directory (see [`settings_db_name`]).
+fn sqlite_file(dir: &str) -> String {
+    format!("{dir}/parley.db")
+}
+
+/// Revoked-token and presence keys expire anyway; leave no litter.
+async fn clean_redis(prefix: &str) {
+    if let Ok(redis) = redis::Client::open(REDIS_URL) {
+        if let Ok(mut conn) = redis.get_multiplexed_async_connection().await {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}:*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _ = redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async::<()>(&mut conn)
+                    .await;
+            }
+        }
+    }
 }
 
 async fn pg_connect(
@@ -244,10 +308,20 @@ pub fn test_settings() -> Settings {
             shutdown_timeout_secs: 1,
         },
         database: DatabaseSettings {
-            url: format!(
-                "postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/parley_test_{}",
-                id.simple()
-            ),
+            url: match *BACKEND {
+                Backend::PostgresRedis => format!(
+                    "postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/parley_test_{}",
+                    id.simple()
+                ),
+                Backend::SqliteRedis => format!(
+                    "sqlite://{}",
+                    sqlite_file(
+                        &std::env::temp_dir()
+                            .join(format!("parley_test_{}", id.simple()))
+                            .to_string_lossy()
+                    )
+                ),
+            },
             pool_size: 8,
             create_if_missing: false,
         },
@@ -280,7 +354,8 @@ pub fn test_settings() -> Settings {
 
 /// Keeps a transaction open elsewhere; dropping it closes the connection, which ends it.
 pub struct UnrelatedTransaction {
-    _client: tokio_postgres::Client,
+    /// The connection (PostgreSQL client or SQLite connection) holding the transaction.
+    _connection: Box<dyn std::any::Any>,
 }
 
 /// Events received on users' channels, as `(user id, envelope)`.

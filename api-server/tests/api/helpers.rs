@@ -393,7 +393,7 @@ impl TestApp {
 
     /// A write transaction left open elsewhere while the guard lives.
     pub async fn unrelated_open_transaction(&self) -> UnrelatedTransaction {
-        BACKEND.unrelated_open_transaction().await
+        BACKEND.unrelated_open_transaction(&self.db_name).await
     }
 
     /// Record `user` as connected, the way a relay would.

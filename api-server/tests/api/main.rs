@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - `helpers`: `spawn_app()` and request helpers; `backend`: the one place that picks the
-//!   storage and bus (PostgreSQL + Redis today) and touches them directly.
+//!   storage and bus (`PARLEY_TEST_BACKEND`: PostgreSQL or SQLite, with Redis) and touches
+//!   them directly.
 //! - `auth`, `tokens`: registration, login, logout, the throttle; hostile tokens.
 //! - `users`, `conversations`, `messages`, `receipts`, `sync`: the resources.
 //! - `events`: what the API publishes on the bus after each commit.

@@ -157,7 +157,8 @@ async fn sync_carries_receipts_and_new_conversations_after_the_cursor() {
 
 #[tokio::test]
 async fn sync_shows_a_committed_message_while_an_unrelated_transaction_stays_open() {
-    // Arrange: a transaction elsewhere on the database server, begun before the send.
+    // Arrange: a transaction the app does not own, begun before the send (see
+    // `Backend::unrelated_open_transaction` for what it is on each backend).
     let app = spawn_app().await;
     let (alice_token, _) = app.register("alice").await;
     let (bob_token, bob) = app.register("bob").await;

@@ -2,6 +2,7 @@
 
 use super::rows::{ConversationRow, MemberRow, MessageRow, UserRow};
 use super::schema::{changes, conversations, members, messages, users};
+use crate::store::rows::direct_key;
 use crate::store::{CreateOutcome, StoreError, StoreResult};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -74,12 +75,6 @@ pub async fn for_member(
         Err(StoreError::ConversationNotFound) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// The key that makes a direct conversation unique per pair.
-pub fn direct_key(a: UserId, b: UserId) -> String {
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    format!("{lo}:{hi}")
 }
 
 async fn find_direct(conn: &mut AsyncPgConnection, key: &str) -> StoreResult<Option<i64>> {

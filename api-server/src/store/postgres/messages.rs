@@ -46,19 +46,6 @@ async fn existing(
         .optional()?)
 }
 
-/// The stored original of a retry, if it is the same message; a mismatch otherwise.
-fn same_message(row: &MessageRow, conversation: i64, new: &NewMessage) -> StoreResult<()> {
-    let same = row.conversation_id == conversation
-        && row.kind == new.kind.as_str()
-        && row.content == new.content.as_str()
-        && row.attachment_id.as_deref() == new.attachment_id.as_deref();
-    if same {
-        Ok(())
-    } else {
-        Err(StoreError::IdempotencyMismatch)
-    }
-}
-
 pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage) -> StoreResult<SendOutcome> {
     let sender = new.sender;
     let (conversation, created_conversation) = match new.target {
@@ -84,7 +71,7 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage) -> StoreResult<
 
     let cmid = new.client_msg_id.as_str();
     let (row, created) = if let Some(original) = existing(conn, sender, cmid).await? {
-        same_message(&original, conversation, &new)?;
+        original.same_as(conversation, &new)?;
         (original, false)
     } else if let Some(row) = insert(conn, conversation, &new).await? {
         (row, true)
@@ -93,7 +80,7 @@ pub async fn send(conn: &mut AsyncPgConnection, new: NewMessage) -> StoreResult<
         let original = existing(conn, sender, cmid)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the concurrent send vanished"))?;
-        same_message(&original, conversation, &new)?;
+        original.same_as(conversation, &new)?;
         (original, false)
     };
     let member_rows = members_rows(conn, conversation).await?;

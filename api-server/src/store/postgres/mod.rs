@@ -18,7 +18,7 @@ use crate::settings::DatabaseSettings;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
@@ -35,17 +35,6 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
-}
-
-impl From<DieselError> for StoreError {
-    fn from(e: DieselError) -> Self {
-        match e {
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                StoreError::Unavailable(anyhow::Error::new(e))
-            }
-            other => StoreError::Unexpected(anyhow::Error::new(other)),
-        }
-    }
 }
 
 impl PgStore {

@@ -2,6 +2,7 @@
 
 use super::rows::UserRow;
 use super::schema::{members, sessions, users};
+use crate::store::rows::like_pattern;
 use crate::store::{NewUser, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -50,20 +51,6 @@ pub async fn by_id(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<Opti
         .await
         .optional()?;
     Ok(found.map(Into::into))
-}
-
-/// Escape `%`, `_` and `\` for a LIKE pattern.
-fn like_pattern(query: &str) -> String {
-    let mut escaped = String::with_capacity(query.len() + 2);
-    escaped.push('%');
-    for c in query.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped.push('%');
-    escaped
 }
 
 pub async fn search(
@@ -139,12 +126,4 @@ pub async fn session_active(conn: &mut AsyncPgConnection, jti: &str) -> StoreRes
         .await
         .optional()?;
     Ok(found.is_some())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(super::like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
-    }
 }

@@ -1,0 +1,250 @@
+//! Conversations and their members. Creation runs in one `BEGIN IMMEDIATE` transaction, so the
+//! look-up of a pair's direct conversation and its insert cannot interleave with another's.
+
+use super::rows::{now, ConversationRow, MemberRow, MessageRow, UserRow};
+use super::schema::{changes, conversations, members, messages, users};
+use super::Conn;
+use crate::store::rows::direct_key;
+use crate::store::{CreateOutcome, StoreError, StoreResult};
+use diesel::prelude::*;
+use diesel::sql_types::TimestamptzSqlite;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use shared::ids::{ConversationId, UserId};
+use shared::wire::{Conversation, ConversationSummary};
+use std::collections::HashMap;
+
+/// Members (with their users) of the given conversations.
+pub async fn members_of(conn: &mut Conn, ids: &[i64]) -> StoreResult<Vec<(MemberRow, UserRow)>> {
+    Ok(members::table
+        .inner_join(users::table)
+        .filter(members::conversation_id.eq_any(ids))
+        .order((members::conversation_id, members::user_id))
+        .select((MemberRow::as_select(), UserRow::as_select()))
+        .load(conn)
+        .await?)
+}
+
+/// Member rows of one conversation.
+pub async fn member_rows(conn: &mut Conn, id: i64) -> StoreResult<Vec<MemberRow>> {
+    Ok(members::table
+        .filter(members::conversation_id.eq(id))
+        .order(members::user_id)
+        .select(MemberRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// The conversation row if `user` is a member, else [`StoreError::ConversationNotFound`].
+pub async fn require_member(
+    conn: &mut Conn,
+    user: UserId,
+    id: ConversationId,
+) -> StoreResult<ConversationRow> {
+    conversations::table
+        .inner_join(members::table)
+        .filter(conversations::id.eq(id.get()))
+        .filter(members::user_id.eq(user.get()))
+        .select(ConversationRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(StoreError::ConversationNotFound)
+}
+
+/// One conversation with its members.
+pub async fn load(conn: &mut Conn, id: i64) -> StoreResult<Conversation> {
+    let row: ConversationRow = conversations::table
+        .find(id)
+        .select(ConversationRow::as_select())
+        .first(conn)
+        .await?;
+    let members = members_of(conn, &[id]).await?;
+    Ok(row.into_wire(&members))
+}
+
+pub async fn for_member(
+    conn: &mut Conn,
+    user: UserId,
+    id: ConversationId,
+) -> StoreResult<Option<Conversation>> {
+    match require_member(conn, user, id).await {
+        Ok(row) => {
+            let members = members_of(conn, &[row.id]).await?;
+            Ok(Some(row.into_wire(&members)))
+        }
+        Err(StoreError::ConversationNotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Insert a conversation, its members and its change row, in the caller's write transaction.
+async fn insert(
+    conn: &mut Conn,
+    ids: &[i64],
+    title: Option<&str>,
+    direct: Option<&str>,
+) -> StoreResult<i64> {
+    let kind = if direct.is_some() { "direct" } else { "group" };
+    let at = now();
+    let id: i64 = diesel::insert_into(conversations::table)
+        .values((
+            conversations::kind.eq(kind),
+            conversations::title.eq(title),
+            conversations::direct_key.eq(direct),
+            conversations::created_at.eq(at),
+        ))
+        .returning(conversations::id)
+        .get_result(conn)
+        .await?;
+    for &user in ids {
+        diesel::insert_into(members::table)
+            .values((
+                members::conversation_id.eq(id),
+                members::user_id.eq(user),
+                members::joined_at.eq(at),
+                members::updated_at.eq(at),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    diesel::insert_into(changes::table)
+        .values((
+            changes::conversation_id.eq(id),
+            changes::kind.eq("conversation"),
+            changes::created_at.eq(at),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// Find or create the direct conversation of a pair (both must exist), inside the caller's
+/// write transaction. Returns its id and whether it was created.
+pub async fn find_or_create_direct(
+    conn: &mut Conn,
+    a: UserId,
+    b: UserId,
+) -> StoreResult<(i64, bool)> {
+    let key = direct_key(a, b);
+    let found: Option<i64> = conversations::table
+        .filter(conversations::direct_key.eq(&key))
+        .select(conversations::id)
+        .first(conn)
+        .await
+        .optional()?;
+    match found {
+        Some(id) => Ok((id, false)),
+        None => Ok((
+            insert(conn, &[a.get(), b.get()], None, Some(&key)).await?,
+            true,
+        )),
+    }
+}
+
+async fn require_users(conn: &mut Conn, ids: &[i64]) -> StoreResult<()> {
+    let found: i64 = users::table
+        .filter(users::id.eq_any(ids))
+        .count()
+        .get_result(conn)
+        .await?;
+    if found as usize == ids.len() {
+        Ok(())
+    } else {
+        Err(StoreError::UserNotFound)
+    }
+}
+
+pub async fn create(
+    conn: &mut Conn,
+    creator: UserId,
+    requested: &[UserId],
+    title: Option<String>,
+) -> StoreResult<CreateOutcome> {
+    let mut ids: Vec<i64> = requested.iter().map(|u| u.get()).collect();
+    ids.push(creator.get());
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() < 2 {
+        return Err(StoreError::Invalid(
+            "memberIds",
+            "must name at least one other user".into(),
+        ));
+    }
+    let title = title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    conn.immediate_transaction(async |conn| {
+        require_users(conn, &ids).await?;
+        let (id, created) = if ids.len() == 2 && title.is_none() {
+            find_or_create_direct(conn, UserId(ids[0]), UserId(ids[1])).await?
+        } else {
+            (insert(conn, &ids, title.as_deref(), None).await?, true)
+        };
+        Ok(CreateOutcome {
+            conversation: load(conn, id).await?,
+            created,
+        })
+    })
+    .await
+}
+
+pub async fn list(conn: &mut Conn, user: UserId) -> StoreResult<Vec<ConversationSummary>> {
+    // One read transaction: one snapshot for the four queries.
+    conn.transaction(async |conn| {
+        let rows: Vec<ConversationRow> = conversations::table
+            .inner_join(members::table)
+            .filter(members::user_id.eq(user.get()))
+            .order((
+                diesel::dsl::sql::<TimestamptzSqlite>(
+                    "COALESCE(conversations.last_message_at, conversations.created_at)",
+                )
+                .desc(),
+                conversations::id.desc(),
+            ))
+            .select(ConversationRow::as_select())
+            .load(conn)
+            .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let all_members = members_of(conn, &ids).await?;
+        let last: Vec<MessageRow> = messages::table
+            .inner_join(
+                conversations::table.on(conversations::id
+                    .eq(messages::conversation_id)
+                    .and(conversations::last_seq.eq(messages::seq))),
+            )
+            .filter(conversations::id.eq_any(&ids))
+            .select(MessageRow::as_select())
+            .load(conn)
+            .await?;
+        let unread: Vec<(i64, i64)> = messages::table
+            .inner_join(
+                members::table.on(members::conversation_id
+                    .eq(messages::conversation_id)
+                    .and(members::user_id.eq(user.get()))),
+            )
+            .filter(messages::conversation_id.eq_any(&ids))
+            .filter(messages::seq.gt(members::read_up_to_seq))
+            .filter(messages::sender_id.ne(user.get()))
+            .group_by(messages::conversation_id)
+            .select((messages::conversation_id, diesel::dsl::count_star()))
+            .load(conn)
+            .await?;
+        let unread: HashMap<i64, i64> = unread.into_iter().collect();
+        let member_rows: Vec<MemberRow> = all_members.iter().map(|(m, _)| m.clone()).collect();
+        let mut last: HashMap<i64, MessageRow> =
+            last.into_iter().map(|m| (m.conversation_id, m)).collect();
+        rows.into_iter()
+            .map(|row| {
+                let id = row.id;
+                let last_message = last
+                    .remove(&id)
+                    .map(|m| m.into_wire(&member_rows))
+                    .transpose()?;
+                Ok(ConversationSummary {
+                    conversation: row.into_wire(&all_members),
+                    last_message,
+                    unread_count: unread.get(&id).copied().unwrap_or(0),
+                })
+            })
+            .collect()
+    })
+    .await
+}

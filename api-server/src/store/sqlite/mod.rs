@@ -1,0 +1,396 @@
+//! The embedded SQLite store (diesel's SQLite backend behind diesel-async's
+//! `SyncConnectionWrapper`): the all-in-one binary's default. Same trait, same guarantees as
+//! [`super::postgres`], obtained differently:
+//!
+//! - SQLite has one writer at a time. Every write runs in a `BEGIN IMMEDIATE` transaction on the
+//!   single *writer* connection, so the idempotency check, the seq allocation and the insert
+//!   happen under the write lock: one row per `(sender, clientMsgId)` and gap-free seqs hold
+//!   without conflict handling. Requests queue for the writer in the pool instead of spinning
+//!   on `database is locked`; `busy_timeout` covers another process on the same file.
+//! - Reads use a pool of *reader* connections, which WAL lets run beside the writer.
+//! - `:memory:` has one connection for both (a private in-memory database is per connection).
+//!
+//! Each submodule holds the queries of one area as functions taking a connection.
+
+mod conversations;
+mod messages;
+mod receipts;
+mod rows;
+mod schema;
+mod sync;
+mod users;
+
+use super::{
+    CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError, StoreResult,
+    Watermark, WatermarkOutcome,
+};
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, ConnectionError, ConnectionResult, SqliteConnection};
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::RunQueryDsl;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures::FutureExt;
+use shared::ids::{ConversationId, UserId};
+use shared::wire::{Conversation, ConversationSummary, MessagePage, SyncResponse, User};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+/// Set on every connection. `busy_timeout` first, so that switching to WAL waits for a lock too.
+const PRAGMAS: &str = "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; \
+                       PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;";
+
+/// How long a read waits for a pooled connection before answering `service_unavailable`.
+const READ_WAIT: Duration = Duration::from_secs(5);
+/// How long a write waits for the writer connection: writes queue there, one at a time.
+const WRITE_WAIT: Duration = Duration::from_secs(15);
+
+pub type Conn = SyncConnectionWrapper<SqliteConnection>;
+
+diesel::define_sql_function! {
+    /// Unicode lower-casing (SQLite's own `lower` only folds ASCII), registered per connection,
+    /// so that search is case-insensitive as PostgreSQL's ILIKE is.
+    fn parley_lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// Where the database lives, from `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Memory,
+    File(PathBuf),
+}
+
+impl Location {
+    /// `:memory:`, `sqlite::memory:`, `sqlite://path`, `sqlite:path` or a plain path.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+        match path {
+            "" => anyhow::bail!("DATABASE_URL names no SQLite file"),
+            ":memory:" => Ok(Self::Memory),
+            path => Ok(Self::File(PathBuf::from(path))),
+        }
+    }
+}
+
+pub struct SqliteStore {
+    readers: Pool<Conn>,
+    /// One connection: SQLite allows one writer anyway, and queuing here is fair and cheap.
+    /// The same pool as `readers` for `:memory:`.
+    writer: Pool<Conn>,
+    /// `readers` and `writer` are one pool (`:memory:`).
+    shared: bool,
+}
+
+impl SqliteStore {
+    /// Open (creating the file and its directory when missing) and run the embedded migrations.
+    pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<Self> {
+        match Location::parse(url)? {
+            Location::Memory => {
+                // One connection that migrates itself when (re)created.
+                let pool = pool(":memory:", 1, true, WRITE_WAIT)?;
+                drop(pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?);
+                Ok(Self {
+                    readers: pool.clone(),
+                    writer: pool,
+                    shared: true,
+                })
+            }
+            Location::File(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating the directory {}", dir.display()))?;
+                }
+                let target = path
+                    .to_str()
+                    .with_context(|| format!("{} is not a UTF-8 path", path.display()))?
+                    .to_owned();
+                let migrate = target.clone();
+                tokio::task::spawn_blocking(move || establish(&migrate, true))
+                    .await
+                    .context("joining the migration task")?
+                    .with_context(|| format!("opening the SQLite database {}", path.display()))?;
+                Ok(Self {
+                    readers: pool(&target, pool_size, false, READ_WAIT)?,
+                    writer: pool(&target, 1, false, WRITE_WAIT)?,
+                    shared: false,
+                })
+            }
+        }
+    }
+}
+
+async fn get(pool: &Pool<Conn>) -> StoreResult<Object<Conn>> {
+    pool.get()
+        .await
+        .map_err(|e| StoreError::Unavailable(anyhow::anyhow!("SQLite pool: {e}")))
+}
+
+/// A connection set up as every one of ours is (see [`PRAGMAS`]), migrated when asked.
+fn establish(target: &str, migrate: bool) -> ConnectionResult<SqliteConnection> {
+    let mut conn = SqliteConnection::establish(target)?;
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        ConnectionError::BadConnection(format!("{what} on {target}: {e}"))
+    };
+    conn.batch_execute(PRAGMAS)
+        .map_err(|e| failed("setting the pragmas", &e))?;
+    parley_lower_utils::register_impl(&mut conn, |text: String| text.to_lowercase())
+        .map_err(|e| failed("registering parley_lower", &e))?;
+    if migrate {
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| failed("running migrations", &e))?;
+        if !applied.is_empty() {
+            tracing::info!(applied = applied.len(), "database migrations applied");
+        }
+    }
+    Ok(conn)
+}
+
+fn pool(target: &str, size: usize, migrate: bool, wait: Duration) -> anyhow::Result<Pool<Conn>> {
+    let mut config = ManagerConfig::<Conn>::default();
+    config.custom_setup = Box::new(move |target: &str| {
+        let target = target.to_owned();
+        async move {
+            let conn = tokio::task::spawn_blocking(move || establish(&target, migrate))
+                .await
+                .map_err(|e| ConnectionError::BadConnection(e.to_string()))??;
+            Ok(SyncConnectionWrapper::new(conn))
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<Conn>::new_with_config(target, config);
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(wait))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .context("building the SQLite pool")
+}
+
+/// Check a connection out of `pool` and run `op` on it, in a task of its own, so that both run
+/// to the end even when the request is dropped: a cancelled query of the sync wrapper (also the
+/// pool's recycle ping during the checkout) blocks in place, which panics on actix's
+/// current-thread workers, and a cancelled transaction would stay open.
+async fn detached<T, Fut>(
+    pool: &Pool<Conn>,
+    op: impl FnOnce(Object<Conn>) -> Fut + Send + 'static,
+) -> StoreResult<T>
+where
+    Fut: Future<Output = StoreResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    tokio::spawn(async move { op(get(&pool).await?).await })
+        .await
+        .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("the SQLite task failed: {e}")))?
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, new: NewUser) -> StoreResult<User> {
+        detached(&self.writer, move |mut c| async move {
+            users::create(&mut c, &new).await
+        })
+        .await
+    }
+
+    async fn credentials(&self, username: &str) -> StoreResult<Option<(User, String)>> {
+        let username = username.to_owned();
+        detached(&self.readers, move |mut c| async move {
+            users::credentials(&mut c, &username).await
+        })
+        .await
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        detached(&self.readers, move |mut c| async move {
+            users::by_id(&mut c, id).await
+        })
+        .await
+    }
+
+    async fn search_users(&self, query: &str, limit: i64) -> StoreResult<Vec<User>> {
+        let query = query.to_owned();
+        detached(&self.readers, move |mut c| async move {
+            users::search(&mut c, &query, limit).await
+        })
+        .await
+    }
+
+    async fn contacts(&self, user: UserId) -> StoreResult<Vec<UserId>> {
+        detached(&self.readers, move |mut c| async move {
+            users::contacts(&mut c, user).await
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        jti: &str,
+        user: UserId,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let jti = jti.to_owned();
+        detached(&self.writer, move |mut c| async move {
+            users::create_session(&mut c, &jti, user, expires_at).await
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, jti: &str) -> StoreResult<()> {
+        let jti = jti.to_owned();
+        detached(&self.writer, move |mut c| async move {
+            users::revoke_session(&mut c, &jti).await
+        })
+        .await
+    }
+
+    async fn session_active(&self, jti: &str) -> StoreResult<bool> {
+        let jti = jti.to_owned();
+        detached(&self.readers, move |mut c| async move {
+            users::session_active(&mut c, &jti).await
+        })
+        .await
+    }
+
+    async fn create_conversation(
+        &self,
+        creator: UserId,
+        members: &[UserId],
+        title: Option<String>,
+    ) -> StoreResult<CreateOutcome> {
+        let members = members.to_vec();
+        detached(&self.writer, move |mut c| async move {
+            conversations::create(&mut c, creator, &members, title).await
+        })
+        .await
+    }
+
+    async fn list_conversations(&self, user: UserId) -> StoreResult<Vec<ConversationSummary>> {
+        detached(&self.readers, move |mut c| async move {
+            conversations::list(&mut c, user).await
+        })
+        .await
+    }
+
+    async fn conversation(
+        &self,
+        user: UserId,
+        id: ConversationId,
+    ) -> StoreResult<Option<Conversation>> {
+        detached(&self.readers, move |mut c| async move {
+            conversations::for_member(&mut c, user, id).await
+        })
+        .await
+    }
+
+    async fn send_message(&self, new: NewMessage) -> StoreResult<SendOutcome> {
+        detached(&self.writer, move |mut c| async move {
+            messages::send(&mut c, new).await
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        page: PageQuery,
+    ) -> StoreResult<MessagePage> {
+        detached(&self.readers, move |mut c| async move {
+            messages::page(&mut c, user, conversation, page).await
+        })
+        .await
+    }
+
+    async fn move_watermark(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        which: Watermark,
+        up_to_seq: i64,
+    ) -> StoreResult<WatermarkOutcome> {
+        detached(&self.writer, move |mut c| async move {
+            receipts::move_watermark(&mut c, user, conversation, which, up_to_seq).await
+        })
+        .await
+    }
+
+    async fn sync(
+        &self,
+        user: UserId,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<SyncResponse> {
+        let cursor = cursor.map(str::to_owned);
+        detached(&self.readers, move |mut c| async move {
+            sync::since(&mut c, user, cursor.as_deref(), limit).await
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        detached(&self.readers, move |mut c| async move {
+            diesel::sql_query("SELECT 1")
+                .execute(&mut *c)
+                .await
+                .map(|_| ())
+                .map_err(|e| StoreError::Unavailable(e.into()))
+        })
+        .await
+    }
+
+    fn pool_status(&self) -> (usize, usize, usize) {
+        let count = |p: &Pool<Conn>| {
+            let s = p.status();
+            (s.size.saturating_sub(s.available), s.available, s.max_size)
+        };
+        let (busy, idle, max) = count(&self.readers);
+        if self.shared {
+            return (busy, idle, max);
+        }
+        let (w_busy, w_idle, w_max) = count(&self.writer);
+        (busy + w_busy, idle + w_idle, max + w_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Location;
+    use std::path::PathBuf;
+
+    #[test]
+    fn urls_name_a_file_or_memory() {
+        let file = |p: &str| Location::File(PathBuf::from(p));
+        assert_eq!(Location::parse(":memory:").unwrap(), Location::Memory);
+        assert_eq!(
+            Location::parse("sqlite::memory:").unwrap(),
+            Location::Memory
+        );
+        assert_eq!(
+            Location::parse("sqlite:///var/x.db").unwrap(),
+            file("/var/x.db")
+        );
+        assert_eq!(
+            Location::parse("sqlite://data/x.db?mode=rwc").unwrap(),
+            file("data/x.db")
+        );
+        assert_eq!(
+            Location::parse("data/parley.db").unwrap(),
+            file("data/parley.db")
+        );
+        assert!(Location::parse("sqlite://").is_err());
+    }
+}

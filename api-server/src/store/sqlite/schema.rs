@@ -1,0 +1,85 @@
+// The diesel schema of `migrations/sqlite` (as `diesel print-schema` would write it with
+// TimestamptzSqlite for the UTC text timestamps); the integration suite runs every query on it.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        display_name -> Text,
+        password_hash -> Text,
+        created_at -> TimestamptzSqlite,
+    }
+}
+
+diesel::table! {
+    sessions (jti) {
+        jti -> Text,
+        user_id -> BigInt,
+        created_at -> TimestamptzSqlite,
+        expires_at -> TimestamptzSqlite,
+        revoked_at -> Nullable<TimestamptzSqlite>,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> BigInt,
+        kind -> Text,
+        title -> Nullable<Text>,
+        direct_key -> Nullable<Text>,
+        last_seq -> BigInt,
+        last_message_at -> Nullable<TimestamptzSqlite>,
+        created_at -> TimestamptzSqlite,
+    }
+}
+
+diesel::table! {
+    members (conversation_id, user_id) {
+        conversation_id -> BigInt,
+        user_id -> BigInt,
+        delivered_up_to_seq -> BigInt,
+        read_up_to_seq -> BigInt,
+        joined_at -> TimestamptzSqlite,
+        updated_at -> TimestamptzSqlite,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> BigInt,
+        conversation_id -> BigInt,
+        sender_id -> BigInt,
+        client_msg_id -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        content -> Text,
+        attachment_id -> Nullable<Text>,
+        created_at -> TimestamptzSqlite,
+    }
+}
+
+diesel::table! {
+    changes (id) {
+        id -> BigInt,
+        conversation_id -> BigInt,
+        kind -> Text,
+        message_id -> Nullable<BigInt>,
+        user_id -> Nullable<BigInt>,
+        created_at -> TimestamptzSqlite,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(members -> conversations (conversation_id));
+diesel::joinable!(members -> users (user_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(changes -> conversations (conversation_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    sessions,
+    conversations,
+    members,
+    messages,
+    changes,
+);

@@ -1,0 +1,129 @@
+//! Users and sessions.
+
+use super::rows::{now, UserRow};
+use super::schema::{members, sessions, users};
+use super::{parley_lower, Conn};
+use crate::store::rows::like_pattern;
+use crate::store::{NewUser, StoreError, StoreResult};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::RunQueryDsl;
+use shared::ids::UserId;
+use shared::wire::User;
+
+pub async fn create(conn: &mut Conn, new: &NewUser) -> StoreResult<User> {
+    let row: UserRow = diesel::insert_into(users::table)
+        .values((
+            users::username.eq(&new.username),
+            users::display_name.eq(&new.display_name),
+            users::password_hash.eq(&new.password_hash),
+            users::created_at.eq(now()),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                StoreError::UsernameTaken
+            }
+            other => other.into(),
+        })?;
+    Ok(row.into())
+}
+
+pub async fn credentials(conn: &mut Conn, username: &str) -> StoreResult<Option<(User, String)>> {
+    let found: Option<(UserRow, String)> = users::table
+        .filter(users::username.eq(username))
+        .select((UserRow::as_select(), users::password_hash))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.map(|(u, hash)| (u.into(), hash)))
+}
+
+pub async fn by_id(conn: &mut Conn, id: UserId) -> StoreResult<Option<User>> {
+    let found: Option<UserRow> = users::table
+        .find(id.get())
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.map(Into::into))
+}
+
+/// Case-insensitive like PostgreSQL's ILIKE: both sides lower-cased with Unicode rules.
+pub async fn search(conn: &mut Conn, query: &str, limit: i64) -> StoreResult<Vec<User>> {
+    let pattern = like_pattern(&query.trim().to_lowercase());
+    let rows: Vec<UserRow> = users::table
+        .filter(
+            parley_lower(users::username)
+                .like(&pattern)
+                .escape('\\')
+                .or(parley_lower(users::display_name)
+                    .like(&pattern)
+                    .escape('\\')),
+        )
+        .order(users::username.asc())
+        .limit(limit)
+        .select(UserRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub async fn contacts(conn: &mut Conn, user: UserId) -> StoreResult<Vec<UserId>> {
+    let (mine, theirs) = diesel::alias!(members as mine, members as theirs);
+    let ids: Vec<i64> = mine
+        .inner_join(
+            theirs.on(theirs
+                .field(members::conversation_id)
+                .eq(mine.field(members::conversation_id))),
+        )
+        .filter(mine.field(members::user_id).eq(user.get()))
+        .filter(theirs.field(members::user_id).ne(user.get()))
+        .select(theirs.field(members::user_id))
+        .distinct()
+        .load(conn)
+        .await?;
+    Ok(ids.into_iter().map(UserId).collect())
+}
+
+pub async fn create_session(
+    conn: &mut Conn,
+    jti: &str,
+    user: UserId,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<()> {
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::jti.eq(jti),
+            sessions::user_id.eq(user.get()),
+            sessions::created_at.eq(now()),
+            sessions::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn revoke_session(conn: &mut Conn, jti: &str) -> StoreResult<()> {
+    diesel::update(sessions::table.find(jti))
+        .filter(sessions::revoked_at.is_null())
+        .set(sessions::revoked_at.eq(now()))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn session_active(conn: &mut Conn, jti: &str) -> StoreResult<bool> {
+    let found: Option<i64> = sessions::table
+        .find(jti)
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now()))
+        .select(sessions::user_id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
+}
