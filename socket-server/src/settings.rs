@@ -11,6 +11,9 @@ socket:
   host: 127.0.0.1
   port: 5000
   shutdown_timeout_secs: 5
+  connect_timeout_ms: 10000
+  outbox_capacity: 256
+  allowed_origins: []
 api:
   url: http://127.0.0.1:3000
   timeout_ms: 5000
@@ -28,6 +31,15 @@ limits:
   store_backoff_ms: 200
   membership_cache_secs: 10
   sends_queued_per_socket: 32
+  sends_per_sec: 10
+  sends_burst: 20
+  typing_per_sec: 5
+  connections_per_user: 10
+  connects_per_ip_per_sec: 20
+presence:
+  ttl_secs: 30
+  refresh_secs: 10
+  offline_grace_ms: 5000
 "#;
 
 /// The environment variables of the ops contract and the setting each one sets.
@@ -46,6 +58,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub jwt: JwtSettings,
     pub limits: Limits,
+    pub presence: PresenceSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,8 +66,16 @@ pub struct SocketSettings {
     pub host: String,
     /// `0` picks a free port; read it back with `Application::port`.
     pub port: u16,
-    /// Upper bound on draining at shutdown.
+    /// Upper bound on each shutdown phase: finishing the sends already queued, then closing
+    /// the connections.
     pub shutdown_timeout_secs: u64,
+    /// A connection that has not joined a namespace (authenticated) by then is closed.
+    pub connect_timeout_ms: u64,
+    /// Packets queued per connection; a client reading slower is disconnected
+    /// (`slow consumer`).
+    pub outbox_capacity: usize,
+    /// `Origin` values allowed to open a session (WebSocket and polling); empty allows all.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +106,31 @@ pub struct Limits {
     pub membership_cache_secs: u64,
     /// Sends of one socket waiting to be stored; beyond, the ack is `rate_limited`.
     pub sends_queued_per_socket: usize,
+    /// `send_message` rate per user on this relay (token bucket refill per second); beyond,
+    /// the ack is `rate_limited` (retryable).
+    pub sends_per_sec: u32,
+    /// Bucket size: sends a user may make in a burst.
+    pub sends_burst: u32,
+    /// `typing` events per second per user (also the burst); the excess is dropped silently.
+    pub typing_per_sec: u32,
+    /// Authenticated sockets per user on this relay; beyond, CONNECT_ERROR
+    /// `too_many_connections`.
+    pub connections_per_user: usize,
+    /// New sessions per second per client IP (also the burst); beyond, HTTP 429.
+    pub connects_per_ip_per_sec: u32,
+}
+
+/// How the relay records presence in the bus (see `docs/protocol.md`, Presence).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PresenceSettings {
+    /// How long a connection counts as alive without a refresh: a relay that dies leaves its
+    /// users online at most this long.
+    pub ttl_secs: u64,
+    /// How often the relay refreshes all its connections (one round trip); below `ttl_secs`.
+    pub refresh_secs: u64,
+    /// A user is announced offline only after this long without any connection, so a device
+    /// moving between relays does not flicker.
+    pub offline_grace_ms: u64,
 }
 
 impl Settings {
@@ -102,6 +148,23 @@ impl Settings {
             return Err(SettingsError(
                 "limits.store_attempts and limits.sends_queued_per_socket must be at least 1"
                     .into(),
+            ));
+        }
+        let l = &self.limits;
+        if l.sends_per_sec == 0
+            || l.sends_burst == 0
+            || l.typing_per_sec == 0
+            || l.connections_per_user == 0
+            || l.connects_per_ip_per_sec == 0
+            || self.socket.outbox_capacity == 0
+        {
+            return Err(SettingsError(
+                "limits.* rates and counts and socket.outbox_capacity must be at least 1".into(),
+            ));
+        }
+        if self.presence.refresh_secs == 0 || self.presence.refresh_secs >= self.presence.ttl_secs {
+            return Err(SettingsError(
+                "presence.refresh_secs must be at least 1 and below presence.ttl_secs".into(),
             ));
         }
         Ok(())

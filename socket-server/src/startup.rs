@@ -17,9 +17,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::chat::{
-    api::ApiClient, cache, dispatch, metrics::Metrics, registry::Registry, ChatHandler, ChatState,
+    api::ApiClient, cache, dispatch, limits::RateLimiter, metrics::Metrics, presence,
+    registry::Registry, ChatHandler, ChatState,
 };
-use crate::engineio::{self, Body, EngineConfig, FallbackFuture, Hooks};
+use crate::engineio::{self, Body, EngineConfig, FallbackFuture, Hooks, Refusal, RequestInfo};
 use crate::settings::Settings;
 use crate::socketio::{SocketIo, SocketIoConfig};
 
@@ -27,6 +28,8 @@ pub struct Application {
     port: u16,
     listener: TcpListener,
     endpoint: engineio::Endpoint<SocketIo>,
+    state: Arc<ChatState>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -55,19 +58,25 @@ impl Application {
             Duration::from_millis(limits.store_backoff_ms),
         )
         .context("building the API client")?;
+        let metrics = Metrics::default();
         let state = Arc::new(ChatState {
             keys: JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?,
             bus,
             subscriber,
-            registry: Registry::default(),
+            registry: Registry::new(metrics.outbox_drops.clone()),
             api,
             origin: format!("relay-{}", uuid::Uuid::new_v4()),
             members: cache::MembershipCache::new(Duration::from_secs(limits.membership_cache_secs)),
             relayed: cache::RecentlyRelayed::default(),
             limits: limits.clone(),
-            metrics: Metrics::default(),
+            metrics,
+            presence: presence::Presence::new(settings.presence.clone()),
+            sends: RateLimiter::new(limits.sends_per_sec, limits.sends_burst),
+            typing: RateLimiter::new(limits.typing_per_sec, limits.typing_per_sec),
+            in_flight: Default::default(),
         });
         tokio::spawn(dispatch::run(state.clone(), received));
+        tokio::spawn(presence::refresh_forever(Arc::downgrade(&state)));
 
         let listener = TcpListener::bind((settings.socket.host.as_str(), settings.socket.port))
             .await
@@ -78,21 +87,41 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
-        let io = SocketIo::new(SocketIoConfig::default())
-            .namespace("/", ChatHandler::new(state.clone()));
+        let io = SocketIo::new(SocketIoConfig {
+            connect_timeout: Duration::from_millis(settings.socket.connect_timeout_ms),
+            ..SocketIoConfig::default()
+        })
+        .namespace("/", ChatHandler::new(state.clone()));
         let config = EngineConfig {
             shutdown_timeout: Duration::from_secs(settings.socket.shutdown_timeout_secs),
+            outbox_capacity: settings.socket.outbox_capacity,
+            allowed_origins: settings.socket.allowed_origins.clone(),
             ..EngineConfig::default()
+        };
+        let per_ip = RateLimiter::new(
+            limits.connects_per_ip_per_sec,
+            limits.connects_per_ip_per_sec,
+        );
+        let gate = move |request: &RequestInfo| -> Result<(), Refusal> {
+            if per_ip.allow(request.remote_addr.ip()) {
+                Ok(())
+            } else {
+                Err(Refusal::too_many_requests())
+            }
         };
         // The fallback needs the endpoint (for its session count), which needs the hooks: close
         // the loop through a cell filled right after.
         let sessions: Arc<std::sync::OnceLock<engineio::Endpoint<SocketIo>>> = Arc::default();
-        let hooks = Hooks::default().with_fallback({
+        let hooks = Hooks::default().with_gate(gate).with_fallback({
             let sessions = sessions.clone();
             let state = state.clone();
             move |request: Request<Incoming>, _addr: SocketAddr| -> FallbackFuture {
                 let count = sessions.get().map_or(0, engineio::Endpoint::session_count);
                 let (users, sockets) = state.registry.counts();
+                state
+                    .metrics
+                    .subscriber_errors
+                    .catch_up(state.subscriber.errors());
                 let metrics = state.metrics.render(count, users, sockets);
                 let bus = state.bus.clone();
                 let path = request.uri().path().to_owned();
@@ -106,6 +135,8 @@ impl Application {
             port,
             listener,
             endpoint,
+            state,
+            shutdown_timeout: Duration::from_secs(settings.socket.shutdown_timeout_secs),
         })
     }
 
@@ -114,10 +145,20 @@ impl Application {
         self.port
     }
 
-    /// Serve until `shutdown` resolves; then stop accepting, tell every client to reconnect
-    /// elsewhere (`server shutting down`) and return within `socket.shutdown_timeout_secs`.
+    /// Serve until `shutdown` resolves; then refuse new sends and wait (at most
+    /// `socket.shutdown_timeout_secs`) for the sends already queued to be stored and acked; then
+    /// stop accepting, tell every client to reconnect elsewhere (`server shutting down`) and
+    /// return within `socket.shutdown_timeout_secs` more.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        engineio::serve_endpoint(self.listener, self.endpoint, shutdown).await
+        let (state, timeout) = (self.state, self.shutdown_timeout);
+        let drained = async move {
+            shutdown.await;
+            let left = state.in_flight.drain(timeout).await;
+            if left > 0 {
+                tracing::warn!(left, "shutting down with sends not yet stored");
+            }
+        };
+        engineio::serve_endpoint(self.listener, self.endpoint, drained).await
     }
 }
 

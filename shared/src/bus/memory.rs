@@ -13,11 +13,21 @@ use tokio::sync::broadcast;
 /// some (it then recovers through sync, as a relay does after a Redis outage).
 const CAPACITY: usize = 16 * 1024;
 
-/// A user's live connection count and when they were last seen.
+/// A user's connections (member → alive until), when they were last seen, and what was last
+/// announced to their contacts (`None`: never).
 #[derive(Default)]
 struct UserPresence {
-    connections: usize,
+    connections: HashMap<String, Instant>,
     last_seen: Option<DateTime<Utc>>,
+    announced_online: Option<bool>,
+}
+
+impl UserPresence {
+    /// Forget expired connections; how many are left.
+    fn live(&mut self, now: Instant) -> usize {
+        self.connections.retain(|_, until| *until > now);
+        self.connections.len()
+    }
 }
 
 pub struct MemoryBus {
@@ -47,18 +57,6 @@ impl MemoryBus {
     pub fn subscribe_all(&self) -> broadcast::Receiver<BusMessage> {
         self.tx.subscribe()
     }
-
-    /// A connection of `user` opened (`online = true`) or closed.
-    pub fn set_connection(&self, user: UserId, online: bool) {
-        let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = map.entry(user).or_default();
-        if online {
-            entry.connections += 1;
-        } else {
-            entry.connections = entry.connections.saturating_sub(1);
-            entry.last_seen = Some(Utc::now());
-        }
-    }
 }
 
 #[async_trait]
@@ -75,12 +73,13 @@ impl Bus for MemoryBus {
     }
 
     async fn presence(&self, users: &[UserId]) -> Result<Vec<PresenceState>, BusError> {
-        let map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
         Ok(users
             .iter()
-            .map(|u| match map.get(u) {
+            .map(|u| match map.get_mut(u) {
                 Some(p) => PresenceState {
-                    online: p.connections > 0,
+                    online: p.live(now) > 0,
                     last_seen: p.last_seen,
                 },
                 None => PresenceState {
@@ -89,6 +88,57 @@ impl Bus for MemoryBus {
                 },
             })
             .collect())
+    }
+
+    async fn presence_open(
+        &self,
+        user: UserId,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<bool, BusError> {
+        let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(user).or_default();
+        entry
+            .connections
+            .insert(member.to_owned(), Instant::now() + ttl);
+        let previous = entry.announced_online.replace(true);
+        Ok(previous != Some(true))
+    }
+
+    async fn presence_close(&self, user: UserId, member: &str) -> Result<usize, BusError> {
+        let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(user).or_default();
+        entry.connections.remove(member);
+        entry.last_seen = Some(Utc::now());
+        Ok(entry.live(Instant::now()))
+    }
+
+    async fn presence_settle(&self, user: UserId) -> Result<Option<DateTime<Utc>>, BusError> {
+        let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(user).or_default();
+        if entry.live(Instant::now()) > 0 || entry.announced_online == Some(false) {
+            return Ok(None);
+        }
+        entry.announced_online = Some(false);
+        Ok(Some(entry.last_seen.unwrap_or_else(Utc::now)))
+    }
+
+    async fn presence_refresh(
+        &self,
+        connections: &[(UserId, String)],
+        ttl: Duration,
+    ) -> Result<(), BusError> {
+        let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        let until = Instant::now() + ttl;
+        for (user, member) in connections {
+            if let Some(alive) = map
+                .get_mut(user)
+                .and_then(|p| p.connections.get_mut(member))
+            {
+                *alive = until;
+            }
+        }
+        Ok(())
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), BusError> {
@@ -135,15 +185,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn presence_counts_connections_and_records_last_seen() {
-        let bus = MemoryBus::new();
-        let u = UserId(1);
-        bus.set_connection(u, true);
-        bus.set_connection(u, true);
-        bus.set_connection(u, false);
-        assert!(bus.presence(&[u]).await.unwrap()[0].online);
-        bus.set_connection(u, false);
-        let p = bus.presence(&[u]).await.unwrap()[0];
-        assert!(!p.online && p.last_seen.is_some());
+    async fn memory_presence_follows_the_shared_contract() {
+        super::super::presence_contract(&MemoryBus::new()).await;
     }
 }

@@ -40,6 +40,32 @@ pub trait Bus: Send + Sync + 'static {
     /// Presence of each user, in order.
     async fn presence(&self, users: &[UserId]) -> Result<Vec<PresenceState>, BusError>;
 
+    /// Connection `member` (`relay:conn`) of `user` opened; it counts as alive for `ttl` unless
+    /// refreshed. Returns `true` when the user's announced state flips to online (their
+    /// contacts must be told), decided atomically with the write.
+    async fn presence_open(
+        &self,
+        user: UserId,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<bool, BusError>;
+
+    /// Connection `member` of `user` closed; records `last_seen`. Returns how many live
+    /// connections the user has left anywhere, counted atomically with the removal.
+    async fn presence_close(&self, user: UserId, member: &str) -> Result<usize, BusError>;
+
+    /// After a grace period with no live connection: returns the user's last-seen time when the
+    /// announced state flips to offline (their contacts must be told), `None` when the user came
+    /// back or offline was announced already.
+    async fn presence_settle(&self, user: UserId) -> Result<Option<DateTime<Utc>>, BusError>;
+
+    /// Extend every listed connection (that still exists) by `ttl`, in one round trip.
+    async fn presence_refresh(
+        &self,
+        connections: &[(UserId, String)],
+        ttl: Duration,
+    ) -> Result<(), BusError>;
+
     /// Record that the token `jti` is revoked until `ttl` has passed (its remaining lifetime).
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), BusError>;
 
@@ -76,6 +102,12 @@ impl Keys {
         format!("{}:presence:{user}", self.prefix)
     }
 
+    /// The presence last announced to a user's contacts: `online` or `offline` (absent: never
+    /// announced). Lets relays announce each change once, whichever relay sees it.
+    pub fn presence_announced(&self, user: UserId) -> String {
+        format!("{}:presence-announced:{user}", self.prefix)
+    }
+
     /// Unix time (ms) a user was last seen online.
     pub fn last_seen(&self, user: UserId) -> String {
         format!("{}:lastseen:{user}", self.prefix)
@@ -85,6 +117,50 @@ impl Keys {
     pub fn revoked(&self, jti: &str) -> String {
         format!("{}:revoked:{jti}", self.prefix)
     }
+}
+
+/// The presence contract both implementations pass (called from their tests).
+#[cfg(test)]
+pub(crate) async fn presence_contract(bus: &dyn Bus) {
+    let ttl = Duration::from_secs(30);
+    let (u, other) = (UserId(1), UserId(2));
+    // Two devices: online announced once, the first close leaves one live connection.
+    assert!(bus.presence_open(u, "r1:a", ttl).await.unwrap());
+    assert!(!bus.presence_open(u, "r2:b", ttl).await.unwrap());
+    assert!(bus.presence(&[u]).await.unwrap()[0].online);
+    assert_eq!(bus.presence_close(u, "r1:a").await.unwrap(), 1);
+    assert_eq!(bus.presence_settle(u).await.unwrap(), None);
+    // The last close, then back within the grace period: nothing to announce either way.
+    assert_eq!(bus.presence_close(u, "r2:b").await.unwrap(), 0);
+    assert!(!bus.presence_open(u, "r1:c", ttl).await.unwrap());
+    assert_eq!(bus.presence_settle(u).await.unwrap(), None);
+    // Gone for good: offline announced once, with the last-seen time.
+    assert_eq!(bus.presence_close(u, "r1:c").await.unwrap(), 0);
+    let state = bus.presence(&[u, other]).await.unwrap();
+    assert!(!state[0].online && state[0].last_seen.is_some());
+    assert_eq!(
+        state[1],
+        PresenceState {
+            online: false,
+            last_seen: None
+        }
+    );
+    assert!(bus.presence_settle(u).await.unwrap().is_some());
+    assert_eq!(bus.presence_settle(u).await.unwrap(), None);
+    // A connection nobody refreshes expires; a refreshed one stays.
+    assert!(bus
+        .presence_open(other, "dead:x", Duration::from_millis(50))
+        .await
+        .unwrap());
+    bus.presence_open(other, "live:y", Duration::from_millis(50))
+        .await
+        .unwrap();
+    bus.presence_refresh(&[(other, "live:y".to_owned())], ttl)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(bus.presence(&[other]).await.unwrap()[0].online);
+    assert_eq!(bus.presence_close(other, "live:y").await.unwrap(), 0);
 }
 
 impl Default for Keys {

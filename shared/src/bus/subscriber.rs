@@ -17,6 +17,8 @@ use super::{BusMessage, Keys};
 use crate::ids::UserId;
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -35,6 +37,8 @@ enum Command {
 #[derive(Clone)]
 pub struct Subscriber {
     commands: mpsc::UnboundedSender<Command>,
+    /// Failures of the pub/sub connection so far (connect, (re)subscribe, lost connection).
+    errors: Arc<AtomicU64>,
 }
 
 impl Subscriber {
@@ -48,6 +52,11 @@ impl Subscriber {
         }
     }
 
+    /// How many times the pub/sub connection failed so far (for metrics).
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
     /// One connection of `user` fewer: their channel is dropped after the last one.
     pub fn unsubscribe(&self, user: UserId) {
         let _ = self.commands.send(Command::Unsubscribe(user));
@@ -58,8 +67,9 @@ impl Subscriber {
 pub fn redis(client: redis::Client, keys: Keys) -> (Subscriber, mpsc::Receiver<BusMessage>) {
     let (commands, rx_commands) = mpsc::unbounded_channel();
     let (out, received) = mpsc::channel(OUT_CAPACITY);
-    tokio::spawn(run_redis(client, keys, rx_commands, out));
-    (Subscriber { commands }, received)
+    let errors = Arc::new(AtomicU64::new(0));
+    tokio::spawn(run_redis(client, keys, rx_commands, out, errors.clone()));
+    (Subscriber { commands, errors }, received)
 }
 
 /// A subscriber on the in-process bus.
@@ -67,7 +77,8 @@ pub fn memory(bus: &MemoryBus) -> (Subscriber, mpsc::Receiver<BusMessage>) {
     let (commands, rx_commands) = mpsc::unbounded_channel();
     let (out, received) = mpsc::channel(OUT_CAPACITY);
     tokio::spawn(run_memory(bus.subscribe_all(), rx_commands, out));
-    (Subscriber { commands }, received)
+    let errors = Arc::default();
+    (Subscriber { commands, errors }, received)
 }
 
 /// The user a channel `{prefix}:u:{id}` belongs to.
@@ -123,7 +134,9 @@ async fn run_redis(
     keys: Keys,
     mut commands: mpsc::UnboundedReceiver<Command>,
     out: mpsc::Sender<BusMessage>,
+    errors: Arc<AtomicU64>,
 ) {
+    let failed = || errors.fetch_add(1, Ordering::Relaxed);
     let mut users = Counts::default();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -131,6 +144,7 @@ async fn run_redis(
             Ok(pubsub) => pubsub,
             Err(error) => {
                 tracing::warn!(%error, ?backoff, "redis pub/sub connection failed; retrying");
+                failed();
                 if !wait_while_down(&mut commands, &mut users, backoff).await {
                     return;
                 }
@@ -143,6 +157,7 @@ async fn run_redis(
             let channels: Vec<String> = users.users().map(|u| keys.user_channel(u)).collect();
             if let Err(error) = sink.subscribe(channels).await {
                 tracing::warn!(%error, "resubscribing failed; reconnecting");
+                failed();
                 continue;
             }
             tracing::info!(users = users.len(), "redis pub/sub resubscribed");
@@ -167,6 +182,7 @@ async fn run_redis(
             tokio::select! {
                 _ = &mut reader => {
                     tracing::warn!("redis pub/sub connection lost; reconnecting");
+                    failed();
                     break;
                 }
                 command = commands.recv() => {
@@ -194,6 +210,7 @@ async fn run_redis(
                     };
                     if let Err(error) = result {
                         tracing::warn!(%error, "redis SUBSCRIBE/UNSUBSCRIBE failed; reconnecting");
+                        failed();
                         reader.abort();
                         break;
                     }

@@ -2,6 +2,7 @@
 //! here is turned into Socket.IO events on that user's devices.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{json, Value};
 use shared::bus::BusMessage;
@@ -20,7 +21,12 @@ pub async fn run(state: Arc<ChatState>, mut received: mpsc::Receiver<BusMessage>
             Ok(envelope) if envelope.origin == state.origin => {}
             Ok(envelope) => {
                 tracing::debug!(user_id = %message.user, event = ?envelope.event, "bus event");
+                let received = Instant::now();
                 deliver(&state, message.user, envelope.event);
+                state
+                    .metrics
+                    .bus_fanout
+                    .observe(received.elapsed().as_secs_f64());
             }
             Err(error) => tracing::warn!(%error, "unreadable bus event"),
         }
@@ -74,6 +80,8 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
         ),
         BusEvent::ConversationChanged { conversation } => {
             state.members.invalidate(conversation.id);
+            let members: Vec<UserId> = conversation.members.iter().map(|m| m.user.id).collect();
+            state.presence.add_contacts(user, &members);
             emit("conversation_changed", &to_value(&conversation));
         }
         BusEvent::UserLoggedOut { jti, .. } => {

@@ -1,28 +1,46 @@
-//! The relay's counters, rendered in the Prometheus text format at `/metrics`.
+//! The relay's metrics on a `prometheus` registry, rendered in the text format at `/metrics`.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry, TextEncoder,
+};
 
-/// A monotonically increasing counter.
-#[derive(Default)]
-pub struct Counter(AtomicU64);
+/// Buckets of the fan-out histograms, in seconds: 50 µs to 1 s.
+const FANOUT_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0,
+];
+
+/// A monotonically increasing counter (a handle on a registered `IntCounter`).
+#[derive(Clone)]
+pub struct Counter(IntCounter);
 
 impl Counter {
     pub fn inc(&self) {
-        self.add(1);
+        self.0.inc();
     }
 
     pub fn add(&self, n: usize) {
-        self.0.fetch_add(n as u64, Ordering::Relaxed);
+        self.0.inc_by(n as u64);
     }
 
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
+    }
+
+    /// Raise the counter to `total`, a count kept elsewhere (never lowers it).
+    pub fn catch_up(&self, total: u64) {
+        let seen = self.0.get();
+        if total > seen {
+            self.0.inc_by(total - seen);
+        }
     }
 }
 
-#[derive(Default)]
 pub struct Metrics {
+    registry: Registry,
+    sessions: IntGauge,
+    users: IntGauge,
+    sockets: IntGauge,
     /// Chat events received from clients that ask to send a message.
     pub messages_in: Counter,
     /// Events emitted to local sockets by fan-out.
@@ -31,68 +49,136 @@ pub struct Metrics {
     pub connects: Counter,
     /// Connections refused at CONNECT.
     pub connects_refused: Counter,
-    /// Failed publishes on the bus.
+    /// Failed bus commands (publish, presence).
     pub bus_errors: Counter,
+    /// Failures of the Redis pub/sub connection (each followed by a reconnect).
+    pub subscriber_errors: Counter,
+    /// Emits refused because a socket's outbox was full (the connection is then closed).
+    pub outbox_drops: Counter,
+    /// From receiving `send_message` to the relayed copy queued on the last local socket.
+    pub send_fanout: Histogram,
+    /// From receiving a bus event to its emit queued on the last local socket.
+    pub bus_fanout: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::with_opts(Opts::new(name, help)).unwrap_or_else(|_| unreachable_metric());
+    let _ = registry.register(Box::new(gauge.clone()));
+    gauge
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> Counter {
+    let counter =
+        IntCounter::with_opts(Opts::new(name, help)).unwrap_or_else(|_| unreachable_metric());
+    let _ = registry.register(Box::new(counter.clone()));
+    Counter(counter)
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let opts = HistogramOpts::new(name, help).buckets(FANOUT_BUCKETS.to_vec());
+    let histogram = Histogram::with_opts(opts).unwrap_or_else(|_| unreachable_metric());
+    let _ = registry.register(Box::new(histogram.clone()));
+    histogram
+}
+
+/// Metric options are only rejected for invalid names or buckets; ours are constants checked by
+/// `every_metric_is_rendered_under_its_name`.
+fn unreachable_metric<T>() -> T {
+    panic!("invalid metric definition")
 }
 
 impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        Self {
+            sessions: gauge(&r, "relay_engine_sessions", "Open Engine.IO sessions."),
+            users: gauge(
+                &r,
+                "relay_users",
+                "Users with a socket on this relay (rooms).",
+            ),
+            sockets: gauge(&r, "relay_sockets", "Authenticated sockets."),
+            messages_in: counter(
+                &r,
+                "relay_messages_in_total",
+                "send_message events received.",
+            ),
+            messages_out: counter(
+                &r,
+                "relay_messages_out_total",
+                "Events fanned out to sockets.",
+            ),
+            connects: counter(&r, "relay_connects_total", "Sockets authenticated."),
+            connects_refused: counter(&r, "relay_connects_refused_total", "Connections refused."),
+            bus_errors: counter(&r, "relay_bus_errors_total", "Failed bus commands."),
+            subscriber_errors: counter(
+                &r,
+                "relay_redis_subscriber_errors_total",
+                "Failures of the Redis pub/sub connection.",
+            ),
+            outbox_drops: counter(
+                &r,
+                "relay_outbox_drops_total",
+                "Emits refused by a full outbox (the slow client is disconnected).",
+            ),
+            send_fanout: histogram(
+                &r,
+                "relay_send_fanout_seconds",
+                "From send_message received to the relayed copy queued on the last local socket.",
+            ),
+            bus_fanout: histogram(
+                &r,
+                "relay_bus_fanout_seconds",
+                "From a bus event received to its emit queued on the last local socket.",
+            ),
+            registry: r,
+        }
+    }
+
     /// The text exposition, with the gauges the caller knows (sessions, users, sockets).
     pub fn render(&self, sessions: usize, users: usize, sockets: usize) -> String {
-        let mut out = String::new();
-        let mut line = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        line(
-            "relay_engine_sessions",
-            "gauge",
-            "Open Engine.IO sessions.",
-            sessions as u64,
-        );
-        line(
-            "relay_users",
-            "gauge",
-            "Users with a socket on this relay (rooms).",
-            users as u64,
-        );
-        line(
-            "relay_sockets",
-            "gauge",
-            "Authenticated sockets.",
-            sockets as u64,
-        );
-        line(
-            "relay_messages_in_total",
-            "counter",
-            "send_message events received.",
-            self.messages_in.get(),
-        );
-        line(
-            "relay_messages_out_total",
-            "counter",
-            "Events fanned out to sockets.",
-            self.messages_out.get(),
-        );
-        line(
-            "relay_connects_total",
-            "counter",
-            "Sockets authenticated.",
-            self.connects.get(),
-        );
-        line(
-            "relay_connects_refused_total",
-            "counter",
-            "Connections refused.",
-            self.connects_refused.get(),
-        );
-        line(
-            "relay_bus_errors_total",
-            "counter",
-            "Failed bus publishes.",
-            self.bus_errors.get(),
-        );
-        out
+        self.sessions.set(sessions as i64);
+        self.users.set(users as i64);
+        self.sockets.set(sockets as i64);
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "encoding metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_rendered_under_its_name() {
+        let metrics = Metrics::new();
+        metrics.messages_out.add(3);
+        metrics.send_fanout.observe(0.001);
+        let text = metrics.render(1, 2, 3);
+        for name in [
+            "relay_engine_sessions 1",
+            "relay_users 2",
+            "relay_sockets 3",
+            "relay_messages_in_total 0",
+            "relay_messages_out_total 3",
+            "relay_connects_total 0",
+            "relay_connects_refused_total 0",
+            "relay_bus_errors_total 0",
+            "relay_redis_subscriber_errors_total 0",
+            "relay_outbox_drops_total 0",
+            "relay_send_fanout_seconds_count 1",
+            "relay_bus_fanout_seconds_count 0",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
     }
 }

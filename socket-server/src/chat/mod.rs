@@ -8,15 +8,19 @@
 //! - `registry`: local user → sockets, and fan-out to them.
 //! - `send`: `send_message` and the per-socket store queue.
 //! - `requests`: `ping`, `sync`, `mark_read`, `mark_delivered`, `typing`.
+//! - `presence`: recording this relay's connections on the bus, announcing changes.
+//! - `limits`: token buckets (sends, typing, connects per IP).
 //! - `dispatch`: bus events → client events.
 //! - `api`: the REST client. `cache`: membership and relayed-message memories.
-//! - `metrics`: counters for `/metrics`.
+//! - `metrics`: counters, gauges and fan-out histograms for `/metrics`.
 
 pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod dispatch;
+pub mod limits;
 pub mod metrics;
+pub mod presence;
 pub mod registry;
 pub mod requests;
 pub mod send;
@@ -50,6 +54,13 @@ pub struct ChatState {
     pub relayed: cache::RecentlyRelayed,
     pub limits: Limits,
     pub metrics: metrics::Metrics,
+    pub presence: presence::Presence,
+    /// `send_message` per user (`limits.sends_per_sec`, `limits.sends_burst`).
+    pub sends: limits::RateLimiter<UserId>,
+    /// `typing` per user (`limits.typing_per_sec`).
+    pub typing: limits::RateLimiter<UserId>,
+    /// Sends queued and not answered yet (drained at shutdown).
+    pub in_flight: send::InFlight,
 }
 
 impl ChatState {
@@ -135,6 +146,11 @@ impl NamespaceHandler for ChatHandler {
             }
         };
         let user = session.user;
+        if state.registry.sockets_of(user).len() >= state.limits.connections_per_user {
+            state.metrics.connects_refused.inc();
+            return Err(auth::refusal(ErrorCode::TooManyConnections));
+        }
+        let token = session.token.clone();
         socket.extensions().insert(session.clone());
         socket
             .extensions()
@@ -143,6 +159,7 @@ impl NamespaceHandler for ChatHandler {
         // afterwards is missed.
         state.subscriber.subscribe(user).await;
         state.registry.join(user, socket);
+        presence::connected(state, socket, user, &token).await;
         state.metrics.connects.inc();
         tracing::info!(user_id = %user, conn_id = %socket.id(), "socket connected");
         Ok(())
@@ -179,8 +196,14 @@ impl NamespaceHandler for ChatHandler {
         let Some(session) = socket.extensions().get::<Session>() else {
             return;
         };
-        self.state.registry.leave(session.user, socket);
-        self.state.subscriber.unsubscribe(session.user);
+        let state = &self.state;
+        state.registry.leave(session.user, socket);
+        state.subscriber.unsubscribe(session.user);
+        if state.registry.sockets_of(session.user).is_empty() {
+            state.sends.forget(session.user);
+            state.typing.forget(session.user);
+        }
+        presence::disconnected(state, socket, session.user).await;
         tracing::info!(user_id = %session.user, conn_id = %socket.id(), reason = reason.as_str(), "socket disconnected");
     }
 }

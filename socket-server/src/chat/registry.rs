@@ -7,15 +7,24 @@ use std::sync::Mutex;
 use serde_json::Value;
 use shared::ids::UserId;
 
-use crate::socketio::{EncodedPacket, Payload, Socket};
+use super::metrics::Counter;
+use crate::socketio::{EmitError, EncodedPacket, Payload, Socket};
 
-#[derive(Default)]
 pub struct Registry {
     /// user → (socket id → socket). Only sockets whose `on_connect` succeeded.
     users: Mutex<HashMap<UserId, HashMap<String, Socket>>>,
+    /// Counts emits refused by a full outbox.
+    outbox_drops: Counter,
 }
 
 impl Registry {
+    pub fn new(outbox_drops: Counter) -> Self {
+        Self {
+            users: Mutex::default(),
+            outbox_drops,
+        }
+    }
+
     /// Add `socket` to `user`'s room.
     pub fn join(&self, user: UserId, socket: &Socket) {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
@@ -65,10 +74,14 @@ impl Registry {
             return 0;
         }
         let packet = EncodedPacket::event("/", event, &Payload::from(arg.clone()));
-        sockets
-            .iter()
-            .filter(|s| Some(s.id()) != except)
-            .filter(|s| s.send_encoded(&packet).is_ok())
-            .count()
+        let mut sent = 0;
+        for socket in sockets.iter().filter(|s| Some(s.id()) != except) {
+            match socket.send_encoded(&packet) {
+                Ok(()) => sent += 1,
+                Err(EmitError::Full) => self.outbox_drops.inc(),
+                Err(_) => {}
+            }
+        }
+        sent
     }
 }

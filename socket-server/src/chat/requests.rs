@@ -113,7 +113,8 @@ fn yes() -> bool {
 }
 
 /// `typing` `{conversationId, isTyping}` → `typing` `{conversationId, userId, isTyping}` on the
-/// other members' devices (never the typist's own). Non-members are ignored.
+/// other members' devices (never the typist's own). Non-members are refused; beyond
+/// `limits.typing_per_sec` the event is dropped without error.
 pub async fn typing(
     state: &Arc<ChatState>,
     socket: &Socket,
@@ -125,6 +126,10 @@ pub async fn typing(
         Ok(args) => args,
         Err(error) => return ack_error(ack, error),
     };
+    // Over the rate: dropped silently (typing indicators are advisory).
+    if !state.typing.allow(session.user) {
+        return ack_ok(ack, Value::Object(Default::default()));
+    }
     let members = match state.members(session, args.conversation_id).await {
         Ok(members) => members,
         Err(error) => return ack_error(ack, error),

@@ -3,7 +3,9 @@
 //! Each socket has one store worker fed by a bounded queue, so one socket's messages are stored
 //! in the order they were sent, while its other events (typing, ping) are not held up.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shared::domain::{OutgoingMessage, SendTarget};
@@ -11,7 +13,7 @@ use shared::errors::{AckError, ErrorCode};
 use shared::events::{BusEvent, RelayedMessage};
 use shared::ids::{ConversationId, UserId};
 use shared::wire::{MessageSaved, MessageStatus, SendMessageRequest};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::auth::Session;
 use super::{ack_error, ack_ok, ChatState};
@@ -31,6 +33,49 @@ pub struct StoreJob {
 #[derive(Clone)]
 pub struct StoreQueue(mpsc::Sender<StoreJob>);
 
+/// Sends queued on every socket and not answered yet, so shutdown can wait for their acks.
+#[derive(Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    /// Set at shutdown: new sends are refused (`service_unavailable`, retryable).
+    closing: AtomicBool,
+    /// Woken when `count` reaches zero.
+    idle: Notify,
+}
+
+impl InFlight {
+    fn start(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn finish(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Refuse new sends, then wait (at most `timeout`) until every queued send is answered.
+    /// Returns how many were still unanswered at the deadline.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        self.closing.store(true, Ordering::SeqCst);
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
 /// Start the store worker of one socket. It stops once the queue's sender is dropped and the
 /// queue is drained, so messages a client emitted just before leaving are still stored.
 pub fn start_worker(state: Arc<ChatState>, session: Session) -> StoreQueue {
@@ -38,6 +83,7 @@ pub fn start_worker(state: Arc<ChatState>, session: Session) -> StoreQueue {
     tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
             store(&state, &session, job).await;
+            state.in_flight.finish();
         }
     });
     StoreQueue(tx)
@@ -52,7 +98,20 @@ pub async fn send_message(
     payload: Payload,
     ack: Option<Ack>,
 ) {
+    let received = Instant::now();
     state.metrics.messages_in.inc();
+    if state.in_flight.closing() {
+        return ack_error(
+            ack,
+            AckError::new(ErrorCode::ServiceUnavailable, "the relay is shutting down"),
+        );
+    }
+    if !state.sends.allow(session.user) {
+        return ack_error(
+            ack,
+            AckError::new(ErrorCode::RateLimited, "too many messages, slow down"),
+        );
+    }
     let (request, message) = match parse(state, &payload) {
         Ok(parsed) => parsed,
         Err(error) => return ack_error(ack, error),
@@ -77,7 +136,16 @@ pub async fn send_message(
         SendTarget::Conversation(conversation) => {
             match state.members(session, conversation).await {
                 Ok(members) => {
-                    relay(state, socket, session, conversation, message, &members).await;
+                    relay(
+                        state,
+                        socket,
+                        session,
+                        conversation,
+                        message,
+                        &members,
+                        received,
+                    )
+                    .await;
                     Some(members)
                 }
                 Err(error) => return ack_error(ack, error),
@@ -87,6 +155,7 @@ pub async fn send_message(
         // delivers the message.
         SendTarget::Recipient(_) => None,
     };
+    state.in_flight.start();
     permit.send(StoreJob {
         request,
         ack,
@@ -118,6 +187,7 @@ async fn relay(
     conversation: ConversationId,
     parsed: OutgoingMessage,
     members: &[UserId],
+    received: Instant,
 ) {
     let message = RelayedMessage {
         client_msg_id: parsed.client_msg_id.into_inner(),
@@ -134,6 +204,10 @@ async fn relay(
     let sent = state
         .registry
         .emit_to(members, "receive_message", &value, Some(socket.id()));
+    state
+        .metrics
+        .send_fanout
+        .observe(received.elapsed().as_secs_f64());
     state.metrics.messages_out.add(sent);
     state
         .publish(members, BusEvent::MessageRelayed { message })
@@ -174,5 +248,25 @@ async fn store(state: &ChatState, session: &Session, job: StoreJob) {
             }
             ack_error(job.ack, error);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn draining_refuses_new_sends_and_waits_for_the_queued_ones() {
+        let in_flight = Arc::new(InFlight::default());
+        in_flight.start();
+        let worker = in_flight.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            worker.finish();
+        });
+        assert_eq!(in_flight.drain(Duration::from_secs(5)).await, 0);
+        assert!(in_flight.closing());
+        in_flight.start();
+        assert_eq!(in_flight.drain(Duration::from_millis(20)).await, 1);
     }
 }

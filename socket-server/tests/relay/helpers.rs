@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use shared::auth::JwtSettings;
 use socket_server::settings::{
-    ApiSettings as RelayApi, Limits, RedisSettings, Settings, SocketSettings,
+    ApiSettings as RelayApi, Limits, PresenceSettings, RedisSettings, Settings, SocketSettings,
 };
 use tokio::sync::oneshot;
 
@@ -39,6 +39,11 @@ fn jwt(secret: String) -> JwtSettings {
 
 /// The API and `relays` relays, linked only by Redis (a prefix of their own).
 pub async fn spawn_stack(relays: usize) -> Stack {
+    spawn_stack_with(relays, |_| {}).await
+}
+
+/// As [`spawn_stack`], with each relay's settings adjusted by `tweak` first.
+pub async fn spawn_stack_with(relays: usize, tweak: impl Fn(&mut Settings)) -> Stack {
     shared::telemetry::init("warn");
     let id = uuid::Uuid::new_v4().simple().to_string();
     let secret = format!(
@@ -90,11 +95,14 @@ pub async fn spawn_stack(relays: usize) -> Stack {
     stops.push(tx);
     let mut relay_ports = Vec::new();
     for _ in 0..relays {
-        let settings = Settings {
+        let mut settings = Settings {
             socket: SocketSettings {
                 host: "127.0.0.1".into(),
                 port: 0,
                 shutdown_timeout_secs: 1,
+                connect_timeout_ms: 10_000,
+                outbox_capacity: 256,
+                allowed_origins: vec![],
             },
             api: RelayApi {
                 url: api_url.clone(),
@@ -111,8 +119,19 @@ pub async fn spawn_stack(relays: usize) -> Stack {
                 store_backoff_ms: 50,
                 membership_cache_secs: 10,
                 sends_queued_per_socket: 32,
+                sends_per_sec: 100,
+                sends_burst: 100,
+                typing_per_sec: 50,
+                connections_per_user: 10,
+                connects_per_ip_per_sec: 1000,
+            },
+            presence: PresenceSettings {
+                ttl_secs: 30,
+                refresh_secs: 10,
+                offline_grace_ms: 300,
             },
         };
+        tweak(&mut settings);
         let relay = socket_server::startup::Application::build(settings)
             .await
             .unwrap_or_else(|e| panic!("the relay did not start: {e:#}"));

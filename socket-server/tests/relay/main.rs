@@ -4,9 +4,13 @@
 // Tests may unwrap (house style): a failure here should panic loudly.
 #![allow(clippy::unwrap_used)]
 
+mod clients;
 mod device;
 mod helpers;
+mod limits;
 mod node_clients;
 mod ops;
+mod presence;
+mod recovery;
 mod rust_clients;
 mod session_and_receipts;

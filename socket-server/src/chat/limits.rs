@@ -1,0 +1,84 @@
+//! Rate limits of the chat layer: token buckets per key (a user's sends and typing, a client IP's
+//! connects). Memory stays bounded: full buckets carry no information and are dropped when the
+//! map grows.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Keys tracked before full buckets are swept.
+const SWEEP_AT: usize = 10_000;
+
+/// One bucket: tokens left and when it was last refilled.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Token buckets of `burst` tokens refilled at `per_sec` per second, one per key.
+pub struct RateLimiter<K> {
+    per_sec: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<K, Bucket>>,
+}
+
+impl<K: Hash + Eq + Copy> RateLimiter<K> {
+    pub fn new(per_sec: u32, burst: u32) -> Self {
+        Self {
+            per_sec: f64::from(per_sec),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take one token for `key`; `false` when the key is over its rate.
+    pub fn allow(&self, key: K) -> bool {
+        self.allow_at(key, Instant::now())
+    }
+
+    fn allow_at(&self, key: K, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= SWEEP_AT {
+            let (per_sec, burst) = (self.per_sec, self.burst);
+            buckets
+                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < burst);
+        }
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_sec;
+        bucket.tokens = (bucket.tokens + refill).min(self.burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forget `key` (its user left this relay).
+    pub fn forget(&self, key: K) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_burst_is_allowed_then_the_rate_refills_it() {
+        let limiter = RateLimiter::new(2, 3);
+        let t0 = Instant::now();
+        assert!((0..3).all(|_| limiter.allow_at(1, t0)));
+        assert!(!limiter.allow_at(1, t0));
+        assert!(limiter.allow_at(2, t0), "another key has its own bucket");
+        assert!(limiter.allow_at(1, t0 + Duration::from_millis(500)));
+        assert!(!limiter.allow_at(1, t0 + Duration::from_millis(500)));
+    }
+}

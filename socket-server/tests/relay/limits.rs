@@ -1,0 +1,151 @@
+//! The relay's per-user limits: sends per second (ack `rate_limited`, retryable) and
+//! connections per user on one relay (CONNECT_ERROR `too_many_connections`), handshakes per IP
+//! (429) and the `Origin` allowlist (403), and the fan-out histogram.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use rust_socketio::asynchronous::ClientBuilder;
+use rust_socketio::{Event, Payload};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::device::Device;
+use crate::helpers::spawn_stack_with;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_beyond_the_per_user_rate_are_refused_as_rate_limited_and_retryable() {
+    // Arrange: a burst of 2, refilled at 1 per second
+    let stack = spawn_stack_with(1, |s| {
+        s.limits.sends_burst = 2;
+        s.limits.sends_per_sec = 1;
+    })
+    .await;
+    let (alice, _) = stack.register("alice").await;
+    let (_, bob_id) = stack.register("bob").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let mut a = Device::connect(&stack, 0, &alice).await;
+    let send = |n: usize| json!({ "clientMsgId": format!("rl-{n}"), "conversationId": conversation, "content": "hi" });
+
+    // Act
+    let mut acks = Vec::new();
+    for n in 0..3 {
+        acks.push(a.request("send_message", send(n)).await);
+    }
+
+    // Assert
+    assert_eq!(acks[0]["success"], true, "{}", acks[0]);
+    assert_eq!(acks[1]["success"], true, "{}", acks[1]);
+    assert_eq!(acks[2]["success"], false, "{}", acks[2]);
+    assert_eq!(acks[2]["error"]["code"], "rate_limited");
+    assert_eq!(acks[2]["error"]["retryable"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_beyond_the_per_user_limit_is_refused_with_too_many_connections() {
+    // Arrange: two sockets of alice's are allowed on the relay, and both are open
+    let stack = spawn_stack_with(1, |s| s.limits.connections_per_user = 2).await;
+    let (alice, _) = stack.register("alice").await;
+    let _one = Device::connect(&stack, 0, &alice).await;
+    let _two = Device::connect(&stack, 0, &alice).await;
+    let (tx, mut errors) = mpsc::unbounded_channel::<String>();
+
+    // Act: rust_socketio hands a CONNECT_ERROR to the `error` handler
+    let third = ClientBuilder::new(stack.relay_url(0))
+        .reconnect(false)
+        .auth(json!({ "token": alice }))
+        .on(Event::Error, move |payload, _| {
+            if let Payload::Text(values) = payload {
+                let _ = tx.send(values.iter().map(Value::to_string).collect());
+            }
+            async {}.boxed()
+        })
+        .connect()
+        .await;
+
+    // Assert
+    assert!(third.is_ok(), "the transport itself connects");
+    let error = tokio::time::timeout(Duration::from_secs(5), errors.recv())
+        .await
+        .expect("no CONNECT_ERROR within 5 s")
+        .unwrap();
+    assert!(error.contains("too_many_connections"), "{error}");
+}
+
+/// Status of an Engine.IO polling handshake on relay 0, with an optional `Origin`.
+async fn handshake(stack: &crate::helpers::Stack, origin: Option<&str>) -> u16 {
+    let mut request = stack.http.get(format!(
+        "{}/socket.io/?EIO=4&transport=polling",
+        stack.relay_url(0)
+    ));
+    if let Some(origin) = origin {
+        request = request.header("Origin", origin);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_from_an_origin_off_the_allowlist_are_refused_with_403() {
+    // Arrange
+    let stack = spawn_stack_with(1, |s| {
+        s.socket.allowed_origins = vec!["https://app.example".into()];
+    })
+    .await;
+
+    // Act
+    let allowed = handshake(&stack, Some("https://app.example")).await;
+    let foreign = handshake(&stack, Some("https://evil.example")).await;
+
+    // Assert
+    assert_eq!((allowed, foreign), (200, 403));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_beyond_the_per_ip_rate_are_refused_with_429() {
+    // Arrange
+    let stack = spawn_stack_with(1, |s| s.limits.connects_per_ip_per_sec = 2).await;
+
+    // Act
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(handshake(&stack, None).await);
+    }
+
+    // Assert
+    assert_eq!(statuses, vec![200, 200, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_send_is_measured_in_the_fanout_histogram() {
+    // Arrange
+    let stack = spawn_stack_with(1, |_| {}).await;
+    let (alice, _) = stack.register("alice").await;
+    let (_, bob_id) = stack.register("bob").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let mut a = Device::connect(&stack, 0, &alice).await;
+
+    // Act
+    let ack = a
+        .request(
+            "send_message",
+            json!({ "clientMsgId": "m-1", "conversationId": conversation, "content": "hi" }),
+        )
+        .await;
+    let metrics = stack
+        .http
+        .get(format!("{}/metrics", stack.relay_url(0)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(ack["success"], true, "{ack}");
+    assert!(
+        metrics.contains("relay_send_fanout_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("relay_outbox_drops_total 0"), "{metrics}");
+}
