@@ -1,4 +1,94 @@
-//! Parley's benchmark harness (being built).
-fn main() {
-    println!("bench: no scenario yet");
+//! Parley's benchmark harness: performance claims come from here, never from timed tests.
+//!
+//! # Layout
+//! - `stack`: the API (fresh PostgreSQL database, own Redis prefix) and a relay, in process on
+//!   loopback port 0, stopped and cleaned up at the end.
+//! - `sio`: a minimal WebSocket-only Socket.IO client on tokio-tungstenite.
+//! - `fanout`, `api`: the scenarios; `stats`: percentiles.
+//!
+//! `cargo run --release -p bench -- fanout [--users N] [--messages M] [--senders K] [--window W]`
+//! `cargo run --release -p bench -- api [--clients C] [--requests R]`
+
+mod api;
+mod fanout;
+mod sio;
+mod stack;
+mod stats;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// No run lasts longer than this; the stack is stopped and its database dropped either way.
+const TIME_LIMIT: Duration = Duration::from_secs(300);
+
+enum Scenario {
+    Fanout(fanout::FanoutArgs),
+    Api(api::ApiArgs),
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Scenario> {
+    let mut flags = std::collections::HashMap::new();
+    let mut rest = args.iter().skip(1);
+    while let Some(flag) = rest.next() {
+        let name = flag
+            .strip_prefix("--")
+            .with_context(|| format!("unexpected argument {flag}"))?;
+        let value: usize = rest
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?
+            .parse()
+            .with_context(|| format!("{flag} needs a number"))?;
+        flags.insert(name.to_owned(), value);
+    }
+    let mut take = |name: &str, default: usize| flags.remove(name).unwrap_or(default);
+    let scenario = match args.first().map(String::as_str) {
+        Some("fanout") => Scenario::Fanout(fanout::FanoutArgs {
+            users: take("users", 20),
+            messages: take("messages", 1000),
+            senders: take("senders", 10),
+            window: take("window", 8),
+        }),
+        Some("api") => Scenario::Api(api::ApiArgs {
+            clients: take("clients", 4),
+            requests: take("requests", 2000),
+        }),
+        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R]"),
+    };
+    if let Some(unknown) = flags.keys().next() {
+        bail!("unknown flag --{unknown}");
+    }
+    Ok(scenario)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenario = parse(&args)?;
+    // Before any thread exists: the services read their settings from the environment.
+    stack::prepare_environment();
+    shared::telemetry::init("error");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        println!(
+            "build: {}; {} CPU(s) available",
+            if cfg!(debug_assertions) {
+                "debug (use --release for numbers)"
+            } else {
+                "release"
+            },
+            std::thread::available_parallelism().map_or(1, usize::from)
+        );
+        let stack = stack::Stack::start(matches!(scenario, Scenario::Fanout(_))).await?;
+        let outcome = tokio::time::timeout(TIME_LIMIT, async {
+            match &scenario {
+                Scenario::Fanout(args) => fanout::run(&stack, args).await,
+                Scenario::Api(args) => api::run(&stack, args).await,
+            }
+        })
+        .await;
+        stack.stop().await?;
+        outcome.context("the bench ran past its time limit")?
+    })
 }
