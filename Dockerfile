@@ -12,8 +12,12 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 parley
+ && useradd --system --uid 10001 parley \
+ && mkdir -p /var/lib/parley && chown parley /var/lib/parley
 COPY --from=build /out/ /usr/local/bin/
 USER parley
-ENV LOG_FORMAT=json
+# The all-in-one keeps its SQLite file and JWT secret here (mount a volume to keep them).
+WORKDIR /var/lib/parley
+ENV LOG_FORMAT=json PARLEY_DATA_DIR=/var/lib/parley API_HOST=0.0.0.0 SOCKET_HOST=0.0.0.0
+EXPOSE 3000 5000
 CMD ["parley"]

@@ -1,27 +1,26 @@
-//! `cargo run`: Parley in one process.
-//!
-//! Today this runs the API (PostgreSQL + Redis from `DATABASE_URL` / `REDIS_URL`, defaults on
-//! localhost, the database created if missing). The relay and the embedded SQLite + in-process
-//! bus default join it in the next increments (see the open issues).
+//! `cargo run`: Parley in one process — the API and the relay on embedded SQLite and an
+//! in-process bus by default (see `parley::settings`). Prints one JSON line with the addresses
+//! on stdout when ready; logs go to stderr.
 
-use api_server::settings::Settings;
-use api_server::startup::Application;
+use parley::settings::{self, Options};
+use parley::AllInOne;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     shared::telemetry::init("info");
-    if std::env::var_os("JWT_SECRET").is_none() {
-        // A development convenience only: tokens stop verifying when the process restarts.
-        // Single-threaded here, before the runtime starts.
-        let secret = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        std::env::set_var("JWT_SECRET", secret);
-        tracing::warn!("JWT_SECRET is not set: using a random secret for this run");
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("parley: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Before the runtime starts any thread: this writes the process environment.
+    if let Err(e) = settings::apply_defaults(&options) {
+        eprintln!("parley: {e:#}");
+        return ExitCode::from(2);
     }
-    let settings = match Settings::load() {
+    let settings = match settings::load() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("parley: {e}");
@@ -36,14 +35,38 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let app = Application::build(settings).await?;
-        app.run_until_stopped(shared::shutdown::signal()).await
+        let parley = AllInOne::build(settings).await?;
+        let ready = serde_json::json!({ "event": "ready", "addresses": parley.addresses() });
+        println!("{ready}");
+        let shutdown = async {
+            tokio::select! {
+                () = shared::shutdown::signal() => {}
+                () = stdin_closed(), if options.ephemeral => {
+                    tracing::info!("stdin closed, shutting down");
+                }
+            }
+        };
+        parley.run_until_stopped(shutdown).await
     });
+    // A pending stdin read sits on a blocking thread; do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("parley: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves when stdin reaches end of file (the test suite that started us went away).
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            return;
         }
     }
 }

@@ -1,0 +1,171 @@
+//! The all-in-one's defaults. Each service keeps its own typed settings and loader; this module
+//! only fills in what a machine with nothing installed lacks, when the variable is unset:
+//!
+//! | variable | all-in-one default |
+//! |---|---|
+//! | `DATABASE_URL` | `sqlite://$PARLEY_DATA_DIR/parley.db` (`PARLEY_DATA_DIR` default `./data`); `:memory:` with `--ephemeral` |
+//! | `REDIS_URL` | unset: the in-process bus |
+//! | `JWT_SECRET` | a random secret kept in `$PARLEY_DATA_DIR/jwt-secret` (so tokens survive restarts); a fresh one with `--ephemeral` |
+//! | `API_PORT` / `SOCKET_PORT` | 3000 / 5000; `0` (any free port) with `--ephemeral` |
+
+use anyhow::Context;
+use shared::settings::SettingsError;
+use std::path::{Path, PathBuf};
+
+/// Command-line options.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Throw-away mode for test suites: in-memory database, free ports, fresh secret, exit when
+    /// stdin closes.
+    pub ephemeral: bool,
+}
+
+impl Options {
+    /// Parse `--ephemeral` (or `PARLEY_EPHEMERAL=1`); anything else is an error.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut options = Options {
+            ephemeral: std::env::var("PARLEY_EPHEMERAL").is_ok_and(|v| v == "1" || v == "true"),
+        };
+        for arg in args {
+            match arg.as_str() {
+                "--ephemeral" => options.ephemeral = true,
+                other => return Err(format!("unknown argument {other:?} (try --ephemeral)")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Which bus links the two services.
+#[derive(Debug, Clone)]
+pub enum BusChoice {
+    InProcess,
+    Redis { url: String, prefix: String },
+}
+
+/// Both services' settings and the bus.
+#[derive(Debug, Clone)]
+pub struct AllInOneSettings {
+    pub api: api_server::settings::Settings,
+    pub relay: socket_server::settings::Settings,
+    pub bus: BusChoice,
+    /// The database, for the start-up line (no password).
+    pub database_label: String,
+}
+
+/// Set the all-in-one defaults for every unset variable. Call it before any thread starts (it
+/// writes the process environment).
+pub fn apply_defaults(options: &Options) -> anyhow::Result<()> {
+    let data_dir =
+        PathBuf::from(std::env::var("PARLEY_DATA_DIR").unwrap_or_else(|_| "data".into()));
+    let unset = |var: &str| std::env::var_os(var).is_none();
+    if unset("DATABASE_URL") {
+        let url = if options.ephemeral {
+            ":memory:".to_owned()
+        } else {
+            format!("sqlite://{}", data_dir.join("parley.db").display())
+        };
+        std::env::set_var("DATABASE_URL", url);
+    }
+    if unset("JWT_SECRET") {
+        let secret = if options.ephemeral {
+            random_secret()
+        } else {
+            persisted_secret(&data_dir)?
+        };
+        std::env::set_var("JWT_SECRET", secret);
+    }
+    if options.ephemeral {
+        for var in ["API_PORT", "SOCKET_PORT"] {
+            if unset(var) {
+                std::env::set_var(var, "0");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Load both services' settings (after [`apply_defaults`]).
+pub fn load() -> Result<AllInOneSettings, SettingsError> {
+    let api = api_server::settings::Settings::load()?;
+    let relay = socket_server::settings::Settings::load()?;
+    let bus = match std::env::var("REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => BusChoice::Redis {
+            url,
+            prefix: api.redis.prefix.clone(),
+        },
+        _ => BusChoice::InProcess,
+    };
+    let url = &api.database.url;
+    let database_label = if url.starts_with("postgres") {
+        "postgresql".to_owned()
+    } else {
+        url.clone()
+    };
+    Ok(AllInOneSettings {
+        api,
+        relay,
+        bus,
+        database_label,
+    })
+}
+
+fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The secret in `dir/jwt-secret`, created (owner-only) when missing.
+fn persisted_secret(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("jwt-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if secret.trim().len() >= shared::auth::JwtKeys::MIN_SECRET_LEN => {
+            return Ok(secret.trim().to_owned())
+        }
+        Ok(_) => anyhow::bail!(
+            "{} is too short; delete it to get a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let secret = random_secret();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ephemeral_is_accepted_as_an_argument() {
+        assert!(
+            Options::parse(["--ephemeral".to_owned()])
+                .unwrap()
+                .ephemeral
+        );
+        assert!(Options::parse(["--port".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn the_persisted_secret_is_created_once_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("parley-secret-{}", uuid::Uuid::new_v4()));
+        let first = persisted_secret(&dir).unwrap();
+        assert_eq!(persisted_secret(&dir).unwrap(), first);
+        assert!(first.len() >= shared::auth::JwtKeys::MIN_SECRET_LEN);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,57 @@
+//! Start-up and shutdown as a test suite or an operator sees them.
+
+use crate::helpers::start;
+use std::time::Duration;
+
+#[tokio::test]
+async fn the_ready_line_names_two_addresses_that_answer() {
+    // Arrange
+    let parley = start(&["--ephemeral"], &[]).await;
+
+    // Act
+    let api = reqwest::get(format!("{}/health", parley.api))
+        .await
+        .unwrap();
+    let relay = reqwest::get(format!("{}/health", parley.socket))
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(api.status(), 200);
+    assert_eq!(relay.status(), 200);
+    assert_ne!(parley.api, parley.socket);
+    parley.terminate().await;
+}
+
+#[tokio::test]
+async fn closing_stdin_stops_an_ephemeral_parley_cleanly() {
+    // Arrange
+    let mut parley = start(&["--ephemeral"], &[]).await;
+
+    // Act
+    drop(parley.stdin.take());
+
+    // Assert
+    let exit = tokio::time::timeout(Duration::from_secs(15), parley.child.wait())
+        .await
+        .expect("parley did not exit within 15 s of its stdin closing")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_parley_cleanly() {
+    let parley = start(&["--ephemeral"], &[]).await;
+    parley.terminate().await;
+}
+
+#[tokio::test]
+async fn an_unknown_argument_is_refused_with_exit_code_2() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .arg("--nope")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--nope"));
+}
