@@ -4,13 +4,15 @@
 //! - `stack`: the API (fresh PostgreSQL database, own Redis prefix) and a relay, in process on
 //!   loopback port 0, stopped and cleaned up at the end.
 //! - `sio`: a minimal WebSocket-only Socket.IO client on tokio-tungstenite.
-//! - `fanout`, `api`: the scenarios; `stats`: percentiles.
+//! - `fanout`, `api`, `publish`: the scenarios; `stats`: percentiles.
 //!
 //! `cargo run --release -p bench -- fanout [--users N] [--messages M] [--senders K] [--window W]`
 //! `cargo run --release -p bench -- api [--clients C] [--requests R]`
+//! `cargo run --release -p bench -- publish [--publishes P]` (Redis only, no stack)
 
 mod api;
 mod fanout;
+mod publish;
 mod sio;
 mod stack;
 mod stats;
@@ -25,6 +27,7 @@ const TIME_LIMIT: Duration = Duration::from_secs(300);
 enum Scenario {
     Fanout(fanout::FanoutArgs),
     Api(api::ApiArgs),
+    Publish(publish::PublishArgs),
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Scenario> {
@@ -53,7 +56,10 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
             clients: take("clients", 4),
             requests: take("requests", 2000),
         }),
-        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R]"),
+        Some("publish") => Scenario::Publish(publish::PublishArgs {
+            publishes: take("publishes", 5000),
+        }),
+        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P]"),
     };
     if let Some(unknown) = flags.keys().next() {
         bail!("unknown flag --{unknown}");
@@ -80,11 +86,17 @@ fn main() -> anyhow::Result<()> {
             },
             std::thread::available_parallelism().map_or(1, usize::from)
         );
+        if let Scenario::Publish(args) = &scenario {
+            return tokio::time::timeout(TIME_LIMIT, publish::run(&stack::redis_url(), args))
+                .await
+                .context("the bench ran past its time limit")?;
+        }
         let stack = stack::Stack::start(matches!(scenario, Scenario::Fanout(_))).await?;
         let outcome = tokio::time::timeout(TIME_LIMIT, async {
             match &scenario {
                 Scenario::Fanout(args) => fanout::run(&stack, args).await,
                 Scenario::Api(args) => api::run(&stack, args).await,
+                Scenario::Publish(_) => unreachable!("run above, without the stack"),
             }
         })
         .await;

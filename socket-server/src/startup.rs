@@ -29,7 +29,6 @@ pub struct Application {
     listener: TcpListener,
     endpoint: engineio::Endpoint<SocketIo>,
     state: Arc<ChatState>,
-    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -136,7 +135,6 @@ impl Application {
             listener,
             endpoint,
             state,
-            shutdown_timeout: Duration::from_secs(settings.socket.shutdown_timeout_secs),
         })
     }
 
@@ -145,20 +143,19 @@ impl Application {
         self.port
     }
 
-    /// Serve until `shutdown` resolves; then refuse new sends and wait (at most
-    /// `socket.shutdown_timeout_secs`) for the sends already queued to be stored and acked; then
-    /// stop accepting, tell every client to reconnect elsewhere (`server shutting down`) and
-    /// return within `socket.shutdown_timeout_secs` more.
+    /// Serve until `shutdown` resolves; then, within one `socket.shutdown_timeout_secs`:
+    /// refuse new connections, handshakes and sends at once; wait for the sends already queued
+    /// to be stored and acked (their sockets still open); then tell every client to reconnect
+    /// elsewhere (`server shutting down`). See [`engineio::serve_draining`].
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let (state, timeout) = (self.state, self.shutdown_timeout);
-        let drained = async move {
-            shutdown.await;
-            let left = state.in_flight.drain(timeout).await;
+        let state = self.state;
+        let drain = |budget: Duration| async move {
+            let left = state.in_flight.drain(budget).await;
             if left > 0 {
                 tracing::warn!(left, "shutting down with sends not yet stored");
             }
         };
-        engineio::serve_endpoint(self.listener, self.endpoint, drained).await
+        engineio::serve_draining(self.listener, self.endpoint, shutdown, drain).await
     }
 }
 

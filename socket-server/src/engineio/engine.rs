@@ -45,7 +45,9 @@ pub(crate) struct Engine<H> {
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     /// Every task the endpoint spawns (connections, sessions), awaited at shutdown.
     pub tasks: TaskTracker,
-    /// Cancelled when the server shuts down.
+    /// Cancelled when shutdown begins: handshakes are refused, open sessions carry on.
+    pub draining: CancellationToken,
+    /// Cancelled when every session is closed for shutdown.
     pub shutdown: CancellationToken,
 }
 
@@ -57,6 +59,7 @@ impl<H: EngineHandler> Engine<H> {
             hooks,
             sessions: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
+            draining: CancellationToken::new(),
             shutdown: CancellationToken::new(),
         }
     }

@@ -25,5 +25,5 @@ pub use engine::EngineHandler;
 pub use errors::{error_response, Body, CloseReason, HttpError};
 pub use hooks::{parse_query, Fallback, FallbackFuture, Hooks, Refusal, RequestGate, RequestInfo};
 pub use packet::{Frame, Message, Outgoing};
-pub use server::{serve, serve_endpoint, Endpoint};
+pub use server::{close_reserve, serve, serve_draining, serve_endpoint, Endpoint};
 pub use session::{EngineSocket, SendError};

@@ -59,7 +59,7 @@ async fn engine_request<H: EngineHandler>(
 
     let Some(sid) = query.get("sid") else {
         // A handshake: a new session unless refused.
-        if engine.shutdown.is_cancelled() {
+        if engine.draining.is_cancelled() {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, 3, "Server shutting down");
         }
         if request.method() != Method::GET {

@@ -1,4 +1,4 @@
-//! The accept loop and graceful shutdown.
+//! The accept loop and graceful shutdown (stop accepting, drain, close).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,6 +12,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use super::config::EngineConfig;
 use super::engine::{Engine, EngineHandler};
@@ -54,16 +55,32 @@ impl<H: EngineHandler> Endpoint<H> {
         self.engine.session_count()
     }
 
+    /// Refuses new sessions (handshakes get 503) without touching the open ones, which keep
+    /// sending and receiving until [`shutdown`](Self::shutdown).
+    pub fn stop_accepting(&self) {
+        if !self.engine.draining.is_cancelled() {
+            tracing::info!(sessions = self.engine.session_count(), path = %self.engine.config.path, "engine.io no longer accepting sessions");
+            self.engine.draining.cancel();
+        }
+    }
+
     /// Refuses new sessions, closes every session with [`CloseReason::ServerShutdown`] (pending
     /// polls get a close packet, WebSockets a close frame) and waits, at most
     /// `config.shutdown_timeout`, for the endpoint's tasks (including the handler's `on_close`).
     pub async fn shutdown(&self) {
+        self.shutdown_by(Instant::now() + self.engine.config.shutdown_timeout)
+            .await;
+    }
+
+    /// [`shutdown`](Self::shutdown), waiting for the tasks until `deadline` at most.
+    async fn shutdown_by(&self, deadline: Instant) {
         let engine = &self.engine;
         tracing::info!(sessions = engine.session_count(), path = %engine.config.path, "engine.io shutting down");
+        engine.draining.cancel();
         engine.shutdown.cancel();
         engine.close_all(CloseReason::ServerShutdown);
         engine.tasks.close();
-        if tokio::time::timeout(engine.config.shutdown_timeout, engine.tasks.wait())
+        if tokio::time::timeout_at(deadline, engine.tasks.wait())
             .await
             .is_err()
         {
@@ -93,6 +110,23 @@ pub async fn serve_endpoint<H: EngineHandler>(
     listener: TcpListener,
     endpoint: Endpoint<H>,
     shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve_draining(listener, endpoint, shutdown, |_| async {}).await
+}
+
+/// [`serve_endpoint`] with a drain phase, all within one `config.shutdown_timeout` from the moment
+/// `shutdown` resolves:
+/// 1. the listener is closed (new connections are refused) and handshakes on connections already
+///    open get 503, while open sessions keep sending and receiving;
+/// 2. `drain` runs, given its budget (the bound less [`close_reserve`]) and cut off after it —
+///    the layer above finishes its work in flight there, e.g. sends its last acks;
+/// 3. every session is closed with [`CloseReason::ServerShutdown`] and the endpoint's tasks get
+///    what is left of the bound.
+pub async fn serve_draining<H: EngineHandler, D: Future<Output = ()>>(
+    listener: TcpListener,
+    endpoint: Endpoint<H>,
+    shutdown: impl Future<Output = ()>,
+    drain: impl FnOnce(Duration) -> D,
 ) -> anyhow::Result<()> {
     let engine = endpoint.engine.clone();
     let local = listener
@@ -140,7 +174,20 @@ pub async fn serve_endpoint<H: EngineHandler>(
             }
         });
     }
+    let bound = engine.config.shutdown_timeout;
+    let deadline = Instant::now() + bound;
     drop(listener);
-    endpoint.shutdown().await;
+    endpoint.stop_accepting();
+    let budget = bound.saturating_sub(close_reserve(bound));
+    if tokio::time::timeout(budget, drain(budget)).await.is_err() {
+        tracing::warn!(?budget, "drain cut off; closing sessions anyway");
+    }
+    endpoint.shutdown_by(deadline).await;
     Ok(())
+}
+
+/// The part of the shutdown bound kept for closing sessions after the drain: a quarter, at most
+/// a second (the WebSocket writer's final flush is capped at a second too).
+pub fn close_reserve(bound: Duration) -> Duration {
+    (bound / 4).min(Duration::from_secs(1))
 }

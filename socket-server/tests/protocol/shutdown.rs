@@ -1,5 +1,7 @@
-//! Graceful shutdown: sessions are closed cleanly and `serve` returns promptly.
+//! Graceful shutdown: sessions are closed cleanly and `serve` returns promptly; with a drain,
+//! new connections are refused while work in flight is finished on the open sessions first.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,5 +80,124 @@ async fn shutdown_ends_pending_polls_disconnects_sockets_and_returns_promptly() 
     assert!(
         TcpStream::connect(("127.0.0.1", port)).await.is_err(),
         "the listener should be closed"
+    );
+}
+
+/// Acknowledges `store` only after `delay`, like the relay's store worker, counting the acks not
+/// sent yet in `pending`; reports disconnects like [`Recorder`].
+struct SlowStore {
+    delay: Duration,
+    pending: Arc<AtomicUsize>,
+    reasons: mpsc::UnboundedSender<DisconnectReason>,
+}
+
+#[async_trait]
+impl NamespaceHandler for SlowStore {
+    async fn on_connect(&self, _socket: &Socket, _auth: &Value) -> Result<(), ConnectError> {
+        Ok(())
+    }
+
+    async fn on_event(&self, _socket: &Socket, event: &str, payload: Payload, ack: Option<Ack>) {
+        let (Some(ack), "store") = (ack, event) else {
+            return;
+        };
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let (delay, pending) = (self.delay, self.pending.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = ack.send(payload);
+            pending.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    async fn on_disconnect(&self, _socket: &Socket, reason: DisconnectReason) {
+        let _ = self.reasons.send(reason);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_refuses_new_connections_acks_the_queued_send_then_closes_within_the_bound() {
+    // Arrange: a send whose ack comes 500 ms later, queued just before shutdown
+    let bound = Duration::from_secs(2);
+    let delay = Duration::from_millis(500);
+    let pending = Arc::new(AtomicUsize::new(0));
+    let (tx, mut reasons) = mpsc::unbounded_channel();
+    let config = EngineConfig {
+        ping_interval: Duration::from_secs(25),
+        shutdown_timeout: bound,
+        ..EngineConfig::default()
+    };
+    let handler = SlowStore {
+        delay,
+        pending: pending.clone(),
+        reasons: tx,
+    };
+    let io = SocketIo::new(SocketIoConfig::default()).namespace("/", handler);
+    let server = spawn_with(move |listener, stopped| {
+        let endpoint = engineio::Endpoint::new(config, Arc::new(io), Hooks::default());
+        let drain = move |_budget| async move {
+            while pending.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        engineio::serve_draining(
+            listener,
+            endpoint,
+            async {
+                let _ = stopped.await;
+            },
+            drain,
+        )
+    })
+    .await;
+    let port = server.port;
+    let sid = polling_handshake(port, "/socket.io/").await;
+    let session = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(http(port, "POST", &session, &[], "40").await.status, 200);
+    let connected = http(port, "GET", &session, &[], "").await;
+    assert!(connected.body.starts_with("40{"), "{}", connected.body);
+    let sent = http(port, "POST", &session, &[], r#"421["store","hello"]"#).await;
+    assert_eq!(sent.status, 200);
+    let poll = tokio::spawn({
+        let session = session.clone();
+        async move { http(port, "GET", &session, &[], "").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // Act: shut down, and try to connect once shutdown began
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let late = TcpStream::connect(("127.0.0.1", port)).await;
+
+    // Assert: refused at once, while the open session still gets its ack, then the close
+    assert!(
+        late.is_err(),
+        "a connection made during the drain was accepted"
+    );
+    let acked = tokio::time::timeout(bound, poll)
+        .await
+        .expect("the queued send was not acked during the drain")
+        .unwrap();
+    assert_eq!(
+        (acked.status, acked.body.as_str()),
+        (200, r#"431["hello"]"#)
+    );
+    assert!(
+        reasons.try_recv().is_err(),
+        "the socket was closed before its ack"
+    );
+    let took = stopping.await.unwrap();
+    assert!(
+        took >= delay - Duration::from_millis(100),
+        "did not wait for the ack: {took:?}"
+    );
+    assert!(took < bound, "shutdown took {took:?}, bound {bound:?}");
+    let reason = tokio::time::timeout(Duration::from_secs(1), reasons.recv())
+        .await
+        .expect("on_disconnect was not called")
+        .unwrap();
+    assert_eq!(
+        reason,
+        DisconnectReason::Closed(CloseReason::ServerShutdown)
     );
 }
