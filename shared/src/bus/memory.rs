@@ -1,17 +1,46 @@
-//! The in-process bus for the all-in-one binary: a broadcast channel and two maps.
+//! The in-process bus for the all-in-one binary: publishing delivers straight into the queue of
+//! each subscriber interested in the user, waiting for room when a queue is full, so a slow
+//! consumer slows publishers down instead of losing events; and two maps (presence, revoked
+//! tokens).
 
+use super::subscriber::Counts;
 use super::{Bus, BusError, BusMessage, PresenceState};
 use crate::ids::UserId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
-/// How many published messages a slow in-process subscriber may fall behind before it misses
-/// some (it then recovers through sync, as a relay does after a Redis outage).
-const CAPACITY: usize = 16 * 1024;
+/// One in-process subscriber: the users it receives (counted per connection) and its queue.
+pub(crate) struct Route {
+    users: Mutex<Counts>,
+    out: mpsc::Sender<BusMessage>,
+}
+
+impl Route {
+    pub(crate) fn subscribe(&self, user: UserId) {
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(user);
+    }
+
+    pub(crate) fn unsubscribe(&self, user: UserId) {
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(user);
+    }
+
+    fn wants(&self, user: &UserId) -> bool {
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(user)
+    }
+}
 
 /// A user's connections (member → alive until), when they were last seen, and what was last
 /// announced to their contacts (`None`: never).
@@ -31,7 +60,8 @@ impl UserPresence {
 }
 
 pub struct MemoryBus {
-    tx: broadcast::Sender<BusMessage>,
+    /// The subscribers; one whose receiver is gone is dropped at the next publish.
+    routes: Mutex<Vec<Arc<Route>>>,
     presence: Mutex<HashMap<UserId, UserPresence>>,
     /// Revoked token ids and when the revocation may be forgotten.
     revoked: Mutex<HashMap<String, Instant>>,
@@ -45,29 +75,52 @@ impl Default for MemoryBus {
 
 impl MemoryBus {
     pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(CAPACITY);
         Self {
-            tx,
+            routes: Mutex::new(Vec::new()),
             presence: Mutex::new(HashMap::new()),
             revoked: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Every message published from now on, to any user.
-    pub fn subscribe_all(&self) -> broadcast::Receiver<BusMessage> {
-        self.tx.subscribe()
+    /// Add a subscriber delivering into `out`; it receives the users it subscribes on the route.
+    pub(crate) fn attach(&self, out: mpsc::Sender<BusMessage>) -> Arc<Route> {
+        let route = Arc::new(Route {
+            users: Mutex::new(Counts::default()),
+            out,
+        });
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(route.clone());
+        route
     }
 }
 
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish(&self, users: &[UserId], payload: &str) -> Result<(), BusError> {
-        for &user in users {
-            // No receiver is not an error: nobody is listening.
-            let _ = self.tx.send(BusMessage {
-                user,
-                payload: payload.to_owned(),
-            });
+        let deliveries: Vec<(UserId, mpsc::Sender<BusMessage>)> = {
+            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            routes.retain(|route| !route.out.is_closed());
+            users
+                .iter()
+                .flat_map(|user| {
+                    routes
+                        .iter()
+                        .filter(|route| route.wants(user))
+                        .map(|route| (*user, route.out.clone()))
+                })
+                .collect()
+        };
+        for (user, out) in deliveries {
+            // Waits for room: back-pressure, never a dropped event. An error means that
+            // subscriber is gone, which is not the publisher's failure.
+            let _ = out
+                .send(BusMessage {
+                    user,
+                    payload: payload.to_owned(),
+                })
+                .await;
         }
         Ok(())
     }
@@ -166,10 +219,51 @@ mod tests {
     #[tokio::test]
     async fn published_messages_reach_subscribers_with_their_user() {
         let bus = MemoryBus::new();
-        let mut rx = bus.subscribe_all();
-        bus.publish(&[UserId(1), UserId(2)], "hi").await.unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let route = bus.attach(tx);
+        route.subscribe(UserId(1));
+        route.subscribe(UserId(2));
+        bus.publish(&[UserId(1), UserId(3), UserId(2)], "hi")
+            .await
+            .unwrap();
         assert_eq!(rx.recv().await.unwrap().user, UserId(1));
         assert_eq!(rx.recv().await.unwrap().user, UserId(2));
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_slows_publishers_down_and_misses_nothing() {
+        // Arrange: a queue far smaller than what is published, and a consumer that lags
+        let bus = Arc::new(MemoryBus::new());
+        let (tx, mut rx) = mpsc::channel(4);
+        let route = bus.attach(tx);
+        let users: Vec<UserId> = (1..=10).map(UserId).collect();
+        for &u in &users {
+            route.subscribe(u);
+        }
+        let publisher = {
+            let bus = bus.clone();
+            let users = users.clone();
+            tokio::spawn(async move {
+                for i in 0..2_000 {
+                    bus.publish(&users, &i.to_string()).await.unwrap();
+                }
+            })
+        };
+
+        // Act
+        let mut received = 0;
+        while received < 20_000 {
+            if received % 1_000 == 0 {
+                tokio::task::yield_now().await;
+            }
+            rx.recv().await.unwrap();
+            received += 1;
+        }
+
+        // Assert: every one of the 2 000 × 10 events arrived, and nothing more
+        publisher.await.unwrap();
+        assert_eq!(received, 20_000);
+        assert!(rx.try_recv().is_err());
     }
 
     #[tokio::test]

@@ -10,9 +10,10 @@
 //! - [`redis`]: one pub/sub connection, SUBSCRIBE/UNSUBSCRIBE per user channel; when the
 //!   connection drops it reconnects with backoff and resubscribes every current user by itself
 //!   (events published meanwhile are lost; clients recover through sync).
-//! - [`memory`]: a filter over [`MemoryBus::subscribe_all`] for the all-in-one process.
+//! - [`memory`]: a route on the [`MemoryBus`] for the all-in-one process; publishing waits for
+//!   room in the queue rather than dropping events.
 
-use super::memory::MemoryBus;
+use super::memory::{MemoryBus, Route};
 use super::{BusMessage, Keys};
 use crate::ids::UserId;
 use futures::StreamExt;
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// How many received messages may wait for the consumer before the reader stops reading
 /// (back-pressure on the Redis socket rather than unbounded memory).
@@ -76,7 +77,7 @@ pub fn redis(client: redis::Client, keys: Keys) -> (Subscriber, mpsc::Receiver<B
 pub fn memory(bus: &MemoryBus) -> (Subscriber, mpsc::Receiver<BusMessage>) {
     let (commands, rx_commands) = mpsc::unbounded_channel();
     let (out, received) = mpsc::channel(OUT_CAPACITY);
-    tokio::spawn(run_memory(bus.subscribe_all(), rx_commands, out));
+    tokio::spawn(run_memory(bus.attach(out), rx_commands));
     let errors = Arc::default();
     (Subscriber { commands, errors }, received)
 }
@@ -89,16 +90,16 @@ fn user_of(channel: &str) -> Option<UserId> {
 /// Connections per subscribed user. `add` and `remove` say whether the channel itself must be
 /// subscribed (first connection) or unsubscribed (last one).
 #[derive(Default)]
-struct Counts(HashMap<UserId, usize>);
+pub(crate) struct Counts(HashMap<UserId, usize>);
 
 impl Counts {
-    fn add(&mut self, user: UserId) -> bool {
+    pub(crate) fn add(&mut self, user: UserId) -> bool {
         let n = self.0.entry(user).or_default();
         *n += 1;
         *n == 1
     }
 
-    fn remove(&mut self, user: UserId) -> bool {
+    pub(crate) fn remove(&mut self, user: UserId) -> bool {
         match self.0.get_mut(&user) {
             Some(n) if *n > 1 => {
                 *n -= 1;
@@ -112,7 +113,7 @@ impl Counts {
         }
     }
 
-    fn contains(&self, user: &UserId) -> bool {
+    pub(crate) fn contains(&self, user: &UserId) -> bool {
         self.0.contains_key(user)
     }
 
@@ -247,36 +248,16 @@ async fn wait_while_down(
     }
 }
 
-async fn run_memory(
-    mut all: broadcast::Receiver<BusMessage>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    out: mpsc::Sender<BusMessage>,
-) {
-    let mut users = Counts::default();
-    loop {
-        tokio::select! {
-            command = commands.recv() => match command {
-                None => return,
-                Some(Command::Subscribe(user, done)) => {
-                    users.add(user);
-                    let _ = done.send(());
-                }
-                Some(Command::Unsubscribe(user)) => {
-                    users.remove(user);
-                }
-            },
-            received = all.recv() => match received {
-                Ok(message) if users.contains(&message.user) => {
-                    if out.send(message).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "in-process subscriber fell behind");
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
+/// Apply subscription commands to the route; deliveries go straight from publishers into the
+/// route's queue.
+async fn run_memory(route: Arc<Route>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Subscribe(user, done) => {
+                route.subscribe(user);
+                let _ = done.send(());
+            }
+            Command::Unsubscribe(user) => route.unsubscribe(user),
         }
     }
 }
