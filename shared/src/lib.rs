@@ -7,6 +7,7 @@
 //! - [`errors`]: the one table of error codes, their HTTP status and retry rule.
 //! - [`events`]: what travels on the bus between the API and the relays, and the channel names.
 //! - [`bus`]: the bus interface with a Redis and an in-process implementation.
+//! - [`port`]: the typed port between the relay and the API (in process or over HTTP).
 //! - [`auth`]: JWT claims, signing and verification with pinned algorithm, `iss`, `aud`, `exp`.
 //! - [`settings`]: layered settings loading (defaults, `config/*.yaml`, environment).
 //! - [`telemetry`]: tracing subscriber set-up.
@@ -20,6 +21,7 @@ pub mod domain;
 pub mod errors;
 pub mod events;
 pub mod ids;
+pub mod port;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

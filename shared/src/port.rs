@@ -1,0 +1,116 @@
+//! The port between the relay and the API: exactly the operations the relay needs, with typed
+//! arguments and answers. Two implementations run the same contract tests:
+//! - in process (`api_server::port::InProcessPort`): the all-in-one binary calls the API's own
+//!   logic directly, with no loopback HTTP, no JSON round trip and no second token check;
+//! - over HTTP (`socket_server::chat::port_http::HttpPort`): the split deployment, calling the
+//!   API's internal routes (`/internal/relay/…`, `docs/protocol.md`), authenticated with a
+//!   service token signed with the shared `JWT_SECRET`. Stores are **batched**: one request,
+//!   one transaction (group commit), one answer per message.
+//!
+//! The relay has authenticated every user it names here (their token verified at connect), so
+//! the port takes user ids, not bearer tokens. Membership and idempotency rules are the API's,
+//! exactly as on the REST routes.
+
+use crate::errors::AckError;
+use crate::ids::{ConversationId, UserId};
+use crate::wire::{MemberState, Message, SendMessageRequest, SyncResponse};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One conversation of the relay's membership view: its id and every member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationMembers {
+    pub conversation_id: ConversationId,
+    pub members: Vec<UserId>,
+}
+
+/// One message of a store batch: who sends it (the socket's authenticated user and the token
+/// id of the session it connected with) and what they sent, exactly as the client sent it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreItem {
+    pub sender: UserId,
+    /// The `jti` of the sender's token: a revoked session's messages are refused
+    /// (`token_revoked`), as on `POST /api/messages`.
+    pub jti: String,
+    pub message: SendMessageRequest,
+}
+
+/// The answer to one [`StoreItem`]: the stored message (new, or the original of a retry with
+/// the same `clientMsgId`), or why this one message was refused. On the wire:
+/// `{"message": {…}}` or `{"error": {"code","message","retryable"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StoreOutcome {
+    Message(Message),
+    Error(AckError),
+}
+
+impl From<StoreOutcome> for Result<Message, AckError> {
+    fn from(outcome: StoreOutcome) -> Self {
+        match outcome {
+            StoreOutcome::Message(m) => Ok(m),
+            StoreOutcome::Error(e) => Err(e),
+        }
+    }
+}
+
+/// Which receipt watermark to move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Receipt {
+    Delivered,
+    Read,
+}
+
+/// `POST /internal/relay/messages` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreBatch {
+    pub items: Vec<StoreItem>,
+}
+
+/// `POST /internal/relay/messages` answer: one outcome per item, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreBatchAnswer {
+    pub outcomes: Vec<StoreOutcome>,
+}
+
+#[async_trait]
+pub trait RelayPort: Send + Sync + 'static {
+    /// Whether `jti` is an active (issued, not revoked, not expired) session of `user`, as the
+    /// system of record says.
+    async fn session_active(&self, user: UserId, jti: &str) -> Result<bool, AckError>;
+
+    /// Every conversation `user` is a member of, each with all its members, in one call: the
+    /// relay's membership view of a user, loaded at connect.
+    async fn memberships(&self, user: UserId) -> Result<Vec<ConversationMembers>, AckError>;
+
+    /// The members of `conversation` when `user` is one of them; `None` when the conversation
+    /// does not exist or `user` is not a member (indistinguishable, as on REST).
+    async fn members(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+    ) -> Result<Option<Vec<UserId>>, AckError>;
+
+    /// Store a batch of messages, in order, in as few transactions as the backend allows. The
+    /// answer has one outcome per item, in order; one refused message never fails the others.
+    /// `Err` only when the whole batch could not be attempted or its outcome is unknown (the API
+    /// or the database unreachable): retrying the same batch is then safe, since every send is
+    /// idempotent on `(sender, clientMsgId)`.
+    async fn store(&self, batch: Vec<StoreItem>) -> Result<Vec<StoreOutcome>, AckError>;
+
+    /// Move `user`'s `which` watermark in `conversation` up to `up_to_seq` (as
+    /// `POST /api/conversations/{id}/read|delivered`); the member's state afterwards.
+    async fn mark(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        which: Receipt,
+        up_to_seq: i64,
+    ) -> Result<MemberState, AckError>;
+
+    /// Every change visible to `user` since `since` (as `GET /api/sync`).
+    async fn sync(&self, user: UserId, since: Option<String>) -> Result<SyncResponse, AckError>;
+}
