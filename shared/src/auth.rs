@@ -1,5 +1,10 @@
 //! JWT access tokens: HS256 pinned, `exp`, `iss`, `aud`, `sub` and `jti` required, small leeway.
 //! The API signs them; the API and the relays verify them with the same [`JwtSettings`].
+//!
+//! *Service tokens* authenticate a relay to the API's internal routes (`/internal/relay/…`): the
+//! same secret and issuer, but the audience `<audience>:internal`, the subject
+//! [`SERVICE_SUBJECT`] and a lifetime of [`SERVICE_TTL_SECS`]. Neither kind passes as the other:
+//! [`JwtKeys::verify`] pins the clients' audience, [`JwtKeys::verify_service`] the internal one.
 
 use crate::ids::UserId;
 use chrono::Utc;
@@ -22,6 +27,11 @@ pub struct JwtSettings {
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
 }
+
+/// The `sub` of a service token.
+pub const SERVICE_SUBJECT: &str = "relay";
+/// The lifetime of a service token, in seconds; the relay mints a new one before it runs out.
+pub const SERVICE_TTL_SECS: u64 = 300;
 
 fn default_issuer() -> String {
     "parley".into()
@@ -81,6 +91,8 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Pins the internal audience instead of the clients' one.
+    service_validation: Validation,
     settings: JwtSettings,
 }
 
@@ -102,10 +114,13 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = settings.leeway_secs;
         validation.validate_exp = true;
+        let mut service_validation = validation.clone();
+        service_validation.set_audience(&[service_audience(&settings.audience)]);
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            service_validation,
             settings: settings.clone(),
         })
     }
@@ -138,6 +153,42 @@ impl JwtKeys {
     pub fn settings(&self) -> &JwtSettings {
         &self.settings
     }
+
+    /// A new service token (see the module doc), and its claims.
+    pub fn issue_service(&self) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: SERVICE_SUBJECT.to_owned(),
+            iss: self.settings.issuer.clone(),
+            aud: service_audience(&self.settings.audience),
+            iat: now,
+            exp: now + SERVICE_TTL_SECS as i64,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// Verify a service token: signature, algorithm, `exp`, `iss`, the internal `aud` and the
+    /// service `sub`. A user token is [`TokenError::Invalid`] here.
+    pub fn verify_service(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.service_validation)
+                .map(|data| data.claims)
+                .map_err(|e| match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                })?;
+        if claims.sub != SERVICE_SUBJECT {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
+    }
+}
+
+/// The audience of service tokens: the clients' audience with `:internal` appended.
+fn service_audience(audience: &str) -> String {
+    format!("{audience}:internal")
 }
 
 #[cfg(test)]
@@ -184,6 +235,24 @@ mod tests {
         ));
         let token = format!("{header}.{body}.");
         assert_eq!(keys(SECRET).verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_service_token_verifies_only_as_a_service_token() {
+        let k = keys(SECRET);
+        let (service, claims) = k.issue_service().unwrap();
+        assert_eq!(k.verify_service(&service).unwrap(), claims);
+        assert_eq!(claims.aud, "parley-clients:internal");
+        assert_eq!(k.verify(&service), Err(TokenError::Invalid));
+        let (user, _) = k.issue(UserId(1)).unwrap();
+        assert_eq!(k.verify_service(&user), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_service_token_signed_with_another_key_is_invalid() {
+        let (token, _) = keys(SECRET).issue_service().unwrap();
+        let other = keys("ffffffffffffffffffffffffffffffff");
+        assert_eq!(other.verify_service(&token), Err(TokenError::Invalid));
     }
 
     #[test]

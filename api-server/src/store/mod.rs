@@ -8,6 +8,7 @@
 //! - watermarks only grow, and never pass the conversation's last `seq`;
 //! - [`Store::sync`] never skips a change that commits after a cursor was handed out.
 
+pub mod batch;
 pub mod postgres;
 pub mod rows;
 #[cfg(feature = "sqlite")]
@@ -89,6 +90,14 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// Whether this refuses one request (its own answer) rather than telling that storage
+    /// failed (the database is unreachable or answered something unexpected).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, StoreError::Unavailable(_) | StoreError::Unexpected(_))
+    }
+}
 
 impl From<diesel::result::Error> for StoreError {
     fn from(e: diesel::result::Error) -> Self {
@@ -194,6 +203,14 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_session(&self, jti: &str) -> StoreResult<()>;
     /// Whether the token exists and is not revoked.
     async fn session_active(&self, jti: &str) -> StoreResult<bool>;
+    /// Of `jtis`, the sessions that are active (issued, not revoked, not expired), each with its
+    /// user, in one query.
+    async fn active_sessions(&self, jtis: &[String]) -> StoreResult<Vec<(String, UserId)>>;
+    /// Whether `jti` is an active session **of `user`**.
+    async fn session_active_for(&self, user: UserId, jti: &str) -> StoreResult<bool> {
+        let active = self.active_sessions(&[jti.to_owned()]).await?;
+        Ok(active.iter().any(|(j, u)| j == jti && *u == user))
+    }
 
     // --- conversations
     /// Create a conversation of `creator` and `members` (the creator is added if missing). One
@@ -206,6 +223,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<CreateOutcome>;
     /// The caller's conversations, most recently active first.
     async fn list_conversations(&self, user: UserId) -> StoreResult<Vec<ConversationSummary>>;
+    /// Every conversation `user` is a member of, with all its members (ascending ids), in
+    /// conversation id order.
+    async fn memberships(&self, user: UserId) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>>;
     /// One conversation, if `user` is a member.
     async fn conversation(
         &self,
@@ -216,6 +236,15 @@ pub trait Store: Send + Sync + 'static {
     // --- messages
     /// Store a message exactly once (see [`SendOutcome`]).
     async fn send_message(&self, new: NewMessage) -> StoreResult<SendOutcome>;
+    /// Store a batch of messages in order (group commit), with the guarantees of
+    /// [`Store::send_message`] for each: the answer has one result per message, in order, and a
+    /// refused message ([`StoreError::is_refusal`]) never fails the others. `Err` when the batch
+    /// as a whole could not be stored (nothing of it is then committed but the direct
+    /// conversations its `recipientId` sends created, as a single send would leave them).
+    async fn send_batch(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> StoreResult<Vec<StoreResult<SendOutcome>>>;
     /// A page of a conversation the caller is a member of, in `seq` order.
     async fn messages(
         &self,

@@ -159,6 +159,18 @@ impl MessageRow {
     }
 }
 
+/// `(conversation, member)` pairs in conversation order, grouped per conversation.
+pub fn group_members(pairs: Vec<(i64, i64)>) -> Vec<(ConversationId, Vec<UserId>)> {
+    let mut grouped: Vec<(ConversationId, Vec<UserId>)> = Vec::new();
+    for (conversation, user) in pairs {
+        match grouped.last_mut() {
+            Some((c, members)) if c.get() == conversation => members.push(UserId(user)),
+            _ => grouped.push((ConversationId(conversation), vec![UserId(user)])),
+        }
+    }
+    grouped
+}
+
 /// The key that makes a direct conversation unique per pair.
 pub fn direct_key(a: UserId, b: UserId) -> String {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };

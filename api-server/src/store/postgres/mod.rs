@@ -2,6 +2,7 @@
 //! split deployment. Each submodule holds the queries of one area as functions taking a
 //! connection, so they compose inside one transaction.
 
+mod batch;
 mod conversations;
 mod messages;
 mod receipts;
@@ -180,6 +181,14 @@ impl Store for PgStore {
         users::session_active(&mut *self.conn().await?, jti).await
     }
 
+    async fn active_sessions(&self, jtis: &[String]) -> StoreResult<Vec<(String, UserId)>> {
+        users::active_sessions(&mut *self.conn().await?, jtis).await
+    }
+
+    async fn memberships(&self, user: UserId) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>> {
+        users::memberships(&mut *self.conn().await?, user).await
+    }
+
     async fn create_conversation(
         &self,
         creator: UserId,
@@ -203,6 +212,13 @@ impl Store for PgStore {
 
     async fn send_message(&self, new: NewMessage) -> StoreResult<SendOutcome> {
         messages::send(&mut *self.conn().await?, new).await
+    }
+
+    async fn send_batch(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
+        batch::send(&mut *self.conn().await?, batch).await
     }
 
     async fn messages(

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use shared::ids::UserId;
+use shared::ids::{ConversationId, UserId};
 use shared::wire::User;
 
 pub async fn create(conn: &mut AsyncPgConnection, new: &NewUser) -> StoreResult<User> {
@@ -126,4 +126,44 @@ pub async fn session_active(conn: &mut AsyncPgConnection, jti: &str) -> StoreRes
         .await
         .optional()?;
     Ok(found.is_some())
+}
+
+pub async fn active_sessions(
+    conn: &mut AsyncPgConnection,
+    jtis: &[String],
+) -> StoreResult<Vec<(String, UserId)>> {
+    let found: Vec<(String, i64)> = sessions::table
+        .filter(sessions::jti.eq_any(jtis))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .select((sessions::jti, sessions::user_id))
+        .load(conn)
+        .await?;
+    Ok(found.into_iter().map(|(j, u)| (j, UserId(u))).collect())
+}
+
+/// Every conversation of `user` with its members, in one query.
+pub async fn memberships(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>> {
+    let (mine, theirs) = diesel::alias!(members as mine, members as theirs);
+    let pairs: Vec<(i64, i64)> = mine
+        .inner_join(
+            theirs.on(theirs
+                .field(members::conversation_id)
+                .eq(mine.field(members::conversation_id))),
+        )
+        .filter(mine.field(members::user_id).eq(user.get()))
+        .select((
+            theirs.field(members::conversation_id),
+            theirs.field(members::user_id),
+        ))
+        .order((
+            theirs.field(members::conversation_id),
+            theirs.field(members::user_id),
+        ))
+        .load(conn)
+        .await?;
+    Ok(crate::store::rows::group_members(pairs))
 }

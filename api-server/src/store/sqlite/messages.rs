@@ -19,6 +19,30 @@ pub async fn send(conn: &mut Conn, new: NewMessage) -> StoreResult<SendOutcome> 
         .await
 }
 
+/// A batch (group commit): one `BEGIN IMMEDIATE` transaction for all of it, each message sent
+/// as [`send`] does in a savepoint of its own, so that a refused one rolls back only what it
+/// wrote (a direct conversation it created). One fsync for the batch instead of one per
+/// message; an error of the database itself fails the batch and rolls all of it back.
+pub async fn send_batch(
+    conn: &mut Conn,
+    batch: Vec<NewMessage>,
+) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
+    conn.immediate_transaction(async |conn| {
+        let mut answers = Vec::with_capacity(batch.len());
+        for new in &batch {
+            match conn
+                .transaction(async |conn| send_locked(conn, new).await)
+                .await
+            {
+                Err(e) if !e.is_refusal() => return Err(e),
+                answer => answers.push(answer),
+            }
+        }
+        Ok(answers)
+    })
+    .await
+}
+
 /// The send, under the write lock.
 async fn send_locked(conn: &mut Conn, new: &NewMessage) -> StoreResult<SendOutcome> {
     let sender = new.sender;

@@ -265,6 +265,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn active_sessions(&self, jtis: &[String]) -> StoreResult<Vec<(String, UserId)>> {
+        let jtis = jtis.to_vec();
+        detached(&self.readers, move |mut c| async move {
+            users::active_sessions(&mut c, &jtis).await
+        })
+        .await
+    }
+
+    async fn memberships(&self, user: UserId) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>> {
+        detached(&self.readers, move |mut c| async move {
+            users::memberships(&mut c, user).await
+        })
+        .await
+    }
+
     async fn create_conversation(
         &self,
         creator: UserId,
@@ -299,6 +314,16 @@ impl Store for SqliteStore {
     async fn send_message(&self, new: NewMessage) -> StoreResult<SendOutcome> {
         detached(&self.writer, move |mut c| async move {
             messages::send(&mut c, new).await
+        })
+        .await
+    }
+
+    async fn send_batch(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
+        detached(&self.writer, move |mut c| async move {
+            messages::send_batch(&mut c, batch).await
         })
         .await
     }
