@@ -5,7 +5,7 @@ use crate::store::StoreError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use shared::domain::FieldError;
-use shared::errors::{ErrorBody, ErrorCode, ErrorEnvelope};
+use shared::errors::{AckError, ErrorBody, ErrorCode, ErrorEnvelope};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -100,6 +100,23 @@ impl ResponseError for ApiError {
             }
         };
         HttpResponse::build(self.status_code()).json(ErrorEnvelope { error: body })
+    }
+}
+
+/// The same refusal as the relay port answers it (`{"code","message","retryable"}`); an
+/// unexpected error logs its cause and tells nothing more, as on HTTP.
+impl From<ApiError> for AckError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Known { code, message, .. } => AckError::new(code, message),
+            ApiError::Unexpected(cause) => {
+                tracing::error!(error = ?cause, "unexpected error");
+                AckError::new(
+                    ErrorCode::InternalError,
+                    ErrorCode::InternalError.default_message(),
+                )
+            }
+        }
     }
 }
 

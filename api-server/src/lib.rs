@@ -6,8 +6,11 @@
 //! - [`startup`]: `Application::build(settings)` binds the port; `run_until_stopped(shutdown)`.
 //! - [`settings`]: typed settings and their defaults.
 //! - [`routes`]: one module per resource (`auth`, `users`, `conversations`, `messages`,
-//!   `receipts`, `sync`, `health`, `metrics`, `openapi`).
+//!   `receipts`, `sync`, `health`, `metrics`, `openapi`) and `internal`, the relay's routes.
 //! - [`auth`]: password hashing (Argon2id), the bearer-token extractor, the login throttle.
+//! - [`service`]: what the API does, as plain functions the REST handlers and the relay port
+//!   both call (send, store a batch, receipts, sync, memberships, sessions).
+//! - [`port`]: [`port::InProcessPort`], the relay port served in process (all-in-one binary).
 //! - [`store`]: the storage interface and its backends (`store::postgres`, …).
 //! - [`publish`]: events published on the bus after each commit.
 //! - [`error`]: the one error type and its JSON shape.
@@ -17,7 +20,9 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod publish;
+pub mod port;
 pub mod routes;
+pub mod service;
 pub mod settings;
 pub mod startup;
 pub mod state;

@@ -21,6 +21,8 @@ use std::time::Duration;
 pub struct Application {
     port: u16,
     server: Server,
+    /// What the handlers share; the in-process relay port serves from it too.
+    state: AppState,
 }
 
 impl Application {
@@ -65,7 +67,7 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let cors = settings.cors.allowed_origins.clone();
-        let data = web::Data::new(state);
+        let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -80,7 +82,18 @@ impl Application {
         .shutdown_timeout(settings.api.shutdown_timeout_secs)
         .run();
         tracing::info!(port, "api-server listening");
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    /// The relay port served in process (`crate::port::InProcessPort`): the all-in-one binary
+    /// hands it to its relay, which then stores and reads through the API's own functions,
+    /// with no HTTP request.
+    pub fn relay_port(&self) -> Arc<dyn shared::port::RelayPort> {
+        Arc::new(crate::port::InProcessPort::new(self.state.clone()))
     }
 
     /// The port actually bound.

@@ -64,6 +64,20 @@ pub enum Receipt {
     Read,
 }
 
+/// Most items one [`StoreBatch`] may carry: a larger batch is refused whole (400
+/// `validation_failed` naming `items`) and should be split by the caller.
+pub const MAX_STORE_BATCH: usize = 256;
+
+/// Largest `POST /internal/relay/messages` body accepted, in bytes (413 `payload_too_large`
+/// above): room for [`MAX_STORE_BATCH`] messages of 4,000 characters each, even escaped.
+pub const MAX_STORE_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// `GET /internal/relay/users/{id}/sessions/{jti}` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub active: bool,
+}
+
 /// `POST /internal/relay/messages` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreBatch {

@@ -3,13 +3,13 @@
 use super::page_limit;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
+use crate::service;
+use crate::service::messages::parse_send;
 use crate::state::AppState;
-use crate::store::{NewMessage, PageQuery};
+use crate::store::PageQuery;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use shared::domain::OutgoingMessage;
 use shared::errors::ErrorEnvelope;
-use shared::events::BusEvent;
 use shared::ids::ConversationId;
 use shared::wire::{Message, MessagePage, SendMessageRequest};
 use utoipa::IntoParams;
@@ -40,37 +40,19 @@ pub async fn send(
     state: web::Data<AppState>,
     body: web::Json<SendMessageRequest>,
 ) -> ApiResult<HttpResponse> {
-    let new = parse_send(user.user_id, body.into_inner(), state.limits.text_chars)?;
+    let new = parse_send(user.user_id, &body, state.limits.text_chars)?;
     let span = tracing::Span::current();
     span.record("client_msg_id", new.client_msg_id.as_str());
-    let outcome = state.store.send_message(new).await?;
+    let sent = service::messages::send(&state, new).await?;
     span.record(
         "conversation_id",
-        tracing::field::display(outcome.message.conversation_id),
+        tracing::field::display(sent.message.conversation_id),
     );
-    if !outcome.created {
-        return Ok(HttpResponse::Ok().json(outcome.message));
-    }
-    state.metrics.messages_stored.inc();
-    if let Some(conversation) = outcome.new_conversation {
-        state
-            .publisher
-            .publish(
-                &outcome.members,
-                BusEvent::ConversationChanged { conversation },
-            )
-            .await;
-    }
-    state
-        .publisher
-        .publish(
-            &outcome.members,
-            BusEvent::MessageStored {
-                message: outcome.message.clone(),
-            },
-        )
-        .await;
-    Ok(HttpResponse::Created().json(outcome.message))
+    Ok(if sent.created {
+        HttpResponse::Created().json(sent.message)
+    } else {
+        HttpResponse::Ok().json(sent.message)
+    })
 }
 
 /// `GET /api/conversations/{id}/messages` query.
@@ -129,99 +111,9 @@ fn non_negative(field: &str, value: Option<i64>) -> ApiResult<Option<i64>> {
     }
 }
 
-/// Turn a send request into a [`NewMessage`] from `sender`, checking every field.
-fn parse_send(
-    sender: shared::ids::UserId,
-    body: SendMessageRequest,
-    max_chars: usize,
-) -> ApiResult<NewMessage> {
-    let message = OutgoingMessage::parse(&body, max_chars)?;
-    Ok(NewMessage {
-        sender,
-        client_msg_id: message.client_msg_id,
-        target: message.target,
-        kind: message.kind,
-        content: message.content,
-        attachment_id: message.attachment_id,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Target;
-    use shared::domain::MessageKind;
-    use shared::ids::UserId;
-
-    fn request(json: serde_json::Value) -> SendMessageRequest {
-        serde_json::from_value(json).unwrap()
-    }
-
-    fn field_of(result: ApiResult<NewMessage>) -> Option<String> {
-        match result {
-            Err(ApiError::Known { field, .. }) => field,
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn the_sender_is_the_caller_whatever_the_body_says() {
-        let body = request(serde_json::json!({
-            "clientMsgId": "c1", "conversationId": "7", "content": "hi", "senderId": "99"
-        }));
-        let new = parse_send(UserId(1), body, 100).unwrap();
-        assert_eq!(new.sender, UserId(1));
-        assert_eq!(new.target, Target::Conversation(ConversationId(7)));
-        assert_eq!(new.kind, MessageKind::Text);
-    }
-
-    #[test]
-    fn exactly_one_target_is_required() {
-        let none = request(serde_json::json!({"clientMsgId": "c1", "content": "hi"}));
-        assert_eq!(
-            field_of(parse_send(UserId(1), none, 100)).as_deref(),
-            Some("conversationId")
-        );
-        let both = request(serde_json::json!({
-            "clientMsgId": "c1", "content": "hi", "conversationId": "1", "recipientId": "2"
-        }));
-        assert_eq!(
-            field_of(parse_send(UserId(1), both, 100)).as_deref(),
-            Some("recipientId")
-        );
-    }
-
-    #[test]
-    fn each_bad_field_is_named() {
-        let cases = [
-            (
-                serde_json::json!({"clientMsgId": "", "recipientId": "2", "content": "hi"}),
-                "clientMsgId",
-            ),
-            (
-                serde_json::json!({"clientMsgId": "c", "recipientId": "2", "content": "hi", "kind": "gif"}),
-                "kind",
-            ),
-            (
-                serde_json::json!({"clientMsgId": "c", "recipientId": "2", "content": "   "}),
-                "content",
-            ),
-            (
-                serde_json::json!({"clientMsgId": "c", "recipientId": "2", "content": "hello!"}),
-                "content",
-            ),
-            (
-                serde_json::json!({"clientMsgId": "c", "recipientId": "2", "content": "hi", "attachmentId": "a".repeat(257)}),
-                "attachmentId",
-            ),
-        ];
-        for (json, field) in cases {
-            assert_eq!(
-                field_of(parse_send(UserId(1), request(json), 5)).as_deref(),
-                Some(field)
-            );
-        }
-    }
 
     #[test]
     fn negative_seqs_are_refused() {

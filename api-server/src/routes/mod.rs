@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod conversations;
 pub mod health;
+pub mod internal;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
@@ -63,7 +64,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
         )
         .service(resource("/api/conversations/{id}/read").route(web::post().to(receipts::read)))
         .service(resource("/api/messages").route(web::post().to(messages::send)))
-        .service(resource("/api/sync").route(web::get().to(sync::sync)));
+        .service(resource("/api/sync").route(web::get().to(sync::sync)))
+        // The relay's port (service token; not in the OpenAPI document).
+        .configure(internal::configure);
 }
 
 /// A resource answering 405 `method_not_allowed` (JSON) to the methods it does not route.

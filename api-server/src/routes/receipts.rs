@@ -1,12 +1,12 @@
 //! Receipts: move the caller's `delivered` or `read` watermark in a conversation.
 
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::service;
 use crate::state::AppState;
 use crate::store::Watermark;
 use actix_web::web;
 use shared::errors::ErrorEnvelope;
-use shared::events::BusEvent;
 use shared::ids::ConversationId;
 use shared::wire::{MemberState, WatermarkRequest};
 
@@ -63,23 +63,7 @@ async fn move_watermark(
     which: Watermark,
     body: &WatermarkRequest,
 ) -> ApiResult<web::Json<MemberState>> {
-    if body.up_to_seq < 0 {
-        return Err(ApiError::invalid("upToSeq", "must not be negative"));
-    }
-    let outcome = state
-        .store
-        .move_watermark(user.user_id, conversation, which, body.up_to_seq)
-        .await?;
-    if outcome.moved {
-        state
-            .publisher
-            .publish(
-                &outcome.members,
-                BusEvent::ReceiptsMoved {
-                    state: outcome.state.clone(),
-                },
-            )
-            .await;
-    }
-    Ok(web::Json(outcome.state))
+    let state =
+        service::receipts::mark(state, user.user_id, conversation, which, body.up_to_seq).await?;
+    Ok(web::Json(state))
 }

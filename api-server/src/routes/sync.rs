@@ -1,17 +1,14 @@
 //! Catch-up: every change visible to the caller since a cursor.
 
-use super::page_limit;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::service;
 use crate::state::AppState;
 use actix_web::web;
 use serde::Deserialize;
 use shared::errors::ErrorEnvelope;
 use shared::wire::SyncResponse;
 use utoipa::IntoParams;
-
-/// Longest cursor accepted (cursors are opaque but short).
-const MAX_CURSOR_LEN: usize = 512;
 
 /// `GET /api/sync` query.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -41,15 +38,7 @@ pub async fn sync(
     query: web::Query<SyncQuery>,
 ) -> ApiResult<web::Json<SyncResponse>> {
     let query = query.into_inner();
-    let since = query.since.as_deref().filter(|s| !s.is_empty());
-    if since.is_some_and(|s| s.len() > MAX_CURSOR_LEN) {
-        return Err(ApiError::invalid(
-            "since",
-            "is not a cursor this server issued",
-        ));
-    }
-    let limit = page_limit(query.limit, state.limits.sync_max, state.limits.sync_max)?;
-    Ok(web::Json(
-        state.store.sync(user.user_id, since, limit).await?,
-    ))
+    let answer =
+        service::sync::sync(&state, user.user_id, query.since.as_deref(), query.limit).await?;
+    Ok(web::Json(answer))
 }

@@ -59,6 +59,12 @@ impl Store for TestStore {
     async fn session_active(&self, _: &str) -> StoreResult<bool> {
         Ok(self.sessions_active)
     }
+    async fn active_sessions(&self, _: &[String]) -> StoreResult<Vec<(String, UserId)>> {
+        unused()
+    }
+    async fn memberships(&self, _: UserId) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>> {
+        unused()
+    }
     async fn create_conversation(
         &self,
         _: UserId,
@@ -78,6 +84,9 @@ impl Store for TestStore {
         Ok(None)
     }
     async fn send_message(&self, _: NewMessage) -> StoreResult<SendOutcome> {
+        unused()
+    }
+    async fn send_batch(&self, _: Vec<NewMessage>) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
         unused()
     }
     async fn messages(

@@ -1,0 +1,224 @@
+//! Messages: send one (stored exactly once per `clientMsgId`), or store a batch of the relay's
+//! (group commit, one answer per message).
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{NewMessage, SendOutcome};
+use shared::domain::OutgoingMessage;
+use shared::errors::{AckError, ErrorCode};
+use shared::events::BusEvent;
+use shared::ids::UserId;
+use shared::port::{StoreItem, StoreOutcome};
+use shared::wire::{Message, SendMessageRequest};
+use std::collections::{BTreeSet, HashSet};
+
+/// A send's answer: the stored message, and whether this call stored it (`false`: a retry
+/// answered with the original).
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: Message,
+    pub created: bool,
+}
+
+/// Turn a send request into a [`NewMessage`] from `sender`, checking every field.
+pub fn parse_send(
+    sender: UserId,
+    body: &SendMessageRequest,
+    max_chars: usize,
+) -> ApiResult<NewMessage> {
+    let message = OutgoingMessage::parse(body, max_chars)?;
+    Ok(NewMessage {
+        sender,
+        client_msg_id: message.client_msg_id,
+        target: message.target,
+        kind: message.kind,
+        content: message.content,
+        attachment_id: message.attachment_id,
+    })
+}
+
+/// Store one message exactly once; a new one is published to the members after commit (with
+/// its direct conversation first when the send created it).
+#[tracing::instrument(
+    skip_all,
+    fields(user_id = %new.sender, client_msg_id = %new.client_msg_id.as_str())
+)]
+pub async fn send(state: &AppState, new: NewMessage) -> ApiResult<Sent> {
+    let outcome = state.store.send_message(new).await?;
+    Ok(announce(state, outcome).await)
+}
+
+/// Store a batch of the relay's messages in order (one transaction where the backend allows),
+/// one answer per item, in order. An item is refused on its own (`token_revoked` when its
+/// session is not an active one of its sender, `validation_failed`, `conversation_not_found`,
+/// `idempotency_mismatch`, …); `Err` only when storage failed for the whole batch.
+#[tracing::instrument(skip_all, fields(items = items.len()))]
+pub async fn store_batch(state: &AppState, items: Vec<StoreItem>) -> ApiResult<Vec<StoreOutcome>> {
+    let jtis: Vec<String> = items
+        .iter()
+        .map(|i| i.jti.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let active: HashSet<(String, UserId)> = if jtis.is_empty() {
+        HashSet::new()
+    } else {
+        state
+            .store
+            .active_sessions(&jtis)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let mut answers: Vec<Option<StoreOutcome>> = Vec::with_capacity(items.len());
+    let mut batch = Vec::with_capacity(items.len());
+    let mut positions = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        if !active.contains(&(item.jti, item.sender)) {
+            answers.push(Some(StoreOutcome::Error(AckError::new(
+                ErrorCode::TokenRevoked,
+                ErrorCode::TokenRevoked.default_message(),
+            ))));
+            continue;
+        }
+        match parse_send(item.sender, &item.message, state.limits.text_chars) {
+            Ok(new) => {
+                answers.push(None);
+                batch.push(new);
+                positions.push(i);
+            }
+            Err(e) => answers.push(Some(StoreOutcome::Error(e.into()))),
+        }
+    }
+    if !batch.is_empty() {
+        let results = state.store.send_batch(batch).await?;
+        for (i, result) in positions.into_iter().zip(results) {
+            answers[i] = Some(match result {
+                Ok(outcome) => StoreOutcome::Message(announce(state, outcome).await.message),
+                Err(e) => StoreOutcome::Error(ApiError::from(e).into()),
+            });
+        }
+    }
+    Ok(answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| {
+                StoreOutcome::Error(AckError::new(
+                    ErrorCode::InternalError,
+                    "the store gave no answer for this message",
+                ))
+            })
+        })
+        .collect())
+}
+
+/// Publish what a send committed (nothing for a retry), and count it.
+async fn announce(state: &AppState, outcome: SendOutcome) -> Sent {
+    if !outcome.created {
+        return Sent {
+            message: outcome.message,
+            created: false,
+        };
+    }
+    state.metrics.messages_stored.inc();
+    if let Some(conversation) = outcome.new_conversation {
+        state
+            .publisher
+            .publish(
+                &outcome.members,
+                BusEvent::ConversationChanged { conversation },
+            )
+            .await;
+    }
+    state
+        .publisher
+        .publish(
+            &outcome.members,
+            BusEvent::MessageStored {
+                message: outcome.message.clone(),
+            },
+        )
+        .await;
+    Sent {
+        message: outcome.message,
+        created: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Target;
+    use shared::domain::MessageKind;
+    use shared::ids::ConversationId;
+
+    fn request(json: serde_json::Value) -> SendMessageRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn field_of(result: ApiResult<NewMessage>) -> Option<String> {
+        match result {
+            Err(ApiError::Known { field, .. }) => field,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_sender_is_the_caller_whatever_the_body_says() {
+        let body = request(serde_json::json!({
+            "clientMsgId": "c1", "conversationId": "7", "content": "hi", "senderId": "99"
+        }));
+        let new = parse_send(UserId(1), &body, 100).unwrap();
+        assert_eq!(new.sender, UserId(1));
+        assert_eq!(new.target, Target::Conversation(ConversationId(7)));
+        assert_eq!(new.kind, MessageKind::Text);
+    }
+
+    #[test]
+    fn exactly_one_target_is_required() {
+        let none = request(serde_json::json!({"clientMsgId": "c1", "content": "hi"}));
+        assert_eq!(
+            field_of(parse_send(UserId(1), &none, 100)).as_deref(),
+            Some("conversationId")
+        );
+        let both = request(serde_json::json!({
+            "clientMsgId": "c1", "content": "hi", "conversationId": "1", "recipientId": "2"
+        }));
+        assert_eq!(
+            field_of(parse_send(UserId(1), &both, 100)).as_deref(),
+            Some("recipientId")
+        );
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (
+                serde_json::json!({"clientMsgId": "", "recipientId": "2", "content": "hi"}),
+                "clientMsgId",
+            ),
+            (
+                serde_json::json!({"clientMsgId": "c", "recipientId": "2", "content": "hi", "kind": "gif"}),
+                "kind",
+            ),
+            (
+                serde_json::json!({"clientMsgId": "c", "recipientId": "2", "content": "   "}),
+                "content",
+            ),
+            (
+                serde_json::json!({"clientMsgId": "c", "recipientId": "2", "content": "hello!"}),
+                "content",
+            ),
+            (
+                serde_json::json!({"clientMsgId": "c", "recipientId": "2", "content": "hi", "attachmentId": "a".repeat(257)}),
+                "attachmentId",
+            ),
+        ];
+        for (json, field) in cases {
+            assert_eq!(
+                field_of(parse_send(UserId(1), &request(json), 5)).as_deref(),
+                Some(field)
+            );
+        }
+    }
+}
