@@ -3,8 +3,12 @@
 //! split deployment and [`memory::MemoryBus`] for the all-in-one process.
 
 pub mod memory;
+pub mod publisher;
 pub mod redis;
 pub mod subscriber;
+
+#[cfg(test)]
+mod outage_tests;
 
 use crate::ids::UserId;
 use async_trait::async_trait;
@@ -36,6 +40,15 @@ pub trait Bus: Send + Sync + 'static {
     /// Publish one payload to the devices of every user in `users` (on Redis: one PUBLISH per
     /// user channel, in one round trip).
     async fn publish(&self, users: &[UserId], payload: &str) -> Result<(), BusError>;
+
+    /// Publish each `(users, payload)` of `batch` as [`Bus::publish`] would, in order (on Redis:
+    /// the whole batch in one pipelined round trip). Stops at the first failure.
+    async fn publish_many(&self, batch: &[(Vec<UserId>, String)]) -> Result<(), BusError> {
+        for (users, payload) in batch {
+            self.publish(users, payload).await?;
+        }
+        Ok(())
+    }
 
     /// Presence of each user, in order.
     async fn presence(&self, users: &[UserId]) -> Result<Vec<PresenceState>, BusError>;

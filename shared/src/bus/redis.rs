@@ -1,5 +1,10 @@
 //! The Redis bus: PUBLISH for events, a sorted set per user for presence, keys with a TTL for
 //! revoked tokens. Commands go through a `ConnectionManager`, which reconnects by itself.
+//!
+//! Every call is bounded by [`COMMAND_TIMEOUT`], whatever Redis does. The manager makes one
+//! connection attempt per reconnection and never sleeps between attempts (see
+//! [`manager_config`]): while Redis is down calls fail at once, and the first calls after it is
+//! back reconnect.
 
 use super::{Bus, BusError, Keys, PresenceState};
 use crate::ids::UserId;
@@ -7,7 +12,44 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use redis::aio::ConnectionManager;
+use std::future::Future;
 use std::time::Duration;
+
+/// Longest any call on the bus waits for Redis, reconnection included.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How the command connection reconnects.
+///
+/// No retries inside the manager: redis 0.32 hands its `factor` (default 100) to backon's
+/// `ExponentialBuilder` as the *multiplier* between attempts, starting from backon's fixed 1 s
+/// minimum and capped at its 60 s default (plus up to 100 % jitter), so a second retry sleeps
+/// 60–120 s. Every command meanwhile awaits that one shared reconnection future, whatever
+/// response timeout is set: that was the 108 s stall after a Redis restart. With zero retries a
+/// reconnection is a single attempt bounded by [`CONNECT_TIMEOUT`]; a failed one fails the
+/// commands waiting on it, and the next command starts a new attempt.
+fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(COMMAND_TIMEOUT)
+        .set_number_of_retries(0)
+        // Only used if retries are ever turned back on: never sleep longer than a command may wait.
+        .set_max_delay(COMMAND_TIMEOUT.as_millis() as u64)
+}
+
+/// Await a Redis call for at most [`COMMAND_TIMEOUT`].
+async fn bounded<T>(
+    what: &'static str,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, BusError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
+        Ok(result) => result.map_err(|e| BusError(anyhow::Error::new(e).context(what))),
+        Err(_) => Err(BusError(anyhow::anyhow!(
+            "{what}: Redis did not answer within {COMMAND_TIMEOUT:?}"
+        ))),
+    }
+}
 
 #[derive(Clone)]
 pub struct RedisBus {
@@ -18,16 +60,12 @@ pub struct RedisBus {
 
 impl RedisBus {
     /// Connect to `url` (`redis://host:port/db`), naming keys and channels under `keys`.
-    /// Fails if Redis does not answer.
+    /// Fails if Redis does not answer (within about a second).
     pub async fn connect(url: &str, keys: Keys) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).with_context(|| "parsing REDIS_URL")?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2);
         let conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            ConnectionManager::new_with_config(client.clone(), config),
+            CONNECT_TIMEOUT + COMMAND_TIMEOUT,
+            ConnectionManager::new_with_config(client.clone(), manager_config()),
         )
         .await
         .context("connecting to Redis timed out")?
@@ -90,10 +128,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn err(e: redis::RedisError) -> BusError {
-    BusError(anyhow::Error::new(e))
-}
-
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, users: &[UserId], payload: &str) -> Result<(), BusError> {
@@ -105,7 +139,21 @@ impl Bus for RedisBus {
             pipe.publish(self.keys.user_channel(user), payload).ignore();
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(err)
+        bounded("PUBLISH", pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn publish_many(&self, batch: &[(Vec<UserId>, String)]) -> Result<(), BusError> {
+        let mut pipe = redis::pipe();
+        for (users, payload) in batch {
+            for &user in users {
+                pipe.publish(self.keys.user_channel(user), payload).ignore();
+            }
+        }
+        if pipe.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        bounded("PUBLISH batch", pipe.query_async::<()>(&mut conn)).await
     }
 
     async fn presence(&self, users: &[UserId]) -> Result<Vec<PresenceState>, BusError> {
@@ -119,7 +167,8 @@ impl Bus for RedisBus {
             pipe.get(self.keys.last_seen(u));
         }
         let mut conn = self.conn.clone();
-        let raw: Vec<(i64, Option<i64>)> = pipe.query_async(&mut conn).await.map_err(err)?;
+        let raw: Vec<(i64, Option<i64>)> =
+            bounded("reading presence", pipe.query_async(&mut conn)).await?;
         Ok(raw
             .into_iter()
             .map(|(live, last)| PresenceState {
@@ -137,43 +186,43 @@ impl Bus for RedisBus {
     ) -> Result<bool, BusError> {
         let now = Utc::now().timestamp_millis();
         let mut conn = self.conn.clone();
-        let flipped: i64 = redis::Script::new(OPEN)
+        let code = redis::Script::new(OPEN);
+        let mut script = code.prepare_invoke();
+        script
             .key(self.keys.presence(user))
             .key(self.keys.presence_announced(user))
             .arg(now)
             .arg(now.saturating_add(millis(ttl)))
             .arg(member)
-            .arg(millis(ttl).max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(err)?;
+            .arg(millis(ttl).max(1));
+        let flipped: i64 = bounded("presence_open", script.invoke_async(&mut conn)).await?;
         Ok(flipped == 1)
     }
 
     async fn presence_close(&self, user: UserId, member: &str) -> Result<usize, BusError> {
         let now = Utc::now().timestamp_millis();
         let mut conn = self.conn.clone();
-        redis::Script::new(CLOSE)
+        let code = redis::Script::new(CLOSE);
+        let mut script = code.prepare_invoke();
+        script
             .key(self.keys.presence(user))
             .key(self.keys.last_seen(user))
             .arg(now)
-            .arg(member)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(err)
+            .arg(member);
+        bounded("presence_close", script.invoke_async(&mut conn)).await
     }
 
     async fn presence_settle(&self, user: UserId) -> Result<Option<DateTime<Utc>>, BusError> {
         let now = Utc::now().timestamp_millis();
         let mut conn = self.conn.clone();
-        let seen: Option<i64> = redis::Script::new(SETTLE)
+        let code = redis::Script::new(SETTLE);
+        let mut script = code.prepare_invoke();
+        script
             .key(self.keys.presence(user))
             .key(self.keys.presence_announced(user))
             .key(self.keys.last_seen(user))
-            .arg(now)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(err)?;
+            .arg(now);
+        let seen: Option<i64> = bounded("presence_settle", script.invoke_async(&mut conn)).await?;
         Ok(seen.and_then(|ms| Utc.timestamp_millis_opt(ms).single()))
     }
 
@@ -199,38 +248,38 @@ impl Bus for RedisBus {
             pipe.pexpire(&key, millis(ttl).max(1)).ignore();
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(err)
+        bounded("refreshing presence", pipe.query_async::<()>(&mut conn)).await
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), BusError> {
         let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.keys.revoked(jti))
-            .arg(1)
-            .arg("PX")
-            .arg(ms)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(err)
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.keys.revoked(jti)).arg(1).arg("PX").arg(ms);
+        bounded(
+            "recording a revoked token",
+            cmd.query_async::<()>(&mut conn),
+        )
+        .await
     }
 
     async fn is_token_revoked(&self, jti: &str) -> Result<bool, BusError> {
         let mut conn = self.conn.clone();
-        redis::cmd("EXISTS")
-            .arg(self.keys.revoked(jti))
-            .query_async::<bool>(&mut conn)
-            .await
-            .map_err(err)
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.keys.revoked(jti));
+        bounded(
+            "checking a revoked token",
+            cmd.query_async::<bool>(&mut conn),
+        )
+        .await
     }
 
     async fn ping(&self) -> Result<(), BusError> {
         let mut conn = self.conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
+        let cmd = redis::cmd("PING");
+        bounded("PING", cmd.query_async::<String>(&mut conn))
             .await
             .map(|_| ())
-            .map_err(err)
     }
 }
 

@@ -8,8 +8,11 @@
 //! its old connection is still closing can never leave the user unsubscribed. Messages arrive as
 //! [`BusMessage`] on the receiver returned with the handle. Two implementations run the same contract:
 //! - [`redis`]: one pub/sub connection, SUBSCRIBE/UNSUBSCRIBE per user channel; when the
-//!   connection drops it reconnects with backoff and resubscribes every current user by itself
-//!   (events published meanwhile are lost; clients recover through sync).
+//!   connection drops it reconnects with backoff (at most [`MAX_BACKOFF`] between attempts) and
+//!   resubscribes every current user by itself (events published meanwhile are lost; clients
+//!   recover through sync). Every Redis step is bounded by [`REDIS_TIMEOUT`], and while the
+//!   connection is down or being made the task keeps answering commands, so
+//!   [`Subscriber::subscribe`] returns promptly whatever Redis does.
 //! - [`memory`]: a route on the [`MemoryBus`] for the all-in-one process; publishing waits for
 //!   room in the queue rather than dropping events.
 
@@ -26,8 +29,14 @@ use tokio::sync::{mpsc, oneshot};
 /// How many received messages may wait for the consumer before the reader stops reading
 /// (back-pressure on the Redis socket rather than unbounded memory).
 const OUT_CAPACITY: usize = 4096;
-/// Longest wait between two reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between two reconnection attempts: the subscriber is back within about this
+/// long (plus one connection attempt) of Redis returning.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait for a connection, a SUBSCRIBE or an UNSUBSCRIBE before the connection counts
+/// as lost.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// First wait between reconnection attempts, doubled after each failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
 enum Command {
     Subscribe(UserId, oneshot::Sender<()>),
@@ -139,12 +148,22 @@ async fn run_redis(
 ) {
     let failed = || errors.fetch_add(1, Ordering::Relaxed);
     let mut users = Counts::default();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = MIN_BACKOFF;
+    // Whether the connection has failed before (a failed attempt warns only the first time;
+    // losing an established connection always does).
+    let mut down = false;
     loop {
-        let pubsub = match client.get_async_pubsub().await {
+        let Some((connected, waiting)) = connect(&client, &mut commands, &mut users).await else {
+            return;
+        };
+        let pubsub = match connected {
             Ok(pubsub) => pubsub,
             Err(error) => {
-                tracing::warn!(%error, ?backoff, "redis pub/sub connection failed; retrying");
+                answer(waiting);
+                if !down {
+                    tracing::warn!(%error, "redis pub/sub connection failed; retrying");
+                }
+                down = true;
                 failed();
                 if !wait_while_down(&mut commands, &mut users, backoff).await {
                     return;
@@ -154,16 +173,27 @@ async fn run_redis(
             }
         };
         let (mut sink, stream) = pubsub.split();
-        if !users.is_empty() {
+        if users.is_empty() {
+            answer(waiting);
+            if down {
+                tracing::info!("redis pub/sub reconnected");
+            }
+        } else {
             let channels: Vec<String> = users.users().map(|u| keys.user_channel(u)).collect();
-            if let Err(error) = sink.subscribe(channels).await {
+            let subscribed = bounded(sink.subscribe(channels)).await;
+            answer(waiting);
+            if let Err(error) = subscribed {
                 tracing::warn!(%error, "resubscribing failed; reconnecting");
                 failed();
+                if !wait_while_down(&mut commands, &mut users, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
             tracing::info!(users = users.len(), "redis pub/sub resubscribed");
         }
-        backoff = Duration::from_millis(100);
+        backoff = MIN_BACKOFF;
         let out_reader = out.clone();
         let mut reader = tokio::spawn(async move {
             let mut stream = stream;
@@ -184,6 +214,7 @@ async fn run_redis(
                 _ = &mut reader => {
                     tracing::warn!("redis pub/sub connection lost; reconnecting");
                     failed();
+                    down = true;
                     break;
                 }
                 command = commands.recv() => {
@@ -194,7 +225,7 @@ async fn run_redis(
                         }
                         Some(Command::Subscribe(user, done)) => {
                             let r = if users.add(user) {
-                                sink.subscribe(keys.user_channel(user)).await
+                                bounded(sink.subscribe(keys.user_channel(user))).await
                             } else {
                                 Ok(())
                             };
@@ -203,7 +234,7 @@ async fn run_redis(
                         }
                         Some(Command::Unsubscribe(user)) => {
                             if users.remove(user) {
-                                sink.unsubscribe(keys.user_channel(user)).await
+                                bounded(sink.unsubscribe(keys.user_channel(user))).await
                             } else {
                                 Ok(())
                             }
@@ -212,13 +243,75 @@ async fn run_redis(
                     if let Err(error) = result {
                         tracing::warn!(%error, "redis SUBSCRIBE/UNSUBSCRIBE failed; reconnecting");
                         failed();
+                        down = true;
                         reader.abort();
                         break;
                     }
                 }
             }
         }
-        tokio::time::sleep(backoff).await;
+        if !wait_while_down(&mut commands, &mut users, backoff).await {
+            return;
+        }
+    }
+}
+
+/// Open a pub/sub connection within [`REDIS_TIMEOUT`], keeping the user set current meanwhile.
+/// Returns the attempt's result and the subscribers that arrived during it, to be answered once
+/// their channels are subscribed on the new connection (or it failed); `None` when every handle
+/// is gone.
+async fn connect(
+    client: &redis::Client,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    users: &mut Counts,
+) -> Option<(Result<redis::aio::PubSub, String>, Vec<oneshot::Sender<()>>)> {
+    let attempt = bounded(client.get_async_pubsub());
+    tokio::pin!(attempt);
+    let mut waiting = Vec::new();
+    loop {
+        tokio::select! {
+            result = &mut attempt => return Some((result, waiting)),
+            command = commands.recv() => match command? {
+                Command::Subscribe(user, done) => {
+                    users.add(user);
+                    waiting.push(done);
+                }
+                Command::Unsubscribe(user) => {
+                    users.remove(user);
+                }
+            },
+        }
+    }
+}
+
+/// Tell subscribers who waited for a connection attempt that it is over.
+fn answer(waiting: Vec<oneshot::Sender<()>>) {
+    for done in waiting {
+        let _ = done.send(());
+    }
+}
+
+/// Await a Redis step for at most [`REDIS_TIMEOUT`].
+async fn bounded<T>(
+    step: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(REDIS_TIMEOUT, step).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer from Redis within {REDIS_TIMEOUT:?}")),
+    }
+}
+
+/// Record a command while there is no connection to send it on (the user set is subscribed
+/// on connection), answering a subscriber at once.
+fn apply_while_down(command: Command, users: &mut Counts) {
+    match command {
+        Command::Subscribe(user, done) => {
+            users.add(user);
+            let _ = done.send(());
+        }
+        Command::Unsubscribe(user) => {
+            users.remove(user);
+        }
     }
 }
 
@@ -236,13 +329,7 @@ async fn wait_while_down(
             () = &mut sleep => return true,
             command = commands.recv() => match command {
                 None => return false,
-                Some(Command::Subscribe(user, done)) => {
-                    users.add(user);
-                    let _ = done.send(());
-                }
-                Some(Command::Unsubscribe(user)) => {
-                    users.remove(user);
-                }
+                Some(command) => apply_while_down(command, users),
             },
         }
     }

@@ -1,0 +1,226 @@
+//! Redis outages, on a `redis-server` each test starts, stops and restarts itself (the shared
+//! one on 6379 is never touched): nothing waits on Redis without a bound while it is down, and
+//! everything works again within a few seconds of its return.
+
+use super::publisher::BusPublisher;
+use super::redis::RedisBus;
+use super::{subscriber, Bus, Keys};
+use crate::events::BusEvent;
+use crate::ids::{ConversationId, UserId};
+use std::sync::Arc;
+use std::time::Duration;
+use test_support::RedisServer;
+use tokio::time::Instant;
+
+/// How long after Redis returns everything must work again.
+const RECOVERY: Duration = Duration::from_secs(5);
+/// The bound on any one call while Redis is down (1 s timeout plus slack for a busy machine).
+const CALL_BOUND: Duration = Duration::from_millis(1500);
+
+async fn connect(redis: &RedisServer) -> RedisBus {
+    let keys = Keys::new(format!("parley-outage-{}", uuid::Uuid::new_v4()));
+    RedisBus::connect(&redis.url(), keys)
+        .await
+        .expect("connecting to the test's Redis")
+}
+
+/// Stop or restart in a blocking thread, so the tasks under test keep running meanwhile.
+async fn stop(mut redis: RedisServer) -> RedisServer {
+    tokio::task::spawn_blocking(move || {
+        redis.stop();
+        redis
+    })
+    .await
+    .unwrap()
+}
+
+async fn restart(mut redis: RedisServer) -> RedisServer {
+    tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap()
+}
+
+/// Poll `attempt` every 50 ms until it succeeds; how long that took. Fails after `limit`.
+async fn within<F, Fut>(limit: Duration, what: &str, mut attempt: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if attempt().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn typing(user: i64) -> BusEvent {
+    BusEvent::Typing {
+        conversation_id: ConversationId(1),
+        user_id: UserId(user),
+        is_typing: true,
+    }
+}
+
+/// Each call once; panics if one succeeds or takes longer than [`CALL_BOUND`].
+async fn every_call_fails_within_the_bound(bus: &RedisBus) {
+    let ttl = Duration::from_secs(30);
+    let u = UserId(1);
+    let timed = |name: &'static str, started: Instant, failed: bool| {
+        let took = started.elapsed();
+        assert!(failed, "{name} succeeded with Redis down");
+        assert!(took < CALL_BOUND, "{name} took {took:?} with Redis down");
+    };
+    let t = Instant::now();
+    timed("publish", t, bus.publish(&[u], "x").await.is_err());
+    let t = Instant::now();
+    let batch = [(vec![u], "x".to_owned())];
+    timed("publish_many", t, bus.publish_many(&batch).await.is_err());
+    let t = Instant::now();
+    timed("presence", t, bus.presence(&[u]).await.is_err());
+    let t = Instant::now();
+    timed(
+        "presence_open",
+        t,
+        bus.presence_open(u, "r:c", ttl).await.is_err(),
+    );
+    let t = Instant::now();
+    timed(
+        "presence_close",
+        t,
+        bus.presence_close(u, "r:c").await.is_err(),
+    );
+    let t = Instant::now();
+    timed("presence_settle", t, bus.presence_settle(u).await.is_err());
+    let t = Instant::now();
+    let conns = [(u, "r:c".to_owned())];
+    timed(
+        "presence_refresh",
+        t,
+        bus.presence_refresh(&conns, ttl).await.is_err(),
+    );
+    let t = Instant::now();
+    timed("revoke_token", t, bus.revoke_token("j", ttl).await.is_err());
+    let t = Instant::now();
+    timed(
+        "is_token_revoked",
+        t,
+        bus.is_token_revoked("j").await.is_err(),
+    );
+    let t = Instant::now();
+    timed("ping", t, bus.ping().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_every_bus_call_fails_within_a_bound_and_works_again_after_restart() {
+    // Arrange
+    let redis = RedisServer::start();
+    let bus = connect(&redis).await;
+    bus.ping().await.expect("Redis answers before the outage");
+
+    // Act: stop it
+    let redis = stop(redis).await;
+
+    // Assert: every call fails promptly, twice (the second time with a reconnection pending)
+    every_call_fails_within_the_bound(&bus).await;
+    every_call_fails_within_the_bound(&bus).await;
+
+    // Back: commands work again within the recovery bound
+    let _redis = restart(redis).await;
+    let took = within(RECOVERY, "PING after the restart", || async {
+        bus.ping().await.is_ok()
+    })
+    .await;
+    eprintln!("commands answer again {took:?} after Redis restarted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_publish_returns_at_once_counts_drops_and_resumes_after_restart() {
+    // Arrange
+    let redis = RedisServer::start();
+    let bus = Arc::new(connect(&redis).await);
+    let (publisher, _task) = BusPublisher::start(bus.clone(), "api-outage-test", 10_000);
+    let counters = publisher.counters();
+    let redis = stop(redis).await;
+
+    // Act: a thousand events while Redis is down
+    let started = Instant::now();
+    for _ in 0..1_000 {
+        publisher.publish(&[UserId(1), UserId(2)], typing(1));
+    }
+    let took = started.elapsed();
+
+    // Assert: publish never waited, and every event is counted dropped, none published
+    assert!(
+        took < Duration::from_millis(500),
+        "1000 publishes took {took:?}"
+    );
+    within(RECOVERY, "every event counted dropped", || async {
+        counters.dropped() == 1_000
+    })
+    .await;
+    assert!(!counters.bus_up());
+    assert_eq!(counters.published(), 0);
+
+    // Back: the publisher notices by itself and publishes again
+    let _redis = restart(redis).await;
+    let took = within(RECOVERY, "publishing again after the restart", || async {
+        publisher.publish(&[UserId(1)], typing(1));
+        counters.published() > 0
+    })
+    .await;
+    assert!(counters.bus_up());
+    eprintln!("publishing resumed {took:?} after Redis restarted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriber_answers_while_redis_is_down_and_receives_again_after_restart() {
+    // Arrange: a subscriber receiving user 1
+    let redis = RedisServer::start();
+    let bus = connect(&redis).await;
+    let (sub, mut rx) = subscriber::redis(bus.client().clone(), bus.keys().clone());
+    sub.subscribe(UserId(1)).await;
+    bus.publish(&[UserId(1)], "before").await.unwrap();
+    let got = tokio::time::timeout(RECOVERY, rx.recv()).await.unwrap();
+    assert_eq!(got.unwrap().payload, "before");
+
+    // Act: Redis goes away; another user connects meanwhile
+    let redis = stop(redis).await;
+    let started = Instant::now();
+    sub.subscribe(UserId(2)).await;
+    let took = started.elapsed();
+
+    // Assert: subscribing returned promptly, and after the restart both users receive again
+    assert!(took < CALL_BOUND, "subscribe took {took:?} with Redis down");
+    let _redis = restart(redis).await;
+    let restarted = Instant::now();
+    loop {
+        let _ = bus.publish(&[UserId(1)], "after").await;
+        let got = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await;
+        if matches!(got, Ok(Some(m)) if m.user == UserId(1) && m.payload == "after") {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < RECOVERY,
+            "user 1 receives again within {RECOVERY:?} of the restart"
+        );
+    }
+    let took = restarted.elapsed();
+    eprintln!("the subscriber received again {took:?} after Redis restarted");
+    bus.publish(&[UserId(2)], "for two").await.unwrap();
+    let got = loop {
+        let m = tokio::time::timeout(RECOVERY, rx.recv())
+            .await
+            .expect("user 2 receives")
+            .unwrap();
+        if m.user == UserId(2) {
+            break m;
+        }
+    };
+    assert_eq!(got.payload, "for two");
+}

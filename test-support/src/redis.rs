@@ -1,0 +1,175 @@
+//! A `redis-server` of the test's own: no persistence, loopback only, killed on drop.
+
+use crate::port::{accepts, addr, free_port, wait_until};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// How long a start (or restart) may take before the fixture gives up.
+const START_LIMIT: Duration = Duration::from_secs(10);
+/// How long a stop may take before the process is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(5);
+const INSTALL_HINT: &str = "install Redis (Debian/Ubuntu: apt-get install redis-server)";
+
+/// A running (or stopped, see [`RedisServer::stop`]) `redis-server` on `127.0.0.1:port()`.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    /// The process while it runs.
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Start a server on a free loopback port and wait until it answers `PING`. Panics when
+    /// `redis-server` is not installed (saying what to install) or does not come up.
+    pub fn start() -> RedisServer {
+        let mut last_error = String::new();
+        // A free port can be taken between choosing it and binding it: try a few.
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                port: free_port(),
+                child: None,
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("starting redis-server: {last_error}");
+    }
+
+    /// The port it listens on (kept across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Stop it the way an operator would (`SHUTDOWN NOSAVE`: clients see their connections
+    /// closed), killing the process if it has not exited within a few seconds. Returns once the
+    /// process is gone. A stopped server stays stopped.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = send_shutdown(self.port);
+        let exited = wait_until(STOP_LIMIT, || !matches!(child.try_wait(), Ok(None)));
+        if !exited {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+
+    /// Start it again on the same port (stopping it first if it runs) and wait until it
+    /// answers. Its data is gone: nothing is persisted.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn() {
+            panic!("restarting redis-server on port {}: {e}", self.port);
+        }
+    }
+
+    /// Run `redis-server` on `self.port` and wait for `PING`.
+    fn spawn(&mut self) -> Result<(), String> {
+        let port = self.port.to_string();
+        let child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("redis-server is not on PATH: {INSTALL_HINT}")
+            }
+            Err(e) => return Err(format!("spawning redis-server: {e}")),
+        };
+        let up = wait_until(START_LIMIT, || {
+            matches!(child.try_wait(), Ok(Some(_))) || ping(self.port)
+        });
+        if up && matches!(child.try_wait(), Ok(None)) {
+            self.child = Some(child);
+            return Ok(());
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!(
+            "redis-server on port {} exited or did not answer PING within {START_LIMIT:?}",
+            self.port
+        ))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether a Redis on `port` answers `PING` with `+PONG`.
+fn ping(port: u16) -> bool {
+    if !accepts(port) {
+        return false;
+    }
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("+PONG")
+}
+
+/// Send `SHUTDOWN NOSAVE` (the server closes the connection instead of answering).
+fn send_shutdown(port: u16) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect_timeout(&addr(port), Duration::from_millis(500))?;
+    stream.write_all(b"SHUTDOWN NOSAVE\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_server_stops_and_restarts_on_the_same_port() {
+        let mut redis = RedisServer::start();
+        let port = redis.port();
+        assert!(ping(port));
+        assert_eq!(redis.url(), format!("redis://127.0.0.1:{port}"));
+
+        redis.stop();
+        assert!(!redis.is_running());
+        assert!(!accepts(port), "nothing listens once stopped");
+
+        redis.restart();
+        assert_eq!(redis.port(), port);
+        assert!(ping(port));
+    }
+
+    #[test]
+    fn dropping_a_redis_server_kills_it() {
+        let redis = RedisServer::start();
+        let port = redis.port();
+        drop(redis);
+        assert!(wait_until(Duration::from_secs(5), || !accepts(port)));
+    }
+}
