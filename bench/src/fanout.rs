@@ -68,8 +68,8 @@ async fn acked(rx: tokio::sync::oneshot::Receiver<AckAnswer>) -> anyhow::Result<
 
 async fn arrange(stack: &Stack, args: &FanoutArgs) -> anyhow::Result<Fixture> {
     let ws = stack
-        .relay_ws
-        .as_deref()
+        .relays
+        .first()
         .context("the fanout bench needs a relay")?;
     let mut users = Vec::with_capacity(args.users);
     for i in 0..args.users {

@@ -4,13 +4,17 @@
 //! - `stack`: the API (fresh PostgreSQL database, own Redis prefix) and a relay, in process on
 //!   loopback port 0, stopped and cleaned up at the end.
 //! - `sio`: a minimal WebSocket-only Socket.IO client on tokio-tungstenite.
-//! - `fanout`, `api`, `publish`: the scenarios; `stats`: percentiles.
+//! - `fanout`, `api`, `publish`, `chat`: the scenarios; `stats`: percentiles; `cpu`: CPU time
+//!   from `/proc`.
 //!
 //! `cargo run --release -p bench -- fanout [--users N] [--messages M] [--senders K] [--window W]`
+//! `cargo run --release -p bench -- chat [--users 500] [--devices 2] [--rate 1000] [--secs 10] [--relays 1] [--drain 60]`
 //! `cargo run --release -p bench -- api [--clients C] [--requests R]`
 //! `cargo run --release -p bench -- publish [--publishes P]` (Redis only, no stack)
 
 mod api;
+mod chat;
+mod cpu;
 mod fanout;
 mod publish;
 mod sio;
@@ -28,6 +32,7 @@ enum Scenario {
     Fanout(fanout::FanoutArgs),
     Api(api::ApiArgs),
     Publish(publish::PublishArgs),
+    Chat(chat::ChatArgs),
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Scenario> {
@@ -59,7 +64,15 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
         Some("publish") => Scenario::Publish(publish::PublishArgs {
             publishes: take("publishes", 5000),
         }),
-        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P]"),
+        Some("chat") => Scenario::Chat(chat::ChatArgs {
+            users: take("users", 500),
+            devices: take("devices", 2),
+            rate: take("rate", 1000),
+            secs: take("secs", 10),
+            relays: take("relays", 1),
+            drain: take("drain", 60),
+        }),
+        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S]"),
     };
     if let Some(unknown) = flags.keys().next() {
         bail!("unknown flag --{unknown}");
@@ -91,11 +104,20 @@ fn main() -> anyhow::Result<()> {
                 .await
                 .context("the bench ran past its time limit")?;
         }
-        let stack = stack::Stack::start(matches!(scenario, Scenario::Fanout(_))).await?;
+        let relays = match &scenario {
+            Scenario::Fanout(_) => 1,
+            Scenario::Chat(args) => {
+                args.check()?;
+                args.relays
+            }
+            _ => 0,
+        };
+        let stack = stack::Stack::start(relays).await?;
         let outcome = tokio::time::timeout(TIME_LIMIT, async {
             match &scenario {
                 Scenario::Fanout(args) => fanout::run(&stack, args).await,
                 Scenario::Api(args) => api::run(&stack, args).await,
+                Scenario::Chat(args) => chat::run(&stack, args).await,
                 Scenario::Publish(_) => unreachable!("run above, without the stack"),
             }
         })

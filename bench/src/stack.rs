@@ -1,6 +1,6 @@
 //! The system under test, in this process on loopback port 0: the API against a fresh
-//! PostgreSQL database (created at start, dropped at the end), optionally one relay, both on
-//! Redis under a prefix of their own.
+//! PostgreSQL database (created at start, dropped at the end), and as many relays as asked
+//! (none, one, or several linked by the bus), all on Redis under a prefix of their own.
 
 use std::time::Duration;
 
@@ -41,8 +41,8 @@ pub fn prepare_environment() {
 
 pub struct Stack {
     pub api_url: String,
-    /// The relay's `ws://…/socket.io/` base, when one runs.
-    pub relay_ws: Option<String>,
+    /// Each relay's `ws://…/socket.io/` base (empty when none runs).
+    pub relays: Vec<String>,
     pub http: reqwest::Client,
     db_name: String,
     stops: Vec<oneshot::Sender<()>>,
@@ -50,7 +50,8 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub async fn start(with_relay: bool) -> anyhow::Result<Stack> {
+    /// Start the API and `relays` relays.
+    pub async fn start(relays: usize) -> anyhow::Result<Stack> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let db_name = format!("parley_bench_{id}");
         let prefix = format!("parley-bench-{id}");
@@ -72,18 +73,18 @@ impl Stack {
             let _ = rx.await;
         })));
         stops.push(tx);
-        let mut relay_ws = None;
-        if with_relay {
+        let mut relay_ws = Vec::with_capacity(relays);
+        for _ in 0..relays {
             let mut settings = socket_server::settings::Settings::load()?;
             settings.socket.host = "127.0.0.1".into();
             settings.socket.port = 0;
             settings.api.url = api_url.clone();
             settings.redis.url = redis_url();
-            settings.redis.prefix = prefix;
+            settings.redis.prefix = prefix.clone();
             let relay = socket_server::startup::Application::build(settings)
                 .await
                 .context("starting the relay")?;
-            relay_ws = Some(format!("ws://127.0.0.1:{}/socket.io/", relay.port()));
+            relay_ws.push(format!("ws://127.0.0.1:{}/socket.io/", relay.port()));
             let (tx, rx) = oneshot::channel::<()>();
             tasks.push(tokio::spawn(relay.run_until_stopped(async move {
                 let _ = rx.await;
@@ -92,7 +93,7 @@ impl Stack {
         }
         Ok(Stack {
             api_url,
-            relay_ws,
+            relays: relay_ws,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
