@@ -9,6 +9,7 @@
 //! - `auth`, `tokens`: registration, login, logout, the throttle; hostile tokens.
 //! - `users`, `conversations`, `messages`, `receipts`, `sync`: the resources.
 //! - `events`: what the API publishes on the bus after each commit.
+//! - `internal`: the relay's internal routes (service token, batch store, look-ups).
 //! - `ops`: health, readiness, metrics, OpenAPI and the error shape of the plumbing.
 
 mod auth;
@@ -16,6 +17,7 @@ mod backend;
 mod conversations;
 mod events;
 mod helpers;
+mod internal;
 mod messages;
 mod ops;
 mod receipts;
