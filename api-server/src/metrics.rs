@@ -1,9 +1,14 @@
-//! Prometheus metrics of the API: requests and latency by route, pool usage, bus failures.
+//! Prometheus metrics of the API: requests and latency by route, pool usage, the bus publisher
+//! (events published, dropped, whether the bus answers).
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+use shared::bus::publisher::PublisherCounters;
+use std::sync::Arc;
 
 /// The API's metrics, registered on their own registry (no globals: tests run many apps).
 #[derive(Clone)]
@@ -12,7 +17,6 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub pool: IntGaugeVec,
-    pub bus_publish_failures: IntCounter,
     pub messages_stored: IntCounter,
 }
 
@@ -40,25 +44,29 @@ impl Metrics {
             Opts::new("db_pool_connections", "Database pool connections by state"),
             &["state"],
         )?;
-        let bus_publish_failures = IntCounter::new(
-            "bus_publish_failures_total",
-            "Events that could not be published on the bus",
-        )?;
         let messages_stored =
             IntCounter::new("messages_stored_total", "Messages stored (not retries)")?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(pool.clone()))?;
-        registry.register(Box::new(bus_publish_failures.clone()))?;
         registry.register(Box::new(messages_stored.clone()))?;
         Ok(Self {
             registry,
             http_requests,
             http_duration,
             pool,
-            bus_publish_failures,
             messages_stored,
         })
+    }
+
+    /// Export the bus publisher's counters (read at each scrape). Called once per publisher;
+    /// a second call is logged and ignored (the names are taken).
+    pub fn watch_bus(&self, counters: Arc<PublisherCounters>) {
+        let registered = BusCollector::new(counters)
+            .and_then(|collector| self.registry.register(Box::new(collector)));
+        if let Err(e) = registered {
+            tracing::error!(error = %e, "registering the bus publisher metrics");
+        }
     }
 
     /// Record one finished request.
@@ -82,5 +90,62 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics");
         }
         String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// The bus publisher's atomics as Prometheus metrics, refreshed at each scrape: shared knows no
+/// Prometheus, so the values are copied when gathered.
+struct BusCollector {
+    counters: Arc<PublisherCounters>,
+    published: IntCounter,
+    dropped: IntCounter,
+    up: IntGauge,
+}
+
+impl BusCollector {
+    fn new(counters: Arc<PublisherCounters>) -> prometheus::Result<Self> {
+        Ok(Self {
+            counters,
+            published: IntCounter::new("bus_events_published_total", "Events the bus accepted")?,
+            dropped: IntCounter::new(
+                "bus_events_dropped_total",
+                "Events dropped: the bus was down or too slow, or the queue was full",
+            )?,
+            up: IntGauge::new(
+                "bus_up",
+                "1 while the bus answers the publisher, 0 during an outage",
+            )?,
+        })
+    }
+}
+
+/// Raise a counter to `value` (the atomics only grow).
+fn catch_up(counter: &IntCounter, value: u64) {
+    counter.inc_by(value.saturating_sub(counter.get()));
+}
+
+impl Collector for BusCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        [
+            &self.published.desc(),
+            &self.dropped.desc(),
+            &self.up.desc(),
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        catch_up(&self.published, self.counters.published());
+        catch_up(&self.dropped, self.counters.dropped());
+        self.up.set(i64::from(self.counters.bus_up()));
+        [
+            self.published.collect(),
+            self.dropped.collect(),
+            self.up.collect(),
+        ]
+        .concat()
     }
 }

@@ -1,46 +1,59 @@
-//! Publishing the API's events on the bus after each commit. Best effort: the database is the
-//! record, a failed publish is logged and counted, and clients recover through sync.
+//! Publishing the API's events on the bus after each commit, without ever waiting on it: a thin
+//! wrapper over [`shared::bus::publisher::BusPublisher`], which queues the event and sends it
+//! from its own task. Best effort: the database is the record; events the bus cannot take are
+//! dropped and counted (`bus_events_dropped_total`), and clients recover through sync.
 
+use crate::metrics::Metrics;
+use shared::bus::publisher::{BusPublisher, PublisherCounters};
 use shared::bus::Bus;
-use shared::events::{BusEvent, Envelope};
+use shared::events::BusEvent;
 use shared::ids::UserId;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinHandle;
+
+/// Events that may wait for the bus before further ones are dropped.
+const QUEUE_CAPACITY: usize = 16_384;
 
 #[derive(Clone)]
 pub struct Publisher {
-    bus: Arc<dyn Bus>,
-    origin: String,
-    failures: prometheus::IntCounter,
+    inner: BusPublisher,
+    /// The publisher's task until its owner takes it ([`Publisher::take_task`]). Left here, it
+    /// ends by itself when the last `Publisher` clone is dropped (after sending what is queued).
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl Publisher {
-    pub fn new(bus: Arc<dyn Bus>, failures: prometheus::IntCounter) -> Self {
+    /// Start the background publisher on `bus` (on the current Tokio runtime) and expose its
+    /// counters through `metrics`.
+    pub fn new(bus: Arc<dyn Bus>, metrics: &Metrics) -> Self {
+        let origin = format!("api-{}", uuid::Uuid::new_v4());
+        let (inner, task) = BusPublisher::start(bus, origin, QUEUE_CAPACITY);
+        metrics.watch_bus(inner.counters());
         Self {
-            bus,
-            origin: format!("api-{}", uuid::Uuid::new_v4()),
-            failures,
+            inner,
+            task: Arc::new(Mutex::new(Some(task))),
         }
     }
 
-    /// Publish `event` to the channel of every user in `to`.
+    /// Publish `event` to the channel of every user in `to`. Returns at once: the event is
+    /// queued (or dropped and counted when the queue is full).
     pub async fn publish(&self, to: &[UserId], event: BusEvent) {
-        if to.is_empty() {
-            return;
-        }
-        let envelope = Envelope {
-            origin: self.origin.clone(),
-            event,
-        };
-        let payload = match serde_json::to_string(&envelope) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "serializing a bus event");
-                return;
-            }
-        };
-        if let Err(e) = self.bus.publish(to, &payload).await {
-            self.failures.inc();
-            tracing::warn!(error = ?e, "publishing a bus event failed; clients will catch up through sync");
-        }
+        self.inner.publish(to, event);
+    }
+
+    /// The underlying handle (to share the queue with other publishers in the process).
+    pub fn bus_publisher(&self) -> &BusPublisher {
+        &self.inner
+    }
+
+    /// What was published and dropped, and whether the bus answers.
+    pub fn counters(&self) -> Arc<PublisherCounters> {
+        self.inner.counters()
+    }
+
+    /// The publisher's task, for the application to own (await it after the last handle is
+    /// gone, or abort it). `None` once taken.
+    pub fn take_task(&self) -> Option<JoinHandle<()>> {
+        self.task.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

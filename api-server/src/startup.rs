@@ -45,7 +45,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let keys = JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?;
         let metrics = Metrics::new().context("registering metrics")?;
-        let publisher = Publisher::new(bus.clone(), metrics.bus_publish_failures.clone());
+        let publisher = Publisher::new(bus.clone(), &metrics);
         let state = AppState {
             store,
             bus,

@@ -1,7 +1,7 @@
 //! A PostgreSQL cluster of the test's own: `initdb` into a temporary directory, served by
 //! `pg_ctl` on a free loopback port with trust authentication, removed on drop.
 
-use crate::port::{accepts, free_port, wait_until};
+use super::port::{accepts, free_port, wait_until};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -207,30 +207,5 @@ fn expect_ok(out: std::io::Result<Output>, what: &str) {
             panic!("{what}: a binary is missing ({e}): {INSTALL_HINT}")
         }
         Err(e) => panic!("{what}: {e}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cluster_stops_and_restarts_on_the_same_port() {
-        let mut pg = PgCluster::start();
-        let port = pg.port();
-        assert!(accepts(port));
-        assert_eq!(
-            pg.url("postgres"),
-            format!("postgres://postgres@127.0.0.1:{port}/postgres")
-        );
-
-        pg.stop();
-        assert!(!accepts(port), "nothing listens once stopped");
-
-        pg.restart();
-        assert!(accepts(port));
-        let dir = pg.dir.clone();
-        drop(pg);
-        assert!(!dir.exists(), "the directory is removed on drop");
     }
 }

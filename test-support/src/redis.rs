@@ -1,6 +1,6 @@
 //! A `redis-server` of the test's own: no persistence, loopback only, killed on drop.
 
-use crate::port::{accepts, addr, free_port, wait_until};
+use super::port::{accepts, addr, free_port, wait_until};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -143,33 +143,4 @@ fn ping(port: u16) -> bool {
 fn send_shutdown(port: u16) -> std::io::Result<()> {
     let mut stream = TcpStream::connect_timeout(&addr(port), Duration::from_millis(500))?;
     stream.write_all(b"SHUTDOWN NOSAVE\r\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_redis_server_stops_and_restarts_on_the_same_port() {
-        let mut redis = RedisServer::start();
-        let port = redis.port();
-        assert!(ping(port));
-        assert_eq!(redis.url(), format!("redis://127.0.0.1:{port}"));
-
-        redis.stop();
-        assert!(!redis.is_running());
-        assert!(!accepts(port), "nothing listens once stopped");
-
-        redis.restart();
-        assert_eq!(redis.port(), port);
-        assert!(ping(port));
-    }
-
-    #[test]
-    fn dropping_a_redis_server_kills_it() {
-        let redis = RedisServer::start();
-        let port = redis.port();
-        drop(redis);
-        assert!(wait_until(Duration::from_secs(5), || !accepts(port)));
-    }
 }

@@ -16,6 +16,9 @@ use shared::wire::{AuthResponse, User};
 use std::time::Duration;
 use utoipa::ToSchema;
 
+/// Longest logout waits for the bus to record a revocation.
+const BUS_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// `POST /api/auth/register` body.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -137,12 +140,21 @@ pub async fn logout(user: AuthUser, state: web::Data<AppState>) -> ApiResult<Htt
     // Relays check revocations on the bus; keep the mark as long as the token could verify.
     let leeway = state.keys.settings().leeway_secs;
     let remaining = (user.claims.exp - Utc::now().timestamp()).max(0) as u64 + leeway;
-    if let Err(e) = state
-        .bus
-        .revoke_token(&jti, Duration::from_secs(remaining))
-        .await
-    {
-        tracing::warn!(error = ?e, "recording the revocation on the bus failed; the relays learn it from the logout event or at token expiry");
+    // Bounded: during a bus outage logout still answers at once (the database has the
+    // revocation, so this API refuses the token either way).
+    let recorded = tokio::time::timeout(
+        BUS_TIMEOUT,
+        state.bus.revoke_token(&jti, Duration::from_secs(remaining)),
+    )
+    .await;
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = ?e, "recording the revocation on the bus failed; the relays learn it from the logout event or at token expiry");
+        }
+        Err(_) => {
+            tracing::warn!("recording the revocation on the bus timed out; the relays learn it from the logout event or at token expiry");
+        }
     }
     state
         .publisher

@@ -1,5 +1,6 @@
-//! Probes: liveness (`/health`, the process answers) and readiness (`/ready`, its database and
-//! bus answer too).
+//! Probes: liveness (`/health`, the process answers) and readiness (`/ready`, its database
+//! answers; the bus is reported but does not make the API unready: without it the API still
+//! stores and serves everything, only live events are lost).
 
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -8,8 +9,10 @@ use std::future::Future;
 use std::time::Duration;
 use utoipa::ToSchema;
 
-/// How long each readiness check may take before it counts as failed.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the database check may take before it counts as failed.
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the bus check may take before it counts as failed.
+const BUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// `{"status":"ok"}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -17,7 +20,8 @@ pub struct HealthResponse {
     pub status: &'static str,
 }
 
-/// `{"status":"ready"|"unavailable","checks":{"database":"ok"|"error","bus":"ok"|"error"}}`.
+/// `{"status":"ready"|"degraded"|"unavailable","checks":{"database":"ok"|"error","bus":"ok"|"error"}}`:
+/// `degraded` when only the bus fails, `unavailable` when the database does.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadyResponse {
     pub status: &'static str,
@@ -40,40 +44,52 @@ pub async fn health() -> web::Json<HealthResponse> {
     web::Json(HealthResponse { status: "ok" })
 }
 
-/// Readiness: the database and the bus answer within 2 s each.
+/// Readiness: 200 while the database answers (within 2 s), `ready` when the bus answers too
+/// (within 500 ms), `degraded` when it does not; 503 `unavailable` when the database fails.
 #[utoipa::path(
     get, path = "/ready", tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = ReadyResponse),
-        (status = 503, description = "A dependency does not answer; its check says `error`", body = ReadyResponse),
+        (status = 200, description = "Ready, or `degraded`: the bus does not answer (live events are lost, everything else works)", body = ReadyResponse),
+        (status = 503, description = "The database does not answer; its check says `error`", body = ReadyResponse),
     )
 )]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let (database, bus) = tokio::join!(
-        check("database", async {
+        check("database", DATABASE_TIMEOUT, async {
             state.store.ping().await.map_err(anyhow::Error::from)
         }),
-        check("bus", async {
+        check("bus", BUS_TIMEOUT, async {
             state.bus.ping().await.map_err(anyhow::Error::from)
         }),
     );
-    let ready = database && bus;
     let body = ReadyResponse {
-        status: if ready { "ready" } else { "unavailable" },
+        status: status(database, bus),
         checks: ReadyChecks {
             database: label(database),
             bus: label(bus),
         },
     };
-    if ready {
+    if database {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
 
-async fn check(name: &str, ping: impl Future<Output = anyhow::Result<()>>) -> bool {
-    match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
+fn status(database: bool, bus: bool) -> &'static str {
+    match (database, bus) {
+        (true, true) => "ready",
+        (true, false) => "degraded",
+        (false, _) => "unavailable",
+    }
+}
+
+async fn check(
+    name: &str,
+    limit: Duration,
+    ping: impl Future<Output = anyhow::Result<()>>,
+) -> bool {
+    match tokio::time::timeout(limit, ping).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             tracing::warn!(check = name, error = ?e, "readiness check failed");

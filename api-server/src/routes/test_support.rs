@@ -153,7 +153,7 @@ pub fn state(store: TestStore) -> AppState {
     let limits = limits();
     AppState {
         store: Arc::new(store),
-        publisher: Publisher::new(bus.clone(), metrics.bus_publish_failures.clone()),
+        publisher: Publisher::new(bus.clone(), &metrics),
         bus,
         keys,
         metrics,

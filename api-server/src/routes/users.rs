@@ -9,10 +9,13 @@ use serde::Deserialize;
 use shared::bus::PresenceState;
 use shared::errors::ErrorEnvelope;
 use shared::wire::{User, UserWithPresence};
+use std::time::Duration;
 use utoipa::IntoParams;
 
 /// Default number of users a search answers.
 const DEFAULT_LIMIT: i64 = 20;
+/// Longest a search waits for presence before answering everyone offline.
+const PRESENCE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Longest search string accepted, in characters.
 const MAX_SEARCH_CHARS: usize = 100;
 
@@ -68,7 +71,7 @@ pub async fn search(
 }
 
 /// Presence of each user in order; everyone offline and never seen when the bus cannot answer
-/// (presence is a hint, the search itself still succeeds).
+/// within [`PRESENCE_TIMEOUT`] (presence is a hint, the search itself still succeeds).
 async fn presence_of(state: &AppState, users: &[User]) -> Vec<PresenceState> {
     let unknown = PresenceState {
         online: false,
@@ -78,7 +81,12 @@ async fn presence_of(state: &AppState, users: &[User]) -> Vec<PresenceState> {
         return Vec::new();
     }
     let ids: Vec<_> = users.iter().map(|u| u.id).collect();
-    match state.bus.presence(&ids).await {
+    let answer = tokio::time::timeout(PRESENCE_TIMEOUT, state.bus.presence(&ids)).await;
+    let Ok(answer) = answer else {
+        tracing::warn!("reading presence timed out; answering everyone offline");
+        return vec![unknown; ids.len()];
+    };
+    match answer {
         Ok(states) if states.len() == ids.len() => states,
         Ok(states) => {
             tracing::error!(

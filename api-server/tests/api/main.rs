@@ -14,6 +14,7 @@
 
 mod auth;
 mod backend;
+mod bus_outage;
 mod conversations;
 mod events;
 mod helpers;
