@@ -10,6 +10,7 @@ mod helpers;
 mod limits;
 mod node_clients;
 mod ops;
+mod port;
 mod presence;
 mod recovery;
 mod rust_clients;

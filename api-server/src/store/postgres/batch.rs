@@ -58,7 +58,13 @@ pub async fn send(
             .await;
         match result {
             Ok(stored) => break stored,
-            Err(TxError::Raced) if attempt < ATTEMPTS => attempt += 1,
+            Err(TxError::Raced) if attempt < ATTEMPTS => {
+                tracing::debug!(
+                    attempt,
+                    "a concurrent send committed a key of the batch; again"
+                );
+                attempt += 1;
+            }
             Err(TxError::Raced) => {
                 return Err(anyhow::anyhow!("the batch lost {ATTEMPTS} races in a row").into())
             }
