@@ -69,11 +69,13 @@ impl AllInOne {
                 .await?;
         let api_url = format!("http://{}:{}", loopback(&api_settings.api.host), api.port());
         relay_settings.api.url = api_url.clone();
+        // The relay calls the API's logic in process: no loopback HTTP, no second token check.
         let relay = socket_server::startup::Application::build_with(
             relay_settings.clone(),
             bus,
             subscriber,
             received,
+            api.relay_port(),
         )
         .await?;
         let socket_url = format!(

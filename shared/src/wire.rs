@@ -202,3 +202,55 @@ impl From<&Message> for MessageSaved {
         }
     }
 }
+
+/// `message_failed`: a relayed message could not be stored (the sender's ack carries the same
+/// error); devices showing its optimistic copy mark it failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageFailed {
+    pub client_msg_id: String,
+    pub conversation_id: ConversationId,
+    pub error: crate::errors::AckError,
+}
+
+/// `typing`: a member started or stopped typing in a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Typing {
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
+    pub is_typing: bool,
+}
+
+/// `presence`: a contact came online or went offline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Presence {
+    pub user_id: UserId,
+    pub online: bool,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// `online_users`: the contacts online when a socket connects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlineUsers {
+    pub users: Vec<UserId>,
+}
+
+/// `session_revoked`: the token this socket connected with was revoked; the socket is closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRevoked {
+    pub reason: String,
+}
+
+/// The ack of a stored `send_message`: [`MessageSaved`] with `success` and `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendAck {
+    pub success: bool,
+    #[serde(flatten)]
+    pub saved: MessageSaved,
+    pub status: MessageStatus,
+}

@@ -29,8 +29,11 @@ limits:
   text_chars: 4000
   store_attempts: 4
   store_backoff_ms: 200
-  membership_cache_secs: 10
   sends_queued_per_socket: 32
+  sends_in_flight: 20000
+  store_lanes: 4
+  store_batch_max: 128
+  requests_per_socket: 8
   sends_per_sec: 10
   sends_burst: 20
   typing_per_sec: 5
@@ -102,10 +105,17 @@ pub struct Limits {
     pub store_attempts: u32,
     /// First backoff between attempts (doubled each time).
     pub store_backoff_ms: u64,
-    /// How long a membership answer of the API is trusted.
-    pub membership_cache_secs: u64,
     /// Sends of one socket waiting to be stored; beyond, the ack is `rate_limited`.
     pub sends_queued_per_socket: usize,
+    /// Sends of the whole relay waiting to be stored; beyond, the ack is `rate_limited`.
+    pub sends_in_flight: usize,
+    /// Store lanes: batches stored side by side (each lane one at a time; a user's sends
+    /// always take the same lane, so their order is kept).
+    pub store_lanes: usize,
+    /// Most messages stored in one batch (one request, one transaction).
+    pub store_batch_max: usize,
+    /// `sync` / `mark_*` requests of one socket waiting for the API; beyond, `rate_limited`.
+    pub requests_per_socket: usize,
     /// `send_message` rate per user on this relay (token bucket refill per second); beyond,
     /// the ack is `rate_limited` (retryable).
     pub sends_per_sec: u32,
@@ -144,14 +154,14 @@ impl Settings {
     /// Checks serde cannot express.
     pub fn validate(&self) -> Result<(), SettingsError> {
         shared::auth::JwtKeys::new(&self.jwt).map_err(SettingsError)?;
-        if self.limits.store_attempts == 0 || self.limits.sends_queued_per_socket == 0 {
-            return Err(SettingsError(
-                "limits.store_attempts and limits.sends_queued_per_socket must be at least 1"
-                    .into(),
-            ));
-        }
         let l = &self.limits;
-        if l.sends_per_sec == 0
+        if l.store_attempts == 0
+            || l.sends_queued_per_socket == 0
+            || l.sends_in_flight == 0
+            || l.store_lanes == 0
+            || l.store_batch_max == 0
+            || l.requests_per_socket == 0
+            || l.sends_per_sec == 0
             || l.sends_burst == 0
             || l.typing_per_sec == 0
             || l.connections_per_user == 0

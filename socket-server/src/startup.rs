@@ -11,71 +11,111 @@ use anyhow::Context;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use shared::auth::JwtKeys;
+use shared::bus::publisher::BusPublisher;
 use shared::bus::redis::RedisBus;
 use shared::bus::{subscriber, Bus, BusMessage, Keys};
+use shared::port::RelayPort;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::chat::{
-    api::ApiClient, cache, dispatch, limits::RateLimiter, metrics::Metrics, presence,
-    registry::Registry, ChatHandler, ChatState,
+    cache, dispatch, limits::RateLimiter, membership::MembershipView, metrics::Metrics,
+    port_http::HttpPort, presence, registry::Registry, store, ChatHandler, ChatState,
 };
 use crate::engineio::{self, Body, EngineConfig, FallbackFuture, Hooks, Refusal, RequestInfo};
 use crate::settings::Settings;
 use crate::socketio::{SocketIo, SocketIoConfig};
+
+/// Events waiting for the bus publisher; beyond, they are dropped and counted.
+const PUBLISH_QUEUE: usize = 65_536;
 
 pub struct Application {
     port: u16,
     listener: TcpListener,
     endpoint: engineio::Endpoint<SocketIo>,
     state: Arc<ChatState>,
+    /// The bus publisher's task.
+    publishing: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
-    /// Connect to Redis and bind the port. Fails with the reason when Redis cannot be reached.
+    /// Connect to Redis and bind the port; the API is reached over HTTP at `api.url`. Fails
+    /// with the reason when Redis cannot be reached.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let keys = Keys::new(&settings.redis.prefix);
         let bus = RedisBus::connect(&settings.redis.url, keys.clone())
             .await
             .context("connecting to Redis (REDIS_URL)")?;
         let (subscriber, received) = subscriber::redis(bus.client().clone(), keys);
-        Self::build_with(settings, Arc::new(bus), subscriber, received).await
+        let port = HttpPort::new(
+            &settings.api.url,
+            Duration::from_millis(settings.api.timeout_ms),
+            JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?,
+        )
+        .context("building the API client (API_URL)")?;
+        Self::build_with(
+            settings,
+            Arc::new(bus),
+            subscriber,
+            received,
+            Arc::new(port),
+        )
+        .await
     }
 
-    /// Build on a given bus and subscriber (the all-in-one binary passes in-process ones).
+    /// Build on a given bus, subscriber and API port (the all-in-one binary passes in-process
+    /// ones).
     pub async fn build_with(
         settings: Settings,
         bus: Arc<dyn Bus>,
         subscriber: subscriber::Subscriber,
         received: mpsc::Receiver<BusMessage>,
+        api: Arc<dyn RelayPort>,
     ) -> anyhow::Result<Self> {
         let limits = &settings.limits;
-        let api = ApiClient::new(
-            &settings.api.url,
-            Duration::from_millis(settings.api.timeout_ms),
-            limits.store_attempts,
-            Duration::from_millis(limits.store_backoff_ms),
-        )
-        .context("building the API client")?;
+        let keys = JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?;
         let metrics = Metrics::default();
-        let state = Arc::new(ChatState {
-            keys: JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?,
+        let origin = format!("relay-{}", uuid::Uuid::new_v4());
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        // Owned here, ended at the end of `run_until_stopped` (it also ends by itself once the
+        // state, its last handle, is dropped).
+        let (publisher, publishing) =
+            BusPublisher::start(bus.clone(), origin.clone(), PUBLISH_QUEUE);
+        let state = Arc::new_cyclic(|weak| ChatState {
+            keys,
             bus,
+            publisher,
             subscriber,
             registry: Registry::new(metrics.outbox_drops.clone()),
-            api,
-            origin: format!("relay-{}", uuid::Uuid::new_v4()),
-            members: cache::MembershipCache::new(Duration::from_secs(limits.membership_cache_secs)),
+            port: api,
+            origin,
+            view: MembershipView::default(),
             relayed: cache::RecentlyRelayed::default(),
             limits: limits.clone(),
             metrics,
             presence: presence::Presence::new(settings.presence.clone()),
             sends: RateLimiter::new(limits.sends_per_sec, limits.sends_burst),
             typing: RateLimiter::new(limits.typing_per_sec, limits.typing_per_sec),
-            in_flight: Default::default(),
+            admission: store::Admission::default(),
+            store: store::StoreLanes::start(
+                limits.store_lanes,
+                limits.store_batch_max,
+                weak.clone(),
+                &tasks,
+                &stop,
+            ),
+            tasks: tasks.clone(),
+            stop: stop.clone(),
         });
-        tokio::spawn(dispatch::run(state.clone(), received));
-        tokio::spawn(presence::refresh_forever(Arc::downgrade(&state)));
+        tasks.spawn(dispatch::run(
+            Arc::downgrade(&state),
+            received,
+            stop.clone(),
+        ));
+        tasks.spawn(presence::refresh_forever(Arc::downgrade(&state), stop));
 
         let listener = TcpListener::bind((settings.socket.host.as_str(), settings.socket.port))
             .await
@@ -121,10 +161,14 @@ impl Application {
                     .metrics
                     .subscriber_errors
                     .catch_up(state.subscriber.errors());
+                let bus = state.publisher.counters();
+                state.metrics.bus_published.catch_up(bus.published());
+                state.metrics.bus_dropped.catch_up(bus.dropped());
+                state.metrics.bus_up.set(i64::from(bus.bus_up()));
                 let metrics = state.metrics.render(count, users, sockets);
-                let bus = state.bus.clone();
+                let bus_up = bus.bus_up();
                 let path = request.uri().path().to_owned();
-                Box::pin(async move { ops(&path, metrics, bus).await })
+                Box::pin(async move { ops(&path, metrics, bus_up) })
             }
         });
         let endpoint = engineio::Endpoint::new(config, Arc::new(io), hooks);
@@ -135,6 +179,7 @@ impl Application {
             listener,
             endpoint,
             state,
+            publishing,
         })
     }
 
@@ -149,31 +194,53 @@ impl Application {
     /// elsewhere (`server shutting down`). See [`engineio::serve_draining`].
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let state = self.state;
+        let draining = state.clone();
         let drain = |budget: Duration| async move {
-            let left = state.in_flight.drain(budget).await;
+            let left = draining.admission.drain(budget).await;
             if left > 0 {
                 tracing::warn!(left, "shutting down with sends not yet stored");
             }
         };
-        engineio::serve_draining(self.listener, self.endpoint, shutdown, drain).await
+        let served = engineio::serve_draining(self.listener, self.endpoint, shutdown, drain).await;
+        // The chat layer's tasks end with the relay.
+        state.stop.cancel();
+        state.tasks.close();
+        if tokio::time::timeout(TASKS_GRACE, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(left = state.tasks.len(), "chat tasks still running at exit");
+        }
+        // The publisher sends what is queued once its last handle (in the state) is gone.
+        drop(state);
+        let mut publishing = self.publishing;
+        if tokio::time::timeout(TASKS_GRACE, &mut publishing)
+            .await
+            .is_err()
+        {
+            publishing.abort();
+        }
+        served
     }
 }
 
-/// `/health` (the relay and its Redis) and `/metrics`.
-async fn ops(path: &str, metrics: String, bus: Arc<dyn Bus>) -> Response<Body> {
+/// How long the chat layer's tasks get to end after the connections are closed.
+const TASKS_GRACE: Duration = Duration::from_secs(2);
+
+/// `/health` (answers at once, whatever Redis does: the bus state is what the publisher last
+/// saw) and `/metrics`.
+fn ops(path: &str, metrics: String, bus_up: bool) -> Response<Body> {
     let (status, content_type, body) = match path {
-        "/health" => match bus.ping().await {
-            Ok(()) => (
-                StatusCode::OK,
-                "application/json",
-                r#"{"status":"ok","redis":"ok"}"#.to_owned(),
-            ),
-            Err(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "application/json",
-                r#"{"status":"degraded","redis":"unreachable"}"#.to_owned(),
-            ),
-        },
+        "/health" => (
+            StatusCode::OK,
+            "application/json",
+            if bus_up {
+                r#"{"status":"ok","bus":"ok"}"#
+            } else {
+                r#"{"status":"ok","bus":"degraded"}"#
+            }
+            .to_owned(),
+        ),
         "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", metrics),
         _ => (
             StatusCode::NOT_FOUND,

@@ -1,12 +1,13 @@
 //! Authenticating a socket at connect: the handshake's `auth.token` is verified with the API's
-//! JWT rules, then checked against the revoked tokens on the bus.
+//! JWT rules, then its session is checked with the system of record through the port (a token
+//! revoked by logout is refused even when Redis lost its data).
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use shared::auth::{JwtKeys, TokenError};
-use shared::bus::Bus;
 use shared::errors::ErrorCode;
 use shared::ids::UserId;
+use shared::port::RelayPort;
 
 use crate::socketio::ConnectError;
 
@@ -16,7 +17,7 @@ pub struct Session {
     pub user: UserId,
     /// The token's id (logout revokes by it).
     pub jti: String,
-    /// The bearer token, replayed to the API on the user's behalf.
+    /// The bearer token the socket connected with.
     pub token: SecretString,
 }
 
@@ -29,7 +30,7 @@ pub fn refusal(code: ErrorCode) -> ConnectError {
 pub async fn authenticate(
     auth: &Value,
     keys: &JwtKeys,
-    bus: &dyn Bus,
+    port: &dyn RelayPort,
 ) -> Result<Session, ConnectError> {
     let token = auth
         .get("token")
@@ -44,11 +45,11 @@ pub async fn authenticate(
     let user = claims
         .user_id()
         .map_err(|_| refusal(ErrorCode::InvalidToken))?;
-    match bus.is_token_revoked(&claims.jti).await {
-        Ok(false) => {}
-        Ok(true) => return Err(refusal(ErrorCode::TokenRevoked)),
+    match port.session_active(user, &claims.jti).await {
+        Ok(true) => {}
+        Ok(false) => return Err(refusal(ErrorCode::TokenRevoked)),
         Err(error) => {
-            tracing::warn!(%error, "checking token revocation failed");
+            tracing::warn!(code = %error.code, "checking the session failed");
             return Err(refusal(ErrorCode::ServiceUnavailable));
         }
     }
@@ -62,9 +63,12 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
     use shared::auth::JwtSettings;
-    use shared::bus::memory::MemoryBus;
-    use std::time::Duration;
+    use shared::errors::AckError;
+    use shared::ids::ConversationId;
+    use shared::port::{ConversationMembers, Receipt, StoreItem, StoreOutcome};
+    use shared::wire::{MemberState, SyncResponse};
 
     fn keys() -> JwtKeys {
         JwtKeys::new(&JwtSettings {
@@ -77,15 +81,51 @@ mod tests {
         .unwrap()
     }
 
-    async fn code_of(auth: Value, bus: &MemoryBus) -> String {
-        let refusal = authenticate(&auth, &keys(), bus).await.err().unwrap();
+    /// A port that knows one active session and nothing else (a unit-test double of our own).
+    struct Sessions(Option<(UserId, String)>);
+
+    #[async_trait]
+    impl RelayPort for Sessions {
+        async fn session_active(&self, user: UserId, jti: &str) -> Result<bool, AckError> {
+            Ok(self.0.as_ref().is_some_and(|(u, j)| *u == user && j == jti))
+        }
+        async fn memberships(&self, _: UserId) -> Result<Vec<ConversationMembers>, AckError> {
+            unreachable!()
+        }
+        async fn members(
+            &self,
+            _: UserId,
+            _: ConversationId,
+        ) -> Result<Option<Vec<UserId>>, AckError> {
+            unreachable!()
+        }
+        async fn store(&self, _: Vec<StoreItem>) -> Result<Vec<StoreOutcome>, AckError> {
+            unreachable!()
+        }
+        async fn mark(
+            &self,
+            _: UserId,
+            _: ConversationId,
+            _: Receipt,
+            _: i64,
+        ) -> Result<MemberState, AckError> {
+            unreachable!()
+        }
+        async fn sync(&self, _: UserId, _: Option<String>) -> Result<SyncResponse, AckError> {
+            unreachable!()
+        }
+    }
+
+    async fn code_of(auth: Value, port: &Sessions) -> String {
+        let refusal = authenticate(&auth, &keys(), port).await.err().unwrap();
         refusal.data.unwrap()["code"].as_str().unwrap().to_owned()
     }
 
     #[tokio::test]
-    async fn a_valid_token_gives_its_user_and_jti() {
+    async fn a_valid_token_of_an_active_session_gives_its_user_and_jti() {
         let (token, claims) = keys().issue(UserId(7)).unwrap();
-        let session = authenticate(&json!({ "token": token }), &keys(), &MemoryBus::new())
+        let port = Sessions(Some((UserId(7), claims.jti.clone())));
+        let session = authenticate(&json!({ "token": token }), &keys(), &port)
             .await
             .ok()
             .unwrap();
@@ -93,12 +133,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn missing_garbage_foreign_and_revoked_tokens_are_refused_with_their_code() {
-        let bus = MemoryBus::new();
-        assert_eq!(code_of(json!({}), &bus).await, "missing_token");
-        assert_eq!(code_of(json!({ "token": "" }), &bus).await, "missing_token");
+    async fn missing_garbage_foreign_and_inactive_tokens_are_refused_with_their_code() {
+        let port = Sessions(None);
+        assert_eq!(code_of(json!({}), &port).await, "missing_token");
         assert_eq!(
-            code_of(json!({ "token": "a.b.c" }), &bus).await,
+            code_of(json!({ "token": "" }), &port).await,
+            "missing_token"
+        );
+        assert_eq!(
+            code_of(json!({ "token": "a.b.c" }), &port).await,
             "invalid_token"
         );
         let other = JwtKeys::new(&JwtSettings {
@@ -108,15 +151,12 @@ mod tests {
         .unwrap();
         let (foreign, _) = other.issue(UserId(1)).unwrap();
         assert_eq!(
-            code_of(json!({ "token": foreign }), &bus).await,
+            code_of(json!({ "token": foreign }), &port).await,
             "invalid_token"
         );
-        let (token, claims) = keys().issue(UserId(1)).unwrap();
-        bus.revoke_token(&claims.jti, Duration::from_secs(60))
-            .await
-            .unwrap();
+        let (token, _) = keys().issue(UserId(1)).unwrap();
         assert_eq!(
-            code_of(json!({ "token": token }), &bus).await,
+            code_of(json!({ "token": token }), &port).await,
             "token_revoked"
         );
     }

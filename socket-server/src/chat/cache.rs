@@ -1,86 +1,61 @@
-//! Two short-lived memories of the relay: who is in a conversation (as the API last said, per
-//! asking user), and which messages were relayed before being stored.
+//! A short-lived memory of the relay: which messages were relayed before being stored.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use shared::ids::{ConversationId, UserId};
+use shared::ids::UserId;
 
-/// How long a relayed message is remembered: far longer than storing it takes.
-const RELAYED_TTL: Duration = Duration::from_secs(300);
-/// Entries kept at most; the oldest are dropped past it (bounded memory).
-const MAX_ENTRIES: usize = 100_000;
-
-/// A conversation's members as one of them was told, and when.
-type MembersEntry = (Vec<UserId>, Instant);
-
-/// Members of conversations, as the API answered a member's `GET /api/conversations/{id}`.
-pub struct MembershipCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<(UserId, ConversationId), MembersEntry>>,
-}
-
-impl MembershipCache {
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The members of `conversation` if `user` was found to be one of them recently.
-    pub fn get(&self, user: UserId, conversation: ConversationId) -> Option<Vec<UserId>> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(&(user, conversation))
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(members, _)| members.clone())
-    }
-
-    pub fn put(&self, user: UserId, conversation: ConversationId, members: Vec<UserId>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            let ttl = self.ttl;
-            entries.retain(|_, (_, at)| at.elapsed() < ttl);
-        }
-        if entries.len() < MAX_ENTRIES {
-            entries.insert((user, conversation), (members, Instant::now()));
-        }
-    }
-
-    /// Forget a conversation whose members changed.
-    pub fn invalidate(&self, conversation: ConversationId) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|(_, c), _| *c != conversation);
-    }
-}
+/// How long a relayed message is remembered at least, load permitting: far longer than storing
+/// it takes.
+const RELAYED_TTL: Duration = Duration::from_secs(120);
+/// Entries per generation; past it the older generation is forgotten (bounded memory, and the
+/// newest entries are always kept).
+const GENERATION_MAX: usize = 50_000;
 
 /// Messages (sender, clientMsgId) whose optimistic copy this relay delivered (it sent it, or
 /// received `message_relayed` for a local user). When `message_stored` arrives for one of these,
 /// devices already show it and only need `message_saved`; for any other (sent through REST, or
 /// relayed while none of the members was connected here) they also need `receive_message`.
-#[derive(Default)]
+///
+/// Two generations: inserts go to the current one, which becomes the previous one when it is
+/// `RELAYED_TTL / 2` old or full; an entry lives between one and two generations.
 pub struct RecentlyRelayed {
-    entries: Mutex<HashMap<(UserId, String), Instant>>,
+    inner: Mutex<Generations>,
+}
+
+struct Generations {
+    current: HashSet<(UserId, String)>,
+    previous: HashSet<(UserId, String)>,
+    started: Instant,
+}
+
+impl Default for RecentlyRelayed {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Generations {
+                current: HashSet::new(),
+                previous: HashSet::new(),
+                started: Instant::now(),
+            }),
+        }
+    }
 }
 
 impl RecentlyRelayed {
     pub fn insert(&self, sender: UserId, client_msg_id: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, at| at.elapsed() < RELAYED_TTL);
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.current.len() >= GENERATION_MAX || g.started.elapsed() >= RELAYED_TTL / 2 {
+            g.previous = std::mem::take(&mut g.current);
+            g.started = Instant::now();
         }
-        if entries.len() < MAX_ENTRIES {
-            entries.insert((sender, client_msg_id.to_owned()), Instant::now());
-        }
+        g.current.insert((sender, client_msg_id.to_owned()));
     }
 
     pub fn contains(&self, sender: UserId, client_msg_id: &str) -> bool {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(&(sender, client_msg_id.to_owned()))
-            .is_some_and(|at| at.elapsed() < RELAYED_TTL)
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (sender, client_msg_id.to_owned());
+        g.current.contains(&key) || g.previous.contains(&key)
     }
 }
 
@@ -89,26 +64,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn membership_answers_expire() {
-        let cache = MembershipCache::new(Duration::ZERO);
-        cache.put(UserId(1), ConversationId(2), vec![UserId(1)]);
-        assert_eq!(cache.get(UserId(1), ConversationId(2)), None);
-        let cache = MembershipCache::new(Duration::from_secs(60));
-        cache.put(UserId(1), ConversationId(2), vec![UserId(1), UserId(3)]);
-        assert_eq!(cache.get(UserId(3), ConversationId(2)), None);
-        assert_eq!(
-            cache.get(UserId(1), ConversationId(2)).map(|m| m.len()),
-            Some(2)
-        );
-        cache.invalidate(ConversationId(2));
-        assert_eq!(cache.get(UserId(1), ConversationId(2)), None);
-    }
-
-    #[test]
     fn relayed_messages_are_remembered_by_sender_and_client_msg_id() {
         let relayed = RecentlyRelayed::default();
         relayed.insert(UserId(1), "m-1");
         assert!(relayed.contains(UserId(1), "m-1"));
         assert!(!relayed.contains(UserId(2), "m-1"));
+    }
+
+    #[test]
+    fn past_two_generations_the_oldest_entries_are_forgotten_and_the_newest_kept() {
+        let relayed = RecentlyRelayed::default();
+        for i in 0..=2 * GENERATION_MAX {
+            relayed.insert(UserId(1), &i.to_string());
+        }
+        assert!(!relayed.contains(UserId(1), "0"));
+        assert!(relayed.contains(UserId(1), &GENERATION_MAX.to_string()));
+        assert!(relayed.contains(UserId(1), &(2 * GENERATION_MAX).to_string()));
     }
 }

@@ -1,22 +1,45 @@
 //! From the bus to the local sockets: every event published on the channel of a user connected
 //! here is turned into Socket.IO events on that user's devices.
 
-use std::sync::Arc;
+use std::sync::Weak;
 use std::time::Instant;
 
-use serde_json::{json, Value};
 use shared::bus::BusMessage;
 use shared::events::{BusEvent, Envelope};
 use shared::ids::UserId;
-use shared::wire::MessageSaved;
+use shared::wire::{MessageFailed, MessageSaved, Presence, SessionRevoked, Typing};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::auth::Session;
 use super::ChatState;
 
-/// Deliver what the subscriber receives until it stops.
-pub async fn run(state: Arc<ChatState>, mut received: mpsc::Receiver<BusMessage>) {
-    while let Some(message) = received.recv().await {
+/// Deliver what the subscriber receives until the relay stops (or is dropped).
+pub async fn run(
+    state: Weak<ChatState>,
+    mut received: mpsc::Receiver<BusMessage>,
+    stop: CancellationToken,
+) {
+    // What this relay's own envelopes begin with (`origin` is serialised first): those come
+    // back from the bus and are skipped before any parsing.
+    let own = match state.upgrade() {
+        Some(state) => format!(
+            "{{\"origin\":{}",
+            serde_json::Value::from(state.origin.as_str())
+        ),
+        None => return,
+    };
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return,
+            message = received.recv() => message,
+        };
+        let (Some(message), Some(state)) = (message, state.upgrade()) else {
+            return;
+        };
+        if message.payload.starts_with(&own) {
+            continue;
+        }
         match serde_json::from_str::<Envelope>(&message.payload) {
             Ok(envelope) if envelope.origin == state.origin => {}
             Ok(envelope) => {
@@ -33,56 +56,61 @@ pub async fn run(state: Arc<ChatState>, mut received: mpsc::Receiver<BusMessage>
     }
 }
 
-fn to_value<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
 /// Emit what `event` means for `user`'s local devices.
 pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
     let users = [user];
-    let emit = |name: &str, value: &Value| {
-        let sent = state.registry.emit_to(&users, name, value, None);
-        state.metrics.messages_out.add(sent);
-    };
     match event {
         BusEvent::MessageStored { message } => {
             if !state
                 .relayed
                 .contains(message.sender_id, &message.client_msg_id)
             {
-                emit("receive_message", &to_value(&message));
+                state.emit_to(&users, "receive_message", &message, None);
             }
-            emit("message_saved", &to_value(&MessageSaved::from(&message)));
+            state.emit_to(&users, "message_saved", &MessageSaved::from(&message), None);
         }
         BusEvent::MessageRelayed { message } => {
             state
                 .relayed
                 .insert(message.sender_id, &message.client_msg_id);
-            emit("receive_message", &to_value(&message));
+            state.emit_to(&users, "receive_message", &message, None);
         }
         BusEvent::MessageFailed {
             client_msg_id,
             conversation_id,
             error,
             ..
-        } => emit(
+        } => state.emit_to(
+            &users,
             "message_failed",
-            &json!({ "clientMsgId": client_msg_id, "conversationId": conversation_id, "error": error }),
+            &MessageFailed {
+                client_msg_id,
+                conversation_id,
+                error,
+            },
+            None,
         ),
-        BusEvent::ReceiptsMoved { state: member } => emit("message_status", &to_value(&member)),
+        BusEvent::ReceiptsMoved { state: member } => {
+            state.emit_to(&users, "message_status", &member, None)
+        }
         BusEvent::Typing {
             conversation_id,
             user_id,
             is_typing,
-        } => emit(
+        } => state.emit_to(
+            &users,
             "typing",
-            &json!({ "conversationId": conversation_id, "userId": user_id, "isTyping": is_typing }),
+            &Typing {
+                conversation_id,
+                user_id,
+                is_typing,
+            },
+            None,
         ),
         BusEvent::ConversationChanged { conversation } => {
-            state.members.invalidate(conversation.id);
             let members: Vec<UserId> = conversation.members.iter().map(|m| m.user.id).collect();
-            state.presence.add_contacts(user, &members);
-            emit("conversation_changed", &to_value(&conversation));
+            state.view.update(conversation.id, &members);
+            state.emit_to(&users, "conversation_changed", &conversation, None);
         }
         BusEvent::UserLoggedOut { jti, .. } => {
             for socket in state.registry.sockets_of(user) {
@@ -91,7 +119,10 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
                     .get::<Session>()
                     .is_some_and(|s| s.jti == jti)
                 {
-                    let _ = socket.emit("session_revoked", json!({ "reason": "logout" }));
+                    let revoked = SessionRevoked {
+                        reason: "logout".into(),
+                    };
+                    let _ = socket.emit("session_revoked", super::to_value(&revoked));
                     socket.disconnect();
                 }
             }
@@ -100,9 +131,33 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
             user_id,
             online,
             last_seen,
-        } => emit(
+        } => state.emit_to(
+            &users,
             "presence",
-            &json!({ "userId": user_id, "online": online, "lastSeen": last_seen }),
+            &Presence {
+                user_id,
+                online,
+                last_seen,
+            },
+            None,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_serialises_its_origin_first_so_own_events_are_skipped_unparsed() {
+        let envelope = Envelope {
+            origin: "relay-1".into(),
+            event: BusEvent::UserLoggedOut {
+                user_id: UserId(1),
+                jti: "j".into(),
+            },
+        };
+        let json = serde_json::to_string(&envelope).unwrap();
+        assert!(json.starts_with(r#"{"origin":"relay-1""#), "{json}");
     }
 }

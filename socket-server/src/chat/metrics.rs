@@ -59,6 +59,17 @@ pub struct Metrics {
     pub send_fanout: Histogram,
     /// From receiving a bus event to its emit queued on the last local socket.
     pub bus_fanout: Histogram,
+    /// Bus events the background publisher sent / dropped (queue full or bus down), and
+    /// whether the bus answered its last round trip.
+    pub bus_published: Counter,
+    pub bus_dropped: Counter,
+    pub bus_up: IntGauge,
+    /// Conversations the membership view did not know when a client used them.
+    pub membership_misses: Counter,
+    /// Messages per store batch.
+    pub store_batch_size: Histogram,
+    /// Storing one batch through the port, retries included.
+    pub store_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -137,6 +148,39 @@ impl Metrics {
                 "relay_bus_fanout_seconds",
                 "From a bus event received to its emit queued on the last local socket.",
             ),
+            bus_published: counter(
+                &r,
+                "relay_bus_events_published_total",
+                "Bus events the background publisher sent.",
+            ),
+            bus_dropped: counter(
+                &r,
+                "relay_bus_events_dropped_total",
+                "Bus events dropped: publisher queue full or bus down (clients recover by sync).",
+            ),
+            bus_up: gauge(
+                &r,
+                "relay_bus_up",
+                "1 while the bus answered the publisher's last round trip.",
+            ),
+            membership_misses: counter(
+                &r,
+                "relay_membership_misses_total",
+                "Conversations resolved through the API because the membership view lacked them.",
+            ),
+            store_batch_size: {
+                let opts =
+                    HistogramOpts::new("relay_store_batch_size", "Messages per store batch.")
+                        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
+                let histogram = Histogram::with_opts(opts).unwrap_or_else(|_| unreachable_metric());
+                let _ = r.register(Box::new(histogram.clone()));
+                histogram
+            },
+            store_latency: histogram(
+                &r,
+                "relay_store_batch_seconds",
+                "Storing one batch through the API port, retries included.",
+            ),
             registry: r,
         }
     }
@@ -177,6 +221,12 @@ mod tests {
             "relay_outbox_drops_total 0",
             "relay_send_fanout_seconds_count 1",
             "relay_bus_fanout_seconds_count 0",
+            "relay_membership_misses_total 0",
+            "relay_bus_events_published_total 0",
+            "relay_bus_events_dropped_total 0",
+            "relay_bus_up 0",
+            "relay_store_batch_size_count 0",
+            "relay_store_batch_seconds_count 0",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -1,56 +1,73 @@
 //! The chat layer on namespace `/`: authentication at connect, each user's room, `send_message`
-//! (relayed at once, stored through the API), the bus events turned into client events.
-//! It knows nothing of HTTP framing or WebSockets: it speaks [`crate::socketio`] and the API's
-//! JSON.
+//! (relayed at once, stored in batches through the API port), the bus events turned into client
+//! events. It knows nothing of HTTP framing or WebSockets: it speaks [`crate::socketio`] and the
+//! typed [`RelayPort`].
+//!
+//! **The live path never waits on storage or Redis**: receiving a message, finding its members
+//! (the [`membership`] view), emitting it to local sockets and handing it to the background bus
+//! publisher are all synchronous; storing happens on the [`store`] lanes and only the ack waits
+//! for it.
 //!
 //! # Layout
 //! - `auth`: the handshake token → [`auth::Session`], or CONNECT_ERROR with a code.
+//! - `membership`: the members of the local users' conversations, and misses resolved aside.
 //! - `registry`: local user → sockets, and fan-out to them.
-//! - `send`: `send_message` and the per-socket store queue.
+//! - `send`: `send_message`. `store`: the store lanes (batches through the port) and admission.
 //! - `requests`: `ping`, `sync`, `mark_read`, `mark_delivered`, `typing`.
 //! - `presence`: recording this relay's connections on the bus, announcing changes.
 //! - `limits`: token buckets (sends, typing, connects per IP).
 //! - `dispatch`: bus events → client events.
-//! - `api`: the REST client. `cache`: membership and relayed-message memories.
-//! - `metrics`: counters, gauges and fan-out histograms for `/metrics`.
+//! - `port_http`: the [`RelayPort`] over the API's internal HTTP routes (split deployment).
+//! - `cache`: the relayed-message memory. `metrics`: counters, gauges, histograms.
 
-pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod dispatch;
 pub mod limits;
+pub mod membership;
 pub mod metrics;
+pub mod port_http;
 pub mod presence;
 pub mod registry;
 pub mod requests;
 pub mod send;
+pub mod store;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::Serialize;
 use serde_json::{json, Value};
 use shared::auth::JwtKeys;
+use shared::bus::publisher::BusPublisher;
 use shared::bus::subscriber::Subscriber;
 use shared::bus::Bus;
 use shared::errors::{AckError, ErrorCode};
-use shared::events::{BusEvent, Envelope};
+use shared::events::BusEvent;
 use shared::ids::{ConversationId, UserId};
+use shared::port::RelayPort;
+use tokio_util::task::TaskTracker;
 
 use crate::settings::Limits;
 use crate::socketio::{Ack, ConnectError, DisconnectReason, NamespaceHandler, Payload, Socket};
 use auth::Session;
+use membership::{Members, MembershipView, Parked, Parking};
 
 /// Everything the chat handlers share.
 pub struct ChatState {
     pub keys: JwtKeys,
+    /// Presence keys (bounded calls; publishing goes through `publisher`).
     pub bus: Arc<dyn Bus>,
+    /// Publishes bus events in the background: never awaited on the live path.
+    pub publisher: BusPublisher,
     /// Subscribes this relay to the channels of the users connected to it.
     pub subscriber: Subscriber,
     pub registry: registry::Registry,
-    pub api: api::ApiClient,
+    /// The API: memberships, sessions, stores, receipts, sync.
+    pub port: Arc<dyn RelayPort>,
     /// `relay-<uuid>`: events this relay published come back from the bus and are skipped.
     pub origin: String,
-    pub members: cache::MembershipCache,
+    pub view: MembershipView,
     pub relayed: cache::RecentlyRelayed,
     pub limits: Limits,
     pub metrics: metrics::Metrics,
@@ -59,47 +76,70 @@ pub struct ChatState {
     pub sends: limits::RateLimiter<UserId>,
     /// `typing` per user (`limits.typing_per_sec`).
     pub typing: limits::RateLimiter<UserId>,
-    /// Sends queued and not answered yet (drained at shutdown).
-    pub in_flight: send::InFlight,
+    /// Sends admitted and not answered yet (bounded; drained at shutdown).
+    pub admission: store::Admission,
+    /// The store lanes (they hold this state weakly).
+    pub store: store::StoreLanes,
+    /// Every task the chat layer spawns (lanes, dispatch, presence, miss resolutions, grace
+    /// timers, requests); waited for at shutdown.
+    pub tasks: TaskTracker,
+    /// Cancelled when the relay stops: the background loops end.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl ChatState {
-    /// The members of `conversation`, if `session`'s user is one (asked to the API, cached).
-    pub async fn members(
-        &self,
-        session: &Session,
-        conversation: ConversationId,
-    ) -> Result<Vec<UserId>, AckError> {
-        if let Some(members) = self.members.get(session.user, conversation) {
-            return Ok(members);
-        }
-        let found = self.api.conversation(&session.token, conversation).await?;
-        let members: Vec<UserId> = found.members.iter().map(|m| m.user.id).collect();
-        if !members.contains(&session.user) {
-            return Err(AckError::new(
-                ErrorCode::ConversationNotFound,
-                "no such conversation",
-            ));
-        }
-        self.members
-            .put(session.user, conversation, members.clone());
-        Ok(members)
+    /// Queue `job` on its store lane.
+    pub fn push_store(&self, job: store::StoreJob) {
+        self.store.push(job);
     }
 
-    /// Publish `event` on the channels of `users` (best effort: logged and counted).
-    pub async fn publish(&self, users: &[UserId], event: BusEvent) {
-        let envelope = Envelope {
-            origin: self.origin.clone(),
-            event,
-        };
-        let Ok(payload) = serde_json::to_string(&envelope) else {
-            return;
-        };
-        if let Err(error) = self.bus.publish(users, &payload).await {
-            self.metrics.bus_errors.inc();
-            tracing::warn!(%error, "publishing on the bus failed");
-        }
+    /// Emit `event` with `arg` to every local socket of `users` but `except`; counted.
+    pub fn emit_to<T: Serialize>(
+        &self,
+        users: &[UserId],
+        event: &str,
+        arg: &T,
+        except: Option<&str>,
+    ) {
+        let sent = self.registry.emit_to(users, event, &to_value(arg), except);
+        self.metrics.messages_out.add(sent);
     }
+
+    /// Publish `event` on the channels of `users`, in the background (dropped and counted while
+    /// the bus is down: clients recover through sync).
+    pub fn publish(&self, users: &[UserId], event: BusEvent) {
+        self.publisher.publish(users, event);
+    }
+}
+
+/// Run `work` with the members of `conversation` as `user`'s view knows them, or once a miss
+/// is resolved through the port in a task of its own (the socket goes on reading meanwhile).
+pub fn resolve_members(
+    state: &Arc<ChatState>,
+    user: UserId,
+    conversation: ConversationId,
+    work: Parked,
+) {
+    if state.view.run_or_park(user, conversation, work) != Parking::Resolve {
+        return;
+    }
+    state.metrics.membership_misses.inc();
+    let resolving = state.clone();
+    state.tasks.spawn(async move {
+        let members = match resolving.port.members(user, conversation).await {
+            Ok(members) => members.map(Members::from),
+            Err(error) => {
+                tracing::warn!(user_id = %user, conversation_id = %conversation, code = %error.code, "resolving a conversation's members failed");
+                None
+            }
+        };
+        resolving.view.resolved(user, conversation, members);
+    });
+}
+
+/// Any serialisable value as JSON (our wire types always serialise).
+pub fn to_value<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// Answer an ack with `{success:false, error:{code,message,retryable}}`.
@@ -138,7 +178,7 @@ impl ChatHandler {
 impl NamespaceHandler for ChatHandler {
     async fn on_connect(&self, socket: &Socket, auth: &Value) -> Result<(), ConnectError> {
         let state = &self.state;
-        let session = match auth::authenticate(auth, &state.keys, state.bus.as_ref()).await {
+        let session = match auth::authenticate(auth, &state.keys, state.port.as_ref()).await {
             Ok(session) => session,
             Err(refusal) => {
                 state.metrics.connects_refused.inc();
@@ -150,16 +190,25 @@ impl NamespaceHandler for ChatHandler {
             state.metrics.connects_refused.inc();
             return Err(auth::refusal(ErrorCode::TooManyConnections));
         }
-        let token = session.token.clone();
         socket.extensions().insert(session.clone());
-        socket
-            .extensions()
-            .insert(send::start_worker(state.clone(), session));
+        socket.extensions().insert(store::SocketSends::default());
+        socket.extensions().insert(requests::SocketRequests::new(
+            state.limits.requests_per_socket,
+        ));
         // Subscribed (counted per connection) before the CONNECT answer: nothing published
-        // afterwards is missed.
+        // afterwards is missed. Then the view, so events about new conversations update it.
         state.subscriber.subscribe(user).await;
+        let conversations = match state.port.memberships(user).await {
+            Ok(conversations) => conversations,
+            Err(error) => {
+                // Connect anyway: each conversation is then resolved on first use.
+                tracing::warn!(user_id = %user, code = %error.code, "loading the membership view failed");
+                Vec::new()
+            }
+        };
+        state.view.load(user, conversations);
         state.registry.join(user, socket);
-        presence::connected(state, socket, user, &token).await;
+        presence::connected(state, socket, user).await;
         state.metrics.connects.inc();
         tracing::info!(user_id = %user, conn_id = %socket.id(), "socket connected");
         Ok(())
@@ -171,13 +220,13 @@ impl NamespaceHandler for ChatHandler {
         };
         let state = &self.state;
         match event {
-            "send_message" => send::send_message(state, socket, &session, payload, ack).await,
+            "send_message" => send::send_message(state, socket, &session, payload, ack),
             "ping" => requests::ping(ack),
-            "sync" => requests::sync(state, &session, payload, ack).await,
+            "sync" => requests::sync(state, socket, &session, payload, ack),
             "mark_read" | "mark_delivered" => {
-                requests::mark(state, &session, event, payload, ack).await
+                requests::mark(state, socket, &session, event, payload, ack)
             }
-            "typing" => requests::typing(state, socket, &session, payload, ack).await,
+            "typing" => requests::typing(state, socket, &session, payload, ack),
             // Older clients join their room explicitly; the socket is in it already.
             "join_user_room" | "register-user" => ack_ok(ack, json!({})),
             other => {
@@ -191,19 +240,19 @@ impl NamespaceHandler for ChatHandler {
     }
 
     async fn on_disconnect(&self, socket: &Socket, reason: DisconnectReason) {
-        // Dropping the queue's sender lets the store worker finish what is queued and stop.
-        socket.extensions().remove::<send::StoreQueue>();
         let Some(session) = socket.extensions().get::<Session>() else {
             return;
         };
         let state = &self.state;
         state.registry.leave(session.user, socket);
         state.subscriber.unsubscribe(session.user);
+        let contacts = state.view.contacts(session.user);
+        state.view.release(session.user);
         if state.registry.sockets_of(session.user).is_empty() {
             state.sends.forget(session.user);
             state.typing.forget(session.user);
         }
-        presence::disconnected(state, socket, session.user).await;
+        presence::disconnected(state, socket, session.user, contacts).await;
         tracing::info!(user_id = %session.user, conn_id = %socket.id(), reason = reason.as_str(), "socket disconnected");
     }
 }

@@ -1,5 +1,9 @@
 //! The small request/answer events: `ping`, `sync`, `mark_read`, `mark_delivered`, and the
 //! fire-and-forget `typing`.
+//!
+//! `sync` and the receipts go to the API, so they are answered from a task of their own: a
+//! socket never stops reading while the database works. Each socket may have
+//! `limits.requests_per_socket` of them outstanding; beyond, the ack is `rate_limited`.
 
 use std::sync::Arc;
 
@@ -8,15 +12,46 @@ use serde_json::{json, Value};
 use shared::errors::{AckError, ErrorCode};
 use shared::events::BusEvent;
 use shared::ids::ConversationId;
+use shared::port::Receipt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Session;
-use super::{ack_error, ack_ok, ChatState};
+use super::membership::Members;
+use super::{ack_error, ack_ok, to_value, ChatState};
 use crate::socketio::{Ack, Payload, Socket};
+
+/// A socket's budget of outstanding `sync` / receipt requests, kept in its extensions.
+#[derive(Clone)]
+pub struct SocketRequests(Arc<Semaphore>);
+
+impl SocketRequests {
+    pub fn new(limit: usize) -> Self {
+        Self(Arc::new(Semaphore::new(limit.max(1))))
+    }
+}
 
 fn first<T: serde::de::DeserializeOwned>(event: &str, payload: &Payload) -> Result<T, AckError> {
     let arg = payload.args.first().cloned().unwrap_or(json!({}));
     serde_json::from_value(arg)
         .map_err(|e| AckError::new(ErrorCode::InvalidJson, format!("{event}: {e}")))
+}
+
+/// A place in the socket's request budget, or the ack answered `rate_limited`.
+fn permit(socket: &Socket, ack: &mut Option<Ack>) -> Option<OwnedSemaphorePermit> {
+    let permit = socket
+        .extensions()
+        .get::<SocketRequests>()
+        .and_then(|budget| budget.0.try_acquire_owned().ok());
+    if permit.is_none() {
+        ack_error(
+            ack.take(),
+            AckError::new(
+                ErrorCode::RateLimited,
+                "too many requests waiting for an answer",
+            ),
+        );
+    }
+    permit
 }
 
 /// `ping` → `{serverTime}`.
@@ -33,32 +68,28 @@ struct SyncArgs {
 }
 
 /// `sync` `{since}` → the answer of `GET /api/sync?since=` with `success: true`.
-pub async fn sync(state: &ChatState, session: &Session, payload: Payload, ack: Option<Ack>) {
+pub fn sync(
+    state: &Arc<ChatState>,
+    socket: &Socket,
+    session: &Session,
+    payload: Payload,
+    mut ack: Option<Ack>,
+) {
     let args: SyncArgs = match first("sync", &payload) {
         Ok(args) => args,
         Err(error) => return ack_error(ack, error),
     };
-    let path = match args.since {
-        Some(since) => format!("/api/sync?since={}", encode(&since)),
-        None => "/api/sync".to_owned(),
+    let Some(permit) = permit(socket, &mut ack) else {
+        return;
     };
-    match state.api.get_json(&session.token, &path).await {
-        Ok(answer) => ack_ok(ack, answer),
-        Err(error) => ack_error(ack, error),
-    }
-}
-
-/// Percent-encode a query value (cursors are opaque strings).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    let (port, user) = (state.port.clone(), session.user);
+    state.tasks.spawn(async move {
+        match port.sync(user, args.since).await {
+            Ok(answer) => ack_ok(ack, to_value(&answer)),
+            Err(error) => ack_error(ack, error),
+        }
+        drop(permit);
+    });
 }
 
 #[derive(Deserialize)]
@@ -70,34 +101,37 @@ struct MarkArgs {
 
 /// `mark_read` / `mark_delivered` `{conversationId, upToSeq}` → the member's new state; the API
 /// publishes `receipts_moved`, which reaches every member's devices as `message_status`.
-pub async fn mark(
-    state: &ChatState,
+pub fn mark(
+    state: &Arc<ChatState>,
+    socket: &Socket,
     session: &Session,
     which: &str,
     payload: Payload,
-    ack: Option<Ack>,
+    mut ack: Option<Ack>,
 ) {
     let args: MarkArgs = match first(which, &payload) {
         Ok(args) => args,
         Err(error) => return ack_error(ack, error),
     };
-    let path = format!(
-        "/api/conversations/{}/{}",
-        args.conversation_id,
-        if which == "mark_read" {
-            "read"
-        } else {
-            "delivered"
+    let receipt = if which == "mark_read" {
+        Receipt::Read
+    } else {
+        Receipt::Delivered
+    };
+    let Some(permit) = permit(socket, &mut ack) else {
+        return;
+    };
+    let (port, user) = (state.port.clone(), session.user);
+    state.tasks.spawn(async move {
+        let moved = port
+            .mark(user, args.conversation_id, receipt, args.up_to_seq)
+            .await;
+        match moved {
+            Ok(answer) => ack_ok(ack, to_value(&answer)),
+            Err(error) => ack_error(ack, error),
         }
-    );
-    match state
-        .api
-        .post_json(&session.token, &path, &json!({ "upToSeq": args.up_to_seq }))
-        .await
-    {
-        Ok(answer) => ack_ok(ack, answer),
-        Err(error) => ack_error(ack, error),
-    }
+        drop(permit);
+    });
 }
 
 #[derive(Deserialize)]
@@ -115,7 +149,7 @@ fn yes() -> bool {
 /// `typing` `{conversationId, isTyping}` → `typing` `{conversationId, userId, isTyping}` on the
 /// other members' devices (never the typist's own). Non-members are refused; beyond
 /// `limits.typing_per_sec` the event is dropped without error.
-pub async fn typing(
+pub fn typing(
     state: &Arc<ChatState>,
     socket: &Socket,
     session: &Session,
@@ -130,24 +164,35 @@ pub async fn typing(
     if !state.typing.allow(session.user) {
         return ack_ok(ack, Value::Object(Default::default()));
     }
-    let members = match state.members(session, args.conversation_id).await {
-        Ok(members) => members,
-        Err(error) => return ack_error(ack, error),
+    let typing = shared::wire::Typing {
+        conversation_id: args.conversation_id,
+        user_id: session.user,
+        is_typing: args.is_typing,
     };
-    let others: Vec<_> = members.into_iter().filter(|&m| m != session.user).collect();
-    let value = json!({ "conversationId": args.conversation_id, "userId": session.user, "isTyping": args.is_typing });
-    state
-        .registry
-        .emit_to(&others, "typing", &value, Some(socket.id()));
-    state
-        .publish(
+    let socket_id = socket.id().to_owned();
+    let work_state = state.clone();
+    let work = Box::new(move |members: Option<Members>| {
+        let Some(members) = members else {
+            return ack_error(
+                ack,
+                AckError::new(ErrorCode::ConversationNotFound, "no such conversation"),
+            );
+        };
+        let others: Vec<_> = members
+            .iter()
+            .copied()
+            .filter(|&m| m != typing.user_id)
+            .collect();
+        work_state.emit_to(&others, "typing", &typing, Some(&socket_id));
+        work_state.publish(
             &others,
             BusEvent::Typing {
-                conversation_id: args.conversation_id,
-                user_id: session.user,
-                is_typing: args.is_typing,
+                conversation_id: typing.conversation_id,
+                user_id: typing.user_id,
+                is_typing: typing.is_typing,
             },
-        )
-        .await;
-    ack_ok(ack, Value::Object(Default::default()));
+        );
+        ack_ok(ack, Value::Object(Default::default()));
+    });
+    super::resolve_members(state, session.user, args.conversation_id, work);
 }

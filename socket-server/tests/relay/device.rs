@@ -84,6 +84,22 @@ impl Device {
             .1
     }
 
+    /// Emit with an ack and return at once; the ack's answer arrives on the receiver whenever
+    /// the relay sends it (rust_socketio forgets the ack after `wait`).
+    pub async fn send_later(
+        &mut self,
+        event: &str,
+        arg: Value,
+        wait: Duration,
+    ) -> mpsc::UnboundedReceiver<(String, Value)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.client
+            .emit_with_ack(event, arg, wait, forward(&tx, "ack"))
+            .await
+            .unwrap();
+        rx
+    }
+
     pub async fn next(&mut self) -> (String, Value) {
         tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
             .await

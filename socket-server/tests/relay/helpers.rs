@@ -15,7 +15,7 @@ use socket_server::settings::{
 };
 use tokio::sync::oneshot;
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const PASSWORD: &str = "correct-horse-battery-staple";
 
 pub struct Stack {
@@ -44,6 +44,25 @@ pub async fn spawn_stack(relays: usize) -> Stack {
 
 /// As [`spawn_stack`], with each relay's settings adjusted by `tweak` first.
 pub async fn spawn_stack_with(relays: usize, tweak: impl Fn(&mut Settings)) -> Stack {
+    spawn_stack_on(REDIS_URL, relays, tweak).await
+}
+
+/// As [`spawn_stack_with`], on the Redis at `redis_url` (a test's own, to stop and restart).
+pub async fn spawn_stack_on(
+    redis_url: &str,
+    relays: usize,
+    tweak: impl Fn(&mut Settings),
+) -> Stack {
+    spawn_stack_custom(redis_url, relays, |_| {}, tweak).await
+}
+
+/// The most general form: the API's settings adjusted by `api_tweak`, each relay's by `tweak`.
+pub async fn spawn_stack_custom(
+    redis_url: &str,
+    relays: usize,
+    api_tweak: impl FnOnce(&mut ApiSettings),
+    tweak: impl Fn(&mut Settings),
+) -> Stack {
     shared::telemetry::init("warn");
     let id = uuid::Uuid::new_v4().simple().to_string();
     let secret = format!(
@@ -65,7 +84,7 @@ pub async fn spawn_stack_with(relays: usize, tweak: impl Fn(&mut Settings)) -> S
             create_if_missing: true,
         },
         redis: ApiRedis {
-            url: REDIS_URL.into(),
+            url: redis_url.into(),
             prefix: prefix.clone(),
         },
         jwt: jwt(secret.clone()),
@@ -83,6 +102,8 @@ pub async fn spawn_stack_with(relays: usize, tweak: impl Fn(&mut Settings)) -> S
             allowed_origins: vec![],
         },
     };
+    let mut api_settings = api_settings;
+    api_tweak(&mut api_settings);
     let api = api_server::startup::Application::build(api_settings)
         .await
         .unwrap_or_else(|e| panic!("the API did not start (PostgreSQL and Redis must run): {e:#}"));
@@ -109,7 +130,7 @@ pub async fn spawn_stack_with(relays: usize, tweak: impl Fn(&mut Settings)) -> S
                 timeout_ms: 5000,
             },
             redis: RedisSettings {
-                url: REDIS_URL.into(),
+                url: redis_url.into(),
                 prefix: prefix.clone(),
             },
             jwt: jwt(secret.clone()),
@@ -117,8 +138,11 @@ pub async fn spawn_stack_with(relays: usize, tweak: impl Fn(&mut Settings)) -> S
                 text_chars: 4000,
                 store_attempts: 3,
                 store_backoff_ms: 50,
-                membership_cache_secs: 10,
                 sends_queued_per_socket: 32,
+                sends_in_flight: 20_000,
+                store_lanes: 4,
+                store_batch_max: 128,
+                requests_per_socket: 8,
                 sends_per_sec: 100,
                 sends_burst: 100,
                 typing_per_sec: 50,
@@ -156,6 +180,11 @@ pub async fn spawn_stack_with(relays: usize, tweak: impl Fn(&mut Settings)) -> S
 }
 
 impl Stack {
+    /// The URL of the stack's own PostgreSQL database.
+    pub fn database_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.db_name)
+    }
+
     pub fn relay_url(&self, index: usize) -> String {
         format!("http://127.0.0.1:{}", self.relay_ports[index])
     }

@@ -134,15 +134,15 @@ async fn a_reconnecting_device_catches_up_with_sync_on_every_missed_message_once
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_cannot_be_stored_fails_the_ack_and_reaches_the_relayed_devices_as_message_failed(
 ) {
-    // Arrange: a relay that reaches the API through a forwarder; one send warms its membership
-    // cache, then the forwarder closes, so the API's port is closed for that relay
+    // Arrange: a relay that reaches the API through a forwarder (its membership view is loaded
+    // at connect); one send goes through, then the forwarder closes, so the API's port is
+    // closed for that relay
     let (mut stack, mut settings) = spawn_stack_and_relay_settings().await;
     let (alice, _) = stack.register("alice").await;
     let (bob, bob_id) = stack.register("bob").await;
     let conversation = stack.conversation(&alice, &[&bob_id]).await;
     let mut api = Forwarder::start(stack.api_url.trim_start_matches("http://")).await;
     settings.api.url = api.url("http");
-    settings.limits.membership_cache_secs = 600;
     let (relay, _stop) = spawn_relay(&mut stack, settings).await;
     let mut a1 = Device::connect(&stack, relay, &alice).await;
     let mut a2 = Device::connect(&stack, relay, &alice).await;

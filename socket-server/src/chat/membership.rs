@@ -1,0 +1,314 @@
+//! The relay's membership view: who is in the conversations of the users connected here.
+//!
+//! Loaded once per user at connect (every conversation with its members, in one port call),
+//! kept fresh by the API's `conversation_changed` events, and dropped when the user's last local
+//! socket leaves. The live path reads it without awaiting anything. A conversation the view does
+//! not know yet (created a moment ago, its event still on the way) is a *miss*: it is resolved
+//! on its own path (one port call in a task of its own, see [`MembershipView::resolve`]) while
+//! the socket keeps reading; what arrives for that conversation meanwhile is parked, in order,
+//! and run once the answer is in.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use shared::ids::{ConversationId, UserId};
+use shared::port::ConversationMembers;
+
+/// The members of one conversation, shared by every local user in it.
+pub type Members = Arc<[UserId]>;
+
+/// Something waiting for the members of a conversation: called with them, or with `None` when
+/// the user is not a member (or the answer could not be had).
+pub type Parked = Box<dyn FnOnce(Option<Members>) + Send>;
+
+/// What [`MembershipView::run_or_park`] did with the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parking {
+    /// The view knew the members: the work ran.
+    Ran,
+    /// Parked behind a resolution already under way.
+    Queued,
+    /// Parked, and the caller must resolve the miss (then call [`MembershipView::resolved`]).
+    Resolve,
+}
+
+struct Conversation {
+    members: Members,
+    /// Local users whose view holds it (dropped when none is left).
+    holders: usize,
+}
+
+struct LocalUser {
+    conversations: HashSet<ConversationId>,
+    /// Local sockets of the user that loaded the view.
+    sockets: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    conversations: HashMap<ConversationId, Conversation>,
+    users: HashMap<UserId, LocalUser>,
+    /// Work waiting for a miss to be resolved, per (user, conversation), in arrival order. An
+    /// entry exists exactly while one resolution is under way.
+    pending: HashMap<(UserId, ConversationId), Vec<Parked>>,
+}
+
+impl Inner {
+    /// Record that `user`'s view holds `conversation` with `members`.
+    fn hold(&mut self, user: UserId, conversation: ConversationId, members: Members) {
+        let Some(local) = self.users.get_mut(&user) else {
+            return;
+        };
+        let new_for_user = local.conversations.insert(conversation);
+        let entry = self
+            .conversations
+            .entry(conversation)
+            .or_insert_with(|| Conversation {
+                members: members.clone(),
+                holders: 0,
+            });
+        entry.members = members;
+        if new_for_user {
+            entry.holders += 1;
+        }
+    }
+
+    fn known(&self, user: UserId, conversation: ConversationId) -> Option<Members> {
+        let local = self.users.get(&user)?;
+        if !local.conversations.contains(&conversation) {
+            return None;
+        }
+        self.conversations
+            .get(&conversation)
+            .map(|c| c.members.clone())
+    }
+}
+
+#[derive(Default)]
+pub struct MembershipView {
+    inner: Mutex<Inner>,
+}
+
+impl MembershipView {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // Every critical section leaves the maps consistent: a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A socket of `user` connected and the port listed their conversations.
+    pub fn load(&self, user: UserId, conversations: Vec<ConversationMembers>) {
+        let mut inner = self.inner();
+        inner
+            .users
+            .entry(user)
+            .or_insert_with(|| LocalUser {
+                conversations: HashSet::new(),
+                sockets: 0,
+            })
+            .sockets += 1;
+        for c in conversations {
+            if c.members.contains(&user) {
+                inner.hold(user, c.conversation_id, c.members.into());
+            }
+        }
+    }
+
+    /// A socket of `user` that loaded the view left; the user's view goes with their last one.
+    pub fn release(&self, user: UserId) {
+        let mut inner = self.inner();
+        let Some(local) = inner.users.get_mut(&user) else {
+            return;
+        };
+        local.sockets = local.sockets.saturating_sub(1);
+        if local.sockets > 0 {
+            return;
+        }
+        let Some(local) = inner.users.remove(&user) else {
+            return;
+        };
+        for conversation in local.conversations {
+            if let Some(entry) = inner.conversations.get_mut(&conversation) {
+                entry.holders = entry.holders.saturating_sub(1);
+                if entry.holders == 0 {
+                    inner.conversations.remove(&conversation);
+                }
+            }
+        }
+    }
+
+    /// A conversation was created or its members changed (`conversation_changed`).
+    pub fn update(&self, conversation: ConversationId, members: &[UserId]) {
+        let members: Members = members.into();
+        let mut inner = self.inner();
+        for &user in members.iter() {
+            inner.hold(user, conversation, members.clone());
+        }
+        if let Some(entry) = inner.conversations.get_mut(&conversation) {
+            entry.members = members;
+        }
+    }
+
+    /// The members of `conversation` if `user` is one of them as far as the view knows.
+    pub fn members(&self, user: UserId, conversation: ConversationId) -> Option<Members> {
+        self.inner().known(user, conversation)
+    }
+
+    /// Run `work` now with the members if the view knows them, or park it behind the
+    /// resolution of this (user, conversation) — see [`Parking`]. Work runs under the view's
+    /// lock, so it must be quick and must not call back into the view.
+    pub fn run_or_park(&self, user: UserId, conversation: ConversationId, work: Parked) -> Parking {
+        let mut inner = self.inner();
+        if let Some(queue) = inner.pending.get_mut(&(user, conversation)) {
+            queue.push(work);
+            return Parking::Queued;
+        }
+        if let Some(members) = inner.known(user, conversation) {
+            // Under the lock: work parked for this conversation later cannot overtake it.
+            work(Some(members));
+            return Parking::Ran;
+        }
+        inner.pending.insert((user, conversation), vec![work]);
+        Parking::Resolve
+    }
+
+    /// The answer of a resolution started after [`Parking::Resolve`]: remember it (when `user` is a
+    /// member and still connected here) and run the parked work in order.
+    pub fn resolved(&self, user: UserId, conversation: ConversationId, members: Option<Members>) {
+        let mut inner = self.inner();
+        let members = members.filter(|m| m.contains(&user));
+        if let Some(members) = &members {
+            inner.hold(user, conversation, members.clone());
+        }
+        let parked = inner
+            .pending
+            .remove(&(user, conversation))
+            .unwrap_or_default();
+        // Still under the lock, so nothing for this conversation runs in between.
+        for work in parked {
+            work(members.clone());
+        }
+    }
+
+    /// Users and conversations held, for metrics.
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.inner();
+        (inner.users.len(), inner.conversations.len())
+    }
+
+    /// Everyone sharing a conversation with `user`, as the view knows it.
+    pub fn contacts(&self, user: UserId) -> Vec<UserId> {
+        let inner = self.inner();
+        let Some(local) = inner.users.get(&user) else {
+            return Vec::new();
+        };
+        let mut contacts: Vec<UserId> = local
+            .conversations
+            .iter()
+            .filter_map(|c| inner.conversations.get(c))
+            .flat_map(|c| c.members.iter().copied())
+            .filter(|&m| m != user)
+            .collect();
+        contacts.sort_unstable_by_key(|id| id.0);
+        contacts.dedup();
+        contacts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn conv(id: i64, members: &[i64]) -> ConversationMembers {
+        ConversationMembers {
+            conversation_id: ConversationId(id),
+            members: members.iter().map(|&m| UserId(m)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_loaded_view_answers_for_members_only_and_goes_with_the_last_socket() {
+        let view = MembershipView::default();
+        view.load(UserId(1), vec![conv(10, &[1, 2]), conv(11, &[1, 3])]);
+        view.load(UserId(1), vec![conv(10, &[1, 2])]);
+        assert_eq!(
+            view.members(UserId(1), ConversationId(10)).as_deref(),
+            Some(&[UserId(1), UserId(2)][..])
+        );
+        assert!(view.members(UserId(2), ConversationId(10)).is_none());
+        assert_eq!(view.contacts(UserId(1)), vec![UserId(2), UserId(3)]);
+        view.release(UserId(1));
+        assert!(view.members(UserId(1), ConversationId(11)).is_some());
+        view.release(UserId(1));
+        assert!(view.members(UserId(1), ConversationId(11)).is_none());
+        assert_eq!(view.counts(), (0, 0));
+    }
+
+    #[test]
+    fn a_changed_conversation_reaches_every_local_member() {
+        let view = MembershipView::default();
+        view.load(UserId(1), vec![]);
+        view.load(UserId(2), vec![]);
+        view.update(ConversationId(5), &[UserId(1), UserId(2), UserId(9)]);
+        assert!(view.members(UserId(1), ConversationId(5)).is_some());
+        assert!(view.members(UserId(2), ConversationId(5)).is_some());
+        assert!(
+            view.members(UserId(9), ConversationId(5)).is_none(),
+            "not local"
+        );
+    }
+
+    #[test]
+    fn work_parked_behind_a_miss_runs_in_order_once_resolved() {
+        let view = MembershipView::default();
+        view.load(UserId(1), vec![]);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let park = |n: usize| -> Parked {
+            let order = order.clone();
+            Box::new(move |members: Option<Members>| {
+                order.lock().unwrap().push((n, members.is_some()));
+            })
+        };
+        assert_eq!(
+            view.run_or_park(UserId(1), ConversationId(7), park(1)),
+            Parking::Resolve
+        );
+        assert_eq!(
+            view.run_or_park(UserId(1), ConversationId(7), park(2)),
+            Parking::Queued
+        );
+        assert!(order.lock().unwrap().is_empty());
+        view.resolved(
+            UserId(1),
+            ConversationId(7),
+            Some(vec![UserId(1), UserId(2)].into()),
+        );
+        assert_eq!(
+            view.run_or_park(UserId(1), ConversationId(7), park(3)),
+            Parking::Ran
+        );
+        assert_eq!(
+            *order.lock().unwrap(),
+            vec![(1, true), (2, true), (3, true)]
+        );
+    }
+
+    #[test]
+    fn a_miss_resolved_as_not_a_member_runs_the_work_with_none_and_remembers_nothing() {
+        let view = MembershipView::default();
+        view.load(UserId(1), vec![]);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let seen = ran.clone();
+        view.run_or_park(
+            UserId(1),
+            ConversationId(7),
+            Box::new(move |m| {
+                assert!(m.is_none());
+                seen.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        view.resolved(UserId(1), ConversationId(7), Some(vec![UserId(2)].into()));
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert!(view.members(UserId(1), ConversationId(7)).is_none());
+    }
+}

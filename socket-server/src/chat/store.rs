@@ -1,0 +1,324 @@
+//! Storing what the relay already delivered: sends are grouped into batches and stored through
+//! the port (one request, one transaction per batch), then acknowledged one by one.
+//!
+//! The relay has a fixed number of *lanes*, each one task that stores one batch at a time. A
+//! sender's messages always go to the same lane (chosen by user id), so one socket's messages
+//! are stored in the order they were sent; the lanes run side by side, so a slow batch holds up
+//! only its own lane. Nothing on the live path waits here: [`StoreLanes::push`] never blocks.
+//! The queues are bounded by admission, not by their channel: a send is accepted only while its
+//! socket has fewer than `limits.sends_queued_per_socket` and the relay fewer than
+//! `limits.sends_in_flight` sends unanswered ([`Admission`]).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use shared::errors::{AckError, ErrorCode};
+use shared::events::BusEvent;
+use shared::ids::UserId;
+use shared::port::{StoreItem, StoreOutcome};
+use shared::wire::{Message, MessageFailed, MessageSaved, MessageStatus, SendAck};
+use tokio::sync::{mpsc, Notify};
+
+use super::membership::Members;
+use super::{ack_error, to_value, ChatState};
+use crate::socketio::Ack;
+
+/// One message waiting to be stored.
+pub struct StoreJob {
+    pub item: StoreItem,
+    pub ack: Option<Ack>,
+    /// The members whose devices were shown the relayed copy (they get `message_failed` if it
+    /// cannot be stored); `None` when it was not relayed.
+    pub relayed_to: Option<Members>,
+    /// The sending socket (it gets the ack, not `message_failed`).
+    pub socket_id: String,
+    /// Released when the job is answered, whichever way.
+    pub ticket: Ticket,
+}
+
+/// The sending side of the lanes.
+pub struct StoreLanes {
+    lanes: Vec<mpsc::UnboundedSender<StoreJob>>,
+}
+
+impl StoreLanes {
+    /// Start `count` lanes storing through `state`'s port. The lanes hold the state weakly and
+    /// end when it is dropped (its senders with it).
+    pub fn start(
+        count: usize,
+        batch_max: usize,
+        state: Weak<ChatState>,
+        tasks: &tokio_util::task::TaskTracker,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Self {
+        let lanes = (0..count.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tasks.spawn(run_lane(state.clone(), rx, batch_max.max(1), stop.clone()));
+                tx
+            })
+            .collect();
+        Self { lanes }
+    }
+
+    /// Queue `job` on its sender's lane. Never waits.
+    pub fn push(&self, job: StoreJob) {
+        let lane = lane_of(job.item.sender, self.lanes.len());
+        if let Err(mpsc::error::SendError(job)) = self.lanes[lane].send(job) {
+            // Only while the relay is being torn down.
+            ack_error(
+                job.ack,
+                AckError::new(ErrorCode::ServiceUnavailable, "the relay is shutting down"),
+            );
+        }
+    }
+}
+
+/// One lane: store what is queued, a batch at a time, until the relay stops (the shutdown
+/// drain has waited for the admitted sends by then) or is dropped.
+async fn run_lane(
+    state: Weak<ChatState>,
+    mut jobs: mpsc::UnboundedReceiver<StoreJob>,
+    batch_max: usize,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(batch_max);
+    loop {
+        let received = tokio::select! {
+            () = stop.cancelled() => return,
+            n = jobs.recv_many(&mut batch, batch_max) => n,
+        };
+        if received == 0 {
+            return;
+        }
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        store_batch(&state, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Store one batch, retrying the whole batch while the port says it may (every send is
+/// idempotent on `(sender, clientMsgId)`, so a retry never stores twice), then answer each job.
+async fn store_batch(state: &ChatState, jobs: Vec<StoreJob>) {
+    let limits = &state.limits;
+    let items: Vec<StoreItem> = jobs.iter().map(|j| j.item.clone()).collect();
+    state.metrics.store_batch_size.observe(jobs.len() as f64);
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(limits.store_backoff_ms);
+    let mut attempt = 1;
+    let outcomes = loop {
+        match state.port.store(items.clone()).await {
+            Ok(outcomes) if outcomes.len() == jobs.len() => break Ok(outcomes),
+            Ok(outcomes) => {
+                tracing::error!(
+                    sent = jobs.len(),
+                    answered = outcomes.len(),
+                    "the API answered a store batch with the wrong number of outcomes"
+                );
+                break Err(AckError::new(
+                    ErrorCode::InternalError,
+                    "unexpected answer from the API",
+                ));
+            }
+            Err(error) if error.retryable && attempt < limits.store_attempts => {
+                tracing::warn!(attempt, code = %error.code, size = jobs.len(), "storing a batch failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(error) if error.retryable => {
+                break Err(AckError::new(ErrorCode::StorageFailed, error.message));
+            }
+            Err(error) => break Err(error),
+        }
+    };
+    state
+        .metrics
+        .store_latency
+        .observe(started.elapsed().as_secs_f64());
+    match outcomes {
+        Ok(outcomes) => {
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                match outcome {
+                    StoreOutcome::Message(message) => stored(job, &message),
+                    StoreOutcome::Error(error) => failed(state, job, error),
+                }
+            }
+        }
+        Err(error) => {
+            for job in jobs {
+                failed(state, job, error.clone());
+            }
+        }
+    }
+}
+
+fn stored(job: StoreJob, message: &Message) {
+    if let Some(ack) = job.ack {
+        let _ = ack.send(to_value(&SendAck {
+            success: true,
+            saved: MessageSaved::from(message),
+            status: MessageStatus::Sent,
+        }));
+    }
+}
+
+fn failed(state: &ChatState, job: StoreJob, error: AckError) {
+    let message = &job.item.message;
+    tracing::warn!(code = %error.code, user_id = %job.item.sender, client_msg_id = %message.client_msg_id, "message not stored");
+    if let (Some(members), Some(conversation)) = (&job.relayed_to, message.conversation_id) {
+        let failed = MessageFailed {
+            client_msg_id: message.client_msg_id.clone(),
+            conversation_id: conversation,
+            error: error.clone(),
+        };
+        state.emit_to(members, "message_failed", &failed, Some(&job.socket_id));
+        state.publish(
+            members,
+            BusEvent::MessageFailed {
+                sender_id: job.item.sender,
+                client_msg_id: message.client_msg_id.clone(),
+                conversation_id: conversation,
+                error: error.clone(),
+            },
+        );
+    }
+    ack_error(job.ack, error);
+}
+
+/// Admission of sends: how many each socket and the whole relay have waiting to be stored, and
+/// whether the relay still accepts any (not while shutting down).
+#[derive(Default)]
+pub struct Admission {
+    in_flight: Arc<AtomicUsize>,
+    /// Set at shutdown: new sends are refused (`service_unavailable`, retryable).
+    closing: AtomicBool,
+    /// Woken when the last unanswered send is answered.
+    idle: Arc<Notify>,
+}
+
+/// One admitted send; dropping it (when the send is answered) releases its place.
+pub struct Ticket {
+    relay: Arc<AtomicUsize>,
+    socket: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.socket.fetch_sub(1, Ordering::SeqCst);
+        if self.relay.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+/// A socket's count of sends waiting to be stored, kept in its extensions.
+#[derive(Clone, Default)]
+pub struct SocketSends(Arc<AtomicUsize>);
+
+/// Why a send was not admitted.
+pub enum Refused {
+    Closing,
+    SocketFull,
+    RelayFull,
+}
+
+impl Admission {
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Admit one more send of the socket counted by `socket`.
+    pub fn admit(
+        &self,
+        socket: &SocketSends,
+        per_socket: usize,
+        per_relay: usize,
+    ) -> Result<Ticket, Refused> {
+        if self.closing() {
+            return Err(Refused::Closing);
+        }
+        if socket.0.fetch_add(1, Ordering::SeqCst) >= per_socket {
+            socket.0.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refused::SocketFull);
+        }
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) >= per_relay {
+            socket.0.fetch_sub(1, Ordering::SeqCst);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refused::RelayFull);
+        }
+        Ok(Ticket {
+            relay: self.in_flight.clone(),
+            socket: socket.0.clone(),
+            idle: self.idle.clone(),
+        })
+    }
+
+    /// Sends admitted and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Refuse new sends, then wait (at most `timeout`) until every admitted send is answered.
+    /// Returns how many were still unanswered at the deadline.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        self.closing.store(true, Ordering::SeqCst);
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.in_flight() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.in_flight()
+    }
+}
+
+/// The lane of `user`'s sends: always the same one, so their order is kept.
+fn lane_of(user: UserId, lanes: usize) -> usize {
+    (user.0.unsigned_abs() as usize) % lanes.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn draining_refuses_new_sends_and_waits_for_the_admitted_ones() {
+        let admission = Arc::new(Admission::default());
+        let socket = SocketSends::default();
+        let ticket = admission.admit(&socket, 10, 10).ok().unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(ticket);
+        });
+        assert_eq!(admission.drain(Duration::from_secs(5)).await, 0);
+        assert!(matches!(
+            admission.admit(&socket, 10, 10),
+            Err(Refused::Closing)
+        ));
+    }
+
+    #[test]
+    fn a_socket_and_the_relay_each_have_their_own_bound() {
+        let admission = Admission::default();
+        let (a, b) = (SocketSends::default(), SocketSends::default());
+        let first = admission.admit(&a, 1, 2).ok().unwrap();
+        assert!(matches!(
+            admission.admit(&a, 1, 2),
+            Err(Refused::SocketFull)
+        ));
+        let _second = admission.admit(&b, 1, 2).ok().unwrap();
+        let c = SocketSends::default();
+        assert!(matches!(admission.admit(&c, 1, 2), Err(Refused::RelayFull)));
+        drop(first);
+        assert!(admission.admit(&a, 1, 2).is_ok());
+        assert_eq!(a.0.load(Ordering::SeqCst), 0, "the ticket was dropped");
+    }
+}

@@ -1,0 +1,158 @@
+//! The live path never waits on storage: with the API's only database connection held by a
+//! request stuck on a lock the test holds (so no insert and no other query can run), two users
+//! chatting through the relay still see every message on their other devices at once; once the
+//! lock is released, every send is acknowledged once with its real id.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::device::Device;
+use crate::helpers::{spawn_stack_custom, REDIS_URL};
+
+/// Messages each user sends while storage is held.
+const EACH: usize = 10;
+
+/// Wait until `device` has received `count` `receive_message` events; their clientMsgIds.
+async fn relayed(device: &mut Device, count: usize) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    while seen.len() < count {
+        let (event, body) = device.next().await;
+        assert_eq!(
+            event, "receive_message",
+            "only relayed copies can arrive: {body}"
+        );
+        assert!(
+            seen.insert(body["clientMsgId"].as_str().unwrap().to_owned()),
+            "a message relayed twice: {body}"
+        );
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_reach_every_other_device_while_storage_is_held_and_are_acked_once_it_is_released()
+{
+    // Arrange: an API with one database connection; two users with two devices each; the relay
+    // waits as long as it takes for the API (the test decides when storage is released, not a
+    // clock)
+    let stack = spawn_stack_custom(
+        REDIS_URL,
+        1,
+        |api| api.database.pool_size = 1,
+        |relay| relay.api.timeout_ms = 600_000,
+    )
+    .await;
+    let (alice, _) = stack.register("alice").await;
+    let (bob, bob_id) = stack.register("bob").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let mut a1 = Device::connect(&stack, 0, &alice).await;
+    let mut a2 = Device::connect(&stack, 0, &alice).await;
+    let mut b1 = Device::connect(&stack, 0, &bob).await;
+    let mut b2 = Device::connect(&stack, 0, &bob).await;
+    let (db, connection) = tokio_postgres::connect(&stack.database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connecting to the stack's database");
+    tokio::spawn(connection);
+    // Every insert into messages needs ROW EXCLUSIVE, which EXCLUSIVE blocks until COMMIT; a
+    // REST send then waits on it holding the API's only connection.
+    db.batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let rest = {
+        let (http, url, token) = (stack.http.clone(), stack.api_url.clone(), alice.clone());
+        let body = json!({ "clientMsgId": "rest-held", "conversationId": conversation, "content": "held" });
+        tokio::spawn(async move {
+            http.post(format!("{url}/api/messages"))
+                .bearer_auth(token)
+                .json(&body)
+                .timeout(Duration::from_secs(600))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    wait_for_a_query_waiting_on_the_lock(&db).await;
+
+    // Act: both users send, alternately, while nothing can be stored
+    let mut acks: Vec<(String, mpsc::UnboundedReceiver<(String, Value)>)> = Vec::new();
+    for i in 0..EACH {
+        for (name, device) in [("a", &mut a1), ("b", &mut b1)] {
+            let id = format!("{name}-{i}");
+            let body = json!({ "clientMsgId": id, "conversationId": conversation, "content": format!("held {id}") });
+            let ack = device
+                .send_later("send_message", body, Duration::from_secs(600))
+                .await;
+            acks.push((id, ack));
+        }
+    }
+    let mine =
+        |name: &str| -> HashSet<String> { (0..EACH).map(|i| format!("{name}-{i}")).collect() };
+    let all: HashSet<String> = mine("a").union(&mine("b")).cloned().collect();
+
+    // Assert: every other device has every message it should, while storage is still held
+    assert_eq!(relayed(&mut a1, EACH).await, mine("b"));
+    assert_eq!(relayed(&mut b1, EACH).await, mine("a"));
+    assert_eq!(relayed(&mut a2, 2 * EACH).await, all);
+    assert_eq!(relayed(&mut b2, 2 * EACH).await, all);
+    for (id, ack) in &mut acks {
+        assert!(
+            ack.try_recv().is_err(),
+            "{id} was acked while storage was held"
+        );
+    }
+    let (stored,): (i64,) = {
+        let row = db
+            .query_one("SELECT count(*) FROM messages", &[])
+            .await
+            .unwrap();
+        (row.get(0),)
+    };
+    assert_eq!(stored, 0, "nothing can be stored while the lock is held");
+
+    // Act: release storage
+    db.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(rest.await.unwrap().unwrap(), 201);
+
+    // Assert: each send acked once, with its real id; one row each, seq 1..=2*EACH
+    let mut ids = HashSet::new();
+    for (client_msg_id, ack) in &mut acks {
+        let (_, answer) = ack.recv().await.expect("every send is acked");
+        assert_eq!(answer["success"], true, "{client_msg_id}: {answer}");
+        assert_eq!(answer["clientMsgId"], client_msg_id.as_str(), "{answer}");
+        assert!(
+            ids.insert(answer["id"].as_str().unwrap().to_owned()),
+            "{answer}"
+        );
+    }
+    let rows = db
+        .query("SELECT client_msg_id, seq FROM messages ORDER BY seq", &[])
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
+    assert_eq!(seqs, (1..=2 * EACH as i64 + 1).collect::<Vec<_>>());
+    let mut stored: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(stored.remove("rest-held"));
+    assert_eq!(stored, all);
+}
+
+/// Wait until a query of the API is blocked on the test's lock (it then holds the API's only
+/// connection).
+async fn wait_for_a_query_waiting_on_the_lock(db: &tokio_postgres::Client) {
+    loop {
+        let row = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
