@@ -184,6 +184,10 @@ fn report(
     print_hdr_row("receive_message (scheduled send → read)", &h.receive);
     print_hdr_row("ack with stored id (scheduled send → read)", &h.ack);
     print_hdr_row("generator lag (scheduled → emitted)", &h.lag);
+    print_hdr_row(
+        "  for reference: receive (emitted → read)",
+        &h.receive_from_emit,
+    );
     println!();
     println!(
         "sent {sent} of {} planned at {} msg/s (last emit {:.3} s after the first was due)",
@@ -247,6 +251,7 @@ fn report(
         "receive_ms": hdr_json(&h.receive),
         "ack_ms": hdr_json(&h.ack),
         "generator_lag_ms": hdr_json(&h.lag),
+        "receive_from_emit_ms": hdr_json(&h.receive_from_emit),
         "deliveries": {
             "expected": expected,
             "received": received,

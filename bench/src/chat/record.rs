@@ -23,6 +23,9 @@ pub const CLOSED: u8 = 4;
 /// The latency histograms: over the whole run, and over the last progress interval.
 pub struct Histograms {
     pub receive: Histogram<u64>,
+    /// The same deliveries from the actual emit: what the stack took, without the generator's
+    /// lag (for reference only; `receive` is the measure).
+    pub receive_from_emit: Histogram<u64>,
     pub ack: Histogram<u64>,
     /// How late the generator emitted (actual emit − intended time).
     pub lag: Histogram<u64>,
@@ -58,6 +61,8 @@ pub struct Record {
     rate: u64,
     /// The device that sent each message (`u32::MAX` before it is sent).
     sender: Vec<AtomicU32>,
+    /// How late each message was emitted, in microseconds.
+    lag_us: Vec<AtomicU32>,
     state: Vec<AtomicU8>,
     delivered: Vec<AtomicU8>,
     pub sent: AtomicU64,
@@ -90,6 +95,7 @@ impl Record {
             start,
             rate,
             sender: (0..planned).map(|_| AtomicU32::new(u32::MAX)).collect(),
+            lag_us: (0..planned).map(|_| AtomicU32::new(0)).collect(),
             state: fresh(planned),
             delivered: fresh(planned),
             sent: AtomicU64::new(0),
@@ -105,6 +111,7 @@ impl Record {
             last_ack_us: AtomicU64::new(0),
             histograms: Mutex::new(Histograms {
                 receive: histogram(),
+                receive_from_emit: histogram(),
                 ack: histogram(),
                 lag: histogram(),
                 receive_interval: histogram(),
@@ -135,6 +142,8 @@ impl Record {
 
     /// Message `i` is about to be emitted by `device`, `lag` after it was due.
     pub fn sending(&self, i: usize, device: usize, lag: Duration) {
+        let lag_us = u32::try_from(lag.as_micros()).unwrap_or(u32::MAX);
+        self.lag_us[i].store(lag_us, Ordering::Relaxed);
         self.sender[i].store(device as u32, Ordering::Release);
         self.state[i].store(SENT, Ordering::Release);
         self.sent.fetch_add(1, Ordering::Relaxed);
@@ -212,9 +221,11 @@ impl Record {
             self.stored_copies.fetch_add(1, Ordering::Relaxed);
         }
         let latency = at.saturating_duration_since(self.intended(i));
+        let lag = Duration::from_micros(u64::from(self.lag_us[i].load(Ordering::Relaxed)));
         let mut h = self.histograms();
         record(&mut h.receive, latency);
         record(&mut h.receive_interval, latency);
+        record(&mut h.receive_from_emit, latency.saturating_sub(lag));
     }
 
     /// Sends answered so far (acked, failed or closed).
