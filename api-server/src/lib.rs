@@ -19,8 +19,8 @@
 pub mod auth;
 pub mod error;
 pub mod metrics;
-pub mod publish;
 pub mod port;
+pub mod publish;
 pub mod routes;
 pub mod service;
 pub mod settings;
