@@ -16,7 +16,7 @@ use serde::Serialize;
 use settings::{AllInOneSettings, BusChoice};
 use shared::bus::memory::MemoryBus;
 use shared::bus::redis::RedisBus;
-use shared::bus::{subscriber, Bus, Keys};
+use shared::bus::{Bus, Keys};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -52,7 +52,7 @@ impl AllInOne {
         let (bus, subscriber, received, bus_label): (Arc<dyn Bus>, _, _, _) = match bus_choice {
             BusChoice::InProcess => {
                 let bus = Arc::new(MemoryBus::new());
-                let (subscriber, received) = subscriber::memory(&bus);
+                let (subscriber, received) = bus.subscribe();
                 (bus, subscriber, received, "in-process")
             }
             BusChoice::Redis { url, prefix } => {
@@ -60,7 +60,7 @@ impl AllInOne {
                 let bus = RedisBus::connect(&url, keys.clone())
                     .await
                     .context("connecting to Redis (REDIS_URL)")?;
-                let (subscriber, received) = subscriber::redis(bus.client().clone(), keys);
+                let (subscriber, received) = bus.subscribe();
                 (Arc::new(bus), subscriber, received, "redis")
             }
         };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use shared::bus::memory::MemoryBus;
 use shared::bus::redis::RedisBus;
-use shared::bus::{subscriber, Bus, BusMessage, Keys};
+use shared::bus::{Bus, BusMessage, Keys};
 use shared::domain::MessageKind;
 use shared::events::{BusEvent, Envelope, RelayedMessage};
 use shared::ids::{ConversationId, UserId};
@@ -81,13 +81,10 @@ pub async fn run(redis_url: &str, args: &PublishArgs) -> anyhow::Result<()> {
         for subscribed in [false, true] {
             for bus_name in ["redis", "memory"] {
                 let (bus, sub): (Arc<dyn Bus>, _) = match bus_name {
-                    "redis" => (
-                        redis.clone() as Arc<dyn Bus>,
-                        subscriber::redis(redis.client().clone(), keys.clone()),
-                    ),
+                    "redis" => (redis.clone() as Arc<dyn Bus>, redis.subscribe()),
                     _ => {
                         let memory = Arc::new(MemoryBus::new());
-                        let sub = subscriber::memory(&memory);
+                        let sub = memory.subscribe();
                         (memory as Arc<dyn Bus>, sub)
                     }
                 };

@@ -48,7 +48,7 @@ impl Application {
         let bus = RedisBus::connect(&settings.redis.url, keys.clone())
             .await
             .context("connecting to Redis (REDIS_URL)")?;
-        let (subscriber, received) = subscriber::redis(bus.client().clone(), keys);
+        let (subscriber, received) = bus.subscribe();
         let port = HttpPort::new(
             &settings.api.url,
             Duration::from_millis(settings.api.timeout_ms),

@@ -2,22 +2,15 @@
 //! and stops itself, every request keeps answering at its usual speed, `/ready` stays 200 and
 //! reports the bus, and once Redis is back the API's events reach subscribers again.
 
-// The `test-support` fixture, compiled into this test binary until that crate is a
-// dev-dependency of api-server (then these two modules become `use redis_server::RedisServer;`).
-#[path = "../../../test-support/src/port.rs"]
-mod port;
-#[path = "../../../test-support/src/redis.rs"]
-#[allow(dead_code)]
-mod redis_server;
-
 use crate::helpers::{spawn_app_with, TestApp};
-use redis_server::RedisServer;
 use reqwest::Method;
 use serde_json::Value;
-use shared::bus::subscriber::{self, Subscriber};
-use shared::bus::{BusMessage, Keys};
+use shared::bus::redis::RedisBus;
+use shared::bus::subscriber::Subscriber;
+use shared::bus::{Bus, BusMessage, Keys};
 use shared::wire::User;
 use std::time::{Duration, Instant};
+use test_support::RedisServer;
 use tokio::sync::mpsc;
 
 /// Every request must answer within this during the outage, as it does without one.
@@ -56,8 +49,10 @@ async fn listen(
     app: &TestApp,
     user: &User,
 ) -> (Subscriber, mpsc::Receiver<BusMessage>) {
-    let client = redis::Client::open(redis_url).expect("redis url");
-    let (sub, rx) = subscriber::redis(client, Keys::new(&app.redis_prefix));
+    let bus = RedisBus::connect(redis_url, Keys::new(&app.redis_prefix))
+        .await
+        .expect("connecting to the test's Redis");
+    let (sub, rx) = bus.subscribe();
     sub.subscribe(user.id).await;
     (sub, rx)
 }

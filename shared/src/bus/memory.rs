@@ -3,7 +3,7 @@
 //! consumer slows publishers down instead of losing events; and two maps (presence, revoked
 //! tokens).
 
-use super::subscriber::Counts;
+use super::subscriber::{Command, Counts, Subscriber, OUT_CAPACITY};
 use super::{Bus, BusError, BusMessage, PresenceState};
 use crate::ids::UserId;
 use async_trait::async_trait;
@@ -209,6 +209,32 @@ impl Bus for MemoryBus {
 
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())
+    }
+
+    fn subscribe(&self) -> (Subscriber, mpsc::Receiver<BusMessage>) {
+        start_subscriber(self)
+    }
+}
+
+/// A subscriber on this process's bus; its task ends when every handle is dropped.
+fn start_subscriber(bus: &MemoryBus) -> (Subscriber, mpsc::Receiver<BusMessage>) {
+    let (subscriber, commands) = Subscriber::channel(Arc::default());
+    let (out, received) = mpsc::channel(OUT_CAPACITY);
+    tokio::spawn(run_memory(bus.attach(out), commands));
+    (subscriber, received)
+}
+
+/// Apply subscription commands to the route; deliveries go straight from publishers into the
+/// route's queue.
+async fn run_memory(route: Arc<Route>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Subscribe(user, done) => {
+                route.subscribe(user);
+                let _ = done.send(());
+            }
+            Command::Unsubscribe(user) => route.unsubscribe(user),
+        }
     }
 }
 

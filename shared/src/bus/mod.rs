@@ -87,6 +87,16 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Whether the bus answers.
     async fn ping(&self) -> Result<(), BusError>;
+
+    /// Open this process's subscription: a [`subscriber::Subscriber`] handle (subscribe and
+    /// unsubscribe users' channels, counted per connection) and the receiver of what is
+    /// published on them. Its task ends when every handle is dropped.
+    fn subscribe(
+        &self,
+    ) -> (
+        subscriber::Subscriber,
+        tokio::sync::mpsc::Receiver<BusMessage>,
+    );
 }
 
 /// Names of the channels and keys under a prefix (`parley` by default; tests use one per run so

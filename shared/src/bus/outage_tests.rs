@@ -4,7 +4,7 @@
 
 use super::publisher::BusPublisher;
 use super::redis::RedisBus;
-use super::{subscriber, Bus, Keys};
+use super::{Bus, Keys};
 use crate::events::BusEvent;
 use crate::ids::{ConversationId, UserId};
 use std::sync::Arc;
@@ -183,7 +183,7 @@ async fn the_subscriber_answers_while_redis_is_down_and_receives_again_after_res
     // Arrange: a subscriber receiving user 1
     let redis = RedisServer::start();
     let bus = connect(&redis).await;
-    let (sub, mut rx) = subscriber::redis(bus.client().clone(), bus.keys().clone());
+    let (sub, mut rx) = bus.subscribe();
     sub.subscribe(UserId(1)).await;
     bus.publish(&[UserId(1)], "before").await.unwrap();
     let got = tokio::time::timeout(RECOVERY, rx.recv()).await.unwrap();

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::bus::memory::MemoryBus;
-use crate::bus::{subscriber, BusError, PresenceState};
+use crate::bus::{subscriber, BusError, BusMessage, PresenceState};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Mutex;
@@ -76,6 +76,15 @@ impl Bus for DoubleBus {
     async fn ping(&self) -> Result<(), BusError> {
         self.answer().await
     }
+
+    fn subscribe(
+        &self,
+    ) -> (
+        subscriber::Subscriber,
+        tokio::sync::mpsc::Receiver<BusMessage>,
+    ) {
+        unreachable!("the publisher never subscribes")
+    }
 }
 
 /// Fast probes and timeouts so that tests wait milliseconds, not seconds.
@@ -109,7 +118,7 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
 async fn published_events_reach_subscribers_in_an_envelope_naming_the_origin() {
     // Arrange
     let bus = Arc::new(MemoryBus::new());
-    let (sub, mut rx) = subscriber::memory(&bus);
+    let (sub, mut rx) = bus.subscribe();
     sub.subscribe(UserId(7)).await;
     let (publisher, _task) = BusPublisher::start(bus, "api-test", 16);
 
@@ -223,7 +232,7 @@ async fn a_bus_that_does_not_answer_counts_as_down_after_the_timeout() {
 async fn the_task_ends_when_the_last_handle_is_dropped_after_sending_what_was_queued() {
     // Arrange
     let bus = Arc::new(MemoryBus::new());
-    let (sub, mut rx) = subscriber::memory(&bus);
+    let (sub, mut rx) = bus.subscribe();
     sub.subscribe(UserId(1)).await;
     let (publisher, task) = BusPublisher::start(bus, "o", 16);
     let counters = publisher.counters();

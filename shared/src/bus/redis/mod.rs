@@ -6,7 +6,10 @@
 //! [`manager_config`]): while Redis is down calls fail at once, and the first calls after it is
 //! back reconnect.
 
-use super::{Bus, BusError, Keys, PresenceState};
+pub mod pubsub;
+
+use super::subscriber::Subscriber;
+use super::{Bus, BusError, BusMessage, Keys, PresenceState};
 use crate::ids::UserId;
 use anyhow::Context;
 use async_trait::async_trait;
@@ -280,6 +283,10 @@ impl Bus for RedisBus {
         bounded("PING", cmd.query_async::<String>(&mut conn))
             .await
             .map(|_| ())
+    }
+
+    fn subscribe(&self) -> (Subscriber, tokio::sync::mpsc::Receiver<BusMessage>) {
+        pubsub::start(self.client.clone(), self.keys.clone())
     }
 }
 
