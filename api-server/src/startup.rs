@@ -18,11 +18,23 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How many message stores (a send, or a batch) may hold a database connection at once: all
+/// but two of the pool, so that the relays' look-ups (memberships, a conversation's members,
+/// sessions) and sync never queue behind stores.
+fn writers(pool_size: usize) -> usize {
+    pool_size.saturating_sub(2).max(1)
+}
+
+/// How long the bus publisher gets to send what is queued at shutdown.
+const PUBLISHER_GRACE: Duration = Duration::from_secs(2);
+
 pub struct Application {
     port: u16,
     server: Server,
     /// What the handlers share; the in-process relay port serves from it too.
     state: AppState,
+    /// The bus publisher's task: it ends once the last handle on the state is gone.
+    publishing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -53,6 +65,9 @@ impl Application {
             limits: settings.limits.clone(),
             publisher,
             metrics,
+            writers: Arc::new(tokio::sync::Semaphore::new(writers(
+                settings.database.pool_size,
+            ))),
             login_throttle: Arc::new(LoginThrottle::new(
                 settings.limits.login_failures_per_window,
                 Duration::from_secs(settings.limits.login_window_secs),
@@ -82,10 +97,12 @@ impl Application {
         .shutdown_timeout(settings.api.shutdown_timeout_secs)
         .run();
         tracing::info!(port, "api-server listening");
+        let publishing = state.publisher.take_task();
         Ok(Self {
             port,
             server,
             state,
+            publishing,
         })
     }
 
@@ -104,10 +121,15 @@ impl Application {
     /// Serve until `shutdown` resolves, then stop accepting, finish requests in flight (bounded by
     /// `api.shutdown_timeout_secs`) and return.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let server = self.server;
+        let Self {
+            server,
+            state,
+            publishing,
+            ..
+        } = self;
+        let handle = server.handle();
         tokio::pin!(server);
-        tokio::select! {
+        let served = tokio::select! {
             result = &mut server => result.context("the HTTP server failed"),
             () = shutdown => {
                 tracing::info!("draining the API");
@@ -115,6 +137,13 @@ impl Application {
                 let ((), result) = tokio::join!(handle.stop(true), server);
                 result.context("the HTTP server failed while draining")
             }
+        };
+        // The publisher sends what is queued once its last handle is gone (in the all-in-one,
+        // the relay's in-process port holds one until the relay stops too).
+        drop(state);
+        if let Some(publishing) = publishing {
+            let _ = tokio::time::timeout(PUBLISHER_GRACE, publishing).await;
         }
+        served
     }
 }

@@ -18,5 +18,7 @@ pub struct AppState {
     pub limits: Limits,
     pub publisher: Publisher,
     pub metrics: Metrics,
+    /// Permits to store messages (see `startup::writers`): reads keep connections of their own.
+    pub writers: Arc<tokio::sync::Semaphore>,
     pub login_throttle: Arc<LoginThrottle>,
 }

@@ -157,6 +157,7 @@ pub fn state(store: TestStore) -> AppState {
         bus,
         keys,
         metrics,
+        writers: Arc::new(tokio::sync::Semaphore::new(2)),
         login_throttle: Arc::new(LoginThrottle::new(
             limits.login_failures_per_window,
             Duration::from_secs(limits.login_window_secs),

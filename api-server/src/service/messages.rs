@@ -44,8 +44,20 @@ pub fn parse_send(
     fields(user_id = %new.sender, client_msg_id = %new.client_msg_id.as_str())
 )]
 pub async fn send(state: &AppState, new: NewMessage) -> ApiResult<Sent> {
-    let outcome = state.store.send_message(new).await?;
+    let outcome = {
+        let _writing = writing(state).await?;
+        state.store.send_message(new).await?
+    };
     Ok(announce(state, outcome).await)
+}
+
+/// A permit to store: stores never take the connections reads need.
+async fn writing(state: &AppState) -> ApiResult<tokio::sync::SemaphorePermit<'_>> {
+    state
+        .writers
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("the writers' semaphore is closed")))
 }
 
 /// Store a batch of the relay's messages in order (one transaction where the backend allows),
@@ -91,7 +103,10 @@ pub async fn store_batch(state: &AppState, items: Vec<StoreItem>) -> ApiResult<V
         }
     }
     if !batch.is_empty() {
-        let results = state.store.send_batch(batch).await?;
+        let results = {
+            let _writing = writing(state).await?;
+            state.store.send_batch(batch).await?
+        };
         for (i, result) in positions.into_iter().zip(results) {
             answers[i] = Some(match result {
                 Ok(outcome) => StoreOutcome::Message(announce(state, outcome).await.message),
