@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-/// No run lasts longer than this; the stack is stopped and its database dropped either way.
+/// No run lasts longer than this; the stack is stopped, its database and Redis keys deleted either way.
 const TIME_LIMIT: Duration = Duration::from_secs(300);
 
 enum Scenario {

@@ -45,6 +45,8 @@ pub struct Stack {
     pub relays: Vec<String>,
     pub http: reqwest::Client,
     db_name: String,
+    /// The Redis key prefix of this run (presence and last-seen keys are left under it).
+    prefix: String,
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -98,6 +100,7 @@ impl Stack {
                 .timeout(Duration::from_secs(30))
                 .build()?,
             db_name,
+            prefix,
             stops,
             tasks,
         })
@@ -137,7 +140,7 @@ impl Stack {
             .context("conversation id")
     }
 
-    /// Stop the services (bounded wait), then drop the database.
+    /// Stop the services (bounded wait), then drop the database and the Redis keys.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stops.clear();
         for task in self.tasks.drain(..) {
@@ -157,6 +160,39 @@ impl Stack {
             ))
             .await
             .context("dropping the bench database")?;
+        self.delete_redis_keys()
+            .await
+            .context("deleting the bench's Redis keys")
+    }
+
+    /// Every key under this run's prefix (presence, last seen: hundreds per run otherwise).
+    async fn delete_redis_keys(&self) -> anyhow::Result<()> {
+        let client = redis::Client::open(redis_url())?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        let pattern = format!("{}:*", self.prefix);
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        for chunk in keys.chunks(500) {
+            redis::cmd("UNLINK")
+                .arg(chunk)
+                .query_async::<()>(&mut connection)
+                .await?;
+        }
         Ok(())
     }
 }
