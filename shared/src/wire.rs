@@ -254,3 +254,26 @@ pub struct SendAck {
     pub saved: MessageSaved,
     pub status: MessageStatus,
 }
+
+/// A failed Socket.IO ack: `{"success":false,"error":{"code","message","retryable"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AckFailure {
+    pub success: bool,
+    pub error: crate::errors::AckError,
+}
+
+impl From<crate::errors::AckError> for AckFailure {
+    fn from(error: crate::errors::AckError) -> Self {
+        Self {
+            success: false,
+            error,
+        }
+    }
+}
+
+/// The answer to `ping`: the server's clock, for latency and skew.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pong {
+    pub server_time: DateTime<Utc>,
+}

@@ -145,7 +145,7 @@ pub fn to_value<T: Serialize>(value: &T) -> Value {
 /// Answer an ack with `{success:false, error:{code,message,retryable}}`.
 pub fn ack_error(ack: Option<Ack>, error: AckError) {
     if let Some(ack) = ack {
-        let _ = ack.send(json!({ "success": false, "error": error }));
+        let _ = ack.send(to_value(&shared::wire::AckFailure::from(error)));
     }
 }
 

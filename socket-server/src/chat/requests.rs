@@ -57,7 +57,10 @@ fn permit(socket: &Socket, ack: &mut Option<Ack>) -> Option<OwnedSemaphorePermit
 /// `ping` → `{serverTime}`.
 pub fn ping(ack: Option<Ack>) {
     if let Some(ack) = ack {
-        let _ = ack.send(json!({ "serverTime": chrono::Utc::now() }));
+        let pong = shared::wire::Pong {
+            server_time: chrono::Utc::now(),
+        };
+        let _ = ack.send(to_value(&pong));
     }
 }
 
