@@ -27,6 +27,41 @@ pub struct Stack {
     _stops: Vec<oneshot::Sender<()>>,
 }
 
+/// The API's settings for tests: port 0, a database `db_name` (created when missing), the bus
+/// at `redis_url` under `prefix`, small limits.
+pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettings) -> ApiSettings {
+    ApiSettings {
+        api: HttpSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            shutdown_timeout_secs: 1,
+        },
+        database: DatabaseSettings {
+            url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
+            pool_size: 4,
+            create_if_missing: true,
+        },
+        redis: ApiRedis {
+            url: redis_url.into(),
+            prefix: prefix.into(),
+        },
+        jwt,
+        limits: ApiLimits {
+            body_bytes: 65_536,
+            text_chars: 4000,
+            page_max: 200,
+            page_default: 50,
+            sync_max: 500,
+            search_max: 50,
+            login_failures_per_window: 5,
+            login_window_secs: 300,
+        },
+        cors: CorsSettings {
+            allowed_origins: vec![],
+        },
+    }
+}
+
 fn jwt(secret: String) -> JwtSettings {
     JwtSettings {
         secret: SecretString::from(secret),
@@ -72,37 +107,7 @@ pub async fn spawn_stack_custom(
     );
     let prefix = format!("parley-relay-test-{id}");
     let db_name = format!("parley_relay_test_{id}");
-    let api_settings = ApiSettings {
-        api: HttpSettings {
-            host: "127.0.0.1".into(),
-            port: 0,
-            shutdown_timeout_secs: 1,
-        },
-        database: DatabaseSettings {
-            url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
-            pool_size: 4,
-            create_if_missing: true,
-        },
-        redis: ApiRedis {
-            url: redis_url.into(),
-            prefix: prefix.clone(),
-        },
-        jwt: jwt(secret.clone()),
-        limits: ApiLimits {
-            body_bytes: 65_536,
-            text_chars: 4000,
-            page_max: 200,
-            page_default: 50,
-            sync_max: 500,
-            search_max: 50,
-            login_failures_per_window: 5,
-            login_window_secs: 300,
-        },
-        cors: CorsSettings {
-            allowed_origins: vec![],
-        },
-    };
-    let mut api_settings = api_settings;
+    let mut api_settings = api_settings(&db_name, redis_url, &prefix, jwt(secret.clone()));
     api_tweak(&mut api_settings);
     let api = api_server::startup::Application::build(api_settings)
         .await

@@ -6,10 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_server::settings::{
-    CorsSettings, DatabaseSettings, HttpSettings, Limits as ApiLimits, RedisSettings as ApiRedis,
-    Settings as ApiSettings,
-};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use shared::auth::{JwtKeys, JwtSettings};
@@ -48,36 +44,12 @@ async fn spawn_api() -> Api {
         ttl_secs: 3600,
         leeway_secs: 0,
     };
-    let settings = ApiSettings {
-        api: HttpSettings {
-            host: "127.0.0.1".into(),
-            port: 0,
-            shutdown_timeout_secs: 1,
-        },
-        database: DatabaseSettings {
-            url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
-            pool_size: 4,
-            create_if_missing: true,
-        },
-        redis: ApiRedis {
-            url: "redis://127.0.0.1:6379".into(),
-            prefix: format!("parley-port-test-{id}"),
-        },
-        jwt: jwt.clone(),
-        limits: ApiLimits {
-            body_bytes: 65_536,
-            text_chars: 4000,
-            page_max: 200,
-            page_default: 50,
-            sync_max: 500,
-            search_max: 50,
-            login_failures_per_window: 5,
-            login_window_secs: 300,
-        },
-        cors: CorsSettings {
-            allowed_origins: vec![],
-        },
-    };
+    let settings = crate::helpers::api_settings(
+        &db_name,
+        crate::helpers::REDIS_URL,
+        &format!("parley-port-test-{id}"),
+        jwt.clone(),
+    );
     let app = api_server::startup::Application::build(settings)
         .await
         .unwrap_or_else(|e| panic!("the API did not start (PostgreSQL and Redis must run): {e:#}"));
