@@ -6,8 +6,9 @@
 //!    conversations (one query, then find-or-create only for missing pairs, as a single send
 //!    does), the membership of every `(sender, conversationId)` (one query).
 //! 2. In one transaction: the stored rows of the batch's `(sender, clientMsgId)` keys (one
-//!    query); the conversation rows locked **in ascending id order** by one
-//!    `UPDATE … RETURNING last_seq` each, which allocates their consecutive seqs; every new
+//!    query); the conversation rows locked **in ascending id order** (one `SELECT … ORDER BY id
+//!    FOR UPDATE`), then every conversation's `last_seq` moved up by its count of new messages
+//!    in one `UPDATE … FROM unnest(…) RETURNING`, which allocates their consecutive seqs; every new
 //!    message in one `INSERT … ON CONFLICT DO NOTHING RETURNING` (rows in key order, so that two
 //!    batches sharing keys wait on each other in the same order); their `changes` rows in one
 //!    insert, stamped with this transaction's xid by the column default, as a single send's.
@@ -23,9 +24,19 @@ use crate::store::rows::direct_key;
 use crate::store::{NewMessage, SendOutcome, StoreError, StoreResult, Target};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
+use diesel::sql_types::{Array, BigInt};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared::ids::UserId;
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// A conversation's `last_seq` after the batch moved it.
+#[derive(QueryableByName)]
+struct MovedSeq {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    last_seq: i64,
+}
 
 /// Attempts of step 2 before giving up (each lost race finds one more key stored, so a second
 /// attempt almost always succeeds).
@@ -225,18 +236,33 @@ async fn store(
         });
     }
 
-    // Ascending conversation id (a BTreeMap): the lock order every batch follows.
+    // Lock the batch's conversation rows in ascending id order (the order every batch follows,
+    // so two cannot deadlock; the row locks come above the sort), then move every `last_seq` in
+    // one statement: two statements whatever the number of conversations.
+    let ids: Vec<i64> = groups.keys().copied().collect();
+    let counts: Vec<i64> = groups.values().map(|items| items.len() as i64).collect();
+    diesel::sql_query("SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind::<Array<BigInt>, _>(&ids)
+        .execute(conn)
+        .await?;
+    let moved: Vec<MovedSeq> = diesel::sql_query(
+        "UPDATE conversations AS c \
+         SET last_seq = c.last_seq + v.n, last_message_at = now() \
+         FROM unnest($1::bigint[], $2::bigint[]) AS v(id, n) \
+         WHERE c.id = v.id \
+         RETURNING c.id, c.last_seq",
+    )
+    .bind::<Array<BigInt>, _>(&ids)
+    .bind::<Array<BigInt>, _>(&counts)
+    .load(conn)
+    .await?;
+    let last: HashMap<i64, i64> = moved.into_iter().map(|m| (m.id, m.last_seq)).collect();
     // Batch index → (conversation, seq).
     let mut placed: HashMap<usize, (i64, i64)> = HashMap::new();
     for (&conversation, items) in &groups {
-        let last: i64 = diesel::update(conversations::table.find(conversation))
-            .set((
-                conversations::last_seq.eq(conversations::last_seq + items.len() as i64),
-                conversations::last_message_at.eq(diesel::dsl::now),
-            ))
-            .returning(conversations::last_seq)
-            .get_result(conn)
-            .await?;
+        let &last = last.get(&conversation).ok_or_else(|| {
+            TxError::Store(anyhow::anyhow!("conversation {conversation} vanished").into())
+        })?;
         let at = seqs(last, items.len()).map(|seq| (conversation, seq));
         placed.extend(items.iter().copied().zip(at));
     }
