@@ -68,6 +68,9 @@ pub struct Claims {
     pub exp: i64,
     /// Unique token id, used to revoke it.
     pub jti: String,
+    /// Not before (optional; Parley does not set it, but honours it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 impl Claims {
@@ -114,6 +117,7 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = settings.leeway_secs;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         let mut service_validation = validation.clone();
         service_validation.set_audience(&[service_audience(&settings.audience)]);
         Ok(Self {
@@ -135,19 +139,34 @@ impl JwtKeys {
             iat: now,
             exp: now + self.settings.ttl_secs as i64,
             jti: uuid::Uuid::new_v4().to_string(),
+            nbf: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, claims))
     }
 
-    /// Verify signature, algorithm, `exp`, `iss` and `aud`.
+    /// Verify signature, algorithm, `exp`, `nbf`, `iss` and `aud`, and that the token is one
+    /// this configuration could have issued: `iat` not in the future and a lifetime
+    /// (`exp - iat`) within `ttl_secs` (both with the leeway).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            })
+            .map_err(decode_error)?;
+        self.check_lifetime(&claims, self.settings.ttl_secs)?;
+        Ok(claims)
+    }
+
+    /// `iat` not ahead of our clock, and `exp - iat` at most `ttl_secs`, each within the leeway.
+    fn check_lifetime(&self, claims: &Claims, ttl_secs: u64) -> Result<(), TokenError> {
+        let leeway = i64::try_from(self.settings.leeway_secs).unwrap_or(i64::MAX);
+        let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX);
+        let now = Utc::now().timestamp();
+        let issued_in_the_future = claims.iat > now.saturating_add(leeway);
+        let too_long = claims.exp.saturating_sub(claims.iat) > ttl.saturating_add(leeway);
+        if issued_in_the_future || too_long {
+            return Err(TokenError::Invalid);
+        }
+        Ok(())
     }
 
     pub fn settings(&self) -> &JwtSettings {
@@ -164,6 +183,7 @@ impl JwtKeys {
             iat: now,
             exp: now + SERVICE_TTL_SECS as i64,
             jti: uuid::Uuid::new_v4().to_string(),
+            nbf: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, claims))
@@ -175,14 +195,19 @@ impl JwtKeys {
         let claims =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.service_validation)
                 .map(|data| data.claims)
-                .map_err(|e| match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                    _ => TokenError::Invalid,
-                })?;
+                .map_err(decode_error)?;
         if claims.sub != SERVICE_SUBJECT {
             return Err(TokenError::Invalid);
         }
+        self.check_lifetime(&claims, SERVICE_TTL_SECS)?;
         Ok(claims)
+    }
+}
+
+fn decode_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+        _ => TokenError::Invalid,
     }
 }
 
@@ -207,6 +232,46 @@ mod tests {
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A token signed with our key whose claims are `change`d from a freshly issued one.
+    fn forged(change: impl FnOnce(&mut Claims)) -> String {
+        let (_, mut claims) = keys(SECRET).issue(UserId(1)).unwrap();
+        change(&mut claims);
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn tokens_this_configuration_could_not_have_issued_are_invalid() {
+        let now = Utc::now().timestamp();
+        let cases: [(&str, Box<dyn FnOnce(&mut Claims)>); 4] = [
+            ("nbf an hour ahead", Box::new(move |c| c.nbf = Some(now + 3600))),
+            (
+                "iat a year ahead",
+                Box::new(move |c| {
+                    c.iat = now + 365 * 24 * 3600;
+                    c.exp = c.iat + 30;
+                }),
+            ),
+            ("exp in 9999", Box::new(|c| c.exp = 253_402_300_799)),
+            ("a lifetime over ttl_secs", Box::new(|c| c.exp = c.iat + 61)),
+        ];
+        for (case, change) in cases {
+            assert_eq!(
+                keys(SECRET).verify(&forged(change)).err(),
+                Some(TokenError::Invalid),
+                "{case}"
+            );
+        }
+        let unchanged = forged(|_| {});
+        assert!(keys(SECRET).verify(&unchanged).is_ok());
+        let past_nbf = forged(move |c| c.nbf = Some(now - 10));
+        assert!(keys(SECRET).verify(&past_nbf).is_ok());
+    }
 
     #[test]
     fn an_issued_token_verifies_and_names_its_user() {

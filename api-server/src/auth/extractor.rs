@@ -1,7 +1,8 @@
 //! [`AuthUser`]: the caller of a protected route, from `Authorization: Bearer <jwt>`.
 //!
-//! The token must verify (signature, algorithm, `exp`, `iss`, `aud`) and its session must still
-//! be active in the store (logout revokes it). Every refusal is a 401 with the shared JSON error
+//! The token must verify (signature, algorithm, `exp`, `nbf`, `iss`, `aud`, an `iat` not in the
+//! future and a lifetime within the configured one) and its session must still be active in the
+//! store (logout revokes it) and belong to the token's subject. Every refusal is a 401 with the shared JSON error
 //! shape and a `WWW-Authenticate: Bearer` header.
 
 use crate::error::ApiError;
@@ -62,9 +63,11 @@ impl FromRequest for AuthUser {
             let user_id = claims
                 .user_id()
                 .map_err(|_| ApiError::code(ErrorCode::InvalidToken))?;
+            // The session must be active *and* the token's subject's: a re-signed token naming
+            // another user than the one the session was issued to is refused.
             let active = state
                 .store
-                .session_active(&claims.jti)
+                .session_active_for(user_id, &claims.jti)
                 .await
                 .map_err(ApiError::from)?;
             if !active {

@@ -273,3 +273,63 @@ async fn a_non_bearer_authorization_header_is_refused_with_401() {
     // Assert
     assert_eq!(reply.status().as_u16(), 401);
 }
+
+#[tokio::test]
+async fn a_token_not_valid_before_an_hour_from_now_is_refused_with_401() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, mut claims) = user_with_claims(&app).await;
+    claims["nbf"] = json!(chrono::Utc::now().timestamp() + 3600);
+
+    // Act
+    let token = sign(&claims, Algorithm::HS256, &app.jwt_secret());
+
+    // Assert
+    assert_refused(&app, &token, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn a_token_issued_a_year_ahead_is_refused_with_401() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, mut claims) = user_with_claims(&app).await;
+    let year = 365 * 24 * 3600;
+    let now = chrono::Utc::now().timestamp();
+    claims["iat"] = json!(now + year);
+    claims["exp"] = json!(now + year + 60);
+
+    // Act
+    let token = sign(&claims, Algorithm::HS256, &app.jwt_secret());
+
+    // Assert
+    assert_refused(&app, &token, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn a_token_living_longer_than_the_configured_lifetime_is_refused_with_401() {
+    // Arrange: expiry in the year 9999
+    let app = spawn_app().await;
+    let (_, mut claims) = user_with_claims(&app).await;
+    claims["exp"] = json!(253_402_300_799_i64);
+
+    // Act
+    let token = sign(&claims, Algorithm::HS256, &app.jwt_secret());
+
+    // Assert
+    assert_refused(&app, &token, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn a_token_naming_another_user_than_its_sessions_owner_is_refused_with_401() {
+    // Arrange: alice's live session, re-signed with bob as the subject
+    let app = spawn_app().await;
+    let (_, mut claims) = user_with_claims(&app).await;
+    let (_, bob) = app.register("bob").await;
+    claims["sub"] = json!(bob.id.to_string());
+
+    // Act
+    let token = sign(&claims, Algorithm::HS256, &app.jwt_secret());
+
+    // Assert
+    assert_refused(&app, &token, "token_revoked").await;
+}

@@ -259,6 +259,7 @@ impl Stack {
             iat: now - 7200,
             exp: now - 3600,
             jti: uuid::Uuid::new_v4().to_string(),
+            nbf: None,
         };
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
