@@ -248,7 +248,8 @@ mod tests {
     #[test]
     fn tokens_this_configuration_could_not_have_issued_are_invalid() {
         let now = Utc::now().timestamp();
-        let cases: [(&str, Box<dyn FnOnce(&mut Claims)>); 4] = [
+        type Change = Box<dyn FnOnce(&mut Claims)>;
+        let cases: [(&str, Change); 4] = [
             ("nbf an hour ahead", Box::new(move |c| c.nbf = Some(now + 3600))),
             (
                 "iat a year ahead",
