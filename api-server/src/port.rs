@@ -8,7 +8,7 @@ use crate::store::Watermark;
 use async_trait::async_trait;
 use shared::errors::AckError;
 use shared::ids::{ConversationId, UserId};
-use shared::port::{ConversationMembers, Receipt, RelayPort, StoreItem, StoreOutcome};
+use shared::port::{ConversationMembers, Receipt, RelayPort, SessionRef, StoreItem, StoreOutcome};
 use shared::wire::{MemberState, SyncResponse};
 
 /// The relay port over the API's own state.
@@ -36,6 +36,10 @@ impl From<Receipt> for Watermark {
 impl RelayPort for InProcessPort {
     async fn session_active(&self, user: UserId, jti: &str) -> Result<bool, AckError> {
         Ok(service::sessions::session_active(&self.state, user, jti).await?)
+    }
+
+    async fn sessions_active(&self, sessions: &[SessionRef]) -> Result<Vec<bool>, AckError> {
+        Ok(service::sessions::sessions_active(&self.state, sessions).await?)
     }
 
     async fn memberships(&self, user: UserId) -> Result<Vec<ConversationMembers>, AckError> {

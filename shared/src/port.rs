@@ -56,6 +56,28 @@ impl From<StoreOutcome> for Result<Message, AckError> {
     }
 }
 
+/// A session to check: the user and the `jti` of the token their socket connected with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SessionRef {
+    pub user: UserId,
+    pub jti: String,
+}
+
+/// `POST /internal/relay/sessions` body (at most [`MAX_SESSION_CHECKS`] sessions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionCheck {
+    pub sessions: Vec<SessionRef>,
+}
+
+/// `POST /internal/relay/sessions` answer: one flag per session, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionCheckAnswer {
+    pub active: Vec<bool>,
+}
+
+/// Most sessions checked in one call.
+pub const MAX_SESSION_CHECKS: usize = 1000;
+
 /// Which receipt watermark to move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -95,6 +117,10 @@ pub trait RelayPort: Send + Sync + 'static {
     /// Whether `jti` is an active (issued, not revoked, not expired) session of `user`, as the
     /// system of record says.
     async fn session_active(&self, user: UserId, jti: &str) -> Result<bool, AckError>;
+
+    /// For each `(user, jti)`, whether it is an active session of that user, in order: one call
+    /// for a relay's periodic revalidation of its long-lived sockets.
+    async fn sessions_active(&self, sessions: &[SessionRef]) -> Result<Vec<bool>, AckError>;
 
     /// Every conversation `user` is a member of, each with all its members, in one call: the
     /// relay's membership view of a user, loaded at connect.

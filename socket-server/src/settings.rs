@@ -34,6 +34,7 @@ limits:
   store_lanes: 4
   store_batch_max: 128
   requests_per_socket: 8
+  session_check_secs: 60
   sends_per_sec: 10
   sends_burst: 20
   typing_per_sec: 5
@@ -116,6 +117,8 @@ pub struct Limits {
     pub store_batch_max: usize,
     /// `sync` / `mark_*` requests of one socket waiting for the API; beyond, `rate_limited`.
     pub requests_per_socket: usize,
+    /// How often the relay asks the API whether its sockets' sessions are still active.
+    pub session_check_secs: u64,
     /// `send_message` rate per user on this relay (token bucket refill per second); beyond,
     /// the ack is `rate_limited` (retryable).
     pub sends_per_sec: u32,
@@ -161,6 +164,7 @@ impl Settings {
             || l.store_lanes == 0
             || l.store_batch_max == 0
             || l.requests_per_socket == 0
+            || l.session_check_secs == 0
             || l.sends_per_sec == 0
             || l.sends_burst == 0
             || l.typing_per_sec == 0

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::chat::{
     cache, dispatch, limits::RateLimiter, membership::MembershipView, metrics::Metrics,
-    port_http::HttpPort, presence, registry::Registry, store, ChatHandler, ChatState,
+    port_http::HttpPort, presence, registry::Registry, sessions, store, ChatHandler, ChatState,
 };
 use crate::engineio::{self, Body, EngineConfig, FallbackFuture, Hooks, Refusal, RequestInfo};
 use crate::settings::Settings;
@@ -108,6 +108,7 @@ impl Application {
                 &stop,
             ),
             tasks: tasks.clone(),
+            session_added: Arc::default(),
             stop: stop.clone(),
         });
         tasks.spawn(dispatch::run(
@@ -115,7 +116,11 @@ impl Application {
             received,
             stop.clone(),
         ));
-        tasks.spawn(presence::refresh_forever(Arc::downgrade(&state), stop));
+        tasks.spawn(presence::refresh_forever(
+            Arc::downgrade(&state),
+            stop.clone(),
+        ));
+        tasks.spawn(sessions::run(Arc::downgrade(&state), stop));
 
         let listener = TcpListener::bind((settings.socket.host.as_str(), settings.socket.port))
             .await

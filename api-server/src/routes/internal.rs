@@ -14,6 +14,7 @@
 //! | `GET /internal/relay/users/{id}/memberships` | → `[ConversationMembers]` |
 //! | `GET /internal/relay/users/{id}/conversations/{cid}/members` | → `ConversationMembers`, 404 `conversation_not_found` |
 //! | `GET /internal/relay/users/{id}/sessions/{jti}` | → `{"active": bool}` |
+//! | `POST /internal/relay/sessions` | `{"sessions":[{"user","jti"}…]}` → `{"active":[bool…]}` (≤ 1000) |
 //! | `POST /internal/relay/users/{id}/conversations/{cid}/read` (and `/delivered`) | `{"upToSeq"}` → `MemberState` |
 //! | `GET /internal/relay/users/{id}/sync?since=&limit=` | → `SyncResponse` |
 
@@ -32,8 +33,8 @@ use shared::auth::TokenError;
 use shared::errors::ErrorCode;
 use shared::ids::{ConversationId, UserId};
 use shared::port::{
-    ConversationMembers, SessionState, StoreBatch, StoreBatchAnswer, MAX_STORE_BATCH,
-    MAX_STORE_BATCH_BYTES,
+    ConversationMembers, SessionCheck, SessionCheckAnswer, SessionState, StoreBatch,
+    StoreBatchAnswer, MAX_SESSION_CHECKS, MAX_STORE_BATCH, MAX_STORE_BATCH_BYTES,
 };
 use shared::wire::{MemberState, SyncResponse, WatermarkRequest};
 
@@ -57,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(delivered)),
     )
     .service(resource("/internal/relay/users/{id}/sessions/{jti}").route(web::get().to(session)))
+    .service(resource("/internal/relay/sessions").route(web::post().to(sessions)))
     .service(resource("/internal/relay/users/{id}/sync").route(web::get().to(sync)));
 }
 
@@ -154,6 +156,21 @@ async fn session(
     let (user, jti) = path.into_inner();
     let active = service::sessions::session_active(&state, user, &jti).await?;
     Ok(web::Json(SessionState { active }))
+}
+
+async fn sessions(
+    _: RelayService,
+    state: web::Data<AppState>,
+    body: web::Json<SessionCheck>,
+) -> ApiResult<web::Json<SessionCheckAnswer>> {
+    if body.sessions.len() > MAX_SESSION_CHECKS {
+        return Err(ApiError::invalid(
+            "sessions",
+            format!("at most {MAX_SESSION_CHECKS} per call"),
+        ));
+    }
+    let active = service::sessions::sessions_active(&state, &body.sessions).await?;
+    Ok(web::Json(SessionCheckAnswer { active }))
 }
 
 async fn read(

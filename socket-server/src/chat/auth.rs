@@ -9,7 +9,7 @@ use shared::errors::ErrorCode;
 use shared::ids::UserId;
 use shared::port::RelayPort;
 
-use crate::socketio::ConnectError;
+use crate::socketio::{ConnectError, Socket};
 
 /// Who a socket is, kept in its extensions.
 #[derive(Clone)]
@@ -19,6 +19,18 @@ pub struct Session {
     pub jti: String,
     /// The bearer token the socket connected with.
     pub token: SecretString,
+    /// When the token expires (unix seconds): the socket is closed then.
+    pub exp: i64,
+}
+
+/// Tell a socket its session is over (`session_revoked` `{reason}`: `logout`, `revoked` or
+/// `expired`), then close it.
+pub fn revoke(socket: &Socket, reason: &str) {
+    let revoked = shared::wire::SessionRevoked {
+        reason: reason.to_owned(),
+    };
+    let _ = socket.emit("session_revoked", super::to_value(&revoked));
+    socket.disconnect();
 }
 
 /// The CONNECT_ERROR for `code`: `{"message", "data": {"code"}}`.
@@ -57,6 +69,7 @@ pub async fn authenticate(
         user,
         jti: claims.jti,
         token: SecretString::from(token.to_owned()),
+        exp: claims.exp,
     })
 }
 
@@ -67,7 +80,7 @@ mod tests {
     use shared::auth::JwtSettings;
     use shared::errors::AckError;
     use shared::ids::ConversationId;
-    use shared::port::{ConversationMembers, Receipt, StoreItem, StoreOutcome};
+    use shared::port::{ConversationMembers, Receipt, SessionRef, StoreItem, StoreOutcome};
     use shared::wire::{MemberState, SyncResponse};
 
     fn keys() -> JwtKeys {
@@ -88,6 +101,9 @@ mod tests {
     impl RelayPort for Sessions {
         async fn session_active(&self, user: UserId, jti: &str) -> Result<bool, AckError> {
             Ok(self.0.as_ref().is_some_and(|(u, j)| *u == user && j == jti))
+        }
+        async fn sessions_active(&self, _: &[SessionRef]) -> Result<Vec<bool>, AckError> {
+            unreachable!()
         }
         async fn memberships(&self, _: UserId) -> Result<Vec<ConversationMembers>, AckError> {
             unreachable!()

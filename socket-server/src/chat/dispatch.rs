@@ -7,7 +7,7 @@ use std::time::Instant;
 use shared::bus::BusMessage;
 use shared::events::{BusEvent, Envelope};
 use shared::ids::UserId;
-use shared::wire::{MessageFailed, MessageSaved, Presence, SessionRevoked, Typing};
+use shared::wire::{MessageFailed, MessageSaved, Presence, Typing};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -119,11 +119,7 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
                     .get::<Session>()
                     .is_some_and(|s| s.jti == jti)
                 {
-                    let revoked = SessionRevoked {
-                        reason: "logout".into(),
-                    };
-                    let _ = socket.emit("session_revoked", super::to_value(&revoked));
-                    socket.disconnect();
+                    super::auth::revoke(&socket, "logout");
                 }
             }
         }

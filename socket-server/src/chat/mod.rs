@@ -15,6 +15,7 @@
 //! - `send`: `send_message`. `store`: the store lanes (batches through the port) and admission.
 //! - `requests`: `ping`, `sync`, `mark_read`, `mark_delivered`, `typing`.
 //! - `presence`: recording this relay's connections on the bus, announcing changes.
+//! - `sessions`: closing sockets whose session was revoked (checked with the API) or expired.
 //! - `limits`: token buckets (sends, typing, connects per IP).
 //! - `dispatch`: bus events → client events.
 //! - `port_http`: the [`RelayPort`] over the API's internal HTTP routes (split deployment).
@@ -31,6 +32,7 @@ pub mod presence;
 pub mod registry;
 pub mod requests;
 pub mod send;
+pub mod sessions;
 pub mod store;
 
 use std::sync::Arc;
@@ -83,6 +85,8 @@ pub struct ChatState {
     /// Every task the chat layer spawns (lanes, dispatch, presence, miss resolutions, grace
     /// timers, requests); waited for at shutdown.
     pub tasks: TaskTracker,
+    /// Woken when a socket connects, so the session sweeper sees its token's expiry.
+    pub session_added: Arc<tokio::sync::Notify>,
     /// Cancelled when the relay stops: the background loops end.
     pub stop: tokio_util::sync::CancellationToken,
 }
@@ -208,6 +212,7 @@ impl NamespaceHandler for ChatHandler {
         };
         state.view.load(user, conversations);
         state.registry.join(user, socket);
+        state.session_added.notify_one();
         presence::connected(state, socket, user).await;
         state.metrics.connects.inc();
         tracing::info!(user_id = %user, conn_id = %socket.id(), "socket connected");

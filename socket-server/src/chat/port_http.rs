@@ -18,8 +18,8 @@ use shared::auth::{JwtKeys, SERVICE_TTL_SECS};
 use shared::errors::{AckError, ErrorCode, ErrorEnvelope};
 use shared::ids::{ConversationId, UserId};
 use shared::port::{
-    ConversationMembers, Receipt, RelayPort, SessionState, StoreBatch, StoreBatchAnswer, StoreItem,
-    StoreOutcome,
+    ConversationMembers, Receipt, RelayPort, SessionCheck, SessionCheckAnswer, SessionRef,
+    SessionState, StoreBatch, StoreBatchAnswer, StoreItem, StoreOutcome, MAX_SESSION_CHECKS,
 };
 use shared::wire::{MemberState, SyncResponse, WatermarkRequest};
 
@@ -110,6 +110,26 @@ impl RelayPort for HttpPort {
         let user = user.to_string();
         let url = self.url(&["internal", "relay", "users", &user, "sessions", jti]);
         Ok(self.get::<SessionState>(url).await?.active)
+    }
+
+    async fn sessions_active(&self, sessions: &[SessionRef]) -> Result<Vec<bool>, AckError> {
+        let url = self.url(&["internal", "relay", "sessions"]);
+        let mut active = Vec::with_capacity(sessions.len());
+        for chunk in sessions.chunks(MAX_SESSION_CHECKS) {
+            let check = SessionCheck {
+                sessions: chunk.to_vec(),
+            };
+            let answer: SessionCheckAnswer =
+                self.call(Method::POST, url.clone(), Some(&check)).await?;
+            if answer.active.len() != chunk.len() {
+                return Err(AckError::new(
+                    ErrorCode::InternalError,
+                    "unexpected answer from the API",
+                ));
+            }
+            active.extend(answer.active);
+        }
+        Ok(active)
     }
 
     async fn memberships(&self, user: UserId) -> Result<Vec<ConversationMembers>, AckError> {

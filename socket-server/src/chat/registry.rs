@@ -54,6 +54,15 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// Every socket connected here.
+    pub fn all(&self) -> Vec<Socket> {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users
+            .values()
+            .flat_map(|room| room.values().cloned())
+            .collect()
+    }
+
     /// Users and sockets connected here, for metrics.
     pub fn counts(&self) -> (usize, usize) {
         let users = self.users.lock().unwrap_or_else(|e| e.into_inner());

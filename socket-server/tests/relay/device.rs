@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::Payload;
+use rust_socketio::{Event, Payload};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -107,9 +107,46 @@ impl Device {
             .expect("the client is gone")
     }
 
+    /// The next event, if one arrives within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<(String, Value)> {
+        tokio::time::timeout(wait, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
     pub async fn nothing_within(&mut self, wait: Duration) {
         if let Ok(Some(event)) = tokio::time::timeout(wait, self.rx.recv()).await {
             panic!("unexpected event {event:?}");
         }
     }
+}
+
+/// Connect to relay `relay` with `token`, expecting a CONNECT_ERROR; its `data.code`.
+pub async fn refused_code(stack: &Stack, relay: usize, token: &str) -> String {
+    let (tx, mut errors) = mpsc::unbounded_channel::<String>();
+    // rust_socketio hands a CONNECT_ERROR to the `error` handler.
+    let client = ClientBuilder::new(stack.relay_url(relay))
+        .reconnect(false)
+        .auth(json!({ "token": token }))
+        .on(Event::Error, move |payload, _| {
+            if let Payload::Text(values) = payload {
+                let _ = tx.send(values.iter().map(Value::to_string).collect());
+            }
+            async {}.boxed()
+        })
+        .connect()
+        .await;
+    assert!(client.is_ok(), "the transport itself connects");
+    let error = tokio::time::timeout(Duration::from_secs(10), errors.recv())
+        .await
+        .expect("no CONNECT_ERROR within 10 s")
+        .unwrap();
+    let frame = error
+        .split_once("ConnectError frame: ")
+        .map(|(_, data)| data.trim_end_matches('"').replace("\\\"", "\""))
+        .unwrap_or_else(|| panic!("not a CONNECT_ERROR: {error}"));
+    let data: Value = serde_json::from_str(&frame).unwrap_or_else(|e| panic!("{e}: {frame}"));
+    assert!(data["message"].is_string(), "{data}");
+    data["data"]["code"].as_str().unwrap_or_default().to_owned()
 }

@@ -15,5 +15,6 @@ mod port;
 mod presence;
 mod recovery;
 mod redis_outage;
+mod revocation;
 mod rust_clients;
 mod session_and_receipts;

@@ -1,0 +1,128 @@
+//! Long-lived sockets keep their right to be connected. The database decides revocation: every
+//! `limits.session_check_secs` the relay asks the API, in one call for all its sockets, whether
+//! each socket's session is still active, and closes the revoked ones with `session_revoked`
+//! `{reason:"revoked"}` (a logout whose `user_logged_out` event was lost, e.g. with Redis). A
+//! socket is closed when its token expires, at its `exp`, with `{reason:"expired"}`. While the
+//! API cannot answer, sockets stay (and are checked again next period).
+
+use std::collections::HashSet;
+use std::sync::Weak;
+use std::time::Duration;
+
+use shared::port::SessionRef;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::{revoke, Session};
+use super::ChatState;
+use crate::socketio::Socket;
+
+/// The shortest wait between two sweeps (a socket just closed may still be listed).
+const MIN_WAIT: Duration = Duration::from_millis(200);
+
+/// Sweep until the relay stops: at every token expiry and every `limits.session_check_secs`.
+pub async fn run(state: Weak<ChatState>, stop: CancellationToken) {
+    let Some((period, added)) = state.upgrade().map(|s| {
+        (
+            Duration::from_secs(s.limits.session_check_secs),
+            s.session_added.clone(),
+        )
+    }) else {
+        return;
+    };
+    let mut next_check = Instant::now() + period;
+    loop {
+        let wake = match state.upgrade() {
+            Some(state) => next_expiry(&state).map_or(next_check, |at| at.min(next_check)),
+            None => return,
+        };
+        let wake = wake.max(Instant::now() + MIN_WAIT);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            // A new socket may expire sooner: look again.
+            () = added.notified() => continue,
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let sockets = sessions_of(&state.registry.all());
+        close_expired(&sockets);
+        if Instant::now() >= next_check {
+            next_check = Instant::now() + period;
+            revalidate(&state, &sockets).await;
+        }
+    }
+}
+
+fn sessions_of(sockets: &[Socket]) -> Vec<(Socket, Session)> {
+    sockets
+        .iter()
+        .filter_map(|socket| {
+            let session = socket.extensions().get::<Session>()?;
+            Some((socket.clone(), session))
+        })
+        .collect()
+}
+
+/// When the next token of a local socket expires.
+fn next_expiry(state: &ChatState) -> Option<Instant> {
+    let now = chrono::Utc::now().timestamp();
+    sessions_of(&state.registry.all())
+        .iter()
+        .map(|(_, session)| session.exp)
+        .min()
+        .map(|exp| {
+            let left = u64::try_from(exp.saturating_sub(now)).unwrap_or(0);
+            Instant::now() + Duration::from_secs(left)
+        })
+}
+
+fn close_expired(sockets: &[(Socket, Session)]) {
+    let now = chrono::Utc::now().timestamp();
+    for (socket, session) in sockets {
+        if session.exp <= now {
+            tracing::info!(user_id = %session.user, conn_id = %socket.id(), "token expired; closing the socket");
+            revoke(socket, "expired");
+        }
+    }
+}
+
+/// Ask the API about every distinct session here; close the sockets of those no longer active.
+async fn revalidate(state: &ChatState, sockets: &[(Socket, Session)]) {
+    let distinct: Vec<SessionRef> = sockets
+        .iter()
+        .map(|(_, s)| SessionRef {
+            user: s.user,
+            jti: s.jti.clone(),
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if distinct.is_empty() {
+        return;
+    }
+    let active = match state.port.sessions_active(&distinct).await {
+        Ok(active) => active,
+        Err(error) => {
+            tracing::warn!(code = %error.code, "revalidating sessions failed; checked again next period");
+            return;
+        }
+    };
+    let revoked: HashSet<&SessionRef> = distinct
+        .iter()
+        .zip(active)
+        .filter(|(_, active)| !active)
+        .map(|(session, _)| session)
+        .collect();
+    for (socket, session) in sockets {
+        let key = SessionRef {
+            user: session.user,
+            jti: session.jti.clone(),
+        };
+        if revoked.contains(&key) {
+            tracing::info!(user_id = %session.user, conn_id = %socket.id(), "session revoked; closing the socket");
+            revoke(socket, "revoked");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The database decides revocation, not Redis: a logged-out token is refused at connect even
+//! after Redis restarted empty; a socket whose session is revoked without the logout event
+//! reaching the relay is closed at the next check; a socket is closed when its token expires.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use test_support::RedisServer;
+
+use crate::device::{refused_code, Device};
+use crate::helpers::{spawn_stack_on, spawn_stack_with, Stack};
+
+/// Wait (at most `limit`) for `session_revoked` on `device`; its reason.
+async fn revoked_reason(device: &mut Device, limit: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (event, body) = device
+            .next_within(left)
+            .await
+            .unwrap_or_else(|| panic!("no session_revoked within {limit:?}"));
+        if event == "session_revoked" {
+            return body["reason"].as_str().unwrap_or_default().to_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_token_is_refused_at_connect_after_redis_restarted_empty() {
+    // Arrange: logged out while Redis (the test's own) held the revocation mark
+    let mut redis = RedisServer::start();
+    let stack = spawn_stack_on(&redis.url(), 1, |_| {}).await;
+    let (alice, _) = stack.register("alice").await;
+    let (status, _) = stack
+        .post("/api/auth/logout", Some(&alice), &json!({}))
+        .await;
+    assert_eq!(status, 204);
+
+    // Act: Redis comes back with nothing
+    redis.restart();
+    let code = refused_code(&stack, 0, &alice).await;
+
+    // Assert
+    assert_eq!(code, "token_revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_whose_session_is_revoked_without_the_logout_event_is_closed_at_the_next_check() {
+    // Arrange: a relay checking its sessions every second; alice connected
+    let stack = spawn_stack_with(1, |relay| relay.limits.session_check_secs = 1).await;
+    let (alice, _) = stack.register("alice").await;
+    let mut device = Device::connect(&stack, 0, &alice).await;
+
+    // Act: the session is revoked in the database only (no event on the bus)
+    let (db, connection) = tokio_postgres::connect(&stack.database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connecting to the stack's database");
+    tokio::spawn(connection);
+    db.execute("UPDATE sessions SET revoked_at = now()", &[])
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(
+        revoked_reason(&mut device, Duration::from_secs(30)).await,
+        "revoked"
+    );
+}
+
+/// Alice's own token (her live session) with `exp` moved to `secs` from now.
+fn expiring_soon(stack: &Stack, token: &str, secs: i64) -> String {
+    let secret = stack.jwt.secret.expose_secret().as_bytes().to_vec();
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&[&stack.jwt.audience]);
+    let mut claims = jsonwebtoken::decode::<shared::auth::Claims>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(&secret),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    claims.exp = chrono::Utc::now().timestamp() + secs;
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&secret),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_is_closed_when_its_token_expires() {
+    // Arrange: a token of alice's session that expires in 4 s
+    let stack = spawn_stack_with(1, |_| {}).await;
+    let (alice, _) = stack.register("alice").await;
+    let token = expiring_soon(&stack, &alice, 4);
+
+    // Act
+    let mut device = Device::connect(&stack, 0, &token).await;
+
+    // Assert
+    assert_eq!(
+        revoked_reason(&mut device, Duration::from_secs(30)).await,
+        "expired"
+    );
+}
