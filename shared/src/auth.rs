@@ -250,7 +250,10 @@ mod tests {
         let now = Utc::now().timestamp();
         type Change = Box<dyn FnOnce(&mut Claims)>;
         let cases: [(&str, Change); 4] = [
-            ("nbf an hour ahead", Box::new(move |c| c.nbf = Some(now + 3600))),
+            (
+                "nbf an hour ahead",
+                Box::new(move |c| c.nbf = Some(now + 3600)),
+            ),
             (
                 "iat a year ahead",
                 Box::new(move |c| {
