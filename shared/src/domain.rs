@@ -1,4 +1,22 @@
 //! Parsed inputs: a value of these types has passed its checks, so a handler cannot forget one.
+//!
+//! # Text rules
+//! Every text a client sends is parsed here before it goes anywhere near storage (PostgreSQL
+//! refuses NUL bytes in text; the other control characters are refused because no client means
+//! them). Refused with the field named:
+//! - **single-line texts** (username, password, display name, conversation title, user search,
+//!   attachment id): every control character (`Cc`: U+0000–U+001F, U+007F–U+009F) and the line
+//!   and paragraph separators U+2028, U+2029;
+//! - **message content**: every control character but tab, line feed and carriage return (so
+//!   `\r\n` line ends pass);
+//! - `clientMsgId`: anything but visible ASCII.
+//!
+//! A text is **blank** when it has nothing visible: only whitespace and invisible characters
+//! ([`is_invisible`]: zero-width and format characters, variation selectors, fillers, tags —
+//! the `Default_Ignorable_Code_Point`s). Blank content is refused like empty content, a blank
+//! display name is refused, a blank title means no title. Invisible characters are otherwise
+//! kept as they are: they belong inside emoji (`❤\u{FE0F}`, `👩\u{200D}💻`) and scripts
+//! (ZWNJ in Persian).
 
 use crate::ids::{ConversationId, UserId};
 use crate::wire::SendMessageRequest;
@@ -19,6 +37,63 @@ impl FieldError {
             reason: reason.into(),
         }
     }
+}
+
+/// Whether `c` is a control character no single-line text may hold: `Cc` and the line and
+/// paragraph separators.
+fn breaks_a_line(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Whether `c` is a control character message content may not hold: `Cc` but tab, line feed
+/// and carriage return.
+fn is_refused_in_content(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// Refuse a single-line text holding a control character (see the module doc).
+fn single_line(field: &'static str, text: &str) -> Result<(), FieldError> {
+    if text.contains(breaks_a_line) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters or line breaks",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `c` shows nothing by itself: the `Default_Ignorable_Code_Point`s of Unicode 15 (a
+/// hand list: format controls, zero-width characters, variation selectors, fillers, tags),
+/// plus the blank Braille pattern U+2800, which renders as a space. Whitespace is not in it
+/// (see [`is_blank`]).
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'                      // soft hyphen
+            | '\u{034F}'                // combining grapheme joiner
+            | '\u{061C}'                // Arabic letter mark
+            | '\u{115F}' | '\u{1160}'    // Hangul choseong / jungseong fillers
+            | '\u{17B4}' | '\u{17B5}'    // Khmer inherent vowels
+            | '\u{180B}'..='\u{180F}'    // Mongolian variation selectors, vowel separator
+            | '\u{200B}'..='\u{200F}'    // zero-width space, ZWNJ, ZWJ, LRM, RLM
+            | '\u{202A}'..='\u{202E}'    // bidi embeddings and overrides
+            | '\u{2060}'..='\u{206F}'    // word joiner, invisible operators, bidi isolates
+            | '\u{2800}'                // Braille pattern blank
+            | '\u{3164}'                // Hangul filler
+            | '\u{FE00}'..='\u{FE0F}'    // variation selectors
+            | '\u{FEFF}'                // zero-width no-break space (BOM)
+            | '\u{FFA0}'                // halfwidth Hangul filler
+            | '\u{FFF0}'..='\u{FFF8}'    // reserved, default ignorable
+            | '\u{1BCA0}'..='\u{1BCA3}'  // shorthand format controls
+            | '\u{1D173}'..='\u{1D17A}'  // musical symbol format controls
+            | '\u{E0000}'..='\u{E0FFF}'  // tags, variation selectors supplement
+    )
+}
+
+/// Whether `text` shows nothing: empty, or only whitespace and [invisible](is_invisible)
+/// characters.
+pub fn is_blank(text: &str) -> bool {
+    text.chars().all(|c| c.is_whitespace() || is_invisible(c))
 }
 
 /// The kind of a message.
@@ -89,15 +164,16 @@ impl ClientMsgId {
     }
 }
 
-/// A message's content: non-empty after trimming, at most `max_chars` characters, no NUL.
+/// A message's content: not [blank](is_blank), at most `max_chars` characters, no control
+/// character but tab, line feed and carriage return.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct MessageContent(String);
 
 impl MessageContent {
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, FieldError> {
-        if raw.trim().is_empty() {
-            return Err(FieldError::new("content", "must not be empty"));
+        if is_blank(raw) {
+            return Err(FieldError::new("content", "must not be empty or blank"));
         }
         if raw.chars().count() > max_chars {
             return Err(FieldError::new(
@@ -105,10 +181,10 @@ impl MessageContent {
                 format!("must be at most {max_chars} characters"),
             ));
         }
-        if raw.contains('\0') {
+        if raw.contains(is_refused_in_content) {
             return Err(FieldError::new(
                 "content",
-                "must not contain NUL characters",
+                "must not contain control characters other than tab and line breaks",
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -123,13 +199,14 @@ impl MessageContent {
     }
 }
 
-/// A username: 3 to 32 characters of `a-z 0-9 _ . -`, stored lower-case.
+/// A username: 3 to 32 characters of `a-z 0-9 _ . -`, stored lower-case. Only ASCII is
+/// lower-cased, so no other letter folds into one (the Kelvin sign U+212A is not a `k`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let name = raw.trim().to_lowercase();
+        let name = raw.trim().to_ascii_lowercase();
         if !(3..=32).contains(&name.chars().count()) {
             return Err(FieldError::new("username", "must be 3 to 32 characters"));
         }
@@ -150,7 +227,9 @@ impl Username {
     }
 }
 
-/// A password as typed: 8 to 256 characters. Never logged.
+/// A password as typed at registration: 8 to 256 characters, no control characters (it is only
+/// ever hashed, never stored, but no keyboard types a NUL or an escape and a client sending one
+/// has a bug). Never logged. Login does not parse it: a stored hash is compared as it is.
 pub struct Password(String);
 
 impl Password {
@@ -159,6 +238,7 @@ impl Password {
         if !(8..=256).contains(&n) {
             return Err(FieldError::new("password", "must be 8 to 256 characters"));
         }
+        single_line("password", raw)?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -173,17 +253,89 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// A display name: 1 to 64 characters after trimming.
+/// A display name: 1 to 64 characters after trimming, not [blank](is_blank), on one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
 
 impl DisplayName {
+    pub const MAX_CHARS: usize = 64;
+
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let name = raw.trim();
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err(FieldError::new("displayName", "must be 1 to 64 characters"));
+        if name.is_empty() || name.chars().count() > Self::MAX_CHARS {
+            return Err(FieldError::new(
+                "displayName",
+                format!("must be 1 to {} characters", Self::MAX_CHARS),
+            ));
+        }
+        single_line("displayName", name)?;
+        if is_blank(name) {
+            return Err(FieldError::new(
+                "displayName",
+                "must have a visible character",
+            ));
         }
         Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A conversation's title: trimmed, at most 100 characters, on one line. A [blank](is_blank)
+/// one (or none) means no title.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationTitle(String);
+
+impl ConversationTitle {
+    pub const MAX_CHARS: usize = 100;
+
+    /// `None` for an absent or blank title.
+    pub fn parse(raw: Option<&str>) -> Result<Option<Self>, FieldError> {
+        let Some(title) = raw.map(str::trim) else {
+            return Ok(None);
+        };
+        if title.chars().count() > Self::MAX_CHARS {
+            return Err(FieldError::new(
+                "title",
+                format!("must be at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        single_line("title", title)?;
+        if is_blank(title) {
+            return Ok(None);
+        }
+        Ok(Some(Self(title.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// What a user search looks for: trimmed, at most 100 characters, on one line; empty (or
+/// absent) means everyone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchText(String);
+
+impl SearchText {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
+        let text = raw.unwrap_or("").trim();
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(FieldError::new(
+                "search",
+                format!("must be at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        single_line("search", text)?;
+        Ok(Self(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -207,7 +359,7 @@ pub struct OutgoingMessage {
     pub target: SendTarget,
     pub kind: MessageKind,
     pub content: MessageContent,
-    /// `None` also for an empty `attachmentId`.
+    /// `None` also for an empty `attachmentId`; otherwise at most 256 characters on one line.
     pub attachment_id: Option<String>,
 }
 
@@ -237,17 +389,17 @@ impl OutgoingMessage {
         let kind = MessageKind::parse(request.kind.as_deref().unwrap_or("text"))?;
         let content = MessageContent::parse(&request.content, max_chars)?;
         let attachment_id = request.attachment_id.clone().filter(|a| !a.is_empty());
-        if attachment_id
-            .as_ref()
-            .is_some_and(|a| a.chars().count() > Self::MAX_ATTACHMENT_ID_CHARS)
-        {
-            return Err(FieldError::new(
-                "attachmentId",
-                format!(
-                    "must be at most {} characters",
-                    Self::MAX_ATTACHMENT_ID_CHARS
-                ),
-            ));
+        if let Some(attachment) = &attachment_id {
+            if attachment.chars().count() > Self::MAX_ATTACHMENT_ID_CHARS {
+                return Err(FieldError::new(
+                    "attachmentId",
+                    format!(
+                        "must be at most {} characters",
+                        Self::MAX_ATTACHMENT_ID_CHARS
+                    ),
+                ));
+            }
+            single_line("attachmentId", attachment)?;
         }
         Ok(Self {
             client_msg_id,
@@ -310,5 +462,139 @@ mod tests {
         assert_eq!(Username::parse(" Alice ").unwrap().as_str(), "alice");
         assert!(Username::parse("al").is_err());
         assert!(Username::parse("al ice").is_err());
+        assert!(Username::parse("al\0ice").is_err());
+        assert!(
+            Username::parse("\u{212A}ate").is_err(),
+            "the Kelvin sign is not a k"
+        );
+    }
+
+    #[test]
+    fn content_may_hold_tabs_and_line_breaks_but_no_other_control_character() {
+        let text = "one\r\ntwo\n\tthree";
+        assert_eq!(MessageContent::parse(text, 100).unwrap().as_str(), text);
+        for bad in [
+            "\0",
+            "a\u{1}",
+            "a\u{7}b",
+            "\u{1b}[31m",
+            "a\u{7f}",
+            "a\u{85}",
+            "a\u{9f}",
+        ] {
+            assert_eq!(
+                MessageContent::parse(bad, 100).unwrap_err().field,
+                "content"
+            );
+        }
+    }
+
+    #[test]
+    fn content_of_only_invisible_characters_is_blank() {
+        let blank = [
+            "",
+            "\u{200b}",
+            "\u{200b}\u{200c}\u{200d}",
+            " \u{2060}\t\u{feff}\n",
+            "\u{ad}",
+            "\u{fe0f}\u{fe0e}",
+            "\u{e0020}\u{e007f}\u{e0100}",
+            "\u{3164}\u{ffa0}\u{115f}\u{1160}",
+            "\u{2800}\u{3000}\u{a0}",
+            "\u{180e}\u{034f}\u{061c}\u{2066}\u{202e}",
+        ];
+        for text in blank {
+            assert!(is_blank(text), "{text:?}");
+            let refused = MessageContent::parse(text, 100).unwrap_err();
+            assert_eq!(refused.field, "content", "{text:?}");
+        }
+        for visible in ["❤\u{fe0f}", "👩\u{200d}💻", "\u{200b}a", "\u{301}", "."] {
+            assert!(!is_blank(visible), "{visible:?}");
+            assert!(MessageContent::parse(visible, 100).is_ok(), "{visible:?}");
+        }
+    }
+
+    #[test]
+    fn display_names_are_one_visible_line() {
+        assert_eq!(DisplayName::parse(" Alice ").unwrap().as_str(), "Alice");
+        assert_eq!(
+            DisplayName::parse("❤\u{fe0f}").unwrap().as_str(),
+            "❤\u{fe0f}"
+        );
+        for bad in [
+            "",
+            "a\0b",
+            "Al\tice",
+            "Al\nice",
+            "a\u{1b}",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "\u{200b}",
+            " \u{200d}\u{feff} ",
+            "\u{3164}",
+        ] {
+            assert_eq!(
+                DisplayName::parse(bad).unwrap_err().field,
+                "displayName",
+                "{bad:?}"
+            );
+        }
+        assert!(DisplayName::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn passwords_refuse_control_characters_only() {
+        assert!(Password::parse("correct horse ❤ ünïcode").is_ok());
+        for bad in [
+            "correct\0horse",
+            "correct\thorse",
+            "correct\u{7f}horse",
+            "short",
+        ] {
+            assert_eq!(
+                Password::parse(bad).unwrap_err().field,
+                "password",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn titles_are_trimmed_one_line_and_blank_means_none() {
+        let title = |raw| ConversationTitle::parse(Some(raw)).map(|t| t.map(|t| t.into_inner()));
+        assert_eq!(title("  Team  ").unwrap().as_deref(), Some("Team"));
+        assert_eq!(title("   ").unwrap(), None);
+        assert_eq!(title("\u{200b}\u{feff}").unwrap(), None);
+        assert_eq!(ConversationTitle::parse(None).unwrap(), None);
+        for bad in ["a\0b", "team\u{1b}", "two\nlines", &"x".repeat(101)] {
+            assert_eq!(title(bad).unwrap_err().field, "title", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn searches_are_trimmed_bounded_and_one_line() {
+        assert_eq!(SearchText::parse(None).unwrap().as_str(), "");
+        assert_eq!(SearchText::parse(Some(" ob ")).unwrap().as_str(), "ob");
+        for bad in ["\0", "al\0ice", "a\u{1b}b", "\u{7f}", "a\nb", "a\u{85}b"] {
+            assert_eq!(
+                SearchText::parse(Some(bad)).unwrap_err().field,
+                "search",
+                "{bad:?}"
+            );
+        }
+        assert!(SearchText::parse(Some(&"x".repeat(101))).is_err());
+    }
+
+    #[test]
+    fn client_msg_ids_and_attachment_ids_refuse_control_characters() {
+        assert!(ClientMsgId::parse("c\u{0}1").is_err());
+        let request: SendMessageRequest = serde_json::from_value(serde_json::json!({
+            "clientMsgId": "c", "conversationId": "1", "content": "hi", "attachmentId": "img\u{0}"
+        }))
+        .unwrap();
+        assert_eq!(
+            OutgoingMessage::parse(&request, 10).unwrap_err().field,
+            "attachmentId"
+        );
     }
 }

@@ -2,11 +2,12 @@
 
 use super::page_limit;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use actix_web::web;
 use serde::Deserialize;
 use shared::bus::PresenceState;
+use shared::domain::SearchText;
 use shared::errors::ErrorEnvelope;
 use shared::wire::{User, UserWithPresence};
 use std::time::Duration;
@@ -16,14 +17,13 @@ use utoipa::IntoParams;
 const DEFAULT_LIMIT: i64 = 20;
 /// Longest a search waits for presence before answering everyone offline.
 const PRESENCE_TIMEOUT: Duration = Duration::from_millis(300);
-/// Longest search string accepted, in characters.
-const MAX_SEARCH_CHARS: usize = 100;
 
 /// `GET /api/users` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// Part of a username or display name (case-insensitive). Empty or absent: everyone.
+    /// Part of a username or display name (case-insensitive), at most 100 characters, no
+    /// control characters. Empty or absent: everyone.
     pub search: Option<String>,
     /// At most this many users (default 20, capped by the server).
     pub limit: Option<i64>,
@@ -47,15 +47,9 @@ pub async fn search(
     query: web::Query<SearchQuery>,
 ) -> ApiResult<web::Json<Vec<UserWithPresence>>> {
     let query = query.into_inner();
-    let search = query.search.as_deref().unwrap_or("").trim();
-    if search.chars().count() > MAX_SEARCH_CHARS {
-        return Err(ApiError::invalid(
-            "search",
-            format!("must be at most {MAX_SEARCH_CHARS} characters"),
-        ));
-    }
+    let search = SearchText::parse(query.search.as_deref())?;
     let limit = page_limit(query.limit, DEFAULT_LIMIT, state.limits.search_max)?;
-    let users = state.store.search_users(search, limit).await?;
+    let users = state.store.search_users(search.as_str(), limit).await?;
     let presence = presence_of(&state, &users).await;
     Ok(web::Json(
         users

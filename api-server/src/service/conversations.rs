@@ -3,6 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use shared::domain::ConversationTitle;
 use shared::events::BusEvent;
 use shared::ids::{ConversationId, UserId};
 use shared::port::ConversationMembers;
@@ -10,8 +11,6 @@ use shared::wire::{Conversation, CreateConversationRequest};
 
 /// Most members a conversation may be created with, besides its creator.
 pub const MAX_OTHER_MEMBERS: usize = 100;
-/// Longest title, in characters.
-pub const MAX_TITLE_CHARS: usize = 100;
 
 /// A conversation created, or the existing direct one (`created: false`).
 #[derive(Debug, Clone)]
@@ -30,10 +29,10 @@ pub async fn create(
     body: CreateConversationRequest,
 ) -> ApiResult<Created> {
     let others = other_members(creator, &body.member_ids)?;
-    let title = parse_title(body.title.as_deref())?;
+    let title = ConversationTitle::parse(body.title.as_deref())?;
     let outcome = state
         .store
-        .create_conversation(creator, &others, title)
+        .create_conversation(creator, &others, title.map(ConversationTitle::into_inner))
         .await?;
     let conversation = outcome.conversation;
     tracing::Span::current().record("conversation_id", tracing::field::display(conversation.id));
@@ -106,26 +105,6 @@ fn other_members(creator: UserId, requested: &[UserId]) -> ApiResult<Vec<UserId>
     Ok(others)
 }
 
-/// A title is trimmed, 1 to 100 characters without control characters; blank means none.
-fn parse_title(raw: Option<&str>) -> ApiResult<Option<String>> {
-    let Some(title) = raw.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(ApiError::invalid(
-            "title",
-            format!("must be at most {MAX_TITLE_CHARS} characters"),
-        ));
-    }
-    if title.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "title",
-            "must not contain control characters",
-        ));
-    }
-    Ok(Some(title.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,16 +126,5 @@ mod tests {
         );
         let too_many: Vec<UserId> = (2..103).map(UserId).collect();
         assert!(other_members(UserId(1), &too_many).is_err());
-    }
-
-    #[test]
-    fn titles_are_trimmed_bounded_and_blank_means_none() {
-        assert_eq!(
-            parse_title(Some("  Team  ")).ok(),
-            Some(Some("Team".to_owned()))
-        );
-        assert_eq!(parse_title(Some("   ")).ok(), Some(None));
-        assert!(parse_title(Some(&"x".repeat(101))).is_err());
-        assert!(parse_title(Some("a\0b")).is_err());
     }
 }

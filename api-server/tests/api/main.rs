@@ -11,6 +11,7 @@
 //! - `events`: what the API publishes on the bus after each commit.
 //! - `internal`: the relay's internal routes (service token, batch store, look-ups).
 //! - `ops`: health, readiness, metrics, OpenAPI and the error shape of the plumbing.
+//! - `input_validation`: hostile text on every text field.
 
 mod auth;
 mod backend;
@@ -18,6 +19,7 @@ mod bus_outage;
 mod conversations;
 mod events;
 mod helpers;
+mod input_validation;
 mod internal;
 mod messages;
 mod ops;
