@@ -11,7 +11,8 @@
 //! - `events`: what the API publishes on the bus after each commit.
 //! - `internal`: the relay's internal routes (service token, batch store, look-ups).
 //! - `ops`: health, readiness, metrics, OpenAPI and the error shape of the plumbing.
-//! - `input_validation`: hostile text on every text field.
+//! - `input_validation`, `sync_cursors`: hostile text on every text field; cursors the server
+//!   never issued.
 
 mod auth;
 mod backend;
@@ -25,5 +26,6 @@ mod messages;
 mod ops;
 mod receipts;
 mod sync;
+mod sync_cursors;
 mod tokens;
 mod users;

@@ -16,6 +16,21 @@
 //! another database can end in between, be counted in, and hold back older committed changes.
 //! A write transaction left open in this database holds sync back until it ends; live events
 //! keep flowing meanwhile.
+//!
+//! # Cursors the server never issued
+//! A cursor is refused (`validation_failed`, field `since`) unless it parses *and* lies within
+//! what this database could have handed out: its xid at most the `xmax` of the page's snapshot
+//! (the next xid to be assigned; every horizon ever issued is at most the `xmax` of its own
+//! snapshot, and `xmax` never goes back) and its id at most the last value of the `changes` id
+//! sequence (ids are never reused, even after a delete). A forged cursor, or one kept from
+//! another cluster (a restore, a re-`initdb`), would otherwise answer "nothing new" forever while
+//! the client misses everything; refused, the client starts over from the beginning. The check
+//! is a bound, not a signature: a made-up cursor *below* the bound is still a position in the
+//! log, and sync from it answers the caller's own changes after it, so nothing is gained by
+//! forging one. A MAC (HMAC of the cursor with the JWT secret) would refuse those too, but would
+//! also accept a genuine cursor from before a restore, the case that loses messages; the bound
+//! needs no key, no new dependency, and keeps every cursor issued before it was added working
+//! (the format is unchanged).
 
 use super::conversations::members_of;
 use super::rows::{ConversationRow, MemberRow, MessageRow};
@@ -59,6 +74,25 @@ const HORIZON_AFTER: &str = "))),
     pg_snapshot_xmax(snap.s)::text::bigint)
   FROM (SELECT pg_current_snapshot() AS s) AS snap)";
 
+/// The bound of the cursors this database could have issued: the `xmax` of the current
+/// snapshot, and the last id the `changes` sequence handed out (0 before the first).
+const ISSUED_XID_BOUND: &str = "pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
+const ISSUED_ID_BOUND: &str =
+    "COALESCE(pg_sequence_last_value(pg_get_serial_sequence('changes', 'id')::regclass), 0)";
+
+/// Refuse a cursor past `(max_xid, max_id)` (see the module doc).
+fn check_issued((xid, id): (i64, i64), (max_xid, max_id): (i64, i64)) -> StoreResult<()> {
+    if xid > max_xid || id > max_id {
+        return Err(StoreError::Invalid(
+            "since",
+            "is beyond the end of this server's change log (not a cursor it issued, or one from \
+             a replaced database): sync again without it"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// `p<xid>.<id>`.
 fn parse_cursor(raw: &str) -> StoreResult<(i64, i64)> {
     let invalid = || StoreError::Invalid("since", "is not a cursor this server issued".into());
@@ -84,7 +118,8 @@ pub async fn since(
     cursor: Option<&str>,
     limit: i64,
 ) -> StoreResult<SyncResponse> {
-    let (cx, ci) = cursor.map(parse_cursor).transpose()?.unwrap_or((0, 0));
+    let cursor = cursor.map(parse_cursor).transpose()?;
+    let (cx, ci) = cursor.unwrap_or((0, 0));
     // Before the snapshot: see the module doc.
     let others: Vec<i64> = diesel::select(sql::<Array<BigInt>>(OTHER_DATABASES_XIDS))
         .get_result(conn)
@@ -102,6 +137,15 @@ pub async fn since(
             )
             .get_result(conn)
             .await?;
+            if let Some(cursor) = cursor {
+                let bound: (i64, i64) = diesel::select((
+                    sql::<BigInt>(ISSUED_XID_BOUND),
+                    sql::<BigInt>(ISSUED_ID_BOUND),
+                ))
+                .get_result(conn)
+                .await?;
+                check_issued(cursor, bound)?;
+            }
             let rows: Vec<ChangeRow> = changes::table
                 .inner_join(
                     members::table.on(members::conversation_id
@@ -203,6 +247,23 @@ mod tests {
         assert_eq!(parse_cursor(&format_cursor((12, 34))).unwrap(), (12, 34));
         for bad in ["", "12.34", "p12", "p-1.2", "px.y", "s5"] {
             assert!(parse_cursor(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_past_the_bound_are_refused() {
+        let bound = (100, 7);
+        for ok in [(0, 0), (99, 7), (100, 0), (100, 7)] {
+            assert!(check_issued(ok, bound).is_ok(), "{ok:?}");
+        }
+        for past in [(101, 0), (5, 8), (999_999_999, 0)] {
+            assert!(
+                matches!(
+                    check_issued(past, bound),
+                    Err(StoreError::Invalid("since", _))
+                ),
+                "{past:?}"
+            );
         }
     }
 }

@@ -5,13 +5,20 @@
 //! a change committed later always has a larger id than every change visible now: `id > cursor`
 //! never skips one. (PostgreSQL needs transaction ids for this, `postgres::sync`.) The page and
 //! the newest id are read in one transaction, so they come from one snapshot.
+//!
+//! A cursor past the last id the table ever handed out (`sqlite_sequence`: AUTOINCREMENT never
+//! reuses an id, even after a delete) was not issued by this database — forged, or kept from a
+//! database file since replaced — and is refused (`validation_failed`, field `since`) rather
+//! than answering "nothing new" forever; why a bound rather than a MAC is in `postgres::sync`.
 
 use super::conversations::members_of;
 use super::rows::{ConversationRow, MemberRow, MessageRow};
 use super::schema::{changes, conversations, members, messages};
 use super::Conn;
 use crate::store::{StoreError, StoreResult};
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use shared::ids::UserId;
 use shared::wire::{Message, SyncResponse};
@@ -37,6 +44,22 @@ fn parse_cursor(raw: &str) -> StoreResult<i64> {
     id.parse::<i64>().map_err(|_| invalid())
 }
 
+/// The last id `changes` handed out (`None` before the first).
+const LAST_ISSUED_ID: &str = "(SELECT seq FROM sqlite_sequence WHERE name = 'changes')";
+
+/// Refuse a cursor past the last id handed out (see the module doc).
+fn check_issued(after: i64, last_id: Option<i64>) -> StoreResult<()> {
+    if after > last_id.unwrap_or(0) {
+        return Err(StoreError::Invalid(
+            "since",
+            "is beyond the end of this server's change log (not a cursor it issued, or one from \
+             a replaced database): sync again without it"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn format_cursor(id: i64) -> String {
     format!("s{id}")
 }
@@ -53,6 +76,12 @@ pub async fn since(
 }
 
 async fn page(conn: &mut Conn, user: UserId, after: i64, limit: i64) -> StoreResult<SyncResponse> {
+    if after > 0 {
+        let last_id: Option<i64> = diesel::select(sql::<Nullable<BigInt>>(LAST_ISSUED_ID))
+            .get_result(conn)
+            .await?;
+        check_issued(after, last_id)?;
+    }
     let newest: Option<i64> = changes::table
         .select(diesel::dsl::max(changes::id))
         .get_result(conn)
@@ -152,5 +181,16 @@ mod tests {
         for bad in ["", "34", "s", "s-1", "s+1", "sx", "p12.34"] {
             assert!(parse_cursor(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cursors_past_the_last_id_are_refused() {
+        assert!(check_issued(0, None).is_ok());
+        assert!(check_issued(7, Some(7)).is_ok());
+        assert!(matches!(
+            check_issued(8, Some(7)),
+            Err(StoreError::Invalid("since", _))
+        ));
+        assert!(check_issued(1, None).is_err());
     }
 }
