@@ -59,6 +59,9 @@ impl Store for TestStore {
     async fn session_active(&self, _: &str) -> StoreResult<bool> {
         Ok(self.sessions_active)
     }
+    async fn session_active_for(&self, _: UserId, _: &str) -> StoreResult<bool> {
+        Ok(self.sessions_active)
+    }
     async fn active_sessions(&self, _: &[String]) -> StoreResult<Vec<(String, UserId)>> {
         unused()
     }
