@@ -4,11 +4,45 @@
 
 use parley::settings::{self, Options};
 use parley::AllInOne;
+use shared::cli::{About, Command};
 use std::process::ExitCode;
 
+const ABOUT: About<'static> = About {
+    name: "parley",
+    version: env!("CARGO_PKG_VERSION"),
+    summary: "Parley in one process: the REST API (port 3000) and the Socket.IO relay (port 5000) \
+              on embedded SQLite and an in-process bus, or on DATABASE_URL and REDIS_URL",
+    options: &[(
+        "--ephemeral",
+        "in-memory database, free ports, fresh secret; exits when stdin closes",
+    )],
+    env: &[
+        (
+            "DATABASE_URL",
+            "sqlite://data/parley.db by default, or postgres://…",
+        ),
+        ("REDIS_URL", "the bus (in-process when unset)"),
+        ("JWT_SECRET", "created once in the data folder when unset"),
+        ("API_PORT", "3000"),
+        ("SOCKET_PORT", "5000"),
+    ],
+};
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match ABOUT.command(&args) {
+        Command::Run => {}
+        Command::Print(text) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Refuse(text) => {
+            eprint!("{text}");
+            return ExitCode::from(2);
+        }
+    }
     shared::telemetry::init("info");
-    let options = match Options::parse(std::env::args().skip(1)) {
+    let options = match Options::parse(args) {
         Ok(options) => options,
         Err(e) => {
             eprintln!("parley: {e}");

@@ -1,14 +1,40 @@
-use api_server::settings::Settings;
+//! The API binary: arguments, settings, telemetry, `Application::build`, serve until SIGTERM /
+//! Ctrl-C. Start-up errors are one line on stderr; exit codes as `docs/operations.md` says (2
+//! for bad arguments or settings, 1 for a failure while starting or serving).
+
+use std::process::ExitCode;
+
+use api_server::settings::{Settings, ENV_MAP};
 use api_server::startup::Application;
+use shared::cli::{About, Command};
+
+const ABOUT: About<'static> = About {
+    name: "api-server",
+    version: env!("CARGO_PKG_VERSION"),
+    summary: "Parley's REST API: users, conversations and messages stored exactly once",
+    options: &[],
+    env: ENV_MAP,
+};
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
+    match ABOUT.command(&std::env::args().skip(1).collect::<Vec<_>>()) {
+        Command::Run => {}
+        Command::Print(text) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Refuse(text) => {
+            eprint!("{text}");
+            return ExitCode::from(2);
+        }
+    }
     shared::telemetry::init("info,api_server=info");
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("api-server: {e}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     let result = async {
@@ -17,10 +43,10 @@ async fn main() -> std::process::ExitCode {
     }
     .await;
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("api-server: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`bus`]: the bus interface with a Redis and an in-process implementation.
 //! - [`port`]: the typed port between the relay and the API (in process or over HTTP).
 //! - [`auth`]: JWT claims, signing and verification with pinned algorithm, `iss`, `aud`, `exp`.
+//! - [`cli`]: `--help` and `--version`, shared by every binary.
 //! - [`settings`]: layered settings loading (defaults, `config/*.yaml`, environment).
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`shutdown`]: the SIGTERM / Ctrl-C future services stop on.
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod cli;
 pub mod domain;
 pub mod errors;
 pub mod events;

@@ -1,12 +1,52 @@
-//! The relay binary: settings, telemetry, `Application::build`, serve until SIGTERM / Ctrl-C.
+//! The relay binary: arguments, settings, telemetry, `Application::build`, serve until SIGTERM /
+//! Ctrl-C. Start-up errors are one line on stderr; exit codes as `docs/operations.md` says (2
+//! for bad arguments or settings, 1 for a failure while starting or serving).
 
-use socket_server::settings::Settings;
+use std::process::ExitCode;
+
+use shared::cli::{About, Command};
+use socket_server::settings::{Settings, ENV_MAP};
 use socket_server::startup::Application;
 
+const ABOUT: About<'static> = About {
+    name: "socket-server",
+    version: env!("CARGO_PKG_VERSION"),
+    summary: "Parley's Socket.IO v4 relay",
+    options: &[],
+    env: ENV_MAP,
+};
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match ABOUT.command(&std::env::args().skip(1).collect::<Vec<_>>()) {
+        Command::Run => {}
+        Command::Print(text) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Refuse(text) => {
+            eprint!("{text}");
+            return ExitCode::from(2);
+        }
+    }
     shared::telemetry::init("info");
-    let settings = Settings::load()?;
-    let app = Application::build(settings).await?;
-    app.run_until_stopped(shared::shutdown::signal()).await
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("socket-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = async {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped(shared::shutdown::signal()).await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("socket-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

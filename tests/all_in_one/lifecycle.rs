@@ -55,3 +55,17 @@ async fn an_unknown_argument_is_refused_with_exit_code_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--nope"));
 }
+
+#[tokio::test]
+async fn help_and_version_print_and_exit_0_without_serving() {
+    for (flag, expected) in [("--help", "USAGE"), ("--version", "parley ")] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+            .arg(flag)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{flag}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains(expected), "{flag}: {stdout}");
+    }
+}

@@ -1,0 +1,33 @@
+//! The relay binary's command line: `--help` / `--version` print and exit 0, an unknown argument
+//! exits 2, and a bad setting stops start-up with one line and exit code 2.
+
+use std::process::Command;
+
+fn relay(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_socket-server"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("running the socket-server binary")
+}
+
+#[test]
+fn help_and_version_print_and_exit_0_and_unknown_arguments_exit_2() {
+    let help = relay(&["--help"], &[]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("SOCKET_PORT"));
+    let version = relay(&["-V"], &[]);
+    assert_eq!(version.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("socket-server "));
+    let unknown = relay(&["--port", "1"], &[]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_and_exit_code_2() {
+    let output = relay(&[], &[("JWT_SECRET", "short"), ("RUST_LOG", "off")]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("JWT_SECRET"), "{stderr}");
+}
