@@ -35,6 +35,7 @@ limits:
   store_batch_max: 128
   requests_per_socket: 8
   session_check_secs: 60
+  session_cache_secs: 10
   sends_per_sec: 10
   sends_burst: 20
   typing_per_sec: 5
@@ -119,6 +120,9 @@ pub struct Limits {
     pub requests_per_socket: usize,
     /// How often the relay asks the API whether its sockets' sessions are still active.
     pub session_check_secs: u64,
+    /// How long an active session confirmed by the API at connect is trusted for another
+    /// connect of the same token (a logout event forgets it at once); `0` asks every time.
+    pub session_cache_secs: u64,
     /// `send_message` rate per user on this relay (token bucket refill per second); beyond,
     /// the ack is `rate_limited` (retryable).
     pub sends_per_sec: u32,

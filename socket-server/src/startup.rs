@@ -94,6 +94,7 @@ impl Application {
             origin,
             view: MembershipView::default(),
             relayed: cache::RecentlyRelayed::default(),
+            sessions: cache::SessionCache::new(Duration::from_secs(limits.session_cache_secs)),
             limits: limits.clone(),
             metrics,
             presence: presence::Presence::new(settings.presence.clone()),

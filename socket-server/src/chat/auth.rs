@@ -9,6 +9,7 @@ use shared::errors::ErrorCode;
 use shared::ids::UserId;
 use shared::port::RelayPort;
 
+use super::cache::SessionCache;
 use crate::socketio::{ConnectError, Socket};
 
 /// Who a socket is, kept in its extensions.
@@ -43,6 +44,7 @@ pub async fn authenticate(
     auth: &Value,
     keys: &JwtKeys,
     port: &dyn RelayPort,
+    sessions: &SessionCache,
 ) -> Result<Session, ConnectError> {
     let token = auth
         .get("token")
@@ -57,12 +59,14 @@ pub async fn authenticate(
     let user = claims
         .user_id()
         .map_err(|_| refusal(ErrorCode::InvalidToken))?;
-    match port.session_active(user, &claims.jti).await {
-        Ok(true) => {}
-        Ok(false) => return Err(refusal(ErrorCode::TokenRevoked)),
-        Err(error) => {
-            tracing::warn!(code = %error.code, "checking the session failed");
-            return Err(refusal(ErrorCode::ServiceUnavailable));
+    if !sessions.confirmed(user, &claims.jti) {
+        match port.session_active(user, &claims.jti).await {
+            Ok(true) => sessions.confirm(user, &claims.jti),
+            Ok(false) => return Err(refusal(ErrorCode::TokenRevoked)),
+            Err(error) => {
+                tracing::warn!(code = %error.code, "checking the session failed");
+                return Err(refusal(ErrorCode::ServiceUnavailable));
+            }
         }
     }
     Ok(Session {
@@ -82,6 +86,7 @@ mod tests {
     use shared::ids::ConversationId;
     use shared::port::{ConversationMembers, Receipt, SessionRef, StoreItem, StoreOutcome};
     use shared::wire::{MemberState, SyncResponse};
+    use std::time::Duration;
 
     fn keys() -> JwtKeys {
         JwtKeys::new(&JwtSettings {
@@ -133,7 +138,10 @@ mod tests {
     }
 
     async fn code_of(auth: Value, port: &Sessions) -> String {
-        let refusal = authenticate(&auth, &keys(), port).await.err().unwrap();
+        let refusal = authenticate(&auth, &keys(), port, &SessionCache::new(Duration::ZERO))
+            .await
+            .err()
+            .unwrap();
         refusal.data.unwrap()["code"].as_str().unwrap().to_owned()
     }
 
@@ -141,7 +149,8 @@ mod tests {
     async fn a_valid_token_of_an_active_session_gives_its_user_and_jti() {
         let (token, claims) = keys().issue(UserId(7)).unwrap();
         let port = Sessions(Some((UserId(7), claims.jti.clone())));
-        let session = authenticate(&json!({ "token": token }), &keys(), &port)
+        let cache = SessionCache::new(Duration::ZERO);
+        let session = authenticate(&json!({ "token": token }), &keys(), &port, &cache)
             .await
             .ok()
             .unwrap();

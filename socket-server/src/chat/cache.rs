@@ -1,4 +1,5 @@
-//! A short-lived memory of the relay: which messages were relayed before being stored.
+//! Short-lived memories of the relay: which messages were relayed before being stored, and
+//! which sessions the API said were active a moment ago.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -59,6 +60,48 @@ impl RecentlyRelayed {
     }
 }
 
+/// Sessions the API confirmed active, remembered for a short while so that a burst of
+/// reconnections (a relay restarting, a network blip) does not ask the API once per socket.
+/// Only positive answers are kept; a logout event or a failed revalidation forgets the session
+/// at once, and the relay's periodic revalidation does not read this cache.
+pub struct SessionCache {
+    ttl: Duration,
+    entries: Mutex<std::collections::HashMap<String, (UserId, Instant)>>,
+}
+
+impl SessionCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    /// Whether `jti` was confirmed as an active session of `user` within the TTL.
+    pub fn confirmed(&self, user: UserId, jti: &str) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(jti)
+            .is_some_and(|(owner, at)| *owner == user && at.elapsed() < self.ttl)
+    }
+
+    pub fn confirm(&self, user: UserId, jti: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= GENERATION_MAX {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, at)| at.elapsed() < ttl);
+        }
+        if entries.len() < GENERATION_MAX {
+            entries.insert(jti.to_owned(), (user, Instant::now()));
+        }
+    }
+
+    pub fn forget(&self, jti: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.remove(jti);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +112,19 @@ mod tests {
         relayed.insert(UserId(1), "m-1");
         assert!(relayed.contains(UserId(1), "m-1"));
         assert!(!relayed.contains(UserId(2), "m-1"));
+    }
+
+    #[test]
+    fn a_confirmed_session_is_remembered_for_its_user_until_forgotten_or_expired() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+        cache.confirm(UserId(1), "j");
+        assert!(cache.confirmed(UserId(1), "j"));
+        assert!(!cache.confirmed(UserId(2), "j"));
+        cache.forget("j");
+        assert!(!cache.confirmed(UserId(1), "j"));
+        let expired = SessionCache::new(Duration::ZERO);
+        expired.confirm(UserId(1), "j");
+        assert!(!expired.confirmed(UserId(1), "j"));
     }
 
     #[test]

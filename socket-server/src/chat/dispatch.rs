@@ -113,6 +113,7 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
             state.emit_to(&users, "conversation_changed", &conversation, None);
         }
         BusEvent::UserLoggedOut { jti, .. } => {
+            state.sessions.forget(&jti);
             for socket in state.registry.sockets_of(user) {
                 if socket
                     .extensions()

@@ -71,6 +71,8 @@ pub struct ChatState {
     pub origin: String,
     pub view: MembershipView,
     pub relayed: cache::RecentlyRelayed,
+    /// Sessions the API confirmed at connect a moment ago (`limits.session_cache_secs`).
+    pub sessions: cache::SessionCache,
     pub limits: Limits,
     pub metrics: metrics::Metrics,
     pub presence: presence::Presence,
@@ -182,13 +184,15 @@ impl ChatHandler {
 impl NamespaceHandler for ChatHandler {
     async fn on_connect(&self, socket: &Socket, auth: &Value) -> Result<(), ConnectError> {
         let state = &self.state;
-        let session = match auth::authenticate(auth, &state.keys, state.port.as_ref()).await {
-            Ok(session) => session,
-            Err(refusal) => {
-                state.metrics.connects_refused.inc();
-                return Err(refusal);
-            }
-        };
+        let session =
+            match auth::authenticate(auth, &state.keys, state.port.as_ref(), &state.sessions).await
+            {
+                Ok(session) => session,
+                Err(refusal) => {
+                    state.metrics.connects_refused.inc();
+                    return Err(refusal);
+                }
+            };
         let user = session.user;
         if state.registry.sockets_of(user).len() >= state.limits.connections_per_user {
             state.metrics.connects_refused.inc();

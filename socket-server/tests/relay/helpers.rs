@@ -149,6 +149,7 @@ pub async fn spawn_stack_custom(
                 store_batch_max: 128,
                 requests_per_socket: 8,
                 session_check_secs: 60,
+                session_cache_secs: 10,
                 sends_per_sec: 100,
                 sends_burst: 100,
                 typing_per_sec: 50,
