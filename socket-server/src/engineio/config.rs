@@ -35,6 +35,16 @@ pub struct EngineConfig {
     pub allowed_origins: Vec<String>,
     /// Upper bound on the time [`serve`](super::serve) takes to return once shutdown is asked.
     pub shutdown_timeout: Duration,
+    /// Longest request target (path and query) answered normally, in bytes; a longer one gets
+    /// 414 `uri_too_long` in the error shape (default 8 KiB). Past 65 534 bytes hyper's parser
+    /// refuses the request itself, before any of our code runs: 414 with an empty body.
+    pub max_uri_len: usize,
+    /// Most header fields a request may carry; more get 431 `too_many_headers` in the error
+    /// shape (default 100).
+    pub max_headers: usize,
+    /// Header fields hyper's parser accepts before it refuses the request itself with an empty
+    /// 431 (default 1 000; above `max_headers` so that our answer covers the gap).
+    pub max_headers_parsed: usize,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +60,9 @@ impl Default for EngineConfig {
             ws_write_buffer: 8 * 1024,
             allowed_origins: Vec::new(),
             shutdown_timeout: Duration::from_secs(5),
+            max_uri_len: 8 * 1024,
+            max_headers: 100,
+            max_headers_parsed: 1000,
         }
     }
 }

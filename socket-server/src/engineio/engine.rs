@@ -77,6 +77,17 @@ impl<H: EngineHandler> Engine<H> {
         self.sessions().len()
     }
 
+    /// Removes `session` from the table (if it is still the one under its sid).
+    pub fn forget(&self, session: &Arc<Session>) {
+        let mut sessions = self.sessions();
+        if sessions
+            .get(&session.sid)
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            sessions.remove(&session.sid);
+        }
+    }
+
     /// Creates and registers a session, starts its driver task (heartbeat, close) and runs the
     /// handler's `on_open`, so that no message of the session is handled before it.
     pub async fn create_session(
@@ -169,10 +180,28 @@ async fn drive<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>) 
         },
         () = session.closed.cancelled() => {}
     }
-    engine.sessions().remove(&session.sid);
     let reason = session.close_reason();
+    // The client closed a polling session with no poll pending to end with a `noop`: its next
+    // poll (usually sent together with the close) gets that `noop` (see `polling::poll`), as
+    // the reference server does, instead of a 400 for an unknown sid.
+    let awaits_farewell = reason == CloseReason::TransportClose
+        && session.transport() == Transport::Polling
+        && !session.farewell.is_cancelled();
+    if !awaits_farewell {
+        engine.sessions().remove(&session.sid);
+    }
     tracing::debug!(sid = %session.sid, %reason, "engine.io session closed");
     engine.handler.on_close(&socket, reason).await;
+    if awaits_farewell {
+        // A live client polls again within a heartbeat period, or it would time out anyway.
+        let linger = engine.config.ping_interval + engine.config.ping_timeout;
+        tokio::select! {
+            () = tokio::time::sleep(linger) => {}
+            () = session.farewell.cancelled() => {}
+            () = engine.shutdown.cancelled() => {}
+        }
+        engine.forget(&session);
+    }
 }
 
 /// 16 random bytes, URL-safe base64 (22 characters).

@@ -88,6 +88,8 @@ pub enum CloseReason {
     PingTimeout,
     /// The client sent something that is not a valid packet. Retrying the same bytes won't help.
     ParseError,
+    /// A WebSocket text frame that is not valid UTF-8. Retrying the same bytes won't help.
+    InvalidUtf8,
     /// The client broke the protocol (two concurrent polls, two concurrent POSTs).
     ProtocolError,
     /// A packet or payload larger than `max_payload`.
@@ -108,6 +110,7 @@ impl CloseReason {
             CloseReason::TransportError => "transport error",
             CloseReason::PingTimeout => "ping timeout",
             CloseReason::ParseError => "parse error",
+            CloseReason::InvalidUtf8 => "invalid utf-8",
             CloseReason::ProtocolError => "protocol error",
             CloseReason::PayloadTooLarge => "payload too large",
             CloseReason::SlowConsumer => "slow consumer",
@@ -119,14 +122,15 @@ impl CloseReason {
     /// The WebSocket close code (RFC 6455 section 7.4.1) sent when a WebSocket session closes
     /// for this reason: 1000 (normal) for the client's own close or the application's, 1001
     /// (going away) for shutdown, a missed pong or a failed connection, 1009 (too big), 1002
-    /// (protocol error) for malformed packets and protocol violations, 1008 (policy) for a slow
-    /// consumer.
+    /// (protocol error) for malformed packets and protocol violations, 1007 (invalid frame
+    /// payload data) for a text frame that is not UTF-8, 1008 (policy) for a slow consumer.
     pub fn ws_close_code(self) -> u16 {
         match self {
             CloseReason::TransportClose | CloseReason::Forced => 1000,
             CloseReason::ServerShutdown => 1001,
             CloseReason::PayloadTooLarge => 1009,
             CloseReason::ParseError | CloseReason::ProtocolError => 1002,
+            CloseReason::InvalidUtf8 => 1007,
             CloseReason::SlowConsumer => 1008,
             CloseReason::PingTimeout | CloseReason::TransportError => 1001,
         }
@@ -169,6 +173,7 @@ mod tests {
             (CloseReason::PayloadTooLarge, CloseCode::Size),
             (CloseReason::ParseError, CloseCode::Protocol),
             (CloseReason::ProtocolError, CloseCode::Protocol),
+            (CloseReason::InvalidUtf8, CloseCode::Invalid),
             (CloseReason::SlowConsumer, CloseCode::Policy),
             (CloseReason::PingTimeout, CloseCode::Away),
             (CloseReason::TransportError, CloseCode::Away),

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -14,6 +15,10 @@ use super::errors::{error_response, Body, CloseReason, HttpError};
 use super::hooks::RequestInfo;
 use super::packet::{decode_payload, encode_payload, Frame, Outgoing, CLOSE, NOOP};
 use super::session::{Session, Transport};
+
+/// How long a poll that arrives after an upgrade's probe waits for the upgrade to complete
+/// before it is answered with a noop (the reference server's fast-upgrade check interval).
+const UPGRADE_POLL_WAIT: Duration = Duration::from_millis(100);
 
 /// Clears a busy flag when a request ends, however it ends.
 struct BusyGuard<'a>(&'a AtomicBool);
@@ -43,12 +48,17 @@ pub(crate) async fn handshake<H: EngineHandler>(
     ok(encode_payload(&[open]), "text/plain; charset=UTF-8")
 }
 
-/// A GET with `sid`: waits for outgoing packets and returns them as one payload.
+/// A GET with `sid`: waits for outgoing packets and returns them as one payload. A closed
+/// session answers one last poll (its remaining packets, then `noop` if the client closed it,
+/// `close` otherwise) and is then forgotten.
 pub(crate) async fn poll<H: EngineHandler>(
     engine: &Engine<H>,
     session: &Arc<Session>,
 ) -> Response<Body> {
-    if session.is_closed() {
+    // Only a session the client closed answers a poll once closed (with the noop it is owed).
+    if session.farewell.is_cancelled()
+        || (session.is_closed() && session.close_reason() != CloseReason::TransportClose)
+    {
         return HttpError::UnknownSid.response();
     }
     if session.transport() != Transport::Polling {
@@ -60,6 +70,21 @@ pub(crate) async fn poll<H: EngineHandler>(
         return HttpError::BadRequest.response();
     }
     let _busy = BusyGuard(&session.poll_busy);
+    let mut probed = session.probed.subscribe();
+    if *probed.borrow_and_update() {
+        // A poll after the probe: the client either waits for this noop before sending `5`, or
+        // sent `5` already (then the poll is refused once the upgrade completed).
+        tokio::select! {
+            _ = tokio::time::timeout(UPGRADE_POLL_WAIT, probed.wait_for(|probed| !*probed)) => {}
+            () = session.closed.cancelled() => {}
+        }
+        if session.transport() != Transport::Polling {
+            return HttpError::BadRequest.response();
+        }
+        if *probed.borrow_and_update() && !session.is_closed() {
+            return ok(encode_payload(&[NOOP]), "text/plain; charset=UTF-8");
+        }
+    }
     // Held by the WebSocket writer once an upgrade completed.
     let Ok(mut outbox) = session.outbox.try_lock() else {
         return HttpError::BadRequest.response();
@@ -67,12 +92,14 @@ pub(crate) async fn poll<H: EngineHandler>(
 
     // Whole packets only: a packet that does not fit waits for the next poll, so its frames
     // stay together (a payload may exceed `max_payload` only to carry one packet that does).
+    // A probe ends the poll at once (with a noop), so the client can complete the upgrade.
     let first = match outbox.carry.take() {
         Some(packet) => Some(packet),
         None => tokio::select! {
             biased;
             packet = outbox.rx.recv() => packet,
             () = session.closed.cancelled() => None,
+            _ = probed.wait_for(|probed| *probed) => None,
         },
     };
     let mut frames = Vec::new();
@@ -97,6 +124,10 @@ pub(crate) async fn poll<H: EngineHandler>(
             _ => CLOSE,
         };
         frames.push(last);
+        session.farewell.cancel();
+        engine.forget(session);
+    } else if frames.is_empty() {
+        frames.push(NOOP);
     }
     ok(encode_payload(&frames), "text/plain; charset=UTF-8")
 }

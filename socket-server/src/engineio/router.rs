@@ -8,6 +8,7 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
 
+use super::config::EngineConfig;
 use super::engine::{Engine, EngineHandler};
 use super::errors::{error_response, Body, HttpError};
 use super::hooks::{not_found, parse_query, RequestInfo};
@@ -19,6 +20,9 @@ pub(crate) async fn route<H: EngineHandler>(
     request: Request<Incoming>,
     remote_addr: SocketAddr,
 ) -> Response<Body> {
+    if let Some(refusal) = oversized(&engine.config, &request) {
+        return refusal;
+    }
     let path = request.uri().path();
     let base = engine.config.path.trim_end_matches('/');
     if path != engine.config.path && path != base {
@@ -109,16 +113,63 @@ async fn engine_request<H: EngineHandler>(
                 Err(error) => return error.response(),
             };
             let can_upgrade = session.transport() == Transport::Polling && !session.is_closed();
-            if !can_upgrade || session.upgrading.swap(true, Ordering::AcqRel) {
-                return HttpError::BadRequest.response();
-            }
             let upgrade = hyper::upgrade::on(&mut request);
+            if !can_upgrade || session.upgrading.swap(true, Ordering::AcqRel) {
+                // Already upgraded (or upgrading): like the reference server, complete this
+                // WebSocket's handshake and close it at once, leaving the session alone. A 400
+                // would surface as an error event in WebSocket clients.
+                engine
+                    .tasks
+                    .spawn(websocket::refuse(engine.config.clone(), upgrade));
+                return response;
+            }
             engine
                 .tasks
                 .spawn(websocket::run_upgrade(engine.clone(), upgrade, session));
             response
         }
     }
+}
+
+/// A request whose target or header count is past the configured limits, answered in the
+/// error shape (what hyper's parser refuses itself gets its empty 414 / 431).
+fn oversized<B>(config: &EngineConfig, request: &Request<B>) -> Option<Response<Body>> {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if target > config.max_uri_len {
+        return Some(limit_response(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "the request target is too long",
+        ));
+    }
+    if request.headers().len() > config.max_headers {
+        return Some(limit_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too_many_headers",
+            "the request has too many header fields",
+        ));
+    }
+    None
+}
+
+/// `{"error":{"code","message"}}` with `Connection: close` (the client sent too much already).
+fn limit_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// Answers a CORS preflight for an allowed origin.

@@ -133,6 +133,10 @@ pub async fn serve_draining<H: EngineHandler, D: Future<Output = ()>>(
         .local_addr()
         .context("reading the listener's address")?;
     tracing::info!(%local, path = %engine.config.path, "engine.io listening");
+    let max_headers_parsed = engine
+        .config
+        .max_headers_parsed
+        .max(engine.config.max_headers + 1);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote_addr) = tokio::select! {
@@ -158,6 +162,7 @@ pub async fn serve_draining<H: EngineHandler, D: Future<Output = ()>>(
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
+                .max_headers(max_headers_parsed)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(conn);

@@ -35,6 +35,14 @@ pub(crate) struct Session {
     pub transport: Mutex<Transport>,
     /// Set while a WebSocket is probing an upgrade, so a second one is refused.
     pub upgrading: AtomicBool,
+    /// True from the answer to an upgrade's probe until the upgrade completes or is abandoned.
+    /// The client has paused polling by then: its pending poll is ended with a `noop`, and a
+    /// poll that still arrives waits for the outcome (400 if the upgrade completed).
+    pub probed: watch::Sender<bool>,
+    /// Cancelled once a poll delivered the closed session's last packet (`noop` after the
+    /// client's close, `close` otherwise); until then a client-closed session stays in the
+    /// table for a while, so the poll that follows its close gets that `noop`, not a 400.
+    pub farewell: CancellationToken,
     /// Set while a polling GET is pending: a second one is a protocol error.
     pub poll_busy: AtomicBool,
     /// Set while a polling POST is being handled: a second one is a protocol error.
@@ -63,6 +71,8 @@ impl Session {
             outbox: tokio::sync::Mutex::new(Outbox { rx, carry: None }),
             transport: Mutex::new(transport),
             upgrading: AtomicBool::new(false),
+            probed: watch::Sender::new(false),
+            farewell: CancellationToken::new(),
             poll_busy: AtomicBool::new(false),
             post_busy: AtomicBool::new(false),
             pongs: watch::Sender::new(0),
@@ -119,12 +129,6 @@ impl Session {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
         }
-    }
-
-    /// Queues a frame if there is room, never closing the session (for `noop` during upgrade,
-    /// which only hurries a pending poll along).
-    pub fn offer(&self, frame: Frame) {
-        let _ = self.tx.try_send(Outgoing::One(frame));
     }
 }
 

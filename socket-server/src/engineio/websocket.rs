@@ -22,7 +22,7 @@ use super::config::EngineConfig;
 use super::engine::{Engine, EngineHandler};
 use super::errors::{Body, CloseReason, HttpError};
 use super::hooks::RequestInfo;
-use super::packet::{decode_text, Frame, Message, Outgoing, Packet, NOOP, PONG_PROBE};
+use super::packet::{decode_text, Frame, Message, Outgoing, Packet, PONG_PROBE};
 use super::session::{Session, Transport};
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -146,14 +146,30 @@ pub(crate) async fn run_upgrade<H: EngineHandler>(
     };
     if !probed {
         tracing::debug!(sid = %session.sid, "websocket upgrade abandoned");
+        session.probed.send_replace(false);
         session.upgrading.store(false, Ordering::Release);
         let _ = sink.close().await;
         return;
     }
+    // The transport first: a poll waiting on `probed` then sees the upgrade done.
     session.set_transport(Transport::WebSocket);
+    session.probed.send_replace(false);
     session.upgrading.store(false, Ordering::Release);
     tracing::debug!(sid = %session.sid, "upgraded to websocket");
     serve(engine, session, sink, stream).await;
+}
+
+/// A second WebSocket for a session that already has one (or is getting one): its handshake was
+/// answered; close it at once with 1002 (protocol error) without touching the session.
+pub(crate) async fn refuse(config: EngineConfig, on_upgrade: OnUpgrade) {
+    let Some(mut ws) = into_websocket(on_upgrade, &config).await else {
+        return;
+    };
+    let frame = CloseFrame {
+        code: CloseCode::Protocol,
+        reason: Utf8Bytes::from_static("session already upgraded"),
+    };
+    let _ = tokio::time::timeout(FINAL_FLUSH, ws.close(Some(frame))).await;
 }
 
 /// `2probe` → `3probe` (and a noop to end the pending poll), then `5` completes the upgrade.
@@ -165,7 +181,8 @@ async fn probe(session: &Session, sink: &mut WsSink, stream: &mut WsStream) -> R
         match decode_text(&text) {
             Ok(Packet::Ping(data)) if data == "probe" => {
                 send_frame(sink, PONG_PROBE).await.map_err(|_| ())?;
-                session.offer(NOOP);
+                // Ends the pending poll (with a noop), if any.
+                session.probed.send_replace(true);
             }
             Ok(Packet::Upgrade) => return Ok(()),
             _ => return Err(()),
@@ -210,6 +227,7 @@ async fn read_loop<H: EngineHandler>(
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
                 return Some(CloseReason::PayloadTooLarge)
             }
+            Some(Err(WsError::Utf8(_))) => return Some(CloseReason::InvalidUtf8),
             Some(Err(error)) => {
                 tracing::debug!(sid = %session.sid, %error, "websocket read failed");
                 return Some(CloseReason::TransportError);

@@ -11,6 +11,8 @@ mod echo;
 
 mod helpers;
 mod hooks_and_limits;
+mod http_edges;
 mod node_conformance;
 mod rust_client;
 mod shutdown;
+mod upgrade_and_close;
