@@ -1,0 +1,138 @@
+//! Cases of the official Engine.IO / Socket.IO protocol suites that used to fail, made
+//! deterministic: a second WebSocket for an upgraded session, the poll that follows the client's
+//! close, and a poll sent after the upgrade's probe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use socket_server::engineio::{self, EngineConfig, Hooks};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::echo;
+use crate::helpers::{http, polling_handshake, spawn_with, TestServer};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// The raw Engine.IO echo on `/engine.io/`, with no ping during a test.
+async fn spawn_engine_echo() -> TestServer {
+    let config = EngineConfig {
+        ping_interval: Duration::from_secs(30),
+        ping_timeout: Duration::from_secs(5),
+        ..echo::engine_config("/engine.io/")
+    };
+    spawn_with(move |listener, stopped| {
+        engineio::serve(
+            listener,
+            config,
+            Arc::new(echo::EngineEcho),
+            Hooks::default(),
+            async {
+                let _ = stopped.await;
+            },
+        )
+    })
+    .await
+}
+
+async fn websocket(port: u16, sid: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let url = format!("ws://127.0.0.1:{port}/engine.io/?EIO=4&transport=websocket&sid={sid}");
+    tokio_tungstenite::client_async(url, stream)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn next_text(ws: &mut Ws) -> String {
+    let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("the connection is open")
+        .unwrap();
+    match message {
+        WsMessage::Text(text) => text.to_string(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// Opens a polling session and upgrades it: `2probe` → `3probe`, then `5`.
+async fn upgraded_session(port: u16) -> (String, Ws) {
+    let sid = polling_handshake(port, "/engine.io/").await;
+    let mut ws = websocket(port, &sid).await.unwrap();
+    ws.send(WsMessage::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    ws.send(WsMessage::text("5")).await.unwrap();
+    (sid, ws)
+}
+
+#[tokio::test]
+async fn a_second_websocket_for_an_upgraded_session_is_accepted_then_closed() {
+    // Arrange: an upgraded session, shown complete by an echo over the WebSocket
+    let server = spawn_engine_echo().await;
+    let (sid, mut first) = upgraded_session(server.port).await;
+    first.send(WsMessage::text("4hello")).await.unwrap();
+    assert_eq!(next_text(&mut first).await, "4hello");
+
+    // Act: another WebSocket with the same sid
+    let second = websocket(server.port, &sid).await;
+
+    // Assert: its handshake completes (a 400 is an error event in WebSocket clients), then it is
+    // closed with 1002; the first one carries on
+    let mut second = second.expect("the second WebSocket's handshake should complete");
+    let closing = tokio::time::timeout(Duration::from_secs(5), second.next())
+        .await
+        .expect("a close frame within 5 s");
+    match closing {
+        Some(Ok(WsMessage::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Protocol),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    first.send(WsMessage::text("4again")).await.unwrap();
+    assert_eq!(next_text(&mut first).await, "4again");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_poll_after_the_clients_close_gets_a_noop_then_the_session_is_gone() {
+    // Arrange
+    let server = spawn_engine_echo().await;
+    let sid = polling_handshake(server.port, "/engine.io/").await;
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+
+    // Act: the client's close, answered, and only then its poll (no GET pending at the close)
+    let closed = http(server.port, "POST", &path, &[], "1").await;
+    let poll = http(server.port, "GET", &path, &[], "").await;
+    let after = http(server.port, "GET", &path, &[], "").await;
+
+    // Assert: as the reference server, the poll gets a noop, and the session is then forgotten
+    assert_eq!(closed.status, 200, "{}", closed.body);
+    assert_eq!((poll.status, poll.body.as_str()), (200, "6"));
+    assert_eq!(after.status, 400, "{}", after.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_poll_sent_after_the_probe_gets_a_noop_and_nothing_leaks_into_the_websocket() {
+    // Arrange: a probed upgrade, no poll pending
+    let server = spawn_engine_echo().await;
+    let sid = polling_handshake(server.port, "/engine.io/").await;
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    let mut ws = websocket(server.port, &sid).await.unwrap();
+    ws.send(WsMessage::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3probe");
+
+    // Act: a poll (the client expects it to end with a noop), then the upgrade completes
+    let poll = http(server.port, "GET", &path, &[], "").await;
+    ws.send(WsMessage::text("5")).await.unwrap();
+    ws.send(WsMessage::text("4hello")).await.unwrap();
+    let first_on_websocket = next_text(&mut ws).await;
+    let after = http(server.port, "GET", &path, &[], "").await;
+
+    // Assert: the first frame on the WebSocket is the echo, not a stray noop
+    assert_eq!((poll.status, poll.body.as_str()), (200, "6"));
+    assert_eq!(first_on_websocket, "4hello");
+    assert_eq!(after.status, 400, "{}", after.body);
+    server.stop().await;
+}
