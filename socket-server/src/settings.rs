@@ -14,6 +14,8 @@ socket:
   connect_timeout_ms: 10000
   outbox_capacity: 256
   allowed_origins: []
+  max_uri_bytes: 8192
+  max_headers: 100
 api:
   url: http://127.0.0.1:3000
   timeout_ms: 5000
@@ -81,6 +83,10 @@ pub struct SocketSettings {
     pub outbox_capacity: usize,
     /// `Origin` values allowed to open a session (WebSocket and polling); empty allows all.
     pub allowed_origins: Vec<String>,
+    /// Longest request target (path and query); beyond, 414 `uri_too_long`.
+    pub max_uri_bytes: usize,
+    /// Most header fields in a request; beyond, 431 `too_many_headers`.
+    pub max_headers: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -141,6 +141,8 @@ impl Application {
             shutdown_timeout: Duration::from_secs(settings.socket.shutdown_timeout_secs),
             outbox_capacity: settings.socket.outbox_capacity,
             allowed_origins: settings.socket.allowed_origins.clone(),
+            max_uri_len: settings.socket.max_uri_bytes,
+            max_headers: settings.socket.max_headers,
             ..EngineConfig::default()
         };
         let per_ip = RateLimiter::new(

@@ -129,6 +129,8 @@ pub async fn spawn_stack_custom(
                 connect_timeout_ms: 10_000,
                 outbox_capacity: 256,
                 allowed_origins: vec![],
+                max_uri_bytes: 8192,
+                max_headers: 100,
             },
             api: RelayApi {
                 url: api_url.clone(),
