@@ -10,6 +10,7 @@ api:
   host: 127.0.0.1
   port: 3000
   shutdown_timeout_secs: 10
+  body_timeout_ms: 10000
 database:
   url: postgres://postgres@127.0.0.1:5432/parley
   pool_size: 16
@@ -61,6 +62,10 @@ pub struct HttpSettings {
     /// `0` picks a free port; read it back with `Application::port`.
     pub port: u16,
     pub shutdown_timeout_secs: u64,
+    /// A request body must arrive whole within this long from the start of the request; a
+    /// client that sends less than its `Content-Length` gets 408 `request_timeout` instead of
+    /// holding the connection.
+    pub body_timeout_ms: u64,
 }
 
 #[derive(Clone, Deserialize)]

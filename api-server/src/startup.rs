@@ -82,12 +82,18 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let cors = settings.cors.allowed_origins.clone();
+        let body_timeout =
+            routes::deadline::BodyTimeout(Duration::from_millis(settings.api.body_timeout_ms));
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .configure(|cfg| routes::configure(cfg, &data.limits))
                 .default_service(web::to(routes::not_found))
+                .app_data(body_timeout)
+                .wrap(actix_web::middleware::from_fn(
+                    routes::deadline::body_deadline,
+                ))
                 .wrap(routes::cors(&cors))
                 .wrap(actix_web::middleware::from_fn(routes::observe))
                 .wrap(tracing_actix_web::TracingLogger::default())

@@ -55,6 +55,7 @@ codes! {
     MethodNotAllowed => ("method_not_allowed", 405, false, "method not allowed"),
     IdempotencyMismatch => ("idempotency_mismatch", 422, false, "this clientMsgId was already used for a different message"),
     PayloadTooLarge => ("payload_too_large", 413, false, "the request body is too large"),
+    RequestTimeout => ("request_timeout", 408, true, "the request body did not arrive in time"),
     RateLimited => ("rate_limited", 429, true, "too many requests, slow down"),
     TooManyConnections => ("too_many_connections", 429, true, "too many connections"),
     StorageFailed => ("storage_failed", 503, true, "the message could not be stored"),

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod conversations;
+pub mod deadline;
 pub mod health;
 pub mod internal;
 pub mod messages;
@@ -91,6 +92,9 @@ fn json_error(err: JsonPayloadError) -> ApiError {
         ),
         JsonPayloadError::Payload(PayloadError::Overflow) => {
             ApiError::code(ErrorCode::PayloadTooLarge)
+        }
+        JsonPayloadError::Payload(ref e) if deadline::timed_out(e) => {
+            ApiError::code(ErrorCode::RequestTimeout)
         }
         JsonPayloadError::ContentType => ApiError::new(
             ErrorCode::InvalidJson,

@@ -306,6 +306,7 @@ pub fn test_settings() -> Settings {
             host: "127.0.0.1".into(),
             port: 0,
             shutdown_timeout_secs: 1,
+            body_timeout_ms: 10_000,
         },
         database: DatabaseSettings {
             url: match *BACKEND {

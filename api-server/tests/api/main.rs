@@ -20,6 +20,7 @@ mod bus_outage;
 mod conversations;
 mod events;
 mod helpers;
+mod http_edges;
 mod input_validation;
 mod internal;
 mod messages;

@@ -35,6 +35,7 @@ pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettin
             host: "127.0.0.1".into(),
             port: 0,
             shutdown_timeout_secs: 1,
+            body_timeout_ms: 10_000,
         },
         database: DatabaseSettings {
             url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),

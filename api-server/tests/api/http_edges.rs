@@ -1,0 +1,45 @@
+//! A client that announces a body and does not send it whole gets 408 `request_timeout` once
+//! `api.body_timeout_ms` has passed, instead of holding the connection (over 60 s before).
+
+use crate::helpers::spawn_app_with;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_gets_408_request_timeout() {
+    // Arrange: a short deadline; raw TCP, as no HTTP client sends a short body on purpose
+    let app = spawn_app_with(|settings| settings.api.body_timeout_ms = 300).await;
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).await.expect("connecting");
+
+    // Act: 100 bytes announced, 12 sent
+    stream
+        .write_all(
+            b"POST /api/auth/register HTTP/1.1\r\nHost: parley\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"username\":",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while !String::from_utf8_lossy(&answer).contains("request_timeout") {
+            let n = stream.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .expect("no answer within 30 s: the connection is still held");
+
+    // Assert
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":{"code":"request_timeout""#),
+        "{answer}"
+    );
+}
