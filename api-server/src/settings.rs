@@ -32,6 +32,8 @@ limits:
   search_max: 50
   login_failures_per_window: 5
   login_window_secs: 300
+  sends_per_sec: 10
+  sends_burst: 20
 cors:
   allowed_origins: []
 "#;
@@ -109,6 +111,10 @@ pub struct Limits {
     /// Failed logins per username and per client IP allowed in a window before 429.
     pub login_failures_per_window: u32,
     pub login_window_secs: u64,
+    /// `POST /api/messages` per user on this replica (token bucket refill per second, and its
+    /// size); beyond, 429 `rate_limited` with `Retry-After`.
+    pub sends_per_sec: u32,
+    pub sends_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

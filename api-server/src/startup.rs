@@ -68,6 +68,10 @@ impl Application {
             writers: Arc::new(tokio::sync::Semaphore::new(writers(
                 settings.database.pool_size,
             ))),
+            sends: Arc::new(shared::limits::RateLimiter::new(
+                settings.limits.sends_per_sec,
+                settings.limits.sends_burst,
+            )),
             login_throttle: Arc::new(LoginThrottle::new(
                 settings.limits.login_failures_per_window,
                 Duration::from_secs(settings.limits.login_window_secs),

@@ -21,4 +21,6 @@ pub struct AppState {
     /// Permits to store messages (see `startup::writers`): reads keep connections of their own.
     pub writers: Arc<tokio::sync::Semaphore>,
     pub login_throttle: Arc<LoginThrottle>,
+    /// `POST /api/messages` per user on this replica (`limits.sends_per_sec`, `sends_burst`).
+    pub sends: Arc<shared::limits::RateLimiter<shared::ids::UserId>>,
 }

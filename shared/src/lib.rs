@@ -7,6 +7,7 @@
 //! - [`errors`]: the one table of error codes, their HTTP status and retry rule.
 //! - [`events`]: what travels on the bus between the API and the relays, and the channel names.
 //! - [`bus`]: the bus interface with a Redis and an in-process implementation.
+//! - [`limits`]: token-bucket rate limiters per key.
 //! - [`port`]: the typed port between the relay and the API (in process or over HTTP).
 //! - [`auth`]: JWT claims, signing and verification with pinned algorithm, `iss`, `aud`, `exp`.
 //! - [`cli`]: `--help` and `--version`, shared by every binary.
@@ -23,6 +24,7 @@ pub mod domain;
 pub mod errors;
 pub mod events;
 pub mod ids;
+pub mod limits;
 pub mod port;
 pub mod settings;
 pub mod shutdown;

@@ -14,6 +14,7 @@ use shared::auth::JwtKeys;
 use shared::bus::publisher::BusPublisher;
 use shared::bus::redis::RedisBus;
 use shared::bus::{subscriber, Bus, BusMessage, Keys};
+use shared::limits::RateLimiter;
 use shared::port::RelayPort;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -21,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chat::{
-    cache, dispatch, limits::RateLimiter, membership::MembershipView, metrics::Metrics,
-    port_http::HttpPort, presence, registry::Registry, sessions, store, ChatHandler, ChatState,
+    cache, dispatch, membership::MembershipView, metrics::Metrics, port_http::HttpPort, presence,
+    registry::Registry, sessions, store, ChatHandler, ChatState,
 };
 use crate::engineio::{self, Body, EngineConfig, FallbackFuture, Hooks, Refusal, RequestInfo};
 use crate::settings::Settings;

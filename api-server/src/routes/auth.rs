@@ -4,8 +4,7 @@ use crate::auth::{password, AuthUser};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::NewUser;
-use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -97,7 +96,7 @@ pub async fn login(
     let ip = req.peer_addr().map(|addr| addr.ip());
     if let Err(retry_after) = state.login_throttle.check(&username, ip) {
         tracing::info!(retry_after_secs = retry_after.as_secs(), "login throttled");
-        return Ok(rate_limited(retry_after));
+        return Ok(super::rate_limited(retry_after, "too many failed logins"));
     }
     // A name that cannot exist is answered like an unknown user (same error, same timing).
     let found = match Username::parse(&username) {
@@ -197,40 +196,4 @@ async fn start_session(state: &AppState, user: User) -> ApiResult<AuthResponse> 
         .create_session(&claims.jti, user.id, expires_at)
         .await?;
     Ok(AuthResponse { token, user })
-}
-
-/// 429 `rate_limited` with `Retry-After` in whole seconds (rounded up, at least 1).
-fn rate_limited(retry_after: Duration) -> HttpResponse {
-    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    let secs = secs.max(1);
-    let mut response = ApiError::new(
-        ErrorCode::RateLimited,
-        format!("too many failed logins, try again in {secs} s"),
-    )
-    .error_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::http::StatusCode;
-
-    #[test]
-    fn rate_limited_answers_429_with_retry_after_rounded_up() {
-        let response = rate_limited(Duration::from_millis(1500));
-        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(
-            response.headers().get(header::RETRY_AFTER),
-            Some(&header::HeaderValue::from(2u64))
-        );
-        let response = rate_limited(Duration::ZERO);
-        assert_eq!(
-            response.headers().get(header::RETRY_AFTER),
-            Some(&header::HeaderValue::from(1u64))
-        );
-    }
 }

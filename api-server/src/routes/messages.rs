@@ -28,6 +28,7 @@ use utoipa::IntoParams;
         (status = 401, description = "No valid token", body = ErrorEnvelope),
         (status = 404, description = "`conversation_not_found` or `user_not_found`", body = ErrorEnvelope),
         (status = 413, description = "`payload_too_large`", body = ErrorEnvelope),
+        (status = 429, description = "`rate_limited`: over the per-user send rate; `Retry-After` in seconds", body = ErrorEnvelope),
         (status = 422, description = "`idempotency_mismatch`: the clientMsgId was used for another message", body = ErrorEnvelope),
     )
 )]
@@ -40,6 +41,12 @@ pub async fn send(
     state: web::Data<AppState>,
     body: web::Json<SendMessageRequest>,
 ) -> ApiResult<HttpResponse> {
+    if !state.sends.allow(user.user_id) {
+        return Ok(super::rate_limited(
+            std::time::Duration::from_secs(1),
+            "too many messages",
+        ));
+    }
     let new = parse_send(user.user_id, &body, state.limits.text_chars)?;
     let span = tracing::Span::current();
     span.record("client_msg_id", new.client_msg_id.as_str());

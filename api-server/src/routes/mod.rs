@@ -183,6 +183,22 @@ fn is_origin(origin: &str) -> bool {
     }
 }
 
+/// 429 `rate_limited` with `Retry-After` in whole seconds (rounded up, at least 1); `what` says
+/// what was limited.
+pub(crate) fn rate_limited(retry_after: std::time::Duration, what: &str) -> HttpResponse {
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut response = ApiError::new(
+        ErrorCode::RateLimited,
+        format!("{what}, try again in {secs} s"),
+    )
+    .error_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    response
+}
+
 /// Record every request in the metrics, labelled by route pattern (`/api/conversations/{id}`),
 /// never by raw path, so that ids do not explode the label set; `unmatched` for 404s.
 pub async fn observe(

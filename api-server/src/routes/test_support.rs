@@ -139,6 +139,8 @@ pub fn limits() -> Limits {
         search_max: 50,
         login_failures_per_window: 3,
         login_window_secs: 300,
+        sends_per_sec: 1000,
+        sends_burst: 1000,
     }
 }
 
@@ -161,6 +163,7 @@ pub fn state(store: TestStore) -> AppState {
         keys,
         metrics,
         writers: Arc::new(tokio::sync::Semaphore::new(2)),
+        sends: Arc::new(shared::limits::RateLimiter::new(1000, 1000)),
         login_throttle: Arc::new(LoginThrottle::new(
             limits.login_failures_per_window,
             Duration::from_secs(limits.login_window_secs),

@@ -343,3 +343,19 @@ fn page_limits_default_cap_and_refuse_zero() {
     assert_eq!(page_limit(Some(1000), 50, 200).ok(), Some(200));
     assert!(page_limit(Some(0), 50, 200).is_err());
 }
+
+#[test]
+fn rate_limited_answers_429_with_retry_after_rounded_up() {
+    use actix_web::http::{header, StatusCode};
+    let response = super::rate_limited(std::time::Duration::from_millis(1500), "too many");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        response.headers().get(header::RETRY_AFTER),
+        Some(&header::HeaderValue::from(2u64))
+    );
+    let response = super::rate_limited(std::time::Duration::ZERO, "too many");
+    assert_eq!(
+        response.headers().get(header::RETRY_AFTER),
+        Some(&header::HeaderValue::from(1u64))
+    );
+}

@@ -623,3 +623,42 @@ async fn concurrent_first_sends_to_a_new_recipient_share_one_direct_conversation
     assert_eq!(app.conversations(&alice_token).await.len(), 1);
     assert_eq!(app.conversations(&bob_token).await.len(), 1);
 }
+
+#[tokio::test]
+async fn rest_sends_beyond_the_per_user_rate_are_refused_with_429_rate_limited() {
+    // Arrange: one send a second, bursts of five
+    let app = spawn_app_with(|settings| {
+        settings.limits.sends_per_sec = 1;
+        settings.limits.sends_burst = 5;
+    })
+    .await;
+    let (token, _) = app.register("alice").await;
+    let (_, bob) = app.register("bob").await;
+
+    // Act: ten sends, one after the other
+    let started = std::time::Instant::now();
+    let mut stored = 0;
+    let mut limited = 0;
+    for i in 0..10 {
+        let body =
+            json!({ "clientMsgId": format!("r-{i}"), "recipientId": bob.id, "content": "hi" });
+        let reply = app.post("/api/messages", &token, &body).await;
+        match reply.status.as_u16() {
+            201 => stored += 1,
+            429 => {
+                assert_eq!(
+                    reply.body["error"]["code"], "rate_limited",
+                    "{}",
+                    reply.text
+                );
+                limited += 1;
+            }
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+    }
+
+    // Assert: never more than the burst plus what the elapsed time refilled
+    let refilled = started.elapsed().as_secs() + 1;
+    assert!(stored <= 5 + refilled, "{stored} stored in {refilled} s");
+    assert_eq!(stored + limited, 10);
+}

@@ -16,7 +16,6 @@
 //! - `requests`: `ping`, `sync`, `mark_read`, `mark_delivered`, `typing`.
 //! - `presence`: recording this relay's connections on the bus, announcing changes.
 //! - `sessions`: closing sockets whose session was revoked (checked with the API) or expired.
-//! - `limits`: token buckets (sends, typing, connects per IP).
 //! - `dispatch`: bus events → client events.
 //! - `port_http`: the [`RelayPort`] over the API's internal HTTP routes (split deployment).
 //! - `cache`: the relayed-message memory. `metrics`: counters, gauges, histograms.
@@ -24,7 +23,6 @@
 pub mod auth;
 pub mod cache;
 pub mod dispatch;
-pub mod limits;
 pub mod membership;
 pub mod metrics;
 pub mod port_http;
@@ -47,6 +45,7 @@ use shared::bus::Bus;
 use shared::errors::{AckError, ErrorCode};
 use shared::events::BusEvent;
 use shared::ids::{ConversationId, UserId};
+use shared::limits::RateLimiter;
 use shared::port::RelayPort;
 use tokio_util::task::TaskTracker;
 
@@ -77,9 +76,9 @@ pub struct ChatState {
     pub metrics: metrics::Metrics,
     pub presence: presence::Presence,
     /// `send_message` per user (`limits.sends_per_sec`, `limits.sends_burst`).
-    pub sends: limits::RateLimiter<UserId>,
+    pub sends: RateLimiter<UserId>,
     /// `typing` per user (`limits.typing_per_sec`).
-    pub typing: limits::RateLimiter<UserId>,
+    pub typing: RateLimiter<UserId>,
     /// Sends admitted and not answered yet (bounded; drained at shutdown).
     pub admission: store::Admission,
     /// The store lanes (they hold this state weakly).

@@ -56,6 +56,8 @@ pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettin
             search_max: 50,
             login_failures_per_window: 5,
             login_window_secs: 300,
+            sends_per_sec: 1000,
+            sends_burst: 1000,
         },
         cors: CorsSettings {
             allowed_origins: vec![],

@@ -1,6 +1,6 @@
-//! Rate limits of the chat layer: token buckets per key (a user's sends and typing, a client IP's
-//! connects). Memory stays bounded: full buckets carry no information and are dropped when the
-//! map grows.
+//! Token buckets per key, for rate limits (a user's sends and typing, a client IP's connects),
+//! used by the relay and the API. Memory stays bounded: full buckets carry no information and
+//! are dropped when the map grows.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -59,7 +59,7 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
         }
     }
 
-    /// Forget `key` (its user left this relay).
+    /// Forget `key` (e.g. its user left this relay).
     pub fn forget(&self, key: K) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         buckets.remove(&key);
