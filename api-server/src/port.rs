@@ -4,7 +4,6 @@
 
 use crate::service;
 use crate::state::AppState;
-use crate::store::Watermark;
 use async_trait::async_trait;
 use shared::errors::AckError;
 use shared::ids::{ConversationId, UserId};
@@ -20,15 +19,6 @@ pub struct InProcessPort {
 impl InProcessPort {
     pub fn new(state: AppState) -> Self {
         Self { state }
-    }
-}
-
-impl From<Receipt> for Watermark {
-    fn from(r: Receipt) -> Self {
-        match r {
-            Receipt::Delivered => Watermark::Delivered,
-            Receipt::Read => Watermark::Read,
-        }
     }
 }
 

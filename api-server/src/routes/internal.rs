@@ -23,7 +23,6 @@ use crate::auth::extractor::AuthError;
 use crate::error::{ApiError, ApiResult};
 use crate::service;
 use crate::state::AppState;
-use crate::store::Watermark;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -33,7 +32,7 @@ use shared::auth::TokenError;
 use shared::errors::ErrorCode;
 use shared::ids::{ConversationId, UserId};
 use shared::port::{
-    ConversationMembers, SessionCheck, SessionCheckAnswer, SessionState, StoreBatch,
+    ConversationMembers, Receipt, SessionCheck, SessionCheckAnswer, SessionState, StoreBatch,
     StoreBatchAnswer, MAX_SESSION_CHECKS, MAX_STORE_BATCH, MAX_STORE_BATCH_BYTES,
 };
 use shared::wire::{MemberState, SyncResponse, WatermarkRequest};
@@ -51,11 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(members)),
     )
     .service(
-        resource("/internal/relay/users/{id}/conversations/{cid}/read").route(web::post().to(read)),
-    )
-    .service(
-        resource("/internal/relay/users/{id}/conversations/{cid}/delivered")
-            .route(web::post().to(delivered)),
+        resource("/internal/relay/users/{id}/conversations/{cid}/{receipt:read|delivered}")
+            .route(web::post().to(mark)),
     )
     .service(resource("/internal/relay/users/{id}/sessions/{jti}").route(web::get().to(session)))
     .service(resource("/internal/relay/sessions").route(web::post().to(sessions)))
@@ -173,28 +169,15 @@ async fn sessions(
     Ok(web::Json(SessionCheckAnswer { active }))
 }
 
-async fn read(
+async fn mark(
     _: RelayService,
     state: web::Data<AppState>,
-    path: web::Path<(UserId, ConversationId)>,
+    path: web::Path<(UserId, ConversationId, Receipt)>,
     body: web::Json<WatermarkRequest>,
 ) -> ApiResult<web::Json<MemberState>> {
-    let (user, conversation) = path.into_inner();
+    let (user, conversation, which) = path.into_inner();
     let moved =
-        service::receipts::mark(&state, user, conversation, Watermark::Read, body.up_to_seq)
-            .await?;
-    Ok(web::Json(moved))
-}
-
-async fn delivered(
-    _: RelayService,
-    state: web::Data<AppState>,
-    path: web::Path<(UserId, ConversationId)>,
-    body: web::Json<WatermarkRequest>,
-) -> ApiResult<web::Json<MemberState>> {
-    let (user, conversation) = path.into_inner();
-    let which = Watermark::Delivered;
-    let moved = service::receipts::mark(&state, user, conversation, which, body.up_to_seq).await?;
+        service::receipts::mark(&state, user, conversation, which.into(), body.up_to_seq).await?;
     Ok(web::Json(moved))
 }
 

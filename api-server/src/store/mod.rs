@@ -160,6 +160,15 @@ pub enum Watermark {
     Read,
 }
 
+impl From<shared::port::Receipt> for Watermark {
+    fn from(r: shared::port::Receipt) -> Self {
+        match r {
+            shared::port::Receipt::Delivered => Watermark::Delivered,
+            shared::port::Receipt::Read => Watermark::Read,
+        }
+    }
+}
+
 /// The result of moving a watermark.
 #[derive(Debug, Clone)]
 pub struct WatermarkOutcome {
