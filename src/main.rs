@@ -4,7 +4,7 @@
 
 use parley::settings::{self, Options};
 use parley::AllInOne;
-use shared::cli::{About, Command};
+use shared::cli::About;
 use std::process::ExitCode;
 
 const ABOUT: About<'static> = About {
@@ -29,37 +29,22 @@ const ABOUT: About<'static> = About {
 };
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match ABOUT.command(&args) {
-        Command::Run => {}
-        Command::Print(text) => {
-            print!("{text}");
-            return ExitCode::SUCCESS;
-        }
-        Command::Refuse(text) => {
-            eprint!("{text}");
-            return ExitCode::from(2);
-        }
-    }
+    let args = match ABOUT.handle_args() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     shared::telemetry::init("info");
     let options = match Options::parse(args) {
         Ok(options) => options,
-        Err(e) => {
-            eprintln!("parley: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return ABOUT.refuse_settings(e),
     };
     // Before the runtime starts any thread: this writes the process environment.
     if let Err(e) = settings::apply_defaults(&options) {
-        eprintln!("parley: {e:#}");
-        return ExitCode::from(2);
+        return ABOUT.refuse_settings(format!("{e:#}"));
     }
     let settings = match settings::load() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("parley: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return ABOUT.refuse_settings(e),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -84,13 +69,7 @@ fn main() -> ExitCode {
     });
     // A pending stdin read sits on a blocking thread; do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("parley: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    ABOUT.finish(result)
 }
 
 /// Resolves when stdin reaches end of file (the test suite that started us went away).

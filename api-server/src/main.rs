@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use api_server::settings::{Settings, ENV_MAP};
 use api_server::startup::Application;
-use shared::cli::{About, Command};
+use shared::cli::About;
 
 const ABOUT: About<'static> = About {
     name: "api-server",
@@ -18,35 +18,18 @@ const ABOUT: About<'static> = About {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match ABOUT.command(&std::env::args().skip(1).collect::<Vec<_>>()) {
-        Command::Run => {}
-        Command::Print(text) => {
-            print!("{text}");
-            return ExitCode::SUCCESS;
-        }
-        Command::Refuse(text) => {
-            eprint!("{text}");
-            return ExitCode::from(2);
-        }
+    if let Err(code) = ABOUT.handle_args() {
+        return code;
     }
     shared::telemetry::init("info,api_server=info");
     let settings = match Settings::load() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("api-server: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return ABOUT.refuse_settings(e),
     };
     let result = async {
         let app = Application::build(settings).await?;
         app.run_until_stopped(shared::shutdown::signal()).await
     }
     .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("api-server: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    ABOUT.finish(result)
 }

@@ -27,6 +27,40 @@ pub struct About<'a> {
 }
 
 impl About<'_> {
+    /// Act on the process's arguments: `Ok` with them when the binary should start; otherwise
+    /// `--help` / `--version` / the refusal is printed and `Err` holds the exit code (0 or 2).
+    pub fn handle_args(&self) -> Result<Vec<String>, std::process::ExitCode> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        match self.command(&args) {
+            Command::Run => Ok(args),
+            Command::Print(text) => {
+                print!("{text}");
+                Err(std::process::ExitCode::SUCCESS)
+            }
+            Command::Refuse(text) => {
+                eprint!("{text}");
+                Err(std::process::ExitCode::from(2))
+            }
+        }
+    }
+
+    /// Bad settings: one line on stderr, exit code 2.
+    pub fn refuse_settings(&self, error: impl std::fmt::Display) -> std::process::ExitCode {
+        eprintln!("{}: {error}", self.name);
+        std::process::ExitCode::from(2)
+    }
+
+    /// The exit code of a run: 0, or one line on stderr (the whole cause chain) and 1.
+    pub fn finish(&self, result: anyhow::Result<()>) -> std::process::ExitCode {
+        match result {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{}: {error:#}", self.name);
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+
     /// `--help` / `--version` / anything else among `args` (the program name excluded); an
     /// argument listed in `options` is left to the caller.
     pub fn command(&self, args: &[String]) -> Command {

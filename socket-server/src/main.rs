@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use shared::cli::{About, Command};
+use shared::cli::About;
 use socket_server::settings::{Settings, ENV_MAP};
 use socket_server::startup::Application;
 
@@ -18,35 +18,18 @@ const ABOUT: About<'static> = About {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match ABOUT.command(&std::env::args().skip(1).collect::<Vec<_>>()) {
-        Command::Run => {}
-        Command::Print(text) => {
-            print!("{text}");
-            return ExitCode::SUCCESS;
-        }
-        Command::Refuse(text) => {
-            eprint!("{text}");
-            return ExitCode::from(2);
-        }
+    if let Err(code) = ABOUT.handle_args() {
+        return code;
     }
     shared::telemetry::init("info");
     let settings = match Settings::load() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("socket-server: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return ABOUT.refuse_settings(e),
     };
     let result = async {
         let app = Application::build(settings).await?;
         app.run_until_stopped(shared::shutdown::signal()).await
     }
     .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("socket-server: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    ABOUT.finish(result)
 }
