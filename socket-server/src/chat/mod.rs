@@ -106,7 +106,7 @@ impl ChatState {
         arg: &T,
         except: Option<&str>,
     ) {
-        let sent = self.registry.emit_to(users, event, &to_value(arg), except);
+        let sent = self.registry.emit_to(users, event, to_value(arg), except);
         self.metrics.messages_out.add(sent);
     }
 

@@ -75,14 +75,14 @@ impl Registry {
         &self,
         users: &[UserId],
         event: &str,
-        arg: &Value,
+        arg: Value,
         except: Option<&str>,
     ) -> usize {
         let sockets: Vec<Socket> = users.iter().flat_map(|&u| self.sockets_of(u)).collect();
         if sockets.is_empty() {
             return 0;
         }
-        let packet = EncodedPacket::event("/", event, &Payload::from(arg.clone()));
+        let packet = EncodedPacket::event("/", event, &Payload::from(arg));
         let mut sent = 0;
         for socket in sockets.iter().filter(|s| Some(s.id()) != except) {
             match socket.send_encoded(&packet) {
