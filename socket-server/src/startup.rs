@@ -110,7 +110,7 @@ impl Application {
                 &stop,
             ),
             tasks: tasks.clone(),
-            session_added: Arc::default(),
+            expiries: Arc::default(),
             stop: stop.clone(),
         });
         tasks.spawn(dispatch::run(

@@ -86,8 +86,8 @@ pub struct ChatState {
     /// Every task the chat layer spawns (lanes, dispatch, presence, miss resolutions, grace
     /// timers, requests); waited for at shutdown.
     pub tasks: TaskTracker,
-    /// Woken when a socket connects, so the session sweeper sees its token's expiry.
-    pub session_added: Arc<tokio::sync::Notify>,
+    /// The earliest token expiry of the local sockets, for the session sweeper.
+    pub expiries: Arc<sessions::Expiries>,
     /// Cancelled when the relay stops: the background loops end.
     pub stop: tokio_util::sync::CancellationToken,
 }
@@ -215,7 +215,7 @@ impl NamespaceHandler for ChatHandler {
         };
         state.view.load(user, conversations);
         state.registry.join(user, socket);
-        state.session_added.notify_one();
+        state.expiries.add(session.exp);
         presence::connected(state, socket, user).await;
         state.metrics.connects.inc();
         tracing::info!(user_id = %user, conn_id = %socket.id(), "socket connected");

@@ -6,10 +6,12 @@
 //! API cannot answer, sockets stay (and are checked again next period).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Weak;
 use std::time::Duration;
 
 use shared::port::SessionRef;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -17,37 +19,79 @@ use super::auth::{revoke, Session};
 use super::ChatState;
 use crate::socketio::Socket;
 
-/// The shortest wait between two sweeps (a socket just closed may still be listed).
+/// The shortest wait between two sweeps.
 const MIN_WAIT: Duration = Duration::from_millis(200);
+
+/// The earliest token expiry among the local sockets (unix seconds), kept without scanning the
+/// sockets at every connect: a connect lowers it (waking the sweeper only when it did), and each
+/// sweep recomputes it from the sockets it looked at.
+pub struct Expiries {
+    earliest: AtomicI64,
+    lowered: Notify,
+}
+
+impl Default for Expiries {
+    fn default() -> Self {
+        Self {
+            earliest: AtomicI64::new(i64::MAX),
+            lowered: Notify::new(),
+        }
+    }
+}
+
+impl Expiries {
+    /// A socket whose token expires at `exp` joined (after it is in the registry).
+    pub fn add(&self, exp: i64) {
+        if exp < self.earliest.fetch_min(exp, Ordering::SeqCst) {
+            self.lowered.notify_one();
+        }
+    }
+
+    /// When the earliest known token expires, if any socket is known.
+    fn next(&self) -> Option<Instant> {
+        let earliest = self.earliest.load(Ordering::SeqCst);
+        (earliest != i64::MAX).then(|| {
+            let left = earliest.saturating_sub(chrono::Utc::now().timestamp());
+            Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+        })
+    }
+}
 
 /// Sweep until the relay stops: at every token expiry and every `limits.session_check_secs`.
 pub async fn run(state: Weak<ChatState>, stop: CancellationToken) {
-    let Some((period, added)) = state.upgrade().map(|s| {
+    let Some((period, expiries)) = state.upgrade().map(|s| {
         (
             Duration::from_secs(s.limits.session_check_secs),
-            s.session_added.clone(),
+            s.expiries.clone(),
         )
     }) else {
         return;
     };
     let mut next_check = Instant::now() + period;
     loop {
-        let wake = match state.upgrade() {
-            Some(state) => next_expiry(&state).map_or(next_check, |at| at.min(next_check)),
-            None => return,
-        };
+        let wake = expiries.next().map_or(next_check, |at| at.min(next_check));
         let wake = wake.max(Instant::now() + MIN_WAIT);
         tokio::select! {
             () = stop.cancelled() => return,
-            // A new socket may expire sooner: look again.
-            () = added.notified() => continue,
+            // A new socket expires sooner than any other: look again.
+            () = expiries.lowered.notified() => continue,
             () = tokio::time::sleep_until(wake) => {}
         }
         let Some(state) = state.upgrade() else {
             return;
         };
+        // Reset before the snapshot: a socket joining after it lowers the value again.
+        expiries.earliest.store(i64::MAX, Ordering::SeqCst);
         let sockets = sessions_of(&state.registry.all());
-        close_expired(&sockets);
+        let now = chrono::Utc::now().timestamp();
+        for (socket, session) in &sockets {
+            if session.exp <= now {
+                tracing::info!(user_id = %session.user, conn_id = %socket.id(), "token expired; closing the socket");
+                revoke(socket, "expired");
+            } else {
+                expiries.earliest.fetch_min(session.exp, Ordering::SeqCst);
+            }
+        }
         if Instant::now() >= next_check {
             next_check = Instant::now() + period;
             revalidate(&state, &sockets).await;
@@ -63,29 +107,6 @@ fn sessions_of(sockets: &[Socket]) -> Vec<(Socket, Session)> {
             Some((socket.clone(), session))
         })
         .collect()
-}
-
-/// When the next token of a local socket expires.
-fn next_expiry(state: &ChatState) -> Option<Instant> {
-    let now = chrono::Utc::now().timestamp();
-    sessions_of(&state.registry.all())
-        .iter()
-        .map(|(_, session)| session.exp)
-        .min()
-        .map(|exp| {
-            let left = u64::try_from(exp.saturating_sub(now)).unwrap_or(0);
-            Instant::now() + Duration::from_secs(left)
-        })
-}
-
-fn close_expired(sockets: &[(Socket, Session)]) {
-    let now = chrono::Utc::now().timestamp();
-    for (socket, session) in sockets {
-        if session.exp <= now {
-            tracing::info!(user_id = %session.user, conn_id = %socket.id(), "token expired; closing the socket");
-            revoke(socket, "expired");
-        }
-    }
 }
 
 /// Ask the API about every distinct session here; close the sockets of those no longer active.
