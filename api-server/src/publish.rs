@@ -4,7 +4,7 @@
 //! dropped and counted (`bus_events_dropped_total`), and clients recover through sync.
 
 use crate::metrics::Metrics;
-use shared::bus::publisher::{BusPublisher, PublisherCounters};
+use shared::bus::publisher::BusPublisher;
 use shared::bus::Bus;
 use shared::events::BusEvent;
 use shared::ids::UserId;
@@ -37,18 +37,8 @@ impl Publisher {
 
     /// Publish `event` to the channel of every user in `to`. Returns at once: the event is
     /// queued (or dropped and counted when the queue is full).
-    pub async fn publish(&self, to: &[UserId], event: BusEvent) {
+    pub fn publish(&self, to: &[UserId], event: BusEvent) {
         self.inner.publish(to, event);
-    }
-
-    /// The underlying handle (to share the queue with other publishers in the process).
-    pub fn bus_publisher(&self) -> &BusPublisher {
-        &self.inner
-    }
-
-    /// What was published and dropped, and whether the bus answers.
-    pub fn counters(&self) -> Arc<PublisherCounters> {
-        self.inner.counters()
     }
 
     /// The publisher's task, for the application to own (await it after the last handle is

@@ -155,16 +155,13 @@ pub async fn logout(user: AuthUser, state: web::Data<AppState>) -> ApiResult<Htt
             tracing::warn!("recording the revocation on the bus timed out; the relays learn it from the logout event or at token expiry");
         }
     }
-    state
-        .publisher
-        .publish(
-            &[user.user_id],
-            BusEvent::UserLoggedOut {
-                user_id: user.user_id,
-                jti,
-            },
-        )
-        .await;
+    state.publisher.publish(
+        &[user.user_id],
+        BusEvent::UserLoggedOut {
+            user_id: user.user_id,
+            jti,
+        },
+    );
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -38,15 +38,12 @@ pub async fn create(
     tracing::Span::current().record("conversation_id", tracing::field::display(conversation.id));
     if outcome.created {
         let members: Vec<UserId> = conversation.members.iter().map(|m| m.user.id).collect();
-        state
-            .publisher
-            .publish(
-                &members,
-                BusEvent::ConversationChanged {
-                    conversation: conversation.clone(),
-                },
-            )
-            .await;
+        state.publisher.publish(
+            &members,
+            BusEvent::ConversationChanged {
+                conversation: conversation.clone(),
+            },
+        );
     }
     Ok(Created {
         conversation,

@@ -48,7 +48,7 @@ pub async fn send(state: &AppState, new: NewMessage) -> ApiResult<Sent> {
         let _writing = writing(state).await?;
         state.store.send_message(new).await?
     };
-    Ok(announce(state, outcome).await)
+    Ok(announce(state, outcome))
 }
 
 /// A permit to store: stores never take the connections reads need.
@@ -109,7 +109,7 @@ pub async fn store_batch(state: &AppState, items: Vec<StoreItem>) -> ApiResult<V
         };
         for (i, result) in positions.into_iter().zip(results) {
             answers[i] = Some(match result {
-                Ok(outcome) => StoreOutcome::Message(announce(state, outcome).await.message),
+                Ok(outcome) => StoreOutcome::Message(announce(state, outcome).message),
                 Err(e) => StoreOutcome::Error(ApiError::from(e).into()),
             });
         }
@@ -128,7 +128,7 @@ pub async fn store_batch(state: &AppState, items: Vec<StoreItem>) -> ApiResult<V
 }
 
 /// Publish what a send committed (nothing for a retry), and count it.
-async fn announce(state: &AppState, outcome: SendOutcome) -> Sent {
+fn announce(state: &AppState, outcome: SendOutcome) -> Sent {
     if !outcome.created {
         return Sent {
             message: outcome.message,
@@ -137,23 +137,17 @@ async fn announce(state: &AppState, outcome: SendOutcome) -> Sent {
     }
     state.metrics.messages_stored.inc();
     if let Some(conversation) = outcome.new_conversation {
-        state
-            .publisher
-            .publish(
-                &outcome.members,
-                BusEvent::ConversationChanged { conversation },
-            )
-            .await;
-    }
-    state
-        .publisher
-        .publish(
+        state.publisher.publish(
             &outcome.members,
-            BusEvent::MessageStored {
-                message: outcome.message.clone(),
-            },
-        )
-        .await;
+            BusEvent::ConversationChanged { conversation },
+        );
+    }
+    state.publisher.publish(
+        &outcome.members,
+        BusEvent::MessageStored {
+            message: outcome.message.clone(),
+        },
+    );
     Sent {
         message: outcome.message,
         created: true,

@@ -25,15 +25,12 @@ pub async fn mark(
         .move_watermark(user, conversation, which, up_to_seq)
         .await?;
     if outcome.moved {
-        state
-            .publisher
-            .publish(
-                &outcome.members,
-                BusEvent::ReceiptsMoved {
-                    state: outcome.state.clone(),
-                },
-            )
-            .await;
+        state.publisher.publish(
+            &outcome.members,
+            BusEvent::ReceiptsMoved {
+                state: outcome.state.clone(),
+            },
+        );
     }
     Ok(outcome.state)
 }
