@@ -92,6 +92,19 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 impl StoreError {
+    /// A sync cursor past anything this server's change log could have issued (both backends
+    /// bound-check cursors; see their `sync` modules).
+    pub fn cursor_beyond_the_log() -> Self {
+        StoreError::Invalid(
+            "since",
+            "is beyond the end of this server's change log (not a cursor it issued, or one from \
+             a replaced database): sync again without it"
+                .into(),
+        )
+    }
+}
+
+impl StoreError {
     /// Whether this refuses one request (its own answer) rather than telling that storage
     /// failed (the database is unreachable or answered something unexpected).
     pub fn is_refusal(&self) -> bool {

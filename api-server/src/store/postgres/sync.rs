@@ -83,12 +83,7 @@ const ISSUED_ID_BOUND: &str =
 /// Refuse a cursor past `(max_xid, max_id)` (see the module doc).
 fn check_issued((xid, id): (i64, i64), (max_xid, max_id): (i64, i64)) -> StoreResult<()> {
     if xid > max_xid || id > max_id {
-        return Err(StoreError::Invalid(
-            "since",
-            "is beyond the end of this server's change log (not a cursor it issued, or one from \
-             a replaced database): sync again without it"
-                .into(),
-        ));
+        return Err(StoreError::cursor_beyond_the_log());
     }
     Ok(())
 }

@@ -50,12 +50,7 @@ const LAST_ISSUED_ID: &str = "(SELECT seq FROM sqlite_sequence WHERE name = 'cha
 /// Refuse a cursor past the last id handed out (see the module doc).
 fn check_issued(after: i64, last_id: Option<i64>) -> StoreResult<()> {
     if after > last_id.unwrap_or(0) {
-        return Err(StoreError::Invalid(
-            "since",
-            "is beyond the end of this server's change log (not a cursor it issued, or one from \
-             a replaced database): sync again without it"
-                .into(),
-        ));
+        return Err(StoreError::cursor_beyond_the_log());
     }
     Ok(())
 }
