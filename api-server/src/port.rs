@@ -44,7 +44,7 @@ impl RelayPort for InProcessPort {
         Ok(service::conversations::members(&self.state, user, conversation).await?)
     }
 
-    async fn store(&self, batch: Vec<StoreItem>) -> Result<Vec<StoreOutcome>, AckError> {
+    async fn store(&self, batch: &[StoreItem]) -> Result<Vec<StoreOutcome>, AckError> {
         Ok(service::messages::store_batch(&self.state, batch).await?)
     }
 

@@ -106,6 +106,12 @@ pub struct StoreBatch {
     pub items: Vec<StoreItem>,
 }
 
+/// [`StoreBatch`] as a sender writes it, borrowing the items (same JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreBatchRef<'a> {
+    pub items: &'a [StoreItem],
+}
+
 /// `POST /internal/relay/messages` answer: one outcome per item, in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreBatchAnswer {
@@ -139,7 +145,7 @@ pub trait RelayPort: Send + Sync + 'static {
     /// `Err` only when the whole batch could not be attempted or its outcome is unknown (the API
     /// or the database unreachable): retrying the same batch is then safe, since every send is
     /// idempotent on `(sender, clientMsgId)`.
-    async fn store(&self, batch: Vec<StoreItem>) -> Result<Vec<StoreOutcome>, AckError>;
+    async fn store(&self, batch: &[StoreItem]) -> Result<Vec<StoreOutcome>, AckError>;
 
     /// Move `user`'s `which` watermark in `conversation` up to `up_to_seq` (as
     /// `POST /api/conversations/{id}/read|delivered`); the member's state afterwards.

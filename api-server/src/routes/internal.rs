@@ -116,7 +116,7 @@ async fn store(
             format!("at most {MAX_STORE_BATCH} per batch"),
         ));
     }
-    let outcomes = service::messages::store_batch(&state, items).await?;
+    let outcomes = service::messages::store_batch(&state, &items).await?;
     Ok(web::Json(StoreBatchAnswer { outcomes }))
 }
 

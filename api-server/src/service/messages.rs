@@ -10,7 +10,7 @@ use shared::events::BusEvent;
 use shared::ids::UserId;
 use shared::port::{StoreItem, StoreOutcome};
 use shared::wire::{Message, SendMessageRequest};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 /// A send's answer: the stored message, and whether this call stored it (`false`: a retry
 /// answered with the original).
@@ -65,15 +65,16 @@ async fn writing(state: &AppState) -> ApiResult<tokio::sync::SemaphorePermit<'_>
 /// session is not an active one of its sender, `validation_failed`, `conversation_not_found`,
 /// `idempotency_mismatch`, …); `Err` only when storage failed for the whole batch.
 #[tracing::instrument(skip_all, fields(items = items.len()))]
-pub async fn store_batch(state: &AppState, items: Vec<StoreItem>) -> ApiResult<Vec<StoreOutcome>> {
+pub async fn store_batch(state: &AppState, items: &[StoreItem]) -> ApiResult<Vec<StoreOutcome>> {
     let jtis: Vec<String> = items
         .iter()
         .map(|i| i.jti.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let active: HashSet<(String, UserId)> = if jtis.is_empty() {
-        HashSet::new()
+    // jti → its session's user, for the active sessions among them.
+    let active: HashMap<String, UserId> = if jtis.is_empty() {
+        HashMap::new()
     } else {
         state
             .store
@@ -85,8 +86,8 @@ pub async fn store_batch(state: &AppState, items: Vec<StoreItem>) -> ApiResult<V
     let mut answers: Vec<Option<StoreOutcome>> = Vec::with_capacity(items.len());
     let mut batch = Vec::with_capacity(items.len());
     let mut positions = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        if !active.contains(&(item.jti, item.sender)) {
+    for (i, item) in items.iter().enumerate() {
+        if active.get(&item.jti) != Some(&item.sender) {
             answers.push(Some(StoreOutcome::Error(AckError::new(
                 ErrorCode::TokenRevoked,
                 ErrorCode::TokenRevoked.default_message(),

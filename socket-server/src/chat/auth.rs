@@ -120,7 +120,7 @@ mod tests {
         ) -> Result<Option<Vec<UserId>>, AckError> {
             unreachable!()
         }
-        async fn store(&self, _: Vec<StoreItem>) -> Result<Vec<StoreOutcome>, AckError> {
+        async fn store(&self, _: &[StoreItem]) -> Result<Vec<StoreOutcome>, AckError> {
             unreachable!()
         }
         async fn mark(

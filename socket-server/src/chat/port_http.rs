@@ -19,7 +19,7 @@ use shared::errors::{AckError, ErrorCode, ErrorEnvelope};
 use shared::ids::{ConversationId, UserId};
 use shared::port::{
     ConversationMembers, Receipt, RelayPort, SessionCheck, SessionCheckAnswer, SessionRef,
-    SessionState, StoreBatch, StoreBatchAnswer, StoreItem, StoreOutcome, MAX_SESSION_CHECKS,
+    SessionState, StoreBatchAnswer, StoreBatchRef, StoreItem, StoreOutcome, MAX_SESSION_CHECKS,
 };
 use shared::wire::{MemberState, SyncResponse, WatermarkRequest};
 
@@ -160,11 +160,11 @@ impl RelayPort for HttpPort {
         }
     }
 
-    async fn store(&self, batch: Vec<StoreItem>) -> Result<Vec<StoreOutcome>, AckError> {
+    async fn store(&self, batch: &[StoreItem]) -> Result<Vec<StoreOutcome>, AckError> {
         let expected = batch.len();
         let url = self.url(&["internal", "relay", "messages"]);
         let answer: StoreBatchAnswer = self
-            .call(Method::POST, url, Some(&StoreBatch { items: batch }))
+            .call(Method::POST, url, Some(&StoreBatchRef { items: batch }))
             .await?;
         if answer.outcomes.len() != expected {
             tracing::error!(

@@ -103,13 +103,13 @@ async fn run_lane(
 /// idempotent on `(sender, clientMsgId)`, so a retry never stores twice), then answer each job.
 async fn store_batch(state: &ChatState, jobs: Vec<StoreJob>) {
     let limits = &state.limits;
-    let items: Vec<StoreItem> = jobs.iter().map(|j| j.item.clone()).collect();
+    let (items, jobs): (Vec<StoreItem>, Vec<Waiting>) = jobs.into_iter().map(split).unzip();
     state.metrics.store_batch_size.observe(jobs.len() as f64);
     let started = std::time::Instant::now();
     let mut delay = Duration::from_millis(limits.store_backoff_ms);
     let mut attempt = 1;
     let outcomes = loop {
-        match state.port.store(items.clone()).await {
+        match state.port.store(&items).await {
             Ok(outcomes) if outcomes.len() == jobs.len() => break Ok(outcomes),
             Ok(outcomes) => {
                 tracing::error!(
@@ -140,22 +140,47 @@ async fn store_batch(state: &ChatState, jobs: Vec<StoreJob>) {
         .observe(started.elapsed().as_secs_f64());
     match outcomes {
         Ok(outcomes) => {
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            for ((item, job), outcome) in items.iter().zip(jobs).zip(outcomes) {
                 match outcome {
                     StoreOutcome::Message(message) => stored(job, &message),
-                    StoreOutcome::Error(error) => failed(state, job, error),
+                    StoreOutcome::Error(error) => failed(state, item, job, error),
                 }
             }
         }
         Err(error) => {
-            for job in jobs {
-                failed(state, job, error.clone());
+            for (item, job) in items.iter().zip(jobs) {
+                failed(state, item, job, error.clone());
             }
         }
     }
 }
 
-fn stored(job: StoreJob, message: &Message) {
+/// A job without its item: what answering it needs.
+struct Waiting {
+    ack: Option<Ack>,
+    relayed_to: Option<Members>,
+    socket_id: String,
+    _ticket: Ticket,
+}
+
+fn split(job: StoreJob) -> (StoreItem, Waiting) {
+    let StoreJob {
+        item,
+        ack,
+        relayed_to,
+        socket_id,
+        ticket,
+    } = job;
+    let waiting = Waiting {
+        ack,
+        relayed_to,
+        socket_id,
+        _ticket: ticket,
+    };
+    (item, waiting)
+}
+
+fn stored(job: Waiting, message: &Message) {
     if let Some(ack) = job.ack {
         let _ = ack.send(to_value(&SendAck {
             success: true,
@@ -165,9 +190,9 @@ fn stored(job: StoreJob, message: &Message) {
     }
 }
 
-fn failed(state: &ChatState, job: StoreJob, error: AckError) {
-    let message = &job.item.message;
-    tracing::warn!(code = %error.code, user_id = %job.item.sender, client_msg_id = %message.client_msg_id, "message not stored");
+fn failed(state: &ChatState, item: &StoreItem, job: Waiting, error: AckError) {
+    let message = &item.message;
+    tracing::warn!(code = %error.code, user_id = %item.sender, client_msg_id = %message.client_msg_id, "message not stored");
     if let (Some(members), Some(conversation)) = (&job.relayed_to, message.conversation_id) {
         let failed = MessageFailed {
             client_msg_id: message.client_msg_id.clone(),
@@ -178,7 +203,7 @@ fn failed(state: &ChatState, job: StoreJob, error: AckError) {
         state.publish(
             members,
             BusEvent::MessageFailed {
-                sender_id: job.item.sender,
+                sender_id: item.sender,
                 client_msg_id: message.client_msg_id.clone(),
                 conversation_id: conversation,
                 error: error.clone(),

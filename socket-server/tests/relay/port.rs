@@ -207,7 +207,7 @@ async fn contract(api: &Api, port: &dyn RelayPort) {
 
     // Act: one batch of every kind of item.
     let outcomes = port
-        .store(vec![
+        .store(&[
             a(text("m1", ab, "one")),
             a(text("m2", bc, "not a member")),
             a(text("m1", ab, "one")),
@@ -292,7 +292,7 @@ async fn contract(api: &Api, port: &dyn RelayPort) {
     let (status, _) = api.post("/api/auth/logout", &alice.token, &json!({})).await;
     assert_eq!(status, 204);
     assert!(!port.session_active(alice.id, &alice.jti).await.unwrap());
-    let after_logout = port.store(vec![a(text("m6", ab, "late"))]).await.unwrap();
+    let after_logout = port.store(&[a(text("m6", ab, "late"))]).await.unwrap();
     assert_eq!(refusal(&after_logout[0]), ErrorCode::TokenRevoked);
 }
 
@@ -360,7 +360,7 @@ async fn concurrent_batches_over_the_same_conversations_store_each_message_once_
         .into_iter()
         .map(|batch| {
             let port = port.clone();
-            tokio::spawn(async move { port.store(batch).await })
+            tokio::spawn(async move { port.store(&batch).await })
         })
         .collect();
     let mut answers = Vec::new();
