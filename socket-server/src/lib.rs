@@ -12,6 +12,9 @@
 //! - [`settings`], [`startup`]: typed settings and `Application` (bind, `port()`,
 //!   `run_until_stopped(shutdown)`).
 //!
+//! - `fuzzing` (hidden): the pure decoders and encoders, re-exported for the fuzz targets in
+//!   `fuzz/`; not an API.
+//!
 //! The protocol layer knows nothing of chat; see `docs/protocol.md` for limits, close reasons and
 //! the handler API, and for the chat events.
 
@@ -20,3 +23,20 @@ pub mod engineio;
 pub mod settings;
 pub mod socketio;
 pub mod startup;
+
+/// The pure protocol codecs, re-exported for the cargo-fuzz targets in `fuzz/` (which build
+/// outside the workspace and see only public items). Not an API: nothing else may use it.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::engineio::packet::{
+        decode_payload, decode_text, encode_payload, Frame, Message, Packet, PacketError,
+    };
+    pub use crate::socketio::decoder::Decoder;
+    pub use crate::socketio::packet::{ack, disconnect, event, ClientPacket, ParseError};
+    pub use crate::socketio::Payload;
+
+    /// A text frame holding one whole Engine.IO packet, type digit included (`2probe`).
+    pub fn text_frame(packet: String) -> Frame {
+        Frame::text(packet)
+    }
+}

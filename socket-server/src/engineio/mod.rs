@@ -13,7 +13,7 @@ mod engine;
 mod errors;
 mod heartbeat;
 mod hooks;
-mod packet;
+pub(crate) mod packet;
 mod polling;
 mod router;
 mod server;

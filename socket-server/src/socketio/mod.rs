@@ -10,9 +10,9 @@
 
 mod ack;
 mod connection;
-mod decoder;
+pub(crate) mod decoder;
 mod handler;
-mod packet;
+pub(crate) mod packet;
 mod payload;
 mod server;
 mod socket;
