@@ -78,6 +78,31 @@ impl PgCluster {
         self.dir.join("server.log")
     }
 
+    /// Run `sql` with `psql` (from the same binaries) in `database`; the rows, one line each,
+    /// columns separated by `|`. Panics when psql fails, with its error.
+    pub fn query(&self, database: &str, sql: &str) -> Vec<String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-q", "-F", "|", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .args(["-d", database, "-c", sql])
+            .output();
+        let out = match out {
+            Ok(out) if out.status.success() => out,
+            Ok(out) => panic!(
+                "psql `{sql}` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => panic!("psql: {e}: {INSTALL_HINT}"),
+        };
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Stop the server (`pg_ctl stop -m fast`: clients are disconnected), waiting until it is
     /// down. The data stays for [`PgCluster::restart`].
     pub fn stop(&mut self) {

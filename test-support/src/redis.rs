@@ -72,6 +72,18 @@ impl RedisServer {
         let _ = child.wait();
     }
 
+    /// Close the connections of every client of `kind` (`normal`, `pubsub`, `replica`, …) the
+    /// way an operator or a failing network would (`CLIENT KILL TYPE <kind>`); how many were
+    /// closed. Panics when the server does not answer.
+    pub fn kill_clients(&self, kind: &str) -> u64 {
+        let reply = command(self.port, &format!("CLIENT KILL TYPE {kind}"))
+            .unwrap_or_else(|e| panic!("CLIENT KILL TYPE {kind} on port {}: {e}", self.port));
+        reply
+            .strip_prefix(':')
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("CLIENT KILL TYPE {kind}: unexpected reply {reply:?}"))
+    }
+
     /// Start it again on the same port (stopping it first if it runs) and wait until it
     /// answers. Its data is gone: nothing is persisted.
     pub fn restart(&mut self) {
@@ -125,18 +137,17 @@ impl Drop for RedisServer {
 
 /// Whether a Redis on `port` answers `PING` with `+PONG`.
 fn ping(port: u16) -> bool {
-    if !accepts(port) {
-        return false;
-    }
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
+    accepts(port) && command(port, "PING").is_ok_and(|line| line.starts_with("+PONG"))
+}
+
+/// Send one inline command to the Redis on `port`; the first line of its reply.
+fn command(port: u16, inline: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr(port), Duration::from_millis(200))?;
+    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    stream.write_all(format!("{inline}\r\n").as_bytes())?;
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("+PONG")
+    BufReader::new(stream).read_line(&mut line)?;
+    Ok(line)
 }
 
 /// Send `SHUTDOWN NOSAVE` (the server closes the connection instead of answering).
