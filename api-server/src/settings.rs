@@ -11,6 +11,7 @@ api:
   port: 3000
   shutdown_timeout_secs: 10
   body_timeout_ms: 10000
+  trusted_proxies: []
 database:
   url: postgres://postgres@127.0.0.1:5432/parley
   pool_size: 16
@@ -31,6 +32,7 @@ limits:
   sync_max: 500
   search_max: 50
   login_failures_per_window: 5
+  login_failures_per_ip: 50
   login_window_secs: 300
   sends_per_sec: 10
   sends_burst: 20
@@ -46,6 +48,7 @@ pub const ENV_MAP: &[(&str, &str)] = &[
     ("API_HOST", "api.host"),
     ("API_PORT", "api.port"),
     ("CORS_ALLOWED_ORIGINS", "cors.allowed_origins"),
+    ("TRUSTED_PROXIES", "api.trusted_proxies"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +71,10 @@ pub struct HttpSettings {
     /// client that sends less than its `Content-Length` gets 408 `request_timeout` instead of
     /// holding the connection.
     pub body_timeout_ms: u64,
+    /// Reverse proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` give the client's address
+    /// for per-IP limits; empty: the TCP peer is the client. `TRUSTED_PROXIES` takes a
+    /// comma-separated list.
+    pub trusted_proxies: shared::net::TrustedProxies,
 }
 
 #[derive(Clone, Deserialize)]
@@ -108,8 +115,10 @@ pub struct Limits {
     pub sync_max: i64,
     /// Most users one search answers.
     pub search_max: i64,
-    /// Failed logins per username and per client IP allowed in a window before 429.
+    /// Failed logins per username allowed in a window before 429.
     pub login_failures_per_window: u32,
+    /// Failed logins per client IP (any usernames) allowed in a window before 429.
+    pub login_failures_per_ip: u32,
     pub login_window_secs: u64,
     /// `POST /api/messages` per user on this replica (token bucket refill per second, and its
     /// size); beyond, 429 `rate_limited` with `Retry-After`.
@@ -121,26 +130,8 @@ pub struct Limits {
 pub struct CorsSettings {
     /// Origins allowed to call the API from a browser. Empty: no cross-origin access.
     /// `CORS_ALLOWED_ORIGINS` takes a comma-separated list.
-    #[serde(deserialize_with = "list_or_csv")]
+    #[serde(deserialize_with = "shared::settings::list_or_csv")]
     pub allowed_origins: Vec<String>,
-}
-
-fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        List(Vec<String>),
-        Csv(String),
-    }
-    Ok(match Raw::deserialize(d)? {
-        Raw::List(v) => v,
-        Raw::Csv(s) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
 }
 
 impl Settings {

@@ -72,10 +72,14 @@ impl Application {
                 settings.limits.sends_per_sec,
                 settings.limits.sends_burst,
             )),
-            login_throttle: Arc::new(LoginThrottle::new(
-                settings.limits.login_failures_per_window,
-                Duration::from_secs(settings.limits.login_window_secs),
-            )),
+            login_throttle: Arc::new(
+                LoginThrottle::new(
+                    settings.limits.login_failures_per_window,
+                    Duration::from_secs(settings.limits.login_window_secs),
+                )
+                .with_ip_limit(settings.limits.login_failures_per_ip),
+            ),
+            trusted_proxies: Arc::new(settings.api.trusted_proxies.clone()),
         };
         let listener = TcpListener::bind((settings.api.host.as_str(), settings.api.port))
             .with_context(|| {

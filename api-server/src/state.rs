@@ -21,6 +21,8 @@ pub struct AppState {
     /// Permits to store messages (see `startup::writers`): reads keep connections of their own.
     pub writers: Arc<tokio::sync::Semaphore>,
     pub login_throttle: Arc<LoginThrottle>,
+    /// Proxies whose forwarding headers name the client (`api.trusted_proxies`).
+    pub trusted_proxies: Arc<shared::net::TrustedProxies>,
     /// `POST /api/messages` per user on this replica (`limits.sends_per_sec`, `sends_burst`).
     pub sends: Arc<shared::limits::RateLimiter<shared::ids::UserId>>,
 }

@@ -8,6 +8,7 @@
 //! - [`events`]: what travels on the bus between the API and the relays, and the channel names.
 //! - [`bus`]: the bus interface with a Redis and an in-process implementation.
 //! - [`limits`]: token-bucket rate limiters per key.
+//! - [`net`]: the client's address behind trusted reverse proxies.
 //! - [`port`]: the typed port between the relay and the API (in process or over HTTP).
 //! - [`auth`]: JWT claims, signing and verification with pinned algorithm, `iss`, `aud`, `exp`.
 //! - [`cli`]: `--help` and `--version`, shared by every binary.
@@ -25,6 +26,7 @@ pub mod errors;
 pub mod events;
 pub mod ids;
 pub mod limits;
+pub mod net;
 pub mod port;
 pub mod settings;
 pub mod shutdown;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Keys tracked before full buckets are swept.
 const SWEEP_AT: usize = 10_000;
@@ -34,10 +34,20 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
 
     /// Take one token for `key`; `false` when the key is over its rate.
     pub fn allow(&self, key: K) -> bool {
-        self.allow_at(key, Instant::now())
+        self.check(key).is_ok()
     }
 
+    /// Take one token for `key`, or say how long until one is available (a `Retry-After`).
+    pub fn check(&self, key: K) -> Result<(), Duration> {
+        self.check_at(key, Instant::now())
+    }
+
+    #[cfg(test)]
     fn allow_at(&self, key: K, now: Instant) -> bool {
+        self.check_at(key, now).is_ok()
+    }
+
+    fn check_at(&self, key: K, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= SWEEP_AT {
             let (per_sec, burst) = (self.per_sec, self.burst);
@@ -53,9 +63,13 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
         bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
-            true
+            Ok(())
+        } else if self.per_sec > 0.0 {
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.per_sec,
+            ))
         } else {
-            false
+            Err(Duration::MAX)
         }
     }
 
@@ -69,7 +83,6 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn a_burst_is_allowed_then_the_rate_refills_it() {
@@ -80,5 +93,18 @@ mod tests {
         assert!(limiter.allow_at(2, t0), "another key has its own bucket");
         assert!(limiter.allow_at(1, t0 + Duration::from_millis(500)));
         assert!(!limiter.allow_at(1, t0 + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn a_refusal_says_when_the_next_token_comes() {
+        let limiter = RateLimiter::new(4, 1);
+        let t0 = Instant::now();
+        assert_eq!(limiter.check_at(1, t0), Ok(()));
+        let wait = limiter.check_at(1, t0).expect_err("empty bucket");
+        assert!(wait > Duration::from_millis(240) && wait <= Duration::from_millis(250));
+        assert_eq!(
+            limiter.check_at(1, t0 + wait + Duration::from_millis(1)),
+            Ok(())
+        );
     }
 }

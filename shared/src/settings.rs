@@ -6,6 +6,7 @@
 
 use config::{Config, Environment, File, FileFormat};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// A setting that is missing or invalid. Its `Display` is the one line start-up prints.
 #[derive(Debug, thiserror::Error)]
@@ -47,5 +48,26 @@ pub fn load<T: DeserializeOwned>(
             .find(|(_, key)| text.contains(key))
             .map(|(var, key)| format!("{var} ({key}): {text}"));
         SettingsError(named.unwrap_or(text))
+    })
+}
+
+/// A list setting given either as a YAML list or as one comma-separated string (what an
+/// environment variable can hold): `a, b` and `[a, b]` are the same; blanks are dropped.
+/// Use with `#[serde(deserialize_with = "shared::settings::list_or_csv")]`.
+pub fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::List(v) => v,
+        Raw::Csv(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }

@@ -16,6 +16,7 @@ socket:
   allowed_origins: []
   max_uri_bytes: 8192
   max_headers: 100
+  trusted_proxies: []
 api:
   url: http://127.0.0.1:3000
   timeout_ms: 5000
@@ -56,6 +57,7 @@ pub const ENV_MAP: &[(&str, &str)] = &[
     ("API_URL", "api.url"),
     ("REDIS_URL", "redis.url"),
     ("JWT_SECRET", "jwt.secret"),
+    ("TRUSTED_PROXIES", "socket.trusted_proxies"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +89,10 @@ pub struct SocketSettings {
     pub max_uri_bytes: usize,
     /// Most header fields in a request; beyond, 431 `too_many_headers`.
     pub max_headers: usize,
+    /// Reverse proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` give the client's address
+    /// for the per-IP connect limit; empty: the TCP peer is the client. `TRUSTED_PROXIES` takes
+    /// a comma-separated list.
+    pub trusted_proxies: shared::net::TrustedProxies,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -150,12 +150,23 @@ impl Application {
             limits.connects_per_ip_per_sec,
             limits.connects_per_ip_per_sec,
         );
+        let proxies = settings.socket.trusted_proxies.clone();
         let gate = move |request: &RequestInfo| -> Result<(), Refusal> {
-            if per_ip.allow(request.remote_addr.ip()) {
-                Ok(())
-            } else {
-                Err(Refusal::too_many_requests())
-            }
+            let headers = &request.headers;
+            let client = proxies.client_ip(
+                request.remote_addr.ip(),
+                headers
+                    .get_all("forwarded")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+                headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            );
+            per_ip
+                .check(client)
+                .map_err(|wait| Refusal::too_many_requests().with_retry_after(wait))
         };
         // The fallback needs the endpoint (for its session count), which needs the hooks: close
         // the loop through a cell filled right after.

@@ -1,6 +1,8 @@
-//! Failed-login throttling: a sliding window per username and per client IP. Past
-//! `max_failures` failures inside `window`, login answers 429 until the oldest of them leaves
-//! the window. A success resets the username's count (not the IP's: one good password must not
+//! Failed-login throttling: a sliding window per username and, independently, per client IP
+//! (the address behind trusted proxies, see `shared::net`). Past its limit of failures inside
+//! `window` — `max_failures` per username, `max_ip_failures` per address, which is higher since
+//! one address may be a whole office behind NAT — login answers 429 until the oldest of them
+//! leaves the window. A success resets the username's count (not the IP's: one good password must not
 //! clear a sweep over many accounts).
 //!
 //! Memory is bounded twice: each key keeps at most `max_failures` timestamps, and the number of
@@ -28,18 +30,34 @@ enum Key {
 #[derive(Debug)]
 pub struct LoginThrottle {
     max_failures: u32,
+    max_ip_failures: u32,
     window: Duration,
     /// Per key, the times of its recent failures, oldest first (at most `max_failures`).
     failures: Mutex<HashMap<Key, VecDeque<Instant>>>,
 }
 
 impl LoginThrottle {
-    /// `max_failures = 0` disables throttling.
+    /// `max_failures` per username and per IP alike; `0` disables throttling.
     pub fn new(max_failures: u32, window: Duration) -> Self {
         Self {
             max_failures,
+            max_ip_failures: max_failures,
             window,
             failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A different limit per client IP (`0`: addresses are not throttled, usernames still are).
+    pub fn with_ip_limit(mut self, max_ip_failures: u32) -> Self {
+        self.max_ip_failures = max_ip_failures;
+        self
+    }
+
+    /// The limit for one key; `0` means the key is not throttled.
+    fn cap(&self, key: &Key) -> usize {
+        match key {
+            Key::User(_) => self.max_failures as usize,
+            Key::Ip(_) => self.max_ip_failures as usize,
         }
     }
 
@@ -68,13 +86,10 @@ impl LoginThrottle {
     }
 
     fn check_at(&self, username: &str, ip: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
-        if self.max_failures == 0 {
-            return Ok(());
-        }
         let map = self.lock();
         let wait = keys(username, ip)
-            .filter_map(|k| map.get(&k))
-            .filter_map(|times| self.retry_after(times, now))
+            .filter_map(|k| Some((self.cap(&k), map.get(&k)?)))
+            .filter_map(|(cap, times)| self.retry_after(cap, times, now))
             .max();
         match wait {
             Some(wait) => Err(wait),
@@ -83,12 +98,12 @@ impl LoginThrottle {
     }
 
     fn record_failure_at(&self, username: &str, ip: Option<IpAddr>, now: Instant) {
-        if self.max_failures == 0 {
-            return;
-        }
-        let cap = self.max_failures as usize;
         let mut map = self.lock();
         for key in keys(username, ip) {
+            let cap = self.cap(&key);
+            if cap == 0 {
+                continue;
+            }
             let times = map.entry(key).or_default();
             while times.len() >= cap {
                 times.pop_front();
@@ -100,9 +115,10 @@ impl LoginThrottle {
         }
     }
 
-    /// When `times` is at the limit inside the window: how long until its oldest failure leaves.
-    fn retry_after(&self, times: &VecDeque<Instant>, now: Instant) -> Option<Duration> {
-        if times.len() < self.max_failures as usize {
+    /// When `times` is at the limit `cap` inside the window: how long until its oldest failure
+    /// leaves.
+    fn retry_after(&self, cap: usize, times: &VecDeque<Instant>, now: Instant) -> Option<Duration> {
+        if cap == 0 || times.len() < cap {
             return None;
         }
         let oldest = *times.front()?;
@@ -257,6 +273,31 @@ mod tests {
         let later = start + WINDOW + Duration::from_secs(1);
         t.record_failure_at("fresh", None, later);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn the_ip_limit_is_its_own() {
+        let t = LoginThrottle::new(2, WINDOW).with_ip_limit(5);
+        let now = Instant::now();
+        // Failures for many users from one address (a load balancer, an office behind NAT).
+        for user in ["a", "b", "c", "d"] {
+            fail(&t, user, IP, now, 1);
+        }
+        assert!(t.check_at("e", IP, now).is_ok(), "4 of 5 for the address");
+        fail(&t, "e", IP, now, 1);
+        assert!(
+            t.check_at("f", IP, now).is_err(),
+            "the address is at its limit"
+        );
+        assert!(
+            t.check_at("f", OTHER_IP, now).is_ok(),
+            "other addresses are not"
+        );
+        // A username hits its own, lower, limit from any address.
+        fail(&t, "victim", OTHER_IP, now, 2);
+        assert!(t
+            .check_at("victim", Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3))), now)
+            .is_err());
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let LoginRequest { username, password } = body.into_inner();
-    let ip = req.peer_addr().map(|addr| addr.ip());
+    let ip = client_ip(&req, &state);
     if let Err(retry_after) = state.login_throttle.check(&username, ip) {
         tracing::info!(retry_after_secs = retry_after.as_secs(), "login throttled");
         return Ok(super::rate_limited(retry_after, "too many failed logins"));
@@ -193,4 +193,21 @@ async fn start_session(state: &AppState, user: User) -> ApiResult<AuthResponse> 
         .create_session(&claims.jti, user.id, expires_at)
         .await?;
     Ok(AuthResponse { token, user })
+}
+
+/// The client's address: the TCP peer, or behind trusted proxies the address they forwarded.
+fn client_ip(req: &HttpRequest, state: &AppState) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let headers = req.headers();
+    let values = |name: &str| {
+        headers
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+    };
+    Some(
+        state
+            .trusted_proxies
+            .client_ip(peer, values("forwarded"), values("x-forwarded-for")),
+    )
 }

@@ -138,6 +138,7 @@ pub fn limits() -> Limits {
         sync_max: 500,
         search_max: 50,
         login_failures_per_window: 3,
+        login_failures_per_ip: 3,
         login_window_secs: 300,
         sends_per_sec: 1000,
         sends_burst: 1000,
@@ -168,6 +169,7 @@ pub fn state(store: TestStore) -> AppState {
             limits.login_failures_per_window,
             Duration::from_secs(limits.login_window_secs),
         )),
+        trusted_proxies: Arc::default(),
         limits,
     }
 }

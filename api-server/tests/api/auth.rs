@@ -1,6 +1,6 @@
 //! Registration, login, logout, `me`, and the login throttle.
 
-use crate::helpers::{id_of, spawn_app, PASSWORD};
+use crate::helpers::{id_of, spawn_app, spawn_app_with, PASSWORD};
 use reqwest::Method;
 use serde_json::json;
 
@@ -212,6 +212,66 @@ async fn a_throttled_username_is_refused_even_with_the_right_password() {
 
     // Assert
     reply.expect_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_failed_logins_are_counted_per_forwarded_client() {
+    // Arrange: the test client is the load balancer (127.0.0.1); an attacker behind it fails
+    // on several accounts until their address is throttled
+    let app = spawn_app_with(|s| {
+        s.api.trusted_proxies =
+            shared::net::TrustedProxies::parse(&["127.0.0.0/8"]).expect("a CIDR");
+        s.limits.login_failures_per_ip = 3;
+    })
+    .await;
+    app.register("bob").await;
+    let attacker = "198.51.100.66";
+    for user in ["alice", "carol", "dave"] {
+        app.login_forwarded(user, "guess", attacker)
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+
+    // Act
+    let attacker_again = app.login_forwarded("erin", "guess", attacker).await;
+    let someone_else = app.login_forwarded("bob", PASSWORD, "203.0.113.7").await;
+
+    // Assert: the attacker's address is refused; everybody else behind the proxy is not.
+    attacker_again.expect_error(429, "rate_limited");
+    assert_eq!(someone_else.status, 200, "{}", someone_else.text);
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    // Arrange: no trusted proxies, so a client cannot pick a fresh address per attempt
+    let app = spawn_app_with(|s| s.limits.login_failures_per_ip = 2).await;
+    for (n, user) in ["alice", "carol"].into_iter().enumerate() {
+        app.login_forwarded(user, "guess", &format!("198.51.100.{n}"))
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+
+    // Act
+    let reply = app.login_forwarded("dave", "guess", "198.51.100.99").await;
+
+    // Assert
+    reply.expect_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn failures_for_one_username_do_not_lock_out_other_users_of_the_same_address() {
+    // Arrange: with default limits, one user's password is guessed wrongly until throttled
+    let app = spawn_app().await;
+    app.register("bob").await;
+    for _ in 0..6 {
+        app.login("alice", "wrong password").await;
+    }
+
+    // Act
+    let bob = app.login("bob", PASSWORD).await;
+
+    // Assert
+    assert_eq!(bob.status, 200, "{}", bob.text);
 }
 
 #[tokio::test]

@@ -307,6 +307,7 @@ pub fn test_settings() -> Settings {
             port: 0,
             shutdown_timeout_secs: 1,
             body_timeout_ms: 10_000,
+            trusted_proxies: Default::default(),
         },
         database: DatabaseSettings {
             url: match *BACKEND {
@@ -345,6 +346,7 @@ pub fn test_settings() -> Settings {
             sync_max: 500,
             search_max: 50,
             login_failures_per_window: 5,
+            login_failures_per_ip: 50,
             login_window_secs: 300,
             sends_per_sec: 1000,
             sends_burst: 1000,

@@ -230,6 +230,21 @@ impl TestApp {
         .await
     }
 
+    /// `POST /api/auth/login` as relayed by a proxy that says the client is `forwarded_for`.
+    pub async fn login_forwarded(
+        &self,
+        username: &str,
+        password: &str,
+        forwarded_for: &str,
+    ) -> Reply {
+        let request = self
+            .client
+            .post(self.url("/api/auth/login"))
+            .header("X-Forwarded-For", forwarded_for)
+            .json(&json!({ "username": username, "password": password }));
+        Reply::from(request.send().await.expect("sending the request")).await
+    }
+
     // --- conversations
 
     /// `POST /api/conversations` with `member_ids` (and a title for a group).

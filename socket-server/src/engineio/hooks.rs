@@ -90,6 +90,8 @@ fn percent_decode(input: &str) -> String {
 pub struct Refusal {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Refusal {
@@ -98,6 +100,7 @@ impl Refusal {
         Self {
             status: StatusCode::FORBIDDEN,
             message: "Forbidden".into(),
+            retry_after: None,
         }
     }
 
@@ -106,11 +109,25 @@ impl Refusal {
         Self {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: "Too many requests".into(),
+            retry_after: None,
         }
     }
 
+    /// The same refusal, telling the client when to try again.
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
     pub(crate) fn response(&self) -> Response<Body> {
-        error_response(self.status, 4, &self.message)
+        let mut response = error_response(self.status, 4, &self.message);
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, secs.max(1).into());
+        }
+        response
     }
 }
 

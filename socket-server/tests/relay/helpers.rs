@@ -36,6 +36,7 @@ pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettin
             port: 0,
             shutdown_timeout_secs: 1,
             body_timeout_ms: 10_000,
+            trusted_proxies: Default::default(),
         },
         database: DatabaseSettings {
             url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
@@ -55,6 +56,7 @@ pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettin
             sync_max: 500,
             search_max: 50,
             login_failures_per_window: 5,
+            login_failures_per_ip: 50,
             login_window_secs: 300,
             sends_per_sec: 1000,
             sends_burst: 1000,
@@ -134,6 +136,7 @@ pub async fn spawn_stack_custom(
                 allowed_origins: vec![],
                 max_uri_bytes: 8192,
                 max_headers: 100,
+                trusted_proxies: Default::default(),
             },
             api: RelayApi {
                 url: api_url.clone(),

@@ -1,6 +1,7 @@
 //! The relay's per-user limits: sends per second (ack `rate_limited`, retryable) and
 //! connections per user on one relay (CONNECT_ERROR `too_many_connections`), handshakes per IP
-//! (429) and the `Origin` allowlist (403), and the fan-out histogram.
+//! (429 with `Retry-After`, keyed on the client behind trusted proxies) and the `Origin`
+//! allowlist (403), and the fan-out histogram.
 
 use serde_json::json;
 
@@ -79,18 +80,83 @@ async fn handshakes_from_an_origin_off_the_allowlist_are_refused_with_403() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handshakes_beyond_the_per_ip_rate_are_refused_with_429() {
+async fn handshakes_beyond_the_per_ip_rate_are_refused_with_429_and_retry_after() {
     // Arrange
     let stack = spawn_stack_with(1, |s| s.limits.connects_per_ip_per_sec = 2).await;
 
     // Act
-    let mut statuses = Vec::new();
+    let mut answers = Vec::new();
     for _ in 0..3 {
-        statuses.push(handshake(&stack, None).await);
+        answers.push(forwarded_handshake(&stack, None).await);
+    }
+
+    // Assert: `Retry-After` in whole seconds (a 2/s bucket refills within one)
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(statuses, vec![200, 200, 429]);
+    assert_eq!(answers[2].1.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_connect_rate_is_per_forwarded_client() {
+    // Arrange: the test client is the load balancer (127.0.0.1)
+    let stack = spawn_stack_with(1, |s| {
+        s.limits.connects_per_ip_per_sec = 2;
+        s.socket.trusted_proxies =
+            shared::net::TrustedProxies::parse(&["127.0.0.1", "::1"]).expect("addresses");
+    })
+    .await;
+    for _ in 0..2 {
+        forwarded_handshake(&stack, Some("198.51.100.1")).await;
+    }
+
+    // Act
+    let same_client = forwarded_handshake(&stack, Some("198.51.100.1")).await.0;
+    let mut other_clients = Vec::new();
+    for n in 2..6 {
+        let client = format!("198.51.100.{n}");
+        other_clients.push(forwarded_handshake(&stack, Some(&client)).await.0);
+    }
+
+    // Assert
+    assert_eq!(same_client, 429);
+    assert_eq!(other_clients, vec![200; 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_from_an_untrusted_peer_do_not_change_the_connect_budget() {
+    // Arrange: no trusted proxies configured
+    let stack = spawn_stack_with(1, |s| s.limits.connects_per_ip_per_sec = 2).await;
+
+    // Act: a client claims a fresh address on every attempt
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let claimed = format!("198.51.100.{n}");
+        statuses.push(forwarded_handshake(&stack, Some(&claimed)).await.0);
     }
 
     // Assert
     assert_eq!(statuses, vec![200, 200, 429]);
+}
+
+/// Status and `Retry-After` of a polling handshake on relay 0, sent with `X-Forwarded-For`.
+async fn forwarded_handshake(
+    stack: &crate::helpers::Stack,
+    forwarded_for: Option<&str>,
+) -> (u16, Option<String>) {
+    let mut request = stack.http.get(format!(
+        "{}/socket.io/?EIO=4&transport=polling",
+        stack.relay_url(0)
+    ));
+    if let Some(client) = forwarded_for {
+        request = request.header("X-Forwarded-For", client);
+    }
+    let response = request.send().await.expect("the relay answers");
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (response.status().as_u16(), retry_after)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
