@@ -14,6 +14,7 @@
 //! - [`cli`]: `--help` and `--version`, shared by every binary.
 //! - [`settings`]: layered settings loading (defaults, `config/*.yaml`, environment).
 //! - [`telemetry`]: tracing subscriber set-up.
+//! - [`process_metrics`]: the standard `process_*` metrics, read from `/proc`.
 //! - [`shutdown`]: the SIGTERM / Ctrl-C future services stop on.
 //!
 //! This crate pulls in no web framework, database driver or WebSocket library.
@@ -28,6 +29,7 @@ pub mod ids;
 pub mod limits;
 pub mod net;
 pub mod port;
+pub mod process_metrics;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

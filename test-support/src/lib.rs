@@ -6,11 +6,13 @@
 //! - [`redis`]: [`RedisServer`], a `redis-server` process.
 //! - [`postgres`]: [`PgCluster`], an `initdb` cluster run by `pg_ctl` in a temporary directory.
 //! - `port`: picking a free loopback port and waiting for one to answer.
+//! - [`metrics`]: checks of the `process_*` metrics on a service's `/metrics`.
 //!
 //! Standard library only, blocking calls (each takes milliseconds to a few seconds): call them
 //! from async tests directly, or through `spawn_blocking` where the app under test must keep
 //! running on the same thread meanwhile. A missing binary panics with what to install.
 
+pub mod metrics;
 mod port;
 pub mod postgres;
 pub mod redis;

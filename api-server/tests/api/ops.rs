@@ -289,3 +289,16 @@ async fn a_bad_query_parameter_answers_400_with_the_json_error_shape() {
         reply.text
     );
 }
+
+#[tokio::test]
+async fn metrics_include_the_standard_process_metrics_with_plausible_values() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let reply = app.request(Method::GET, "/metrics", None, None).await;
+
+    // Assert
+    reply.expect(200);
+    test_support::metrics::assert_process_metrics(&reply.text);
+}

@@ -185,7 +185,8 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the gauges the caller knows (sessions, users, sockets).
+    /// The text exposition, with the gauges the caller knows (sessions, users, sockets), then
+    /// the standard `process_*` metrics (CPU, memory, file descriptors, start time; Linux only).
     pub fn render(&self, sessions: usize, users: usize, sockets: usize) -> String {
         self.sessions.set(sessions as i64);
         self.users.set(users as i64);
@@ -194,7 +195,9 @@ impl Metrics {
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(%error, "encoding metrics");
         }
-        String::from_utf8(out).unwrap_or_default()
+        let mut text = String::from_utf8(out).unwrap_or_default();
+        text.push_str(&shared::process_metrics::ProcessMetrics::read().render());
+        text
     }
 }
 

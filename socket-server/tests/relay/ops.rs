@@ -35,3 +35,21 @@ async fn health_and_metrics_are_served_on_the_relay_port() {
     assert!(text.contains("relay_sockets 1"), "{text}");
     assert!(text.contains("relay_users 1"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_include_the_standard_process_metrics_with_plausible_values() {
+    // Arrange
+    let stack = spawn_stack(1).await;
+
+    // Act
+    let metrics = stack
+        .http
+        .get(format!("{}/metrics", stack.relay_url(0)))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(metrics.status(), 200);
+    test_support::metrics::assert_process_metrics(&metrics.text().await.unwrap());
+}
