@@ -104,7 +104,6 @@ impl Application {
                 ))
                 .wrap(routes::cors(&cors))
                 .wrap(actix_web::middleware::from_fn(routes::observe))
-                .wrap(tracing_actix_web::TracingLogger::default())
         })
         .listen(listener)?
         .disable_signals()

@@ -15,6 +15,7 @@
 //! - [`settings`]: layered settings loading (defaults, `config/*.yaml`, environment).
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`process_metrics`]: the standard `process_*` metrics, read from `/proc`.
+//! - [`request_id`]: the `x-request-id` of each HTTP request and the access log's target.
 //! - [`shutdown`]: the SIGTERM / Ctrl-C future services stop on.
 //!
 //! This crate pulls in no web framework, database driver or WebSocket library.
@@ -30,6 +31,7 @@ pub mod limits;
 pub mod net;
 pub mod port;
 pub mod process_metrics;
+pub mod request_id;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

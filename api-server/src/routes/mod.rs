@@ -1,5 +1,6 @@
 //! The HTTP surface: the route table ([`configure`]), the JSON error handlers of actix's
-//! extractors, CORS, the 404 fallback and the request metrics middleware ([`observe`]).
+//! extractors, CORS, the 404 fallback and the middleware giving each request its id, its
+//! access-log line and its metrics ([`observe`]).
 //!
 //! One module per resource holds its handlers, their request types and their OpenAPI
 //! annotations; [`openapi`] gathers them into one document.
@@ -30,7 +31,9 @@ use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse, Resource, Responder, ResponseError};
 use shared::errors::ErrorCode;
+use shared::request_id::{self, RequestId};
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Register every route, and the extractor configurations whose errors answer with the API's
 /// JSON error shape.
@@ -151,7 +154,10 @@ pub fn cors(origins: &[String]) -> Cors {
     let mut cors = Cors::default()
         .allowed_methods([Method::GET, Method::POST])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .expose_headers([header::RETRY_AFTER])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::HeaderName::from_static(request_id::HEADER),
+        ])
         .max_age(3600);
     for origin in origins {
         let origin = origin.trim().trim_end_matches('/');
@@ -199,34 +205,61 @@ pub(crate) fn rate_limited(retry_after: std::time::Duration, what: &str) -> Http
     response
 }
 
-/// Record every request in the metrics, labelled by route pattern (`/api/conversations/{id}`),
-/// never by raw path, so that ids do not explode the label set; `unmatched` for 404s.
+/// Every request: its id (the incoming `x-request-id` when valid, else a new one) in the
+/// response header and in a `request` span entered for the handler, so that every log line of
+/// the request carries it; one access-log line (target `parley::access`, info: method, route
+/// pattern, status, latency, id); and the metrics. Routes are labelled by pattern
+/// (`/api/conversations/{id}`), never by raw path, so that ids do not explode the label set;
+/// `unmatched` for 404s. Outermost, so that it sees what the other middlewares answer too.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
+    let id = RequestId::from_header(
+        req.headers()
+            .get(request_id::HEADER)
+            .map(header::HeaderValue::as_bytes),
+    );
+    let span = tracing::info_span!("request", request_id = %id);
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = method_label(req.method());
     // Before routing the pattern comes from the resource map; after it, from the resource
     // that actually answered. Both are patterns, never the raw path.
     let before = req.match_pattern();
-    let result = next.call(req).await;
+    // The inner services start work when called, not only when polled: both in the span.
+    let call = span.in_scope(|| next.call(req));
+    let mut result = call.instrument(span).await;
+    let elapsed = started.elapsed();
+    // Handlers' errors are responses by now; an `Err` is a middleware's, which actix turns
+    // into its response later, without our header (none of ours returns one).
+    let (status, route) = match &result {
+        Ok(response) => (
+            response.status(),
+            response.request().match_pattern().or(before),
+        ),
+        Err(e) => (e.as_response_error().status_code(), before),
+    };
+    let status = status.as_u16();
+    let route = route.as_deref().unwrap_or("unmatched");
     if let Some(state) = state {
-        let (status, route) = match &result {
-            Ok(response) => (
-                response.status(),
-                response.request().match_pattern().or(before),
-            ),
-            Err(e) => (e.as_response_error().status_code(), before),
-        };
-        let route = route.as_deref().unwrap_or("unmatched");
-        state.metrics.observe(
-            route,
-            method,
-            status.as_u16(),
-            started.elapsed().as_secs_f64(),
-        );
+        state
+            .metrics
+            .observe(route, method, status, elapsed.as_secs_f64());
+    }
+    tracing::info!(
+        target: request_id::ACCESS_TARGET,
+        method,
+        route,
+        status,
+        latency_ms = request_id::millis(elapsed),
+        request_id = %id,
+        "request"
+    );
+    if let (Ok(response), Ok(value)) = (&mut result, header::HeaderValue::from_str(id.as_str())) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static(request_id::HEADER), value);
     }
     result
 }

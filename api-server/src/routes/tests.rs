@@ -359,3 +359,105 @@ fn rate_limited_answers_429_with_retry_after_rounded_up() {
         Some(&header::HeaderValue::from(1u64))
     );
 }
+
+#[actix_web::test]
+async fn every_response_carries_a_request_id_the_incoming_one_when_it_is_valid() {
+    let (app, _) = app!(ALL_UP);
+    let id_of = |response: &ServiceResponse<_>| {
+        response
+            .headers()
+            .get(request_id::HEADER)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let kept = TestRequest::get()
+        .uri("/health")
+        .insert_header((request_id::HEADER, "lb-42/abc"))
+        .to_request();
+    assert_eq!(id_of(&test::call_service(&app, kept).await), "lb-42/abc");
+    for request in [
+        TestRequest::get()
+            .uri("/health")
+            .insert_header((request_id::HEADER, "two words")),
+        TestRequest::get().uri("/no-such-path"),
+        TestRequest::post().uri("/api/messages"),
+    ] {
+        let generated = id_of(&test::call_service(&app, request.to_request()).await);
+        assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    }
+}
+
+/// Log lines written while `f` runs (JSON, everything at debug and above).
+async fn logged<F: std::future::Future<Output = ()>>(f: F) -> Vec<Value> {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    // actix's test runtime runs on this thread: a thread-local subscriber sees the request.
+    let guard = tracing::subscriber::set_default(subscriber);
+    f.await;
+    drop(guard);
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[actix_web::test]
+async fn each_request_logs_one_access_line_and_its_other_lines_carry_its_id() {
+    let (app, _) = app!(TestStore {
+        sessions_active: true,
+        database_up: false,
+    });
+    let lines = logged(async {
+        let request = TestRequest::get()
+            .uri("/ready")
+            .insert_header((request_id::HEADER, "req-7"))
+            .to_request();
+        test::call_service(&app, request).await;
+        let request = TestRequest::get()
+            .uri("/api/conversations/12345")
+            .to_request();
+        test::call_service(&app, request).await;
+    })
+    .await;
+
+    let access: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == request_id::ACCESS_TARGET)
+        .collect();
+    assert_eq!(access.len(), 2, "{lines:#?}");
+    let ready = &access[0]["fields"];
+    assert_eq!(ready["method"], "GET");
+    assert_eq!(ready["route"], "/ready");
+    assert_eq!(ready["status"], 503);
+    assert_eq!(ready["request_id"], "req-7");
+    assert!(ready["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(access[0]["level"], "INFO");
+    let conversation = &access[1]["fields"];
+    assert_eq!(conversation["route"], "/api/conversations/{id}");
+    assert_eq!(conversation["status"], 401);
+    // The readiness check's warning was written inside the request's span.
+    let warning = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "readiness check failed")
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(warning["span"]["request_id"], "req-7");
+}

@@ -302,3 +302,24 @@ async fn metrics_include_the_standard_process_metrics_with_plausible_values() {
     reply.expect(200);
     test_support::metrics::assert_process_metrics(&reply.text);
 }
+
+#[tokio::test]
+async fn responses_carry_the_request_id_given_or_a_new_one() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let given = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "edge-1234")
+        .send()
+        .await
+        .unwrap();
+    let generated = app.client.get(app.url("/nowhere")).send().await.unwrap();
+
+    // Assert
+    assert_eq!(given.headers()["x-request-id"], "edge-1234");
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}

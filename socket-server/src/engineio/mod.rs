@@ -7,7 +7,9 @@
 //!   implements.
 //! - `router`, `polling`, `websocket`: HTTP dispatch and the two transports.
 //! - `heartbeat`: ping/pong timing. `hooks`: request gate and fallback. `server`: [`serve`].
+//! - `access`: request ids (`x-request-id`) and the access log.
 
+mod access;
 mod config;
 mod engine;
 mod errors;

@@ -13,7 +13,7 @@ use super::engine::{Engine, EngineHandler};
 use super::errors::{error_response, Body, HttpError};
 use super::hooks::{not_found, parse_query, RequestInfo};
 use super::session::Transport;
-use super::{polling, websocket};
+use super::{access, polling, websocket};
 
 pub(crate) async fn route<H: EngineHandler>(
     engine: Arc<Engine<H>>,
@@ -89,9 +89,8 @@ async fn engine_request<H: EngineHandler>(
                 match websocket::accept_response(request.method(), request.headers()) {
                     Ok(response) => {
                         let upgrade = hyper::upgrade::on(&mut request);
-                        engine
-                            .tasks
-                            .spawn(websocket::run_direct(engine.clone(), upgrade, info));
+                        let task = websocket::run_direct(engine.clone(), upgrade, info);
+                        engine.tasks.spawn(access::websocket(&request, task));
                         response
                     }
                     Err(error) => error.response(),
@@ -123,9 +122,8 @@ async fn engine_request<H: EngineHandler>(
                     .spawn(websocket::refuse(engine.config.clone(), upgrade));
                 return response;
             }
-            engine
-                .tasks
-                .spawn(websocket::run_upgrade(engine.clone(), upgrade, session));
+            let task = websocket::run_upgrade(engine.clone(), upgrade, session);
+            engine.tasks.spawn(access::websocket(&request, task));
             response
         }
     }

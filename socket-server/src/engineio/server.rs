@@ -13,7 +13,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tracing::Instrument;
 
+use super::access::Access;
 use super::config::EngineConfig;
 use super::engine::{Engine, EngineHandler};
 use super::errors::{Body, CloseReason};
@@ -41,13 +43,24 @@ impl<H: EngineHandler> Endpoint<H> {
         }
     }
 
-    /// Answers one HTTP request (Engine.IO under the configured path, the fallback elsewhere).
+    /// Answers one HTTP request (Engine.IO under the configured path, the fallback elsewhere),
+    /// inside a span with its request id, which the response carries back in `x-request-id`;
+    /// one access-log line when answered (see [`access`](super::access)).
     pub fn handle(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         remote_addr: SocketAddr,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        route(self.engine.clone(), request, remote_addr)
+        let access = Access::start(&self.engine.config, &mut request);
+        let answer = access
+            .span()
+            .in_scope(|| route(self.engine.clone(), request, remote_addr))
+            .instrument(access.span());
+        async move {
+            let mut response = answer.await;
+            access.finish(&mut response);
+            response
+        }
     }
 
     /// Open sessions (for metrics).

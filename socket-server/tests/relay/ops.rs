@@ -53,3 +53,31 @@ async fn metrics_include_the_standard_process_metrics_with_plausible_values() {
     assert_eq!(metrics.status(), 200);
     test_support::metrics::assert_process_metrics(&metrics.text().await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_carry_the_request_id_given_or_a_new_one() {
+    // Arrange
+    let stack = spawn_stack(1).await;
+    let url = stack.relay_url(0);
+
+    // Act
+    let given = stack
+        .http
+        .get(format!("{url}/health"))
+        .header("x-request-id", "edge-1234")
+        .send()
+        .await
+        .unwrap();
+    let handshake = stack
+        .http
+        .get(format!("{url}/socket.io/?EIO=4&transport=polling"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(given.headers()["x-request-id"], "edge-1234");
+    assert_eq!(handshake.status(), 200);
+    let id = handshake.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}
