@@ -5,6 +5,7 @@ use super::{auth, conversations, health, messages, metrics, receipts, sync, user
 use actix_web::web;
 use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, Response, ResponseBuilder};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -35,7 +36,7 @@ use utoipa::OpenApi;
         auth::RegisterRequest, auth::LoginRequest,
         health::HealthResponse, health::ReadyResponse, health::ReadyChecks,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ExtractorErrors),
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "users", description = "Finding people"),
@@ -64,6 +65,55 @@ impl utoipa::Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// Documents what the extractors answer on every route (their error handlers in
+/// [`super::configure`]), which no handler's annotation lists: a path or query parameter that
+/// does not parse is `400 validation_failed`; a JSON body that does not parse is
+/// `400 invalid_json`, one past the limit `413 payload_too_large`, one that does not arrive in
+/// time `408 request_timeout`. Added to each operation that takes parameters or a body, where
+/// its annotation does not already describe the status more precisely.
+struct ExtractorErrors;
+
+impl utoipa::Modify for ExtractorErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let body = operation.request_body.is_some();
+                let parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let mut document = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error_response(description).into());
+                };
+                if parameters || body {
+                    document(
+                        "400",
+                        "`validation_failed` (a parameter) or `invalid_json` (the body)",
+                    );
+                }
+                if body {
+                    document("408", "`request_timeout`: the body did not arrive in time");
+                    document("413", "`payload_too_large`");
+                }
+            }
+        }
+    }
+}
+
+/// A response carrying the error envelope.
+fn error_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                .build(),
+        )
+        .build()
 }
 
 /// Built once: the document does not change while the process runs.
@@ -120,5 +170,36 @@ mod tests {
             .filter_map(|p| p["name"].as_str())
             .collect();
         assert_eq!(names, ["id", "afterSeq", "beforeSeq", "limit"]);
+    }
+
+    #[test]
+    fn every_operation_reading_parameters_or_a_body_documents_its_extractor_errors() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let responses = |path: &str, method: &str| {
+            let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
+            responses.keys().cloned().collect::<Vec<_>>()
+        };
+        // A path parameter that does not parse answers 400 validation_failed.
+        assert!(responses("/api/conversations/{id}", "get").contains(&"400".to_owned()));
+        // A body: no body at all answers 400 invalid_json.
+        let login = responses("/api/auth/login", "post");
+        for status in ["400", "408", "413"] {
+            assert!(
+                login.contains(&status.to_owned()),
+                "{status} missing: {login:?}"
+            );
+        }
+        // The route's own, more precise description stays.
+        assert_eq!(
+            doc["paths"]["/api/auth/register"]["post"]["responses"]["400"]["description"],
+            "`validation_failed` naming the field, or `invalid_json`"
+        );
+        // Nothing to parse, nothing added.
+        assert!(!responses("/api/auth/me", "get").contains(&"400".to_owned()));
+        assert_eq!(
+            doc["paths"]["/api/auth/login"]["post"]["responses"]["400"]["content"]
+                ["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorEnvelope"
+        );
     }
 }
