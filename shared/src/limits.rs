@@ -73,6 +73,21 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
         }
     }
 
+    /// Count one use by `key` that was not asked for: a send admitted elsewhere (the relay, the
+    /// other path of the same user) draws from the same budget. The bucket may go into debt, at
+    /// most one burst deep, which later requests then wait out.
+    pub fn charge(&self, key: K) {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_sec;
+        bucket.tokens = ((bucket.tokens + refill).min(self.burst) - 1.0).max(-self.burst);
+        bucket.at = now;
+    }
+
     /// Forget `key` (e.g. its user left this relay).
     pub fn forget(&self, key: K) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -93,6 +108,18 @@ mod tests {
         assert!(limiter.allow_at(2, t0), "another key has its own bucket");
         assert!(limiter.allow_at(1, t0 + Duration::from_millis(500)));
         assert!(!limiter.allow_at(1, t0 + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn charges_draw_from_the_same_bucket_into_bounded_debt() {
+        let limiter = RateLimiter::new(1, 2);
+        for _ in 0..10 {
+            limiter.charge(1);
+        }
+        let t0 = Instant::now();
+        let wait = limiter.check_at(1, t0).expect_err("in debt");
+        // Two tokens of debt at most, plus the one asked for: three seconds at 1/s.
+        assert!(wait > Duration::from_millis(2900) && wait <= Duration::from_secs(3));
     }
 
     #[test]

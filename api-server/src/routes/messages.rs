@@ -41,11 +41,8 @@ pub async fn send(
     state: web::Data<AppState>,
     body: web::Json<SendMessageRequest>,
 ) -> ApiResult<HttpResponse> {
-    if !state.sends.allow(user.user_id) {
-        return Ok(super::rate_limited(
-            std::time::Duration::from_secs(1),
-            "too many messages",
-        ));
+    if let Err(wait) = state.sends.check(user.user_id) {
+        return Ok(super::rate_limited(wait, "too many messages"));
     }
     let new = parse_send(user.user_id, &body, state.limits.text_chars)?;
     let span = tracing::Span::current();

@@ -110,7 +110,13 @@ pub async fn store_batch(state: &AppState, items: &[StoreItem]) -> ApiResult<Vec
         };
         for (i, result) in positions.into_iter().zip(results) {
             answers[i] = Some(match result {
-                Ok(outcome) => StoreOutcome::Message(announce(state, outcome).message),
+                Ok(outcome) => {
+                    if outcome.created {
+                        // Admitted by the relay's budget; REST sends share this one.
+                        state.sends.charge(items[i].sender);
+                    }
+                    StoreOutcome::Message(announce(state, outcome).message)
+                }
                 Err(e) => StoreOutcome::Error(ApiError::from(e).into()),
             });
         }

@@ -65,6 +65,15 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
                 .relayed
                 .contains(message.sender_id, &message.client_msg_id)
             {
+                if message.sender_id == user
+                    && !state
+                        .stored_first
+                        .contains(message.sender_id, &message.client_msg_id)
+                {
+                    // Sent by REST (or through another relay unseen): it draws from the
+                    // budget of the sender's sockets here.
+                    state.sends.charge(user);
+                }
                 state.emit_to(&users, "receive_message", &message, None);
             }
             state.emit_to(&users, "message_saved", &MessageSaved::from(&message), None);
@@ -73,6 +82,10 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
             state
                 .relayed
                 .insert(message.sender_id, &message.client_msg_id);
+            if message.sender_id == user {
+                // Sent through another relay: one budget per user on every relay.
+                state.sends.charge(user);
+            }
             state.emit_to(&users, "receive_message", &message, None);
         }
         BusEvent::MessageFailed {

@@ -70,6 +70,10 @@ pub struct ChatState {
     pub origin: String,
     pub view: MembershipView,
     pub relayed: cache::RecentlyRelayed,
+    /// Sends admitted here but stored before anyone saw them (by `recipientId`, or to a
+    /// conversation the view could not confirm): their `message_stored` must not be charged to
+    /// the sender's budget a second time.
+    pub stored_first: cache::RecentlyRelayed,
     /// Sessions the API confirmed at connect a moment ago (`limits.session_cache_secs`).
     pub sessions: cache::SessionCache,
     pub limits: Limits,

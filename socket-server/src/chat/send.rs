@@ -95,7 +95,12 @@ pub fn send_message(
         SendTarget::Conversation(conversation) => conversation,
         // Direct by recipient: the API finds or creates the conversation; its
         // `message_stored` delivers the message.
-        SendTarget::Recipient(_) => return state.push_store(job),
+        SendTarget::Recipient(_) => {
+            state
+                .stored_first
+                .insert(session.user, job.item.message.client_msg_id.as_str());
+            return state.push_store(job);
+        }
     };
     let relayed = relayed_copy(session, conversation, message);
     let work_state = state.clone();
@@ -104,8 +109,12 @@ pub fn send_message(
         if let Some(members) = members {
             relay(&work_state, &job.socket_id, relayed, &members, received);
             job.relayed_to = Some(members);
+        } else {
+            // Not a member (or unknown): not relayed; the API refuses it and the ack says why.
+            work_state
+                .stored_first
+                .insert(job.item.sender, job.item.message.client_msg_id.as_str());
         }
-        // Not a member (or unknown): not relayed; the API refuses it and the ack says why.
         work_state.push_store(job);
     });
     super::resolve_members(state, session.user, conversation, work);

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::device::{refused_code, Device};
-use crate::helpers::spawn_stack_with;
+use crate::helpers::{spawn_stack_custom, spawn_stack_with, REDIS_URL};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_beyond_the_per_user_rate_are_refused_as_rate_limited_and_retryable() {
@@ -34,6 +34,77 @@ async fn sends_beyond_the_per_user_rate_are_refused_as_rate_limited_and_retryabl
     assert_eq!(acks[2]["success"], false, "{}", acks[2]);
     assert_eq!(acks[2]["error"]["code"], "rate_limited");
     assert_eq!(acks[2]["error"]["retryable"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_sends_draw_from_the_same_budget_as_the_socket() {
+    // Arrange: 1/s with bursts of 20 on the relay, the API's own budget out of the way; alice
+    // sends 40 messages by REST, which the relay sees as they are delivered to her device
+    let stack = spawn_stack_with(1, |s| {
+        s.limits.sends_burst = 20;
+        s.limits.sends_per_sec = 1;
+    })
+    .await;
+    let (alice, _) = stack.register("alice").await;
+    let (_, bob_id) = stack.register("bob").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let mut a = Device::connect(&stack, 0, &alice).await;
+    for n in 0..40 {
+        let body = json!({ "clientMsgId": format!("rest-{n}"), "conversationId": conversation, "content": "hi" });
+        let (status, reply) = stack.post("/api/messages", Some(&alice), &body).await;
+        assert_eq!(status, 201, "{reply}");
+    }
+    let mut delivered = 0;
+    while delivered < 40 {
+        if a.next().await.0 == "receive_message" {
+            delivered += 1;
+        }
+    }
+
+    // Act: the budget is 20 in debt, ~21 s from its next token
+    let ack = a
+        .request(
+            "send_message",
+            json!({ "clientMsgId": "socket-1", "conversationId": conversation, "content": "hi" }),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(ack["success"], false, "{ack}");
+    assert_eq!(ack["error"]["code"], "rate_limited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_sends_draw_from_the_same_budget_as_rest() {
+    // Arrange: 1/s with bursts of 20 on the API, the relay's own budget out of the way; alice
+    // sends 40 messages over the socket, each acknowledged once stored
+    let stack = spawn_stack_custom(
+        REDIS_URL,
+        1,
+        |api| {
+            api.limits.sends_burst = 20;
+            api.limits.sends_per_sec = 1;
+        },
+        |_| {},
+    )
+    .await;
+    let (alice, _) = stack.register("alice").await;
+    let (_, bob_id) = stack.register("bob").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let mut a = Device::connect(&stack, 0, &alice).await;
+    for n in 0..40 {
+        let body = json!({ "clientMsgId": format!("socket-{n}"), "conversationId": conversation, "content": "hi" });
+        let ack = a.request("send_message", body).await;
+        assert_eq!(ack["success"], true, "{ack}");
+    }
+
+    // Act: the API's budget is 20 in debt, ~21 s from its next token
+    let body = json!({ "clientMsgId": "rest-1", "conversationId": conversation, "content": "hi" });
+    let (status, reply) = stack.post("/api/messages", Some(&alice), &body).await;
+
+    // Assert
+    assert_eq!(status, 429, "{reply}");
+    assert_eq!(reply["error"]["code"], "rate_limited");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
