@@ -1,0 +1,138 @@
+//! One fault per test, under traffic; what each asserts is in the crate's documentation
+//! (`tests/faults/src/lib.rs`). Users: `i` on relay `i % 2`, conversations between `i` and
+//! `i + 1`.
+
+use std::time::{Duration, Instant};
+
+use faults::service::Service;
+use faults::{Run, Stack};
+
+/// How long PostgreSQL or Redis stays down. Holding a fault open is the only waiting on the
+/// clock here; everything else waits for an event with a deadline.
+const OUTAGE: Duration = Duration::from_secs(10);
+/// How long a killed service stays dead before its supervisor restarts it: long enough for its
+/// clients to see failed reconnects (relay) or exhausted store retries (API).
+const DOWNTIME: Duration = Duration::from_secs(5);
+
+/// SIGKILL the service `pick` names, leave it dead for [`DOWNTIME`], then start it again on
+/// its port as its supervisor would; when it was ready again.
+fn kill_and_restart(run: &mut Run, pick: fn(&mut Stack) -> &mut Service) -> Instant {
+    let service = pick(&mut run.stack);
+    service.kill();
+    std::thread::sleep(DOWNTIME);
+    service.restart();
+    Instant::now()
+}
+
+#[test]
+fn a_relay_killed_under_traffic_loses_no_acknowledged_message() {
+    // Arrange
+    let mut run = Run::start("relay kill -9");
+
+    // Act: relay 0 (users 0, 2, 4) dies and comes back on its port
+    let back = kill_and_restart(&mut run, |stack| &mut stack.relays[0]);
+
+    // Assert
+    run.assert_acks_recover(back, 0);
+    run.finish();
+}
+
+#[test]
+fn the_api_killed_under_traffic_loses_no_acknowledged_message() {
+    // Arrange
+    let mut run = Run::start("API kill -9");
+
+    // Act
+    let back = kill_and_restart(&mut run, |stack| &mut stack.api);
+
+    // Assert
+    run.assert_acks_recover(back, 0);
+    run.finish();
+}
+
+#[test]
+fn postgres_stopped_for_ten_seconds_under_traffic_loses_no_acknowledged_message() {
+    // Arrange
+    let mut run = Run::start("PostgreSQL stopped 10 s");
+
+    // Act
+    run.stack.postgres.stop();
+    std::thread::sleep(OUTAGE);
+    run.stack.postgres.restart();
+    let back = Instant::now();
+
+    // Assert
+    run.assert_acks_recover(back, 0);
+    run.finish();
+}
+
+#[test]
+fn redis_stopped_for_ten_seconds_under_traffic_loses_no_acknowledged_message() {
+    // Arrange
+    let mut run = Run::start("Redis stopped 10 s");
+
+    // Act
+    run.stack.redis.stop();
+    std::thread::sleep(OUTAGE);
+    run.stack.redis.restart();
+    let back = Instant::now();
+
+    // Assert: acks, and live delivery between the relays both ways
+    run.assert_acks_recover(back, 0);
+    run.assert_live_delivery_recovers(back, 0, 1);
+    run.assert_live_delivery_recovers(back, 1, 2);
+    run.finish();
+}
+
+#[test]
+fn killed_pubsub_connections_resume_cross_relay_live_delivery() {
+    // Arrange
+    let mut run = Run::start("pub/sub connections killed");
+
+    // Act
+    let killed = run.stack.redis.kill_clients("pubsub");
+    let at = Instant::now();
+    println!("{killed} pub/sub connections killed");
+
+    // Assert: live delivery relay 0 → relay 1 and back
+    assert!(
+        killed >= 2,
+        "each relay has a pub/sub connection, killed {killed}"
+    );
+    run.assert_live_delivery_recovers(at, 0, 1);
+    run.assert_live_delivery_recovers(at, 1, 2);
+    run.assert_acks_recover(at, 0);
+    run.finish();
+}
+
+#[test]
+fn a_token_logged_out_before_redis_restarts_empty_stays_refused_on_both_relays() {
+    // Arrange
+    let mut run = Run::start("logout then Redis restart");
+    run.driver
+        .command(serde_json::json!({ "cmd": "logout", "user": 0 }));
+    let logged_out = run.driver.expect("logged_out");
+    assert_eq!(
+        logged_out["revoked"], "logout",
+        "user0's open socket got session_revoked"
+    );
+
+    // Act: Redis comes back empty (the revocation marks are gone), then user0's token connects
+    run.stack.redis.restart();
+    let back = Instant::now();
+    run.driver
+        .command(serde_json::json!({ "cmd": "connect", "user": 0 }));
+    let results = run.driver.expect("connect_results");
+
+    // Assert: refused on both relays; the others keep working
+    let codes: Vec<_> = results["results"]
+        .as_array()
+        .expect("connect results are a list")
+        .iter()
+        .map(|r| r["code"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(codes, ["token_revoked", "token_revoked"], "{results}");
+    run.assert_acks_recover(back, 1);
+    run.assert_acks_recover(back, 2);
+    run.finish();
+}
