@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use faults::service::Service;
 use faults::{Run, Stack};
+use serde_json::json;
 
 /// How long PostgreSQL or Redis stays down. Holding a fault open is the only waiting on the
 /// clock here; everything else waits for an event with a deadline.
@@ -109,8 +110,7 @@ fn killed_pubsub_connections_resume_cross_relay_live_delivery() {
 fn a_token_logged_out_before_redis_restarts_empty_stays_refused_on_both_relays() {
     // Arrange
     let mut run = Run::start("logout then Redis restart");
-    run.driver
-        .command(serde_json::json!({ "cmd": "logout", "user": 0 }));
+    run.driver.command(json!({ "cmd": "logout", "user": 0 }));
     let logged_out = run.driver.expect("logged_out");
     assert_eq!(
         logged_out["revoked"], "logout",
@@ -120,19 +120,45 @@ fn a_token_logged_out_before_redis_restarts_empty_stays_refused_on_both_relays()
     // Act: Redis comes back empty (the revocation marks are gone), then user0's token connects
     run.stack.redis.restart();
     let back = Instant::now();
-    run.driver
-        .command(serde_json::json!({ "cmd": "connect", "user": 0 }));
-    let results = run.driver.expect("connect_results");
+    let codes = connect_codes(&mut run, 0);
 
     // Assert: refused on both relays; the others keep working
-    let codes: Vec<_> = results["results"]
+    assert_eq!(codes, ["token_revoked", "token_revoked"]);
+    run.assert_acks_recover(back, 1);
+    run.assert_acks_recover(back, 2);
+    run.finish();
+}
+
+#[test]
+#[ignore = "bug: a relay that confirmed the session within limits.session_cache_secs (10 s) \
+            accepts a token logged out while Redis was down (the logout event was lost)"]
+fn a_token_logged_out_during_a_redis_outage_is_refused_at_connect_on_both_relays() {
+    // Arrange: user0's socket on relay 0 had its session confirmed at connect, seconds ago
+    let mut run = Run::start("logout during a Redis outage");
+
+    // Act: log out while Redis is down (the logout event reaches no relay), then connect
+    run.stack.redis.stop();
+    run.driver
+        .command(json!({ "cmd": "logout", "user": 0, "awaitRevoked": false }));
+    run.driver.expect("logged_out");
+    let codes = connect_codes(&mut run, 0);
+    run.stack.redis.restart();
+
+    // Assert: both relays ask the database, as docs/operations.md (Redis outage) says
+    assert_eq!(codes, ["token_revoked", "token_revoked"]);
+    run.finish();
+}
+
+/// What each relay answers a new connection with `user`'s token: `connected` or the
+/// CONNECT_ERROR code.
+fn connect_codes(run: &mut Run, user: usize) -> Vec<String> {
+    run.driver
+        .command(json!({ "cmd": "connect", "user": user }));
+    let results = run.driver.expect("connect_results");
+    results["results"]
         .as_array()
         .expect("connect results are a list")
         .iter()
         .map(|r| r["code"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(codes, ["token_revoked", "token_revoked"], "{results}");
-    run.assert_acks_recover(back, 1);
-    run.assert_acks_recover(back, 2);
-    run.finish();
+        .collect()
 }

@@ -265,13 +265,13 @@ const commands = {
     probes.add(sender.queue(conversationId, "live"));
   },
 
-  async logout({ user }) {
+  async logout({ user, awaitRevoked = true }) {
     const u = users[user];
     u.sending = false;
     while (u.pending.size > 0) await new Promise((resolve) => setTimeout(resolve, 20));
     await rest("POST", "/api/auth/logout", u.token);
     u.loggedOut = true;
-    const until = now() + 10_000;
+    const until = now() + (awaitRevoked ? 10_000 : 0);
     while (u.revoked === null && now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
     emit({ event: "logged_out", user, revoked: u.revoked });
   },
