@@ -76,7 +76,7 @@ pub async fn start(args: &[&str], envs: &[(&str, String)]) -> Parley {
 }
 
 impl Parley {
-    /// Send SIGTERM and wait (at most 15 s) for a clean exit.
+    /// Send SIGTERM and wait (at most 60 s) for a clean exit.
     pub async fn terminate(mut self) {
         let pid = self.child.id().expect("parley is running");
         let status = std::process::Command::new("kill")
@@ -84,9 +84,9 @@ impl Parley {
             .status()
             .expect("running kill");
         assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+        let exit = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
-            .expect("parley did not exit within 15 s of SIGTERM")
+            .expect("parley did not exit within 60 s of SIGTERM")
             .expect("waiting for parley");
         assert!(exit.success(), "parley exited with {exit:?} after SIGTERM");
     }

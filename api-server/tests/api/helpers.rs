@@ -45,7 +45,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     }));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
+        // Only a hung server hits this: a loaded machine must not (Argon2id, busy database).
+        .timeout(Duration::from_secs(120))
         .build()
         .expect("reqwest client");
     TestApp {

@@ -49,7 +49,7 @@ async fn sync_all(app: &TestApp, token: &str, since: Option<&str>) -> Drained {
         conversations: Vec::new(),
         cursor: since.unwrap_or_default().to_owned(),
     };
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut since = since.map(str::to_owned);
     loop {
         let reply = app.sync(token, since.as_deref(), None).await;

@@ -27,9 +27,9 @@ impl TestServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+        tokio::time::timeout(Duration::from_secs(60), &mut self.task)
             .await
-            .expect("the server did not stop within 10 s")
+            .expect("the server did not stop within 60 s")
             .expect("the server task panicked")
             .expect("the server returned an error");
         started.elapsed()

@@ -28,7 +28,7 @@ fn forward(
 }
 
 async fn next(rx: &mut Received) -> (String, Payload) {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+    tokio::time::timeout(Duration::from_secs(60), rx.recv())
         .await
         .expect("nothing received within 5 s")
         .expect("the callbacks are gone")
@@ -79,7 +79,7 @@ async fn exchanges_events_acks_and_binary(transport: TransportType) {
         .emit_with_ack(
             "message-with-ack",
             vec![json!("acked"), json!(2)],
-            Duration::from_secs(3),
+            Duration::from_secs(60),
             forward(&ack_tx, "ack"),
         )
         .await

@@ -47,7 +47,7 @@ async fn websocket(port: u16, sid: &str) -> Result<Ws, tokio_tungstenite::tungst
 }
 
 async fn next_text(ws: &mut Ws) -> String {
-    let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+    let message = tokio::time::timeout(Duration::from_secs(60), ws.next())
         .await
         .expect("a message within 5 s")
         .expect("the connection is open")
@@ -82,7 +82,7 @@ async fn a_second_websocket_for_an_upgraded_session_is_accepted_then_closed() {
     // Assert: its handshake completes (a 400 is an error event in WebSocket clients), then it is
     // closed with 1002; the first one carries on
     let mut second = second.expect("the second WebSocket's handshake should complete");
-    let closing = tokio::time::timeout(Duration::from_secs(5), second.next())
+    let closing = tokio::time::timeout(Duration::from_secs(60), second.next())
         .await
         .expect("a close frame within 5 s");
     match closing {

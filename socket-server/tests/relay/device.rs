@@ -11,6 +11,10 @@ use tokio::sync::mpsc;
 
 use crate::helpers::Stack;
 
+/// How long a wait for something that must happen may take: only a real failure exhausts it,
+/// never a busy machine.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
 type Received = mpsc::UnboundedReceiver<(String, Value)>;
 
 /// A device: the client and what it received, as (event, first argument).
@@ -74,10 +78,10 @@ impl Device {
     pub async fn request(&mut self, event: &str, arg: Value) -> Value {
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.client
-            .emit_with_ack(event, arg, Duration::from_secs(10), forward(&tx, "ack"))
+            .emit_with_ack(event, arg, PATIENCE, forward(&tx, "ack"))
             .await
             .unwrap();
-        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        tokio::time::timeout(PATIENCE, rx.recv())
             .await
             .unwrap_or_else(|_| panic!("no ack for {event} within 10 s"))
             .unwrap()
@@ -101,7 +105,7 @@ impl Device {
     }
 
     pub async fn next(&mut self) -> (String, Value) {
-        tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
+        tokio::time::timeout(PATIENCE, self.rx.recv())
             .await
             .expect("no event within 5 s")
             .expect("the client is gone")
@@ -138,7 +142,7 @@ pub async fn refused_code(stack: &Stack, relay: usize, token: &str) -> String {
         .connect()
         .await;
     assert!(client.is_ok(), "the transport itself connects");
-    let error = tokio::time::timeout(Duration::from_secs(10), errors.recv())
+    let error = tokio::time::timeout(PATIENCE, errors.recv())
         .await
         .expect("no CONNECT_ERROR within 10 s")
         .unwrap();

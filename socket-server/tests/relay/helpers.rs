@@ -186,7 +186,7 @@ pub async fn spawn_stack_custom(
         relay_ports,
         jwt: jwt(secret),
         http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(120))
             .build()
             .unwrap(),
         db_name,

@@ -44,7 +44,7 @@ impl Watcher {
     }
 
     async fn next(&mut self) -> (String, Value) {
-        tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
+        tokio::time::timeout(crate::device::PATIENCE, self.rx.recv())
             .await
             .expect("no event within 5 s")
             .expect("the client is gone")

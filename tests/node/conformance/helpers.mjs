@@ -59,7 +59,7 @@ export class Client {
   }
 
   /** The next message, ignoring pings ("2") unless `keepPings`. */
-  async next({ keepPings = false, timeout = 2000 } = {}) {
+  async next({ keepPings = false, timeout = 30_000 } = {}) {
     for (;;) {
       const item = await within(
         timeout,
