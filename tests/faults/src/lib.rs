@@ -24,10 +24,11 @@
 //!   [`RECOVERY_BOUND`] (the time is printed).
 //!
 //! # The faults (`tests/faults.rs`)
-//! 1. A relay killed with SIGKILL, restarted on its port: its users reconnect by themselves
-//!    and resend what was unacknowledged; a user of that relay gets an ack within the bound.
-//! 2. The API killed with SIGKILL, restarted on its port: acks pause (retryable errors), none
-//!    is lost.
+//! 1. A relay killed with SIGKILL, restarted on its port 5 s later: its users reconnect by
+//!    themselves and resend what was unacknowledged; within the bound a user of that relay
+//!    gets an ack, and receives live from a user of the other relay.
+//! 2. The API killed with SIGKILL, restarted on its port 5 s later: acks pause (retryable
+//!    errors), none is lost.
 //! 3. PostgreSQL stopped for 10 s: acks pause, none is lost; the database's restart is the end.
 //! 4. Redis stopped for 10 s: acks keep coming, cross-relay live delivery pauses and comes back
 //!    within the bound after Redis restarts (empty).

@@ -33,8 +33,9 @@ fn a_relay_killed_under_traffic_loses_no_acknowledged_message() {
     // Act: relay 0 (users 0, 2, 4) dies and comes back on its port
     let back = kill_and_restart(&mut run, |stack| &mut stack.relays[0]);
 
-    // Assert
+    // Assert: its users send again, and receive live from the other relay again
     run.assert_acks_recover(back, 0);
+    run.assert_live_delivery_recovers(back, 1, 0);
     run.finish();
 }
 

@@ -69,7 +69,14 @@ class User {
     this.live = new Set();
     this.liveWaiters = [];
     this.failures = [];
-    this.stats = { ackErrors: {}, messageFailed: {}, connectErrors: {}, disconnects: {}, slowestAckMs: 0, longestOfflineMs: 0 };
+    this.stats = {
+      ackErrors: {},
+      messageFailed: {},
+      connectErrors: {},
+      disconnects: {},
+      slowestAckMs: 0,
+      longestOfflineMs: 0,
+    };
     this.revoked = null;
     this.offlineSince = null;
     this.socket = this.connect();
@@ -206,7 +213,8 @@ class User {
 async function setUp() {
   const accounts = [];
   for (let i = 0; i < S.users; i++) {
-    accounts.push(await rest("POST", "/api/auth/register", null, { username: `user${i}`, password: "correct-horse-battery" }));
+    const account = { username: `user${i}`, password: "correct-horse-battery" };
+    accounts.push(await rest("POST", "/api/auth/register", null, account));
   }
   const users = accounts.map((account, i) => new User(i, account));
   const conversations = [];
