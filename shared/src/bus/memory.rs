@@ -3,7 +3,7 @@
 //! consumer slows publishers down instead of losing events; and two maps (presence, revoked
 //! tokens).
 
-use super::subscriber::{Command, Counts, Subscriber, OUT_CAPACITY};
+use super::subscriber::{Command, Counts, Link, Subscriber, OUT_CAPACITY};
 use super::{Bus, BusError, BusMessage, PresenceState};
 use crate::ids::UserId;
 use async_trait::async_trait;
@@ -218,7 +218,10 @@ impl Bus for MemoryBus {
 
 /// A subscriber on this process's bus; its task ends when every handle is dropped.
 fn start_subscriber(bus: &MemoryBus) -> (Subscriber, mpsc::Receiver<BusMessage>) {
-    let (subscriber, commands) = Subscriber::channel(Arc::default());
+    // In process nothing can be missed: live from the start, for good.
+    let link = Arc::new(Link::default());
+    link.live();
+    let (subscriber, commands) = Subscriber::channel(link);
     let (out, received) = mpsc::channel(OUT_CAPACITY);
     tokio::spawn(run_memory(bus.attach(out), commands));
     (subscriber, received)

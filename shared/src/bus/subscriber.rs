@@ -35,8 +35,37 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct Subscriber {
     commands: mpsc::UnboundedSender<Command>,
+    link: Arc<Link>,
+}
+
+/// The state of a subscriber's connection, shared by its handles and its task.
+#[derive(Default)]
+pub(crate) struct Link {
     /// Failures of the pub/sub connection so far (connect, (re)subscribe, lost connection).
-    errors: Arc<AtomicU64>,
+    errors: AtomicU64,
+    /// Odd while the subscription is live, even while it is down; one step per change.
+    epoch: AtomicU64,
+}
+
+impl Link {
+    /// The connection failed: count it, and mark the subscription down.
+    pub(crate) fn failed(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .epoch
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |e| {
+                (e % 2 == 1).then_some(e + 1)
+            });
+    }
+
+    /// Every current user's channel is subscribed: mark the subscription live.
+    pub(crate) fn live(&self) {
+        let _ = self
+            .epoch
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |e| {
+                (e % 2 == 0).then_some(e + 1)
+            });
+    }
 }
 
 impl Subscriber {
@@ -52,7 +81,15 @@ impl Subscriber {
 
     /// How many times the pub/sub connection failed so far (for metrics).
     pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+        self.link.errors.load(Ordering::Relaxed)
+    }
+
+    /// `Some(epoch)` while every subscribed channel is live, `None` while the connection is down
+    /// (what is published meanwhile is lost). The epoch changes each time the subscription comes
+    /// back, so "the same epoch as then" means "nothing was missed since then".
+    pub fn epoch(&self) -> Option<u64> {
+        let epoch = self.link.epoch.load(Ordering::SeqCst);
+        (epoch % 2 == 1).then_some(epoch)
     }
 
     /// One connection of `user` fewer: their channel is dropped after the last one.
@@ -63,9 +100,9 @@ impl Subscriber {
 
 impl Subscriber {
     /// A handle and the command receiver of the task behind it (for the bus implementations).
-    pub(crate) fn channel(errors: Arc<AtomicU64>) -> (Self, mpsc::UnboundedReceiver<Command>) {
+    pub(crate) fn channel(link: Arc<Link>) -> (Self, mpsc::UnboundedReceiver<Command>) {
         let (commands, rx) = mpsc::unbounded_channel();
-        (Self { commands, errors }, rx)
+        (Self { commands, link }, rx)
     }
 }
 

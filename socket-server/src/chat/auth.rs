@@ -45,6 +45,7 @@ pub async fn authenticate(
     keys: &JwtKeys,
     port: &dyn RelayPort,
     sessions: &SessionCache,
+    bus_epoch: Option<u64>,
 ) -> Result<Session, ConnectError> {
     let token = auth
         .get("token")
@@ -59,9 +60,9 @@ pub async fn authenticate(
     let user = claims
         .user_id()
         .map_err(|_| refusal(ErrorCode::InvalidToken))?;
-    if !sessions.confirmed(user, &claims.jti) {
+    if !sessions.confirmed(user, &claims.jti, bus_epoch) {
         match port.session_active(user, &claims.jti).await {
-            Ok(true) => sessions.confirm(user, &claims.jti),
+            Ok(true) => sessions.confirm(user, &claims.jti, bus_epoch),
             Ok(false) => return Err(refusal(ErrorCode::TokenRevoked)),
             Err(error) => {
                 tracing::warn!(code = %error.code, "checking the session failed");
@@ -138,10 +139,16 @@ mod tests {
     }
 
     async fn code_of(auth: Value, port: &Sessions) -> String {
-        let refusal = authenticate(&auth, &keys(), port, &SessionCache::new(Duration::ZERO))
-            .await
-            .err()
-            .unwrap();
+        let refusal = authenticate(
+            &auth,
+            &keys(),
+            port,
+            &SessionCache::new(Duration::ZERO),
+            Some(1),
+        )
+        .await
+        .err()
+        .unwrap();
         refusal.data.unwrap()["code"].as_str().unwrap().to_owned()
     }
 
@@ -150,7 +157,7 @@ mod tests {
         let (token, claims) = keys().issue(UserId(7)).unwrap();
         let port = Sessions(Some((UserId(7), claims.jti.clone())));
         let cache = SessionCache::new(Duration::ZERO);
-        let session = authenticate(&json!({ "token": token }), &keys(), &port, &cache)
+        let session = authenticate(&json!({ "token": token }), &keys(), &port, &cache, Some(1))
             .await
             .ok()
             .unwrap();

@@ -64,9 +64,21 @@ impl RecentlyRelayed {
 /// reconnections (a relay restarting, a network blip) does not ask the API once per socket.
 /// Only positive answers are kept; a logout event or a failed revalidation forgets the session
 /// at once, and the relay's periodic revalidation does not read this cache.
+///
+/// The cache is only as good as the logout events that correct it, so each entry carries the
+/// bus subscription's epoch ([`Subscriber::epoch`](shared::bus::subscriber::Subscriber::epoch))
+/// of its confirmation: while the bus is down nothing is cached or trusted, and an entry from
+/// before an outage (whose logout event may have been lost) is not trusted after it.
 pub struct SessionCache {
     ttl: Duration,
-    entries: Mutex<std::collections::HashMap<String, (UserId, Instant)>>,
+    entries: Mutex<std::collections::HashMap<String, Entry>>,
+}
+
+/// Whose session it is, when the API confirmed it, and the bus epoch then.
+struct Entry {
+    user: UserId,
+    at: Instant,
+    epoch: u64,
 }
 
 impl SessionCache {
@@ -77,22 +89,31 @@ impl SessionCache {
         }
     }
 
-    /// Whether `jti` was confirmed as an active session of `user` within the TTL.
-    pub fn confirmed(&self, user: UserId, jti: &str) -> bool {
+    /// Whether `jti` was confirmed as an active session of `user` within the TTL, in the bus
+    /// epoch `bus` (`None`: the bus is down, nothing is trusted).
+    pub fn confirmed(&self, user: UserId, jti: &str, bus: Option<u64>) -> bool {
+        let Some(epoch) = bus else {
+            return false;
+        };
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(jti)
-            .is_some_and(|(owner, at)| *owner == user && at.elapsed() < self.ttl)
+        entries.get(jti).is_some_and(|entry| {
+            entry.user == user && entry.epoch == epoch && entry.at.elapsed() < self.ttl
+        })
     }
 
-    pub fn confirm(&self, user: UserId, jti: &str) {
+    /// Remember that the API confirmed `jti` as active for `user` (not while the bus is down).
+    pub fn confirm(&self, user: UserId, jti: &str, bus: Option<u64>) {
+        let Some(epoch) = bus else {
+            return;
+        };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= GENERATION_MAX {
             let ttl = self.ttl;
-            entries.retain(|_, (_, at)| at.elapsed() < ttl);
+            entries.retain(|_, entry| entry.at.elapsed() < ttl);
         }
         if entries.len() < GENERATION_MAX {
-            entries.insert(jti.to_owned(), (user, Instant::now()));
+            let at = Instant::now();
+            entries.insert(jti.to_owned(), Entry { user, at, epoch });
         }
     }
 
@@ -117,14 +138,30 @@ mod tests {
     #[test]
     fn a_confirmed_session_is_remembered_for_its_user_until_forgotten_or_expired() {
         let cache = SessionCache::new(Duration::from_secs(60));
-        cache.confirm(UserId(1), "j");
-        assert!(cache.confirmed(UserId(1), "j"));
-        assert!(!cache.confirmed(UserId(2), "j"));
+        cache.confirm(UserId(1), "j", Some(1));
+        assert!(cache.confirmed(UserId(1), "j", Some(1)));
+        assert!(!cache.confirmed(UserId(2), "j", Some(1)));
         cache.forget("j");
-        assert!(!cache.confirmed(UserId(1), "j"));
+        assert!(!cache.confirmed(UserId(1), "j", Some(1)));
         let expired = SessionCache::new(Duration::ZERO);
-        expired.confirm(UserId(1), "j");
-        assert!(!expired.confirmed(UserId(1), "j"));
+        expired.confirm(UserId(1), "j", Some(1));
+        assert!(!expired.confirmed(UserId(1), "j", Some(1)));
+    }
+
+    #[test]
+    fn nothing_is_trusted_while_the_bus_is_down_or_from_before_it_went_down() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+        cache.confirm(UserId(1), "j", Some(1));
+        assert!(!cache.confirmed(UserId(1), "j", None), "the bus is down");
+        assert!(
+            !cache.confirmed(UserId(1), "j", Some(3)),
+            "a logout may have been lost"
+        );
+        cache.confirm(UserId(1), "k", None);
+        assert!(
+            !cache.confirmed(UserId(1), "k", Some(3)),
+            "confirmed while down"
+        );
     }
 
     #[test]

@@ -187,15 +187,21 @@ impl ChatHandler {
 impl NamespaceHandler for ChatHandler {
     async fn on_connect(&self, socket: &Socket, auth: &Value) -> Result<(), ConnectError> {
         let state = &self.state;
-        let session =
-            match auth::authenticate(auth, &state.keys, state.port.as_ref(), &state.sessions).await
-            {
-                Ok(session) => session,
-                Err(refusal) => {
-                    state.metrics.connects_refused.inc();
-                    return Err(refusal);
-                }
-            };
+        let session = match auth::authenticate(
+            auth,
+            &state.keys,
+            state.port.as_ref(),
+            &state.sessions,
+            state.subscriber.epoch(),
+        )
+        .await
+        {
+            Ok(session) => session,
+            Err(refusal) => {
+                state.metrics.connects_refused.inc();
+                return Err(refusal);
+            }
+        };
         let user = session.user;
         if state.registry.sockets_of(user).len() >= state.limits.connections_per_user {
             state.metrics.connects_refused.inc();

@@ -1,9 +1,11 @@
 //! Long-lived sockets keep their right to be connected. The database decides revocation: every
 //! `limits.session_check_secs` the relay asks the API, in one call for all its sockets, whether
 //! each socket's session is still active, and closes the revoked ones with `session_revoked`
-//! `{reason:"revoked"}` (a logout whose `user_logged_out` event was lost, e.g. with Redis). A
-//! socket is closed when its token expires, at its `exp`, with `{reason:"expired"}`. While the
-//! API cannot answer, sockets stay (and are checked again next period).
+//! `{reason:"revoked"}` (a logout whose `user_logged_out` event was lost, e.g. with Redis). The
+//! same check runs at once whenever the bus subscription comes back after an outage, since the
+//! logout events of the outage are lost. A socket is closed when its token expires, at its
+//! `exp`, with `{reason:"expired"}`. While the API cannot answer, sockets stay (and are checked
+//! again next period).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,6 +23,8 @@ use crate::socketio::Socket;
 
 /// The shortest wait between two sweeps.
 const MIN_WAIT: Duration = Duration::from_millis(200);
+/// How often the bus subscription's state is looked at (one atomic load).
+const BUS_POLL: Duration = Duration::from_secs(1);
 
 /// The earliest token expiry among the local sockets (unix seconds), kept without scanning the
 /// sockets at every connect: a connect lowers it (waking the sweeper only when it did), and each
@@ -57,7 +61,8 @@ impl Expiries {
     }
 }
 
-/// Sweep until the relay stops: at every token expiry and every `limits.session_check_secs`.
+/// Sweep until the relay stops: at every token expiry, every `limits.session_check_secs`, and
+/// when the bus comes back.
 pub async fn run(state: Weak<ChatState>, stop: CancellationToken) {
     let Some((period, expiries)) = state.upgrade().map(|s| {
         (
@@ -68,18 +73,27 @@ pub async fn run(state: Weak<ChatState>, stop: CancellationToken) {
         return;
     };
     let mut next_check = Instant::now() + period;
+    // The bus epoch last seen live: a different one means events may have been lost between.
+    let mut last_live = None;
     loop {
-        let wake = expiries.next().map_or(next_check, |at| at.min(next_check));
-        let wake = wake.max(Instant::now() + MIN_WAIT);
+        let due = expiries.next().map_or(next_check, |at| at.min(next_check));
+        let due = due.max(Instant::now() + MIN_WAIT);
         tokio::select! {
             () = stop.cancelled() => return,
             // A new socket expires sooner than any other: look again.
             () = expiries.lowered.notified() => continue,
-            () = tokio::time::sleep_until(wake) => {}
+            () = tokio::time::sleep_until(due.min(Instant::now() + BUS_POLL)) => {}
         }
         let Some(state) = state.upgrade() else {
             return;
         };
+        let bus = state.subscriber.epoch();
+        let bus_back = bus.is_some() && bus != last_live;
+        if bus_back {
+            last_live = bus;
+        } else if Instant::now() < due {
+            continue;
+        }
         // Reset before the snapshot: a socket joining after it lowers the value again.
         expiries.earliest.store(i64::MAX, Ordering::SeqCst);
         let sockets = sessions_of(&state.registry.all());
@@ -92,7 +106,7 @@ pub async fn run(state: Weak<ChatState>, stop: CancellationToken) {
                 expiries.earliest.fetch_min(session.exp, Ordering::SeqCst);
             }
         }
-        if Instant::now() >= next_check {
+        if bus_back || Instant::now() >= next_check {
             next_check = Instant::now() + period;
             revalidate(&state, &sockets).await;
         }

@@ -37,11 +37,9 @@
 //!    ways.
 //! 6. A logout, then Redis restarted empty: the logged-out token is refused at connect on both
 //!    relays (`token_revoked`, the relays ask the database), while the other users keep sending.
-//!
-//! Ignored until fixed (a known bug, run it with `--run-ignored only`): a token logged out
-//! *during* a Redis outage must be refused at connect on both relays; the relay that confirmed
-//! its session less than `limits.session_cache_secs` ago accepts it (the logout event that
-//! would have made it forget the session was lost with Redis).
+//! 7. A logout *during* a Redis outage: the token is refused at connect on both relays, also by
+//!    the one that confirmed its session seconds before (its session cache is not trusted while
+//!    the bus is down, nor afterwards for what it confirmed before).
 //!
 //! # Layout
 //! - [`stack`]: [`Stack`], the deployment of one test; [`service`]: one service process, killed

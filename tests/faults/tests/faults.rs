@@ -131,8 +131,6 @@ fn a_token_logged_out_before_redis_restarts_empty_stays_refused_on_both_relays()
 }
 
 #[test]
-#[ignore = "bug: a relay that confirmed the session within limits.session_cache_secs (10 s) \
-            accepts a token logged out while Redis was down (the logout event was lost)"]
 fn a_token_logged_out_during_a_redis_outage_is_refused_at_connect_on_both_relays() {
     // Arrange: user0's socket on relay 0 had its session confirmed at connect, seconds ago
     let mut run = Run::start("logout during a Redis outage");

@@ -1,10 +1,9 @@
 //! The Redis side of [`Subscriber`]: one pub/sub connection, SUBSCRIBE/UNSUBSCRIBE per user
 //! channel, reconnecting and resubscribing by itself (see [`crate::bus::subscriber`]).
 
-use crate::bus::subscriber::{user_of, Command, Counts, Subscriber, OUT_CAPACITY};
+use crate::bus::subscriber::{user_of, Command, Counts, Link, Subscriber, OUT_CAPACITY};
 use crate::bus::{BusMessage, Keys};
 use futures::StreamExt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -20,10 +19,10 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A subscriber on Redis pub/sub; its task ends when every handle is dropped.
 pub(crate) fn start(client: redis::Client, keys: Keys) -> (Subscriber, mpsc::Receiver<BusMessage>) {
-    let errors = Arc::new(AtomicU64::new(0));
-    let (subscriber, commands) = Subscriber::channel(errors.clone());
+    let link = Arc::new(Link::default());
+    let (subscriber, commands) = Subscriber::channel(link.clone());
     let (out, received) = mpsc::channel(OUT_CAPACITY);
-    tokio::spawn(run_redis(client, keys, commands, out, errors));
+    tokio::spawn(run_redis(client, keys, commands, out, link));
     (subscriber, received)
 }
 
@@ -32,9 +31,9 @@ async fn run_redis(
     keys: Keys,
     mut commands: mpsc::UnboundedReceiver<Command>,
     out: mpsc::Sender<BusMessage>,
-    errors: Arc<AtomicU64>,
+    link: Arc<Link>,
 ) {
-    let failed = || errors.fetch_add(1, Ordering::Relaxed);
+    let failed = || link.failed();
     let mut users = Counts::default();
     let mut backoff = MIN_BACKOFF;
     // Whether the connection has failed before (a failed attempt warns only the first time;
@@ -82,6 +81,7 @@ async fn run_redis(
             tracing::info!(users = users.len(), "redis pub/sub resubscribed");
         }
         backoff = MIN_BACKOFF;
+        link.live();
         let out_reader = out.clone();
         let mut reader = tokio::spawn(async move {
             let mut stream = stream;
