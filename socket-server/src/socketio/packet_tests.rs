@@ -203,3 +203,17 @@ fn encoding_then_decoding_an_event_round_trips() {
         }
     );
 }
+
+#[test]
+fn a_number_is_relayed_as_the_client_wrote_it() {
+    // Found by the socketio_packet fuzz target: 5.0000000000000005e110 is the shortest form of
+    // its f64 (what JSON.stringify writes), yet a best-effort float parser reads the next f64 up,
+    // so the relay forwarded a different number than it received.
+    let ClientPacket::Event { payload, .. } = decode("2[\"n\",5.0000000000000005e+110]").unwrap()
+    else {
+        panic!("expected an event");
+    };
+    assert_eq!(payload.args[0].as_f64(), Some(5.0000000000000005e110));
+    let frames = event("/", "n", &payload, None).frames().to_vec();
+    assert_eq!(text(&frames[0]), r#"42["n",5.0000000000000005e+110]"#);
+}
