@@ -64,7 +64,10 @@ impl Driver {
                             break;
                         }
                     }
-                    Err(_) => println!("driver: {line}"),
+                    Err(e) => {
+                        let start: String = line.chars().take(300).collect();
+                        println!("driver (not JSON: {e}): {start}…");
+                    }
                 }
             }
         });

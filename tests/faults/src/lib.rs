@@ -2,8 +2,9 @@
 //! and a `redis-server` of its own, the `api-server` and two `socket-server` relays as separate
 //! processes — drives it with six real `socket.io-client` users (three per relay, each sharing
 //! a direct conversation with its two neighbours on the other relay, 30 messages per second in
-//! all, resending with the same `clientMsgId` on a retryable error or after a reconnect), breaks
-//! one thing under that traffic, lets it recover and checks what users care about.
+//! all, resending with the same `clientMsgId` on a retryable error or after a reconnect, and
+//! syncing every second from the cursor each keeps), breaks one thing under that traffic, lets
+//! it recover and checks what users care about.
 //!
 //! Run it with `cargo nextest run -p faults` (the binaries come from
 //! `cargo build --workspace`; node, npm, `redis-server` and the PostgreSQL server binaries must
@@ -11,13 +12,15 @@
 //!
 //! # What every test asserts
 //!
-//! After the fault, once the traffic has flowed again and every user synced its whole history:
+//! After the fault, once the traffic has flowed again and every user synced — from its kept
+//! cursor, and its whole history from the start:
 //! - every send was acknowledged in the end, none refused with a non-retryable error;
 //! - every acknowledged message is stored exactly once, with the id, `seq` and conversation
 //!   its ack gave (one row per `(sender, clientMsgId)`);
 //! - `seq` runs 1, 2, … without a gap in every conversation;
-//! - every member of a conversation has every acknowledged message of it after sync, and no
-//!   sync answer repeats a message;
+//! - every member of a conversation has every acknowledged message of it after either sync,
+//!   with the acknowledged id and `seq`, and neither repeats a message (the cursor kept through
+//!   the fault skips nothing);
 //! - one `clientMsgId` never maps to two ids, in acks, `message_saved` or sync (the same id
 //!   may be delivered live twice);
 //! - recovery is bounded: a new message sent after the fault ended is acknowledged within

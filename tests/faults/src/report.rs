@@ -32,8 +32,12 @@ pub struct UserReport {
     pub acked: Vec<Acked>,
     /// `[clientMsgId, id]` of every `message_saved` (and stored `receive_message`).
     pub saved: Vec<(String, String)>,
-    /// `None` for a logged-out user (its token no longer syncs).
+    /// A sync from the start at the end; `None` for a logged-out user (its token no longer
+    /// syncs).
     pub synced: Option<Vec<Synced>>,
+    /// Every page of the syncs from the user's kept cursor, every second through the fault and
+    /// once more at the end, in order; `None` for a logged-out user.
+    pub incremental: Option<Vec<Synced>>,
     /// Messages still waiting for their ack when the driver gave up.
     pub unacked: Vec<String>,
     /// `[clientMsgId, code]` of sends refused with a non-retryable error.
@@ -98,7 +102,9 @@ impl Report {
         for user in &self.users {
             let acked = user.acked.iter().map(|a| (&a.3, &a.0));
             let saved = user.saved.iter().map(|(c, id)| (c, id));
-            let synced = user.synced.iter().flatten().map(|s| (&s.3, &s.0));
+            let synced = (user.synced.iter().chain(&user.incremental))
+                .flatten()
+                .map(|s| (&s.3, &s.0));
             for (client_msg_id, id) in acked.chain(saved).chain(synced) {
                 ids.entry(client_msg_id).or_default().insert(id);
             }
@@ -144,33 +150,42 @@ impl Report {
         );
     }
 
-    /// After sync, each member of a conversation has each of its acknowledged messages, with
-    /// the acknowledged id and seq, and no message twice.
+    /// After sync — from the start, and from the cursor kept through the fault — each member
+    /// of a conversation has each of its acknowledged messages, with the acknowledged id and
+    /// seq, and no message twice.
     fn assert_everyone_synced_everything(&self) {
-        let acked = self.acked();
         for user in &self.users {
-            let Some(synced) = &user.synced else { continue };
-            let mut seen: HashMap<&str, &Synced> = HashMap::new();
-            for message in synced {
-                let repeated = seen.insert(message.0.as_str(), message);
-                assert!(
-                    repeated.is_none(),
-                    "user{}'s sync repeated {message:?}",
-                    user.index
-                );
+            for (how, synced) in [
+                ("sync from the start", &user.synced),
+                ("syncs from its cursor", &user.incremental),
+            ] {
+                if let Some(synced) = synced {
+                    self.assert_synced_everything(user.index, how, synced);
+                }
             }
-            let missing: Vec<_> = acked
-                .values()
-                .filter(|(_, _, conversation, _)| self.is_member(user.index, conversation))
-                .filter(|(id, seq, _, _)| seen.get(id.as_str()).is_none_or(|s| s.1 != *seq))
-                .collect();
+        }
+    }
+
+    fn assert_synced_everything(&self, user: usize, how: &str, synced: &[Synced]) {
+        let mut seen: HashMap<&str, &Synced> = HashMap::new();
+        for message in synced {
+            let repeated = seen.insert(message.0.as_str(), message);
             assert!(
-                missing.is_empty(),
-                "user{} lacks {} acknowledged messages after sync: {missing:?}",
-                user.index,
-                missing.len()
+                repeated.is_none(),
+                "user{user}'s {how} repeated {message:?}"
             );
         }
+        let missing: Vec<_> = self
+            .acked()
+            .into_values()
+            .filter(|(_, _, conversation, _)| self.is_member(user, conversation))
+            .filter(|(id, seq, _, _)| seen.get(id.as_str()).is_none_or(|s| s.1 != *seq))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "user{user} lacks {} acknowledged messages after its {how}: {missing:?}",
+            missing.len()
+        );
     }
 
     fn is_member(&self, user: usize, conversation: &str) -> bool {
@@ -184,7 +199,14 @@ impl Report {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         let (mut slowest_ack, mut longest_offline) = (0.0f64, 0.0f64);
         for stats in self.users.iter().map(|u| &u.stats) {
-            for kind in ["ackErrors", "messageFailed", "connectErrors", "disconnects"] {
+            let kinds = [
+                "ackErrors",
+                "messageFailed",
+                "connectErrors",
+                "disconnects",
+                "syncErrors",
+            ];
+            for kind in kinds {
                 for (code, n) in stats[kind].as_object().into_iter().flatten() {
                     *counts.entry(format!("{kind}.{code}")).or_default() += n.as_u64().unwrap_or(0);
                 }
@@ -196,10 +218,10 @@ impl Report {
         let synced: Vec<_> = self
             .users
             .iter()
-            .map(|u| u.synced.as_ref().map(Vec::len))
+            .map(|u| u.incremental.as_ref().map(Vec::len))
             .collect();
         format!(
-            "{} messages acknowledged, synced per user {synced:?}; slowest ack {:.1} s, \
+            "{} messages acknowledged, synced from the cursor per user {synced:?}; slowest ack {:.1} s, \
              longest offline {:.1} s; {counts:?}",
             self.acked().len(),
             slowest_ack / 1000.0,
@@ -220,6 +242,7 @@ mod tests {
             json!({
                 "index": index, "id": index.to_string(), "loggedOut": false,
                 "acked": acked, "saved": [["a", "1"]], "synced": [["1", 1, "7", "a", "0"]],
+                "incremental": [["1", 1, "7", "a", "0"]],
                 "unacked": [], "failures": [], "stats": {},
             })
         };
@@ -236,10 +259,10 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "lacks 1 acknowledged messages")]
-    fn a_member_whose_sync_lacks_an_acknowledged_message_fails() {
+    #[should_panic(expected = "lacks 1 acknowledged messages after its syncs from its cursor")]
+    fn a_member_whose_syncs_lack_an_acknowledged_message_fails() {
         let mut report = consistent();
-        report.users[1].synced = Some(vec![]);
+        report.users[1].incremental = Some(vec![]);
         report.assert_everyone_synced_everything();
     }
 

@@ -1,6 +1,7 @@
 // The traffic of Parley's fault suite (`cargo nextest run -p faults`): socket.io-client users on
 // two relays sending direct messages at a steady rate, retrying as a real client does, while the
-// Rust test breaks a relay, the API, PostgreSQL or Redis underneath them.
+// Rust test breaks a relay, the API, PostgreSQL or Redis underneath them. Each user also syncs
+// from the cursor it keeps every second, as a client catching up does.
 //
 // Scenario (environment PARLEY_FAULT_SCENARIO, JSON): {api, relays: [url, url], users, intervalMs}.
 // User i connects to relays[i % 2]; user i and user i+1 (mod users) share a direct conversation,
@@ -9,12 +10,16 @@
 // Talks JSON lines: events on stdout, commands on stdin.
 //   out {"event":"ready","users":[{index,id,relay}],"conversations":[{id,members:[i,j]}]}
 //   out {"event":"progress","acked","pending","connected"}            every 250 ms
-//   in  {"cmd":"probe","user":i}         a new message from i  → {"event":"probe_acked","user","ms"}
-//   in  {"cmd":"live","from":i,"to":j}   messages from i until j receives one live
-//                                        → {"event":"live_received","from","to","probes","ms"}
-//   in  {"cmd":"logout","user":i}        i stops sending, then logs out → {"event":"logged_out","user","revoked"}
-//   in  {"cmd":"connect","user":i}       i's token on each relay → {"event":"connect_results","results":[{relay,code}]}
-//   in  {"cmd":"stop"}                   stop sending, await every ack, sync everyone → {"event":"report",…}; exit
+//   in  {"cmd":"probe","user":i}       a new message from i → {"event":"probe_acked","user","ms"}
+//   in  {"cmd":"live","from":i,"to":j} messages from i until j receives one live
+//                                      → {"event":"live_received","from","to","probes","ms"}
+//   in  {"cmd":"logout","user":i,"awaitRevoked":true}
+//                                      i stops sending, logs out, awaits its session_revoked
+//                                      → {"event":"logged_out","user","revoked"}
+//   in  {"cmd":"connect","user":i}     i's token on each relay → {"event":"connect_results","results":[{relay,code}]}
+//   in  {"cmd":"stop"}                 stop sending, await every ack, sync everyone from its cursor and
+//                                      from the start → {"event":"report","users":[…]}; exit
+//   out {"event":"error","message"}    a command failed
 // Stdin closing (the test is gone) ends the process.
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
@@ -28,13 +33,17 @@ const ACK_TIMEOUT_MS = 30_000;
 const MAX_PENDING = 16;
 /** How long `stop` waits for the last acks and each sync may take, in all. */
 const DRAIN_MS = 60_000;
+/** How often each user syncs from its cursor (one at a time). */
+const CATCH_UP_MS = 1000;
 /** Connect refusals a client retries by itself (the others need a new login). */
 const RETRYABLE_CONNECT = new Set(["service_unavailable", "too_many_connections"]);
 
-const emit = (event) => process.stdout.write(JSON.stringify(event) + "\n");
+/** Write one event line; `then` runs once it is handed to the OS (a large one takes several writes). */
+const emit = (event, then) => process.stdout.write(JSON.stringify(event) + "\n", then);
 const now = () => performance.now();
 const backoff = (attempt) => Math.min(2000, 100 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
 const count = (counts, key) => (counts[key] = (counts[key] ?? 0) + 1);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function rest(method, path, token, body) {
   const response = await fetch(`${S.api}${path}`, {
@@ -74,10 +83,15 @@ class User {
       messageFailed: {},
       connectErrors: {},
       disconnects: {},
+      syncErrors: {},
       slowestAckMs: 0,
       longestOfflineMs: 0,
     };
     this.revoked = null;
+    /** The cursor of the periodic catch-up, and every message it returned, in order. */
+    this.cursor = undefined;
+    this.incremental = [];
+    this.catchingUp = false;
     this.offlineSince = null;
     this.socket = this.connect();
   }
@@ -182,14 +196,16 @@ class User {
     return new Promise((resolve) => this.liveWaiters.push((m) => test(m) && (resolve(m), true)));
   }
 
-  /** The whole history through `sync`, page after page: [id, seq, conversationId, clientMsgId, senderId]. */
-  async syncAll(deadline) {
+  /**
+   * `sync` from `since` (the start when undefined) page after page until `hasMore` is false:
+   * the messages as [id, seq, conversationId, clientMsgId, senderId] and the cursor to keep.
+   */
+  async syncFrom(since, deadline) {
     const messages = [];
-    let since;
     for (;;) {
       if (now() > deadline) throw new Error(`${this.name}: sync did not finish`);
       if (!this.socket.connected) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await sleep(50);
         continue;
       }
       let answer;
@@ -199,14 +215,40 @@ class User {
         continue;
       }
       if (answer.success === false) {
-        count(this.stats.ackErrors, `sync:${answer.error?.code}`);
-        await new Promise((resolve) => setTimeout(resolve, backoff(3)));
+        count(this.stats.syncErrors, answer.error?.code ?? "unknown");
+        await sleep(backoff(3));
         continue;
       }
       for (const m of answer.messages) messages.push([m.id, m.seq, m.conversationId, m.clientMsgId, m.senderId]);
       since = answer.nextCursor;
-      if (!answer.hasMore) return messages;
+      if (!answer.hasMore) return { messages, cursor: since };
     }
+  }
+
+  /**
+   * What a client does now and then, and on reconnecting: sync from the cursor it kept. Gives up
+   * (keeping the old cursor, to start from it next time) past `deadline`.
+   */
+  async catchUp(deadline) {
+    if (this.catchingUp || this.loggedOut) return;
+    this.catchingUp = true;
+    try {
+      const { messages, cursor } = await this.syncFrom(this.cursor, deadline);
+      this.incremental.push(...messages);
+      this.cursor = cursor;
+    } catch {
+      count(this.stats.syncErrors, "gave_up");
+    } finally {
+      this.catchingUp = false;
+    }
+  }
+
+  /** The last catch-up, after any one running, which must reach the end by `deadline`. */
+  async finalCatchUp(deadline) {
+    while (this.catchingUp) await sleep(20);
+    const { messages } = await this.syncFrom(this.cursor, deadline);
+    this.incremental.push(...messages);
+    return this.incremental;
   }
 }
 
@@ -237,6 +279,7 @@ emit({
 });
 const generator = setInterval(() => users.forEach((u) => u.generate()), S.intervalMs);
 const pumper = setInterval(() => users.forEach((u) => u.pump()), 20);
+const catchUps = setInterval(() => users.forEach((u) => u.catchUp(now() + DRAIN_MS)), CATCH_UP_MS);
 const progress = setInterval(() => {
   emit({
     event: "progress",
@@ -276,11 +319,11 @@ const commands = {
   async logout({ user, awaitRevoked = true }) {
     const u = users[user];
     u.sending = false;
-    while (u.pending.size > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    while (u.pending.size > 0) await sleep(20);
     await rest("POST", "/api/auth/logout", u.token);
     u.loggedOut = true;
-    const until = now() + (awaitRevoked ? 10_000 : 0);
-    while (u.revoked === null && now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+    const until = now() + (awaitRevoked ? DRAIN_MS : 0);
+    while (u.revoked === null && now() < until) await sleep(20);
     emit({ event: "logged_out", user, revoked: u.revoked });
   },
 
@@ -307,28 +350,35 @@ const commands = {
     liveTimers.forEach((timer) => clearInterval(timer));
     users.forEach((u) => (u.sending = false));
     const deadline = now() + DRAIN_MS;
-    while (users.some((u) => u.pending.size > 0) && now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    const synced = await Promise.all(users.map((u) => (u.loggedOut ? null : u.syncAll(deadline))));
+    while (users.some((u) => u.pending.size > 0) && now() < deadline) await sleep(20);
+    clearInterval(catchUps);
+    const active = users.filter((u) => !u.loggedOut);
+    const incremental = new Map(await Promise.all(active.map(async (u) => [u, await u.finalCatchUp(deadline)])));
+    const synced = new Map(
+      await Promise.all(active.map(async (u) => [u, (await u.syncFrom(undefined, deadline)).messages])),
+    );
     clearInterval(pumper);
     clearInterval(progress);
-    emit({
+    const report = {
       event: "report",
-      users: users.map((u, i) => ({
+      users: users.map((u) => ({
         index: u.index,
         id: u.id,
         loggedOut: u.loggedOut,
         acked: u.acked,
         saved: u.saved,
-        synced: synced[i],
+        synced: synced.get(u) ?? null,
+        incremental: incremental.get(u) ?? null,
         unacked: [...u.pending.keys()],
         failures: u.failures,
         stats: u.stats,
       })),
+    };
+    // Exit only once the whole report is written: it is larger than a pipe holds.
+    emit(report, () => {
+      users.forEach((u) => u.socket.disconnect());
+      process.exit(0);
     });
-    users.forEach((u) => u.socket.disconnect());
-    process.exit(0);
   },
 };
 
