@@ -30,17 +30,21 @@
 //! 1. A relay killed with SIGKILL, restarted on its port 5 s later: its users reconnect by
 //!    themselves and resend what was unacknowledged; within the bound a user of that relay
 //!    gets an ack, and receives live from a user of the other relay.
-//! 2. The API killed with SIGKILL, restarted on its port 5 s later: acks pause (retryable
+//! 2. A relay killed for good while its users fail over: each user whose connection is lost
+//!    moves to the other relay and resends what was unacknowledged there (a retry through
+//!    another relay must find the original message); within the bound a user of the dead relay
+//!    gets an ack, and receives live.
+//! 3. The API killed with SIGKILL, restarted on its port 5 s later: acks pause (retryable
 //!    errors), none is lost.
-//! 3. PostgreSQL stopped for 10 s: acks pause, none is lost; the database's restart is the end.
-//! 4. Redis stopped for 10 s: acks keep coming, cross-relay live delivery pauses and comes back
+//! 4. PostgreSQL stopped for 10 s: acks pause, none is lost; the database's restart is the end.
+//! 5. Redis stopped for 10 s: acks keep coming, cross-relay live delivery pauses and comes back
 //!    within the bound after Redis restarts (empty).
-//! 5. The relays' pub/sub connections killed (`CLIENT KILL TYPE pubsub`): a message from a user
+//! 6. The relays' pub/sub connections killed (`CLIENT KILL TYPE pubsub`): a message from a user
 //!    on one relay reaches a user on the other live (`receive_message`) within the bound, both
 //!    ways.
-//! 6. A logout, then Redis restarted empty: the logged-out token is refused at connect on both
+//! 7. A logout, then Redis restarted empty: the logged-out token is refused at connect on both
 //!    relays (`token_revoked`, the relays ask the database), while the other users keep sending.
-//! 7. A logout *during* a Redis outage: the token is refused at connect on both relays, also by
+//! 8. A logout *during* a Redis outage: the token is refused at connect on both relays, also by
 //!    the one that confirmed its session seconds before (its session cache is not trusted while
 //!    the bus is down, nor afterwards for what it confirmed before).
 //!

@@ -40,6 +40,22 @@ fn a_relay_killed_under_traffic_loses_no_acknowledged_message() {
 }
 
 #[test]
+fn users_of_a_killed_relay_fail_over_to_the_other_and_lose_no_acknowledged_message() {
+    // Arrange: users whose connection is lost move to the other relay and resend there
+    let mut run = Run::start("relay kill -9, users fail over");
+    run.driver.command(json!({ "cmd": "failover" }));
+
+    // Act: relay 0 (users 0, 2, 4) dies for good
+    run.stack.relays[0].kill();
+    let killed = Instant::now();
+
+    // Assert: for these users the fault ends as they reach relay 1
+    run.assert_acks_recover(killed, 0);
+    run.assert_live_delivery_recovers(killed, 1, 0);
+    run.finish();
+}
+
+#[test]
 fn the_api_killed_under_traffic_loses_no_acknowledged_message() {
     // Arrange
     let mut run = Run::start("API kill -9");

@@ -16,6 +16,7 @@
 //   in  {"cmd":"logout","user":i,"awaitRevoked":true}
 //                                      i stops sending, logs out, awaits its session_revoked
 //                                      → {"event":"logged_out","user","revoked"}
+//   in  {"cmd":"failover"}             from now on a user whose connection is lost moves to the other relay
 //   in  {"cmd":"connect","user":i}     i's token on each relay → {"event":"connect_results","results":[{relay,code}]}
 //   in  {"cmd":"stop"}                 stop sending, await every ack, sync everyone from its cursor and
 //                                      from the start → {"event":"report","users":[…]}; exit
@@ -35,6 +36,8 @@ const MAX_PENDING = 16;
 const DRAIN_MS = 60_000;
 /** How often each user syncs from its cursor (one at a time). */
 const CATCH_UP_MS = 1000;
+/** Whether users whose connection is lost move to the other relay (`failover` command). */
+let failover = false;
 /** Connect refusals a client retries by itself (the others need a new login). */
 const RETRYABLE_CONNECT = new Set(["service_unavailable", "too_many_connections"]);
 
@@ -113,6 +116,8 @@ class User {
     socket.on("disconnect", (reason) => {
       count(this.stats.disconnects, reason);
       this.offlineSince ??= now();
+      // The connection was lost (not closed by either side on purpose).
+      if (failover && reason.startsWith("transport") && socket === this.socket) this.moveToOtherRelay();
     });
     socket.on("connect_error", (err) => {
       const code = err.data?.code ?? err.message;
@@ -131,6 +136,14 @@ class User {
     socket.on("message_failed", (m) => count(this.stats.messageFailed, m.error?.code ?? "unknown"));
     socket.on("session_revoked", (body) => (this.revoked = body?.reason ?? "unknown"));
     return socket;
+  }
+
+  /** Leave the relay that went away for the other one, keeping what is pending to resend there. */
+  moveToOtherRelay() {
+    this.socket.io.reconnection(false);
+    this.socket.disconnect();
+    this.relay = 1 - this.relay;
+    this.socket = this.connect();
   }
 
   /** Queue a new message to `conversationId`; `onAck` is called with the ack once stored. */
@@ -294,6 +307,10 @@ const liveTimers = new Set();
 const conversationOf = (i, j) => conversations.find((c) => c.members.includes(i) && c.members.includes(j)).id;
 
 const commands = {
+  failover() {
+    failover = true;
+  },
+
   probe({ user }) {
     const started = now();
     const u = users[user];
