@@ -7,6 +7,11 @@ use parley::AllInOne;
 use shared::cli::About;
 use std::process::ExitCode;
 
+/// The relay's allocator, which gives the memory of closed connections back (see
+/// `socket_server::memory`).
+#[global_allocator]
+static ALLOCATOR: socket_server::memory::Allocator = socket_server::memory::ALLOCATOR;
+
 const ABOUT: About<'static> = About {
     name: "parley",
     version: env!("CARGO_PKG_VERSION"),

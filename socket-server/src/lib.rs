@@ -11,6 +11,7 @@
 //! - [`chat`]: the chat relay on namespace `/` (auth, rooms, `send_message`, bus events).
 //! - [`settings`], [`startup`]: typed settings and `Application` (bind, `port()`,
 //!   `run_until_stopped(shutdown)`).
+//! - [`memory`]: the allocator the relay's binaries install, and why.
 //!
 //! - `fuzzing` (hidden): the pure decoders and encoders, re-exported for the fuzz targets in
 //!   `fuzz/`; not an API.
@@ -20,6 +21,7 @@
 
 pub mod chat;
 pub mod engineio;
+pub mod memory;
 pub mod settings;
 pub mod socketio;
 pub mod startup;

@@ -8,6 +8,10 @@ use shared::cli::About;
 use socket_server::settings::{Settings, ENV_MAP};
 use socket_server::startup::Application;
 
+/// jemalloc, which gives the memory of closed connections back (see `socket_server::memory`).
+#[global_allocator]
+static ALLOCATOR: socket_server::memory::Allocator = socket_server::memory::ALLOCATOR;
+
 const ABOUT: About<'static> = About {
     name: "socket-server",
     version: env!("CARGO_PKG_VERSION"),

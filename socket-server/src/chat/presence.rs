@@ -114,6 +114,7 @@ pub async fn disconnected(
         }
         if members.is_empty() {
             local.remove(&user);
+            crate::memory::shrink_sparse(&mut *local);
         }
     }
     match state.bus.presence_close(user, &member).await {

@@ -39,8 +39,10 @@ impl Registry {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(room) = users.get_mut(&user) {
             room.remove(socket.id());
+            crate::memory::shrink_sparse(room);
             if room.is_empty() {
                 users.remove(&user);
+                crate::memory::shrink_sparse(&mut *users);
             }
         }
     }

@@ -85,6 +85,7 @@ impl<H: EngineHandler> Engine<H> {
             .is_some_and(|s| Arc::ptr_eq(s, session))
         {
             sessions.remove(&session.sid);
+            crate::memory::shrink_sparse(&mut *sessions);
         }
     }
 
@@ -188,7 +189,9 @@ async fn drive<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>) 
         && session.transport() == Transport::Polling
         && !session.farewell.is_cancelled();
     if !awaits_farewell {
-        engine.sessions().remove(&session.sid);
+        let mut sessions = engine.sessions();
+        sessions.remove(&session.sid);
+        crate::memory::shrink_sparse(&mut *sessions);
     }
     tracing::debug!(sid = %session.sid, %reason, "engine.io session closed");
     engine.handler.on_close(&socket, reason).await;

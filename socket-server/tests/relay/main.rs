@@ -10,6 +10,7 @@ mod device;
 mod helpers;
 mod limits;
 mod live_path;
+mod memory;
 mod node_clients;
 mod ops;
 mod port;
