@@ -106,6 +106,16 @@ impl PgCluster {
     /// Stop the server (`pg_ctl stop -m fast`: clients are disconnected), waiting until it is
     /// down. The data stays for [`PgCluster::restart`].
     pub fn stop(&mut self) {
+        self.stop_with("fast");
+    }
+
+    /// Crash the server (`pg_ctl stop -m immediate`: every process quits at once, no
+    /// checkpoint; the next start runs crash recovery from the WAL), waiting until it is down.
+    pub fn crash(&mut self) {
+        self.stop_with("immediate");
+    }
+
+    fn stop_with(&mut self, mode: &str) {
         if !self.running {
             return;
         }
@@ -113,7 +123,7 @@ impl PgCluster {
             .command("pg_ctl")
             .arg("-D")
             .arg(self.data_dir())
-            .args(["-m", "fast", "-w", "-t", "30", "stop"])
+            .args(["-m", mode, "-w", "-t", "30", "stop"])
             .output();
         expect_ok(out, "pg_ctl stop");
         self.running = false;
