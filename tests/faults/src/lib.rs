@@ -37,14 +37,16 @@
 //! 3. The API killed with SIGKILL, restarted on its port 5 s later: acks pause (retryable
 //!    errors), none is lost.
 //! 4. PostgreSQL stopped for 10 s: acks pause, none is lost; the database's restart is the end.
-//! 5. Redis stopped for 10 s: acks keep coming, cross-relay live delivery pauses and comes back
+//! 5. PostgreSQL crashed (`pg_ctl stop -m immediate`) and restarted at once (crash recovery):
+//!    nothing acknowledged is lost and the sync cursors kept across the crash skip nothing.
+//! 6. Redis stopped for 10 s: acks keep coming, cross-relay live delivery pauses and comes back
 //!    within the bound after Redis restarts (empty).
-//! 6. The relays' pub/sub connections killed (`CLIENT KILL TYPE pubsub`): a message from a user
+//! 7. The relays' pub/sub connections killed (`CLIENT KILL TYPE pubsub`): a message from a user
 //!    on one relay reaches a user on the other live (`receive_message`) within the bound, both
 //!    ways.
-//! 7. A logout, then Redis restarted empty: the logged-out token is refused at connect on both
+//! 8. A logout, then Redis restarted empty: the logged-out token is refused at connect on both
 //!    relays (`token_revoked`, the relays ask the database), while the other users keep sending.
-//! 8. A logout *during* a Redis outage: the token is refused at connect on both relays, also by
+//! 9. A logout *during* a Redis outage: the token is refused at connect on both relays, also by
 //!    the one that confirmed its session seconds before (its session cache is not trusted while
 //!    the bus is down, nor afterwards for what it confirmed before).
 //!

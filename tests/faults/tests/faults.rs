@@ -85,6 +85,21 @@ fn postgres_stopped_for_ten_seconds_under_traffic_loses_no_acknowledged_message(
 }
 
 #[test]
+fn postgres_crashing_under_traffic_loses_no_acknowledged_message() {
+    // Arrange
+    let mut run = Run::start("PostgreSQL crash");
+
+    // Act: every PostgreSQL process quits at once; the restart replays the WAL
+    run.stack.postgres.crash();
+    run.stack.postgres.restart();
+    let back = Instant::now();
+
+    // Assert: the cursors the users kept through the crash still miss nothing
+    run.assert_acks_recover(back, 0);
+    run.finish();
+}
+
+#[test]
 fn redis_stopped_for_ten_seconds_under_traffic_loses_no_acknowledged_message() {
     // Arrange
     let mut run = Run::start("Redis stopped 10 s");
