@@ -7,6 +7,7 @@
 //! | `REDIS_URL` | unset: the in-process bus |
 //! | `JWT_SECRET` | a random secret kept in `$PARLEY_DATA_DIR/jwt-secret` (so tokens survive restarts); a fresh one with `--ephemeral` |
 //! | `API_PORT` / `SOCKET_PORT` | 3000 / 5000; `0` (any free port) with `--ephemeral` |
+//! | `CORS_ALLOWED_ORIGINS` | the loopback origins on any port (`http://localhost:*`, `http://127.0.0.1:*`, `http://[::1]:*`): a dev server on this machine just works |
 
 use anyhow::Context;
 use shared::settings::SettingsError;
@@ -87,8 +88,16 @@ pub fn apply_defaults(options: &Options) -> anyhow::Result<()> {
 
 /// Load both services' settings (after [`apply_defaults`]).
 pub fn load() -> Result<AllInOneSettings, SettingsError> {
-    let api = api_server::settings::Settings::load()?;
-    let relay = socket_server::settings::Settings::load()?;
+    let mut api = api_server::settings::Settings::load()?;
+    let mut relay = socket_server::settings::Settings::load()?;
+    // Unset (neither the variable nor a config file): the loopback origins, for both services.
+    api.cors
+        .allowed_origins
+        .get_or_insert_with(shared::net::AllowedOrigins::loopback);
+    relay
+        .cors
+        .allowed_origins
+        .get_or_insert_with(shared::net::AllowedOrigins::loopback);
     let bus = match std::env::var("REDIS_URL") {
         Ok(url) if !url.trim().is_empty() => BusChoice::Redis {
             url,

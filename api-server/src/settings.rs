@@ -36,8 +36,6 @@ limits:
   login_window_secs: 300
   sends_per_sec: 10
   sends_burst: 20
-cors:
-  allowed_origins: []
 "#;
 
 /// The environment variables of the ops contract and the setting each one sets.
@@ -58,6 +56,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub jwt: JwtSettings,
     pub limits: Limits,
+    #[serde(default)]
     pub cors: CorsSettings,
 }
 
@@ -126,12 +125,12 @@ pub struct Limits {
     pub sends_burst: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct CorsSettings {
-    /// Origins allowed to call the API from a browser. Empty: no cross-origin access.
-    /// `CORS_ALLOWED_ORIGINS` takes a comma-separated list.
-    #[serde(deserialize_with = "shared::settings::list_or_csv")]
-    pub allowed_origins: Vec<String>,
+    /// Browser origins allowed to call the API cross-origin (`CORS_ALLOWED_ORIGINS`,
+    /// comma-separated; exact origins or `scheme://host:*`). Unset: none (the all-in-one
+    /// admits the loopback origins instead).
+    pub allowed_origins: Option<shared::net::AllowedOrigins>,
 }
 
 impl Settings {

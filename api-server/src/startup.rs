@@ -89,7 +89,9 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
-        let cors = settings.cors.allowed_origins.clone();
+        let origins = settings.cors.allowed_origins.clone().unwrap_or_default();
+        origins.announce("the API");
+        let origins = routes::cors::Origins::data(origins);
         let body_timeout =
             routes::deadline::BodyTimeout(Duration::from_millis(settings.api.body_timeout_ms));
         let data = web::Data::new(state.clone());
@@ -99,10 +101,11 @@ impl Application {
                 .configure(|cfg| routes::configure(cfg, &data.limits))
                 .default_service(web::to(routes::not_found))
                 .app_data(body_timeout)
+                .app_data(origins.clone())
                 .wrap(actix_web::middleware::from_fn(
                     routes::deadline::body_deadline,
                 ))
-                .wrap(routes::cors(&cors))
+                .wrap(actix_web::middleware::from_fn(routes::cors::cors))
                 .wrap(actix_web::middleware::from_fn(routes::observe))
         })
         .listen(listener)?

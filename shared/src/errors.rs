@@ -53,6 +53,7 @@ codes! {
     ConversationNotFound => ("conversation_not_found", 404, false, "no such conversation"),
     UserNotFound => ("user_not_found", 404, false, "no such user"),
     MethodNotAllowed => ("method_not_allowed", 405, false, "method not allowed"),
+    OriginNotAllowed => ("origin_not_allowed", 403, false, "this origin may not call Parley from a browser (CORS_ALLOWED_ORIGINS)"),
     IdempotencyMismatch => ("idempotency_mismatch", 422, false, "this clientMsgId was already used for a different message"),
     PayloadTooLarge => ("payload_too_large", 413, false, "the request body is too large"),
     RequestTimeout => ("request_timeout", 408, true, "the request body did not arrive in time"),

@@ -162,6 +162,195 @@ impl TrustedProxies {
     }
 }
 
+/// The browser origins allowed to call a service cross-origin (the `CORS_ALLOWED_ORIGINS`
+/// setting): exact origins (`https://app.example.com`, `http://localhost:5173`) or an origin
+/// with any port (`http://localhost:*`). Requests without an `Origin` header (node, mobile
+/// apps, curl) and same-origin requests are never refused for their origin; the token is what
+/// authenticates them.
+///
+/// In settings: a YAML list or a comma-separated string.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "ListOrCsv")]
+pub struct AllowedOrigins {
+    /// Every origin (test servers only; never parsed from settings).
+    any: bool,
+    patterns: Vec<OriginPattern>,
+}
+
+/// `scheme://host[:port]`, lower-cased; `port: None` with `any_port` for `scheme://host:*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OriginPattern {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+    any_port: bool,
+}
+
+/// What to do with a request, as far as its `Origin` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginCheck {
+    /// No `Origin` header: not a cross-origin browser request.
+    Absent,
+    /// The page is served by this host: no CORS headers needed.
+    SameOrigin,
+    /// A cross-origin browser request from an allowed origin: answer with CORS headers.
+    Allowed,
+    /// A cross-origin browser request from an origin off the list: refuse.
+    Refused,
+}
+
+impl TryFrom<ListOrCsv> for AllowedOrigins {
+    type Error = String;
+
+    fn try_from(raw: ListOrCsv) -> Result<Self, String> {
+        Self::parse(&raw.0)
+    }
+}
+
+impl AllowedOrigins {
+    /// Parse exact origins or `scheme://host:*`; the error names the first bad entry.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
+        let patterns = entries
+            .iter()
+            .map(|e| OriginPattern::parse(e.as_ref().trim().trim_end_matches('/')))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            any: false,
+            patterns,
+        })
+    }
+
+    /// Every origin (for protocol test servers).
+    pub fn any() -> Self {
+        Self {
+            any: true,
+            patterns: Vec::new(),
+        }
+    }
+
+    /// `http://localhost:*` and `http://127.0.0.1:*`: a dev server on this machine.
+    pub fn loopback() -> Self {
+        Self::parse(&["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"])
+            .unwrap_or_default()
+    }
+
+    /// No browser origin is allowed (only same-origin pages and non-browser clients).
+    pub fn is_empty(&self) -> bool {
+        !self.any && self.patterns.is_empty()
+    }
+
+    /// Say at start-up which browser origins `service` admits: one log line.
+    pub fn announce(&self, service: &str) {
+        if self.is_empty() {
+            tracing::info!(
+                "no browser origin may call {service} cross-origin (set CORS_ALLOWED_ORIGINS)"
+            );
+        } else {
+            tracing::info!(origins = %self, "browser origins allowed to call {service} (CORS_ALLOWED_ORIGINS)");
+        }
+    }
+
+    /// Whether `origin` (an `Origin` header value) is on the list.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.any
+            || OriginPattern::parse(origin)
+                .is_ok_and(|o| !o.any_port && self.patterns.iter().any(|p| p.matches(&o)))
+    }
+
+    /// Decide on a request from its `Origin` and `Host` headers.
+    pub fn check(&self, origin: Option<&str>, host: Option<&str>) -> OriginCheck {
+        let Some(origin) = origin else {
+            return OriginCheck::Absent;
+        };
+        let same_host = host.is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+        });
+        if same_host {
+            OriginCheck::SameOrigin
+        } else if self.allows(origin) {
+            OriginCheck::Allowed
+        } else {
+            OriginCheck::Refused
+        }
+    }
+}
+
+impl fmt::Display for AllowedOrigins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.any {
+            return f.write_str("*");
+        }
+        let list: Vec<String> = self.patterns.iter().map(ToString::to_string).collect();
+        f.write_str(&list.join(","))
+    }
+}
+
+impl OriginPattern {
+    fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "allowed origins: `{text}` is not an origin (scheme://host[:port], or :* for any port)"
+            )
+        };
+        let (scheme, authority) = text.split_once("://").ok_or_else(bad)?;
+        let scheme = scheme.to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "http" | "https") {
+            return Err(bad());
+        }
+        let (host, port) = if authority.starts_with('[') {
+            // An IPv6 literal: `[::1]` or `[::1]:port`.
+            let end = authority.find(']').ok_or_else(bad)?;
+            let rest = &authority[end + 1..];
+            let port = match rest {
+                "" => None,
+                _ => Some(rest.strip_prefix(':').ok_or_else(bad)?),
+            };
+            (&authority[..=end], port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        let valid_host = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+        if !valid_host {
+            return Err(bad());
+        }
+        let (port, any_port) = match port {
+            None => (None, false),
+            Some("*") => (None, true),
+            Some(p) => (Some(p.parse::<u16>().map_err(|_| bad())?), false),
+        };
+        Ok(Self {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+            any_port,
+        })
+    }
+
+    /// Whether the concrete origin `o` matches this pattern.
+    fn matches(&self, o: &OriginPattern) -> bool {
+        self.scheme == o.scheme && self.host == o.host && (self.any_port || self.port == o.port)
+    }
+}
+
+impl fmt::Display for OriginPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        match (self.port, self.any_port) {
+            (_, true) => f.write_str(":*"),
+            (Some(port), false) => write!(f, ":{port}"),
+            (None, false) => Ok(()),
+        }
+    }
+}
+
 /// The `for=` parameter of one `Forwarded` element (`for=192.0.2.1;proto=https`).
 fn forwarded_for(element: &str) -> Option<&str> {
     element.split(';').find_map(|pair| {
@@ -284,6 +473,71 @@ mod tests {
             trusted.client_ip(ip("10.0.0.2"), Some("for=unknown, for=10.0.0.3"), None),
             ip("10.0.0.3")
         );
+    }
+
+    #[test]
+    fn origins_match_exactly_or_on_any_port() {
+        let allowed =
+            AllowedOrigins::parse(&["https://App.example.com/", "http://localhost:*"]).expect("ok");
+        assert!(allowed.allows("https://app.example.com"));
+        assert!(!allowed.allows("http://app.example.com"), "scheme");
+        assert!(!allowed.allows("https://app.example.com:8443"), "port");
+        assert!(!allowed.allows("https://evil.example.com"));
+        assert!(allowed.allows("http://localhost:5173"));
+        assert!(allowed.allows("http://localhost"));
+        assert!(!allowed.allows("http://localhost.evil.example:5173"));
+        assert!(!allowed.allows("null"));
+        let loopback = AllowedOrigins::loopback();
+        assert!(loopback.allows("http://127.0.0.1:8089"));
+        assert!(loopback.allows("http://[::1]:3000"));
+        assert!(!loopback.allows("http://192.168.1.2:3000"));
+        assert_eq!(
+            loopback.to_string(),
+            "http://localhost:*,http://127.0.0.1:*,http://[::1]:*"
+        );
+    }
+
+    #[test]
+    fn requests_are_judged_by_origin_and_host() {
+        let allowed = AllowedOrigins::parse(&["http://localhost:5173"]).expect("ok");
+        assert_eq!(allowed.check(None, Some("api:3000")), OriginCheck::Absent);
+        assert_eq!(
+            allowed.check(Some("http://127.0.0.1:3000"), Some("127.0.0.1:3000")),
+            OriginCheck::SameOrigin
+        );
+        assert_eq!(
+            allowed.check(Some("http://localhost:5173"), Some("127.0.0.1:3000")),
+            OriginCheck::Allowed
+        );
+        assert_eq!(
+            allowed.check(Some("https://evil.example"), Some("127.0.0.1:3000")),
+            OriginCheck::Refused
+        );
+        let none = AllowedOrigins::default();
+        assert!(none.is_empty());
+        assert_eq!(
+            none.check(Some("http://localhost:5173"), None),
+            OriginCheck::Refused
+        );
+        assert!(AllowedOrigins::any().allows("https://anything.example"));
+    }
+
+    #[test]
+    fn bad_origins_are_refused_with_their_text() {
+        for bad in [
+            "*",
+            "localhost:5173",
+            "ftp://x.example",
+            "https://",
+            "https://a b",
+            "https://x.example:99999",
+        ] {
+            let error = AllowedOrigins::parse(&[bad]).expect_err(bad);
+            assert!(error.contains(bad.trim_end_matches('/')), "{error}");
+        }
+        let from_csv: AllowedOrigins =
+            serde_json::from_str(r#""http://localhost:*, https://app.example""#).expect("csv");
+        assert!(from_csv.allows("https://app.example"));
     }
 
     #[test]

@@ -13,7 +13,6 @@ socket:
   shutdown_timeout_secs: 5
   connect_timeout_ms: 10000
   outbox_capacity: 256
-  allowed_origins: []
   max_uri_bytes: 8192
   max_headers: 100
   trusted_proxies: []
@@ -58,6 +57,7 @@ pub const ENV_MAP: &[(&str, &str)] = &[
     ("REDIS_URL", "redis.url"),
     ("JWT_SECRET", "jwt.secret"),
     ("TRUSTED_PROXIES", "socket.trusted_proxies"),
+    ("CORS_ALLOWED_ORIGINS", "cors.allowed_origins"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +68,17 @@ pub struct Settings {
     pub jwt: JwtSettings,
     pub limits: Limits,
     pub presence: PresenceSettings,
+    #[serde(default)]
+    pub cors: CorsSettings,
+}
+
+/// Browser access, the same setting as the API's.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CorsSettings {
+    /// Browser origins allowed to open sessions cross-origin (`CORS_ALLOWED_ORIGINS`,
+    /// comma-separated; exact origins or `scheme://host:*`). Unset: none (the all-in-one
+    /// admits the loopback origins instead). Clients without `Origin` are never refused for it.
+    pub allowed_origins: Option<shared::net::AllowedOrigins>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,8 +94,6 @@ pub struct SocketSettings {
     /// Packets queued per connection; a client reading slower is disconnected
     /// (`slow consumer`).
     pub outbox_capacity: usize,
-    /// `Origin` values allowed to open a session (WebSocket and polling); empty allows all.
-    pub allowed_origins: Vec<String>,
     /// Longest request target (path and query); beyond, 414 `uri_too_long`.
     pub max_uri_bytes: usize,
     /// Most header fields in a request; beyond, 431 `too_many_headers`.

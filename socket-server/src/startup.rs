@@ -142,7 +142,7 @@ impl Application {
         let config = EngineConfig {
             shutdown_timeout: Duration::from_secs(settings.socket.shutdown_timeout_secs),
             outbox_capacity: settings.socket.outbox_capacity,
-            allowed_origins: settings.socket.allowed_origins.clone(),
+            allowed_origins: allowed_origins(&settings),
             max_uri_len: settings.socket.max_uri_bytes,
             max_headers: settings.socket.max_headers,
             ..EngineConfig::default()
@@ -277,4 +277,11 @@ fn ops(path: &str, metrics: String, bus_up: bool) -> Response<Body> {
             .insert(hyper::header::CONTENT_TYPE, value);
     }
     response
+}
+
+/// The browser origins from `CORS_ALLOWED_ORIGINS` (none when unset), said once at start-up.
+fn allowed_origins(settings: &Settings) -> shared::net::AllowedOrigins {
+    let origins = settings.cors.allowed_origins.clone().unwrap_or_default();
+    origins.announce("the relay");
+    origins
 }

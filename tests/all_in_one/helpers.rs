@@ -18,6 +18,8 @@ const CLEARED: &[&str] = &[
     "PARLEY_EPHEMERAL",
     "PARLEY_DATA_DIR",
     "PARLEY_CONFIG_DIR",
+    "CORS_ALLOWED_ORIGINS",
+    "TRUSTED_PROXIES",
 ];
 
 pub struct Parley {

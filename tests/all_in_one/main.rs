@@ -2,6 +2,7 @@
 //! `socket.io-client` (node), in its default configuration (SQLite + in-process bus) and with
 //! PostgreSQL + Redis.
 
+mod browsers;
 mod contract;
 mod helpers;
 mod lifecycle;

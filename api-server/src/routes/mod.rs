@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod conversations;
+pub mod cors;
 pub mod deadline;
 pub mod health;
 pub mod internal;
@@ -23,7 +24,6 @@ pub(crate) mod test_support;
 use crate::error::ApiError;
 use crate::settings::Limits;
 use crate::state::AppState;
-use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -146,47 +146,6 @@ pub async fn not_found() -> ApiError {
 /// A known path with a method it does not serve: 405 `method_not_allowed`.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::code(ErrorCode::MethodNotAllowed)
-}
-
-/// CORS for the configured origins only; with none, browsers get no cross-origin access.
-/// Invalid entries and `*` are skipped with a warning (a wildcard would defeat the allowlist).
-pub fn cors(origins: &[String]) -> Cors {
-    let mut cors = Cors::default()
-        .allowed_methods([Method::GET, Method::POST])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .expose_headers([
-            header::RETRY_AFTER,
-            header::HeaderName::from_static(request_id::HEADER),
-        ])
-        .max_age(3600);
-    for origin in origins {
-        let origin = origin.trim().trim_end_matches('/');
-        if origin.is_empty() {
-            continue;
-        }
-        if !is_origin(origin) {
-            tracing::warn!(
-                origin,
-                "ignoring an invalid CORS origin (an exact scheme://host[:port] is required)"
-            );
-            continue;
-        }
-        cors = cors.allowed_origin(origin);
-    }
-    cors
-}
-
-/// `scheme://host[:port]` and nothing else (what actix-cors and browsers compare exactly).
-fn is_origin(origin: &str) -> bool {
-    match origin.parse::<actix_web::http::Uri>() {
-        Ok(uri) => {
-            uri.scheme().is_some()
-                && uri.authority().is_some()
-                && matches!(uri.path(), "" | "/")
-                && uri.query().is_none()
-        }
-        Err(_) => false,
-    }
 }
 
 /// 429 `rate_limited` with `Retry-After` in whole seconds (rounded up, at least 1); `what` says

@@ -23,7 +23,10 @@ macro_rules! app {
                 .app_data(data.clone())
                 .configure(|cfg| configure(cfg, &limits()))
                 .default_service(web::to(not_found))
-                .wrap(cors(&["https://app.example".to_owned()]))
+                .app_data(cors::Origins::data(
+                    shared::net::AllowedOrigins::parse(&["https://app.example"]).unwrap(),
+                ))
+                .wrap(from_fn(cors::cors))
                 .wrap(from_fn(observe)),
         )
         .await;
@@ -276,7 +279,7 @@ async fn metrics_name_routes_by_pattern_never_by_raw_path() {
 }
 
 #[actix_web::test]
-async fn cors_allows_only_the_listed_origins() {
+async fn cors_answers_listed_origins_and_refuses_others_in_the_error_shape() {
     let (app, _) = app!(ALL_UP);
     let preflight = |origin: &str| {
         TestRequest::default()
@@ -284,57 +287,68 @@ async fn cors_allows_only_the_listed_origins() {
             .uri("/api/messages")
             .insert_header((header::ORIGIN, origin.to_owned()))
             .insert_header((header::ACCESS_CONTROL_REQUEST_METHOD, "POST"))
-            .to_request()
+            .insert_header((
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization, content-type",
+            ))
     };
-    let allowed = test::call_service(&app, preflight("https://app.example")).await;
+
+    let allowed = test::call_service(&app, preflight("https://app.example").to_request()).await;
+    assert_eq!(allowed.status(), StatusCode::NO_CONTENT);
+    let h = allowed.headers();
     assert_eq!(
-        allowed
-            .headers()
-            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-            .unwrap(),
+        h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).unwrap(),
         "https://app.example"
     );
-    let refused = test::call_service(&app, preflight("https://evil.example")).await;
-    assert!(refused
-        .headers()
-        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-        .is_none());
+    let allowed_headers = h
+        .get(header::ACCESS_CONTROL_ALLOW_HEADERS)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(allowed_headers.contains("authorization") && allowed_headers.contains("content-type"));
+
+    let (status, body) = call!(app, preflight("https://evil.example"));
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "origin_not_allowed");
+
+    // An actual request: CORS headers on the answer (whatever its status), refusals in shape.
+    let get = |origin: &str| {
+        TestRequest::get()
+            .uri("/api/auth/me")
+            .insert_header((header::ORIGIN, origin.to_owned()))
+    };
+    let answered = test::call_service(&app, get("https://app.example").to_request()).await;
+    assert_eq!(answered.status(), StatusCode::UNAUTHORIZED);
+    let h = answered.headers();
+    assert_eq!(
+        h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).unwrap(),
+        "https://app.example"
+    );
+    assert!(h
+        .get(header::ACCESS_CONTROL_EXPOSE_HEADERS)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("retry-after"));
+    let (status, body) = call!(app, get("https://evil.example"));
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "origin_not_allowed");
 }
 
 #[actix_web::test]
-async fn invalid_and_wildcard_origins_are_skipped_rather_than_failing_start_up() {
-    // actix-cors refuses `*` and unparsable origins when the app starts; cors() must not pass
-    // them on, or every worker would fail to start.
-    let origins = [
-        "*".to_owned(),
-        "not an origin".to_owned(),
-        "http://a b".to_owned(),
-        "https://app.example/path".to_owned(),
-        String::new(),
-    ];
-    let app = test::init_service(
-        App::new()
-            .wrap(cors(&origins))
-            .default_service(web::to(not_found)),
-    )
-    .await;
-    let (status, _) = call!(app, TestRequest::get().uri("/"));
-    assert_eq!(status, StatusCode::NOT_FOUND);
-}
+async fn requests_without_an_origin_or_from_the_same_origin_are_never_refused_for_it() {
+    let (app, _) = app!(ALL_UP);
 
-#[test]
-fn only_exact_origins_are_accepted() {
-    assert!(is_origin("https://app.example"));
-    assert!(is_origin("http://localhost:5173"));
-    for bad in [
-        "*",
-        "app.example",
-        "https://app.example/x",
-        "http://a b",
-        "https://a?b=1",
-    ] {
-        assert!(!is_origin(bad), "{bad}");
-    }
+    let (no_origin, _) = call!(app, TestRequest::get().uri("/health"));
+    let (same_origin, _) = call!(
+        app,
+        TestRequest::get()
+            .uri("/health")
+            .insert_header((header::HOST, "127.0.0.1:3000"))
+            .insert_header((header::ORIGIN, "http://127.0.0.1:3000"))
+    );
+
+    assert_eq!((no_origin, same_origin), (StatusCode::OK, StatusCode::OK));
 }
 
 #[test]

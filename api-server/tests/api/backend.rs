@@ -352,7 +352,7 @@ pub fn test_settings() -> Settings {
             sends_burst: 1000,
         },
         cors: CorsSettings {
-            allowed_origins: vec![],
+            allowed_origins: None,
         },
     }
 }

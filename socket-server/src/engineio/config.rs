@@ -1,5 +1,6 @@
 //! Engine.IO server settings, with the defaults of the reference server where it has one.
 
+use shared::net::AllowedOrigins;
 use std::time::Duration;
 
 /// Settings of one Engine.IO endpoint.
@@ -29,10 +30,11 @@ pub struct EngineConfig {
     pub ws_read_buffer: usize,
     /// Bytes tungstenite gathers before writing to the socket (default 8 KiB).
     pub ws_write_buffer: usize,
-    /// Allowed `Origin` header values for new sessions. Empty: every origin (and requests without
-    /// one) is allowed. When set, a handshake whose `Origin` is absent from the list is refused
-    /// with 403, and polling responses carry CORS headers for allowed origins.
-    pub allowed_origins: Vec<String>,
+    /// Browser origins allowed to open sessions cross-origin (default: any, for test servers;
+    /// the relay sets `CORS_ALLOWED_ORIGINS`). A handshake or preflight from an origin off the
+    /// list is refused with 403; allowed origins get CORS headers on every polling answer.
+    /// Requests without `Origin`, and same-origin ones, are never refused for it.
+    pub allowed_origins: AllowedOrigins,
     /// Upper bound on the time [`serve`](super::serve) takes to return once shutdown is asked.
     pub shutdown_timeout: Duration,
     /// Longest request target (path and query) answered normally, in bytes; a longer one gets
@@ -58,42 +60,11 @@ impl Default for EngineConfig {
             outbox_capacity: 256,
             ws_read_buffer: 4 * 1024,
             ws_write_buffer: 8 * 1024,
-            allowed_origins: Vec::new(),
+            allowed_origins: AllowedOrigins::any(),
             shutdown_timeout: Duration::from_secs(5),
             max_uri_len: 8 * 1024,
             max_headers: 100,
             max_headers_parsed: 1000,
         }
-    }
-}
-
-impl EngineConfig {
-    /// Whether a request with this `Origin` header may open a session.
-    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
-        self.allowed_origins.is_empty()
-            || origin.is_some_and(|o| self.allowed_origins.iter().any(|a| a == o))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_empty_allowlist_allows_every_origin() {
-        let config = EngineConfig::default();
-        assert!(config.origin_allowed(None));
-        assert!(config.origin_allowed(Some("https://evil.example")));
-    }
-
-    #[test]
-    fn a_non_empty_allowlist_allows_only_listed_origins() {
-        let config = EngineConfig {
-            allowed_origins: vec!["https://app.example".into()],
-            ..EngineConfig::default()
-        };
-        assert!(config.origin_allowed(Some("https://app.example")));
-        assert!(!config.origin_allowed(Some("https://evil.example")));
-        assert!(!config.origin_allowed(None));
     }
 }

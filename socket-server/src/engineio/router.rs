@@ -8,6 +8,8 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
 
+use shared::net::OriginCheck;
+
 use super::config::EngineConfig;
 use super::engine::{Engine, EngineHandler};
 use super::errors::{error_response, Body, HttpError};
@@ -36,12 +38,19 @@ pub(crate) async fn route<H: EngineHandler>(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let check = engine.config.allowed_origins.check(origin.as_deref(), host);
     let mut response = if request.method() == Method::OPTIONS {
-        preflight(&engine, origin.as_deref())
+        preflight(check)
     } else {
-        engine_request(&engine, request, remote_addr, origin.as_deref()).await
+        engine_request(&engine, request, remote_addr, check).await
     };
-    add_cors(&engine, origin.as_deref(), &mut response);
+    if let (OriginCheck::Allowed, Some(origin)) = (check, origin) {
+        add_cors(&origin, &mut response);
+    }
     response
 }
 
@@ -49,7 +58,7 @@ async fn engine_request<H: EngineHandler>(
     engine: &Arc<Engine<H>>,
     mut request: Request<Incoming>,
     remote_addr: SocketAddr,
-    origin: Option<&str>,
+    origin: OriginCheck,
 ) -> Response<Body> {
     let query = parse_query(request.uri().query().unwrap_or(""));
     let transport = match query.get("transport").map(String::as_str) {
@@ -69,7 +78,7 @@ async fn engine_request<H: EngineHandler>(
         if request.method() != Method::GET {
             return HttpError::BadHandshakeMethod.response();
         }
-        if !engine.config.origin_allowed(origin) {
+        if origin == OriginCheck::Refused {
             return HttpError::Forbidden.response();
         }
         let info = RequestInfo {
@@ -170,10 +179,10 @@ fn limit_response(status: StatusCode, code: &str, message: &str) -> Response<Bod
     response
 }
 
-/// Answers a CORS preflight for an allowed origin.
-fn preflight<H>(engine: &Engine<H>, origin: Option<&str>) -> Response<Body> {
-    if engine.config.allowed_origins.is_empty() || !engine.config.origin_allowed(origin) {
-        return HttpError::BadRequest.response();
+/// Answers a CORS preflight: 204 with what may be sent for an allowed origin, 403 otherwise.
+fn preflight(origin: OriginCheck) -> Response<Body> {
+    if !matches!(origin, OriginCheck::Allowed | OriginCheck::SameOrigin) {
+        return HttpError::Forbidden.response();
     }
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::NO_CONTENT;
@@ -186,15 +195,15 @@ fn preflight<H>(engine: &Engine<H>, origin: Option<&str>) -> Response<Body> {
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         header::HeaderValue::from_static("content-type"),
     );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        header::HeaderValue::from_static("3600"),
+    );
     response
 }
 
-/// CORS headers for origins on the allowlist (none when the list is empty: same-origin only).
-fn add_cors<H>(engine: &Engine<H>, origin: Option<&str>, response: &mut Response<Body>) {
-    let Some(origin) = origin else { return };
-    if engine.config.allowed_origins.is_empty() || !engine.config.origin_allowed(Some(origin)) {
-        return;
-    }
+/// CORS headers for an allowed origin (every answer to it: handshake, polls, errors).
+fn add_cors(origin: &str, response: &mut Response<Body>) {
     if let Ok(value) = header::HeaderValue::from_str(origin) {
         let h = response.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);

@@ -31,3 +31,21 @@ fn a_bad_setting_stops_start_up_with_one_line_and_exit_code_2() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("JWT_SECRET"), "{stderr}");
 }
+
+#[test]
+fn cors_allowed_origins_is_a_comma_separated_list_checked_at_start_up() {
+    let output = relay(
+        &[],
+        &[
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://app.example, ftp://files.example",
+            ),
+            ("RUST_LOG", "off"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ftp://files.example"), "{stderr}");
+}

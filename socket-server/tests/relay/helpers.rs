@@ -62,7 +62,7 @@ pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettin
             sends_burst: 1000,
         },
         cors: CorsSettings {
-            allowed_origins: vec![],
+            allowed_origins: None,
         },
     }
 }
@@ -133,7 +133,6 @@ pub async fn spawn_stack_custom(
                 shutdown_timeout_secs: 1,
                 connect_timeout_ms: 10_000,
                 outbox_capacity: 256,
-                allowed_origins: vec![],
                 max_uri_bytes: 8192,
                 max_headers: 100,
                 trusted_proxies: Default::default(),
@@ -169,6 +168,7 @@ pub async fn spawn_stack_custom(
                 refresh_secs: 10,
                 offline_grace_ms: 300,
             },
+            cors: Default::default(),
         };
         tweak(&mut settings);
         let relay = socket_server::startup::Application::build(settings)

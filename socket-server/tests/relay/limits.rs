@@ -138,16 +138,18 @@ async fn handshake(stack: &crate::helpers::Stack, origin: Option<&str>) -> u16 {
 async fn handshakes_from_an_origin_off_the_allowlist_are_refused_with_403() {
     // Arrange
     let stack = spawn_stack_with(1, |s| {
-        s.socket.allowed_origins = vec!["https://app.example".into()];
+        s.cors.allowed_origins =
+            Some(shared::net::AllowedOrigins::parse(&["https://app.example"]).expect("an origin"));
     })
     .await;
 
     // Act
     let allowed = handshake(&stack, Some("https://app.example")).await;
     let foreign = handshake(&stack, Some("https://evil.example")).await;
+    let without_origin = handshake(&stack, None).await;
 
-    // Assert
-    assert_eq!((allowed, foreign), (200, 403));
+    // Assert: node, mobile apps and bots send no Origin; the token authenticates them
+    assert_eq!((allowed, foreign, without_origin), (200, 403, 200));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
