@@ -140,6 +140,17 @@ impl<H: EngineHandler> Engine<H> {
         }
     }
 
+    /// Closes `session` for a ping timeout if its heartbeat deadline has passed, even if the
+    /// heartbeat's timer has not fired yet (a busy runtime): a request that comes after the
+    /// deadline finds the session over, as the schedule says.
+    pub fn expire_overdue(&self, session: &Session) {
+        let last = *session.pongs.borrow();
+        let (interval, timeout) = (self.config.ping_interval, self.config.ping_timeout);
+        if heartbeat::overdue(last, interval, timeout, tokio::time::Instant::now()) {
+            session.close(CloseReason::PingTimeout);
+        }
+    }
+
     /// Handles one packet received on either transport.
     pub async fn on_packet(&self, session: &Arc<Session>, packet: Packet) {
         match packet {

@@ -1,9 +1,16 @@
-//! The server-initiated heartbeat of Engine.IO v4: a ping every `ping_interval`, and the session
-//! is closed if no pong arrives within `ping_timeout` of it.
+//! The server-initiated heartbeat of Engine.IO v4: a ping `ping_interval` after the session
+//! opened or after the client's last pong, and the session is over if no pong arrives within
+//! `ping_timeout` of when that ping was due.
+//!
+//! Deadlines follow that schedule, not the timers: a ping sent late (a busy runtime) does not push
+//! its deadline back, a pong that comes after the deadline does not count even if the timer has
+//! not fired yet, and a request that arrives after it finds the session over ([`overdue`]). The
+//! client allows the same: `ping_interval + ping_timeout` between pings.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// How a heartbeat loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,27 +22,36 @@ pub enum HeartbeatEnd {
 }
 
 /// Runs until a ping goes unanswered or cannot be sent. `send_ping` queues one ping and says
-/// whether it could; `pongs` changes each time a pong arrives. The caller stops it (by dropping
-/// the future) when the session closes for another reason.
+/// whether it could; `pongs` holds when the last pong arrived (the session's opening until the
+/// first). The caller stops it (by dropping the future) when the session closes for another
+/// reason.
 pub async fn run(
     interval: Duration,
     timeout: Duration,
     mut send_ping: impl FnMut() -> bool,
-    mut pongs: watch::Receiver<u64>,
+    mut pongs: watch::Receiver<Instant>,
 ) -> HeartbeatEnd {
     loop {
-        tokio::time::sleep(interval).await;
+        let due = *pongs.borrow_and_update() + interval;
+        tokio::time::sleep_until(due).await;
         // Pongs that came before this ping (unsolicited) do not answer it.
         pongs.borrow_and_update();
         if !send_ping() {
             return HeartbeatEnd::SendFailed;
         }
-        match tokio::time::timeout(timeout, pongs.changed()).await {
-            Ok(Ok(())) => {}
-            // Timed out, or the session (the sender) is gone.
-            Ok(Err(_)) | Err(_) => return HeartbeatEnd::Timeout,
+        let deadline = due + timeout;
+        match tokio::time::timeout_at(deadline, pongs.changed()).await {
+            Ok(Ok(())) if *pongs.borrow() <= deadline => {}
+            // Timed out, answered too late, or the session (the sender) is gone.
+            _ => return HeartbeatEnd::Timeout,
         }
     }
+}
+
+/// Whether a session whose last pong (or opening) was at `last` is past its deadline at `now`.
+/// A pong before the ping only makes this later than the loop's own deadline, never earlier.
+pub fn overdue(last: Instant, interval: Duration, timeout: Duration, now: Instant) -> bool {
+    now >= last + interval + timeout
 }
 
 #[cfg(test)]
@@ -43,15 +59,14 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use tokio::time::Instant;
 
     const INTERVAL: Duration = Duration::from_millis(300);
     const TIMEOUT: Duration = Duration::from_millis(200);
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_client_times_out_after_interval_plus_timeout() {
-        let (_tx, rx) = watch::channel(0u64);
         let start = Instant::now();
+        let (_tx, rx) = watch::channel(start);
         let end = run(INTERVAL, TIMEOUT, || true, rx).await;
         assert_eq!(end, HeartbeatEnd::Timeout);
         assert_eq!(start.elapsed(), INTERVAL + TIMEOUT);
@@ -59,7 +74,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_client_that_answers_every_ping_stays_alive() {
-        let (tx, rx) = watch::channel(0u64);
+        let (tx, rx) = watch::channel(Instant::now());
         let pings = Arc::new(AtomicUsize::new(0));
         let counter = pings.clone();
         // answer each ping 50 ms later, five times, then fall silent
@@ -70,7 +85,7 @@ mod tests {
                 }
                 counter.fetch_sub(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                tx.send_modify(|n| *n += 1);
+                tx.send_replace(Instant::now());
             }
             tx
         });
@@ -94,18 +109,64 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pong_before_the_ping_does_not_count() {
-        let (tx, rx) = watch::channel(0u64);
-        tx.send_modify(|n| *n += 1);
+        let start = Instant::now();
+        let (tx, rx) = watch::channel(start);
+        let early = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send_replace(Instant::now());
+            tx
+        });
         let end = run(INTERVAL, TIMEOUT, || true, rx).await;
         assert_eq!(end, HeartbeatEnd::Timeout);
+        assert_eq!(start.elapsed(), INTERVAL + TIMEOUT);
+        drop(early.await.unwrap());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_ping_that_cannot_be_sent_ends_the_loop() {
-        let (_tx, rx) = watch::channel(0u64);
+        let (_tx, rx) = watch::channel(Instant::now());
         assert_eq!(
             run(INTERVAL, TIMEOUT, || false, rx).await,
             HeartbeatEnd::SendFailed
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_loop_that_starts_late_keeps_the_deadline_of_the_schedule() {
+        // Arrange: the session opened 400 ms before the loop got to run (a busy runtime)
+        let now = Instant::now();
+        let (_tx, rx) = watch::channel(now - Duration::from_millis(400));
+
+        // Act: the ping due 100 ms ago goes out at once
+        let end = run(INTERVAL, TIMEOUT, || true, rx).await;
+
+        // Assert: its deadline is still 500 ms after the opening, not 200 ms after the ping
+        assert_eq!(end, HeartbeatEnd::Timeout);
+        assert_eq!(now.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pong_recorded_after_the_deadline_does_not_count() {
+        let start = Instant::now();
+        let (tx, rx) = watch::channel(start);
+        // the loop sees the pong before its timer fires, but the pong is dated past the deadline
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(INTERVAL + Duration::from_millis(100)).await;
+            tx.send_replace(start + INTERVAL + TIMEOUT + Duration::from_millis(1));
+            tx
+        });
+        let end = run(INTERVAL, TIMEOUT, || true, rx).await;
+        assert_eq!(end, HeartbeatEnd::Timeout);
+        assert_eq!(start.elapsed(), INTERVAL + Duration::from_millis(100));
+        drop(late.await.unwrap());
+    }
+
+    #[test]
+    fn a_session_is_overdue_from_interval_plus_timeout_after_its_last_pong() {
+        let last = Instant::now();
+        let deadline = last + INTERVAL + TIMEOUT;
+        let just_before = deadline - Duration::from_millis(1);
+        assert!(!overdue(last, INTERVAL, TIMEOUT, just_before));
+        assert!(overdue(last, INTERVAL, TIMEOUT, deadline));
     }
 }

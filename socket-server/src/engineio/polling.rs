@@ -55,6 +55,7 @@ pub(crate) async fn poll<H: EngineHandler>(
     engine: &Engine<H>,
     session: &Arc<Session>,
 ) -> Response<Body> {
+    engine.expire_overdue(session);
     // Only a session the client closed answers a poll once closed (with the noop it is owed).
     if session.farewell.is_cancelled()
         || (session.is_closed() && session.close_reason() != CloseReason::TransportClose)
@@ -145,6 +146,8 @@ pub(crate) async fn post<H: EngineHandler>(
     session: &Arc<Session>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    // A pong that comes after the deadline does not save the session.
+    engine.expire_overdue(session);
     if session.is_closed() {
         return HttpError::UnknownSid.response();
     }

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::CloseReason;
@@ -47,8 +48,9 @@ pub(crate) struct Session {
     pub poll_busy: AtomicBool,
     /// Set while a polling POST is being handled: a second one is a protocol error.
     pub post_busy: AtomicBool,
-    /// Counts pongs, so the heartbeat can wait for the next one.
-    pub pongs: watch::Sender<u64>,
+    /// When the last pong arrived (the session's opening until the first): the heartbeat's
+    /// schedule, and what a request checks to find a session past its deadline.
+    pub pongs: watch::Sender<Instant>,
     /// Cancelled when the session closes; every task of the session watches it.
     pub closed: CancellationToken,
     reason: OnceLock<CloseReason>,
@@ -75,7 +77,7 @@ impl Session {
             farewell: CancellationToken::new(),
             poll_busy: AtomicBool::new(false),
             post_busy: AtomicBool::new(false),
-            pongs: watch::Sender::new(0),
+            pongs: watch::Sender::new(Instant::now()),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
             data: OnceLock::new(),
@@ -109,7 +111,7 @@ impl Session {
     }
 
     pub fn record_pong(&self) {
-        self.pongs.send_modify(|n| *n = n.wrapping_add(1));
+        self.pongs.send_replace(Instant::now());
     }
 
     /// Queues one packet without waiting, as one outbox item: its frames cannot be interleaved

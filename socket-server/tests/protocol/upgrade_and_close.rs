@@ -1,13 +1,17 @@
 //! Cases of the official Engine.IO / Socket.IO protocol suites that used to fail, made
 //! deterministic: a second WebSocket for an upgraded session, the poll that follows the client's
-//! close, and a poll sent after the upgrade's probe.
+//! close, a poll sent after the upgrade's probe, and requests that come after the heartbeat's
+//! deadline while the server was too busy to fire its timer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use socket_server::engineio::{self, EngineConfig, Hooks};
+use socket_server::engineio::{
+    self, CloseReason, EngineConfig, EngineHandler, EngineSocket, Hooks, Message,
+};
 use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Notify};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
@@ -135,4 +139,126 @@ async fn a_poll_sent_after_the_probe_gets_a_noop_and_nothing_leaks_into_the_webs
     assert_eq!(first_on_websocket, "4hello");
     assert_eq!(after.status, 400, "{}", after.body);
     server.stop().await;
+}
+
+/// The stalling server's heartbeat: a session that never answers is over 1 s after it opened.
+const PING_INTERVAL: Duration = Duration::from_millis(600);
+const PING_TIMEOUT: Duration = Duration::from_millis(400);
+
+/// How long the stalling server's only thread is blocked: well past the heartbeat's deadline,
+/// so its timer fires late.
+const STALL: Duration = Duration::from_millis(1500);
+
+/// Blocks its runtime's thread for [`STALL`] on the message `stall`, saying so first: a server
+/// too busy to fire its timers on time.
+struct Stall {
+    began: Arc<Notify>,
+}
+
+impl EngineHandler for Stall {
+    async fn on_open(&self, _socket: &EngineSocket) {}
+
+    async fn on_message(&self, _socket: &EngineSocket, message: Message) {
+        if matches!(&message, Message::Text(text) if text == "stall") {
+            self.began.notify_one();
+            std::thread::sleep(STALL);
+        }
+    }
+
+    async fn on_close(&self, _socket: &EngineSocket, _reason: CloseReason) {}
+}
+
+/// A raw Engine.IO server alone on a thread of its own with a single-threaded runtime, so that
+/// [`Stall`] holds its timers too.
+struct StallingServer {
+    port: u16,
+    stall_began: Arc<Notify>,
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl StallingServer {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stall_began = Arc::new(Notify::new());
+        let handler = Arc::new(Stall {
+            began: stall_began.clone(),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let config = EngineConfig {
+                    ping_interval: PING_INTERVAL,
+                    ping_timeout: PING_TIMEOUT,
+                    ..echo::engine_config("/engine.io/")
+                };
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                let hooks = Hooks::default();
+                let serve = engineio::serve(listener, config, handler, hooks, shutdown);
+                serve.await.unwrap();
+            });
+        });
+        Self {
+            port,
+            stall_began,
+            stop,
+            thread,
+        }
+    }
+
+    /// Opens a polling session and stalls the server with a message, then sends `method` with
+    /// `body` for the session during the stall. Returns the stall's status and the request's.
+    async fn after_a_stall(&self, method: &str, body: &str) -> (u16, u16) {
+        let sid = polling_handshake(self.port, "/engine.io/").await;
+        let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+        let (port, stalling) = (self.port, path.clone());
+        let stall = tokio::spawn(async move { http(port, "POST", &stalling, &[], "4stall").await });
+        // Sent once the server is stalled: handled after the stall, past the deadline.
+        self.stall_began.notified().await;
+        let request = http(self.port, method, &path, &[], body).await;
+        let stall = stall.await.unwrap();
+        (stall.status, request.status)
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_poll_after_the_heartbeat_deadline_gets_400_though_the_timer_fired_late() {
+    // Arrange: a silent polling session on a server stalled past its ping's deadline
+    let server = StallingServer::start();
+
+    // Act: a poll sent during the stall (as the suite's ping-timeout case polls just after it)
+    let (stall, poll) = server.after_a_stall("GET", "").await;
+
+    // Assert: the session is over (not a late ping answered with 200 "2")
+    assert_eq!(stall, 200);
+    assert_eq!(poll, 400);
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_pong_after_the_heartbeat_deadline_gets_400_though_the_timer_fired_late() {
+    // Arrange
+    let server = StallingServer::start();
+
+    // Act: a pong sent during the stall, handled after the deadline
+    let (stall, pong) = server.after_a_stall("POST", "3").await;
+
+    // Assert: too late to keep the session
+    assert_eq!(stall, 200);
+    assert_eq!(pong, 400);
+    server.stop();
 }
