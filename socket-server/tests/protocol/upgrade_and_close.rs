@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::echo;
-use crate::helpers::{http, polling_handshake, spawn_with, TestServer};
+use crate::helpers::{http, polling_handshake, spawn_echo, spawn_with, TestServer};
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -261,4 +261,29 @@ async fn a_pong_after_the_heartbeat_deadline_gets_400_though_the_timer_fired_lat
     assert_eq!(stall, 200);
     assert_eq!(pong, 400);
     server.stop();
+}
+
+#[tokio::test]
+async fn three_slow_heartbeat_rounds_on_the_socket_io_path_end_before_the_connect_timeout() {
+    // Arrange: the echo's Socket.IO endpoint, a polling session that joins no namespace (the
+    // official suite's ping/pong case, whose three rounds take 900 ms plus six round trips)
+    let server = spawn_echo().await;
+    let sid = polling_handshake(server.port, "/socket.io/").await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let slow_client = Duration::from_millis(40);
+
+    // Act: each ping polled and answered by a client that takes 40 ms per step
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let ping = http(server.port, "GET", &path, &[], "").await;
+        tokio::time::sleep(slow_client).await;
+        let pong = http(server.port, "POST", &path, &[], "3").await;
+        tokio::time::sleep(slow_client).await;
+        rounds.push((ping.status, ping.body, pong.status));
+    }
+
+    // Assert: the connect timeout leaves room for all three
+    let expected = (200, "2".to_owned(), 200);
+    assert_eq!(rounds, vec![expected.clone(), expected.clone(), expected]);
+    server.stop().await;
 }
