@@ -245,13 +245,15 @@ pub struct SessionRevoked {
     pub reason: String,
 }
 
-/// The ack of a stored `send_message`: [`MessageSaved`] with `success` and `status`.
+/// The ack of a stored `send_message`: [`MessageSaved`] with `success` and `status`, and
+/// `messageId` (= `id`), the field the first design document's clients read the real id from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SendAck {
     pub success: bool,
     #[serde(flatten)]
     pub saved: MessageSaved,
+    pub message_id: MessageId,
     pub status: MessageStatus,
 }
 

@@ -1,6 +1,6 @@
 //! The same client contract on both configurations.
 
-use crate::helpers::{run_node_contract, start};
+use crate::helpers::{run_node_contract, run_node_suite, start};
 
 #[tokio::test]
 async fn the_default_configuration_sqlite_and_in_process_bus_passes_the_client_contract() {
@@ -12,6 +12,16 @@ async fn the_default_configuration_sqlite_and_in_process_bus_passes_the_client_c
     // Act + Assert
     run_node_contract(&parley).await;
     assert_relay_used_the_in_process_port(&parley).await;
+    parley.terminate().await;
+}
+
+#[tokio::test]
+async fn clients_written_from_the_design_documents_work_unmodified() {
+    // Arrange
+    let parley = start(&["--ephemeral"], &[]).await;
+
+    // Act + Assert: each document's client, two users on two devices
+    run_node_suite(&parley, "tests/node/vocab").await;
     parley.terminate().await;
 }
 

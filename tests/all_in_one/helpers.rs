@@ -106,6 +106,12 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// Run the node contract suite against `parley`; fails with node's output.
 pub async fn run_node_contract(parley: &Parley) {
+    run_node_suite(parley, "tests/node/allinone").await;
+}
+
+/// Run the node suite in `dir` (relative to the workspace) against `parley`; fails with node's
+/// output.
+pub async fn run_node_suite(parley: &Parley, dir: &str) {
     let root = workspace_root();
     let node_dir = root.join("tests/node");
     assert!(
@@ -113,7 +119,7 @@ pub async fn run_node_contract(parley: &Parley) {
         "tests/node/node_modules is missing: run `npm ci` in tests/node (./scripts/test does it)"
     );
     let output = Command::new("node")
-        .args(["--test", "tests/node/allinone"])
+        .args(["--test", dir])
         .current_dir(&root)
         .env("PARLEY_API", &parley.api)
         .env("PARLEY_SOCKET", &parley.socket)
@@ -125,7 +131,7 @@ pub async fn run_node_contract(parley: &Parley) {
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     assert!(
         output.status.success(),
-        "the node contract suite failed (exit {:?}); its output is above",
+        "the node suite {dir} failed (exit {:?}); its output is above",
         output.status.code()
     );
 }

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Session;
-use super::ChatState;
+use super::vocab::{Outgoing, Vocabulary};
+use super::{to_value, ChatState};
 
 /// Deliver what the subscriber receives until the relay stops (or is dropped).
 pub async fn run(
@@ -61,21 +62,28 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
     let users = [user];
     match event {
         BusEvent::MessageStored { message } => {
-            if !state
+            let shown = !state
                 .relayed
-                .contains(message.sender_id, &message.client_msg_id)
+                .contains(message.sender_id, &message.client_msg_id);
+            if shown
+                && message.sender_id == user
+                && !state
+                    .stored_first
+                    .contains(message.sender_id, &message.client_msg_id)
             {
-                if message.sender_id == user
-                    && !state
-                        .stored_first
-                        .contains(message.sender_id, &message.client_msg_id)
-                {
-                    // Sent by REST (or through another relay unseen): it draws from the
-                    // budget of the sender's sockets here.
-                    state.sends.charge(user);
-                }
-                state.emit_to(&users, "receive_message", &message, None);
+                // Sent by REST (or through another relay unseen): it draws from the budget of
+                // the sender's sockets here.
+                state.sends.charge(user);
             }
+            // Not shown yet: `receive_message`. Shown relayed: the second design document's
+            // sockets get the stored one, with its id, as `newMessage` too (it replaces the copy).
+            let stored = Outgoing {
+                event: "receive_message",
+                arg: to_value(&message),
+                receiver: state.receiver_of(user, message.conversation_id, message.sender_id),
+                only: (!shown).then_some(Vocabulary::Camel),
+            };
+            state.emit(&users, stored, None);
             state.emit_to(&users, "message_saved", &MessageSaved::from(&message), None);
         }
         BusEvent::MessageRelayed { message } => {
@@ -86,7 +94,13 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
                 // Sent through another relay: one budget per user on every relay.
                 state.sends.charge(user);
             }
-            state.emit_to(&users, "receive_message", &message, None);
+            let shown = Outgoing {
+                event: "receive_message",
+                arg: to_value(&message),
+                receiver: state.receiver_of(user, message.conversation_id, message.sender_id),
+                only: None,
+            };
+            state.emit(&users, shown, None);
         }
         BusEvent::MessageFailed {
             client_msg_id,

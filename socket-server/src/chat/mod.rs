@@ -18,6 +18,7 @@
 //! - `sessions`: closing sockets whose session was revoked (checked with the API) or expired.
 //! - `dispatch`: bus events → client events.
 //! - `port_http`: the [`RelayPort`] over the API's internal HTTP routes (split deployment).
+//! - `vocab`: the design documents' event vocabularies, mapped onto Parley's events.
 //! - `cache`: the relayed-message memory. `metrics`: counters, gauges, histograms.
 
 pub mod auth;
@@ -32,6 +33,7 @@ pub mod requests;
 pub mod send;
 pub mod sessions;
 pub mod store;
+pub mod vocab;
 
 use std::sync::Arc;
 
@@ -102,7 +104,8 @@ impl ChatState {
         self.store.push(job);
     }
 
-    /// Emit `event` with `arg` to every local socket of `users` but `except`; counted.
+    /// Emit `event` with `arg` to every local socket of `users` but `except`, in each socket's
+    /// vocabulary ([`vocab`]); counted.
     pub fn emit_to<T: Serialize>(
         &self,
         users: &[UserId],
@@ -110,8 +113,34 @@ impl ChatState {
         arg: &T,
         except: Option<&str>,
     ) {
-        let sent = self.registry.emit_to(users, event, to_value(arg), except);
+        self.emit(
+            users,
+            vocab::Outgoing {
+                event,
+                arg: to_value(arg),
+                receiver: None,
+                only: None,
+            },
+            except,
+        );
+    }
+
+    /// Emit `outgoing` to every local socket of `users` but `except`; counted. Called under
+    /// the view's lock too (parked work): it must not read the view.
+    pub fn emit(&self, users: &[UserId], outgoing: vocab::Outgoing<'_>, except: Option<&str>) {
+        let sent = self.registry.emit_to(users, &outgoing, except);
         self.metrics.messages_out.add(sent);
+    }
+
+    /// The other member of `user`'s two-member `conversation` with `sender`, from the view
+    /// (the `receiverId` of the second design document's `newMessage`). Not under its lock.
+    pub fn receiver_of(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        sender: UserId,
+    ) -> Option<UserId> {
+        store::receiver(&self.view.members(user, conversation)?, sender)
     }
 
     /// Publish `event` on the channels of `users`, in the background (dropped and counted while
@@ -203,11 +232,23 @@ impl NamespaceHandler for ChatHandler {
             }
         };
         let user = session.user;
+        let query_user = socket.handshake().query("userId");
+        if vocab::handshake_mismatch(auth, query_user.as_deref(), user) {
+            state.metrics.connects_refused.inc();
+            return Err(ConnectError::new("userId is not the user of the token")
+                .with_data(json!({ "code": ErrorCode::ValidationFailed.as_str() })));
+        }
         if state.registry.sockets_of(user).len() >= state.limits.connections_per_user {
             state.metrics.connects_refused.inc();
             return Err(auth::refusal(ErrorCode::TooManyConnections));
         }
         socket.extensions().insert(session.clone());
+        socket
+            .extensions()
+            .insert(vocab::SocketVocabulary::at_connect(
+                auth,
+                query_user.as_deref(),
+            ));
         socket.extensions().insert(store::SocketSends::default());
         socket.extensions().insert(requests::SocketRequests::new(
             state.limits.requests_per_socket,
@@ -237,9 +278,26 @@ impl NamespaceHandler for ChatHandler {
             return;
         };
         let state = &self.state;
+        // What a refused `sendMessage` was (its client has no callback: `messageError`).
+        let sent = (event == "sendMessage").then(|| payload.args.first().cloned());
+        let incoming = match vocab::incoming(event, payload, session.user) {
+            Ok(incoming) => incoming,
+            Err(error) if sent.is_some() => {
+                let sent = sent.flatten().unwrap_or_default();
+                return vocab::refuse_send(socket, &sent, ack, error);
+            }
+            Err(error) => return ack_error(ack, error),
+        };
+        if let (Some(speaks), Some(vocabulary)) = (
+            incoming.speaks,
+            socket.extensions().get::<vocab::SocketVocabulary>(),
+        ) {
+            vocabulary.decide(speaks);
+        }
+        let (event, payload) = (incoming.event.as_str(), incoming.payload);
         match event {
             "send_message" => send::send_message(state, socket, &session, payload, ack),
-            "ping" => requests::ping(ack),
+            "ping" => requests::ping(socket, ack),
             "sync" => requests::sync(state, socket, &session, payload, ack),
             "mark_read" | "mark_delivered" => {
                 requests::mark(state, socket, &session, event, payload, ack)

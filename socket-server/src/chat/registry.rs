@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde_json::Value;
 use shared::ids::UserId;
 
 use super::metrics::Counter;
-use crate::socketio::{EmitError, EncodedPacket, Payload, Socket};
+use super::vocab::{self, Outgoing, Vocabulary};
+use crate::socketio::{EmitError, Socket};
 
 pub struct Registry {
     /// user → (socket id → socket). Only sockets whose `on_connect` succeeded.
@@ -71,23 +71,32 @@ impl Registry {
         (users.len(), users.values().map(HashMap::len).sum())
     }
 
-    /// Emit `event` with one argument to every local socket of `users` except the socket
-    /// `except`; encoded once. Returns how many sockets it was queued for.
+    /// Emit `outgoing` to every local socket of `users` except the socket `except`, in each
+    /// socket's vocabulary; encoded once per vocabulary. Returns how many sockets it was queued
+    /// for.
     pub fn emit_to(
         &self,
         users: &[UserId],
-        event: &str,
-        arg: Value,
+        outgoing: &Outgoing<'_>,
         except: Option<&str>,
     ) -> usize {
         let sockets: Vec<Socket> = users.iter().flat_map(|&u| self.sockets_of(u)).collect();
         if sockets.is_empty() {
             return 0;
         }
-        let packet = EncodedPacket::event("/", event, &Payload::from(arg));
+        let (mut snake, mut camel) = (None, None);
         let mut sent = 0;
         for socket in sockets.iter().filter(|s| Some(s.id()) != except) {
-            match socket.send_encoded(&packet) {
+            let vocabulary = vocab::of(socket);
+            let packet = match vocabulary {
+                Vocabulary::Snake => &mut snake,
+                Vocabulary::Camel => &mut camel,
+            }
+            .get_or_insert_with(|| outgoing.packet(vocabulary));
+            let Some(packet) = packet else {
+                continue;
+            };
+            match socket.send_encoded(packet) {
                 Ok(()) => sent += 1,
                 Err(EmitError::Full) => self.outbox_drops.inc(),
                 Err(_) => {}

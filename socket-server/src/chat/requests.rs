@@ -54,13 +54,19 @@ fn permit(socket: &Socket, ack: &mut Option<Ack>) -> Option<OwnedSemaphorePermit
     permit
 }
 
-/// `ping` → `{serverTime}`.
-pub fn ping(ack: Option<Ack>) {
-    if let Some(ack) = ack {
-        let pong = shared::wire::Pong {
-            server_time: chrono::Utc::now(),
-        };
-        let _ = ack.send(to_value(&pong));
+/// `ping` → `{serverTime}` through the callback, or as a `pong` event when the client gave
+/// none (the second design document measures its latency from the answer).
+pub fn ping(socket: &Socket, ack: Option<Ack>) {
+    let pong = to_value(&shared::wire::Pong {
+        server_time: chrono::Utc::now(),
+    });
+    match ack {
+        Some(ack) => {
+            let _ = ack.send(pong);
+        }
+        None => {
+            let _ = socket.emit("pong", pong);
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use shared::wire::{MessageStatus, SendMessageRequest};
 use super::auth::Session;
 use super::membership::Members;
 use super::store::{Refused, SocketSends, StoreJob};
-use super::{ack_error, ChatState};
+use super::ChatState;
 use crate::socketio::{Ack, Payload, Socket};
 
 /// Handle one `send_message` event.
@@ -35,6 +35,9 @@ pub fn send_message(
 ) {
     let received = Instant::now();
     state.metrics.messages_in.inc();
+    // A refusal; a client of the second design document (no callback) hears `messageError`.
+    let request = payload.args.first().cloned().unwrap_or(Value::Null);
+    let ack_error = |ack, error| super::vocab::refuse_send(socket, &request, ack, error);
     if state.admission.closing() {
         return ack_error(
             ack,
@@ -163,7 +166,13 @@ fn relay(
     state
         .relayed
         .insert(message.sender_id, &message.client_msg_id);
-    state.emit_to(members, "receive_message", &message, Some(socket_id));
+    let shown = super::vocab::Outgoing {
+        event: "receive_message",
+        arg: super::to_value(&message),
+        receiver: super::store::receiver(members, message.sender_id),
+        only: None,
+    };
+    state.emit(members, shown, Some(socket_id));
     state
         .metrics
         .send_fanout

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::membership::Members;
 use super::{ack_error, to_value, ChatState};
-use crate::socketio::Ack;
+use crate::socketio::{Ack, Socket};
 
 /// One message waiting to be stored.
 pub struct StoreJob {
@@ -142,7 +142,7 @@ async fn store_batch(state: &ChatState, jobs: Vec<StoreJob>) {
         Ok(outcomes) => {
             for ((item, job), outcome) in items.iter().zip(jobs).zip(outcomes) {
                 match outcome {
-                    StoreOutcome::Message(message) => stored(job, &message),
+                    StoreOutcome::Message(message) => stored(state, item, job, &message),
                     StoreOutcome::Error(error) => failed(state, item, job, error),
                 }
             }
@@ -180,11 +180,19 @@ fn split(job: StoreJob) -> (StoreItem, Waiting) {
     (item, waiting)
 }
 
-fn stored(job: Waiting, message: &Message) {
+fn stored(state: &ChatState, item: &StoreItem, job: Waiting, message: &Message) {
+    if let Some(socket) = sending_socket(state, item, &job) {
+        let receiver = item.message.recipient_id.or_else(|| {
+            let members = job.relayed_to.as_deref()?;
+            receiver(members, item.sender)
+        });
+        super::vocab::confirm_send(&socket, message, receiver);
+    }
     if let Some(ack) = job.ack {
         let _ = ack.send(to_value(&SendAck {
             success: true,
             saved: MessageSaved::from(message),
+            message_id: message.id,
             status: MessageStatus::Sent,
         }));
     }
@@ -210,7 +218,28 @@ fn failed(state: &ChatState, item: &StoreItem, job: Waiting, error: AckError) {
             },
         );
     }
-    ack_error(job.ack, error);
+    match sending_socket(state, item, &job) {
+        Some(socket) => super::vocab::refuse_send(&socket, &to_value(message), job.ack, error),
+        None => ack_error(job.ack, error),
+    }
+}
+
+/// The socket that sent `item`, if still connected here.
+fn sending_socket(state: &ChatState, item: &StoreItem, job: &Waiting) -> Option<Socket> {
+    state
+        .registry
+        .sockets_of(item.sender)
+        .into_iter()
+        .find(|s| s.id() == job.socket_id)
+}
+
+/// The other member of a two-member conversation.
+pub fn receiver(members: &[UserId], sender: UserId) -> Option<UserId> {
+    match members {
+        [a, b] if *a == sender => Some(*b),
+        [a, b] if *b == sender => Some(*a),
+        _ => None,
+    }
 }
 
 /// Admission of sends: how many each socket and the whole relay have waiting to be stored, and

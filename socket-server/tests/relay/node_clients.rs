@@ -1,4 +1,5 @@
-//! Runs `node --test tests/node/relay` (socket.io-client 4.x with each transport setting)
+//! Runs `node --test tests/node/relay` (socket.io-client 4.x with each transport setting), and
+//! `tests/node/vocab` (the design documents' clients),
 //! against two relays and the API prepared here; the scenario is passed in the environment.
 
 use std::path::{Path, PathBuf};
@@ -44,22 +45,51 @@ async fn socket_io_client_devices_on_two_relays_pass_the_node_chat_suite() {
         "expiredToken": stack.expired_token(&alice_id),
     });
 
-    // Act
+    // Act + Assert
+    run_node_suite(
+        "tests/node/relay",
+        &[("PARLEY_RELAY_SCENARIO", scenario.to_string())],
+    )
+    .await;
+}
+
+/// Run `node --test <dir>` from the workspace root with `envs`; fails with node's output.
+async fn run_node_suite(dir: &str, envs: &[(&str, String)]) {
     let output = Command::new("node")
-        .args(["--test", "tests/node/relay"])
-        .current_dir(&root)
-        .env("PARLEY_RELAY_SCENARIO", scenario.to_string())
+        .args(["--test", dir])
+        .current_dir(workspace_root())
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .kill_on_drop(true)
         .output()
         .await
         .expect("node must be installed (Node.js 20+)");
-
-    // Assert
     println!("{}", String::from_utf8_lossy(&output.stdout));
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     assert!(
         output.status.success(),
-        "the node chat suite failed (exit {:?}); its output is above",
+        "the node suite {dir} failed (exit {:?}); its output is above",
         output.status.code()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_written_from_the_design_documents_work_unmodified_on_two_relays() {
+    // Arrange: two relays and the API (the suite registers its own users)
+    let root = workspace_root();
+    assert!(
+        root.join("tests/node/node_modules").exists(),
+        "tests/node/node_modules is missing: run `npm ci` in tests/node"
+    );
+    let stack = spawn_stack(2).await;
+    let relays = format!("{},{}", stack.relay_url(0), stack.relay_url(1));
+
+    // Act + Assert: each document's client, two users on two devices spread over the relays
+    run_node_suite(
+        "tests/node/vocab",
+        &[
+            ("PARLEY_API", stack.api_url.clone()),
+            ("PARLEY_SOCKETS", relays),
+        ],
+    )
+    .await;
 }

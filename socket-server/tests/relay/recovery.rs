@@ -179,7 +179,7 @@ async fn a_message_that_cannot_be_stored_fails_the_ack_and_reaches_the_relayed_d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spoofed_sender_id_is_replaced_by_the_tokens_user_in_the_relayed_and_stored_message() {
+async fn a_spoofed_sender_id_is_refused_and_nothing_is_relayed_or_stored() {
     // Arrange
     let stack = spawn_stack(1).await;
     let (alice, alice_id) = stack.register("alice").await;
@@ -190,19 +190,25 @@ async fn a_spoofed_sender_id_is_replaced_by_the_tokens_user_in_the_relayed_and_s
     let mut spoofed = send("spoof-1", &conversation, "it was bob");
     spoofed["senderId"] = json!(bob_id);
 
-    // Act
-    let ack = a.request("send_message", spoofed).await;
+    // Act: the spoofed send, then an honest one
+    let refused = a.request("send_message", spoofed).await;
+    let mut honest = send("honest-1", &conversation, "it was me");
+    honest["senderId"] = json!(alice_id);
+    let ack = a.request("send_message", honest).await;
 
-    // Assert
+    // Assert: refused, never trusted; the next thing bob sees is the honest message
+    assert_eq!(refused["success"], false, "{refused}");
+    assert_eq!(refused["error"]["code"], "validation_failed", "{refused}");
     assert_eq!(ack["success"], true, "{ack}");
     let (event, relayed) = b.next().await;
     assert_eq!(event, "receive_message", "{relayed}");
+    assert_eq!(relayed["clientMsgId"], "honest-1", "{relayed}");
     assert_eq!(relayed["senderId"], alice_id.as_str());
     let (_, page) = stack
         .get(&format!("/api/conversations/{conversation}/messages"), &bob)
         .await;
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(1), "{page}");
     assert_eq!(page["messages"][0]["id"], ack["id"], "{page}");
-    assert_eq!(page["messages"][0]["senderId"], alice_id.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,7 +94,7 @@ async fn a_non_member_cannot_send_to_a_conversation_and_nobody_sees_it() {
     let ack = m
         .request(
             "send_message",
-            json!({ "clientMsgId": "evil-1", "conversationId": conversation, "content": "hi", "senderId": 1 }),
+            json!({ "clientMsgId": "evil-1", "conversationId": conversation, "content": "hi" }),
         )
         .await;
 

@@ -83,7 +83,7 @@ describe("the client contract", () => {
 
     // Act: a1 sends with a temporary id
     const clientMsgId = `tmp-${unique()}`;
-    const ack = await within(PATIENCE_MS, a1.socket.emitWithAck("send_message", { clientMsgId, conversationId, kind: "text", content: "hello bob", senderId: bob.user.id }), "ack");
+    const ack = await within(PATIENCE_MS, a1.socket.emitWithAck("send_message", { clientMsgId, conversationId, kind: "text", content: "hello bob", senderId: alice.user.id }), "ack");
 
     // Assert: the ack carries the real id and seq
     assert.equal(ack.success, true, JSON.stringify(ack));

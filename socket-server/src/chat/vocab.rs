@@ -1,0 +1,448 @@
+//! The event vocabularies of the two design documents Parley was built from, mapped onto
+//! Parley's own events in this one place, so a client written to either document works
+//! unmodified (`docs/protocol.md`, *Clients written from the design documents*).
+//!
+//! - **Snake** — Parley's own names, which the first document shares (`send_message`,
+//!   `receive_message`, `join_user_room`). Its `send_message` payload
+//!   `{messageId, senderId, recipientId, content, timestamp}` is read as Parley's
+//!   (`messageId` → `clientMsgId`).
+//! - **Camel** — the second document: `register-user`, `sendMessage`
+//!   `{receiverId, text|image|voice, tempId}`, `messagesRead`, and it receives `newMessage` /
+//!   `messageError` where Parley sends `receive_message` / `message_saved` / `message_failed`.
+//!
+//! A socket's vocabulary is decided once and never changes, so no socket ever receives both
+//! names: at connect when the handshake names a `userId` (the second document connects with
+//! `userId` + token), else by the first vocabulary-specific event it emits, else Snake at the
+//! first message event sent to it. Everything here is synchronous: the live path never waits.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use shared::errors::{AckError, ErrorCode};
+use shared::ids::UserId;
+
+use super::{ack_error, to_value};
+use crate::socketio::{Ack, EncodedPacket, Payload, Socket};
+
+/// The names a socket receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vocabulary {
+    /// Parley's and the first document's: `receive_message`, `message_saved`, `message_failed`.
+    Snake,
+    /// The second document's: `newMessage`, `messageError`.
+    Camel,
+}
+
+const UNDECIDED: u8 = 0;
+const SNAKE: u8 = 1;
+const CAMEL: u8 = 2;
+
+/// A socket's vocabulary, kept in its extensions; decided once (see the module docs).
+#[derive(Clone, Default)]
+pub struct SocketVocabulary(Arc<AtomicU8>);
+
+impl SocketVocabulary {
+    /// Camel from the start when the handshake names a `userId` (`auth.userId` or the query's
+    /// `userId`), else undecided.
+    pub fn at_connect(auth: &Value, query_user: Option<&str>) -> Self {
+        let named = auth.get("userId").is_some_and(|v| !v.is_null()) || query_user.is_some();
+        Self(Arc::new(AtomicU8::new(if named {
+            CAMEL
+        } else {
+            UNDECIDED
+        })))
+    }
+
+    /// Decide `wanted` unless already decided; the vocabulary in force afterwards.
+    pub fn decide(&self, wanted: Vocabulary) -> Vocabulary {
+        let code = match wanted {
+            Vocabulary::Snake => SNAKE,
+            Vocabulary::Camel => CAMEL,
+        };
+        match self
+            .0
+            .compare_exchange(UNDECIDED, code, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => wanted,
+            Err(CAMEL) => Vocabulary::Camel,
+            Err(_) => Vocabulary::Snake,
+        }
+    }
+}
+
+/// The vocabulary `socket` receives in; an undecided socket is fixed to Snake by this call.
+pub fn of(socket: &Socket) -> Vocabulary {
+    socket
+        .extensions()
+        .get::<SocketVocabulary>()
+        .map_or(Vocabulary::Snake, |v| v.decide(Vocabulary::Snake))
+}
+
+/// A `userId` named in the handshake that is not the token's user: the connection is refused.
+pub fn handshake_mismatch(auth: &Value, query_user: Option<&str>, user: UserId) -> bool {
+    let named = auth.get("userId").filter(|v| !v.is_null()).cloned();
+    let named = named.or_else(|| query_user.map(|q| Value::String(q.to_owned())));
+    named.is_some_and(|v| !is_user(&v, user))
+}
+
+/// A client event in Parley's terms.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Parley's event name.
+    pub event: String,
+    pub payload: Payload,
+    /// The vocabulary the event marks its socket as speaking (`None`: either).
+    pub speaks: Option<Vocabulary>,
+}
+
+/// Read a client event of either document (or Parley's) as Parley's; a `senderId` / `userId`
+/// that is not the token's user, or an attachment, is refused.
+pub fn incoming(event: &str, mut payload: Payload, user: UserId) -> Result<Incoming, AckError> {
+    let (parley, speaks) = match event {
+        "sendMessage" => ("send_message", Some(Vocabulary::Camel)),
+        "messagesRead" => ("mark_read", Some(Vocabulary::Camel)),
+        "register-user" => (event, Some(Vocabulary::Camel)),
+        "send_message" | "join_user_room" | "mark_read" | "mark_delivered" | "sync" | "typing" => {
+            (event, Some(Vocabulary::Snake))
+        }
+        other => (other, None),
+    };
+    if let Some(arg) = payload.args.first_mut() {
+        check_user(event, arg, user)?;
+        match event {
+            "send_message" => first_document_send(arg),
+            "sendMessage" => second_document_send(arg)?,
+            "messagesRead" => read_everything_by_default(arg),
+            _ => {}
+        }
+    }
+    Ok(Incoming {
+        event: parley.to_owned(),
+        payload,
+        speaks,
+    })
+}
+
+fn is_user(value: &Value, user: UserId) -> bool {
+    match value {
+        Value::String(s) => s.trim() == user.to_string(),
+        Value::Number(n) => n.to_string() == user.to_string(),
+        _ => false,
+    }
+}
+
+/// `senderId` / `userId` (or a bare id, as `register-user` and `join_user_room` may carry)
+/// must be the token's user.
+fn check_user(event: &str, arg: &Value, user: UserId) -> Result<(), AckError> {
+    let named = match arg {
+        Value::Object(map) => ["senderId", "userId"]
+            .into_iter()
+            .filter_map(|field| map.get(field).filter(|v| !v.is_null()).map(|v| (field, v)))
+            .collect(),
+        Value::String(_) | Value::Number(_)
+            if matches!(event, "register-user" | "join_user_room") =>
+        {
+            vec![("userId", arg)]
+        }
+        _ => Vec::new(),
+    };
+    match named.into_iter().find(|(_, v)| !is_user(v, user)) {
+        None => Ok(()),
+        Some((field, _)) => Err(AckError::new(
+            ErrorCode::ValidationFailed,
+            format!("{event}: {field} is not the user of the token (the sender is always the token's user)"),
+        )),
+    }
+}
+
+/// Move `from` to `to` unless `to` is present.
+fn rename(map: &mut Map<String, Value>, from: &str, to: &str) {
+    if !map.contains_key(to) {
+        if let Some(value) = map.remove(from) {
+            map.insert(to.to_owned(), value);
+        }
+    }
+}
+
+/// The first document's `{messageId: <temp id>, senderId, recipientId, content, timestamp}`.
+fn first_document_send(arg: &mut Value) {
+    if let Value::Object(map) = arg {
+        rename(map, "messageId", "clientMsgId");
+    }
+}
+
+/// The second document's `{receiverId, text | image | voice, tempId}`.
+fn second_document_send(arg: &mut Value) -> Result<(), AckError> {
+    let Value::Object(map) = arg else {
+        return Ok(());
+    };
+    if let Some(kind) = ["image", "voice"]
+        .into_iter()
+        .find(|k| map.get(*k).is_some_and(|v| !v.is_null()))
+    {
+        return Err(AckError::new(
+            ErrorCode::ValidationFailed,
+            format!("sendMessage: {kind}: attachments are not supported yet; send text"),
+        ));
+    }
+    rename(map, "tempId", "clientMsgId");
+    rename(map, "receiverId", "recipientId");
+    rename(map, "text", "content");
+    Ok(())
+}
+
+/// `messagesRead` without `upToSeq` reads everything so far (the API clamps to the last seq).
+fn read_everything_by_default(arg: &mut Value) {
+    if let Value::Object(map) = arg {
+        rename(map, "seq", "upToSeq");
+        map.entry("upToSeq").or_insert(Value::from(i64::MAX));
+    }
+}
+
+/// A Parley event for local sockets, with what each vocabulary makes of it.
+pub struct Outgoing<'a> {
+    pub event: &'a str,
+    pub arg: Value,
+    /// The other member of a two-member conversation (`receiverId` of `newMessage`).
+    pub receiver: Option<UserId>,
+    /// Only for sockets of this vocabulary.
+    pub only: Option<Vocabulary>,
+}
+
+impl Outgoing<'_> {
+    /// The event and argument for a socket speaking `vocabulary`; `None`: nothing for it.
+    pub fn render(&self, vocabulary: Vocabulary) -> Option<(&str, Value)> {
+        if self.only.is_some_and(|only| only != vocabulary) {
+            return None;
+        }
+        if vocabulary == Vocabulary::Snake {
+            return Some((self.event, self.arg.clone()));
+        }
+        match self.event {
+            "receive_message" => Some(("newMessage", new_message(&self.arg, self.receiver))),
+            // Camel sockets get the whole stored message as `newMessage` instead.
+            "message_saved" => None,
+            "message_failed" => Some(("messageError", with_temp_id(self.arg.clone()))),
+            other => Some((other, self.arg.clone())),
+        }
+    }
+
+    /// Encoded once per vocabulary.
+    pub fn packet(&self, vocabulary: Vocabulary) -> Option<EncodedPacket> {
+        let (event, arg) = self.render(vocabulary)?;
+        Some(EncodedPacket::event("/", event, &Payload::from(arg)))
+    }
+}
+
+/// Parley's fields plus the second document's: `tempId`, `text`, `receiverId`.
+fn new_message(arg: &Value, receiver: Option<UserId>) -> Value {
+    let mut value = with_temp_id(arg.clone());
+    if let Value::Object(map) = &mut value {
+        if let Some(content) = map.get("content").cloned() {
+            map.insert("text".into(), content);
+        }
+        if let Some(receiver) = receiver {
+            map.insert("receiverId".into(), to_value(&receiver));
+        }
+    }
+    value
+}
+
+fn with_temp_id(mut value: Value) -> Value {
+    if let Value::Object(map) = &mut value {
+        if let Some(id) = map.get("clientMsgId").cloned() {
+            map.insert("tempId".into(), id);
+        }
+    }
+    value
+}
+
+/// `messageError`: a message of the second document's client that will not be stored.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageError<'a> {
+    temp_id: Option<&'a str>,
+    client_msg_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receiver_id: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conversation_id: Option<&'a Value>,
+    error: &'a AckError,
+}
+
+/// Tell a Camel sending socket its message failed (it sends without a callback), then answer
+/// the ack if there is one. `request` is the send as Parley reads it.
+pub fn refuse_send(socket: &Socket, request: &Value, ack: Option<Ack>, error: AckError) {
+    if of(socket) == Vocabulary::Camel {
+        let field = |ours: &str, theirs: &str| request.get(ours).or_else(|| request.get(theirs));
+        let id = field("clientMsgId", "tempId").and_then(Value::as_str);
+        let failed = MessageError {
+            temp_id: id,
+            client_msg_id: id,
+            receiver_id: field("recipientId", "receiverId"),
+            conversation_id: request.get("conversationId"),
+            error: &error,
+        };
+        let _ = socket.emit("messageError", to_value(&failed));
+    }
+    ack_error(ack, error);
+}
+
+/// Confirm a stored message to a Camel sending socket: `newMessage` with the real message
+/// (retries included: the broadcast is only sent for a new message).
+pub fn confirm_send(socket: &Socket, message: &shared::wire::Message, receiver: Option<UserId>) {
+    if of(socket) == Vocabulary::Camel {
+        let _ = socket.emit("newMessage", new_message(&to_value(message), receiver));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ALICE: UserId = UserId(1);
+
+    fn read(event: &str, arg: Value) -> Result<Incoming, AckError> {
+        incoming(event, Payload::from(arg), ALICE)
+    }
+
+    #[test]
+    fn the_first_documents_send_message_is_read_with_its_temp_id_as_client_msg_id() {
+        let sent = json!({"messageId": "temp-1706743280123", "senderId": "1", "recipientId": "2",
+                          "content": "Hello!", "timestamp": "2024-02-01"});
+        let read = read("send_message", sent).unwrap();
+        assert_eq!(read.event, "send_message");
+        assert_eq!(read.speaks, Some(Vocabulary::Snake));
+        let arg = &read.payload.args[0];
+        assert_eq!(arg["clientMsgId"], "temp-1706743280123");
+        assert_eq!(arg["recipientId"], "2");
+        assert_eq!(arg["content"], "Hello!");
+    }
+
+    #[test]
+    fn the_second_documents_send_message_maps_temp_id_receiver_and_text() {
+        let read = read(
+            "sendMessage",
+            json!({"receiverId": "2", "text": "hi", "tempId": "t-1"}),
+        )
+        .unwrap();
+        assert_eq!(read.event, "send_message");
+        assert_eq!(read.speaks, Some(Vocabulary::Camel));
+        let arg = &read.payload.args[0];
+        assert_eq!(
+            (&arg["clientMsgId"], &arg["recipientId"], &arg["content"]),
+            (&json!("t-1"), &json!("2"), &json!("hi"))
+        );
+    }
+
+    #[test]
+    fn a_sender_id_or_user_id_that_is_not_the_tokens_user_is_refused() {
+        for (event, arg) in [
+            (
+                "send_message",
+                json!({"messageId": "t", "senderId": "2", "content": "x"}),
+            ),
+            (
+                "sendMessage",
+                json!({"tempId": "t", "userId": 2, "text": "x"}),
+            ),
+            ("register-user", json!("2")),
+            ("join_user_room", json!({"userId": "2"})),
+        ] {
+            let error = read(event, arg).unwrap_err();
+            assert_eq!(error.code, ErrorCode::ValidationFailed, "{event}");
+        }
+        assert!(read("register-user", json!("1")).is_ok());
+        let shapeless = read("send_message", json!("hello")).unwrap();
+        assert_eq!(
+            shapeless.payload.args[0], "hello",
+            "left for send_message to refuse"
+        );
+        assert!(read("send_message", json!({"senderId": 1, "content": "x"})).is_ok());
+    }
+
+    #[test]
+    fn an_image_or_voice_is_refused_as_not_supported_yet() {
+        for kind in ["image", "voice"] {
+            let error = read("sendMessage", json!({"tempId": "t", kind: "data:..."})).unwrap_err();
+            assert_eq!(error.code, ErrorCode::ValidationFailed);
+            assert!(
+                error.message.contains("not supported yet"),
+                "{}",
+                error.message
+            );
+        }
+    }
+
+    #[test]
+    fn messages_read_is_mark_read_of_everything_so_far_unless_told() {
+        let read_all = read("messagesRead", json!({"conversationId": "4"})).unwrap();
+        assert_eq!(read_all.event, "mark_read");
+        assert_eq!(read_all.payload.args[0]["upToSeq"], i64::MAX);
+        let up_to = read("messagesRead", json!({"conversationId": "4", "seq": 3})).unwrap();
+        assert_eq!(up_to.payload.args[0]["upToSeq"], 3);
+    }
+
+    #[test]
+    fn a_socket_is_decided_once_and_never_changes() {
+        let hinted = SocketVocabulary::at_connect(&json!({"token": "t", "userId": "1"}), None);
+        assert_eq!(hinted.decide(Vocabulary::Snake), Vocabulary::Camel);
+        let plain = SocketVocabulary::at_connect(&json!({"token": "t"}), None);
+        assert_eq!(plain.decide(Vocabulary::Snake), Vocabulary::Snake);
+        assert_eq!(plain.decide(Vocabulary::Camel), Vocabulary::Snake);
+        let queried = SocketVocabulary::at_connect(&json!({}), Some("1"));
+        assert_eq!(queried.decide(Vocabulary::Snake), Vocabulary::Camel);
+    }
+
+    #[test]
+    fn a_handshake_user_id_must_be_the_tokens_user() {
+        assert!(handshake_mismatch(&json!({"userId": "2"}), None, ALICE));
+        assert!(handshake_mismatch(&json!({}), Some("2"), ALICE));
+        assert!(!handshake_mismatch(&json!({"userId": 1}), None, ALICE));
+        assert!(!handshake_mismatch(&json!({"token": "t"}), None, ALICE));
+    }
+
+    #[test]
+    fn camel_sockets_get_new_message_and_message_error_in_their_documents_fields() {
+        let relayed = Outgoing {
+            event: "receive_message",
+            arg: json!({"clientMsgId": "t-1", "content": "hi", "senderId": "1"}),
+            receiver: Some(UserId(2)),
+            only: None,
+        };
+        let (event, arg) = relayed.render(Vocabulary::Camel).unwrap();
+        assert_eq!(event, "newMessage");
+        assert_eq!(
+            (&arg["tempId"], &arg["text"]),
+            (&json!("t-1"), &json!("hi"))
+        );
+        assert_eq!(arg["receiverId"], "2");
+        assert_eq!(
+            relayed.render(Vocabulary::Snake).unwrap().0,
+            "receive_message"
+        );
+        let saved = Outgoing {
+            event: "message_saved",
+            arg: json!({}),
+            receiver: None,
+            only: None,
+        };
+        assert!(saved.render(Vocabulary::Camel).is_none());
+        let failed = Outgoing {
+            event: "message_failed",
+            arg: json!({"clientMsgId": "t-1", "error": {}}),
+            receiver: None,
+            only: None,
+        };
+        let (event, arg) = failed.render(Vocabulary::Camel).unwrap();
+        assert_eq!((event, &arg["tempId"]), ("messageError", &json!("t-1")));
+        let camel_only = Outgoing {
+            only: Some(Vocabulary::Camel),
+            ..relayed
+        };
+        assert!(camel_only.render(Vocabulary::Snake).is_none());
+    }
+}

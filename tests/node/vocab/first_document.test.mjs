@@ -1,0 +1,96 @@
+// A client written from the first design document alone ("Real-Time Messaging Architecture —
+// Visual Guide"): `join_user_room`, `send_message` {messageId: temp id, senderId, recipientId,
+// content, timestamp} with a callback expecting {success, messageId, status}, `receive_message`
+// on the recipient's devices and the sender's other devices. Two users on two devices each.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { device, history, register, rest, within, PATIENCE_MS } from "./support.mjs";
+
+/** `socket.emit(event, payload, callback)` as the document does, the callback as a promise. */
+const emitWithCallback = (socket, event, payload) =>
+  within(PATIENCE_MS, new Promise((resolve) => socket.emit(event, payload, resolve)), `${event} callback`);
+
+async function user(name, relays) {
+  const account = await register(name);
+  const devices = [];
+  for (const relay of relays) {
+    const d = await device(relay, { token: account.token });
+    d.socket.emit("join_user_room", account.user.id);
+    devices.push(d);
+  }
+  return { ...account, id: account.user.id, devices };
+}
+
+const tempId = () => `temp-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`;
+
+describe("a client of the first design document", () => {
+  it("sends, receives on every other device, gets the real id, retries once, reads", async () => {
+    // Arrange: two users, two devices each, spread over the relays
+    const alice = await user("alice", [0, 1]);
+    const bob = await user("bob", [1, 0]);
+    const [a1, a2] = alice.devices;
+    const messageId = tempId();
+    const message = { messageId, senderId: alice.id, recipientId: bob.id, content: "Hello!", timestamp: new Date().toISOString() };
+
+    // Act: send, as the document shows
+    const answer = await emitWithCallback(a1.socket, "send_message", message);
+
+    // Assert: the callback has the real id; the three other devices receive the message
+    assert.equal(answer.success, true, JSON.stringify(answer));
+    assert.match(answer.messageId, /^\d+$/);
+    assert.equal(answer.status, "sent");
+    for (const d of [a2, ...bob.devices]) {
+      const received = await d.next("receive_message", (m) => m.content === "Hello!");
+      assert.equal(received.id, answer.messageId);
+      assert.equal(received.senderId, alice.id);
+    }
+
+    // Act: the same message again (a retry with the same temporary id)
+    const retry = await emitWithCallback(a1.socket, "send_message", message);
+
+    // Assert: the same real id, one message stored
+    assert.equal(retry.success, true, JSON.stringify(retry));
+    assert.equal(retry.messageId, answer.messageId);
+    const conversationId = answer.conversationId;
+    const stored = (await history(bob.token, conversationId)).filter((m) => m.clientMsgId === messageId);
+    assert.equal(stored.length, 1);
+    assert.equal(stored[0].status, "sent");
+
+    // Act: bob reads it (the document leaves how to the app: here the REST receipt)
+    const read = await rest("POST", `/api/conversations/${conversationId}/read`, bob.token, { upToSeq: stored[0].seq });
+    assert.equal(read.status, 200, JSON.stringify(read.body));
+
+    // Assert: the status moved to read, and alice's devices heard it
+    await a1.next("message_status", (s) => s.userId === bob.id && s.readUpToSeq >= stored[0].seq);
+    const mine = (await history(alice.token, conversationId)).find((m) => m.clientMsgId === messageId);
+    assert.equal(mine.status, "read");
+
+    // Never the second document's names on these sockets
+    for (const d of [...alice.devices, ...bob.devices]) {
+      assert.ok(!d.names().has("newMessage") && !d.names().has("messageError"), [...d.names()].join(","));
+    }
+  });
+
+  it("gets success: false for a message that cannot be stored, or a senderId not its own", async () => {
+    // Arrange
+    const alice = await user("alice", [0]);
+    const bob = await user("bob", [1]);
+    const a1 = alice.devices[0];
+    const send = (fields) =>
+      emitWithCallback(a1.socket, "send_message", {
+        messageId: tempId(), senderId: alice.id, recipientId: bob.id, content: "Hello!", timestamp: new Date().toISOString(), ...fields,
+      });
+
+    // Act
+    const noSuchUser = await send({ recipientId: "999999999" });
+    const tooLong = await send({ content: "x".repeat(5000) });
+    const notMe = await send({ senderId: bob.id });
+
+    // Assert
+    for (const [answer, code] of [[noSuchUser, "user_not_found"], [tooLong, "validation_failed"], [notMe, "validation_failed"]]) {
+      assert.equal(answer.success, false, JSON.stringify(answer));
+      assert.equal(answer.error.code, code, JSON.stringify(answer));
+      assert.equal(answer.error.retryable, false);
+    }
+  });
+});
