@@ -212,6 +212,23 @@ impl MembershipView {
         contacts.dedup();
         contacts
     }
+
+    /// The oldest conversation of `user` whose only other member is `other` (their direct
+    /// conversation), as the view knows it.
+    pub fn pair(&self, user: UserId, other: UserId) -> Option<ConversationId> {
+        let inner = self.inner();
+        let local = inner.users.get(&user)?;
+        local
+            .conversations
+            .iter()
+            .filter(|c| {
+                inner.conversations.get(c).is_some_and(|c| {
+                    c.members.len() == 2 && c.members.contains(&user) && c.members.contains(&other)
+                })
+            })
+            .min_by_key(|c| c.0)
+            .copied()
+    }
 }
 
 #[cfg(test)]

@@ -294,7 +294,18 @@ impl NamespaceHandler for ChatHandler {
         ) {
             vocabulary.decide(speaks);
         }
-        let (event, payload) = (incoming.event.as_str(), incoming.payload);
+        let mut payload = incoming.payload;
+        if let Some(author) = vocab::read_from(event, &payload) {
+            // `messagesRead {senderId}`: the direct conversation with that user, if the view
+            // has one (else the missing `conversationId` is refused).
+            if let (Some(conversation), Some(Value::Object(arg))) = (
+                state.view.pair(session.user, author),
+                payload.args.first_mut(),
+            ) {
+                arg.insert("conversationId".into(), to_value(&conversation));
+            }
+        }
+        let event = incoming.event.as_str();
         match event {
             "send_message" => send::send_message(state, socket, &session, payload, ack),
             "ping" => requests::ping(socket, ack),

@@ -110,7 +110,10 @@ pub fn incoming(event: &str, mut payload: Payload, user: UserId) -> Result<Incom
         other => (other, None),
     };
     if let Some(arg) = payload.args.first_mut() {
-        check_user(event, arg, user)?;
+        // In `messagesRead`, `senderId` is the author of the messages read (see `read_from`).
+        if event != "messagesRead" {
+            check_user(event, arg, user)?;
+        }
         match event {
             "send_message" => first_document_send(arg),
             "sendMessage" => second_document_send(arg)?,
@@ -199,6 +202,19 @@ fn read_everything_by_default(arg: &mut Value) {
         rename(map, "seq", "upToSeq");
         map.entry("upToSeq").or_insert(Value::from(i64::MAX));
     }
+}
+
+/// The other user a `messagesRead` names without a `conversationId` (`senderId`, the author
+/// of the messages read): their direct conversation is meant.
+pub fn read_from(event: &str, payload: &Payload) -> Option<UserId> {
+    if event != "messagesRead" {
+        return None;
+    }
+    let arg = payload.args.first()?;
+    if arg.get("conversationId").is_some_and(|v| !v.is_null()) {
+        return None;
+    }
+    serde_json::from_value(arg.get("senderId")?.clone()).ok()
 }
 
 /// A Parley event for local sockets, with what each vocabulary makes of it.
@@ -384,6 +400,19 @@ mod tests {
         assert_eq!(read_all.payload.args[0]["upToSeq"], i64::MAX);
         let up_to = read("messagesRead", json!({"conversationId": "4", "seq": 3})).unwrap();
         assert_eq!(up_to.payload.args[0]["upToSeq"], 3);
+    }
+
+    #[test]
+    fn messages_read_by_sender_names_the_author_not_the_reader() {
+        let by_sender = read("messagesRead", json!({"senderId": "2", "receiverId": "1"})).unwrap();
+        assert_eq!(
+            read_from("messagesRead", &by_sender.payload),
+            Some(UserId(2))
+        );
+        let by_conversation = read("messagesRead", json!({"conversationId": "4"})).unwrap();
+        assert_eq!(read_from("messagesRead", &by_conversation.payload), None);
+        let send = read("send_message", json!({"senderId": "1", "recipientId": "2"})).unwrap();
+        assert_eq!(read_from("send_message", &send.payload), None);
     }
 
     #[test]

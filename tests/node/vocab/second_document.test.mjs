@@ -57,8 +57,8 @@ describe("a client of the second design document", () => {
     const stored = await history(bob.token, confirmed.conversationId);
     assert.deepEqual(stored.map((m) => m.clientMsgId), [first.tempId, second.tempId]);
 
-    // Act: bob's device shows the messages and says so
-    bob.devices[0].socket.emit("messagesRead", { conversationId: next.conversationId });
+    // Act: bob's device shows alice's messages and says so
+    bob.devices[0].socket.emit("messagesRead", { senderId: alice.id, receiverId: bob.id });
 
     // Assert: the status moves to read
     await a1.next("message_status", (s) => s.userId === bob.id && s.readUpToSeq >= next.seq);
