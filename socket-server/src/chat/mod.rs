@@ -278,34 +278,13 @@ impl NamespaceHandler for ChatHandler {
             return;
         };
         let state = &self.state;
-        // What a refused `sendMessage` was (its client has no callback: `messageError`).
-        let sent = (event == "sendMessage").then(|| payload.args.first().cloned());
-        let incoming = match vocab::incoming(event, payload, session.user) {
-            Ok(incoming) => incoming,
-            Err(error) if sent.is_some() => {
-                let sent = sent.flatten().unwrap_or_default();
-                return vocab::refuse_send(socket, &sent, ack, error);
-            }
-            Err(error) => return ack_error(ack, error),
+        // Either design document's events, as Parley's (answered here if refused).
+        let Some((event, payload, ack)) =
+            vocab::translate(state, socket, session.user, event, payload, ack)
+        else {
+            return;
         };
-        if let (Some(speaks), Some(vocabulary)) = (
-            incoming.speaks,
-            socket.extensions().get::<vocab::SocketVocabulary>(),
-        ) {
-            vocabulary.decide(speaks);
-        }
-        let mut payload = incoming.payload;
-        if let Some(author) = vocab::read_from(event, &payload) {
-            // `messagesRead {senderId}`: the direct conversation with that user, if the view
-            // has one (else the missing `conversationId` is refused).
-            if let (Some(conversation), Some(Value::Object(arg))) = (
-                state.view.pair(session.user, author),
-                payload.args.first_mut(),
-            ) {
-                arg.insert("conversationId".into(), to_value(&conversation));
-            }
-        }
-        let event = incoming.event.as_str();
+        let event = event.as_str();
         match event {
             "send_message" => send::send_message(state, socket, &session, payload, ack),
             "ping" => requests::ping(socket, ack),

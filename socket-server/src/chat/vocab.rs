@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use shared::errors::{AckError, ErrorCode};
 use shared::ids::UserId;
 
-use super::{ack_error, to_value};
+use super::{ack_error, to_value, ChatState};
 use crate::socketio::{Ack, EncodedPacket, Payload, Socket};
 
 /// The names a socket receives.
@@ -89,17 +89,58 @@ pub fn handshake_mismatch(auth: &Value, query_user: Option<&str>, user: UserId) 
 
 /// A client event in Parley's terms.
 #[derive(Debug)]
-pub struct Incoming {
+struct Incoming {
     /// Parley's event name.
-    pub event: String,
-    pub payload: Payload,
+    event: String,
+    payload: Payload,
     /// The vocabulary the event marks its socket as speaking (`None`: either).
-    pub speaks: Option<Vocabulary>,
+    speaks: Option<Vocabulary>,
+}
+
+/// A client event as Parley's event name, payload and ack, the socket's vocabulary decided by
+/// it; `None` when it was refused (and answered: `messageError` for a `sendMessage`).
+pub fn translate(
+    state: &ChatState,
+    socket: &Socket,
+    user: UserId,
+    event: &str,
+    payload: Payload,
+    ack: Option<Ack>,
+) -> Option<(String, Payload, Option<Ack>)> {
+    // What a refused `sendMessage` was (its client has no callback: `messageError`).
+    let sent = (event == "sendMessage").then(|| payload.args.first().cloned());
+    let mut incoming = match incoming(event, payload, user) {
+        Ok(incoming) => incoming,
+        Err(error) => {
+            match sent {
+                Some(sent) => refuse_send(socket, &sent.unwrap_or_default(), ack, error),
+                None => ack_error(ack, error),
+            }
+            return None;
+        }
+    };
+    if let (Some(speaks), Some(vocabulary)) = (
+        incoming.speaks,
+        socket.extensions().get::<SocketVocabulary>(),
+    ) {
+        vocabulary.decide(speaks);
+    }
+    if let Some(author) = read_from(event, &incoming.payload) {
+        // `messagesRead {senderId}`: the direct conversation with that user, if the view has
+        // one (else the missing `conversationId` is refused).
+        if let (Some(conversation), Some(Value::Object(arg))) = (
+            state.view.pair(user, author),
+            incoming.payload.args.first_mut(),
+        ) {
+            arg.insert("conversationId".into(), to_value(&conversation));
+        }
+    }
+    Some((incoming.event, incoming.payload, ack))
 }
 
 /// Read a client event of either document (or Parley's) as Parley's; a `senderId` / `userId`
 /// that is not the token's user, or an attachment, is refused.
-pub fn incoming(event: &str, mut payload: Payload, user: UserId) -> Result<Incoming, AckError> {
+fn incoming(event: &str, mut payload: Payload, user: UserId) -> Result<Incoming, AckError> {
     let (parley, speaks) = match event {
         "sendMessage" => ("send_message", Some(Vocabulary::Camel)),
         "messagesRead" => ("mark_read", Some(Vocabulary::Camel)),
@@ -206,7 +247,7 @@ fn read_everything_by_default(arg: &mut Value) {
 
 /// The other user a `messagesRead` names without a `conversationId` (`senderId`, the author
 /// of the messages read): their direct conversation is meant.
-pub fn read_from(event: &str, payload: &Payload) -> Option<UserId> {
+fn read_from(event: &str, payload: &Payload) -> Option<UserId> {
     if event != "messagesRead" {
         return None;
     }
