@@ -23,6 +23,11 @@ mod stats;
 
 use std::time::Duration;
 
+/// The allocator of the relay's binaries (jemalloc), so that the in-process stack measures what
+/// `socket-server` and `parley` run.
+#[global_allocator]
+static ALLOCATOR: socket_server::memory::Allocator = socket_server::memory::ALLOCATOR;
+
 use anyhow::{bail, Context};
 
 /// No run lasts longer than this; the stack is stopped, its database and Redis keys deleted either way.
