@@ -95,7 +95,6 @@ impl Application {
             origin,
             view: MembershipView::default(),
             relayed: cache::RecentlyRelayed::default(),
-            stored_first: cache::RecentlyRelayed::default(),
             sessions: cache::SessionCache::new(Duration::from_secs(limits.session_cache_secs)),
             limits: limits.clone(),
             metrics,

@@ -38,12 +38,11 @@ pub async fn cors(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let origin = header_str(&req, header::ORIGIN).map(str::to_owned);
-    let check = match req.app_data::<web::Data<Origins>>() {
-        Some(origins) => origins
-            .0
-            .check(origin.as_deref(), header_str(&req, header::HOST)),
-        None => AllowedOrigins::default().check(origin.as_deref(), header_str(&req, header::HOST)),
-    };
+    let none = AllowedOrigins::default();
+    let allowed = req
+        .app_data::<web::Data<Origins>>()
+        .map_or(&none, |origins| &origins.0);
+    let check = allowed.check(origin.as_deref(), header_str(&req, header::HOST));
     let preflight = req.method() == Method::OPTIONS
         && req
             .headers()

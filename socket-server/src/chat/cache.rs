@@ -1,7 +1,7 @@
-//! Short-lived memories of the relay: which messages were relayed before being stored, and
-//! which sessions the API said were active a moment ago.
+//! Short-lived memories of the relay: which messages it saw before they were stored (relayed, or
+//! admitted and stored first), and which sessions the API said were active a moment ago.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,10 +14,11 @@ const RELAYED_TTL: Duration = Duration::from_secs(120);
 /// newest entries are always kept).
 const GENERATION_MAX: usize = 50_000;
 
-/// Messages (sender, clientMsgId) whose optimistic copy this relay delivered (it sent it, or
-/// received `message_relayed` for a local user). When `message_stored` arrives for one of these,
-/// devices already show it and only need `message_saved`; for any other (sent through REST, or
-/// relayed while none of the members was connected here) they also need `receive_message`.
+/// Messages (sender, clientMsgId) this relay saw before they were stored ([`Seen`]). When
+/// `message_stored` arrives for one it relayed, devices already show it and only need
+/// `message_saved`; for any other (sent through REST, relayed while none of the members was
+/// connected here, or stored first) they also need `receive_message`. One it did not see at all
+/// is charged to the sender's send budget here.
 ///
 /// Two generations: inserts go to the current one, which becomes the previous one when it is
 /// `RELAYED_TTL / 2` old or full; an entry lives between one and two generations.
@@ -25,9 +26,19 @@ pub struct RecentlyRelayed {
     inner: Mutex<Generations>,
 }
 
+/// What the relay saw of a message before it was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Its optimistic copy was delivered (sent here, or `message_relayed` for a local user).
+    Relayed,
+    /// Sent here but stored before anyone was shown it (by `recipientId`, or to a conversation
+    /// the view could not confirm); already charged to the sender's budget.
+    StoredFirst,
+}
+
 struct Generations {
-    current: HashSet<(UserId, String)>,
-    previous: HashSet<(UserId, String)>,
+    current: HashMap<(UserId, String), Seen>,
+    previous: HashMap<(UserId, String), Seen>,
     started: Instant,
 }
 
@@ -35,8 +46,8 @@ impl Default for RecentlyRelayed {
     fn default() -> Self {
         Self {
             inner: Mutex::new(Generations {
-                current: HashSet::new(),
-                previous: HashSet::new(),
+                current: HashMap::new(),
+                previous: HashMap::new(),
                 started: Instant::now(),
             }),
         }
@@ -44,19 +55,38 @@ impl Default for RecentlyRelayed {
 }
 
 impl RecentlyRelayed {
+    /// Its optimistic copy was delivered.
     pub fn insert(&self, sender: UserId, client_msg_id: &str) {
+        self.record(sender, client_msg_id, Seen::Relayed);
+    }
+
+    /// Sent here, stored before anyone was shown it.
+    pub fn insert_stored_first(&self, sender: UserId, client_msg_id: &str) {
+        self.record(sender, client_msg_id, Seen::StoredFirst);
+    }
+
+    fn record(&self, sender: UserId, client_msg_id: &str, seen: Seen) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.current.len() >= GENERATION_MAX || g.started.elapsed() >= RELAYED_TTL / 2 {
             g.previous = std::mem::take(&mut g.current);
             g.started = Instant::now();
         }
-        g.current.insert((sender, client_msg_id.to_owned()));
+        g.current.insert((sender, client_msg_id.to_owned()), seen);
     }
 
-    pub fn contains(&self, sender: UserId, client_msg_id: &str) -> bool {
+    /// What was seen of the message, if anything (one look-up).
+    pub fn seen(&self, sender: UserId, client_msg_id: &str) -> Option<Seen> {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let key = (sender, client_msg_id.to_owned());
-        g.current.contains(&key) || g.previous.contains(&key)
+        g.current
+            .get(&key)
+            .or_else(|| g.previous.get(&key))
+            .copied()
+    }
+
+    /// Whether its optimistic copy was delivered.
+    pub fn contains(&self, sender: UserId, client_msg_id: &str) -> bool {
+        self.seen(sender, client_msg_id) == Some(Seen::Relayed)
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Session;
+use super::cache::Seen;
 use super::vocab::{Outgoing, Vocabulary};
 use super::{to_value, ChatState};
 
@@ -62,15 +63,11 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
     let users = [user];
     match event {
         BusEvent::MessageStored { message } => {
-            let shown = !state
+            let seen = state
                 .relayed
-                .contains(message.sender_id, &message.client_msg_id);
-            if shown
-                && message.sender_id == user
-                && !state
-                    .stored_first
-                    .contains(message.sender_id, &message.client_msg_id)
-            {
+                .seen(message.sender_id, &message.client_msg_id);
+            let relayed = seen == Some(Seen::Relayed);
+            if seen.is_none() && message.sender_id == user {
                 // Sent by REST (or through another relay unseen): it draws from the budget of
                 // the sender's sockets here.
                 state.sends.charge(user);
@@ -81,7 +78,7 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
                 event: "receive_message",
                 arg: to_value(&message),
                 receiver: state.receiver_of(user, message.conversation_id, message.sender_id),
-                only: (!shown).then_some(Vocabulary::Camel),
+                only: relayed.then_some(Vocabulary::Camel),
             };
             state.emit(&users, stored, None);
             state.emit_to(&users, "message_saved", &MessageSaved::from(&message), None);

@@ -71,11 +71,8 @@ pub struct ChatState {
     /// `relay-<uuid>`: events this relay published come back from the bus and are skipped.
     pub origin: String,
     pub view: MembershipView,
+    /// Messages seen here before they were stored (relayed, or admitted and stored first).
     pub relayed: cache::RecentlyRelayed,
-    /// Sends admitted here but stored before anyone saw them (by `recipientId`, or to a
-    /// conversation the view could not confirm): their `message_stored` must not be charged to
-    /// the sender's budget a second time.
-    pub stored_first: cache::RecentlyRelayed,
     /// Sessions the API confirmed at connect a moment ago (`limits.session_cache_secs`).
     pub sessions: cache::SessionCache,
     pub limits: Limits,

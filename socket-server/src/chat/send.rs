@@ -100,8 +100,8 @@ pub fn send_message(
         // `message_stored` delivers the message.
         SendTarget::Recipient(_) => {
             state
-                .stored_first
-                .insert(session.user, job.item.message.client_msg_id.as_str());
+                .relayed
+                .insert_stored_first(session.user, job.item.message.client_msg_id.as_str());
             return state.push_store(job);
         }
     };
@@ -115,8 +115,8 @@ pub fn send_message(
         } else {
             // Not a member (or unknown): not relayed; the API refuses it and the ack says why.
             work_state
-                .stored_first
-                .insert(job.item.sender, job.item.message.client_msg_id.as_str());
+                .relayed
+                .insert_stored_first(job.item.sender, job.item.message.client_msg_id.as_str());
         }
         work_state.push_store(job);
     });
