@@ -8,6 +8,7 @@ macro_rules! codes {
     ($( $variant:ident => ($code:literal, $status:literal, $retry:literal, $msg:literal) ),* $(,)?) => {
         /// Every error code Parley can answer with.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[cfg_attr(test, derive(ts_rs::TS))]
         #[serde(rename_all = "snake_case")]
         pub enum ErrorCode {
             $( $variant, )*
@@ -72,6 +73,7 @@ impl std::fmt::Display for ErrorCode {
 
 /// The body of an error: `{"code","message"}` plus, for validation errors, the failing field.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -81,12 +83,14 @@ pub struct ErrorBody {
 
 /// The HTTP error envelope `{"error":{…}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
 /// The error inside a failed Socket.IO ack: `{"code","message","retryable"}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AckError {
     pub code: ErrorCode,
     pub message: String,

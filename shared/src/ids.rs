@@ -9,7 +9,8 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub i64);
+        #[cfg_attr(test, derive(ts_rs::TS))]
+        pub struct $name(#[cfg_attr(test, ts(type = "string"))] pub i64);
 
         impl $name {
             pub fn get(self) -> i64 {

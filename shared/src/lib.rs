@@ -35,4 +35,6 @@ pub mod request_id;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(test)]
+mod ts_export;
 pub mod wire;

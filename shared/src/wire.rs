@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 /// A user as others see them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: UserId,
@@ -18,6 +19,7 @@ pub struct User {
 
 /// A user with live presence, as `GET /api/users` returns them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct UserWithPresence {
     #[serde(flatten)]
@@ -28,6 +30,7 @@ pub struct UserWithPresence {
 
 /// `{token, user}` answered by register and login.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthResponse {
     pub token: String,
@@ -36,6 +39,7 @@ pub struct AuthResponse {
 
 /// Direct (exactly two members, unique per pair) or group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum ConversationKind {
     Direct,
@@ -53,11 +57,14 @@ impl ConversationKind {
 
 /// A member's receipt watermarks in a conversation; also the `message_status` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct MemberState {
     pub conversation_id: ConversationId,
     pub user_id: UserId,
+    #[cfg_attr(test, ts(type = "number"))]
     pub delivered_up_to_seq: i64,
+    #[cfg_attr(test, ts(type = "number"))]
     pub read_up_to_seq: i64,
     /// When the watermarks last moved.
     pub at: DateTime<Utc>,
@@ -65,40 +72,48 @@ pub struct MemberState {
 
 /// A conversation with its members' watermarks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
     pub id: ConversationId,
     pub kind: ConversationKind,
     pub title: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[cfg_attr(test, ts(type = "number"))]
     pub last_seq: i64,
     pub members: Vec<ConversationMember>,
 }
 
 /// A member of a conversation: the user and their watermarks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationMember {
     pub user: User,
+    #[cfg_attr(test, ts(type = "number"))]
     pub delivered_up_to_seq: i64,
+    #[cfg_attr(test, ts(type = "number"))]
     pub read_up_to_seq: i64,
     pub joined_at: DateTime<Utc>,
 }
 
 /// A conversation as the caller's list shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationSummary {
     #[serde(flatten)]
     pub conversation: Conversation,
     pub last_message: Option<Message>,
     /// Messages from others with `seq` above the caller's `readUpToSeq`.
+    #[cfg_attr(test, ts(type = "number"))]
     pub unread_count: i64,
 }
 
 /// Delivery status of a message, from its sender's point of view: `delivered` once every other
 /// member's `deliveredUpToSeq` reaches it, `read` once every other member's `readUpToSeq` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Sent,
@@ -108,12 +123,14 @@ pub enum MessageStatus {
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: MessageId,
     pub client_msg_id: String,
     pub conversation_id: ConversationId,
     pub sender_id: UserId,
+    #[cfg_attr(test, ts(type = "number"))]
     pub seq: i64,
     pub kind: MessageKind,
     pub content: String,
@@ -126,6 +143,7 @@ pub struct Message {
 /// The body of `POST /api/messages` and of the `send_message` event. Exactly one of
 /// `conversationId` and `recipientId`. Any `senderId` a client adds is ignored.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct SendMessageRequest {
     pub client_msg_id: String,
@@ -134,6 +152,7 @@ pub struct SendMessageRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient_id: Option<UserId>,
     #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
     pub kind: Option<String>,
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,6 +161,7 @@ pub struct SendMessageRequest {
 
 /// A page of a conversation's messages in `seq` order.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct MessagePage {
     pub messages: Vec<Message>,
@@ -150,13 +170,16 @@ pub struct MessagePage {
 
 /// `{upToSeq}` for `/delivered` and `/read`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct WatermarkRequest {
+    #[cfg_attr(test, ts(type = "number"))]
     pub up_to_seq: i64,
 }
 
 /// What `GET /api/sync` and the `sync` event answer: every change since the cursor.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct SyncResponse {
     /// New messages, in the order they became visible (per conversation: `seq` order).
@@ -173,19 +196,23 @@ pub struct SyncResponse {
 
 /// `POST /api/conversations` body.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateConversationRequest {
     pub member_ids: Vec<UserId>,
     #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
     pub title: Option<String>,
 }
 
 /// The ack of a stored `send_message` and the `message_saved` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct MessageSaved {
     pub client_msg_id: String,
     pub id: MessageId,
+    #[cfg_attr(test, ts(type = "number"))]
     pub seq: i64,
     pub conversation_id: ConversationId,
     pub created_at: DateTime<Utc>,
@@ -206,6 +233,7 @@ impl From<&Message> for MessageSaved {
 /// `message_failed`: a relayed message could not be stored (the sender's ack carries the same
 /// error); devices showing its optimistic copy mark it failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct MessageFailed {
     pub client_msg_id: String,
@@ -215,6 +243,7 @@ pub struct MessageFailed {
 
 /// `typing`: a member started or stopped typing in a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Typing {
     pub conversation_id: ConversationId,
@@ -224,6 +253,7 @@ pub struct Typing {
 
 /// `presence`: a contact came online or went offline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Presence {
     pub user_id: UserId,
@@ -233,6 +263,7 @@ pub struct Presence {
 
 /// `online_users`: the contacts online when a socket connects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct OnlineUsers {
     pub users: Vec<UserId>,
@@ -240,6 +271,7 @@ pub struct OnlineUsers {
 
 /// `session_revoked`: the token this socket connected with was revoked; the socket is closed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionRevoked {
     pub reason: String,
@@ -248,6 +280,7 @@ pub struct SessionRevoked {
 /// The ack of a stored `send_message`: [`MessageSaved`] with `success` and `status`, and
 /// `messageId` (= `id`), the field the first design document's clients read the real id from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct SendAck {
     pub success: bool,
@@ -259,6 +292,7 @@ pub struct SendAck {
 
 /// A failed Socket.IO ack: `{"success":false,"error":{"code","message","retryable"}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AckFailure {
     pub success: bool,
     pub error: crate::errors::AckError,
@@ -275,6 +309,7 @@ impl From<crate::errors::AckError> for AckFailure {
 
 /// The answer to `ping`: the server's clock, for latency and skew.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Pong {
     pub server_time: DateTime<Utc>,

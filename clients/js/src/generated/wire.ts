@@ -1,0 +1,194 @@
+// Generated from the Rust wire types (shared/src/{ids,domain,errors,wire}.rs) by ts-rs.
+// Do not edit: run `UPDATE_TS=1 cargo test -p shared ts_export` after changing them.
+
+/**
+ * A user's id.
+ */
+export type UserId = string;
+
+/**
+ * A conversation's id.
+ */
+export type ConversationId = string;
+
+/**
+ * A stored message's real id (the temporary one is [`crate::domain::ClientMsgId`]).
+ */
+export type MessageId = string;
+
+/**
+ * The kind of a message.
+ */
+export type MessageKind = "text" | "image" | "voice";
+
+/**
+ * Every error code Parley can answer with.
+ */
+export type ErrorCode = "validation_failed" | "invalid_json" | "missing_token" | "invalid_token" | "token_expired" | "token_revoked" | "invalid_credentials" | "username_taken" | "not_found" | "conversation_not_found" | "user_not_found" | "method_not_allowed" | "origin_not_allowed" | "idempotency_mismatch" | "payload_too_large" | "request_timeout" | "rate_limited" | "too_many_connections" | "storage_failed" | "service_unavailable" | "internal_error";
+
+/**
+ * The body of an error: `{"code","message"}` plus, for validation errors, the failing field.
+ */
+export type ErrorBody = { code: ErrorCode, message: string, field?: string | null, };
+
+/**
+ * The HTTP error envelope `{"error":{…}}`.
+ */
+export type ErrorEnvelope = { error: ErrorBody, };
+
+/**
+ * The error inside a failed Socket.IO ack: `{"code","message","retryable"}`.
+ */
+export type AckError = { code: ErrorCode, message: string, retryable: boolean, };
+
+/**
+ * A user as others see them.
+ */
+export type User = { id: UserId, username: string, displayName: string, createdAt: string, };
+
+/**
+ * A user with live presence, as `GET /api/users` returns them.
+ */
+export type UserWithPresence = { online: boolean, lastSeen: string | null, id: UserId, username: string, displayName: string, createdAt: string, };
+
+/**
+ * `{token, user}` answered by register and login.
+ */
+export type AuthResponse = { token: string, user: User, };
+
+/**
+ * Direct (exactly two members, unique per pair) or group.
+ */
+export type ConversationKind = "direct" | "group";
+
+/**
+ * A member's receipt watermarks in a conversation; also the `message_status` event.
+ */
+export type MemberState = { conversationId: ConversationId, userId: UserId, deliveredUpToSeq: number, readUpToSeq: number, 
+/**
+ * When the watermarks last moved.
+ */
+at: string, };
+
+/**
+ * A conversation with its members' watermarks.
+ */
+export type Conversation = { id: ConversationId, kind: ConversationKind, title: string | null, createdAt: string, lastSeq: number, members: Array<ConversationMember>, };
+
+/**
+ * A member of a conversation: the user and their watermarks.
+ */
+export type ConversationMember = { user: User, deliveredUpToSeq: number, readUpToSeq: number, joinedAt: string, };
+
+/**
+ * A conversation as the caller's list shows it.
+ */
+export type ConversationSummary = { lastMessage: Message | null, 
+/**
+ * Messages from others with `seq` above the caller's `readUpToSeq`.
+ */
+unreadCount: number, id: ConversationId, kind: ConversationKind, title: string | null, createdAt: string, lastSeq: number, members: Array<ConversationMember>, };
+
+/**
+ * Delivery status of a message, from its sender's point of view: `delivered` once every other
+ * member's `deliveredUpToSeq` reaches it, `read` once every other member's `readUpToSeq` does.
+ */
+export type MessageStatus = "sent" | "delivered" | "read";
+
+/**
+ * A stored message.
+ */
+export type Message = { id: MessageId, clientMsgId: string, conversationId: ConversationId, senderId: UserId, seq: number, kind: MessageKind, content: string, attachmentId?: string | null, createdAt: string, status: MessageStatus, };
+
+/**
+ * The body of `POST /api/messages` and of the `send_message` event. Exactly one of
+ * `conversationId` and `recipientId`. Any `senderId` a client adds is ignored.
+ */
+export type SendMessageRequest = { clientMsgId: string, conversationId?: ConversationId | null, recipientId?: UserId | null, kind?: string, content: string, attachmentId?: string | null, };
+
+/**
+ * A page of a conversation's messages in `seq` order.
+ */
+export type MessagePage = { messages: Array<Message>, hasMore: boolean, };
+
+/**
+ * `{upToSeq}` for `/delivered` and `/read`.
+ */
+export type WatermarkRequest = { upToSeq: number, };
+
+/**
+ * What `GET /api/sync` and the `sync` event answer: every change since the cursor.
+ */
+export type SyncResponse = { 
+/**
+ * New messages, in the order they became visible (per conversation: `seq` order).
+ */
+messages: Array<Message>, 
+/**
+ * Watermark changes, latest state of each member that moved.
+ */
+receipts: Array<MemberState>, 
+/**
+ * Conversations created or whose membership changed.
+ */
+conversations: Array<Conversation>, 
+/**
+ * Pass as `since` next time. Opaque.
+ */
+nextCursor: string, 
+/**
+ * More changes are waiting: call again at once with `nextCursor`.
+ */
+hasMore: boolean, };
+
+/**
+ * `POST /api/conversations` body.
+ */
+export type CreateConversationRequest = { memberIds: Array<UserId>, title?: string, };
+
+/**
+ * The ack of a stored `send_message` and the `message_saved` event.
+ */
+export type MessageSaved = { clientMsgId: string, id: MessageId, seq: number, conversationId: ConversationId, createdAt: string, };
+
+/**
+ * `message_failed`: a relayed message could not be stored (the sender's ack carries the same
+ * error); devices showing its optimistic copy mark it failed.
+ */
+export type MessageFailed = { clientMsgId: string, conversationId: ConversationId, error: AckError, };
+
+/**
+ * `typing`: a member started or stopped typing in a conversation.
+ */
+export type Typing = { conversationId: ConversationId, userId: UserId, isTyping: boolean, };
+
+/**
+ * `presence`: a contact came online or went offline.
+ */
+export type Presence = { userId: UserId, online: boolean, lastSeen: string | null, };
+
+/**
+ * `online_users`: the contacts online when a socket connects.
+ */
+export type OnlineUsers = { users: Array<UserId>, };
+
+/**
+ * `session_revoked`: the token this socket connected with was revoked; the socket is closed.
+ */
+export type SessionRevoked = { reason: string, };
+
+/**
+ * The ack of a stored `send_message`: [`MessageSaved`] with `success` and `status`, and
+ * `messageId` (= `id`), the field the first design document's clients read the real id from.
+ */
+export type SendAck = { success: boolean, messageId: MessageId, status: MessageStatus, clientMsgId: string, id: MessageId, seq: number, conversationId: ConversationId, createdAt: string, };
+
+/**
+ * A failed Socket.IO ack: `{"success":false,"error":{"code","message","retryable"}}`.
+ */
+export type AckFailure = { success: boolean, error: AckError, };
+
+/**
+ * The answer to `ping`: the server's clock, for latency and skew.
+ */
+export type Pong = { serverTime: string, };
