@@ -1,0 +1,495 @@
+// Everything that happens over a connected session: the outbox of optimistic sends, the
+// socket's events into the message lists, receipts, catch-up sync, presence.
+
+import type { Socket } from "socket.io-client";
+import { ConversationList } from "./conversations.js";
+import type {
+  AckError,
+  Conversation,
+  ConversationId,
+  MemberState,
+  Message,
+  MessageFailed,
+  MessagePage,
+  MessageSaved,
+  OnlineUsers,
+  Presence,
+  SendAck,
+  SendMessageRequest,
+  SyncResponse,
+  Typing,
+  UserId,
+  UserWithPresence,
+} from "./generated/wire.js";
+import { newClientMsgId } from "./ids.js";
+import type { HistoryQuery, RestApi } from "./rest.js";
+import { MessageStore, type MergeResult, type RelayedMessage } from "./store.js";
+import { TypingTracker } from "./typing.js";
+import {
+  ParleyError,
+  type ClientMessage,
+  type ConversationView,
+  type DisconnectReason,
+  type ParleyEvents,
+  type PresenceState,
+  type SendInput,
+} from "./types.js";
+
+export interface MessagingDeps {
+  me: UserId;
+  api: RestApi;
+  socket: Socket;
+  options: {
+    sendTimeoutMs: number;
+    typingThrottleMs: number;
+    typingIdleMs: number;
+    typingExpiryMs: number;
+    autoMarkDelivered: boolean;
+  };
+  cursor: { get(): string | null; set(cursor: string | null): void };
+  emit<K extends keyof ParleyEvents>(event: K, payload: ParleyEvents[K]): void;
+  /** The server revoked the session: the monitor must not reconnect. */
+  revoked(): void;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(error: ParleyError): void;
+}
+
+export class Messaging {
+  readonly store: MessageStore;
+  readonly conversations: ConversationList;
+  readonly typing: TypingTracker;
+  /** Sends waiting for their ack, by clientMsgId, in send order: resent after a reconnect. */
+  readonly #outbox = new Map<string, SendMessageRequest>();
+  readonly #presence = new Map<UserId, PresenceState>();
+  readonly #deliveredDue = new Map<ConversationId, number>();
+  #deliveredTimer: ReturnType<typeof setTimeout> | null = null;
+  #syncing: Promise<void> | null = null;
+  #syncAgain = false;
+  #caughtUp = false;
+  #waiters: Waiter[] = [];
+  #closed = false;
+
+  constructor(private readonly deps: MessagingDeps) {
+    this.store = new MessageStore(deps.me, (conversationId) =>
+      deps.emit("messages", { conversationId, messages: this.store.list(conversationId) }),
+    );
+    this.conversations = new ConversationList(deps.me);
+    this.typing = new TypingTracker({
+      throttleMs: deps.options.typingThrottleMs,
+      idleMs: deps.options.typingIdleMs,
+      expiryMs: deps.options.typingExpiryMs,
+      send: (conversationId, isTyping) => {
+        if (deps.socket.connected) deps.socket.emit("typing", { conversationId, isTyping });
+      },
+      changed: (conversationId, userIds) => deps.emit("typing", { conversationId, userIds }),
+    });
+    this.#listen(deps.socket);
+  }
+
+  // ---- connection lifecycle ---------------------------------------------------------------
+
+  /** Resolves once connected and the first sync is done. */
+  whenCaughtUp(): Promise<void> {
+    if (this.#caughtUp) return Promise.resolve();
+    if (this.#closed) return Promise.reject(new ParleyError("closed", "the client was closed"));
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /** The socket (re)connected: resend what was not acknowledged, refresh the list, catch up. */
+  connected(socket: Socket): void {
+    for (const clientMsgId of this.#outbox.keys()) this.#emitSend(socket, clientMsgId);
+    void this.loadConversations().catch((error: unknown) => this.#report(error));
+    void this.sync().then(
+      () => this.#settleWaiters(null),
+      (error: unknown) => this.#report(error),
+    );
+  }
+
+  disconnected(): void {
+    // Pending acks are lost with the connection; their messages stay `sending` in the outbox.
+  }
+
+  /** The monitor stopped trying: whoever awaits `connect()` learns why. */
+  gaveUp(reason: DisconnectReason): void {
+    if (reason === "closed") return;
+    this.#settleWaiters(
+      new ParleyError(reason, `not connected: ${reason.replace("_", " ")}`, {
+        retryable: reason === "attempts_exhausted",
+      }),
+    );
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.typing.clear();
+    if (this.#deliveredTimer !== null) clearTimeout(this.#deliveredTimer);
+    this.#deliveredTimer = null;
+    this.#settleWaiters(new ParleyError("closed", "the client was closed"));
+  }
+
+  // ---- sending ------------------------------------------------------------------------------
+
+  send(input: SendInput): ClientMessage {
+    const content = input.content;
+    if (typeof content !== "string" || content.trim() === "") {
+      throw new ParleyError("validation_failed", "content: must not be empty or blank", {
+        field: "content",
+      });
+    }
+    const request: SendMessageRequest = {
+      clientMsgId: newClientMsgId(),
+      conversationId: input.conversationId,
+      kind: input.kind ?? "text",
+      content,
+      attachmentId: input.attachmentId ?? null,
+    };
+    this.store.addOptimistic({
+      clientMsgId: request.clientMsgId,
+      conversationId: input.conversationId,
+      senderId: this.deps.me,
+      id: null,
+      seq: null,
+      kind: input.kind ?? "text",
+      content,
+      attachmentId: request.attachmentId ?? null,
+      createdAt: new Date().toISOString(),
+      status: "sending",
+      mine: true,
+    });
+    this.typing.stop(input.conversationId);
+    this.#outbox.set(request.clientMsgId, request);
+    if (this.deps.socket.connected) this.#emitSend(this.deps.socket, request.clientMsgId);
+    return this.store.findMine(request.clientMsgId)!;
+  }
+
+  retry(clientMsgId: string): ClientMessage {
+    const message = this.store.findMine(clientMsgId);
+    if (!message) throw new ParleyError("not_found", `no message ${clientMsgId} of yours`);
+    if (message.status !== "failed") return message;
+    const request: SendMessageRequest = {
+      clientMsgId,
+      conversationId: message.conversationId,
+      kind: message.kind,
+      content: message.content,
+      attachmentId: message.attachmentId ?? null,
+    };
+    const next = this.store.markSending(message);
+    this.#outbox.set(clientMsgId, request);
+    if (this.deps.socket.connected) this.#emitSend(this.deps.socket, clientMsgId);
+    return next;
+  }
+
+  discard(clientMsgId: string): boolean {
+    const message = this.store.findMine(clientMsgId);
+    if (!message || message.status !== "failed") return false;
+    return this.store.remove(message.conversationId, clientMsgId, this.deps.me);
+  }
+
+  #emitSend(socket: Socket, clientMsgId: string): void {
+    const request = this.#outbox.get(clientMsgId);
+    if (!request) return;
+    socket
+      .timeout(this.deps.options.sendTimeoutMs)
+      .emit("send_message", request, (timeout: Error | null, ack?: SendAck | AckFailureLike) => {
+        if (this.#closed) return;
+        if (timeout) {
+          // Lost with the connection: resent on reconnect. No answer while connected: failed.
+          if (!socket.connected || !this.#outbox.has(clientMsgId)) return;
+          this.#outbox.delete(clientMsgId);
+          this.store.markFailed(
+            request.conversationId!,
+            clientMsgId,
+            { code: "timeout" as AckError["code"], message: "no answer from the server", retryable: true },
+            this.deps.me,
+          );
+          return;
+        }
+        this.#outbox.delete(clientMsgId);
+        if (ack && ack.success === true) {
+          this.#saved(ack as SendAck, this.deps.me);
+        } else {
+          const error = (ack as AckFailureLike | undefined)?.error ?? {
+            code: "internal_error",
+            message: "malformed ack",
+            retryable: true,
+          };
+          this.store.markFailed(request.conversationId!, clientMsgId, error as AckError, this.deps.me);
+        }
+      });
+  }
+
+  #saved(saved: MessageSaved, senderId?: UserId): void {
+    const result = this.store.applySaved(saved, senderId);
+    if (!result) return;
+    if (result.message.mine) this.#outbox.delete(saved.clientMsgId);
+    this.#afterStored(result);
+  }
+
+  // ---- receiving ----------------------------------------------------------------------------
+
+  #listen(socket: Socket): void {
+    socket.on("receive_message", (payload: Message | RelayedMessage) => {
+      if ("id" in payload && payload.id != null && typeof payload.seq === "number") {
+        this.#afterStored(this.store.mergeStored(payload as Message));
+      } else {
+        const message = this.store.mergeRelayed(payload as RelayedMessage);
+        if (message && !message.mine) {
+          this.typing.messageFrom(message.conversationId, message.senderId);
+          this.deps.emit("message", message);
+        }
+      }
+    });
+    socket.on("message_saved", (saved: MessageSaved) => this.#saved(saved));
+    socket.on("message_failed", (failed: MessageFailed) => {
+      this.store.markFailed(failed.conversationId, failed.clientMsgId, failed.error);
+    });
+    socket.on("message_status", (state: MemberState) => this.#receipt(state));
+    socket.on("typing", (typing: Typing) => {
+      if (typing.userId !== this.deps.me) {
+        this.typing.received(typing.conversationId, typing.userId, typing.isTyping);
+      }
+    });
+    socket.on("presence", (presence: Presence) => this.#setPresence(presence));
+    socket.on("online_users", ({ users }: OnlineUsers) => {
+      const online = new Set(users);
+      for (const state of this.#presence.values()) {
+        if (state.online && !online.has(state.userId) && state.userId !== this.deps.me) {
+          this.#setPresence({ userId: state.userId, online: false, lastSeen: state.lastSeen });
+        }
+      }
+      for (const userId of users) this.#setPresence({ userId, online: true, lastSeen: null });
+    });
+    socket.on("conversation_changed", (conversation: Conversation) =>
+      this.conversationChanged(conversation),
+    );
+    socket.on("session_revoked", ({ reason }: { reason: string }) => {
+      this.deps.revoked();
+      this.deps.emit("sessionRevoked", { reason });
+    });
+  }
+
+  /** A message became stored in the list: notifications, unread counts, delivery receipts. */
+  #afterStored(result: MergeResult): void {
+    const { message } = result;
+    if (!result.newlyStored || message.seq === null || message.id === null) return;
+    if (!message.mine) {
+      this.typing.messageFrom(message.conversationId, message.senderId);
+      if (result.isNew) this.deps.emit("message", message);
+      if (this.deps.options.autoMarkDelivered) this.#deliverLater(message.conversationId, message.seq);
+    }
+    const stored: Message = {
+      id: message.id,
+      clientMsgId: message.clientMsgId,
+      conversationId: message.conversationId,
+      senderId: message.senderId,
+      seq: message.seq,
+      kind: message.kind,
+      content: message.content,
+      createdAt: message.createdAt,
+      status: message.status === "sending" || message.status === "failed" ? "sent" : message.status,
+    };
+    if (message.attachmentId != null) stored.attachmentId = message.attachmentId;
+    const myRead = this.store.myReadUpTo(message.conversationId);
+    if (this.conversations.messageStored(stored, myRead)) {
+      this.deps.emit("conversations", this.conversations.all());
+    } else if (!this.conversations.has(message.conversationId)) {
+      void this.#fetchConversation(message.conversationId);
+    }
+  }
+
+  #receipt(state: MemberState): void {
+    this.store.applyReceipt(state);
+    this.conversations.memberMoved(
+      state.conversationId,
+      state.userId,
+      state.deliveredUpToSeq,
+      state.readUpToSeq,
+    );
+    if (state.userId === this.deps.me) {
+      const left = this.store.countFromOthersAfter(state.conversationId, state.readUpToSeq);
+      const summary = this.conversations.get(state.conversationId);
+      if (summary && (state.readUpToSeq >= summary.lastSeq || left < summary.unreadCount)) {
+        this.conversations.setUnread(state.conversationId, state.readUpToSeq >= summary.lastSeq ? 0 : left);
+      }
+    }
+    this.deps.emit("conversations", this.conversations.all());
+  }
+
+  conversationChanged(conversation: Conversation): void {
+    this.conversations.upsert(conversation);
+    this.store.batch(() => this.#applyMembers(conversation));
+    this.deps.emit("conversation", conversation);
+    this.deps.emit("conversations", this.conversations.all());
+  }
+
+  /** The members and their watermarks, for the statuses of the user's messages. */
+  #applyMembers(conversation: Conversation): void {
+    this.store.setMembers(conversation.id, conversation.members.map((m) => m.user.id));
+    for (const m of conversation.members) {
+      this.store.applyReceipt({
+        conversationId: conversation.id,
+        userId: m.user.id,
+        deliveredUpToSeq: m.deliveredUpToSeq,
+        readUpToSeq: m.readUpToSeq,
+      });
+    }
+  }
+
+  async #fetchConversation(id: ConversationId): Promise<void> {
+    try {
+      this.conversationChanged(await this.deps.api.conversation(id));
+    } catch (error) {
+      this.#report(error);
+    }
+  }
+
+  // ---- REST-backed operations ---------------------------------------------------------------
+
+  async loadConversations(): Promise<readonly ConversationView[]> {
+    const summaries = await this.deps.api.conversations();
+    if (this.#closed) return summaries;
+    this.conversations.replaceAll(summaries);
+    this.store.batch(() => {
+      for (const s of summaries) {
+        this.#applyMembers(s);
+        if (s.lastMessage) this.store.mergeStored(s.lastMessage);
+      }
+    });
+    this.deps.emit("conversations", this.conversations.all());
+    return this.conversations.all();
+  }
+
+  async loadHistory(conversationId: ConversationId, page: HistoryQuery): Promise<MessagePage> {
+    const result = await this.deps.api.history(conversationId, page);
+    if (!this.#closed) {
+      this.store.batch(() => {
+        for (const m of result.messages) this.store.mergeStored(m);
+      });
+    }
+    return result;
+  }
+
+  async mark(kind: "read" | "delivered", conversationId: ConversationId, upToSeq?: number): Promise<void> {
+    const seq = upToSeq ?? this.store.lastSeq(conversationId);
+    if (seq <= 0) return;
+    const state =
+      kind === "read"
+        ? await this.deps.api.markRead(conversationId, seq)
+        : await this.deps.api.markDelivered(conversationId, seq);
+    if (!this.#closed) this.#receipt(state);
+  }
+
+  #deliverLater(conversationId: ConversationId, seq: number): void {
+    this.#deliveredDue.set(conversationId, Math.max(seq, this.#deliveredDue.get(conversationId) ?? 0));
+    if (this.#deliveredTimer !== null) return;
+    // Coalesce a burst (a sync page, a busy conversation) into one request per conversation.
+    this.#deliveredTimer = setTimeout(() => {
+      this.#deliveredTimer = null;
+      const due = [...this.#deliveredDue];
+      this.#deliveredDue.clear();
+      for (const [id, upTo] of due) {
+        void this.mark("delivered", id, upTo).catch((error: unknown) => this.#report(error));
+      }
+    }, 0);
+  }
+
+  // ---- catch-up -----------------------------------------------------------------------------
+
+  /** `sync` from the kept cursor until `hasMore` is false; concurrent calls share one run. */
+  sync(): Promise<void> {
+    if (this.#syncing) {
+      this.#syncAgain = true;
+      return this.#syncing;
+    }
+    this.#syncing = (async () => {
+      try {
+        do {
+          this.#syncAgain = false;
+          await this.#syncOnce();
+        } while (this.#syncAgain && !this.#closed);
+      } finally {
+        this.#syncing = null;
+      }
+    })();
+    return this.#syncing;
+  }
+
+  async #syncOnce(): Promise<void> {
+    let messages = 0;
+    let receipts = 0;
+    for (;;) {
+      let page: SyncResponse;
+      const since = this.deps.cursor.get();
+      try {
+        page = await this.deps.api.sync(since);
+      } catch (error) {
+        if (since !== null && error instanceof ParleyError && error.field === "since") {
+          // A cursor this server did not issue (a restored database): start again from the beginning.
+          this.deps.cursor.set(null);
+          continue;
+        }
+        throw error;
+      }
+      if (this.#closed) return;
+      this.store.batch(() => {
+        for (const c of page.conversations) this.conversationChanged(c);
+        for (const m of page.messages) {
+          const result = this.store.mergeStored(m);
+          if (result.isNew) messages++;
+          this.#afterStored(result);
+        }
+        for (const r of page.receipts) this.#receipt(r);
+      });
+      receipts += page.receipts.length;
+      this.deps.cursor.set(page.nextCursor);
+      if (!page.hasMore) break;
+    }
+    this.deps.emit("synced", { messages, receipts });
+  }
+
+  // ---- presence -----------------------------------------------------------------------------
+
+  presence(userId: UserId): PresenceState | undefined {
+    return this.#presence.get(userId);
+  }
+
+  presenceFromUsers(users: UserWithPresence[]): void {
+    for (const u of users) this.#setPresence({ userId: u.id, online: u.online, lastSeen: u.lastSeen });
+  }
+
+  #setPresence(next: PresenceState): void {
+    const old = this.#presence.get(next.userId);
+    const state: PresenceState = { ...next, lastSeen: next.lastSeen ?? (next.online ? null : old?.lastSeen ?? null) };
+    if (old && old.online === state.online && old.lastSeen === state.lastSeen) return;
+    this.#presence.set(next.userId, state);
+    this.deps.emit("presence", state);
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------
+
+  #settleWaiters(error: ParleyError | null): void {
+    if (error === null) this.#caughtUp = true;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) {
+      if (error) w.reject(error);
+      else w.resolve();
+    }
+  }
+
+  #report(error: unknown): void {
+    if (this.#closed) return;
+    this.deps.emit(
+      "error",
+      error instanceof ParleyError ? error : new ParleyError("internal_error", String(error)),
+    );
+  }
+}
+
+interface AckFailureLike {
+  success: false;
+  error?: AckError;
+}

@@ -1,0 +1,167 @@
+// The REST API calls the SDK and apps need, with Parley's error shape turned into ParleyError.
+
+import type {
+  AuthResponse,
+  Conversation,
+  ConversationId,
+  ConversationSummary,
+  ErrorEnvelope,
+  MemberState,
+  Message,
+  MessagePage,
+  SendMessageRequest,
+  SyncResponse,
+  User,
+  UserId,
+  UserWithPresence,
+} from "./generated/wire.js";
+import { ParleyError } from "./types.js";
+
+/** What `register()` takes. */
+export interface RegisterInput {
+  username: string;
+  password: string;
+  displayName?: string;
+}
+
+/** What `login()` takes. */
+export interface LoginInput {
+  username: string;
+  password: string;
+}
+
+/** A page of history: `beforeSeq` pages back from the newest, `afterSeq` forward. */
+export interface HistoryQuery {
+  beforeSeq?: number;
+  afterSeq?: number;
+  /** 1–200, default 50. */
+  limit?: number;
+}
+
+/** Thin typed wrapper of Parley's REST routes (docs/protocol.md, "REST routes"). */
+export class RestApi {
+  readonly #base: string;
+  token: string | null;
+
+  constructor(apiUrl: string, token: string | null = null) {
+    this.#base = apiUrl.replace(/\/+$/, "");
+    this.token = token;
+  }
+
+  register(input: RegisterInput): Promise<AuthResponse> {
+    return this.request("POST", "/api/auth/register", input, false);
+  }
+
+  login(input: LoginInput): Promise<AuthResponse> {
+    return this.request("POST", "/api/auth/login", input, false);
+  }
+
+  logout(): Promise<void> {
+    return this.request("POST", "/api/auth/logout");
+  }
+
+  me(): Promise<User> {
+    return this.request("GET", "/api/auth/me");
+  }
+
+  users(search = "", limit?: number): Promise<UserWithPresence[]> {
+    return this.request("GET", `/api/users${query({ search, limit })}`);
+  }
+
+  conversations(): Promise<ConversationSummary[]> {
+    return this.request("GET", "/api/conversations");
+  }
+
+  conversation(id: ConversationId): Promise<Conversation> {
+    return this.request("GET", `/api/conversations/${encodeURIComponent(id)}`);
+  }
+
+  createConversation(memberIds: UserId[], title?: string | null): Promise<Conversation> {
+    return this.request("POST", "/api/conversations", { memberIds, title: title ?? null });
+  }
+
+  history(id: ConversationId, page: HistoryQuery = {}): Promise<MessagePage> {
+    return this.request(
+      "GET",
+      `/api/conversations/${encodeURIComponent(id)}/messages${query({ ...page })}`,
+    );
+  }
+
+  sendMessage(request: SendMessageRequest): Promise<Message> {
+    return this.request("POST", "/api/messages", request);
+  }
+
+  markDelivered(id: ConversationId, upToSeq: number): Promise<MemberState> {
+    return this.request("POST", `/api/conversations/${encodeURIComponent(id)}/delivered`, {
+      upToSeq,
+    });
+  }
+
+  markRead(id: ConversationId, upToSeq: number): Promise<MemberState> {
+    return this.request("POST", `/api/conversations/${encodeURIComponent(id)}/read`, {
+      upToSeq,
+    });
+  }
+
+  sync(since: string | null, limit?: number): Promise<SyncResponse> {
+    return this.request("GET", `/api/sync${query({ since: since ?? undefined, limit })}`);
+  }
+
+  /** One request; resolves with the JSON body (or nothing for 204), rejects with ParleyError. */
+  async request<T>(method: string, path: string, body?: unknown, auth = true): Promise<T> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (auth) {
+      if (!this.token) throw new ParleyError("not_logged_in", "log in first");
+      headers.authorization = `Bearer ${this.token}`;
+    }
+    let response: Response;
+    try {
+      response = await fetch(this.#base + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new ParleyError("network_error", `${method} ${path}: ${describe(error)}`, {
+        retryable: true,
+      });
+    }
+    const text = await response.text();
+    if (!response.ok) throw errorOf(response.status, text, `${method} ${path}`);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+}
+
+function errorOf(status: number, text: string, what: string): ParleyError {
+  try {
+    const { error } = JSON.parse(text) as ErrorEnvelope;
+    if (error && typeof error.code === "string") {
+      return new ParleyError(error.code, error.message, {
+        status,
+        field: error.field ?? undefined,
+        retryable: status === 408 || status === 429 || status >= 500,
+      });
+    }
+  } catch {
+    // Not our error shape (a proxy's page): described below.
+  }
+  return new ParleyError(
+    status >= 500 ? "service_unavailable" : "http_error",
+    `${what}: HTTP ${status}`,
+    { status, retryable: status === 408 || status === 429 || status >= 500 },
+  );
+}
+
+function query(params: Record<string, string | number | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== "") search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+export function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

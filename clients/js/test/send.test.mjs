@@ -1,0 +1,190 @@
+// Sending against a real Parley: optimistic copy, replacement by the stored message, receipts,
+// failures and retry(), resends after a broken connection without duplicates.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import {
+  clientFor,
+  networkProxy,
+  newUser,
+  parley,
+  restAs,
+  until,
+  untilState,
+} from "./helpers.mjs";
+
+let server;
+const clients = [];
+
+before(async () => {
+  server = await parley();
+});
+
+after(() => {
+  for (const c of clients) c.close();
+});
+
+/** Two users with a direct conversation, each with a connected client (options for alice's). */
+async function pair(aliceOptions = {}) {
+  const alice = await newUser(server.api, "alice");
+  const bob = await newUser(server.api, "bob");
+  const a = clientFor(server, alice, aliceOptions);
+  const b = clientFor(server, bob);
+  clients.push(a, b);
+  await Promise.all([a.connect(), b.connect()]);
+  const chat = await a.openDirect(bob.user.id);
+  return { alice, bob, a, b, chat };
+}
+
+test("send returns the optimistic message at once, then the list holds the stored one", async () => {
+  const { a, chat } = await pair();
+  const events = [];
+  a.on("messages", ({ conversationId, messages }) => {
+    if (conversationId === chat.id) events.push(messages.map((m) => m.status));
+  });
+
+  const optimistic = a.send({ conversationId: chat.id, content: "hello" });
+
+  assert.equal(optimistic.status, "sending");
+  assert.equal(optimistic.id, null);
+  assert.equal(optimistic.seq, null);
+  assert.equal(optimistic.mine, true);
+  assert.match(optimistic.clientMsgId, /^c-[0-9a-f]{32}$/);
+  assert.deepEqual(a.messages(chat.id), [optimistic], "in the list before any answer");
+  const [stored] = await until(
+    a,
+    "messages",
+    () => a.messages(chat.id).filter((m) => m.id !== null),
+    "the stored message",
+  );
+  assert.equal(stored.clientMsgId, optimistic.clientMsgId);
+  assert.equal(stored.seq, 1);
+  assert.match(stored.id, /^\d+$/);
+  assert.equal(stored.status, "sent");
+  assert.equal(a.messages(chat.id).length, 1, "replaced, not added");
+  assert.deepEqual(events[0], ["sending"]);
+});
+
+test("the recipient sees the message once, and the sender's ticks go delivered then read", async () => {
+  const { a, b, chat } = await pair();
+  const sent = a.send({ conversationId: chat.id, content: "are you there?" });
+
+  const [received] = await until(
+    b,
+    "messages",
+    () => b.messages(chat.id).filter((m) => m.seq !== null),
+    "bob's stored copy",
+  );
+  assert.equal(received.clientMsgId, sent.clientMsgId);
+  assert.equal(received.mine, false);
+  assert.equal(b.messages(chat.id).length, 1);
+  // Bob's client marks it delivered by itself (autoMarkDelivered).
+  await until(a, "messages", () => a.messages(chat.id)[0]?.status === "delivered", "delivered");
+  await b.markRead(chat.id);
+  await until(a, "messages", () => a.messages(chat.id)[0]?.status === "read", "read");
+  assert.equal(a.messages(chat.id).length, 1);
+});
+
+test("a refused send is marked failed with the server's error and can be discarded", async () => {
+  const { a, chat } = await pair();
+  const tooLong = "x".repeat(4001);
+
+  const message = a.send({ conversationId: chat.id, content: tooLong });
+  const [failed] = await until(
+    a,
+    "messages",
+    () => a.messages(chat.id).filter((m) => m.status === "failed"),
+    "the failed send",
+  );
+  assert.equal(failed.clientMsgId, message.clientMsgId);
+  assert.equal(failed.error.code, "validation_failed");
+  assert.equal(failed.error.retryable, false);
+  assert.equal(a.discard(message.clientMsgId), true);
+  assert.deepEqual(a.messages(chat.id), []);
+});
+
+test("a send unanswered in time fails as retryable; retry() stores it once with the same id", async () => {
+  const alice = await newUser(server.api, "alice");
+  const bob = await newUser(server.api, "bob");
+  const proxy = await networkProxy(server.socket);
+  const a = clientFor(server, alice, { socketUrl: proxy.url, sendTimeoutMs: 500 });
+  clients.push(a);
+  await a.connect();
+  const chat = await a.openDirect(bob.user.id);
+
+  proxy.dropUp(); // the send never reaches the relay; the connection looks alive
+  const message = a.send({ conversationId: chat.id, content: "lost in transit" });
+  const failed = await until(
+    a,
+    "messages",
+    () => a.messages(chat.id).find((m) => m.status === "failed"),
+    "the timed-out send",
+  );
+  assert.equal(failed.error.code, "timeout");
+  assert.equal(failed.error.retryable, true);
+
+  proxy.up();
+  proxy.cut(); // the dropped bytes broke the stream: start a clean connection
+  await untilState(a, "connected");
+  const retried = a.retry(message.clientMsgId);
+  assert.equal(retried.status, "sending");
+  assert.equal(retried.clientMsgId, message.clientMsgId);
+  await until(a, "messages", () => a.messages(chat.id)[0]?.seq === 1, "the retried message stored");
+
+  const history = await restAs(server, alice).history(chat.id);
+  assert.deepEqual(
+    history.messages.map((m) => m.clientMsgId),
+    [message.clientMsgId],
+    "stored exactly once",
+  );
+  proxy.close();
+});
+
+for (const [lost, drop] of [
+  ["the send", "dropUp"],
+  ["the ack", "dropDown"],
+]) {
+  test(`when ${lost} is lost with the connection, the send is resent after reconnect and stored once`, async () => {
+    const alice = await newUser(server.api, "alice");
+    const bob = await newUser(server.api, "bob");
+    const proxy = await networkProxy(server.socket);
+    const a = clientFor(server, alice, { socketUrl: proxy.url });
+    clients.push(a);
+    await a.connect();
+    const chat = await a.openDirect(bob.user.id);
+    const first = a.send({ conversationId: chat.id, content: "before" });
+    await until(a, "messages", () => a.messages(chat.id)[0]?.seq === 1, "the first message stored");
+
+    proxy[drop]();
+    const message = a.send({ conversationId: chat.id, content: "across the outage" });
+    if (drop === "dropDown") {
+      // Stored by the server, ack lost: wait until bob's device sees it stored.
+      const b = clientFor(server, bob);
+      clients.push(b);
+      await b.connect();
+      await until(b, "messages", () => b.messages(chat.id).at(-1)?.seq === 2, "bob sees it stored");
+    }
+    proxy.down();
+    await until(a, "state", () => a.state.status === "reconnecting", "reconnecting");
+    assert.equal(a.messages(chat.id).at(-1).status, "sending", "still waiting for its ack");
+    proxy.up();
+    await until(
+      a,
+      "messages",
+      () => a.messages(chat.id).find((m) => m.clientMsgId === message.clientMsgId)?.seq === 2,
+      "the resent message stored",
+    );
+
+    const history = await restAs(server, alice).history(chat.id);
+    assert.deepEqual(
+      history.messages.map((m) => [m.seq, m.clientMsgId]),
+      [
+        [1, first.clientMsgId],
+        [2, message.clientMsgId],
+      ],
+      "each message stored exactly once",
+    );
+    assert.equal(a.messages(chat.id).length, 2);
+    proxy.close();
+  });
+}
