@@ -4,12 +4,15 @@
 //! - [`settings`]: the all-in-one's defaults (embedded SQLite, in-process bus, a persisted JWT
 //!   secret) on top of each service's own settings.
 //! - [`AllInOne`]: build both services, report their addresses, run until shutdown.
+//! - [`web`]: the reference web app (`clients/web/`, built by `build.rs`), served on the API's
+//!   port.
 //!
 //! With `DATABASE_URL=postgres://…` and `REDIS_URL` set, the same binary uses PostgreSQL and
 //! Redis instead; the separate `api-server` and `socket-server` binaries stay the way to scale
 //! them independently.
 
 pub mod settings;
+pub mod web;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -35,6 +38,8 @@ pub struct Addresses {
     pub socket: String,
     pub database: String,
     pub bus: &'static str,
+    /// The web app's address (the API's), or `null` when it was built without npm.
+    pub web: Option<String>,
 }
 
 impl AllInOne {
@@ -64,9 +69,14 @@ impl AllInOne {
                 (Arc::new(bus), subscriber, received, "redis")
             }
         };
-        let api =
-            api_server::startup::Application::build_with(api_settings.clone(), store, bus.clone())
-                .await?;
+        let relay_port = web::RelayPort::default();
+        let api = api_server::startup::Application::build_with_extra(
+            api_settings.clone(),
+            store,
+            bus.clone(),
+            Some(web::services(relay_port.clone())),
+        )
+        .await?;
         let api_url = format!("http://{}:{}", loopback(&api_settings.api.host), api.port());
         relay_settings.api.url = api_url.clone();
         // The relay calls the API's logic in process: no loopback HTTP, no second token check.
@@ -78,11 +88,13 @@ impl AllInOne {
             api.relay_port(),
         )
         .await?;
+        relay_port.set(relay.port());
         let socket_url = format!(
             "http://{}:{}",
             loopback(&relay_settings.socket.host),
             relay.port()
         );
+        let web_url = web::built().then(|| format!("{api_url}/"));
         Ok(Self {
             api,
             relay,
@@ -91,6 +103,7 @@ impl AllInOne {
                 socket: socket_url,
                 database: database_label,
                 bus: bus_label,
+                web: web_url,
             },
         })
     }

@@ -28,6 +28,10 @@ fn writers(pool_size: usize) -> usize {
 /// How long the bus publisher gets to send what is queued at shutdown.
 const PUBLISHER_GRACE: Duration = Duration::from_secs(2);
 
+/// Services a host mounts next to the API (the all-in-one serves its web app with it). They are
+/// registered after every API route, so the API's paths keep priority, and before the JSON 404.
+pub type ExtraServices = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -54,6 +58,16 @@ impl Application {
         settings: Settings,
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
+    ) -> anyhow::Result<Self> {
+        Self::build_with_extra(settings, store, bus, None).await
+    }
+
+    /// [`Self::build_with`], plus the host's own services ([`ExtraServices`]).
+    pub async fn build_with_extra(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        extra: Option<ExtraServices>,
     ) -> anyhow::Result<Self> {
         let keys = JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?;
         let metrics = Metrics::new().context("registering metrics")?;
@@ -99,6 +113,11 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .configure(|cfg| routes::configure(cfg, &data.limits))
+                .configure(|cfg| {
+                    if let Some(extra) = &extra {
+                        extra(cfg);
+                    }
+                })
                 .default_service(web::to(routes::not_found))
                 .app_data(body_timeout)
                 .app_data(origins.clone())

@@ -1,0 +1,78 @@
+// The web app as `cargo run` serves it: two users in two browser contexts, default
+// socket.io-client transports (polling, then the upgrade). A message sent while its recipient is
+// away shows ✓ (sent); when the recipient comes back it turns ✓✓ (delivered) and, once they open
+// the conversation, read. Typing, presence and unread counts on the way.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import {
+  launchChromium, message, openPage, register, send, shot, startAllInOne, startChat, unique, waitStatus, watch,
+} from "./harness.mjs";
+
+let parley;
+let browser;
+
+before(async () => {
+  parley = await startAllInOne();
+  assert.ok(parley.web, "parley was built without its web app (is npm installed? see the cargo build's warning)");
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  await parley?.stop();
+});
+
+test("a message goes sent, delivered, read between two users of the app served by cargo run", async () => {
+  const alice = unique("alice");
+  const bob = unique("bob");
+
+  // Bob registers, then leaves (his page closes; his session stays in his context's storage).
+  let bobPage = await openPage(browser, parley.web);
+  await register(bobPage, bob);
+  const bobContext = bobPage.context();
+  await bobPage.close();
+
+  // Alice registers, starts a chat with Bob and writes while he is away: ✓ (stored, not delivered).
+  const alicePage = await openPage(browser, parley.web);
+  await register(alicePage, alice);
+  await alicePage.getByTestId("connection-banner").waitFor({ state: "hidden" });
+  await alicePage.locator('[data-testid="latency"][data-ms]').waitFor(); // the first ping's answer
+  await startChat(alicePage, bob);
+  await send(alicePage, "hello bob");
+  await message(alicePage, "hello bob").waitFor();
+  await waitStatus(alicePage, "hello bob", "sent");
+  assert.equal(await message(alicePage, "hello bob").getByTestId("message-status").textContent(), "✓");
+  await shot(alicePage, "allinone-1-alice-sent");
+
+  // Bob comes back: the SDK catches up and marks the message delivered (✓✓), the list shows 1 unread.
+  bobPage = watch(await bobContext.newPage());
+  await bobPage.goto(parley.web);
+  const item = bobPage.getByTestId("conversation-item").filter({ hasText: alice });
+  await item.getByTestId("unread-count").filter({ hasText: "1" }).waitFor();
+  await waitStatus(alicePage, "hello bob", "delivered");
+  assert.equal(await message(alicePage, "hello bob").getByTestId("message-status").textContent(), "✓✓");
+  // Alice is online (the relay told Bob's page at connect): a green dot.
+  await item.locator('[data-testid="presence-dot"][data-online="true"]').waitFor();
+  await shot(bobPage, "allinone-2-bob-unread");
+  await shot(alicePage, "allinone-2-alice-delivered");
+
+  // Bob opens the conversation: the message is there, Alice sees it read.
+  await item.click();
+  await message(bobPage, "hello bob").waitFor();
+  await waitStatus(alicePage, "hello bob", "read");
+  await shot(alicePage, "allinone-3-alice-read");
+
+  // Bob types: Alice sees it; Bob answers, Alice gets the answer live.
+  await bobPage.getByTestId("composer-input").pressSequentially("hi al");
+  await alicePage.getByTestId("typing-indicator").filter({ hasText: "is typing" }).waitFor();
+  await shot(alicePage, "allinone-4-alice-sees-typing");
+  await bobPage.getByTestId("composer-input").fill("hi alice");
+  await bobPage.getByTestId("send-button").click();
+  await message(alicePage, "hi alice").waitFor();
+  await waitStatus(bobPage, "hi alice", "read");
+  await shot(bobPage, "allinone-5-bob-answer-read");
+
+  assert.deepEqual(alicePage.consoleErrors, []);
+  assert.deepEqual(bobPage.consoleErrors, []);
+});

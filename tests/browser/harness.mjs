@@ -1,0 +1,282 @@
+// What the browser suite runs on: the Parley binaries of the cargo build (all-in-one, or the
+// split API + relay on PostgreSQL and Redis), the web app (served by the all-in-one, or by a
+// static server of the test's own for the split services), and Debian's Chromium driven by
+// playwright-core. Every wait is for a state (a selector, a ready line, an HTTP 200) with the
+// project's 60 s of patience, never a sleep.
+
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { createServer as createNetServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, extname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { chromium } from "playwright-core";
+
+export const PATIENCE = 60_000;
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const TARGET = process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, "target");
+export const BIN_DIR = process.env.PARLEY_BIN_DIR ?? join(TARGET, "debug");
+export const SHOTS = process.env.PARLEY_SCREENSHOTS ?? join(TARGET, "browser-screenshots");
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+export const PG_URL = process.env.PARLEY_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+export const REDIS_URL = process.env.PARLEY_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/** Variables of a developer's shell that would change what the test configures. */
+const CLEARED = [
+  "DATABASE_URL", "REDIS_URL", "JWT_SECRET", "API_PORT", "SOCKET_PORT", "API_URL", "API_HOST",
+  "SOCKET_HOST", "PARLEY_EPHEMERAL", "PARLEY_DATA_DIR", "CORS_ALLOWED_ORIGINS", "TRUSTED_PROXIES",
+];
+
+function binary(name) {
+  const path = join(BIN_DIR, name);
+  if (!existsSync(path)) {
+    throw new Error(`${path} is missing: build the workspace first (cargo build --workspace, or ./scripts/test)`);
+  }
+  return path;
+}
+
+function env(extra) {
+  const out = { ...process.env, RUST_LOG: "warn" };
+  for (const name of CLEARED) delete out[name];
+  return { ...out, ...extra };
+}
+
+/** A process of ours, its stderr kept for failure messages, killed by `stop()`. */
+class Proc {
+  constructor(name, child) {
+    this.name = name;
+    this.child = child;
+    this.log = [];
+    this.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+    child.stderr?.on("data", (chunk) => {
+      this.log.push(String(chunk));
+      if (this.log.length > 200) this.log.shift();
+    });
+  }
+
+  tail() {
+    return this.log.join("").split("\n").slice(-30).join("\n");
+  }
+
+  /** SIGTERM, then wait for the exit (SIGKILL after 60 s). */
+  async stop() {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), PATIENCE);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+/** `target/debug/parley --ephemeral`: both services and the web app; resolves on its ready line. */
+export async function startAllInOne() {
+  const child = spawn(binary("parley"), ["--ephemeral"], {
+    env: env({}),
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  const proc = new Proc("parley", child);
+  const lines = createInterface({ input: child.stdout });
+  const ready = await withTimeout(
+    new Promise((resolve, reject) => {
+      lines.once("line", (line) => resolve(JSON.parse(line)));
+      child.once("exit", (code) => reject(new Error(`parley exited (${code}) before it was ready:\n${proc.tail()}`)));
+    }),
+    "parley's ready line",
+  );
+  lines.on("line", () => {});
+  proc.api = ready.addresses.api;
+  proc.socket = ready.addresses.socket;
+  proc.web = ready.addresses.web;
+  return proc;
+}
+
+/** A loopback port nobody listens on now (a relay is restarted on it, so it is fixed). */
+export async function freePort() {
+  const server = createNetServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function waitHttp(url, proc) {
+  const deadline = Date.now() + PATIENCE;
+  for (;;) {
+    if (proc.child.exitCode !== null) throw new Error(`${proc.name} exited while starting:\n${proc.tail()}`);
+    try {
+      const response = await fetch(url);
+      if (response.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within 60 s:\n${proc.tail()}`);
+    await new Promise((r) => setTimeout(r, 100)); // polling interval, not a synchronisation
+  }
+}
+
+/**
+ * The split deployment on the shared PostgreSQL (a fresh database of the test's own) and Redis
+ * (a key prefix of its own): the API and one relay, each its binary, on fixed free ports.
+ */
+export async function startSplit({ allowedOrigins }) {
+  const id = randomBytes(4).toString("hex");
+  const database = `parley_test_browser_${id}`;
+  const admin = new pg.Client({ connectionString: PG_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${database}`);
+  await admin.end();
+  const databaseUrl = new URL(PG_URL);
+  databaseUrl.pathname = `/${database}`;
+  const common = {
+    JWT_SECRET: randomBytes(32).toString("hex"),
+    REDIS_URL,
+    PARLEY__REDIS__PREFIX: `parley-browser-${id}`,
+    CORS_ALLOWED_ORIGINS: allowedOrigins.join(","),
+  };
+  const apiPort = await freePort();
+  const api = new Proc(
+    "api-server",
+    spawn(binary("api-server"), [], {
+      env: env({ ...common, DATABASE_URL: String(databaseUrl), API_HOST: "127.0.0.1", API_PORT: String(apiPort) }),
+      stdio: ["ignore", "ignore", "pipe"],
+    }),
+  );
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  await waitHttp(`${apiUrl}/ready`, api);
+  const relayPort = await freePort();
+  const relayEnv = env({ ...common, API_URL: apiUrl, SOCKET_HOST: "127.0.0.1", SOCKET_PORT: String(relayPort) });
+  const split = {
+    database,
+    databaseUrl: String(databaseUrl),
+    api,
+    apiUrl,
+    socketUrl: `http://127.0.0.1:${relayPort}`,
+    relay: null,
+    async startRelay() {
+      this.relay = new Proc("socket-server", spawn(binary("socket-server"), [], { env: relayEnv, stdio: ["ignore", "ignore", "pipe"] }));
+      await waitHttp(`${this.socketUrl}/health`, this.relay);
+    },
+    async stop() {
+      await this.relay?.stop();
+      await api.stop();
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+  await split.startRelay();
+  return split;
+}
+
+/** The web app built by clients/web/build.mjs (its node_modules come from the cargo build). */
+export async function buildApp() {
+  const outdir = mkdtempSync(join(tmpdir(), "parley-web-"));
+  const child = spawn("node", ["build.mjs", outdir], { cwd: join(ROOT, "clients/web"), stdio: ["ignore", "ignore", "pipe"] });
+  const proc = new Proc("build.mjs", child);
+  const { code } = await proc.exited;
+  if (code !== 0) throw new Error(`building clients/web failed (did the cargo build run npm ci there?):\n${proc.tail()}`);
+  return outdir;
+}
+
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".map": "application/json" };
+
+/** A static server of the built app with its `/app-config.json` naming the split services. */
+export async function serveApp(dist, config) {
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    if (path === "/app-config.json") {
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(JSON.stringify(config));
+    }
+    const file = join(dist, path === "/" ? "index.html" : path);
+    if (!file.startsWith(dist) || !existsSync(file)) {
+      res.writeHead(404);
+      return res.end();
+    }
+    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
+    res.end(readFileSync(file));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { port: server.address().port, close: () => new Promise((r) => server.close(r)) };
+}
+
+export async function launchChromium() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) or set CHROMIUM`);
+  }
+  mkdirSync(SHOTS, { recursive: true });
+  return chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+}
+
+/** A page in a context of its own (its own storage: one user), with errors kept for the report. */
+export async function openPage(browser, url) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
+  context.setDefaultTimeout(PATIENCE);
+  const page = watch(await context.newPage());
+  await page.goto(url);
+  return page;
+}
+
+/**
+ * Keep the page's uncaught exceptions (`page.consoleErrors`), for the asserts. (Failed requests
+ * while a service is down are expected, and logged by Chromium as console errors: not kept.)
+ */
+export function watch(page) {
+  page.consoleErrors = [];
+  page.on("pageerror", (e) => page.consoleErrors.push(String(e)));
+  return page;
+}
+
+export async function shot(page, name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+/** Register `username` through the form; resolves once the chat shows. */
+export async function register(page, username, password = "correct horse battery") {
+  await page.getByTestId("login-username").fill(username);
+  await page.getByTestId("login-password").fill(password);
+  await page.getByTestId("register-button").click();
+  await page.getByTestId("me").waitFor();
+}
+
+export async function startChat(page, username) {
+  await page.getByTestId("new-chat-input").fill(username);
+  await page.getByTestId("new-chat-button").click();
+  await page.getByTestId("composer-input").waitFor();
+}
+
+export async function send(page, text) {
+  await page.getByTestId("composer-input").fill(text);
+  await page.getByTestId("send-button").click();
+}
+
+/** The message element with `text` on `page`. */
+export function message(page, text) {
+  return page.getByTestId("message").filter({ hasText: text });
+}
+
+/** Wait until the message's status (data-status) is `status`. */
+export async function waitStatus(page, text, status) {
+  await page.waitForSelector(`[data-testid="message"][data-status="${status}"]:has-text(${JSON.stringify(text)})`);
+}
+
+export async function withTimeout(promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within 60 s`)), PATIENCE);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function unique(prefix) {
+  return `${prefix}${randomBytes(3).toString("hex")}`;
+}

@@ -1,0 +1,113 @@
+// The web app against the split services (the api-server and socket-server binaries on
+// PostgreSQL and Redis, CORS_ALLOWED_ORIGINS naming the app's origin), served by a static server
+// of the test's own:
+// - a message shows on the sender's page (status sending) and on the recipient's page while the
+//   test holds the messages table locked, so before it can be stored and acknowledged; ✓ once
+//   the lock goes;
+// - the relay stopped: the banner counts the reconnect attempts; a message sent by REST during
+//   the outage appears once the relay is back, without a reload;
+// - a page on an origin off the list is refused cleanly: the app says so, nothing hangs.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import pg from "pg";
+import {
+  buildApp, launchChromium, message, openPage, PATIENCE, register, send, serveApp, shot, startChat,
+  startSplit, unique, waitStatus,
+} from "./harness.mjs";
+
+let split;
+let site;
+let browser;
+
+before(async () => {
+  const dist = await buildApp();
+  // The site's port is only known once it listens; the app reads the services' addresses from
+  // its config, filled in below (before any page loads).
+  const config = {};
+  site = await serveApp(dist, config);
+  split = await startSplit({ allowedOrigins: [`http://127.0.0.1:${site.port}`] });
+  Object.assign(config, { apiUrl: split.apiUrl, socketUrl: split.socketUrl });
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  await split?.stop();
+  await site?.close();
+});
+
+test("messages show before they are stored, and the app rides out a relay restart", async () => {
+  const page = `http://127.0.0.1:${site.port}/`;
+  const alice = unique("alice");
+  const bob = unique("bob");
+  const alicePage = await openPage(browser, page);
+  await register(alicePage, alice);
+  const bobPage = await openPage(browser, page);
+  await register(bobPage, bob);
+  await startChat(alicePage, bob);
+  await send(alicePage, "first");
+  await waitStatus(alicePage, "first", "sent");
+  await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
+  await message(bobPage, "first").waitFor();
+  await waitStatus(alicePage, "first", "read");
+
+  // Before the ack: nothing can be stored while the test holds the messages table.
+  const db = new pg.Client({ connectionString: split.databaseUrl });
+  await db.connect();
+  try {
+    await db.query("BEGIN");
+    await db.query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
+    await send(alicePage, "held by the lock");
+    await waitStatus(alicePage, "held by the lock", "sending");
+    await message(bobPage, "held by the lock").waitFor();
+    await shot(alicePage, "split-1-alice-sending-under-lock");
+    await shot(bobPage, "split-1-bob-received-before-storage");
+  } finally {
+    await db.query("COMMIT");
+    await db.end();
+  }
+  await waitStatus(alicePage, "held by the lock", "read");
+  await shot(alicePage, "split-2-alice-stored-and-read");
+
+  // The relay goes away: the banner counts the attempts.
+  await split.relay.stop();
+  const banner = alicePage.getByTestId("banner-text");
+  await banner.filter({ hasText: /Reconnecting… \(attempt [2-9]/ }).waitFor();
+  assert.equal(await alicePage.getByTestId("banner-reconnect").isVisible(), true);
+  await shot(alicePage, "split-3-alice-reconnecting");
+
+  // Bob writes by REST meanwhile; the relay comes back; Alice gets it without a reload.
+  const token = await bobPage.evaluate(() => window.parley.session.token);
+  const conversationId = await alicePage.getByTestId("conversation-item").first().getAttribute("data-conversation-id");
+  const response = await fetch(`${split.apiUrl}/api/messages`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ clientMsgId: unique("rest-"), conversationId, content: "sent during the outage" }),
+  });
+  assert.equal(response.status, 201, await response.text());
+  await split.startRelay();
+  await alicePage.getByTestId("banner-reconnect").click(); // or wait for the next attempt
+  await alicePage.getByTestId("connection-banner").waitFor({ state: "hidden" });
+  await message(alicePage, "sent during the outage").waitFor();
+  await shot(alicePage, "split-4-alice-caught-up");
+
+  // And the live path works again.
+  await send(alicePage, "back again");
+  await message(bobPage, "back again").waitFor();
+  await waitStatus(alicePage, "back again", "read");
+  assert.deepEqual(alicePage.consoleErrors, []);
+});
+
+test("a page on an origin off CORS_ALLOWED_ORIGINS is refused with a message, not a hang", async () => {
+  // localhost is not 127.0.0.1 for the browser: another origin, not on the list.
+  const page = await openPage(browser, `http://localhost:${site.port}/`);
+  await page.getByTestId("login-username").fill(unique("eve"));
+  await page.getByTestId("login-password").fill("correct horse battery");
+  await page.getByTestId("register-button").click();
+  const error = page.getByTestId("auth-error").filter({ hasText: /Cannot reach the server/ });
+  await error.waitFor({ timeout: PATIENCE });
+  assert.match(await error.textContent(), /CORS_ALLOWED_ORIGINS/);
+  assert.equal(await page.getByTestId("me").count(), 0);
+  await shot(page, "split-5-other-origin-refused");
+});
