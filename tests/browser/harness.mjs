@@ -45,11 +45,19 @@ function env(extra) {
   return { ...out, ...extra };
 }
 
+/** Every process the suite started, killed if node exits without stopping them (a crash). */
+const started = new Set();
+process.on("exit", () => {
+  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+});
+
 /** A process of ours, its stderr kept for failure messages, killed by `stop()`. */
 class Proc {
   constructor(name, child) {
     this.name = name;
     this.child = child;
+    started.add(child);
+    child.once("exit", () => started.delete(child));
     this.log = [];
     this.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
     child.stderr?.on("data", (chunk) => {
