@@ -76,3 +76,35 @@ test("a message goes sent, delivered, read between two users of the app served b
   assert.deepEqual(alicePage.consoleErrors, []);
   assert.deepEqual(bobPage.consoleErrors, []);
 });
+
+test("the app is served after the API's routes: its files, its routes, the relay's port", async () => {
+  const get = (path, init) => fetch(new URL(path, parley.api), init);
+
+  const index = await get("/");
+  assert.equal(index.status, 200);
+  assert.match(index.headers.get("content-type"), /^text\/html/);
+  assert.match(await index.text(), /<script type="module" src="\/app.js">/);
+  const route = await get("/c/42"); // a route of the app: its index
+  assert.equal(route.status, 200);
+  assert.match(await route.text(), /<div id="app"/);
+  const script = await get("/app.js");
+  assert.equal(script.status, 200);
+  assert.match(script.headers.get("content-type"), /^text\/javascript/);
+
+  const config = await (await get("/app-config.json")).json();
+  assert.equal(config.socketPort, Number(new URL(parley.socket).port));
+
+  // The API keeps its paths and its error shape.
+  for (const [path, init, status] of [
+    ["/api/nope", {}, 404],
+    ["/api", {}, 404],
+    ["/x.js", {}, 404],
+    ["/", { method: "POST" }, 404],
+  ]) {
+    const response = await get(path, init);
+    assert.equal(response.status, status, path);
+    assert.equal((await response.json()).error.code, "not_found", path);
+  }
+  assert.equal((await (await get("/health")).json()).status, "ok");
+  assert.equal((await get("/api/auth/me")).status, 401);
+});
