@@ -2,20 +2,29 @@
 //! one name (the load generator's runtime), PostgreSQL's and Redis's processes, and the whole
 //! machine's, so a run on a shared machine says how much of the CPU others took.
 
+use std::collections::BTreeMap;
+
 /// `/proc` reports CPU time in `USER_HZ` ticks, 100 per second on Linux whatever the kernel's
 /// own tick rate.
 const TICKS_PER_SEC: f64 = 100.0;
 
 /// One reading; subtract two with [`Sample::since`].
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Sample {
     /// User + system ticks of the whole process (threads that ended included).
     process: u64,
     /// User + system ticks of the live threads called `thread_name`.
     named: u64,
-    /// User + system ticks of the live `postgres` and `redis-server` processes (every
-    /// database's and client's, not only the bench's).
-    services: u64,
+    /// User + system ticks of each live thread of this process (by thread id), with its kind
+    /// ([`thread_kind`]): per thread, so that threads ending in between (Tokio's blocking
+    /// threads, which share the workers' name) do not make a kind's total go down.
+    threads: BTreeMap<u64, (&'static str, u64)>,
+    /// User + system ticks of the live `postgres` processes (every database's and client's,
+    /// not only the bench's; only the cluster whose postmaster is `BENCH_POSTMASTER_PID` when
+    /// that is set).
+    postgres: u64,
+    /// The same of the live `redis-server` processes.
+    redis: u64,
     /// Busy and total ticks of all CPUs (`/proc/stat`).
     machine_busy: u64,
     machine_total: u64,
@@ -29,6 +38,13 @@ pub struct Usage {
     pub named: f64,
     /// CPU-seconds of the PostgreSQL and Redis processes.
     pub services: f64,
+    /// CPU-seconds of the PostgreSQL processes.
+    pub postgres: f64,
+    /// CPU-seconds of the Redis processes.
+    pub redis: f64,
+    /// CPU-seconds of this process's threads by kind ([`thread_kind`]; threads alive at the
+    /// end only).
+    pub threads: BTreeMap<&'static str, f64>,
     /// CPU-seconds the whole machine was busy (every process).
     pub machine_busy: f64,
     /// Share of all the machine's CPUs that was busy, in percent (every process counted).
@@ -40,6 +56,7 @@ impl Sample {
     pub fn now(thread_name: &str) -> Option<Sample> {
         let process = stat_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?.1;
         let mut named = 0;
+        let mut threads = BTreeMap::new();
         for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
             // A thread may end between the listing and the read: it is skipped.
             let Ok(text) = std::fs::read_to_string(task.path().join("stat")) else {
@@ -49,9 +66,16 @@ impl Sample {
                 if comm == thread_name {
                     named += ticks;
                 }
+                let tid = task.file_name().to_str().and_then(|t| t.parse().ok());
+                if let Some(tid) = tid {
+                    threads.insert(tid, (thread_kind(comm, thread_name), ticks));
+                }
             }
         }
-        let mut services = 0;
+        let postmaster: Option<u64> = std::env::var("BENCH_POSTMASTER_PID")
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        let (mut postgres, mut redis) = (0, 0);
         for process in std::fs::read_dir("/proc").ok()?.flatten() {
             let is_pid = process
                 .file_name()
@@ -64,8 +88,14 @@ impl Sample {
                 continue;
             };
             if let Some((comm, ticks)) = stat_ticks(&text) {
-                if comm == "postgres" || comm == "redis-server" {
-                    services += ticks;
+                let pid = process.file_name().to_str().and_then(|p| p.parse().ok());
+                let ours = |pid: Option<u64>| {
+                    postmaster.is_none_or(|m| pid == Some(m) || parent(&text) == Some(m))
+                };
+                match comm {
+                    "postgres" if ours(pid) => postgres += ticks,
+                    "redis-server" => redis += ticks,
+                    _ => {}
                 }
             }
         }
@@ -74,7 +104,9 @@ impl Sample {
         Some(Sample {
             process,
             named,
-            services,
+            threads,
+            postgres,
+            redis,
             machine_busy,
             machine_total,
         })
@@ -90,11 +122,36 @@ impl Sample {
         Usage {
             process: seconds(self.process, earlier.process),
             named: seconds(self.named, earlier.named),
-            services: seconds(self.services, earlier.services),
+            services: seconds(self.postgres + self.redis, earlier.postgres + earlier.redis),
+            postgres: seconds(self.postgres, earlier.postgres),
+            redis: seconds(self.redis, earlier.redis),
+            threads: self.threads.iter().fold(
+                BTreeMap::new(),
+                |mut kinds, (tid, &(kind, ticks))| {
+                    let before = earlier.threads.get(tid).map_or(0, |&(_, t)| t);
+                    *kinds.entry(kind).or_default() += seconds(ticks, before);
+                    kinds
+                },
+            ),
             machine_busy: seconds(self.machine_busy, earlier.machine_busy),
             machine_busy_pct: 100.0 * self.machine_busy.saturating_sub(earlier.machine_busy) as f64
                 / total as f64,
         }
+    }
+}
+
+/// What a thread of this process works for, by its name: the load generator (`thread_name`),
+/// the API's HTTP workers (actix, `actix-server wo…`), the shared Tokio runtime (the relay,
+/// the API's database and bus tasks), or anything else (`other`).
+fn thread_kind(comm: &str, thread_name: &str) -> &'static str {
+    if comm == thread_name {
+        "generator"
+    } else if comm.starts_with("actix") {
+        "api_http"
+    } else if comm.starts_with("tokio") {
+        "runtime"
+    } else {
+        "other"
     }
 }
 
@@ -108,6 +165,16 @@ fn stat_ticks(text: &str) -> Option<(&str, u64)> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((comm, utime + stime))
+}
+
+/// The parent's pid in a `/proc/…/stat` line (field 4).
+fn parent(text: &str) -> Option<u64> {
+    let close = text.rfind(')')?;
+    text.get(close + 1..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// `(busy, total)` ticks of all CPUs from `/proc/stat`'s first line
@@ -143,6 +210,7 @@ mod tests {
     fn stat_fields_are_counted_after_the_command_name() {
         let line = "4242 (bench client) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 3 0 100";
         assert_eq!(stat_ticks(line), Some(("bench client", 175)));
+        assert_eq!(parent(line), Some(1));
     }
 
     #[test]

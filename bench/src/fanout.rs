@@ -82,7 +82,7 @@ async fn arrange(stack: &Stack, args: &FanoutArgs) -> anyhow::Result<Fixture> {
     let (tx, deliveries) = mpsc::unbounded_channel();
     let mut clients = Vec::with_capacity(users.len());
     for (token, _) in &users {
-        let (client, mut events) = Client::connect(ws, token).await?;
+        let (client, mut events) = Client::connect(ws, token, &["receive_message"]).await?;
         let tx = tx.clone();
         tokio::spawn(async move {
             while let Some(received) = events.recv().await {

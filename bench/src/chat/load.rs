@@ -62,7 +62,7 @@ pub async fn drive(
             let relay = &relays[d % relays.len()];
             let token = &tokens[layout.user(d)];
             async move {
-                Client::connect(relay, token)
+                Client::connect(relay, token, &["receive_message"])
                     .await
                     .with_context(|| format!("connecting device {d}"))
             }

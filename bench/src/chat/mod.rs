@@ -227,6 +227,17 @@ fn report(
             others(cpu),
             cpu.machine_busy_pct
         );
+        let threads: Vec<String> = cpu
+            .threads
+            .iter()
+            .map(|(kind, s)| format!("{kind} {:.3}", per_thousand(*s)))
+            .collect();
+        println!(
+            "CPU-seconds per 1000 messages: PostgreSQL {:.3}, Redis {:.3}; this process's threads: {}",
+            per_thousand(cpu.postgres),
+            per_thousand(cpu.redis),
+            threads.join(", ")
+        );
     }
     println!(
         "took {:.1} s end to end ({:.1} s registering and pairing, {:.1} s connecting); 1-min load average {} at the start, {} at the end",
@@ -284,6 +295,9 @@ fn report(
             "stack_s_per_1000_msgs": round(per_thousand(cpu.process - cpu.named)),
             "process_s_per_1000_msgs": round(per_thousand(cpu.process)),
             "postgres_redis_s": round(cpu.services),
+            "postgres_s": round(cpu.postgres),
+            "redis_s": round(cpu.redis),
+            "threads_s": cpu.threads.iter().map(|(k, s)| (k.to_string(), json!(round(*s)))).collect::<serde_json::Map<_, _>>(),
             "other_processes_s": round(others(cpu)),
             "machine_busy_pct": round(cpu.machine_busy_pct),
         })),
