@@ -16,7 +16,14 @@ use super::cache::Seen;
 use super::vocab::{Outgoing, Vocabulary};
 use super::{to_value, ChatState};
 
+/// Most bus messages taken from the subscriber at once.
+const BATCH: usize = 256;
+
 /// Deliver what the subscriber receives until the relay stops (or is dropped).
+///
+/// An event for several users is published once per user channel, back to back (one pipelined
+/// round trip), so it arrives as a run of equal payloads: each run is parsed and encoded once for
+/// all its users ([`runs`]); each user still gets their events in the order published.
 pub async fn run(
     state: Weak<ChatState>,
     mut received: mpsc::Receiver<BusMessage>,
@@ -31,73 +38,105 @@ pub async fn run(
         ),
         None => return,
     };
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut users = Vec::new();
     loop {
-        let message = tokio::select! {
+        let count = tokio::select! {
             () = stop.cancelled() => return,
-            message = received.recv() => message,
+            count = received.recv_many(&mut batch, BATCH) => count,
         };
-        let (Some(message), Some(state)) = (message, state.upgrade()) else {
+        let Some(state) = state.upgrade() else {
             return;
         };
-        if message.payload.starts_with(&own) {
-            continue;
+        if count == 0 {
+            return;
         }
-        match serde_json::from_str::<Envelope>(&message.payload) {
-            Ok(envelope) if envelope.origin == state.origin => {}
-            Ok(envelope) => {
-                tracing::debug!(user_id = %message.user, event = ?envelope.event, "bus event");
-                let received = Instant::now();
-                deliver(&state, message.user, envelope.event);
-                state
-                    .metrics
-                    .bus_fanout
-                    .observe(received.elapsed().as_secs_f64());
+        batch.retain(|message: &BusMessage| !message.payload.starts_with(&own));
+        for run in runs(&batch) {
+            users.clear();
+            users.extend(run.iter().map(|message| message.user));
+            let payload = &run[0].payload;
+            match serde_json::from_str::<Envelope>(payload) {
+                Ok(envelope) if envelope.origin == state.origin => {}
+                Ok(envelope) => {
+                    tracing::debug!(?users, event = ?envelope.event, "bus event");
+                    let received = Instant::now();
+                    deliver(&state, &users, envelope.event);
+                    state
+                        .metrics
+                        .bus_fanout
+                        .observe(received.elapsed().as_secs_f64());
+                }
+                Err(error) => tracing::warn!(%error, "unreadable bus event"),
             }
-            Err(error) => tracing::warn!(%error, "unreadable bus event"),
         }
+        batch.clear();
     }
 }
 
-/// Emit what `event` means for `user`'s local devices.
-pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
-    let users = [user];
+/// `messages` cut into runs of consecutive equal payloads (the same event published to several
+/// users), each user at most once per run.
+fn runs(messages: &[BusMessage]) -> impl Iterator<Item = &[BusMessage]> {
+    let mut rest = messages;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let len = rest
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|(i, m)| {
+                m.payload != first.payload || rest[..*i].iter().any(|o| o.user == m.user)
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        let (run, tail) = rest.split_at(len);
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// Emit what `event` means for the local devices of `users` (one event published to each of
+/// them: parsed once, encoded once for all).
+pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
+    if users.is_empty() {
+        return;
+    }
     match event {
         BusEvent::MessageStored { message } => {
             let seen = state
                 .relayed
                 .seen(message.sender_id, &message.client_msg_id);
             let relayed = seen == Some(Seen::Relayed);
-            if seen.is_none() && message.sender_id == user {
+            if seen.is_none() && users.contains(&message.sender_id) {
                 // Sent by REST (or through another relay unseen): it draws from the budget of
                 // the sender's sockets here.
-                state.sends.charge(user);
+                state.sends.charge(message.sender_id);
             }
             // Not shown yet: `receive_message`. Shown relayed: the second design document's
             // sockets get the stored one, with its id, as `newMessage` too (it replaces the copy).
             let stored = Outgoing {
                 event: "receive_message",
                 arg: to_value(&message),
-                receiver: state.receiver_of(user, message.conversation_id, message.sender_id),
+                receiver: receiver_of(state, users, message.conversation_id, message.sender_id),
                 only: relayed.then_some(Vocabulary::Camel),
             };
-            state.emit(&users, stored, None);
-            state.emit_to(&users, "message_saved", &MessageSaved::from(&message), None);
+            state.emit(users, stored, None);
+            state.emit_to(users, "message_saved", &MessageSaved::from(&message), None);
         }
         BusEvent::MessageRelayed { message } => {
             state
                 .relayed
                 .insert(message.sender_id, &message.client_msg_id);
-            if message.sender_id == user {
+            if users.contains(&message.sender_id) {
                 // Sent through another relay: one budget per user on every relay.
-                state.sends.charge(user);
+                state.sends.charge(message.sender_id);
             }
             let shown = Outgoing {
                 event: "receive_message",
                 arg: to_value(&message),
-                receiver: state.receiver_of(user, message.conversation_id, message.sender_id),
+                receiver: receiver_of(state, users, message.conversation_id, message.sender_id),
                 only: None,
             };
-            state.emit(&users, shown, None);
+            state.emit(users, shown, None);
         }
         BusEvent::MessageFailed {
             client_msg_id,
@@ -105,7 +144,7 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
             error,
             ..
         } => state.emit_to(
-            &users,
+            users,
             "message_failed",
             &MessageFailed {
                 client_msg_id,
@@ -115,14 +154,14 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
             None,
         ),
         BusEvent::ReceiptsMoved { state: member } => {
-            state.emit_to(&users, "message_status", &member, None)
+            state.emit_to(users, "message_status", &member, None)
         }
         BusEvent::Typing {
             conversation_id,
             user_id,
             is_typing,
         } => state.emit_to(
-            &users,
+            users,
             "typing",
             &Typing {
                 conversation_id,
@@ -134,17 +173,19 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
         BusEvent::ConversationChanged { conversation } => {
             let members: Vec<UserId> = conversation.members.iter().map(|m| m.user.id).collect();
             state.view.update(conversation.id, &members);
-            state.emit_to(&users, "conversation_changed", &conversation, None);
+            state.emit_to(users, "conversation_changed", &conversation, None);
         }
         BusEvent::UserLoggedOut { jti, .. } => {
             state.sessions.forget(&jti);
-            for socket in state.registry.sockets_of(user) {
-                if socket
-                    .extensions()
-                    .get::<Session>()
-                    .is_some_and(|s| s.jti == jti)
-                {
-                    super::auth::revoke(&socket, "logout");
+            for &user in users {
+                for socket in state.registry.sockets_of(user) {
+                    if socket
+                        .extensions()
+                        .get::<Session>()
+                        .is_some_and(|s| s.jti == jti)
+                    {
+                        super::auth::revoke(&socket, "logout");
+                    }
                 }
             }
         }
@@ -153,7 +194,7 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
             online,
             last_seen,
         } => state.emit_to(
-            &users,
+            users,
             "presence",
             &Presence {
                 user_id,
@@ -163,6 +204,19 @@ pub fn deliver(state: &ChatState, user: UserId, event: BusEvent) {
             None,
         ),
     }
+}
+
+/// The other member of the two-member `conversation` with `sender`, as the view of any of
+/// `users` knows it (`receiverId` of `newMessage`).
+fn receiver_of(
+    state: &ChatState,
+    users: &[UserId],
+    conversation: shared::ids::ConversationId,
+    sender: UserId,
+) -> Option<UserId> {
+    users
+        .iter()
+        .find_map(|&user| state.receiver_of(user, conversation, sender))
 }
 
 #[cfg(test)]
@@ -180,5 +234,49 @@ mod tests {
         };
         let json = serde_json::to_string(&envelope).unwrap();
         assert!(json.starts_with(r#"{"origin":"relay-1""#), "{json}");
+    }
+
+    fn message(user: i64, payload: &str) -> BusMessage {
+        BusMessage {
+            user: UserId(user),
+            payload: payload.into(),
+        }
+    }
+
+    fn cut(messages: &[BusMessage]) -> Vec<Vec<(i64, &str)>> {
+        runs(messages)
+            .map(|run| run.iter().map(|m| (m.user.0, m.payload.as_str())).collect())
+            .collect()
+    }
+
+    #[test]
+    fn one_event_published_to_several_users_is_one_run() {
+        let messages = [
+            message(1, "a"),
+            message(2, "a"),
+            message(1, "b"),
+            message(2, "b"),
+            message(3, "c"),
+        ];
+        assert_eq!(
+            cut(&messages),
+            vec![
+                vec![(1, "a"), (2, "a")],
+                vec![(1, "b"), (2, "b")],
+                vec![(3, "c")]
+            ]
+        );
+        assert!(cut(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_same_event_twice_for_one_user_is_delivered_twice() {
+        // Two equal events in a row for the same user (e.g. two identical typing events) stay
+        // two deliveries, in order.
+        let messages = [message(1, "t"), message(2, "t"), message(1, "t")];
+        assert_eq!(
+            cut(&messages),
+            vec![vec![(1, "t"), (2, "t")], vec![(1, "t")]]
+        );
     }
 }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::Deserialize;
 use serde_json::Value;
 use shared::domain::{OutgoingMessage, SendTarget};
 use shared::errors::{AckError, ErrorCode};
@@ -36,8 +37,8 @@ pub fn send_message(
     let received = Instant::now();
     state.metrics.messages_in.inc();
     // A refusal; a client of the second design document (no callback) hears `messageError`.
-    let request = payload.args.first().cloned().unwrap_or(Value::Null);
-    let ack_error = |ack, error| super::vocab::refuse_send(socket, &request, ack, error);
+    let request = payload.args.first().unwrap_or(&Value::Null);
+    let ack_error = |ack, error| super::vocab::refuse_send(socket, request, ack, error);
     if state.admission.closing() {
         return ack_error(
             ack,
@@ -129,8 +130,9 @@ fn parse(
     state: &ChatState,
     payload: &Payload,
 ) -> Result<(SendMessageRequest, OutgoingMessage), AckError> {
-    let arg = payload.args.first().cloned().unwrap_or(Value::Null);
-    let request: SendMessageRequest = serde_json::from_value(arg)
+    let arg = payload.args.first().unwrap_or(&Value::Null);
+    // Read from the borrowed value: no copy of the payload.
+    let request = SendMessageRequest::deserialize(arg)
         .map_err(|e| AckError::new(ErrorCode::InvalidJson, format!("send_message: {e}")))?;
     let message = OutgoingMessage::parse(&request, state.limits.text_chars)
         .map_err(|e| AckError::new(ErrorCode::ValidationFailed, e.to_string()))?;
