@@ -4,30 +4,42 @@
 //!
 //! 1. Targets, before the transaction: the `recipientId` sends' users (one query), their direct
 //!    conversations (one query, then find-or-create only for missing pairs, as a single send
-//!    does), the membership of every `(sender, conversationId)` (one query).
-//! 2. In one transaction: the stored rows of the batch's `(sender, clientMsgId)` keys (one
-//!    query); the conversation rows locked **in ascending id order** (one `SELECT … ORDER BY id
-//!    FOR UPDATE`), then every conversation's `last_seq` moved up by its count of new messages
-//!    in one `UPDATE … FROM unnest(…) RETURNING`, which allocates their consecutive seqs; every new
-//!    message in one `INSERT … ON CONFLICT DO NOTHING RETURNING` (rows in key order, so that two
-//!    batches sharing keys wait on each other in the same order); their `changes` rows in one
-//!    insert, stamped with this transaction's xid by the column default, as a single send's.
-//! 3. When the insert returned fewer rows than it was given, a concurrent send of one of the
-//!    keys committed in between: the transaction rolls back (its seqs with it, so no gap) and
-//!    the batch runs again from step 2, where that key is now found stored.
+//!    does), the members of every `conversationId` named (one query: it decides the senders'
+//!    membership, and gives the members the answers and the published events need).
+//! 2. In one transaction: the stored rows of the batch's exact `(sender, clientMsgId)` keys (one
+//!    query joining the keys as `unnest` arrays); the conversation rows locked **in ascending id
+//!    order** (one `SELECT … ORDER BY id FOR UPDATE`), then every conversation's `last_seq` moved
+//!    up by its count of new messages in one `UPDATE … FROM unnest(…) RETURNING`, which allocates
+//!    their consecutive seqs; every new message in one `INSERT … SELECT FROM unnest(…) ON
+//!    CONFLICT DO NOTHING RETURNING` (rows in key order, so that two batches sharing keys wait on
+//!    each other in the same order); their `changes` rows in one `INSERT … SELECT FROM
+//!    unnest(…)`, stamped with this transaction's xid by the column default, as a single send's.
+//!    Every statement has the same text whatever the batch's size (arrays, not one placeholder
+//!    per row), so each is prepared once per connection and its plan reused.
+//! 3. After the commit, only the members of conversations step 1 did not read (direct
+//!    conversations found by `recipientId`), if any (one query).
+//!
+//! When the insert returned fewer rows than it was given, a concurrent send of one of the keys
+//! committed in between: the transaction rolls back (its seqs with it, so no gap) and the batch
+//! runs again from step 2, where that key is now found stored.
 
 use super::conversations::{find_or_create_direct, load};
-use super::rows::{MemberRow, MessageRow, NewMessageRow};
-use super::schema::{changes, conversations, members, messages, users};
+use super::rows::{MemberRow, MessageRow};
+use super::schema::{conversations, members, users};
 use crate::store::batch::{answers, inserts_by_conversation, plan, seqs, Stored};
 use crate::store::rows::direct_key;
 use crate::store::{NewMessage, SendOutcome, StoreError, StoreResult, Target};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
-use diesel::sql_types::{Array, BigInt};
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared::ids::UserId;
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+use sql::{Bind, Prepared};
+
+#[path = "batch_sql.rs"]
+mod sql;
 
 /// A conversation's `last_seq` after the batch moved it.
 #[derive(QueryableByName)]
@@ -36,6 +48,46 @@ struct MovedSeq {
     id: i64,
     #[diesel(sql_type = BigInt)]
     last_seq: i64,
+}
+
+/// A message row read by name (the statements of [`sql`] are SQL text: their arrays have no
+/// DSL), the same columns as [`MessageRow`].
+#[derive(QueryableByName)]
+struct MessageByName {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    conversation_id: i64,
+    #[diesel(sql_type = BigInt)]
+    sender_id: i64,
+    #[diesel(sql_type = Text)]
+    client_msg_id: String,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    content: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    attachment_id: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<MessageByName> for MessageRow {
+    fn from(r: MessageByName) -> Self {
+        MessageRow {
+            id: r.id,
+            conversation_id: r.conversation_id,
+            sender_id: r.sender_id,
+            client_msg_id: r.client_msg_id,
+            seq: r.seq,
+            kind: r.kind,
+            content: r.content,
+            attachment_id: r.attachment_id,
+            created_at: r.created_at,
+        }
+    }
 }
 
 /// Attempts of step 2 before giving up (each lost race finds one more key stored, so a second
@@ -59,7 +111,7 @@ pub async fn send(
     conn: &mut AsyncPgConnection,
     batch: Vec<NewMessage>,
 ) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
-    let (resolved, created) = resolve(conn, &batch).await?;
+    let (resolved, created, mut member_rows) = resolve(conn, &batch).await?;
     let targets: Vec<Option<i64>> = resolved.iter().map(|r| r.as_ref().ok().copied()).collect();
     let refusals: Vec<Option<StoreError>> = resolved.into_iter().map(Result::err).collect();
     let mut attempt = 1;
@@ -82,18 +134,24 @@ pub async fn send(
             Err(TxError::Store(e)) => return Err(e),
         }
     };
-    let touched: Vec<i64> = targets
+    // Members of the conversations step 1 did not read (found by `recipientId`).
+    let read: HashSet<i64> = member_rows.iter().map(|m| m.conversation_id).collect();
+    let unread: Vec<i64> = targets
         .iter()
         .flatten()
         .copied()
+        .filter(|id| !read.contains(id))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let member_rows: Vec<MemberRow> = members::table
-        .filter(members::conversation_id.eq_any(&touched))
-        .select(MemberRow::as_select())
-        .load(conn)
-        .await?;
+    if !unread.is_empty() {
+        let more: Vec<MemberRow> = members::table
+            .filter(members::conversation_id.eq_any(&unread))
+            .select(MemberRow::as_select())
+            .load(conn)
+            .await?;
+        member_rows.extend(more);
+    }
     let mut new_conversations = HashMap::new();
     for id in created {
         new_conversations.insert(id, load(conn, id).await?);
@@ -101,12 +159,13 @@ pub async fn send(
     Ok(answers(stored, refusals, &member_rows, new_conversations))
 }
 
-/// Each message's conversation (its target resolved, the sender a member) or its refusal, and
-/// the direct conversations created on the way.
-async fn resolve(
-    conn: &mut AsyncPgConnection,
-    batch: &[NewMessage],
-) -> StoreResult<(Vec<StoreResult<i64>>, BTreeSet<i64>)> {
+/// What step 1 found: each message's conversation or its refusal, the direct conversations
+/// created on the way, and the members of the conversations named by id.
+type Resolved = (Vec<StoreResult<i64>>, BTreeSet<i64>, Vec<MemberRow>);
+
+/// Each message's conversation (its target resolved, the sender a member) or its refusal, the
+/// direct conversations created on the way, and the members of the conversations named by id.
+async fn resolve(conn: &mut AsyncPgConnection, batch: &[NewMessage]) -> StoreResult<Resolved> {
     let recipients: Vec<i64> = batch
         .iter()
         .filter_map(|m| match m.target {
@@ -154,20 +213,22 @@ async fn resolve(
             Target::Conversation(c) => Some(c.get()),
             Target::Recipient(_) => None,
         })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
-    let senders: Vec<i64> = batch.iter().map(|m| m.sender.get()).collect();
-    let memberships: HashSet<(i64, i64)> = if conversation_ids.is_empty() {
-        HashSet::new()
+    let member_rows: Vec<MemberRow> = if conversation_ids.is_empty() {
+        Vec::new()
     } else {
         members::table
             .filter(members::conversation_id.eq_any(&conversation_ids))
-            .filter(members::user_id.eq_any(&senders))
-            .select((members::conversation_id, members::user_id))
-            .load::<(i64, i64)>(conn)
+            .select(MemberRow::as_select())
+            .load(conn)
             .await?
-            .into_iter()
-            .collect()
     };
+    let memberships: HashSet<(i64, i64)> = member_rows
+        .iter()
+        .map(|m| (m.conversation_id, m.user_id))
+        .collect();
 
     let mut created = BTreeSet::new();
     let mut resolved = Vec::with_capacity(batch.len());
@@ -201,7 +262,7 @@ async fn resolve(
         };
         resolved.push(target);
     }
-    Ok((resolved, created))
+    Ok((resolved, created, member_rows))
 }
 
 /// Step 2 of the module doc, inside the caller's transaction.
@@ -216,16 +277,20 @@ async fn store(
         .filter(|(_, t)| t.is_some())
         .map(|(m, _)| (m.sender.get(), m.client_msg_id.as_str()))
         .unzip();
-    // Both lists may pair a sender with another's key: `plan` looks up exact keys only.
+    // The exact keys, as pairs: one unique-index look-up each (two `= ANY` lists would pair
+    // every sender with every key, and a generic plan of that may scan the table).
     let found: Vec<MessageRow> = if senders.is_empty() {
         Vec::new()
     } else {
-        messages::table
-            .filter(messages::sender_id.eq_any(&senders))
-            .filter(messages::client_msg_id.eq_any(&cmids))
-            .select(MessageRow::as_select())
-            .load(conn)
-            .await?
+        Prepared::<sql::FindKeys>::new(
+            sql::FIND_KEYS,
+            vec![Bind::BigInt(&senders), Bind::Text(&cmids)],
+        )
+        .load::<MessageByName>(conn)
+        .await?
+        .into_iter()
+        .map(MessageRow::from)
+        .collect()
     };
     let steps = plan(batch, targets, found);
     let groups = inserts_by_conversation(&steps);
@@ -241,19 +306,13 @@ async fn store(
     // one statement: two statements whatever the number of conversations.
     let ids: Vec<i64> = groups.keys().copied().collect();
     let counts: Vec<i64> = groups.values().map(|items| items.len() as i64).collect();
-    diesel::sql_query("SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind::<Array<BigInt>, _>(&ids)
+    Prepared::<sql::LockConversations>::new(sql::LOCK_CONVERSATIONS, vec![Bind::BigInt(&ids)])
         .execute(conn)
         .await?;
-    let moved: Vec<MovedSeq> = diesel::sql_query(
-        "UPDATE conversations AS c \
-         SET last_seq = c.last_seq + v.n, last_message_at = now() \
-         FROM unnest($1::bigint[], $2::bigint[]) AS v(id, n) \
-         WHERE c.id = v.id \
-         RETURNING c.id, c.last_seq",
+    let moved: Vec<MovedSeq> = Prepared::<sql::MoveSeqs>::new(
+        sql::MOVE_SEQS,
+        vec![Bind::BigInt(&ids), Bind::BigInt(&counts)],
     )
-    .bind::<Array<BigInt>, _>(&ids)
-    .bind::<Array<BigInt>, _>(&counts)
     .load(conn)
     .await?;
     let last: HashMap<i64, i64> = moved.into_iter().map(|m| (m.id, m.last_seq)).collect();
@@ -269,30 +328,36 @@ async fn store(
 
     let mut order: Vec<usize> = placed.keys().copied().collect();
     order.sort_by_key(|&i| (batch[i].sender, batch[i].client_msg_id.as_str()));
-    let rows: Vec<NewMessageRow> = order
-        .iter()
-        .map(|&i| {
-            let m = &batch[i];
-            let (conversation, seq) = placed[&i];
-            NewMessageRow {
-                conversation_id: conversation,
-                sender_id: m.sender.get(),
-                client_msg_id: m.client_msg_id.as_str(),
-                seq,
-                kind: m.kind.as_str(),
-                content: m.content.as_str(),
-                attachment_id: m.attachment_id.as_deref(),
-            }
-        })
-        .collect();
-    let returned: Vec<MessageRow> = diesel::insert_into(messages::table)
-        .values(&rows)
-        .on_conflict((messages::sender_id, messages::client_msg_id))
-        .do_nothing()
-        .returning(MessageRow::as_returning())
-        .get_results(conn)
-        .await?;
-    if returned.len() < rows.len() {
+    let mut columns = NewColumns::default();
+    for &i in &order {
+        let m = &batch[i];
+        let (conversation, seq) = placed[&i];
+        columns.conversation_id.push(conversation);
+        columns.sender_id.push(m.sender.get());
+        columns.client_msg_id.push(m.client_msg_id.as_str());
+        columns.seq.push(seq);
+        columns.kind.push(m.kind.as_str());
+        columns.content.push(m.content.as_str());
+        columns.attachment_id.push(m.attachment_id.as_deref());
+    }
+    let returned: Vec<MessageRow> = Prepared::<sql::InsertMessages>::new(
+        sql::INSERT_MESSAGES,
+        vec![
+            Bind::BigInt(&columns.conversation_id),
+            Bind::BigInt(&columns.sender_id),
+            Bind::Text(&columns.client_msg_id),
+            Bind::BigInt(&columns.seq),
+            Bind::Text(&columns.kind),
+            Bind::Text(&columns.content),
+            Bind::NullableText(&columns.attachment_id),
+        ],
+    )
+    .load::<MessageByName>(conn)
+    .await?
+    .into_iter()
+    .map(MessageRow::from)
+    .collect();
+    if returned.len() < order.len() {
         return Err(TxError::Raced);
     }
 
@@ -311,19 +376,25 @@ async fn store(
     // In conversation and seq order, as single sends would have written them.
     let mut new_rows: Vec<&MessageRow> = inserted.values().collect();
     new_rows.sort_by_key(|r| (r.conversation_id, r.seq));
-    let change_rows: Vec<_> = new_rows
-        .iter()
-        .map(|r| {
-            (
-                changes::conversation_id.eq(r.conversation_id),
-                changes::kind.eq("message"),
-                changes::message_id.eq(Some(r.id)),
-            )
-        })
-        .collect();
-    diesel::insert_into(changes::table)
-        .values(&change_rows)
-        .execute(conn)
-        .await?;
+    let (conversation_ids, message_ids): (Vec<i64>, Vec<i64>) =
+        new_rows.iter().map(|r| (r.conversation_id, r.id)).unzip();
+    Prepared::<sql::InsertChanges>::new(
+        sql::INSERT_CHANGES,
+        vec![Bind::BigInt(&conversation_ids), Bind::BigInt(&message_ids)],
+    )
+    .execute(conn)
+    .await?;
     Ok(Stored { steps, inserted })
+}
+
+/// The new messages of a batch as one array per column (bound to the `unnest` insert).
+#[derive(Default)]
+struct NewColumns<'a> {
+    conversation_id: Vec<i64>,
+    sender_id: Vec<i64>,
+    client_msg_id: Vec<&'a str>,
+    seq: Vec<i64>,
+    kind: Vec<&'a str>,
+    content: Vec<&'a str>,
+    attachment_id: Vec<Option<&'a str>>,
 }
