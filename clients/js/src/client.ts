@@ -230,17 +230,17 @@ export class ParleyClient extends Emitter<ParleyEvents> {
    * `seq`), or marks it `failed`. Sent when connected, else as soon as the socket connects.
    */
   send(input: SendInput): ClientMessage {
-    return this.#requireMessaging().send(input);
+    return this.#requireMessaging().outbox.send(input);
   }
 
   /** Send a `failed` message again, with the same `clientMsgId` (never stored twice). */
   retry(clientMsgId: string): ClientMessage {
-    return this.#requireMessaging().retry(clientMsgId);
+    return this.#requireMessaging().outbox.retry(clientMsgId);
   }
 
   /** Drop a `failed` message from its list. */
   discard(clientMsgId: string): boolean {
-    return this.#requireMessaging().discard(clientMsgId);
+    return this.#requireMessaging().outbox.discard(clientMsgId);
   }
 
   /** Mark read up to `upToSeq` (default: the newest message in the list). */
@@ -298,7 +298,7 @@ export class ParleyClient extends Emitter<ParleyEvents> {
           this.#setState(state);
           if (state.status === "disconnected") messaging?.gaveUp(state.reason);
         },
-        connected: (socket) => messaging?.connected(socket),
+        connected: () => messaging?.connected(),
         disconnected: () => messaging?.disconnected(),
         latency: (sample) => this.emit("latency", sample),
         refused: (code, message) =>

@@ -42,7 +42,11 @@ export class ConnectionMonitor {
   #attempt = 0;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #pingTimer: ReturnType<typeof setInterval> | null = null;
+  /** Bumped when pinging stops: answers to pings of an earlier connection are ignored. */
   #pingGeneration = 0;
+  /** When the oldest ping still unanswered was sent. */
+  #unansweredSince: number | null = null;
+  readonly #slowTimers = new Set<ReturnType<typeof setTimeout>>();
   #networkDown = false;
   #revoked = false;
   #closed = false;
@@ -192,22 +196,30 @@ export class ConnectionMonitor {
   #stopPing(): void {
     if (this.#pingTimer !== null) clearInterval(this.#pingTimer);
     this.#pingTimer = null;
+    for (const timer of this.#slowTimers) clearTimeout(timer);
+    this.#slowTimers.clear();
+    this.#unansweredSince = null;
     this.#pingGeneration++;
   }
 
-  /** One ping: its answer gives the latency; no answer within the slow threshold flags slow. */
+  /** One ping: its answer gives the latency; none for `slowThresholdMs` flags the network slow. */
   #ping(): void {
-    const generation = ++this.#pingGeneration;
+    const generation = this.#pingGeneration;
     const started = now();
-    let answered = false;
+    this.#unansweredSince ??= started;
     const slowTimer = setTimeout(() => {
-      if (answered || generation !== this.#pingGeneration) return;
-      this.#report({ latencyMs: Math.max(this.#latency?.latencyMs ?? 0, now() - started), slow: true });
+      this.#slowTimers.delete(slowTimer);
+      const since = this.#unansweredSince;
+      if (generation !== this.#pingGeneration || since === null || this.#latency?.slow) return;
+      const waited = now() - since;
+      if (waited >= this.options.slowThresholdMs) {
+        this.#report({ latencyMs: Math.round(waited), slow: true });
+      }
     }, this.options.slowThresholdMs);
+    this.#slowTimers.add(slowTimer);
     this.socket.emit("ping", {}, () => {
-      answered = true;
-      clearTimeout(slowTimer);
       if (generation !== this.#pingGeneration) return;
+      this.#unansweredSince = null;
       const latencyMs = Math.round(now() - started);
       this.#report({ latencyMs, slow: latencyMs > this.options.slowThresholdMs });
     });

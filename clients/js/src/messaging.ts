@@ -2,9 +2,9 @@
 // socket's events into the message lists, receipts, catch-up sync, presence.
 
 import type { Socket } from "socket.io-client";
+import { Catchup } from "./catchup.js";
 import { ConversationList } from "./conversations.js";
 import type {
-  AckError,
   Conversation,
   ConversationId,
   MemberState,
@@ -14,25 +14,22 @@ import type {
   MessageSaved,
   OnlineUsers,
   Presence,
-  SendAck,
-  SendMessageRequest,
   SyncResponse,
   Typing,
   UserId,
   UserWithPresence,
 } from "./generated/wire.js";
-import { newClientMsgId } from "./ids.js";
+import { Outbox } from "./outbox.js";
 import type { HistoryQuery, RestApi } from "./rest.js";
+import { PresenceBook } from "./presence.js";
 import { MessageStore, type MergeResult, type RelayedMessage } from "./store.js";
 import { TypingTracker } from "./typing.js";
 import {
   ParleyError,
-  type ClientMessage,
   type ConversationView,
   type DisconnectReason,
   type ParleyEvents,
   type PresenceState,
-  type SendInput,
 } from "./types.js";
 
 export interface MessagingDeps {
@@ -61,13 +58,11 @@ export class Messaging {
   readonly store: MessageStore;
   readonly conversations: ConversationList;
   readonly typing: TypingTracker;
-  /** Sends waiting for their ack, by clientMsgId, in send order: resent after a reconnect. */
-  readonly #outbox = new Map<string, SendMessageRequest>();
-  readonly #presence = new Map<UserId, PresenceState>();
+  readonly outbox: Outbox;
+  readonly #presence: PresenceBook;
+  readonly #catchup: Catchup;
   readonly #deliveredDue = new Map<ConversationId, number>();
   #deliveredTimer: ReturnType<typeof setTimeout> | null = null;
-  #syncing: Promise<void> | null = null;
-  #syncAgain = false;
   #caughtUp = false;
   #waiters: Waiter[] = [];
   #closed = false;
@@ -86,6 +81,26 @@ export class Messaging {
       },
       changed: (conversationId, userIds) => deps.emit("typing", { conversationId, userIds }),
     });
+    this.outbox = new Outbox({
+      me: deps.me,
+      store: this.store,
+      socket: deps.socket,
+      sendTimeoutMs: deps.options.sendTimeoutMs,
+      saved: (saved) => this.#saved(saved, deps.me),
+      closed: () => this.#closed,
+    });
+    this.#presence = new PresenceBook(deps.me, (state) => deps.emit("presence", state));
+    this.#catchup = new Catchup({
+      api: deps.api,
+      cursor: deps.cursor,
+      apply: (page) => this.#applySyncPage(page),
+      done: (result) => {
+        deps.emit("synced", result);
+        this.#settleWaiters(null);
+      },
+      shouldRetry: () => deps.socket.connected && !this.#closed,
+      failed: (error) => this.#report(error),
+    });
     this.#listen(deps.socket);
   }
 
@@ -99,13 +114,14 @@ export class Messaging {
   }
 
   /** The socket (re)connected: resend what was not acknowledged, refresh the list, catch up. */
-  connected(socket: Socket): void {
-    for (const clientMsgId of this.#outbox.keys()) this.#emitSend(socket, clientMsgId);
-    void this.loadConversations().catch((error: unknown) => this.#report(error));
-    void this.sync().then(
-      () => this.#settleWaiters(null),
-      (error: unknown) => this.#report(error),
-    );
+  connected(): void {
+    this.outbox.resendAll();
+    void (async () => {
+      // The list first, so `connect()` resolves with it loaded; then what was missed.
+      await this.loadConversations().catch((error: unknown) => this.#report(error));
+      // A failure is reported and retried by the catch-up itself while connected.
+      await this.sync().catch(() => {});
+    })();
   }
 
   disconnected(): void {
@@ -124,6 +140,7 @@ export class Messaging {
 
   close(): void {
     this.#closed = true;
+    this.#catchup.stop();
     this.typing.clear();
     if (this.#deliveredTimer !== null) clearTimeout(this.#deliveredTimer);
     this.#deliveredTimer = null;
@@ -132,99 +149,10 @@ export class Messaging {
 
   // ---- sending ------------------------------------------------------------------------------
 
-  send(input: SendInput): ClientMessage {
-    const content = input.content;
-    if (typeof content !== "string" || content.trim() === "") {
-      throw new ParleyError("validation_failed", "content: must not be empty or blank", {
-        field: "content",
-      });
-    }
-    const request: SendMessageRequest = {
-      clientMsgId: newClientMsgId(),
-      conversationId: input.conversationId,
-      kind: input.kind ?? "text",
-      content,
-      attachmentId: input.attachmentId ?? null,
-    };
-    this.store.addOptimistic({
-      clientMsgId: request.clientMsgId,
-      conversationId: input.conversationId,
-      senderId: this.deps.me,
-      id: null,
-      seq: null,
-      kind: input.kind ?? "text",
-      content,
-      attachmentId: request.attachmentId ?? null,
-      createdAt: new Date().toISOString(),
-      status: "sending",
-      mine: true,
-    });
-    this.typing.stop(input.conversationId);
-    this.#outbox.set(request.clientMsgId, request);
-    if (this.deps.socket.connected) this.#emitSend(this.deps.socket, request.clientMsgId);
-    return this.store.findMine(request.clientMsgId)!;
-  }
-
-  retry(clientMsgId: string): ClientMessage {
-    const message = this.store.findMine(clientMsgId);
-    if (!message) throw new ParleyError("not_found", `no message ${clientMsgId} of yours`);
-    if (message.status !== "failed") return message;
-    const request: SendMessageRequest = {
-      clientMsgId,
-      conversationId: message.conversationId,
-      kind: message.kind,
-      content: message.content,
-      attachmentId: message.attachmentId ?? null,
-    };
-    const next = this.store.markSending(message);
-    this.#outbox.set(clientMsgId, request);
-    if (this.deps.socket.connected) this.#emitSend(this.deps.socket, clientMsgId);
-    return next;
-  }
-
-  discard(clientMsgId: string): boolean {
-    const message = this.store.findMine(clientMsgId);
-    if (!message || message.status !== "failed") return false;
-    return this.store.remove(message.conversationId, clientMsgId, this.deps.me);
-  }
-
-  #emitSend(socket: Socket, clientMsgId: string): void {
-    const request = this.#outbox.get(clientMsgId);
-    if (!request) return;
-    socket
-      .timeout(this.deps.options.sendTimeoutMs)
-      .emit("send_message", request, (timeout: Error | null, ack?: SendAck | AckFailureLike) => {
-        if (this.#closed) return;
-        if (timeout) {
-          // Lost with the connection: resent on reconnect. No answer while connected: failed.
-          if (!socket.connected || !this.#outbox.has(clientMsgId)) return;
-          this.#outbox.delete(clientMsgId);
-          this.store.markFailed(
-            request.conversationId!,
-            clientMsgId,
-            { code: "timeout" as AckError["code"], message: "no answer from the server", retryable: true },
-            this.deps.me,
-          );
-          return;
-        }
-        this.#outbox.delete(clientMsgId);
-        if (ack && ack.success === true) {
-          this.#saved(ack as SendAck, this.deps.me);
-        } else {
-          const error = (ack as AckFailureLike | undefined)?.error ?? {
-            code: "internal_error",
-            message: "malformed ack",
-            retryable: true,
-          };
-          this.store.markFailed(request.conversationId!, clientMsgId, error as AckError, this.deps.me);
-        }
-      });
-  }
-
   #saved(saved: MessageSaved, senderId?: UserId): void {
     const result = this.store.applySaved(saved, senderId);
     if (!result) return;
-    if (result.message.mine) this.#outbox.delete(saved.clientMsgId);
+    if (result.message.mine) this.outbox.settled(saved.clientMsgId);
     this.#afterStored(result);
   }
 
@@ -252,16 +180,8 @@ export class Messaging {
         this.typing.received(typing.conversationId, typing.userId, typing.isTyping);
       }
     });
-    socket.on("presence", (presence: Presence) => this.#setPresence(presence));
-    socket.on("online_users", ({ users }: OnlineUsers) => {
-      const online = new Set(users);
-      for (const state of this.#presence.values()) {
-        if (state.online && !online.has(state.userId) && state.userId !== this.deps.me) {
-          this.#setPresence({ userId: state.userId, online: false, lastSeen: state.lastSeen });
-        }
-      }
-      for (const userId of users) this.#setPresence({ userId, online: true, lastSeen: null });
-    });
+    socket.on("presence", (presence: Presence) => this.#presence.set(presence));
+    socket.on("online_users", ({ users }: OnlineUsers) => this.#presence.onlineNow(users));
     socket.on("conversation_changed", (conversation: Conversation) =>
       this.conversationChanged(conversation),
     );
@@ -275,6 +195,7 @@ export class Messaging {
   #afterStored(result: MergeResult): void {
     const { message } = result;
     if (!result.newlyStored || message.seq === null || message.id === null) return;
+    if (message.mine) this.outbox.settled(message.clientMsgId);
     if (!message.mine) {
       this.typing.messageFrom(message.conversationId, message.senderId);
       if (result.isNew) this.deps.emit("message", message);
@@ -353,10 +274,7 @@ export class Messaging {
     if (this.#closed) return summaries;
     this.conversations.replaceAll(summaries);
     this.store.batch(() => {
-      for (const s of summaries) {
-        this.#applyMembers(s);
-        if (s.lastMessage) this.store.mergeStored(s.lastMessage);
-      }
+      for (const s of summaries) this.#applyMembers(s);
     });
     this.deps.emit("conversations", this.conversations.all());
     return this.conversations.all();
@@ -396,76 +314,36 @@ export class Messaging {
     }, 0);
   }
 
-  // ---- catch-up -----------------------------------------------------------------------------
+  // ---- catch-up ----------------------------------------------------------------------------
 
-  /** `sync` from the kept cursor until `hasMore` is false; concurrent calls share one run. */
+  /** Catch up now: `sync` from the kept cursor until `hasMore` is false. */
   sync(): Promise<void> {
-    if (this.#syncing) {
-      this.#syncAgain = true;
-      return this.#syncing;
-    }
-    this.#syncing = (async () => {
-      try {
-        do {
-          this.#syncAgain = false;
-          await this.#syncOnce();
-        } while (this.#syncAgain && !this.#closed);
-      } finally {
-        this.#syncing = null;
-      }
-    })();
-    return this.#syncing;
+    return this.#catchup.run();
   }
 
-  async #syncOnce(): Promise<void> {
+  /** One sync page, through the same de-duplication as live events; returns new messages. */
+  #applySyncPage(page: SyncResponse): number {
     let messages = 0;
-    let receipts = 0;
-    for (;;) {
-      let page: SyncResponse;
-      const since = this.deps.cursor.get();
-      try {
-        page = await this.deps.api.sync(since);
-      } catch (error) {
-        if (since !== null && error instanceof ParleyError && error.field === "since") {
-          // A cursor this server did not issue (a restored database): start again from the beginning.
-          this.deps.cursor.set(null);
-          continue;
-        }
-        throw error;
+    this.store.batch(() => {
+      for (const c of page.conversations) this.conversationChanged(c);
+      for (const m of page.messages) {
+        const result = this.store.mergeStored(m);
+        if (result.isNew) messages++;
+        this.#afterStored(result);
       }
-      if (this.#closed) return;
-      this.store.batch(() => {
-        for (const c of page.conversations) this.conversationChanged(c);
-        for (const m of page.messages) {
-          const result = this.store.mergeStored(m);
-          if (result.isNew) messages++;
-          this.#afterStored(result);
-        }
-        for (const r of page.receipts) this.#receipt(r);
-      });
-      receipts += page.receipts.length;
-      this.deps.cursor.set(page.nextCursor);
-      if (!page.hasMore) break;
-    }
-    this.deps.emit("synced", { messages, receipts });
+      for (const r of page.receipts) this.#receipt(r);
+    });
+    return messages;
   }
 
-  // ---- presence -----------------------------------------------------------------------------
+  // ---- presence ----------------------------------------------------------------------------
 
   presence(userId: UserId): PresenceState | undefined {
     return this.#presence.get(userId);
   }
 
   presenceFromUsers(users: UserWithPresence[]): void {
-    for (const u of users) this.#setPresence({ userId: u.id, online: u.online, lastSeen: u.lastSeen });
-  }
-
-  #setPresence(next: PresenceState): void {
-    const old = this.#presence.get(next.userId);
-    const state: PresenceState = { ...next, lastSeen: next.lastSeen ?? (next.online ? null : old?.lastSeen ?? null) };
-    if (old && old.online === state.online && old.lastSeen === state.lastSeen) return;
-    this.#presence.set(next.userId, state);
-    this.deps.emit("presence", state);
+    for (const u of users) this.#presence.set({ userId: u.id, online: u.online, lastSeen: u.lastSeen });
   }
 
   // ---- helpers ------------------------------------------------------------------------------
@@ -487,9 +365,4 @@ export class Messaging {
       error instanceof ParleyError ? error : new ParleyError("internal_error", String(error)),
     );
   }
-}
-
-interface AckFailureLike {
-  success: false;
-  error?: AckError;
 }

@@ -141,7 +141,7 @@ export class MessageStore {
     this.#touch(message.conversationId);
   }
 
-  /** Replace the message (same key) by `update(old)`; returns the new one. */
+  /** Put `next` under `key` (new or replacing); returns it. */
   #replace(log: ConversationLog, key: string, next: ClientMessage): ClientMessage {
     log.byKey.set(key, next);
     if (next.id !== null) log.keyById.set(next.id, key);
@@ -177,7 +177,7 @@ export class MessageStore {
       status: "sent",
       mine: stored.senderId === this.me,
     };
-    if (!existing) log.order.set(key, this.#counter++);
+    if (!existing) log.order.set(existingKey, this.#counter++);
     const next: ClientMessage = {
       ...base,
       id: stored.id,
@@ -189,7 +189,7 @@ export class MessageStore {
     };
     if (stored.attachmentId != null) next.attachmentId = stored.attachmentId;
     delete next.error;
-    return { message: this.#replace(log, key, next), isNew: !existing, newlyStored: true };
+    return { message: this.#replace(log, existingKey, next), isNew: !existing, newlyStored: true };
   }
 
   /** Add a relayed copy (not stored yet); ignored when the message is already known. */

@@ -8,6 +8,7 @@ import { once } from "node:events";
 import net from "node:net";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ParleyClient, RestApi } from "../dist/index.js";
 
@@ -45,6 +46,28 @@ async function startParley() {
   child.stdout.unref?.();
   child.stdin.unref?.();
   return { api: ready.addresses.api, socket: ready.addresses.socket, child };
+}
+
+/**
+ * For a test file: `ctx.server` (the Parley, set before the tests) and `ctx.track(client)`,
+ * which closes the client after the file's tests.
+ */
+export function useParley() {
+  const clients = [];
+  const ctx = {
+    server: null,
+    track(client) {
+      clients.push(client);
+      return client;
+    },
+  };
+  before(async () => {
+    ctx.server = await parley();
+  });
+  after(() => {
+    for (const c of clients) c.close();
+  });
+  return ctx;
 }
 
 let counter = 0;

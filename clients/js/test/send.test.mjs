@@ -2,35 +2,27 @@
 // failures and retry(), resends after a broken connection without duplicates.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import {
   clientFor,
   networkProxy,
   newUser,
-  parley,
   restAs,
   until,
   untilState,
+  useParley,
 } from "./helpers.mjs";
 
-let server;
-const clients = [];
-
-before(async () => {
-  server = await parley();
-});
-
-after(() => {
-  for (const c of clients) c.close();
-});
+const ctx = useParley();
 
 /** Two users with a direct conversation, each with a connected client (options for alice's). */
 async function pair(aliceOptions = {}) {
-  const alice = await newUser(server.api, "alice");
-  const bob = await newUser(server.api, "bob");
-  const a = clientFor(server, alice, aliceOptions);
-  const b = clientFor(server, bob);
-  clients.push(a, b);
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const a = clientFor(ctx.server, alice, aliceOptions);
+  const b = clientFor(ctx.server, bob);
+  ctx.track(a);
+  ctx.track(b);
   await Promise.all([a.connect(), b.connect()]);
   const chat = await a.openDirect(bob.user.id);
   return { alice, bob, a, b, chat };
@@ -85,7 +77,7 @@ test("the recipient sees the message once, and the sender's ticks go delivered t
   assert.equal(a.messages(chat.id).length, 1);
 });
 
-test("a refused send is marked failed with the server's error and can be discarded", async () => {
+test("a refused send is marked failed with the ctx.server's error and can be discarded", async () => {
   const { a, chat } = await pair();
   const tooLong = "x".repeat(4001);
 
@@ -104,11 +96,11 @@ test("a refused send is marked failed with the server's error and can be discard
 });
 
 test("a send unanswered in time fails as retryable; retry() stores it once with the same id", async () => {
-  const alice = await newUser(server.api, "alice");
-  const bob = await newUser(server.api, "bob");
-  const proxy = await networkProxy(server.socket);
-  const a = clientFor(server, alice, { socketUrl: proxy.url, sendTimeoutMs: 500 });
-  clients.push(a);
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const proxy = await networkProxy(ctx.server.socket);
+  const a = clientFor(ctx.server, alice, { socketUrl: proxy.url, sendTimeoutMs: 500 });
+  ctx.track(a);
   await a.connect();
   const chat = await a.openDirect(bob.user.id);
 
@@ -131,7 +123,7 @@ test("a send unanswered in time fails as retryable; retry() stores it once with 
   assert.equal(retried.clientMsgId, message.clientMsgId);
   await until(a, "messages", () => a.messages(chat.id)[0]?.seq === 1, "the retried message stored");
 
-  const history = await restAs(server, alice).history(chat.id);
+  const history = await restAs(ctx.server, alice).history(chat.id);
   assert.deepEqual(
     history.messages.map((m) => m.clientMsgId),
     [message.clientMsgId],
@@ -145,11 +137,11 @@ for (const [lost, drop] of [
   ["the ack", "dropDown"],
 ]) {
   test(`when ${lost} is lost with the connection, the send is resent after reconnect and stored once`, async () => {
-    const alice = await newUser(server.api, "alice");
-    const bob = await newUser(server.api, "bob");
-    const proxy = await networkProxy(server.socket);
-    const a = clientFor(server, alice, { socketUrl: proxy.url });
-    clients.push(a);
+    const alice = await newUser(ctx.server.api, "alice");
+    const bob = await newUser(ctx.server.api, "bob");
+    const proxy = await networkProxy(ctx.server.socket);
+    const a = clientFor(ctx.server, alice, { socketUrl: proxy.url });
+    ctx.track(a);
     await a.connect();
     const chat = await a.openDirect(bob.user.id);
     const first = a.send({ conversationId: chat.id, content: "before" });
@@ -158,9 +150,9 @@ for (const [lost, drop] of [
     proxy[drop]();
     const message = a.send({ conversationId: chat.id, content: "across the outage" });
     if (drop === "dropDown") {
-      // Stored by the server, ack lost: wait until bob's device sees it stored.
-      const b = clientFor(server, bob);
-      clients.push(b);
+      // Stored by the ctx.server, ack lost: wait until bob's device sees it stored.
+      const b = clientFor(ctx.server, bob);
+      ctx.track(b);
       await b.connect();
       await until(b, "messages", () => b.messages(chat.id).at(-1)?.seq === 2, "bob sees it stored");
     }
@@ -175,7 +167,7 @@ for (const [lost, drop] of [
       "the resent message stored",
     );
 
-    const history = await restAs(server, alice).history(chat.id);
+    const history = await restAs(ctx.server, alice).history(chat.id);
     assert.deepEqual(
       history.messages.map((m) => [m.seq, m.clientMsgId]),
       [

@@ -1,0 +1,147 @@
+// Ordering, de-duplication and catch-up against a real Parley.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { MemoryStorage } from "../dist/index.js";
+import { clientFor, networkProxy, newUser, restAs, until, useParley } from "./helpers.mjs";
+
+const ctx = useParley();
+
+/** `[seq, content]` of the stored messages of a list. */
+function stored(list) {
+  return list.filter((m) => m.seq !== null).map((m) => [m.seq, m.content]);
+}
+
+/** Fails if any snapshot of the list ever held one message twice. */
+function watchForDuplicates(client, conversationId) {
+  const seen = [];
+  client.on("messages", ({ conversationId: id, messages }) => {
+    if (id !== conversationId) return;
+    const ids = messages.map((m) => `${m.senderId} ${m.clientMsgId}`);
+    if (new Set(ids).size !== ids.length) seen.push(ids);
+    const real = messages.filter((m) => m.id !== null).map((m) => m.id);
+    if (new Set(real).size !== real.length) seen.push(real);
+  });
+  return () => assert.deepEqual(seen, [], "a list held a message twice");
+}
+
+test("messages sent by REST while the client was disconnected appear once, in order, after reconnect", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const proxy = await networkProxy(ctx.server.socket);
+  const a = ctx.track(clientFor(ctx.server, alice, { socketUrl: proxy.url }));
+  await a.connect();
+  const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
+  const noDuplicates = watchForDuplicates(a, chat.id);
+  await restAs(ctx.server, bob).sendMessage({ clientMsgId: "b-1", conversationId: chat.id, content: "one" });
+  await until(a, "messages", () => stored(a.messages(chat.id)).length === 1, "the live message");
+
+  proxy.down();
+  await until(a, "state", () => a.state.status === "reconnecting", "reconnecting");
+  for (const [id, content] of [
+    ["b-2", "two"],
+    ["b-3", "three"],
+    ["b-4", "four"],
+  ]) {
+    await restAs(ctx.server, bob).sendMessage({ clientMsgId: id, conversationId: chat.id, content });
+  }
+  const synced = new Promise((resolve) => a.once("synced", resolve));
+  proxy.up();
+  await synced;
+
+  assert.deepEqual(stored(a.messages(chat.id)), [
+    [1, "one"],
+    [2, "two"],
+    [3, "three"],
+    [4, "four"],
+  ]);
+  assert.equal(a.messages(chat.id).length, 4);
+  noDuplicates();
+  proxy.close();
+});
+
+test("a message seen live, relayed then stored, is listed once; seen again through sync, still once", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const storage = new MemoryStorage();
+  const a = ctx.track(clientFor(ctx.server, alice, { storage }));
+  const b = ctx.track(clientFor(ctx.server, bob));
+  await Promise.all([a.connect(), b.connect()]);
+  const chat = await b.openDirect(alice.user.id);
+  const cursorKey = `parley.cursor.${alice.user.id}`;
+  const cursorBefore = storage.getItem(cursorKey);
+  assert.ok(cursorBefore, "the first sync kept a cursor");
+  const noDuplicates = watchForDuplicates(a, chat.id);
+
+  const sent = ["first", "second", "third", "fourth", "fifth"].map((content) =>
+    b.send({ conversationId: chat.id, content }),
+  );
+  await until(a, "messages", () => stored(a.messages(chat.id)).length === 5, "five stored messages");
+  assert.deepEqual(
+    a.messages(chat.id).map((m) => [m.seq, m.clientMsgId]),
+    sent.map((m, i) => [i + 1, m.clientMsgId]),
+    "in seq order, the order they were sent",
+  );
+
+  // Replay the same messages through sync from the older cursor.
+  storage.setItem(cursorKey, cursorBefore);
+  await a.sync();
+  assert.equal(a.messages(chat.id).length, 5);
+  assert.notEqual(storage.getItem(cursorKey), cursorBefore, "the cursor moved on");
+  noDuplicates();
+});
+
+test("history pages merge into the list without duplicates, ordered by seq", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
+  for (let i = 1; i <= 6; i++) {
+    await restAs(ctx.server, bob).sendMessage({
+      clientMsgId: `h-${i}`,
+      conversationId: chat.id,
+      content: `m${i}`,
+    });
+  }
+  const a = ctx.track(clientFor(ctx.server, alice));
+  await a.connect(); // the first sync already brought all six
+
+  const newest = await a.loadHistory(chat.id, { limit: 3 });
+  assert.deepEqual(
+    newest.messages.map((m) => m.seq),
+    [4, 5, 6],
+  );
+  assert.equal(newest.hasMore, true);
+  await a.loadHistory(chat.id, { beforeSeq: 4, limit: 3 });
+  assert.deepEqual(
+    a.messages(chat.id).map((m) => m.seq),
+    [1, 2, 3, 4, 5, 6],
+  );
+  const summary = a.conversations.find((c) => c.id === chat.id);
+  assert.equal(summary.unreadCount, 6);
+  await a.markRead(chat.id);
+  assert.equal(a.conversations.find((c) => c.id === chat.id).unreadCount, 0);
+});
+
+test("the kept cursor makes a new client catch up on what is new only", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const storage = new MemoryStorage();
+  const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
+  await restAs(ctx.server, bob).sendMessage({ clientMsgId: "k-1", conversationId: chat.id, content: "old" });
+  const first = ctx.track(clientFor(ctx.server, alice, { storage }));
+  await first.connect();
+  assert.equal(first.messages(chat.id).length, 1);
+  first.close();
+
+  await restAs(ctx.server, bob).sendMessage({ clientMsgId: "k-2", conversationId: chat.id, content: "new 1" });
+  await restAs(ctx.server, bob).sendMessage({ clientMsgId: "k-3", conversationId: chat.id, content: "new 2" });
+  const second = ctx.track(clientFor(ctx.server, alice, { storage }));
+  const synced = new Promise((resolve) => second.once("synced", resolve));
+  await second.connect();
+
+  assert.deepEqual((await synced).messages, 2);
+  assert.deepEqual(stored(second.messages(chat.id)), [
+    [2, "new 1"],
+    [3, "new 2"],
+  ]);
+});
