@@ -273,6 +273,11 @@ export async function waitStatus(page, text, status) {
   await page.waitForSelector(`[data-testid="message"][data-status="${status}"]:has-text(${JSON.stringify(text)})`);
 }
 
+/** Wait until the message is stored (any status past `sending`). */
+export async function waitStored(page, text) {
+  await page.waitForSelector(`[data-testid="message"][data-id]:not([data-id=""]):has-text(${JSON.stringify(text)})`);
+}
+
 export async function withTimeout(promise, what) {
   let timer;
   const timeout = new Promise((_, reject) => {
