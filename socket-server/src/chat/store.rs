@@ -1,10 +1,13 @@
 //! Storing what the relay already delivered: sends are grouped into batches and stored through
 //! the port (one request, one transaction per batch), then acknowledged one by one.
 //!
-//! The relay has a fixed number of *lanes*, each one task that stores one batch at a time. A
-//! sender's messages always go to the same lane (chosen by user id), so one socket's messages
-//! are stored in the order they were sent; the lanes run side by side, so a slow batch holds up
-//! only its own lane. Nothing on the live path waits here: [`StoreLanes::push`] never blocks.
+//! The relay has a fixed number of *lanes* (`limits.store_lanes`, one by default), each one task
+//! that stores one batch at a time: everything queued while the previous batch was being stored,
+//! so batches grow with the load. A sender's messages always go to the same lane (chosen by user
+//! id), so one socket's messages are stored in the order they were sent; several lanes run side
+//! by side, so a slow batch holds up only its own lane, at the price of transactions contending
+//! for the same conversation rows (a direct conversation's two members may be on two lanes).
+//! Nothing on the live path waits here: [`StoreLanes::push`] never blocks.
 //! The queues are bounded by admission, not by their channel: a send is accepted only while its
 //! socket has fewer than `limits.sends_queued_per_socket` and the relay fewer than
 //! `limits.sends_in_flight` sends unanswered ([`Admission`]).
