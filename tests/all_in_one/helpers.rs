@@ -118,9 +118,15 @@ pub async fn run_node_suite(parley: &Parley, dir: &str) {
         node_dir.join("node_modules").exists(),
         "tests/node/node_modules is missing: run `npm ci` in tests/node (./scripts/test does it)"
     );
+    run_node(parley, &root, &["--test".to_owned(), dir.to_owned()], dir).await;
+}
+
+/// Run `node args` in `cwd` with `PARLEY_API` / `PARLEY_SOCKET` naming `parley`; fails with
+/// node's output, naming `what`.
+pub async fn run_node(parley: &Parley, cwd: &Path, args: &[String], what: &str) {
     let output = Command::new("node")
-        .args(["--test", dir])
-        .current_dir(&root)
+        .args(args)
+        .current_dir(cwd)
         .env("PARLEY_API", &parley.api)
         .env("PARLEY_SOCKET", &parley.socket)
         .kill_on_drop(true)
@@ -131,7 +137,39 @@ pub async fn run_node_suite(parley: &Parley, dir: &str) {
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     assert!(
         output.status.success(),
-        "the node suite {dir} failed (exit {:?}); its output is above",
+        "the node suite {what} failed (exit {:?}); its output is above",
         output.status.code()
     );
+}
+
+/// Start `parley --ephemeral` on a fresh PostgreSQL database (the API creates it; drop it with
+/// [`drop_database`]) and Redis under a prefix of its own; returns the database's name too.
+pub async fn start_on_postgres_and_redis() -> (Parley, String) {
+    let name = format!("parley_test_{}", uuid::Uuid::new_v4().simple());
+    let parley = start(
+        &["--ephemeral"],
+        &[
+            (
+                "DATABASE_URL",
+                format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            ),
+            ("REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
+            (
+                "PARLEY__REDIS__PREFIX",
+                format!("parley-test-{}", uuid::Uuid::new_v4()),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(parley.ready["addresses"]["bus"], "redis");
+    assert_eq!(parley.ready["addresses"]["database"], "postgresql");
+    (parley, name)
+}
+
+/// Drop the database `name` (best effort: a leftover only costs disk).
+pub fn drop_database(name: &str) {
+    let _ = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+        .arg(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .status();
 }

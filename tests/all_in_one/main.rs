@@ -7,3 +7,4 @@ mod contract;
 mod helpers;
 mod lifecycle;
 mod restart;
+mod sdk;
