@@ -79,15 +79,18 @@ macro_rules! message_columns {
     };
 }
 
-/// The stored rows of exact `(sender, clientMsgId)` keys (`$1` senders, `$2` keys, pairwise).
+/// The stored rows of exact `(sender, clientMsgId)` keys (`$1` senders, `$2` keys, pairwise):
+/// one look-up in the unique index per key whatever the plan cache decides (the `LIMIT 1` keeps
+/// the planner from flattening the `LATERAL` subquery into a join; a join with `IN` got a
+/// generic plan, made while `messages` was small, that scanned the whole table every batch).
 pub const FIND_KEYS: &[&str] = &[
-    concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages WHERE (sender_id, client_msg_id) IN (SELECT * FROM unnest("
-    ),
+    "SELECT m.* FROM unnest(",
     "::bigint[], ",
-    "::text[]))",
+    concat!(
+        "::text[]) AS k(s, c) CROSS JOIN LATERAL (SELECT ",
+        message_columns!(),
+        " FROM messages WHERE sender_id = k.s AND client_msg_id = k.c LIMIT 1) AS m"
+    ),
 ];
 
 /// Lock conversation rows in ascending id order.
