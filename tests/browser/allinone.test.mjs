@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import {
-  launchChromium, message, openPage, register, send, shot, startAllInOne, startChat, unique, waitStatus, watch,
+  launchChromium, message, openPage, register, send, shot, startAllInOne, rest, startChat, unique, waitStatus, watch,
 } from "./harness.mjs";
 
 let parley;
@@ -107,4 +107,44 @@ test("the app is served after the API's routes: its files, its routes, the relay
   }
   assert.equal((await (await get("/health")).json()).status, "ok");
   assert.equal((await get("/api/auth/me")).status, 401);
+});
+
+test("a long conversation: unread count in the list and the title, older messages on demand", async () => {
+  const password = "correct horse battery";
+  const carol = await rest(parley.api, "POST", "/api/auth/register", { body: { username: unique("carol"), password } });
+  const dan = await rest(parley.api, "POST", "/api/auth/register", { body: { username: unique("dan"), password } });
+  const chat = await rest(parley.api, "POST", "/api/conversations", { token: dan.token, body: { memberIds: [carol.user.id] } });
+  const page = await openPage(browser, parley.web);
+  await page.getByTestId("login-username").fill(carol.user.username);
+  await page.getByTestId("login-password").fill(password);
+  await page.getByTestId("login-button").click();
+  await page.getByTestId("me").waitFor();
+
+  // Dan writes more than one page of history (50) by REST; Carol's list counts them live.
+  const total = 55;
+  for (let i = 1; i <= total; i++) {
+    await rest(parley.api, "POST", "/api/messages", {
+      token: dan.token,
+      body: { clientMsgId: `m-${i}`, conversationId: chat.id, content: `message ${i}` },
+    });
+  }
+  const item = page.getByTestId("conversation-item").filter({ hasText: dan.user.username });
+  await item.getByTestId("unread-count").filter({ hasText: String(total) }).waitFor();
+  assert.equal(await page.title(), `(${total}) Parley`);
+
+  // After a reload the SDK's lists start empty (the sync cursor is kept): the newest page, then
+  // older messages on demand.
+  await page.reload();
+  await item.click();
+  await message(page, `message ${total}`).waitFor();
+  await page.getByTestId("load-older").waitFor();
+  const oldest = page.locator('[data-testid="message"][data-client-msg-id="m-1"]');
+  assert.equal(await oldest.count(), 0);
+  await shot(page, "allinone-6-long-conversation");
+  await page.getByTestId("load-older").click();
+  await oldest.waitFor();
+  assert.equal(await page.getByTestId("message").count(), total);
+  assert.equal(await page.getByTestId("load-older").count(), 0);
+  await page.waitForFunction(() => document.title === "Parley"); // read now
+  assert.deepEqual(page.consoleErrors, []);
 });

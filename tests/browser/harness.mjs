@@ -278,6 +278,25 @@ export async function waitStored(page, text) {
   await page.waitForSelector(`[data-testid="message"][data-id]:not([data-id=""]):has-text(${JSON.stringify(text)})`);
 }
 
+/** A REST call as a node client (no Origin); a 429 waits its Retry-After and tries again. */
+export async function rest(api, method, path, { token, body } = {}) {
+  for (;;) {
+    const response = await fetch(new URL(path, api), {
+      method,
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 429) {
+      const wait = Number(response.headers.get("retry-after") ?? "1");
+      await new Promise((r) => setTimeout(r, wait * 1000)); // the server's own back-off
+      continue;
+    }
+    const text = await response.text();
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  }
+}
+
 export async function withTimeout(promise, what) {
   let timer;
   const timeout = new Promise((_, reject) => {

@@ -22,8 +22,8 @@ export class ChatView {
   });
   readonly #pane = h("section", { className: "pane", testid: "chat-pane" });
   #active: string | null = null;
-  /** The highest seq this page asked to mark delivered, per conversation. */
-  readonly #deliveredAsked = new Map<string, number>();
+  /** The highest seq this page asked to mark read, per conversation (no request twice). */
+  readonly #readAsked = new Map<string, number>();
   readonly #typingNames = new Map<string, readonly string[]>();
 
   constructor(client: ParleyClient, me: User, logout: () => void) {
@@ -64,6 +64,9 @@ export class ChatView {
     });
     this.root = h("div", { className: "shell" }, side, h("main", { className: "main" }, this.#pane));
     this.#renderPane();
+    document.addEventListener("visibilitychange", () => {
+      if (this.#active) this.messages(this.#active, client.messages(this.#active));
+    });
   }
 
   readonly root: HTMLElement;
@@ -72,38 +75,22 @@ export class ChatView {
   conversations(list: readonly ConversationView[]): void {
     mount(this.#list, list.map((c) => this.#item(c)));
     if (this.#active) this.#renderHeader();
-  }
-
-  /** A catch-up sync finished: everything listed has reached this device. */
-  caughtUp(): void {
-    for (const c of this.#client.conversations) this.#markDelivered(c);
-  }
-
-  /**
-   * Mark a conversation's newest message delivered. The SDK marks what arrives live or through
-   * sync, but not a message it first learnt as the list's `lastMessage` (at connect), so the app
-   * covers that case once caught up (before, the SDK's list may not hold the message yet and
-   * would take the receipt for a read).
-   */
-  #markDelivered(c: ConversationView): void {
-    const last = c.lastMessage;
-    if (!last || last.senderId === this.#me.id) return;
-    const mine = c.members.find((m) => m.user.id === this.#me.id);
-    const asked = Math.max(mine?.deliveredUpToSeq ?? 0, this.#deliveredAsked.get(c.id) ?? 0);
-    if (asked >= last.seq) return;
-    this.#deliveredAsked.set(c.id, last.seq);
-    this.#client.markDelivered(c.id, last.seq).catch((e) => this.error(e));
+    const unread = list.reduce((n, c) => n + (c.id === this.#active ? 0 : c.unreadCount), 0);
+    document.title = unread > 0 ? `(${unread}) Parley` : "Parley";
   }
 
   messages(conversationId: string, list: readonly ClientMessage[]): void {
     if (conversationId !== this.#active) return;
     const atBottom =
       this.#messages.scrollHeight - this.#messages.scrollTop - this.#messages.clientHeight < 40;
-    mount(this.#messages, list.map((m) => this.#message(m)));
+    // seq runs 1, 2, 3… with no gap: older messages exist when the oldest listed is not 1.
+    const oldest = list.find((m) => m.seq !== null)?.seq ?? 1;
+    const older = oldest > 1
+      ? h("button", { className: "older", testid: "load-older", onclick: () => void this.#loadOlder() }, "Load earlier messages")
+      : null;
+    mount(this.#messages, older, list.map((m) => this.#message(m)));
     if (atBottom || list.at(-1)?.mine) this.#messages.scrollTop = this.#messages.scrollHeight;
-    if (document.visibilityState === "visible" && list.some((m) => !m.mine && m.seq !== null)) {
-      this.#client.markRead(conversationId).catch((e) => this.error(e));
-    }
+    if (document.visibilityState === "visible") this.#markRead(conversationId, list);
   }
 
   typing(conversationId: string, userIds: readonly string[]): void {
@@ -140,7 +127,37 @@ export class ChatView {
     } catch (e) {
       this.error(e);
     }
-    this.messages(conversationId, this.#client.messages(conversationId));
+    if (this.#active === conversationId) this.messages(conversationId, this.#client.messages(conversationId));
+  }
+
+  /** Shown on a visible page: mark read up to the newest message from others, once. */
+  #markRead(conversationId: string, list: readonly ClientMessage[]): void {
+    let newest = 0;
+    for (const m of list) if (!m.mine && m.seq !== null && m.seq > newest) newest = m.seq;
+    const c = this.#client.conversations.find((x) => x.id === conversationId);
+    const read = c?.members.find((m) => m.user.id === this.#me.id)?.readUpToSeq ?? 0;
+    if (newest <= Math.max(read, this.#readAsked.get(conversationId) ?? 0)) return;
+    this.#readAsked.set(conversationId, newest);
+    this.#client.markRead(conversationId, newest).catch((e) => {
+      this.#readAsked.delete(conversationId); // asked again with the next change
+      this.error(e);
+    });
+  }
+
+  /** Page back: the messages before the oldest one listed. */
+  async #loadOlder(): Promise<void> {
+    const id = this.#active;
+    if (!id) return;
+    const first = this.#client.messages(id).find((m) => m.seq !== null)?.seq;
+    try {
+      await this.#client.loadHistory(id, first ? { beforeSeq: first } : {});
+      if (this.#active !== id) return;
+      const height = this.#messages.scrollHeight;
+      this.messages(id, this.#client.messages(id));
+      this.#messages.scrollTop = this.#messages.scrollHeight - height; // keep the reader's place
+    } catch (e) {
+      this.error(e);
+    }
   }
 
   async #startDirect(username: string): Promise<void> {

@@ -57,7 +57,6 @@ function showChat(client: ParleyClient): void {
     client.on("typing", ({ conversationId, userIds }) => view.typing(conversationId, userIds)),
     client.on("presence", () => view.presence()),
     client.on("latency", (sample) => view.latency(sample)),
-    client.on("synced", () => view.caughtUp()),
     // While not connected the banner tells the story; failed attempts are not errors to show.
     client.on("error", (error) => client.state.status === "connected" && view.error(error)),
     client.on("sessionRevoked", () => {
