@@ -201,18 +201,13 @@ export class Messaging {
       if (result.isNew) this.deps.emit("message", message);
       if (this.deps.options.autoMarkDelivered) this.#deliverLater(message.conversationId, message.seq);
     }
+    const { mine: _mine, error: _error, ...fields } = message;
     const stored: Message = {
+      ...fields,
       id: message.id,
-      clientMsgId: message.clientMsgId,
-      conversationId: message.conversationId,
-      senderId: message.senderId,
       seq: message.seq,
-      kind: message.kind,
-      content: message.content,
-      createdAt: message.createdAt,
       status: message.status === "sending" || message.status === "failed" ? "sent" : message.status,
     };
-    if (message.attachmentId != null) stored.attachmentId = message.attachmentId;
     const myRead = this.store.myReadUpTo(message.conversationId);
     if (this.conversations.messageStored(stored, myRead)) {
       this.deps.emit("conversations", this.conversations.all());

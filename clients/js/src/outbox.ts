@@ -35,8 +35,10 @@ export class Outbox {
   constructor(private readonly deps: OutboxDeps) {}
 
   send(input: SendInput): ClientMessage {
-    const { content, conversationId } = input;
-    if (typeof content !== "string" || content.trim() === "") {
+    const { conversationId } = input;
+    const content = input.content ?? "";
+    // A text needs content; an upload (attachmentId) may go without a caption.
+    if (typeof content !== "string" || (content.trim() === "" && !input.attachmentId)) {
       throw new ParleyError("validation_failed", "content: must not be empty or blank", {
         field: "content",
       });

@@ -14,15 +14,11 @@ import type {
 import type { ClientMessage, ClientMessageStatus } from "./types.js";
 
 /** A relayed copy as `receive_message` carries it before the message is stored. */
-export interface RelayedMessage {
+export interface RelayedMessage extends Partial<Omit<Message, "id" | "seq" | "status">> {
   clientMsgId: string;
   conversationId: ConversationId;
   senderId: UserId;
-  kind?: Message["kind"];
-  content: string;
-  attachmentId?: string | null;
   sentAt?: string;
-  createdAt?: string;
 }
 
 /** What changed when a stored message was merged. */
@@ -178,16 +174,13 @@ export class MessageStore {
       mine: stored.senderId === this.me,
     };
     if (!existing) log.order.set(existingKey, this.#counter++);
+    // Every field the server sends (those added to the wire later too), over the local copy.
     const next: ClientMessage = {
       ...base,
-      id: stored.id,
-      seq: stored.seq,
-      kind: stored.kind,
-      content: stored.content,
-      createdAt: stored.createdAt,
+      ...stored,
       status: this.#statusOf(log, stored.senderId, stored.seq, "sent", stored.status),
+      mine: stored.senderId === this.me,
     };
-    if (stored.attachmentId != null) next.attachmentId = stored.attachmentId;
     delete next.error;
     return { message: this.#replace(log, existingKey, next), isNew: !existing, newlyStored: true };
   }
@@ -197,19 +190,17 @@ export class MessageStore {
     const log = this.#log(relayed.conversationId);
     const key = keyOf(relayed.senderId, relayed.clientMsgId);
     if (log.byKey.has(key)) return null;
+    const { sentAt, ...fields } = relayed;
     const message: ClientMessage = {
-      clientMsgId: relayed.clientMsgId,
-      conversationId: relayed.conversationId,
-      senderId: relayed.senderId,
+      ...fields,
       id: null,
       seq: null,
       kind: relayed.kind ?? "text",
-      content: relayed.content,
-      createdAt: relayed.sentAt ?? relayed.createdAt ?? new Date().toISOString(),
+      content: relayed.content ?? "",
+      createdAt: sentAt ?? relayed.createdAt ?? new Date().toISOString(),
       status: relayed.senderId === this.me ? "sending" : "sent",
       mine: relayed.senderId === this.me,
     };
-    if (relayed.attachmentId != null) message.attachmentId = relayed.attachmentId;
     log.order.set(key, this.#counter++);
     return this.#replace(log, key, message);
   }

@@ -7,6 +7,7 @@ import type {
   ConversationId,
   ConversationSummary,
   MessageId,
+  Message,
   MessageKind,
   MessageStatus,
   User,
@@ -47,8 +48,11 @@ export type DisconnectReason =
  */
 export type ClientMessageStatus = "sending" | MessageStatus | "failed";
 
-/** A message as the SDK's lists hold it: stored, relayed (not stored yet) or optimistic. */
-export interface ClientMessage {
+/**
+ * A message as the SDK's lists hold it: stored, relayed (not stored yet) or optimistic. Every
+ * field of the server's {@link Message} (generated), with `id` and `seq` `null` until stored.
+ */
+export interface ClientMessage extends Omit<Message, "id" | "seq" | "status"> {
   /** The client's id of the message: the key that ties the optimistic copy to the stored one. */
   clientMsgId: string;
   conversationId: ConversationId;
@@ -72,9 +76,11 @@ export interface ClientMessage {
 /** What `send()` takes. */
 export interface SendInput {
   conversationId: ConversationId;
-  content: string;
+  /** The text; for an `image` or `voice` message an optional caption. */
+  content?: string;
   /** `text` (default), `image` or `voice`. */
   kind?: MessageKind;
+  /** The upload an `image` / `voice` message carries (`POST /api/attachments`). */
   attachmentId?: string | null;
 }
 
