@@ -295,6 +295,13 @@ export class ParleyClient extends Emitter<ParleyEvents> {
       },
       {
         state: (state) => {
+          if (
+            state.status === "disconnected" &&
+            (state.reason === "unauthorized" || state.reason === "session_revoked")
+          ) {
+            // The kept token is dead: a reload must not start with it.
+            this.#storage.removeItem(this.#key("session"));
+          }
           this.#setState(state);
           if (state.status === "disconnected") messaging?.gaveUp(state.reason);
         },

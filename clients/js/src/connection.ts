@@ -27,7 +27,7 @@ export interface MonitorHooks {
   /** The socket lost its connection (the client's pending acks will never come). */
   disconnected(): void;
   latency(sample: LatencySample): void;
-  /** A connect refusal: `code` from the server when it gave one. */
+  /** The server refused the connection (`code`: `invalid_token`, `too_many_connections`…). */
   refused(code: string, message: string): void;
 }
 
@@ -134,8 +134,9 @@ export class ConnectionMonitor {
 
   #onConnectError(error: Error & { data?: { code?: string } }): void {
     const code = error.data?.code;
-    this.hooks.refused(code ?? "network_error", error.message);
     if (this.#closed) return;
+    // The server's refusals are worth telling; a network failure shows in the state alone.
+    if (code) this.hooks.refused(code, error.message);
     if (code && AUTH_CODES.has(code)) {
       this.#stop("unauthorized");
       return;

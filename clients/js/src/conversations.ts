@@ -43,9 +43,13 @@ export class ConversationList {
   /** A conversation created or changed (members, title): keeps its last message and unread. */
   upsert(conversation: Conversation): ConversationSummary {
     const old = this.#byId.get(conversation.id);
+    // `lastSeq` here is the last message accounted for in `unreadCount`: a conversation new to
+    // the list starts at what the user has read, so the messages that follow (live or through
+    // sync) count; the server's `lastSeq` may already include messages not seen yet.
+    const myRead = conversation.members.find((m) => m.user.id === this.me)?.readUpToSeq ?? 0;
     const next: ConversationSummary = {
       ...conversation,
-      lastSeq: Math.max(conversation.lastSeq, old?.lastSeq ?? 0),
+      lastSeq: old ? old.lastSeq : Math.min(conversation.lastSeq, myRead),
       lastMessage: old?.lastMessage ?? null,
       unreadCount: old?.unreadCount ?? 0,
     };

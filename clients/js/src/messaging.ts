@@ -62,6 +62,8 @@ export class Messaging {
   readonly #presence: PresenceBook;
   readonly #catchup: Catchup;
   readonly #deliveredDue = new Map<ConversationId, number>();
+  /** Conversations being fetched because a message arrived for one the list lacks. */
+  readonly #fetching = new Set<ConversationId>();
   #deliveredTimer: ReturnType<typeof setTimeout> | null = null;
   #caughtUp = false;
   #waiters: Waiter[] = [];
@@ -255,10 +257,15 @@ export class Messaging {
   }
 
   async #fetchConversation(id: ConversationId): Promise<void> {
+    if (this.#fetching.has(id)) return;
+    this.#fetching.add(id);
     try {
-      this.conversationChanged(await this.deps.api.conversation(id));
+      const conversation = await this.deps.api.conversation(id);
+      if (!this.#closed) this.conversationChanged(conversation);
     } catch (error) {
       this.#report(error);
+    } finally {
+      this.#fetching.delete(id);
     }
   }
 

@@ -126,10 +126,12 @@ test("typing is relayed, throttled and cleared by the message; presence follows 
   assert.ok(offline.lastSeen, "offline with the time last seen");
 });
 
-test("a session revoked elsewhere stops the client with sessionRevoked", async () => {
+test("a session revoked elsewhere stops the client with sessionRevoked and forgets the token", async () => {
   const alice = await newUser(ctx.server.api, "alice");
-  const a = ctx.track(clientFor(ctx.server, alice));
+  const storage = new MemoryStorage();
+  const a = ctx.track(clientFor(ctx.server, alice, { storage }));
   await a.connect();
+  assert.ok(storage.getItem("parley.session"));
   const revoked = new Promise((resolve) => a.once("sessionRevoked", resolve));
 
   await restAs(ctx.server, alice).logout();
@@ -137,6 +139,7 @@ test("a session revoked elsewhere stops the client with sessionRevoked", async (
   assert.deepEqual(await revoked, { reason: "logout" });
   await untilState(a, "disconnected");
   assert.deepEqual(a.state, { status: "disconnected", reason: "session_revoked" });
+  assert.equal(storage.getItem("parley.session"), null);
 });
 
 test("logout revokes the token, closes the socket, and forgets the session and cursor", async () => {

@@ -145,3 +145,30 @@ test("the kept cursor makes a new client catch up on what is new only", async ()
     [3, "new 2"],
   ]);
 });
+
+test("a conversation started while the client was away arrives with its messages and unread count", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const proxy = await networkProxy(ctx.server.socket);
+  const a = ctx.track(clientFor(ctx.server, alice, { socketUrl: proxy.url }));
+  await a.connect();
+  proxy.down();
+  await until(a, "state", () => a.state.status === "reconnecting", "reconnecting");
+
+  const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
+  for (const id of ["n-1", "n-2"]) {
+    await restAs(ctx.server, bob).sendMessage({ clientMsgId: id, conversationId: chat.id, content: id });
+  }
+  const synced = new Promise((resolve) => a.once("synced", resolve));
+  proxy.up();
+  await synced;
+
+  assert.deepEqual(stored(a.messages(chat.id)), [
+    [1, "n-1"],
+    [2, "n-2"],
+  ]);
+  const summary = a.conversations.find((c) => c.id === chat.id);
+  assert.equal(summary?.unreadCount, 2);
+  assert.equal(summary.lastMessage?.content, "n-2");
+  proxy.close();
+});
