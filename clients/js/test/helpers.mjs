@@ -123,6 +123,19 @@ export function untilState(client, status) {
   return until(client, "state", () => client.state.status === status, `state ${status}`);
 }
 
+/**
+ * Break `client`'s network through `proxy`, run `during()` once it is reconnecting (others'
+ * REST sends…), restore the network; resolves with the catch-up's `synced` payload.
+ */
+export async function whileAway(client, proxy, during) {
+  proxy.down();
+  await until(client, "state", () => client.state.status === "reconnecting", "reconnecting");
+  await during();
+  const synced = new Promise((resolve) => client.once("synced", resolve));
+  proxy.up();
+  return synced;
+}
+
 export async function withPatience(promise, what) {
   let timer;
   const timeout = new Promise((_, reject) => {

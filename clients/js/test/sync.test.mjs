@@ -3,7 +3,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { MemoryStorage } from "../dist/index.js";
-import { clientFor, networkProxy, newUser, restAs, until, useParley } from "./helpers.mjs";
+import {
+  clientFor,
+  networkProxy,
+  newUser,
+  restAs,
+  until,
+  useParley,
+  whileAway,
+} from "./helpers.mjs";
 
 const ctx = useParley();
 
@@ -36,18 +44,15 @@ test("messages sent by REST while the client was disconnected appear once, in or
   await restAs(ctx.server, bob).sendMessage({ clientMsgId: "b-1", conversationId: chat.id, content: "one" });
   await until(a, "messages", () => stored(a.messages(chat.id)).length === 1, "the live message");
 
-  proxy.down();
-  await until(a, "state", () => a.state.status === "reconnecting", "reconnecting");
-  for (const [id, content] of [
-    ["b-2", "two"],
-    ["b-3", "three"],
-    ["b-4", "four"],
-  ]) {
-    await restAs(ctx.server, bob).sendMessage({ clientMsgId: id, conversationId: chat.id, content });
-  }
-  const synced = new Promise((resolve) => a.once("synced", resolve));
-  proxy.up();
-  await synced;
+  await whileAway(a, proxy, async () => {
+    for (const [id, content] of [
+      ["b-2", "two"],
+      ["b-3", "three"],
+      ["b-4", "four"],
+    ]) {
+      await restAs(ctx.server, bob).sendMessage({ clientMsgId: id, conversationId: chat.id, content });
+    }
+  });
 
   assert.deepEqual(stored(a.messages(chat.id)), [
     [1, "one"],
@@ -152,16 +157,13 @@ test("a conversation started while the client was away arrives with its messages
   const proxy = await networkProxy(ctx.server.socket);
   const a = ctx.track(clientFor(ctx.server, alice, { socketUrl: proxy.url }));
   await a.connect();
-  proxy.down();
-  await until(a, "state", () => a.state.status === "reconnecting", "reconnecting");
-
-  const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
-  for (const id of ["n-1", "n-2"]) {
-    await restAs(ctx.server, bob).sendMessage({ clientMsgId: id, conversationId: chat.id, content: id });
-  }
-  const synced = new Promise((resolve) => a.once("synced", resolve));
-  proxy.up();
-  await synced;
+  let chat;
+  await whileAway(a, proxy, async () => {
+    chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
+    for (const id of ["n-1", "n-2"]) {
+      await restAs(ctx.server, bob).sendMessage({ clientMsgId: id, conversationId: chat.id, content: id });
+    }
+  });
 
   assert.deepEqual(stored(a.messages(chat.id)), [
     [1, "n-1"],
