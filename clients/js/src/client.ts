@@ -11,7 +11,7 @@ import type {
   UserId,
   UserWithPresence,
 } from "./generated/wire.js";
-import { Messaging } from "./messaging.js";
+import { Messaging, type Kept } from "./messaging.js";
 import { RestApi, type HistoryQuery, type LoginInput, type RegisterInput } from "./rest.js";
 import { MemoryStorage, type KeyValueStorage } from "./storage.js";
 import {
@@ -109,7 +109,7 @@ export class ParleyClient extends Emitter<ParleyEvents> {
 
   /**
    * Revoke the token on the server and stop everything here: the socket, every timer, the
-   * in-memory lists, the kept session and sync cursor. Local state is cleared even when the
+   * in-memory lists, the kept session, sync cursor and unsent messages. Local state is cleared even when the
    * server cannot be reached (the error is rethrown after).
    */
   async logout(): Promise<void> {
@@ -124,7 +124,10 @@ export class ParleyClient extends Emitter<ParleyEvents> {
     }
     const userId = this.#session?.user.id;
     this.close();
-    if (userId !== undefined) this.#storage.removeItem(this.#cursorKey(userId));
+    if (userId !== undefined) {
+      this.#storage.removeItem(this.#cursorKey(userId));
+      this.#storage.removeItem(this.#outboxKey(userId));
+    }
     this.#storage.removeItem(this.#key("session"));
     this.#session = null;
     this.api.token = null;
@@ -317,13 +320,8 @@ export class ParleyClient extends Emitter<ParleyEvents> {
       api: this.api,
       socket: monitor.socket,
       options,
-      cursor: {
-        get: () => this.#storage.getItem(this.#cursorKey(session.user.id)),
-        set: (cursor) =>
-          cursor === null
-            ? this.#storage.removeItem(this.#cursorKey(session.user.id))
-            : this.#storage.setItem(this.#cursorKey(session.user.id), cursor),
-      },
+      cursor: this.#kept(this.#cursorKey(session.user.id)),
+      outbox: this.#kept(this.#outboxKey(session.user.id)),
       emit: (event, payload) => this.emit(event, payload),
       revoked: () => monitor.revoked(),
     });
@@ -370,6 +368,18 @@ export class ParleyClient extends Emitter<ParleyEvents> {
 
   #cursorKey(userId: UserId): string {
     return this.#key(`cursor.${userId}`);
+  }
+
+  #outboxKey(userId: UserId): string {
+    return this.#key(`outbox.${userId}`);
+  }
+
+  #kept(key: string): Kept {
+    return {
+      get: () => this.#storage.getItem(key),
+      set: (value) =>
+        value === null ? this.#storage.removeItem(key) : this.#storage.setItem(key, value),
+    };
   }
 }
 

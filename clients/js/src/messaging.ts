@@ -32,6 +32,12 @@ import {
   type PresenceState,
 } from "./types.js";
 
+/** A value kept in the client's storage (`null`: none). */
+export interface Kept {
+  get(): string | null;
+  set(value: string | null): void;
+}
+
 export interface MessagingDeps {
   me: UserId;
   api: RestApi;
@@ -43,7 +49,10 @@ export interface MessagingDeps {
     typingExpiryMs: number;
     autoMarkDelivered: boolean;
   };
-  cursor: { get(): string | null; set(cursor: string | null): void };
+  /** The sync cursor, kept in the client's storage. */
+  cursor: Kept;
+  /** The sends not acknowledged yet, kept in the client's storage. */
+  outbox: Kept;
   emit<K extends keyof ParleyEvents>(event: K, payload: ParleyEvents[K]): void;
   /** The server revoked the session: the monitor must not reconnect. */
   revoked(): void;
@@ -88,6 +97,7 @@ export class Messaging {
       store: this.store,
       socket: deps.socket,
       sendTimeoutMs: deps.options.sendTimeoutMs,
+      kept: deps.outbox,
       saved: (saved) => this.#saved(saved, deps.me),
       closed: () => this.#closed,
     });

@@ -18,9 +18,17 @@ export interface OutboxDeps {
   store: MessageStore;
   socket: Socket;
   sendTimeoutMs: number;
+  /** Where the sends not acknowledged yet are kept (JSON), so that a reload resends them. */
+  kept: { get(): string | null; set(value: string | null): void };
   /** A send was acknowledged as stored. */
   saved(saved: MessageSaved): void;
   closed(): boolean;
+}
+
+/** A send waiting for its ack: the request and when the user sent it. */
+interface Pending {
+  request: SendMessageRequest;
+  sentAt: string;
 }
 
 interface AckFailureLike {
@@ -30,9 +38,11 @@ interface AckFailureLike {
 
 export class Outbox {
   /** Sends waiting for their ack, by clientMsgId, in send order. */
-  readonly #pending = new Map<string, SendMessageRequest>();
+  readonly #pending = new Map<string, Pending>();
 
-  constructor(private readonly deps: OutboxDeps) {}
+  constructor(private readonly deps: OutboxDeps) {
+    this.#restore();
+  }
 
   send(input: SendInput): ClientMessage {
     const { conversationId } = input;
@@ -50,20 +60,9 @@ export class Outbox {
       content,
       attachmentId: input.attachmentId ?? null,
     };
-    this.deps.store.addOptimistic({
-      clientMsgId: request.clientMsgId,
-      conversationId,
-      senderId: this.deps.me,
-      id: null,
-      seq: null,
-      kind: input.kind ?? "text",
-      content,
-      attachmentId: request.attachmentId ?? null,
-      createdAt: new Date().toISOString(),
-      status: "sending",
-      mine: true,
-    });
-    this.#enqueue(request);
+    const pending = { request, sentAt: new Date().toISOString() };
+    this.#addOptimistic(pending);
+    this.#enqueue(pending);
     return this.deps.store.findMine(request.clientMsgId)!;
   }
 
@@ -74,11 +73,14 @@ export class Outbox {
     if (message.status !== "failed") return message;
     const next = this.deps.store.markSending(message);
     this.#enqueue({
-      clientMsgId,
-      conversationId: message.conversationId,
-      kind: message.kind,
-      content: message.content,
-      attachmentId: message.attachmentId ?? null,
+      request: {
+        clientMsgId,
+        conversationId: message.conversationId,
+        kind: message.kind,
+        content: message.content,
+        attachmentId: message.attachmentId ?? null,
+      },
+      sentAt: message.createdAt,
     });
     return next;
   }
@@ -96,16 +98,55 @@ export class Outbox {
 
   /** The message is stored (seen through `message_saved` or a sync): stop waiting for it. */
   settled(clientMsgId: string): void {
-    this.#pending.delete(clientMsgId);
+    if (this.#pending.delete(clientMsgId)) this.#save();
   }
 
-  #enqueue(request: SendMessageRequest): void {
-    this.#pending.set(request.clientMsgId, request);
-    if (this.deps.socket.connected) this.#emit(request.clientMsgId);
+  #addOptimistic({ request, sentAt }: Pending): void {
+    this.deps.store.addOptimistic({
+      clientMsgId: request.clientMsgId,
+      conversationId: request.conversationId!,
+      senderId: this.deps.me,
+      id: null,
+      seq: null,
+      kind: (request.kind as ClientMessage["kind"] | undefined) ?? "text",
+      content: request.content ?? "",
+      attachmentId: request.attachmentId ?? null,
+      createdAt: sentAt,
+      status: "sending",
+      mine: true,
+    });
+  }
+
+  #enqueue(pending: Pending): void {
+    this.#pending.set(pending.request.clientMsgId, pending);
+    this.#save();
+    if (this.deps.socket.connected) this.#emit(pending.request.clientMsgId);
+  }
+
+  /** The sends a previous session of this user left unacknowledged (a reload, a crash). */
+  #restore(): void {
+    let kept: Pending[] = [];
+    try {
+      kept = JSON.parse(this.deps.kept.get() ?? "[]") as Pending[];
+    } catch {
+      // Unreadable: nothing to resend.
+    }
+    if (!Array.isArray(kept)) return;
+    this.deps.store.batch(() => {
+      for (const pending of kept) {
+        if (!pending?.request?.clientMsgId || !pending.request.conversationId) continue;
+        this.#addOptimistic(pending);
+        this.#pending.set(pending.request.clientMsgId, pending);
+      }
+    });
+  }
+
+  #save(): void {
+    this.deps.kept.set(this.#pending.size ? JSON.stringify([...this.#pending.values()]) : null);
   }
 
   #emit(clientMsgId: string): void {
-    const request = this.#pending.get(clientMsgId);
+    const request = this.#pending.get(clientMsgId)?.request;
     if (!request) return;
     const socket = this.deps.socket;
     socket
@@ -123,7 +164,7 @@ export class Outbox {
           return;
         }
         if (ack && ack.success === true) {
-          this.#pending.delete(clientMsgId);
+          this.settled(clientMsgId);
           this.deps.saved(ack as SendAck);
         } else {
           this.#fail(
@@ -139,7 +180,7 @@ export class Outbox {
   }
 
   #fail(request: SendMessageRequest, error: AckError): void {
-    this.#pending.delete(request.clientMsgId);
+    this.settled(request.clientMsgId);
     this.deps.store.markFailed(request.conversationId!, request.clientMsgId, error, this.deps.me);
   }
 }

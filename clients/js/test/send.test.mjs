@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { MemoryStorage } from "../dist/index.js";
 import {
   clientFor,
   networkProxy,
@@ -180,3 +181,32 @@ for (const [lost, drop] of [
     proxy.close();
   });
 }
+
+test("a send not acknowledged when the page goes away is resent by the next client with the same storage", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const storage = new MemoryStorage();
+  const proxy = await networkProxy(ctx.server.socket);
+  const before = ctx.track(clientFor(ctx.server, alice, { socketUrl: proxy.url, storage }));
+  await before.connect();
+  const chat = await before.openDirect(bob.user.id);
+  proxy.down();
+  await untilState(before, "reconnecting");
+  const message = before.send({ conversationId: chat.id, content: "typed offline" });
+  before.close(); // the tab is reloaded
+
+  const after = ctx.track(clientFor(ctx.server, alice, { storage }));
+  const connected = after.connect();
+  assert.deepEqual(
+    after.messages(chat.id).map((m) => [m.clientMsgId, m.status]),
+    [[message.clientMsgId, "sending"]],
+    "shown at once, still sending",
+  );
+  await connected;
+  await until(after, "messages", () => after.messages(chat.id)[0]?.seq === 1, "stored");
+
+  const history = await restAs(ctx.server, alice).history(chat.id);
+  assert.deepEqual(history.messages.map((m) => m.clientMsgId), [message.clientMsgId]);
+  assert.equal(storage.getItem(`parley.outbox.${alice.user.id}`), null, "nothing left to resend");
+  proxy.close();
+});
