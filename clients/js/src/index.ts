@@ -29,6 +29,7 @@ export type {
   ParleyClientOptions,
   ParleyEvents,
   PresenceState,
+  SendError,
   SendInput,
   Session,
 } from "./types.js";

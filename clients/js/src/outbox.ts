@@ -11,7 +11,7 @@ import type {
 } from "./generated/wire.js";
 import { newClientMsgId } from "./ids.js";
 import type { MessageStore } from "./store.js";
-import { ParleyError, type ClientMessage, type SendInput } from "./types.js";
+import { ParleyError, type ClientMessage, type SendError, type SendInput } from "./types.js";
 
 export interface OutboxDeps {
   me: UserId;
@@ -157,7 +157,7 @@ export class Outbox {
           // Lost with the connection: resent on reconnect. No answer while connected: failed.
           if (!socket.connected || !this.#pending.has(clientMsgId)) return;
           this.#fail(request, {
-            code: "timeout" as AckError["code"],
+            code: "timeout",
             message: "no answer from the server in time",
             retryable: true,
           });
@@ -179,7 +179,7 @@ export class Outbox {
       });
   }
 
-  #fail(request: SendMessageRequest, error: AckError): void {
+  #fail(request: SendMessageRequest, error: SendError): void {
     this.settled(request.clientMsgId);
     this.deps.store.markFailed(request.conversationId!, request.clientMsgId, error, this.deps.me);
   }

@@ -3,7 +3,6 @@
 // computed from the members' receipt watermarks.
 
 import type {
-  AckError,
   ConversationId,
   MemberState,
   Message,
@@ -11,7 +10,7 @@ import type {
   MessageSaved,
   UserId,
 } from "./generated/wire.js";
-import type { ClientMessage, ClientMessageStatus } from "./types.js";
+import type { ClientMessage, ClientMessageStatus, SendError } from "./types.js";
 
 /** A relayed copy as `receive_message` carries it before the message is stored. */
 export interface RelayedMessage extends Partial<Omit<Message, "id" | "seq" | "status">> {
@@ -234,7 +233,7 @@ export class MessageStore {
   markFailed(
     conversationId: ConversationId,
     clientMsgId: string,
-    error: AckError,
+    error: SendError,
     senderId?: UserId,
   ): ClientMessage | null {
     const log = this.#log(conversationId);

@@ -70,7 +70,17 @@ export interface ClientMessage extends Omit<Message, "id" | "seq" | "status"> {
   /** Sent by the logged-in user (from this device or another one). */
   mine: boolean;
   /** Why it failed (`status` `failed`): `retryable` says whether `retry()` may succeed as is. */
-  error?: AckError;
+  error?: SendError;
+}
+
+/**
+ * Why a send failed: the server's ack error, or `timeout` (no answer within `sendTimeoutMs`
+ * while connected; retryable).
+ */
+export interface SendError {
+  code: AckError["code"] | "timeout";
+  message: string;
+  retryable: boolean;
 }
 
 /** What `send()` takes. */
@@ -207,14 +217,7 @@ export class ParleyError extends Error {
     this.field = options.field;
   }
 
-  /** The error as an ack error (`{code, message, retryable}`). */
-  toAckError(): AckError {
-    return {
-      code: this.code as AckError["code"],
-      message: this.message,
-      retryable: this.retryable,
-    };
-  }
+
 }
 
 /** A user with the token they are logged in with. */
