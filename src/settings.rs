@@ -6,6 +6,7 @@
 //! | `DATABASE_URL` | `sqlite://$PARLEY_DATA_DIR/parley.db` (`PARLEY_DATA_DIR` default `./data`); `:memory:` with `--ephemeral` |
 //! | `REDIS_URL` | unset: the in-process bus |
 //! | `JWT_SECRET` | a random secret kept in `$PARLEY_DATA_DIR/jwt-secret` (so tokens survive restarts); a fresh one with `--ephemeral` |
+//! | `ATTACHMENTS_URL` | `file://$PARLEY_DATA_DIR/attachments` (absolute); a temporary directory removed at exit with `--ephemeral` |
 //! | `API_PORT` / `SOCKET_PORT` | 3000 / 5000; `0` (any free port) with `--ephemeral` |
 //! | `CORS_ALLOWED_ORIGINS` | the loopback origins on any port (`http://localhost:*`, `http://127.0.0.1:*`, `http://[::1]:*`): a dev server on this machine just works |
 
@@ -75,6 +76,17 @@ pub fn apply_defaults(options: &Options) -> anyhow::Result<()> {
             persisted_secret(&data_dir)?
         };
         std::env::set_var("JWT_SECRET", secret);
+    }
+    if unset("ATTACHMENTS_URL") {
+        // Ephemeral: empty, a temporary directory removed at exit.
+        let url = if options.ephemeral {
+            String::new()
+        } else {
+            let dir = std::path::absolute(data_dir.join("attachments"))
+                .context("resolving PARLEY_DATA_DIR")?;
+            format!("file://{}", dir.display())
+        };
+        std::env::set_var("ATTACHMENTS_URL", url);
     }
     if options.ephemeral {
         for var in ["API_PORT", "SOCKET_PORT"] {

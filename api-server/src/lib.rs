@@ -7,6 +7,8 @@
 //! - [`settings`]: typed settings and their defaults.
 //! - [`routes`]: one module per resource (`auth`, `users`, `conversations`, `messages`,
 //!   `receipts`, `sync`, `health`, `metrics`, `openapi`) and `internal`, the relay's routes.
+//! - [`attachments`]: image and voice uploads: storage (filesystem or S3), type sniffing,
+//!   dimensions, thumbnails, durations, signed download URLs.
 //! - [`auth`]: password hashing (Argon2id), the bearer-token extractor, the login throttle.
 //! - [`service`]: what the API does, as plain functions the REST handlers and the relay port
 //!   both call (send, store a batch, receipts, sync, memberships, sessions).
@@ -16,6 +18,7 @@
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod attachments;
 pub mod auth;
 pub mod error;
 pub mod metrics;

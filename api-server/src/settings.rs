@@ -36,6 +36,18 @@ limits:
   login_window_secs: 300
   sends_per_sec: 10
   sends_burst: 20
+attachments:
+  url: file://data/attachments
+  image_max_bytes: 10485760
+  image_max_pixels: 40000000
+  voice_max_bytes: 5242880
+  voice_max_ms: 300000
+  uploads_per_minute: 30
+  user_quota_bytes: 1073741824
+  thumbnail_px: 320
+  signed_url_ttl_secs: 3600
+  unattached_ttl_secs: 86400
+  gc_interval_secs: 600
 "#;
 
 /// The environment variables of the ops contract and the setting each one sets.
@@ -47,6 +59,8 @@ pub const ENV_MAP: &[(&str, &str)] = &[
     ("API_PORT", "api.port"),
     ("CORS_ALLOWED_ORIGINS", "cors.allowed_origins"),
     ("TRUSTED_PROXIES", "api.trusted_proxies"),
+    ("ATTACHMENTS_URL", "attachments.url"),
+    ("ATTACHMENTS_S3_ENDPOINT", "attachments.s3_endpoint"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +72,8 @@ pub struct Settings {
     pub limits: Limits,
     #[serde(default)]
     pub cors: CorsSettings,
+    #[serde(default)]
+    pub attachments: AttachmentSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +149,77 @@ pub struct CorsSettings {
     pub allowed_origins: Option<shared::net::AllowedOrigins>,
 }
 
+/// Image and voice uploads: where they are kept, their limits, signed URLs, garbage collection.
+/// Every one is documented in `docs/operations.md`.
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct AttachmentSettings {
+    /// `file:///dir` (or a plain path) for the local filesystem, `s3://bucket/prefix` for S3 or
+    /// an S3-compatible server (`ATTACHMENTS_URL`); empty: a temporary directory removed at
+    /// exit (tests, `--ephemeral`).
+    pub url: String,
+    /// An S3-compatible server's endpoint (`ATTACHMENTS_S3_ENDPOINT`, else `AWS_ENDPOINT`);
+    /// path-style requests, plain HTTP allowed for `http://`.
+    pub s3_endpoint: Option<String>,
+    /// Region, access key and secret when not taken from the `AWS_*` variables.
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<secrecy::SecretString>,
+    /// Largest image upload, in bytes, and most pixels (width × height).
+    pub image_max_bytes: u64,
+    pub image_max_pixels: u64,
+    /// Largest voice upload, in bytes, and longest duration, in milliseconds.
+    pub voice_max_bytes: u64,
+    pub voice_max_ms: u64,
+    /// Uploads per user per minute on one replica; beyond, 429 `rate_limited`.
+    pub uploads_per_minute: u32,
+    /// Bytes of uploads a user may keep (attached or not); beyond, 413 `quota_exceeded`.
+    pub user_quota_bytes: u64,
+    /// The thumbnail's longer side, in pixels.
+    pub thumbnail_px: u32,
+    /// How long a signed download URL stays valid.
+    pub signed_url_ttl_secs: u64,
+    /// An upload no message references after this long is deleted.
+    pub unattached_ttl_secs: u64,
+    /// How often each replica looks for such uploads.
+    pub gc_interval_secs: u64,
+}
+
+impl Default for AttachmentSettings {
+    /// The documented defaults, but a temporary directory for storage.
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            image_max_bytes: 10 << 20,
+            image_max_pixels: 40_000_000,
+            voice_max_bytes: 5 << 20,
+            voice_max_ms: 300_000,
+            uploads_per_minute: 30,
+            user_quota_bytes: 1 << 30,
+            thumbnail_px: 320,
+            signed_url_ttl_secs: 3600,
+            unattached_ttl_secs: 86_400,
+            gc_interval_secs: 600,
+        }
+    }
+}
+
+impl std::fmt::Debug for AttachmentSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL and endpoint hold no secret; the keys do.
+        f.debug_struct("AttachmentSettings")
+            .field("url", &self.url)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("image_max_bytes", &self.image_max_bytes)
+            .field("voice_max_bytes", &self.voice_max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Settings {
     /// Load from the layered sources; one clear line on failure.
     pub fn load() -> Result<Self, SettingsError> {
@@ -147,6 +234,18 @@ impl Settings {
         if self.limits.page_default > self.limits.page_max || self.limits.page_max < 1 {
             return Err(SettingsError(
                 "limits.page_default must be between 1 and limits.page_max".into(),
+            ));
+        }
+        let a = &self.attachments;
+        if a.image_max_bytes == 0 || a.voice_max_bytes == 0 || a.thumbnail_px == 0 {
+            return Err(SettingsError(
+                "attachments.image_max_bytes, voice_max_bytes and thumbnail_px must be positive"
+                    .into(),
+            ));
+        }
+        if a.signed_url_ttl_secs == 0 || a.gc_interval_secs == 0 {
+            return Err(SettingsError(
+                "attachments.signed_url_ttl_secs and gc_interval_secs must be positive".into(),
             ));
         }
         if self.database.pool_size == 0 {

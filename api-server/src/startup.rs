@@ -72,7 +72,12 @@ impl Application {
         let keys = JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?;
         let metrics = Metrics::new().context("registering metrics")?;
         let publisher = Publisher::new(bus.clone(), &metrics);
+        let attachments =
+            crate::attachments::Attachments::open(&settings.attachments, &settings.jwt.secret)
+                .context("opening the attachments storage (ATTACHMENTS_URL)")?;
+        crate::service::attachments::spawn_gc(&store, &attachments);
         let state = AppState {
+            attachments,
             store,
             bus,
             keys,

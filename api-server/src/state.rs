@@ -23,6 +23,8 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// Proxies whose forwarding headers name the client (`api.trusted_proxies`).
     pub trusted_proxies: Arc<shared::net::TrustedProxies>,
+    /// Uploads: their storage, signed URLs, limits (`attachments.*`).
+    pub attachments: crate::attachments::Attachments,
     /// `POST /api/messages` per user on this replica (`limits.sends_per_sec`, `sends_burst`).
     pub sends: Arc<shared::limits::RateLimiter<shared::ids::UserId>>,
 }

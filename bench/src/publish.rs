@@ -52,6 +52,7 @@ fn payload(members: &[UserId]) -> anyhow::Result<String> {
                     "Are we still on for lunch tomorrow? I can book the place near the station."
                         .into(),
                 attachment_id: None,
+                attachment: None,
                 sent_at: chrono::Utc::now(),
                 status: MessageStatus::Sent,
             },

@@ -172,6 +172,15 @@ impl ClientMsgId {
 pub struct MessageContent(String);
 
 impl MessageContent {
+    /// An image's or voice note's caption: as [`MessageContent::parse`], but absent or blank
+    /// is no caption (empty).
+    pub fn caption(raw: &str, max_chars: usize) -> Result<Self, FieldError> {
+        if is_blank(raw) {
+            return Ok(Self(String::new()));
+        }
+        Self::parse(raw, max_chars)
+    }
+
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, FieldError> {
         if is_blank(raw) {
             return Err(FieldError::new("content", "must not be empty or blank"));
@@ -361,7 +370,11 @@ pub struct OutgoingMessage {
     pub kind: MessageKind,
     pub content: MessageContent,
     /// `None` also for an empty `attachmentId`; otherwise at most 256 characters on one line.
+    /// Required for `image` and `voice`, refused on `text`.
     pub attachment_id: Option<String>,
+    /// The client's description of the upload (the relay's optimistic copy shows it), kept only
+    /// when its shape fits (see [`relayable_attachment`]); never trusted for storage.
+    pub attachment: Option<Box<crate::wire::Attachment>>,
 }
 
 impl OutgoingMessage {
@@ -388,8 +401,34 @@ impl OutgoingMessage {
         };
         let client_msg_id = ClientMsgId::parse(&request.client_msg_id)?;
         let kind = MessageKind::parse(request.kind.as_deref().unwrap_or("text"))?;
-        let content = MessageContent::parse(&request.content, max_chars)?;
-        let attachment_id = request.attachment_id.clone().filter(|a| !a.is_empty());
+        let attachment_id = request
+            .attachment_id
+            .clone()
+            .or_else(|| request.attachment.as_ref().map(|a| a.id.clone()))
+            .filter(|a| !a.is_empty());
+        let content = match kind {
+            MessageKind::Text => {
+                if attachment_id.is_some() {
+                    return Err(FieldError::new(
+                        "attachmentId",
+                        "only image and voice messages carry an upload",
+                    ));
+                }
+                MessageContent::parse(&request.content, max_chars)?
+            }
+            MessageKind::Image | MessageKind::Voice => {
+                if attachment_id.is_none() {
+                    return Err(FieldError::new(
+                        "attachmentId",
+                        format!(
+                            "a {} message needs the id of an upload (POST /api/attachments)",
+                            kind.as_str()
+                        ),
+                    ));
+                }
+                MessageContent::caption(&request.content, max_chars)?
+            }
+        };
         if let Some(attachment) = &attachment_id {
             if attachment.chars().count() > Self::MAX_ATTACHMENT_ID_CHARS {
                 return Err(FieldError::new(
@@ -402,14 +441,59 @@ impl OutgoingMessage {
             }
             single_line("attachmentId", attachment)?;
         }
+        let attachment = match (&attachment_id, &request.attachment) {
+            (Some(id), Some(given)) => relayable_attachment(given, id, kind),
+            _ => None,
+        };
         Ok(Self {
             client_msg_id,
             target,
             kind,
             content,
             attachment_id,
+            attachment,
         })
     }
+}
+
+/// The client's description of its upload `id`, when it can be relayed as given: its id and
+/// kind are the message's, its type one the API stores, its numbers in range, and its URLs
+/// this upload's own download paths (so a sender cannot make recipients load another site).
+pub fn relayable_attachment(
+    given: &crate::wire::Attachment,
+    id: &str,
+    kind: MessageKind,
+) -> Option<Box<crate::wire::Attachment>> {
+    const MIMES: [&str; 8] = [
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "audio/ogg",
+        "audio/webm",
+        "audio/mp4",
+        "audio/mpeg",
+    ];
+    let in_range = |v: Option<i64>| v.is_none_or(|v| (0..=1 << 40).contains(&v));
+    let own_path = |url: &Option<String>, suffix: &str| {
+        url.as_deref().is_none_or(|u| {
+            u.strip_prefix(&format!("/api/attachments/{id}{suffix}?"))
+                .is_some_and(|q| {
+                    q.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"=&_-".contains(&b))
+                })
+        })
+    };
+    let fits = given.id == id
+        && given.kind.as_str() == kind.as_str()
+        && MIMES.contains(&given.mime.as_str())
+        && in_range(Some(given.bytes))
+        && in_range(given.width)
+        && in_range(given.height)
+        && in_range(given.duration_ms)
+        && own_path(&given.url, "")
+        && own_path(&given.thumbnail_url, "/thumbnail");
+    fits.then(|| Box::new(given.clone()))
 }
 
 #[cfg(test)]

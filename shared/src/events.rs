@@ -60,6 +60,10 @@ pub struct RelayedMessage {
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment_id: Option<String>,
+    /// The upload's metadata as the sender gave it (shape-checked, not verified): enough to
+    /// show a placeholder of the right size. The stored message carries the API's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Box<crate::wire::Attachment>>,
     pub sent_at: DateTime<Utc>,
     pub status: crate::wire::MessageStatus,
 }

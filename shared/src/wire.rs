@@ -136,8 +136,72 @@ pub struct Message {
     pub content: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub attachment_id: Option<String>,
+    /// The upload an image or voice message carries, with signed URLs (valid for
+    /// `attachments.signed_url_ttl_secs`; read the message again for fresh ones).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub attachment: Option<Box<Attachment>>,
     pub created_at: DateTime<Utc>,
     pub status: MessageStatus,
+}
+
+/// What an upload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
+pub enum AttachmentKind {
+    Image,
+    Voice,
+}
+
+impl AttachmentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentKind::Image => "image",
+            AttachmentKind::Voice => "voice",
+        }
+    }
+}
+
+/// An upload as a message carries it: enough to render a placeholder of the right size at
+/// once, and where to fetch it. `url` and `thumbnailUrl` are signed, relative to the API's
+/// base, and usable without a token (in `<img>` and `<audio>`) until they expire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub id: String,
+    pub kind: AttachmentKind,
+    pub mime: String,
+    #[cfg_attr(test, ts(type = "number"))]
+    pub bytes: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(type = "number"))]
+    pub width: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(type = "number"))]
+    pub height: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(type = "number"))]
+    pub duration_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
+}
+
+/// `201` of `POST /api/attachments`: the stored upload. Send it with a message by its `id`
+/// (`attachmentId`); on the relay, pass this object as `attachment` too, so that recipients
+/// see its size before the message is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct UploadedAttachment {
+    /// What a message with it carries (its signed URLs included).
+    #[serde(flatten)]
+    pub attachment: Attachment,
+    /// Lower-case hex SHA-256 of the bytes.
+    pub sha256: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// The body of `POST /api/messages` and of the `send_message` event. Exactly one of
@@ -154,9 +218,18 @@ pub struct SendMessageRequest {
     #[serde(default)]
     #[cfg_attr(test, ts(optional))]
     pub kind: Option<String>,
+    /// The text; for `image` and `voice`, an optional caption (absent or empty).
+    #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<String>", optional))]
     pub content: String,
+    /// The upload an `image` or `voice` message carries (required for them, refused on text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment_id: Option<String>,
+    /// The relay only: the upload's metadata as `POST /api/attachments` answered it, relayed
+    /// as given (shape-checked) so that recipients render it before it is stored. The API
+    /// ignores it and describes the upload from its own record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Box<Attachment>>,
 }
 
 /// A page of a conversation's messages in `seq` order.

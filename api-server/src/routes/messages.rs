@@ -101,10 +101,11 @@ pub async fn history(
             state.limits.page_max,
         )?,
     };
-    let page = state
+    let mut page = state
         .store
         .messages(user.user_id, id.into_inner(), page)
         .await?;
+    crate::service::attachments::decorate(&state, &mut page.messages).await?;
     Ok(web::Json(page))
 }
 

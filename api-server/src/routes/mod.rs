@@ -5,6 +5,7 @@
 //! One module per resource holds its handlers, their request types and their OpenAPI
 //! annotations; [`openapi`] gathers them into one document.
 
+pub mod attachments;
 pub mod auth;
 pub mod conversations;
 pub mod cors;
@@ -69,12 +70,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
         .service(resource("/api/conversations/{id}/read").route(web::post().to(receipts::read)))
         .service(resource("/api/messages").route(web::post().to(messages::send)))
         .service(resource("/api/sync").route(web::get().to(sync::sync)))
+        // Image and voice uploads.
+        .configure(attachments::configure)
         // The relay's port (service token; not in the OpenAPI document).
         .configure(internal::configure);
 }
 
 /// A resource answering 405 `method_not_allowed` (JSON) to the methods it does not route.
-fn resource(path: &str) -> Resource {
+pub(crate) fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 

@@ -7,8 +7,8 @@ use crate::publish::Publisher;
 use crate::settings::Limits;
 use crate::state::AppState;
 use crate::store::{
-    CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError, StoreResult,
-    Watermark, WatermarkOutcome,
+    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError,
+    StoreResult, Watermark, WatermarkOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -115,6 +115,21 @@ impl Store for TestStore {
     async fn sync(&self, _: UserId, _: Option<&str>, _: i64) -> StoreResult<SyncResponse> {
         unused()
     }
+    async fn create_attachment(&self, _: AttachmentRow) -> StoreResult<()> {
+        unused()
+    }
+    async fn attachment_for(&self, _: UserId, _: &str) -> StoreResult<Option<AttachmentRow>> {
+        Ok(None)
+    }
+    async fn attachments(&self, _: &[String]) -> StoreResult<Vec<AttachmentRow>> {
+        Ok(Vec::new())
+    }
+    async fn attachment_bytes_of(&self, _: UserId) -> StoreResult<i64> {
+        Ok(0)
+    }
+    async fn claim_unattached(&self, _: DateTime<Utc>, _: i64) -> StoreResult<Vec<AttachmentRow>> {
+        Ok(Vec::new())
+    }
     async fn ping(&self) -> StoreResult<()> {
         if self.database_up {
             Ok(())
@@ -170,6 +185,11 @@ pub fn state(store: TestStore) -> AppState {
             Duration::from_secs(limits.login_window_secs),
         )),
         trusted_proxies: Arc::default(),
+        attachments: crate::attachments::Attachments::open(
+            &crate::settings::AttachmentSettings::default(),
+            &SecretString::from("0123456789abcdef0123456789abcdef".to_owned()),
+        )
+        .expect("a temporary directory can be made"),
         limits,
     }
 }

@@ -44,11 +44,30 @@ pub fn parse_send(
     fields(user_id = %new.sender, client_msg_id = %new.client_msg_id.as_str())
 )]
 pub async fn send(state: &AppState, new: NewMessage) -> ApiResult<Sent> {
-    let outcome = {
+    let mut outcome = {
         let _writing = writing(state).await?;
         state.store.send_message(new).await?
     };
+    describe_attachments(state, std::slice::from_mut(&mut outcome)).await;
     Ok(announce(state, outcome))
+}
+
+/// Describe the uploads of stored messages (metadata and signed URLs) before they are answered
+/// and published. The messages are stored already: a failure to describe is logged, and they
+/// go out with their `attachmentId` alone (history and sync describe them later).
+async fn describe_attachments(state: &AppState, outcomes: &mut [SendOutcome]) {
+    if outcomes.iter().all(|o| o.message.attachment_id.is_none()) {
+        return;
+    }
+    let mut messages: Vec<Message> = outcomes.iter().map(|o| o.message.clone()).collect();
+    match super::attachments::decorate(state, &mut messages).await {
+        Ok(()) => {
+            for (outcome, message) in outcomes.iter_mut().zip(messages) {
+                outcome.message = message;
+            }
+        }
+        Err(e) => tracing::warn!(error = ?e, "describing the attachments of stored messages"),
+    }
 }
 
 /// A permit to store: stores never take the connections reads need.
@@ -108,6 +127,25 @@ pub async fn store_batch(state: &AppState, items: &[StoreItem]) -> ApiResult<Vec
             let _writing = writing(state).await?;
             state.store.send_batch(batch).await?
         };
+        let mut stored: Vec<SendOutcome> = Vec::new();
+        let mut results: Vec<Result<usize, _>> = results
+            .into_iter()
+            .map(|r| {
+                r.map(|outcome| {
+                    stored.push(outcome);
+                    stored.len() - 1
+                })
+            })
+            .collect();
+        describe_attachments(state, &mut stored).await;
+        let mut stored: Vec<Option<SendOutcome>> = stored.into_iter().map(Some).collect();
+        let results = results.drain(..).map(|r| {
+            r.and_then(|k| {
+                stored[k].take().ok_or_else(|| {
+                    crate::store::StoreError::Unexpected(anyhow::anyhow!("answered twice"))
+                })
+            })
+        });
         for (i, result) in positions.into_iter().zip(results) {
             answers[i] = Some(match result {
                 Ok(outcome) => {

@@ -5,6 +5,7 @@
 //! same rules.
 //!
 //! # Layout
+//! - [`attachments`]: store an upload, describe uploads on messages, collect garbage.
 //! - [`messages`]: send one message, store a batch (group commit).
 //! - [`receipts`]: move a watermark.
 //! - [`sync`]: changes since a cursor.
@@ -13,6 +14,7 @@
 //!
 //! [`AppState`]: crate::state::AppState
 
+pub mod attachments;
 pub mod conversations;
 pub mod messages;
 pub mod receipts;

@@ -25,5 +25,7 @@ pub async fn sync(
         ));
     }
     let limit = page_limit(limit, state.limits.sync_max, state.limits.sync_max)?;
-    Ok(state.store.sync(user, since, limit).await?)
+    let mut changes = state.store.sync(user, since, limit).await?;
+    super::attachments::decorate(state, &mut changes.messages).await?;
+    Ok(changes)
 }

@@ -9,7 +9,7 @@
 //!   that one (the same row, `created: false`), or a mismatch;
 //! - a refusal (not a member, unknown recipient, …) answers that message only.
 
-use super::rows::{MemberRow, MessageRow};
+use super::rows::{attach_refusal, AttachmentRow, MemberRow, MessageRow};
 use super::{NewMessage, SendOutcome, StoreError, StoreResult};
 use shared::ids::UserId;
 use shared::wire::Conversation;
@@ -78,6 +78,68 @@ pub fn plan(batch: &[NewMessage], targets: &[Option<i64>], stored: Vec<MessageRo
         steps.push(Step::Insert { conversation });
     }
     steps
+}
+
+/// The uploads the new messages of `steps` attach (to load, locked, before [`check_attachments`]).
+pub fn attachments_to_link(batch: &[NewMessage], steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .zip(batch)
+        .filter(|(step, _)| matches!(step, Step::Insert { .. }))
+        .filter_map(|(_, new)| new.attachment_id.clone())
+        .collect()
+}
+
+/// Refuse the new messages whose upload is not one of their sender's, of their kind, unattached
+/// and attached by no earlier message of the batch (`rows`: the uploads of
+/// [`attachments_to_link`], locked). A retry of a refused message is refused alike. What is left
+/// to insert links its upload for sure.
+pub fn check_attachments(batch: &[NewMessage], steps: &mut [Step], rows: &[AttachmentRow]) {
+    let rows: HashMap<&str, &AttachmentRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut claimed: HashMap<&str, usize> = HashMap::new();
+    let mut refused: Vec<bool> = vec![false; steps.len()];
+    for i in 0..steps.len() {
+        let new = &batch[i];
+        match steps[i] {
+            Step::Insert { .. } => {
+                let Some(id) = new.attachment_id.as_deref() else {
+                    continue;
+                };
+                let row = rows.get(id).copied();
+                let fits = row.is_some_and(|r| {
+                    r.owner_id == new.sender.get()
+                        && r.kind == new.kind.as_str()
+                        && r.message_id.is_none()
+                }) && !claimed.contains_key(id);
+                if fits {
+                    claimed.insert(id, i);
+                } else {
+                    let mut shown = row.cloned();
+                    if claimed.contains_key(id) {
+                        // Attached by an earlier message of this batch.
+                        if let Some(r) = shown.as_mut() {
+                            r.message_id = Some(0);
+                        }
+                    }
+                    steps[i] = Step::Refused(attach_refusal(
+                        shown.as_ref(),
+                        new.sender,
+                        new.kind.as_str(),
+                    ));
+                    refused[i] = true;
+                }
+            }
+            Step::RetryOf(j) if refused[j] => {
+                let row = new
+                    .attachment_id
+                    .as_deref()
+                    .and_then(|id| rows.get(id).copied());
+                steps[i] = Step::Refused(attach_refusal(row, new.sender, new.kind.as_str()));
+                refused[i] = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The messages to insert, by conversation in ascending id order (the order their rows are

@@ -8,9 +8,12 @@
 //! - watermarks only grow, and never pass the conversation's last `seq`;
 //! - [`Store::sync`] never skips a change that commits after a cursor was handed out.
 
+pub mod attachments;
 pub mod batch;
 pub mod postgres;
 pub mod rows;
+
+pub use rows::AttachmentRow;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod status;
@@ -295,6 +298,24 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: i64,
     ) -> StoreResult<SyncResponse>;
+
+    // --- attachments
+    /// Record an upload (its bytes are stored already).
+    async fn create_attachment(&self, row: AttachmentRow) -> StoreResult<()>;
+    /// The upload `id` if `user` may read it: its uploader, or a member of the conversation of
+    /// the message that references it. `None` for everyone else (indistinguishable from none).
+    async fn attachment_for(&self, user: UserId, id: &str) -> StoreResult<Option<AttachmentRow>>;
+    /// The uploads of `ids` that exist (to describe messages' attachments).
+    async fn attachments(&self, ids: &[String]) -> StoreResult<Vec<AttachmentRow>>;
+    /// The bytes of all `user`'s uploads (the quota).
+    async fn attachment_bytes_of(&self, user: UserId) -> StoreResult<i64>;
+    /// Delete and return at most `limit` uploads created before `before` that no message
+    /// references. Each is returned to one caller only, whatever the number of replicas.
+    async fn claim_unattached(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<AttachmentRow>>;
 
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;

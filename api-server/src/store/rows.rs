@@ -140,6 +140,8 @@ impl MessageRow {
                 .map_err(|_| anyhow!("message {} has unknown kind {:?}", self.id, self.kind))?,
             content: self.content,
             attachment_id: self.attachment_id,
+            // Described (with signed URLs) by `service::attachments::decorate`.
+            attachment: None,
             created_at: self.created_at,
             status: message_status(self.seq, sender, &marks),
         })
@@ -157,6 +159,39 @@ impl MessageRow {
             Err(StoreError::IdempotencyMismatch)
         }
     }
+}
+
+/// An upload's record (`attachments` table); its bytes are in the object store.
+#[derive(Debug, Clone, Queryable)]
+pub struct AttachmentRow {
+    pub id: String,
+    pub owner_id: i64,
+    pub kind: String,
+    pub mime: String,
+    pub bytes: i64,
+    pub sha256: String,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub duration_ms: Option<i64>,
+    /// The message referencing it, once one does.
+    pub message_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why an upload cannot be attached to a message (`found`: the upload's row if it exists at
+/// all, whoever owns it).
+pub fn attach_refusal(found: Option<&AttachmentRow>, sender: UserId, kind: &str) -> StoreError {
+    let reason = match found {
+        Some(row) if row.owner_id == sender.get() && row.kind != kind => {
+            format!("is a {} upload, not a {kind} one", row.kind)
+        }
+        Some(row) if row.owner_id == sender.get() && row.message_id.is_some() => {
+            "is already attached to another message".to_owned()
+        }
+        // Someone else's upload is indistinguishable from none.
+        _ => "names no upload of yours (POST /api/attachments first)".to_owned(),
+    };
+    StoreError::Invalid("attachmentId", reason)
 }
 
 /// `(conversation, member)` pairs in conversation order, grouped per conversation.

@@ -354,6 +354,8 @@ pub fn test_settings() -> Settings {
         cors: CorsSettings {
             allowed_origins: None,
         },
+        // Documented defaults; storage in a temporary directory of the API's own.
+        attachments: Default::default(),
     }
 }
 

@@ -6,6 +6,9 @@
 //! - `helpers`: `spawn_app()` and request helpers; `backend`: the one place that picks the
 //!   storage and bus (`PARLEY_TEST_BACKEND`: PostgreSQL or SQLite, with Redis) and touches
 //!   them directly.
+//! - `attachments`, `attachments_refusals`: uploads, downloads and messages with images and
+//!   voice notes, on a directory and on a real S3-protocol server (`attachments_s3`), with
+//!   media made in the test (`attachments_media`).
 //! - `auth`, `tokens`: registration, login, logout, the throttle; hostile tokens.
 //! - `users`, `conversations`, `messages`, `receipts`, `sync`: the resources.
 //! - `events`: what the API publishes on the bus after each commit.
@@ -14,6 +17,10 @@
 //! - `input_validation`, `sync_cursors`: hostile text on every text field; cursors the server
 //!   never issued.
 
+mod attachments;
+mod attachments_media;
+mod attachments_refusals;
+mod attachments_s3;
 mod auth;
 mod backend;
 mod bus_outage;

@@ -397,6 +397,10 @@ async fn an_image_message_keeps_its_kind_and_attachment_id() {
     let (token, _) = app.register("alice").await;
     let (_, bob) = app.register("bob").await;
     let id = app.direct(&token, &bob).await;
+    let upload = app
+        .upload(&token, crate::attachments_media::png(8, 8))
+        .await;
+    let upload = upload["id"].as_str().expect("an upload id");
 
     // Act
     let reply = app
@@ -407,7 +411,7 @@ async fn an_image_message_keeps_its_kind_and_attachment_id() {
                 "conversationId": id,
                 "kind": "image",
                 "content": "a photo",
-                "attachmentId": "att-123",
+                "attachmentId": upload,
             }),
         )
         .await;
@@ -415,9 +419,10 @@ async fn an_image_message_keeps_its_kind_and_attachment_id() {
     // Assert
     let body = reply.expect(201);
     assert_eq!(body["kind"], "image");
-    assert_eq!(body["attachmentId"], "att-123");
+    assert_eq!(body["attachmentId"], upload);
     let stored = app.all_messages(&token, &id).await;
-    assert_eq!(stored[0]["attachmentId"], "att-123");
+    assert_eq!(stored[0]["attachmentId"], upload);
+    assert_eq!(stored[0]["attachment"]["id"], upload);
 }
 
 #[tokio::test]

@@ -151,6 +151,7 @@ fn relayed_copy(
         kind: parsed.kind,
         content: parsed.content.into_inner(),
         attachment_id: parsed.attachment_id,
+        attachment: parsed.attachment,
         sent_at: chrono::Utc::now(),
         status: MessageStatus::Sent,
     }

@@ -64,6 +64,8 @@ pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettin
         cors: CorsSettings {
             allowed_origins: None,
         },
+        // Documented defaults; storage in a temporary directory of the API's own.
+        attachments: Default::default(),
     }
 }
 

@@ -26,7 +26,9 @@
 use super::conversations::{find_or_create_direct, load};
 use super::rows::{MemberRow, MessageRow};
 use super::schema::{conversations, members, users};
-use crate::store::batch::{answers, inserts_by_conversation, plan, seqs, Stored};
+use crate::store::batch::{
+    answers, attachments_to_link, check_attachments, inserts_by_conversation, plan, seqs, Stored,
+};
 use crate::store::rows::direct_key;
 use crate::store::{NewMessage, SendOutcome, StoreError, StoreResult, Target};
 use diesel::prelude::*;
@@ -292,7 +294,11 @@ async fn store(
         .map(MessageRow::from)
         .collect()
     };
-    let steps = plan(batch, targets, found);
+    let mut steps = plan(batch, targets, found);
+    let uploads = super::attachments::lock(conn, &attachments_to_link(batch, &steps))
+        .await
+        .map_err(TxError::Store)?;
+    check_attachments(batch, &mut steps, &uploads);
     let groups = inserts_by_conversation(&steps);
     if groups.is_empty() {
         return Ok(Stored {
@@ -373,6 +379,9 @@ async fn store(
             .ok_or_else(|| TxError::Store(anyhow::anyhow!("an unexpected row came back").into()))?;
         inserted.insert(i, row);
     }
+    super::attachments::link_inserted(conn, batch, &inserted)
+        .await
+        .map_err(TxError::Store)?;
     // In conversation and seq order, as single sends would have written them.
     let mut new_rows: Vec<&MessageRow> = inserted.values().collect();
     new_rows.sort_by_key(|r| (r.conversation_id, r.seq));

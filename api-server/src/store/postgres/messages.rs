@@ -136,6 +136,11 @@ async fn insert(
             let Some(row) = row else {
                 return Err(InsertError::Raced);
             };
+            if let Some(upload) = &new.attachment_id {
+                super::attachments::link(conn, upload, new.sender, new.kind.as_str(), row.id)
+                    .await
+                    .map_err(InsertError::Store)?;
+            }
             diesel::insert_into(changes::table)
                 .values((
                     changes::conversation_id.eq(conversation),

@@ -2,6 +2,7 @@
 //! split deployment. Each submodule holds the queries of one area as functions taking a
 //! connection, so they compose inside one transaction.
 
+mod attachments;
 mod batch;
 mod conversations;
 mod messages;
@@ -12,8 +13,8 @@ mod sync;
 mod users;
 
 use super::{
-    CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError, StoreResult,
-    Watermark, WatermarkOutcome,
+    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError,
+    StoreResult, Watermark, WatermarkOutcome,
 };
 use crate::settings::DatabaseSettings;
 use anyhow::Context;
@@ -254,6 +255,30 @@ impl Store for PgStore {
         limit: i64,
     ) -> StoreResult<SyncResponse> {
         sync::since(&mut *self.conn().await?, user, cursor, limit).await
+    }
+
+    async fn create_attachment(&self, row: AttachmentRow) -> StoreResult<()> {
+        attachments::create(&mut *self.conn().await?, &row).await
+    }
+
+    async fn attachment_for(&self, user: UserId, id: &str) -> StoreResult<Option<AttachmentRow>> {
+        attachments::for_user(&mut *self.conn().await?, user, id).await
+    }
+
+    async fn attachments(&self, ids: &[String]) -> StoreResult<Vec<AttachmentRow>> {
+        attachments::by_ids(&mut *self.conn().await?, ids).await
+    }
+
+    async fn attachment_bytes_of(&self, user: UserId) -> StoreResult<i64> {
+        attachments::bytes_of(&mut *self.conn().await?, user).await
+    }
+
+    async fn claim_unattached(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<AttachmentRow>> {
+        attachments::claim_unattached(&mut *self.conn().await?, before, limit).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

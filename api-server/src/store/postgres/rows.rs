@@ -1,11 +1,28 @@
 //! Which PostgreSQL columns fill the shared rows (`store::rows`), and the insertable of a message.
 
-use super::schema::{conversations, members, messages, users};
+use super::schema::{attachments, conversations, members, messages, users};
 use crate::store::rows::selectable;
-pub use crate::store::rows::{ConversationRow, MemberRow, MessageRow, UserRow};
+pub use crate::store::rows::{AttachmentRow, ConversationRow, MemberRow, MessageRow, UserRow};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 
+selectable!(
+    Pg,
+    AttachmentRow,
+    attachments {
+        id,
+        owner_id,
+        kind,
+        mime,
+        bytes,
+        sha256,
+        width,
+        height,
+        duration_ms,
+        message_id,
+        created_at,
+    }
+);
 selectable!(
     Pg,
     UserRow,

@@ -70,11 +70,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    attachments (id) {
+        id -> Text,
+        owner_id -> Int8,
+        kind -> Text,
+        mime -> Text,
+        bytes -> Int8,
+        sha256 -> Text,
+        width -> Nullable<Int8>,
+        height -> Nullable<Int8>,
+        duration_ms -> Nullable<Int8>,
+        message_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(members -> conversations (conversation_id));
 diesel::joinable!(members -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(changes -> conversations (conversation_id));
+diesel::joinable!(attachments -> users (owner_id));
+diesel::joinable!(attachments -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -83,4 +101,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     members,
     messages,
     changes,
+    attachments,
 );

@@ -121,6 +121,9 @@ async fn insert(conn: &mut Conn, conversation: i64, new: &NewMessage) -> StoreRe
         .returning(MessageRow::as_returning())
         .get_result(conn)
         .await?;
+    if let Some(upload) = &new.attachment_id {
+        super::attachments::link(conn, upload, new.sender, new.kind.as_str(), row.id).await?;
+    }
     diesel::insert_into(changes::table)
         .values((
             changes::conversation_id.eq(conversation),

@@ -12,6 +12,7 @@
 //!
 //! Each submodule holds the queries of one area as functions taking a connection.
 
+mod attachments;
 mod conversations;
 mod messages;
 mod receipts;
@@ -21,8 +22,8 @@ mod sync;
 mod users;
 
 use super::{
-    CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError, StoreResult,
-    Watermark, WatermarkOutcome,
+    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError,
+    StoreResult, Watermark, WatermarkOutcome,
 };
 use anyhow::Context;
 use async_trait::async_trait;
@@ -362,6 +363,47 @@ impl Store for SqliteStore {
         let cursor = cursor.map(str::to_owned);
         detached(&self.readers, move |mut c| async move {
             sync::since(&mut c, user, cursor.as_deref(), limit).await
+        })
+        .await
+    }
+
+    async fn create_attachment(&self, row: AttachmentRow) -> StoreResult<()> {
+        detached(&self.writer, move |mut c| async move {
+            attachments::create(&mut c, &row).await
+        })
+        .await
+    }
+
+    async fn attachment_for(&self, user: UserId, id: &str) -> StoreResult<Option<AttachmentRow>> {
+        let id = id.to_owned();
+        detached(&self.readers, move |mut c| async move {
+            attachments::for_user(&mut c, user, &id).await
+        })
+        .await
+    }
+
+    async fn attachments(&self, ids: &[String]) -> StoreResult<Vec<AttachmentRow>> {
+        let ids = ids.to_vec();
+        detached(&self.readers, move |mut c| async move {
+            attachments::by_ids(&mut c, &ids).await
+        })
+        .await
+    }
+
+    async fn attachment_bytes_of(&self, user: UserId) -> StoreResult<i64> {
+        detached(&self.readers, move |mut c| async move {
+            attachments::bytes_of(&mut c, user).await
+        })
+        .await
+    }
+
+    async fn claim_unattached(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<AttachmentRow>> {
+        detached(&self.writer, move |mut c| async move {
+            attachments::claim_unattached(&mut c, before, limit).await
         })
         .await
     }

@@ -1,10 +1,27 @@
 //! Which SQLite columns fill the shared rows (`store::rows`).
 
-use super::schema::{conversations, members, messages, users};
+use super::schema::{attachments, conversations, members, messages, users};
 use crate::store::rows::selectable;
-pub use crate::store::rows::{ConversationRow, MemberRow, MessageRow, UserRow};
+pub use crate::store::rows::{AttachmentRow, ConversationRow, MemberRow, MessageRow, UserRow};
 use diesel::sqlite::Sqlite;
 
+selectable!(
+    Sqlite,
+    AttachmentRow,
+    attachments {
+        id,
+        owner_id,
+        kind,
+        mime,
+        bytes,
+        sha256,
+        width,
+        height,
+        duration_ms,
+        message_id,
+        created_at,
+    }
+);
 selectable!(
     Sqlite,
     UserRow,

@@ -69,11 +69,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    attachments (id) {
+        id -> Text,
+        owner_id -> BigInt,
+        kind -> Text,
+        mime -> Text,
+        bytes -> BigInt,
+        sha256 -> Text,
+        width -> Nullable<BigInt>,
+        height -> Nullable<BigInt>,
+        duration_ms -> Nullable<BigInt>,
+        message_id -> Nullable<BigInt>,
+        created_at -> TimestamptzSqlite,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(members -> conversations (conversation_id));
 diesel::joinable!(members -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(changes -> conversations (conversation_id));
+diesel::joinable!(attachments -> users (owner_id));
+diesel::joinable!(attachments -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -82,4 +100,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     members,
     messages,
     changes,
+    attachments,
 );

@@ -24,7 +24,7 @@ export type MessageKind = "text" | "image" | "voice";
 /**
  * Every error code Parley can answer with.
  */
-export type ErrorCode = "validation_failed" | "invalid_json" | "missing_token" | "invalid_token" | "token_expired" | "token_revoked" | "invalid_credentials" | "username_taken" | "not_found" | "conversation_not_found" | "user_not_found" | "method_not_allowed" | "origin_not_allowed" | "idempotency_mismatch" | "payload_too_large" | "request_timeout" | "rate_limited" | "too_many_connections" | "storage_failed" | "service_unavailable" | "internal_error";
+export type ErrorCode = "validation_failed" | "invalid_json" | "missing_token" | "invalid_token" | "token_expired" | "token_revoked" | "invalid_credentials" | "username_taken" | "not_found" | "conversation_not_found" | "user_not_found" | "method_not_allowed" | "origin_not_allowed" | "idempotency_mismatch" | "payload_too_large" | "quota_exceeded" | "unsupported_media_type" | "range_not_satisfiable" | "invalid_signature" | "request_timeout" | "rate_limited" | "too_many_connections" | "storage_failed" | "service_unavailable" | "internal_error";
 
 /**
  * The body of an error: `{"code","message"}` plus, for validation errors, the failing field.
@@ -98,13 +98,55 @@ export type MessageStatus = "sent" | "delivered" | "read";
 /**
  * A stored message.
  */
-export type Message = { id: MessageId, clientMsgId: string, conversationId: ConversationId, senderId: UserId, seq: number, kind: MessageKind, content: string, attachmentId?: string | null, createdAt: string, status: MessageStatus, };
+export type Message = { id: MessageId, clientMsgId: string, conversationId: ConversationId, senderId: UserId, seq: number, kind: MessageKind, content: string, attachmentId?: string | null, 
+/**
+ * The upload an image or voice message carries, with signed URLs (valid for
+ * `attachments.signed_url_ttl_secs`; read the message again for fresh ones).
+ */
+attachment?: Attachment | null, createdAt: string, status: MessageStatus, };
+
+/**
+ * What an upload is.
+ */
+export type AttachmentKind = "image" | "voice";
+
+/**
+ * An upload as a message carries it: enough to render a placeholder of the right size at
+ * once, and where to fetch it. `url` and `thumbnailUrl` are signed, relative to the API's
+ * base, and usable without a token (in `<img>` and `<audio>`) until they expire.
+ */
+export type Attachment = { id: string, kind: AttachmentKind, mime: string, bytes: number, width?: number, height?: number, durationMs?: number, url?: string | null, thumbnailUrl?: string | null, };
+
+/**
+ * `201` of `POST /api/attachments`: the stored upload. Send it with a message by its `id`
+ * (`attachmentId`); on the relay, pass this object as `attachment` too, so that recipients
+ * see its size before the message is stored.
+ */
+export type UploadedAttachment = { 
+/**
+ * Lower-case hex SHA-256 of the bytes.
+ */
+sha256: string, createdAt: string, id: string, kind: AttachmentKind, mime: string, bytes: number, width?: number, height?: number, durationMs?: number, url?: string | null, thumbnailUrl?: string | null, };
 
 /**
  * The body of `POST /api/messages` and of the `send_message` event. Exactly one of
  * `conversationId` and `recipientId`. Any `senderId` a client adds is ignored.
  */
-export type SendMessageRequest = { clientMsgId: string, conversationId?: ConversationId | null, recipientId?: UserId | null, kind?: string, content: string, attachmentId?: string | null, };
+export type SendMessageRequest = { clientMsgId: string, conversationId?: ConversationId | null, recipientId?: UserId | null, kind?: string, 
+/**
+ * The text; for `image` and `voice`, an optional caption (absent or empty).
+ */
+content?: string, 
+/**
+ * The upload an `image` or `voice` message carries (required for them, refused on text).
+ */
+attachmentId?: string | null, 
+/**
+ * The relay only: the upload's metadata as `POST /api/attachments` answered it, relayed
+ * as given (shape-checked) so that recipients render it before it is stored. The API
+ * ignores it and describes the upload from its own record.
+ */
+attachment?: Attachment | null, };
 
 /**
  * A page of a conversation's messages in `seq` order.

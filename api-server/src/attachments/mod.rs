@@ -1,0 +1,93 @@
+//! Image and voice uploads: where they are kept ([`storage`]), what they are ([`sniff`], from
+//! their bytes), what they hold ([`image`]: dimensions and a thumbnail; [`voice`]: duration),
+//! how a body reaches disk ([`spool`]) and how browsers fetch them without a bearer token
+//! ([`signing`]). The routes are in `routes::attachments`, the flow in `service::attachments`.
+
+pub mod image;
+pub mod signing;
+pub mod sniff;
+pub mod spool;
+pub mod storage;
+pub mod voice;
+
+use crate::settings::AttachmentSettings;
+use shared::ids::UserId;
+use signing::UrlSigner;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use storage::Storage;
+
+/// What the attachment routes share (cheap to clone).
+#[derive(Clone)]
+pub struct Attachments {
+    pub storage: Storage,
+    pub signer: UrlSigner,
+    pub settings: Arc<AttachmentSettings>,
+    /// Uploads per user on this replica (`attachments.uploads_per_minute`).
+    pub uploads: Arc<UploadRate>,
+}
+
+impl Attachments {
+    /// Open the storage `settings.url` names; URLs are signed with a key derived from `secret`.
+    pub fn open(
+        settings: &AttachmentSettings,
+        secret: &secrecy::SecretString,
+    ) -> anyhow::Result<Self> {
+        let storage = Storage::open(settings)?;
+        tracing::info!(storage = %storage.label, "attachments storage");
+        Ok(Self {
+            storage,
+            signer: UrlSigner::new(secret, settings.signed_url_ttl_secs),
+            settings: Arc::new(settings.clone()),
+            uploads: Arc::new(UploadRate::new(settings.uploads_per_minute)),
+        })
+    }
+}
+
+/// The storage key of an upload's bytes.
+pub fn object_key(id: &str) -> String {
+    format!("objects/{id}")
+}
+
+/// The storage key of an image's thumbnail.
+pub fn thumbnail_key(id: &str) -> String {
+    format!("thumbnails/{id}")
+}
+
+/// Uploads per user per minute on this replica: a fixed one-minute window per user.
+pub struct UploadRate {
+    per_minute: u32,
+    windows: Mutex<HashMap<UserId, (Instant, u32)>>,
+}
+
+/// Users tracked before ended windows are swept.
+const SWEEP_AT: usize = 10_000;
+const WINDOW: Duration = Duration::from_secs(60);
+
+impl UploadRate {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute: per_minute.max(1),
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Count one upload of `user`, or say how long until the next is allowed.
+    pub fn check(&self, user: UserId) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() >= SWEEP_AT {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        let (start, count) = windows.entry(user).or_insert((now, 0));
+        if now.duration_since(*start) >= WINDOW {
+            (*start, *count) = (now, 0);
+        }
+        if *count >= self.per_minute {
+            return Err(WINDOW.saturating_sub(now.duration_since(*start)));
+        }
+        *count += 1;
+        Ok(())
+    }
+}

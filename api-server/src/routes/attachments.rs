@@ -1,0 +1,402 @@
+//! `POST /api/attachments` (an upload: raw bytes or one multipart file, streamed to storage) and
+//! `GET /api/attachments/{id}` / `{id}/thumbnail` (downloads for the uploader and members of a
+//! conversation whose message references the upload, by bearer token or signed URL).
+
+use crate::attachments::signing::SignatureError;
+use crate::attachments::sniff::Format;
+use crate::attachments::{object_key, thumbnail_key};
+use crate::auth::extractor::{AuthError, AuthUser};
+use crate::error::{ApiError, ApiResult};
+use crate::service::attachments as service;
+use crate::state::AppState;
+use crate::store::AttachmentRow;
+use actix_web::body::SizedStream;
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use shared::errors::ErrorCode;
+use shared::wire::UploadedAttachment;
+use std::any::Any;
+use std::ops::Range;
+
+/// Register the three routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/api/attachments").route(web::post().to(upload)))
+        .service(super::resource("/api/attachments/{id}").route(web::get().to(download)))
+        .service(
+            super::resource("/api/attachments/{id}/thumbnail")
+                .route(web::get().to(download_thumbnail)),
+        );
+}
+
+/// Upload an image or a voice note.
+#[utoipa::path(
+    post,
+    path = "/api/attachments",
+    tag = "attachments",
+    request_body(
+        description = "The file's bytes (any Content-Type: the type is read from the bytes), or multipart/form-data with one file field",
+        content_type = "application/octet-stream",
+        content = Vec<u8>
+    ),
+    responses(
+        (status = 201, body = UploadedAttachment, description = "Stored"),
+        (status = 400, body = shared::errors::ErrorEnvelope, description = "Empty or unreadable body"),
+        (status = 401, body = shared::errors::ErrorEnvelope),
+        (status = 408, body = shared::errors::ErrorEnvelope),
+        (status = 413, body = shared::errors::ErrorEnvelope, description = "payload_too_large (bytes, pixels, duration) or quota_exceeded"),
+        (status = 415, body = shared::errors::ErrorEnvelope, description = "Not a supported image or voice format"),
+        (status = 429, body = shared::errors::ErrorEnvelope, description = "Too many uploads this minute"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn upload(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    if let Err(wait) = state.attachments.uploads.check(user.user_id) {
+        return Ok(super::rate_limited(wait, "too many uploads"));
+    }
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    let result = if multipart {
+        let mut form = actix_multipart::Multipart::new(req.headers(), payload);
+        match upload_form(&state, &user, &mut form).await {
+            Ok(uploaded) => Ok(uploaded),
+            Err(e) => Err((e, Box::new(form) as Box<dyn Any>)),
+        }
+    } else {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let mut payload = payload;
+        match service::upload(&state, user.user_id, declared, &mut payload).await {
+            Ok(uploaded) => Ok(uploaded),
+            Err(e) => Err((e, Box::new(payload) as Box<dyn Any>)),
+        }
+    };
+    match result {
+        Ok(uploaded) => Ok(HttpResponse::Created()
+            .insert_header((
+                header::LOCATION,
+                service::path_of(&uploaded.attachment.id, false),
+            ))
+            .json(uploaded)),
+        Err((e, body)) => Ok(refuse_unread(e, body)),
+    }
+}
+
+/// The first file of a multipart body, uploaded.
+async fn upload_form(
+    state: &AppState,
+    user: &AuthUser,
+    form: &mut actix_multipart::Multipart,
+) -> ApiResult<UploadedAttachment> {
+    loop {
+        let mut field = form
+            .try_next()
+            .await
+            .map_err(|e| ApiError::invalid("body", format!("invalid multipart body: {e}")))?
+            .ok_or_else(|| ApiError::invalid("body", "the multipart body has no file"))?;
+        let is_file = field
+            .content_disposition()
+            .is_some_and(|d| d.get_filename().is_some() || d.get_name() == Some("file"));
+        if is_file {
+            return service::upload(state, user.user_id, None, &mut field).await;
+        }
+        // A form field before the file: read past it (bounded by the form's own limits).
+        while field.next().await.is_some() {}
+    }
+}
+
+/// An error answered while the request body is still held, unread: actix then closes the
+/// connection after the answer instead of reading (and discarding) the rest of the body, so a
+/// refused upload costs no more than what was read before the refusal. The body is released
+/// once the answer is sent.
+fn refuse_unread(error: ApiError, body: Box<dyn Any>) -> HttpResponse {
+    use actix_web::body::MessageBody;
+    use actix_web::ResponseError;
+    let response = error.error_response();
+    let (response, json) = response.into_parts();
+    let json = json.try_into_bytes().unwrap_or_default();
+    let len = json.len() as u64;
+    let mut body = Some(body);
+    let stream = futures::stream::iter([Ok::<_, actix_web::Error>(json)]).chain(
+        futures::stream::poll_fn(move |_| {
+            // Held until the stream itself is dropped, after the connection's fate is decided.
+            let _ = &mut body;
+            std::task::Poll::Ready(None)
+        }),
+    );
+    response
+        .set_body(SizedStream::new(len, stream))
+        .map_into_boxed_body()
+}
+
+/// A signed URL's query (`exp`, `sig`), accepted instead of a bearer token.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct Signed {
+    /// Expiry (Unix seconds).
+    pub exp: Option<String>,
+    /// HMAC-SHA256 of the path and `exp`, hex.
+    pub sig: Option<String>,
+}
+
+/// Download an upload.
+#[utoipa::path(
+    get,
+    path = "/api/attachments/{id}",
+    tag = "attachments",
+    params(("id" = String, Path, description = "The upload's id"), Signed),
+    responses(
+        (status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 401, body = shared::errors::ErrorEnvelope),
+        (status = 403, body = shared::errors::ErrorEnvelope, description = "Expired or invalid signed URL"),
+        (status = 404, body = shared::errors::ErrorEnvelope),
+        (status = 416, body = shared::errors::ErrorEnvelope, description = "Range not satisfiable"),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn download(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    signed: web::Query<Signed>,
+) -> Result<HttpResponse, AuthError> {
+    serve(&state, &req, &id, &signed, false).await
+}
+
+/// Download an image's thumbnail (JPEG).
+#[utoipa::path(
+    get,
+    path = "/api/attachments/{id}/thumbnail",
+    tag = "attachments",
+    params(("id" = String, Path, description = "The upload's id"), Signed),
+    responses(
+        (status = 200, description = "The thumbnail", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 401, body = shared::errors::ErrorEnvelope),
+        (status = 403, body = shared::errors::ErrorEnvelope, description = "Expired or invalid signed URL"),
+        (status = 404, body = shared::errors::ErrorEnvelope, description = "No such upload, or a voice note"),
+        (status = 416, body = shared::errors::ErrorEnvelope, description = "Range not satisfiable"),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn download_thumbnail(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    signed: web::Query<Signed>,
+) -> Result<HttpResponse, AuthError> {
+    serve(&state, &req, &id, &signed, true).await
+}
+
+/// The upload a download names, if the caller may read it: by a valid signed URL for this
+/// path, else by a bearer token of its uploader or of a member of its message's conversation.
+async fn authorised(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
+    signed: &Signed,
+    thumbnail: bool,
+) -> Result<AttachmentRow, AuthError> {
+    let not_found = || AuthError(ApiError::code(ErrorCode::NotFound));
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(not_found());
+    }
+    if let (Some(exp), Some(sig)) = (&signed.exp, &signed.sig) {
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        let path = service::path_of(id, thumbnail);
+        state
+            .attachments
+            .signer
+            .verify(&path, exp, sig, now)
+            .map_err(|e| {
+                AuthError(ApiError::new(
+                    ErrorCode::InvalidSignature,
+                    match e {
+                        SignatureError::Expired => "the signed URL has expired",
+                        SignatureError::Invalid => "the signed URL is not valid",
+                    },
+                ))
+            })?;
+        let rows = state
+            .store
+            .attachments(&[id.to_owned()])
+            .await
+            .map_err(ApiError::from)?;
+        return rows.into_iter().next().ok_or_else(not_found);
+    }
+    let user = AuthUser::extract(req).await?;
+    state
+        .store
+        .attachment_for(user.user_id, id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(not_found)
+}
+
+async fn serve(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
+    signed: &Signed,
+    thumbnail: bool,
+) -> Result<HttpResponse, AuthError> {
+    let row = authorised(state, req, id, signed, thumbnail).await?;
+    let format = Format::from_mime(&row.mime)
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("unknown mime {}", row.mime)))?;
+    let storage = &state.attachments.storage;
+    let (etag, mime, name) = if thumbnail {
+        (
+            format!("\"{}-t\"", row.sha256),
+            "image/jpeg",
+            format!("{}-thumbnail.jpg", row.id),
+        )
+    } else {
+        (
+            format!("\"{}\"", row.sha256),
+            format.mime(),
+            format!("{}.{}", row.id, format.extension()),
+        )
+    };
+    let response = |status: StatusCode| {
+        let mut r = HttpResponse::build(status);
+        r.insert_header((header::ETAG, etag.clone()))
+            .insert_header((header::CACHE_CONTROL, "private, max-age=86400, immutable"))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .insert_header((header::ACCEPT_RANGES, "bytes"))
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{name}\""),
+            ));
+        r
+    };
+    if none_match(req, &etag) {
+        return Ok(response(StatusCode::NOT_MODIFIED).finish());
+    }
+    let missing = || AuthError(ApiError::code(ErrorCode::NotFound));
+    if thumbnail {
+        if format.kind() != crate::attachments::sniff::Kind::Image {
+            return Err(missing());
+        }
+        let data = storage
+            .read_all(&thumbnail_key(&row.id))
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(missing)?;
+        let len = data.len() as u64;
+        return Ok(match range(req, len) {
+            Wanted::Part(r) => response(StatusCode::PARTIAL_CONTENT)
+                .insert_header((header::CONTENT_RANGE, content_range(&r, len)))
+                .content_type(mime)
+                .body(data[r.start as usize..r.end as usize].to_vec()),
+            Wanted::Whole => response(StatusCode::OK).content_type(mime).body(data),
+            Wanted::Unsatisfiable => unsatisfiable(len),
+        });
+    }
+    let len = u64::try_from(row.bytes).unwrap_or(0);
+    let wanted = match range(req, len) {
+        Wanted::Whole => None,
+        Wanted::Part(r) => Some(r),
+        Wanted::Unsatisfiable => return Ok(unsatisfiable(len)),
+    };
+    let stream = storage
+        .get(&object_key(&row.id), wanted.clone())
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(missing)?
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    Ok(match wanted {
+        Some(r) => response(StatusCode::PARTIAL_CONTENT)
+            .insert_header((header::CONTENT_RANGE, content_range(&r, len)))
+            .content_type(mime)
+            .body(SizedStream::new(r.end - r.start, stream)),
+        None => response(StatusCode::OK)
+            .content_type(mime)
+            .body(SizedStream::new(len, stream)),
+    })
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`).
+fn none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+fn content_range(r: &Range<u64>, len: u64) -> String {
+    format!("bytes {}-{}/{len}", r.start, r.end - 1)
+}
+
+/// What a `Range` header asks of a `len`-byte body.
+enum Wanted {
+    /// No header, another unit, or several ranges (answered whole).
+    Whole,
+    Part(Range<u64>),
+    /// Outside the body: 416 with `Content-Range: bytes */len`.
+    Unsatisfiable,
+}
+
+fn range(req: &HttpRequest, len: u64) -> Wanted {
+    let Some(value) = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Wanted::Whole;
+    };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Wanted::Whole;
+    };
+    if spec.contains(',') {
+        return Wanted::Whole;
+    }
+    let Some((start, end)) = spec.split_once('-') else {
+        return Wanted::Unsatisfiable;
+    };
+    let (start, end) = (start.trim(), end.trim());
+    let parsed = match (start.parse::<u64>().ok(), end.parse::<u64>().ok()) {
+        (Some(s), Some(e)) if s <= e => Some(s..e.saturating_add(1).min(len)),
+        (Some(s), None) if end.is_empty() => Some(s..len),
+        (None, Some(n)) if start.is_empty() && n > 0 => Some(len.saturating_sub(n)..len),
+        _ => None,
+    };
+    match parsed {
+        Some(r) if r.start < len && r.start < r.end => Wanted::Part(r),
+        _ => Wanted::Unsatisfiable,
+    }
+}
+
+/// 416 `range_not_satisfiable`, with the body's length.
+fn unsatisfiable(len: u64) -> HttpResponse {
+    use actix_web::ResponseError;
+    let mut response = ApiError::new(
+        ErrorCode::RangeNotSatisfiable,
+        format!("the range lies outside the {len} bytes"),
+    )
+    .error_response();
+    if let Ok(value) = header::HeaderValue::from_str(&format!("bytes */{len}")) {
+        response.headers_mut().insert(header::CONTENT_RANGE, value);
+    }
+    response
+}

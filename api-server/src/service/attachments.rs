@@ -1,0 +1,304 @@
+//! Uploads: take a body to storage (typed, measured, thumbnailed), describe uploads with signed
+//! URLs on the messages that carry them, and collect the garbage of uploads never attached.
+
+use crate::attachments::sniff::{Format, Kind};
+use crate::attachments::spool::{spool, SizeLimits, SpoolError};
+use crate::attachments::{image, object_key, thumbnail_key, voice, Attachments};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{AttachmentRow, Store, StoreResult};
+use anyhow::Context;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use shared::errors::ErrorCode;
+use shared::ids::UserId;
+use shared::wire::{Attachment, AttachmentKind, Message, UploadedAttachment};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Uploads claimed per garbage-collection statement.
+const GC_BATCH: i64 = 100;
+
+/// What probing the spooled file found.
+struct Probed {
+    width: Option<i64>,
+    height: Option<i64>,
+    duration_ms: Option<i64>,
+    thumbnail: Option<Vec<u8>>,
+}
+
+/// Store one upload of `user` read from `body` (raw bytes, already out of any multipart
+/// envelope). `declared`: the body's `Content-Length`, when known, refused at once when over
+/// every limit.
+#[tracing::instrument(skip_all, fields(user_id = %user))]
+pub async fn upload<S, E>(
+    state: &AppState,
+    user: UserId,
+    declared: Option<u64>,
+    body: S,
+) -> ApiResult<UploadedAttachment>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let a = &state.attachments;
+    let settings = &a.settings;
+    let limits = SizeLimits {
+        image: settings.image_max_bytes,
+        voice: settings.voice_max_bytes,
+    };
+    if let Some(len) = declared.filter(|&len| len > limits.largest()) {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the upload is {len} bytes; images are limited to {} and voice notes to {}",
+                limits.image, limits.voice
+            ),
+        ));
+    }
+    let used = state.store.attachment_bytes_of(user).await?;
+    let quota = i64::try_from(settings.user_quota_bytes).unwrap_or(i64::MAX);
+    if used >= quota {
+        return Err(over_quota(quota));
+    }
+    let spooled = spool(body, limits, &std::env::temp_dir())
+        .await
+        .map_err(spool_refusal)?;
+    let bytes = i64::try_from(spooled.bytes).unwrap_or(i64::MAX);
+    if used.saturating_add(bytes) > quota {
+        return Err(over_quota(quota));
+    }
+    let format = spooled.format;
+    let probed = probe(a, spooled.file.path().to_owned(), format).await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    a.storage
+        .put_file(&object_key(&id), spooled.file.path())
+        .await?;
+    if let Some(thumbnail) = probed.thumbnail {
+        if let Err(e) = a.storage.put_bytes(&thumbnail_key(&id), thumbnail).await {
+            let _ = a.storage.delete(&object_key(&id)).await;
+            return Err(e.into());
+        }
+    }
+    let row = AttachmentRow {
+        id: id.clone(),
+        owner_id: user.get(),
+        kind: format.kind().as_str().to_owned(),
+        mime: format.mime().to_owned(),
+        bytes,
+        sha256: crate::attachments::signing::to_hex(&spooled.sha256),
+        width: probed.width,
+        height: probed.height,
+        duration_ms: probed.duration_ms,
+        message_id: None,
+        created_at: now_micros(),
+    };
+    if let Err(e) = state.store.create_attachment(row.clone()).await {
+        // Nothing references the objects: remove them (garbage collection would not see them).
+        let _ = a.storage.delete(&object_key(&id)).await;
+        let _ = a.storage.delete(&thumbnail_key(&id)).await;
+        return Err(e.into());
+    }
+    tracing::info!(attachment_id = %id, kind = %row.kind, bytes, "upload stored");
+    Ok(UploadedAttachment {
+        attachment: describe(a, &row),
+        sha256: row.sha256,
+        created_at: row.created_at,
+    })
+}
+
+fn over_quota(quota: i64) -> ApiError {
+    ApiError::new(
+        ErrorCode::QuotaExceeded,
+        format!("your uploads would take more than your {quota} bytes"),
+    )
+}
+
+fn spool_refusal(e: SpoolError) -> ApiError {
+    match e {
+        SpoolError::Unsupported => ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string()),
+        SpoolError::TooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+        SpoolError::Empty => ApiError::invalid("body", "the upload is empty"),
+        SpoolError::Body(ref reason) if reason.contains("in time") => {
+            ApiError::code(ErrorCode::RequestTimeout)
+        }
+        SpoolError::Body(reason) => ApiError::invalid("body", reason),
+        SpoolError::Io(e) => ApiError::Unexpected(anyhow::Error::new(e).context("spooling")),
+    }
+}
+
+/// Dimensions and thumbnail, or duration, on a blocking thread.
+async fn probe(a: &Attachments, path: std::path::PathBuf, format: Format) -> ApiResult<Probed> {
+    let settings = a.settings.clone();
+    let probed = tokio::task::spawn_blocking(move || -> ApiResult<Probed> {
+        match format.kind() {
+            Kind::Image => {
+                let info = image::probe(
+                    &path,
+                    format,
+                    settings.image_max_pixels,
+                    settings.thumbnail_px,
+                )
+                .map_err(|e| match e {
+                    image::ImageRefusal::TooManyPixels { .. } => {
+                        ApiError::new(ErrorCode::PayloadTooLarge, e.to_string())
+                    }
+                    image::ImageRefusal::Unreadable(_) => {
+                        ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string())
+                    }
+                })?;
+                Ok(Probed {
+                    width: Some(i64::from(info.width)),
+                    height: Some(i64::from(info.height)),
+                    duration_ms: None,
+                    thumbnail: Some(info.thumbnail),
+                })
+            }
+            Kind::Voice => {
+                // At most `voice_max_bytes` (5 MiB by default): read whole.
+                let data = std::fs::read(&path).context("reading the spooled voice note")?;
+                let ms = voice::duration_ms(format, &data).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::UnsupportedMediaType,
+                        format!("the {} file's duration cannot be read", format.mime()),
+                    )
+                })?;
+                if ms > settings.voice_max_ms {
+                    return Err(ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!(
+                            "the voice note lasts {ms} ms; at most {} ms",
+                            settings.voice_max_ms
+                        ),
+                    ));
+                }
+                Ok(Probed {
+                    width: None,
+                    height: None,
+                    duration_ms: Some(i64::try_from(ms).unwrap_or(i64::MAX)),
+                    thumbnail: None,
+                })
+            }
+        }
+    })
+    .await
+    .context("joining the probe")?;
+    probed
+}
+
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(Utc::now().timestamp()).unwrap_or(0)
+}
+
+/// The download path of an upload (`thumbnail`: of its thumbnail).
+pub fn path_of(id: &str, thumbnail: bool) -> String {
+    if thumbnail {
+        format!("/api/attachments/{id}/thumbnail")
+    } else {
+        format!("/api/attachments/{id}")
+    }
+}
+
+/// An upload as messages carry it: its metadata and signed URLs.
+pub fn describe(a: &Attachments, row: &AttachmentRow) -> Attachment {
+    let now = unix_now();
+    let image = row.kind == Kind::Image.as_str();
+    Attachment {
+        id: row.id.clone(),
+        kind: if image {
+            AttachmentKind::Image
+        } else {
+            AttachmentKind::Voice
+        },
+        mime: row.mime.clone(),
+        bytes: row.bytes,
+        width: row.width,
+        height: row.height,
+        duration_ms: row.duration_ms,
+        url: Some(a.signer.sign(&path_of(&row.id, false), now)),
+        thumbnail_url: image.then(|| a.signer.sign(&path_of(&row.id, true), now)),
+    }
+}
+
+/// Fill in the `attachment` of every message that references an upload (one query for all).
+pub async fn decorate(state: &AppState, messages: &mut [Message]) -> ApiResult<()> {
+    let ids: Vec<String> = messages
+        .iter()
+        .filter_map(|m| m.attachment_id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let rows: HashMap<String, AttachmentRow> = state
+        .store
+        .attachments(&ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    for message in messages {
+        if let Some(row) = message.attachment_id.as_ref().and_then(|id| rows.get(id)) {
+            message.attachment = Some(Box::new(describe(&state.attachments, row)));
+        }
+    }
+    Ok(())
+}
+
+/// Delete uploads created before `before` that no message references: each is claimed in the
+/// database first (deleted there, so one replica only handles it), then its objects are
+/// deleted (a missing object is fine). Returns how many were collected.
+pub async fn collect_garbage(
+    store: &dyn Store,
+    attachments: &Attachments,
+    before: DateTime<Utc>,
+) -> StoreResult<usize> {
+    let mut collected = 0;
+    loop {
+        let claimed = store.claim_unattached(before, GC_BATCH).await?;
+        for row in &claimed {
+            for key in [object_key(&row.id), thumbnail_key(&row.id)] {
+                if let Err(e) = attachments.storage.delete(&key).await {
+                    // The row is gone: the object is an orphan now; say so, go on.
+                    tracing::warn!(error = ?e, key, "deleting a collected upload failed");
+                }
+            }
+        }
+        collected += claimed.len();
+        if (claimed.len() as i64) < GC_BATCH {
+            return Ok(collected);
+        }
+    }
+}
+
+/// Collect garbage every `gc_interval_secs`, for as long as the store is in use (the task
+/// ends once the application dropped it).
+pub fn spawn_gc(store: &Arc<dyn Store>, attachments: &Attachments) {
+    let store = Arc::downgrade(store);
+    let attachments = attachments.clone();
+    let every = Duration::from_secs(attachments.settings.gc_interval_secs);
+    let ttl = chrono::Duration::seconds(
+        i64::try_from(attachments.settings.unattached_ttl_secs).unwrap_or(i64::MAX / 1000),
+    );
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            match collect_garbage(&*store, &attachments, Utc::now() - ttl).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(collected = n, "unattached uploads deleted"),
+                Err(e) => tracing::warn!(error = ?e, "collecting unattached uploads failed"),
+            }
+        }
+    });
+}
