@@ -73,6 +73,13 @@ test("a message goes sent, delivered, read between two users of the app served b
   await waitStatus(bobPage, "hi alice", "read");
   await shot(bobPage, "allinone-5-bob-answer-read");
 
+  // Alice logs out: the form again, and after a reload too (the kept session is gone).
+  await alicePage.getByTestId("logout-button").click();
+  await alicePage.getByTestId("login-username").waitFor();
+  await alicePage.reload();
+  await alicePage.getByTestId("login-username").waitFor();
+  assert.equal(await alicePage.getByTestId("me").count(), 0);
+
   assert.deepEqual(alicePage.consoleErrors, []);
   assert.deepEqual(bobPage.consoleErrors, []);
 });
@@ -118,7 +125,8 @@ test("a long conversation: unread count in the list and the title, older message
   await page.getByTestId("login-username").fill(carol.user.username);
   await page.getByTestId("login-password").fill(password);
   await page.getByTestId("login-button").click();
-  await page.getByTestId("me").waitFor();
+  const item = page.getByTestId("conversation-item").filter({ hasText: dan.user.username });
+  await item.waitFor(); // the list is loaded: what follows arrives live
 
   // Dan writes more than one page of history (50) by REST; Carol's list counts them live.
   const total = 55;
@@ -128,12 +136,12 @@ test("a long conversation: unread count in the list and the title, older message
       body: { clientMsgId: `m-${i}`, conversationId: chat.id, content: `message ${i}` },
     });
   }
-  const item = page.getByTestId("conversation-item").filter({ hasText: dan.user.username });
   await item.getByTestId("unread-count").filter({ hasText: String(total) }).waitFor();
   assert.equal(await page.title(), `(${total}) Parley`);
 
-  // After a reload the SDK's lists start empty (the sync cursor is kept): the newest page, then
-  // older messages on demand.
+  // After a reload the SDK's lists start empty and the kept sync cursor is past the 55: the
+  // newest page of history, then older messages on demand.
+  await page.evaluate(() => window.parley.sync()); // the kept cursor now covers all 55
   await page.reload();
   await item.click();
   await message(page, `message ${total}`).waitFor();

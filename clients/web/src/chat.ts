@@ -60,13 +60,12 @@ export class ChatView {
       this.#list,
     );
     this.#input.addEventListener("input", () => {
-      if (this.#active && this.#input.value) client.typing(this.#active);
+      if (!this.#active) return;
+      if (this.#input.value) client.typing(this.#active);
+      else client.stopTyping(this.#active);
     });
     this.root = h("div", { className: "shell" }, side, h("main", { className: "main" }, this.#pane));
     this.#renderPane();
-    document.addEventListener("visibilitychange", () => {
-      if (this.#active) this.messages(this.#active, client.messages(this.#active));
-    });
   }
 
   readonly root: HTMLElement;
@@ -91,6 +90,11 @@ export class ChatView {
     mount(this.#messages, older, list.map((m) => this.#message(m)));
     if (atBottom || list.at(-1)?.mine) this.#messages.scrollTop = this.#messages.scrollHeight;
     if (document.visibilityState === "visible") this.#markRead(conversationId, list);
+  }
+
+  /** The tab became visible again: what it shows is read now. */
+  visible(): void {
+    if (this.#active) this.messages(this.#active, this.#client.messages(this.#active));
   }
 
   typing(conversationId: string, userIds: readonly string[]): void {

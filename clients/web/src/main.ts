@@ -64,6 +64,9 @@ function showChat(client: ParleyClient): void {
       showLogin(client, "Your session ended: log in again.");
     }),
   ];
+  const onVisible = () => document.visibilityState === "visible" && view.visible();
+  document.addEventListener("visibilitychange", onVisible);
+  offs.push(() => document.removeEventListener("visibilitychange", onVisible));
   const stop = () => offs.forEach((off) => off());
   mount(root, h("div", { className: "app" }, banner, view.root));
   renderBanner(banner, client.state, reconnect);
