@@ -7,6 +7,7 @@ import type {
   Conversation,
   ConversationId,
   MessagePage,
+  UploadedAttachment,
   User,
   UserId,
   UserWithPresence,
@@ -234,6 +235,14 @@ export class ParleyClient extends Emitter<ParleyEvents> {
    */
   send(input: SendInput): ClientMessage {
     return this.#requireMessaging().outbox.send(input);
+  }
+
+  /**
+   * Upload an image or voice note; then `send({conversationId, kind, attachmentId: up.id,
+   * attachment: up})` (the metadata lets recipients render it before it is stored).
+   */
+  upload(data: Blob | ArrayBuffer | Uint8Array): Promise<UploadedAttachment> {
+    return this.api.uploadAttachment(data);
   }
 
   /** Send a `failed` message again, with the same `clientMsgId` (never stored twice). */

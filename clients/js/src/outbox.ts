@@ -60,6 +60,7 @@ export class Outbox {
       content,
       attachmentId: input.attachmentId ?? null,
     };
+    if (input.attachment) request.attachment = input.attachment;
     const pending = { request, sentAt: new Date().toISOString() };
     this.#addOptimistic(pending);
     this.#enqueue(pending);
@@ -79,6 +80,7 @@ export class Outbox {
         kind: message.kind,
         content: message.content,
         attachmentId: message.attachmentId ?? null,
+        ...(message.attachment ? { attachment: message.attachment } : {}),
       },
       sentAt: message.createdAt,
     });
@@ -111,6 +113,7 @@ export class Outbox {
       kind: (request.kind as ClientMessage["kind"] | undefined) ?? "text",
       content: request.content ?? "",
       attachmentId: request.attachmentId ?? null,
+      ...(request.attachment ? { attachment: request.attachment } : {}),
       createdAt: sentAt,
       status: "sending",
       mine: true,

@@ -11,6 +11,7 @@ import type {
   MessagePage,
   SendMessageRequest,
   SyncResponse,
+  UploadedAttachment,
   User,
   UserId,
   UserWithPresence,
@@ -103,6 +104,11 @@ export class RestApi {
     });
   }
 
+  /** Upload an image or voice note (its type is read from the bytes); send it by its `id`. */
+  uploadAttachment(data: Blob | ArrayBuffer | Uint8Array): Promise<UploadedAttachment> {
+    return this.request("POST", "/api/attachments", data);
+  }
+
   sync(since: string | null, limit?: number): Promise<SyncResponse> {
     return this.request("GET", `/api/sync${query({ since: since ?? undefined, limit })}`);
   }
@@ -110,7 +116,10 @@ export class RestApi {
   /** One request; resolves with the JSON body (or nothing for 204), rejects with ParleyError. */
   async request<T>(method: string, path: string, body?: unknown, auth = true): Promise<T> {
     const headers: Record<string, string> = { accept: "application/json" };
-    if (body !== undefined) headers["content-type"] = "application/json";
+    const raw = isBytes(body);
+    if (body !== undefined) {
+      headers["content-type"] = raw ? "application/octet-stream" : "application/json";
+    }
     if (auth) {
       if (!this.token) throw new ParleyError("not_logged_in", "log in first");
       headers.authorization = `Bearer ${this.token}`;
@@ -120,7 +129,7 @@ export class RestApi {
       response = await fetch(this.#base + path, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined ? undefined : raw ? (body as BodyInit) : JSON.stringify(body),
       });
     } catch (error) {
       throw new ParleyError("network_error", `${method} ${path}: ${describe(error)}`, {
@@ -131,6 +140,14 @@ export class RestApi {
     if (!response.ok) throw errorOf(response.status, text, `${method} ${path}`);
     return (text ? JSON.parse(text) : undefined) as T;
   }
+}
+
+function isBytes(body: unknown): boolean {
+  return (
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body) ||
+    (typeof Blob !== "undefined" && body instanceof Blob)
+  );
 }
 
 function errorOf(status: number, text: string, what: string): ParleyError {

@@ -3,6 +3,7 @@
 
 import type {
   AckError,
+  Attachment,
   Conversation,
   ConversationId,
   ConversationSummary,
@@ -92,6 +93,11 @@ export interface SendInput {
   kind?: MessageKind;
   /** The upload an `image` / `voice` message carries (`POST /api/attachments`). */
   attachmentId?: string | null;
+  /**
+   * The upload's metadata as `POST /api/attachments` answered it: relayed with the message so
+   * that recipients (and the optimistic copy) can render it before it is stored.
+   */
+  attachment?: Attachment | null;
 }
 
 /** A conversation in the list the SDK keeps: the server's summary, kept live. */
