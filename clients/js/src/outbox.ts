@@ -168,7 +168,9 @@ export class Outbox {
         }
         if (ack && ack.success === true) {
           this.settled(clientMsgId);
-          this.deps.saved(ack as SendAck);
+          // The ack is MessageSaved plus the ack's own fields, which are not the message's.
+          const { success: _success, messageId: _id, status: _status, ...saved } = ack as SendAck;
+          this.deps.saved(saved);
         } else {
           this.#fail(
             request,

@@ -215,18 +215,14 @@ export class MessageStore {
     if (key === undefined) return null;
     const existing = log.byKey.get(key);
     if (!existing) return null;
+    // The local copy, completed by everything the server said (id, seq, time, signed URLs…).
+    const { mine: _mine, error: _error, status: _status, ...fields } = existing;
     return this.mergeStored({
-      id: saved.id,
-      clientMsgId: saved.clientMsgId,
-      conversationId: saved.conversationId,
+      ...fields,
+      ...saved,
       senderId: existing.senderId,
-      seq: saved.seq,
-      kind: existing.kind,
-      content: existing.content,
-      attachmentId: existing.attachmentId ?? null,
-      createdAt: saved.createdAt,
       status: "sent",
-    });
+    } as Message);
   }
 
   /** Mark the message under `clientMsgId` failed, unless it is stored already. */

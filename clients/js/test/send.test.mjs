@@ -55,6 +55,11 @@ test("send returns the optimistic message at once, then the list holds the store
   assert.match(stored.id, /^\d+$/);
   assert.equal(stored.status, "sent");
   assert.equal(a.messages(chat.id).length, 1, "replaced, not added");
+  assert.deepEqual(
+    Object.keys(stored).filter((k) => ["success", "messageId"].includes(k)),
+    [],
+    "the ack's own fields are not the message's",
+  );
   assert.deepEqual(events[0], ["sending"]);
 });
 
