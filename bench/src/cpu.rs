@@ -51,6 +51,19 @@ pub struct Usage {
     pub machine_busy_pct: f64,
 }
 
+impl Usage {
+    /// The threads' CPU-seconds per 1 000 of `units`, as `kind 0.123, …`.
+    pub fn threads_per_thousand(&self, units: usize) -> String {
+        let per_thousand = |s: f64| 1000.0 * s / units.max(1) as f64;
+        let kinds: Vec<String> = self
+            .threads
+            .iter()
+            .map(|(kind, s)| format!("{kind} {:.3}", per_thousand(*s)))
+            .collect();
+        kinds.join(", ")
+    }
+}
+
 impl Sample {
     /// Read now; `None` where `/proc` is not Linux's.
     pub fn now(thread_name: &str) -> Option<Sample> {

@@ -4,18 +4,20 @@
 //! - `stack`: the API (fresh PostgreSQL database, own Redis prefix) and a relay, in process on
 //!   loopback port 0, stopped and cleaned up at the end.
 //! - `sio`: a minimal WebSocket-only Socket.IO client on tokio-tungstenite.
-//! - `fanout`, `api`, `publish`, `chat`: the scenarios; `stats`: percentiles; `cpu`: CPU time
+//! - `fanout`, `api`, `publish`, `chat`, `persist`: the scenarios; `stats`: percentiles; `cpu`: CPU time
 //!   from `/proc`.
 //!
 //! `cargo run --release -p bench -- fanout [--users N] [--messages M] [--senders K] [--window W]`
 //! `cargo run --release -p bench -- chat [--users 500] [--devices 2] [--rate 1000] [--secs 10] [--relays 1] [--drain 60]`
 //! `cargo run --release -p bench -- api [--clients C] [--requests R]`
 //! `cargo run --release -p bench -- publish [--publishes P]` (Redis only, no stack)
+//! `cargo run --release -p bench -- persist [--batch 10] [--batches 2000] [--concurrency 1] [--users 20]`
 
 mod api;
 mod chat;
 mod cpu;
 mod fanout;
+mod persist;
 mod publish;
 mod sio;
 mod stack;
@@ -38,6 +40,7 @@ enum Scenario {
     Api(api::ApiArgs),
     Publish(publish::PublishArgs),
     Chat(chat::ChatArgs),
+    Persist(persist::PersistArgs),
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Scenario> {
@@ -77,7 +80,13 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
             relays: take("relays", 1),
             drain: take("drain", 60),
         }),
-        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S]"),
+        Some("persist") => Scenario::Persist(persist::PersistArgs {
+            batch: take("batch", 10),
+            batches: take("batches", 2000),
+            concurrency: take("concurrency", 1),
+            users: take("users", 20),
+        }),
+        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S] | bench persist [--batch B] [--batches N] [--concurrency C] [--users U]"),
     };
     if let Some(unknown) = flags.keys().next() {
         bail!("unknown flag --{unknown}");
@@ -123,6 +132,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Fanout(args) => fanout::run(&stack, args).await,
                 Scenario::Api(args) => api::run(&stack, args).await,
                 Scenario::Chat(args) => chat::run(&stack, args).await,
+                Scenario::Persist(args) => persist::run(&stack, args).await,
                 Scenario::Publish(_) => unreachable!("run above, without the stack"),
             }
         })

@@ -227,16 +227,11 @@ fn report(
             others(cpu),
             cpu.machine_busy_pct
         );
-        let threads: Vec<String> = cpu
-            .threads
-            .iter()
-            .map(|(kind, s)| format!("{kind} {:.3}", per_thousand(*s)))
-            .collect();
         println!(
             "CPU-seconds per 1000 messages: PostgreSQL {:.3}, Redis {:.3}; this process's threads: {}",
             per_thousand(cpu.postgres),
             per_thousand(cpu.redis),
-            threads.join(", ")
+            cpu.threads_per_thousand(sent as usize)
         );
     }
     println!(
