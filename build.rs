@@ -5,7 +5,8 @@
 //!
 //! Without npm (or when the install or the bundle fails) the build goes on with a
 //! `cargo:warning` saying what is needed, and the binary serves one page that says so; the API
-//! and the relay work either way. `PARLEY_SKIP_WEB=1` skips npm on purpose.
+//! and the relay work either way, and every later build tries again until the app builds.
+//! `PARLEY_SKIP_WEB=1` skips npm on purpose.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +37,9 @@ fn main() {
         Ok(()) => true,
         Err(why) => {
             println!("cargo:warning=the web app is not built: {why}");
+            // A path that never exists: cargo runs this script again on every build until the
+            // app builds (npm installed later, the registry reachable again).
+            println!("cargo:rerun-if-changed=clients/web/.retry-until-built");
             placeholder(&dist, &why);
             false
         }
