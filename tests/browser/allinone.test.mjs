@@ -79,8 +79,11 @@ test("a message goes sent, delivered, read between two users of the app served b
   await alicePage.reload();
   await alicePage.getByTestId("login-username").waitFor();
   assert.equal(await alicePage.getByTestId("me").count(), 0);
-
   assert.deepEqual(alicePage.consoleErrors, []);
+
+  // socket.io-client's defaults: the handshake by polling, then the upgrade to WebSocket.
+  assert.equal(bobPage.transports[0], "polling");
+  assert.ok(bobPage.transports.includes("websocket"), bobPage.transports.join());
   assert.deepEqual(bobPage.consoleErrors, []);
 });
 

@@ -231,12 +231,17 @@ export async function openPage(browser, url) {
 }
 
 /**
- * Keep the page's uncaught exceptions (`page.consoleErrors`), for the asserts. (Failed requests
- * while a service is down are expected, and logged by Chromium as console errors: not kept.)
+ * Keep the page's uncaught exceptions (`page.consoleErrors`) and its Socket.IO transports
+ * (`page.transports`), for the asserts. (Failed requests while a service is down are expected,
+ * and logged by Chromium as console errors: not kept.)
  */
 export function watch(page) {
   page.consoleErrors = [];
   page.on("pageerror", (e) => page.consoleErrors.push(String(e)));
+  // The Socket.IO transports the page used, in order: "polling" requests, then "websocket".
+  page.transports = [];
+  page.on("request", (r) => r.url().includes("/socket.io/") && r.url().includes("transport=polling") && page.transports.push("polling"));
+  page.on("websocket", (ws) => ws.url().includes("/socket.io/") && page.transports.push("websocket"));
   return page;
 }
 
