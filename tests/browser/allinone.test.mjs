@@ -9,6 +9,12 @@ import {
   launchChromium, message, openPage, register, send, shot, startAllInOne, rest, startChat, unique, waitStatus, watch,
 } from "./harness.mjs";
 
+/** A 1×1 PNG. */
+const PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+  "base64",
+);
+
 let parley;
 let browser;
 
@@ -72,6 +78,16 @@ test("a message goes sent, delivered, read between two users of the app served b
   await message(alicePage, "hi alice").waitFor();
   await waitStatus(bobPage, "hi alice", "read");
   await shot(bobPage, "allinone-5-bob-answer-read");
+
+  // Alice sends a picture (Attach): Bob's page shows it (a signed URL in an <img>).
+  await alicePage.getByTestId("attach-input").setInputFiles({ name: "dot.png", mimeType: "image/png", buffer: PNG });
+  const image = bobPage.getByTestId("message").getByTestId("message-image");
+  await image.waitFor();
+  await bobPage.waitForFunction(() => {
+    const img = document.querySelector('[data-testid="message-image"]');
+    return img && img.complete && img.naturalWidth > 0;
+  });
+  await shot(bobPage, "allinone-6-bob-sees-image");
 
   // Alice logs out: the form again, and after a reload too (the kept session is gone).
   await alicePage.getByTestId("logout-button").click();
@@ -151,7 +167,7 @@ test("a long conversation: unread count in the list and the title, older message
   await page.getByTestId("load-older").waitFor();
   const oldest = page.locator('[data-testid="message"][data-client-msg-id="m-1"]');
   assert.equal(await oldest.count(), 0);
-  await shot(page, "allinone-6-long-conversation");
+  await shot(page, "allinone-7-long-conversation");
   await page.getByTestId("load-older").click();
   await oldest.waitFor();
   assert.equal(await page.getByTestId("message").count(), total);

@@ -39,6 +39,9 @@ function binary(name) {
   return path;
 }
 
+/** The services' working directory (their relative data paths, e.g. attachments, land here). */
+const WORKDIR = mkdtempSync(join(tmpdir(), "parley-browser-"));
+
 function env(extra) {
   const out = { ...process.env, RUST_LOG: "warn" };
   for (const name of CLEARED) delete out[name];
@@ -84,6 +87,7 @@ class Proc {
 export async function startAllInOne() {
   const child = spawn(binary("parley"), ["--ephemeral"], {
     env: env({}),
+    cwd: WORKDIR,
     stdio: ["pipe", "pipe", "pipe"],
   });
   const proc = new Proc("parley", child);
@@ -150,6 +154,7 @@ export async function startSplit({ allowedOrigins }) {
     "api-server",
     spawn(binary("api-server"), [], {
       env: env({ ...common, DATABASE_URL: String(databaseUrl), API_HOST: "127.0.0.1", API_PORT: String(apiPort) }),
+      cwd: WORKDIR,
       stdio: ["ignore", "ignore", "pipe"],
     }),
   );
@@ -165,7 +170,7 @@ export async function startSplit({ allowedOrigins }) {
     socketUrl: `http://127.0.0.1:${relayPort}`,
     relay: null,
     async startRelay() {
-      this.relay = new Proc("socket-server", spawn(binary("socket-server"), [], { env: relayEnv, stdio: ["ignore", "ignore", "pipe"] }));
+      this.relay = new Proc("socket-server", spawn(binary("socket-server"), [], { env: relayEnv, cwd: WORKDIR, stdio: ["ignore", "ignore", "pipe"] }));
       await waitHttp(`${this.socketUrl}/health`, this.relay);
     },
     async stop() {

@@ -4,10 +4,12 @@
 import type { ClientMessage, ConversationView, LatencySample, ParleyClient, User } from "@parley/client";
 import { h, mount, timeOf } from "./dom.js";
 import { describe } from "./login.js";
+import { attachButton, attachmentView } from "./media.js";
 
 export class ChatView {
   readonly #client: ParleyClient;
   readonly #me: User;
+  readonly #apiUrl: string;
   readonly #list = h("ul", { className: "convs", testid: "conversation-list" });
   readonly #latency = h("span", { className: "latency", testid: "latency" }, "latency –");
   readonly #error = h("p", { className: "error", testid: "app-error", role: "alert" });
@@ -26,9 +28,10 @@ export class ChatView {
   readonly #readAsked = new Map<string, number>();
   readonly #typingNames = new Map<string, readonly string[]>();
 
-  constructor(client: ParleyClient, me: User, logout: () => void) {
+  constructor(client: ParleyClient, me: User, apiUrl: string, logout: () => void) {
     this.#client = client;
     this.#me = me;
+    this.#apiUrl = apiUrl;
     const newChat = h("input", {
       testid: "new-chat-input",
       placeholder: "username to chat with",
@@ -213,7 +216,7 @@ export class ChatView {
         "div",
         { className: "body" },
         h("div", { className: "name" }, this.#title(c)),
-        h("div", { className: "last" }, c.lastMessage?.content ?? "No messages yet"),
+        h("div", { className: "last" }, lastLine(c)),
       ),
       unread > 0 ? h("span", { className: "unread", testid: "unread-count" }, unread) : null,
     );
@@ -230,6 +233,7 @@ export class ChatView {
         "data-status": m.status,
         "data-mine": String(m.mine),
       },
+      attachmentView(m, this.#apiUrl),
       m.content,
       h("span", { className: "meta" }, timeOf(m.createdAt)),
       m.mine ? tick(m) : null,
@@ -258,6 +262,16 @@ export class ChatView {
           this.#send();
         },
       },
+      attachButton(
+        this.#client,
+        () => this.#active,
+        () => {
+          const caption = this.#input.value;
+          this.#input.value = "";
+          return caption;
+        },
+        (e) => this.error(e),
+      ),
       this.#input,
       h("button", { className: "primary", type: "submit", testid: "send-button" }, "Send"),
     );
@@ -291,6 +305,13 @@ export class ChatView {
       this.error(e);
     }
   }
+}
+
+/** The list's second line: the last message's text, its kind for a bare image or voice note. */
+function lastLine(c: ConversationView): string {
+  const last = c.lastMessage;
+  if (!last) return "No messages yet";
+  return last.content || (last.kind === "image" ? "Image" : last.kind === "voice" ? "Voice note" : "");
 }
 
 /** ✓ sent, ✓✓ delivered, ✓✓ in blue read; … while sending, ! when it failed. */

@@ -9,6 +9,8 @@ import { h, mount } from "./dom.js";
 import { describe, renderLogin } from "./login.js";
 
 const root = document.getElementById("app") as HTMLElement;
+/** The API's base URL (attachments' signed URLs are relative to it). */
+let apiUrl = window.location.origin;
 
 async function boot(): Promise<void> {
   let config;
@@ -18,6 +20,7 @@ async function boot(): Promise<void> {
     mount(root, h("p", { className: "error", testid: "app-error" }, `Cannot load the app's configuration: ${describe(e)}`));
     return;
   }
+  apiUrl = config.apiUrl;
   const client = new ParleyClient({ ...config, storage: localStorageAdapter() });
   (window as unknown as { parley: ParleyClient }).parley = client; // for the console and tests
   if (client.session) showChat(client);
@@ -45,7 +48,7 @@ function showChat(client: ParleyClient): void {
     await client.logout().catch(() => undefined);
     showLogin(client);
   };
-  const view = new ChatView(client, session.user, () => void logout());
+  const view = new ChatView(client, session.user, apiUrl, () => void logout());
   const reconnect = () => client.reconnect();
   const offs = [
     client.on("state", (state) => {
