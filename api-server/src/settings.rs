@@ -48,6 +48,7 @@ attachments:
   signed_url_ttl_secs: 3600
   unattached_ttl_secs: 86400
   gc_interval_secs: 600
+  upload_timeout_secs: 300
 "#;
 
 /// The environment variables of the ops contract and the setting each one sets.
@@ -183,6 +184,9 @@ pub struct AttachmentSettings {
     pub unattached_ttl_secs: u64,
     /// How often each replica looks for such uploads.
     pub gc_interval_secs: u64,
+    /// An upload's body must arrive whole within this long (`api.body_timeout_ms` is for the
+    /// other routes); 408 `request_timeout` otherwise.
+    pub upload_timeout_secs: u64,
 }
 
 impl Default for AttachmentSettings {
@@ -204,6 +208,7 @@ impl Default for AttachmentSettings {
             signed_url_ttl_secs: 3600,
             unattached_ttl_secs: 86_400,
             gc_interval_secs: 600,
+            upload_timeout_secs: 300,
         }
     }
 }

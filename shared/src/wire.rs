@@ -227,9 +227,21 @@ pub struct SendMessageRequest {
     pub attachment_id: Option<String>,
     /// The relay only: the upload's metadata as `POST /api/attachments` answered it, relayed
     /// as given (shape-checked) so that recipients render it before it is stored. The API
-    /// ignores it and describes the upload from its own record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// ignores it and describes the upload from its own record. One that does not read as an
+    /// attachment is dropped, not refused: it only decorates the live copy.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_attachment"
+    )]
     pub attachment: Option<Box<Attachment>>,
+}
+
+fn lenient_attachment<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Box<Attachment>>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 /// A page of a conversation's messages in `seq` order.
@@ -289,6 +301,10 @@ pub struct MessageSaved {
     pub seq: i64,
     pub conversation_id: ConversationId,
     pub created_at: DateTime<Utc>,
+    /// The stored message's upload, as the API describes it (the relayed copy had the
+    /// sender's description).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Box<Attachment>>,
 }
 
 impl From<&Message> for MessageSaved {
@@ -299,6 +315,7 @@ impl From<&Message> for MessageSaved {
             seq: m.seq,
             conversation_id: m.conversation_id,
             created_at: m.created_at,
+            attachment: m.attachment.clone(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A deadline on reading request bodies: a client that announces a `Content-Length` and sends
 //! less (or trickles it) would otherwise hold a connection and a worker's attention for as long
 //! as the socket stays open. The body stream fails once `api.body_timeout_ms` has passed since
-//! the request arrived; the JSON extractor then answers 408 `request_timeout`.
+//! the request arrived (`attachments.upload_timeout_secs` for an upload); the JSON extractor
+//! then answers 408 `request_timeout`, as an upload does.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -24,7 +25,16 @@ pub async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if let Some(&BodyTimeout(timeout)) = req.app_data::<BodyTimeout>() {
+    // An upload may take longer than a JSON body: its own deadline (`attachments.upload_timeout_secs`).
+    let upload = (req.path() == "/api/attachments")
+        .then(|| req.app_data::<actix_web::web::Data<crate::state::AppState>>())
+        .flatten()
+        .map(|state| {
+            BodyTimeout(Duration::from_secs(
+                state.attachments.settings.upload_timeout_secs,
+            ))
+        });
+    if let Some(BodyTimeout(timeout)) = upload.or_else(|| req.app_data::<BodyTimeout>().copied()) {
         let body = req.take_payload();
         let timed = TimedBody {
             body,

@@ -1,7 +1,7 @@
 //! `GET /api/openapi.json`: the OpenAPI 3 document of every route, generated from the handlers'
 //! `#[utoipa::path]` annotations and the shared wire types.
 
-use super::{auth, conversations, health, messages, metrics, receipts, sync, users};
+use super::{attachments, auth, conversations, health, messages, metrics, receipts, sync, users};
 use actix_web::web;
 use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -22,6 +22,7 @@ use utoipa::OpenApi;
         messages::send, messages::history,
         receipts::delivered, receipts::read,
         sync::sync,
+        attachments::upload, attachments::download, attachments::download_thumbnail,
         health::health, health::ready, metrics::metrics, openapi_json,
     ),
     components(schemas(
@@ -33,6 +34,7 @@ use utoipa::OpenApi;
         shared::wire::MemberState, shared::wire::SendMessageRequest,
         shared::wire::CreateConversationRequest, shared::wire::WatermarkRequest,
         shared::wire::SyncResponse,
+        shared::wire::Attachment, shared::wire::AttachmentKind, shared::wire::UploadedAttachment,
         auth::RegisterRequest, auth::LoginRequest,
         health::HealthResponse, health::ReadyResponse, health::ReadyChecks,
     )),
@@ -44,6 +46,7 @@ use utoipa::OpenApi;
         (name = "messages", description = "Sending and reading messages"),
         (name = "receipts", description = "Delivered and read watermarks"),
         (name = "sync", description = "Catching up after being offline"),
+        (name = "attachments", description = "Image and voice uploads and their downloads"),
         (name = "operations", description = "Probes and metrics"),
     )
 )]

@@ -139,7 +139,7 @@ pub fn translate(
 }
 
 /// Read a client event of either document (or Parley's) as Parley's; a `senderId` / `userId`
-/// that is not the token's user, or an attachment, is refused.
+/// that is not the token's user, or inline media, is refused.
 fn incoming(event: &str, mut payload: Payload, user: UserId) -> Result<Incoming, AckError> {
     let (parley, speaks) = match event {
         "sendMessage" => ("send_message", Some(Vocabulary::Camel)),
@@ -217,19 +217,44 @@ fn first_document_send(arg: &mut Value) {
     }
 }
 
-/// The second document's `{receiverId, text | image | voice, tempId}`.
+/// The second document's `{receiverId, text | image | voice, tempId}`. An `image` or `voice` is
+/// an upload made first (`POST /api/attachments`): its id, or the upload's answer (relayed as
+/// given when its shape fits, see `shared::domain::relayable_attachment`); `text` is then its
+/// caption. Inline media (a `data:` or other URL) would have to be stored before the message
+/// could be relayed, which the live path never waits for: refused, naming the upload route.
 fn second_document_send(arg: &mut Value) -> Result<(), AckError> {
     let Value::Object(map) = arg else {
         return Ok(());
     };
-    if let Some(kind) = ["image", "voice"]
+    let media: Vec<&str> = ["image", "voice"]
         .into_iter()
-        .find(|k| map.get(*k).is_some_and(|v| !v.is_null()))
-    {
-        return Err(AckError::new(
-            ErrorCode::ValidationFailed,
-            format!("sendMessage: {kind}: attachments are not supported yet; send text"),
-        ));
+        .filter(|k| map.get(*k).is_some_and(|v| !v.is_null()))
+        .collect();
+    let refused = |message: String| Err(AckError::new(ErrorCode::ValidationFailed, message));
+    match media.as_slice() {
+        [] => {}
+        [kind] => {
+            let given = map.remove(*kind).unwrap_or_default();
+            let (id, described) = match given {
+                Value::String(id) if !id.contains(':') && !id.contains('/') => (id, None),
+                Value::Object(upload) => match upload.get("id").and_then(Value::as_str) {
+                    Some(id) => (id.to_owned(), Some(Value::Object(upload.clone()))),
+                    None => return refused(format!("sendMessage: {kind}: the upload has no id")),
+                },
+                _ => {
+                    return refused(format!(
+                        "sendMessage: {kind}: upload the file with POST /api/attachments first, \
+                         then send its id (or its answer) as {kind}"
+                    ))
+                }
+            };
+            map.insert("kind".into(), Value::from(*kind));
+            map.entry("attachmentId").or_insert(Value::String(id));
+            if let Some(described) = described {
+                map.entry("attachment").or_insert(described);
+            }
+        }
+        _ => return refused("sendMessage: one image or one voice note per message".into()),
     }
     rename(map, "tempId", "clientMsgId");
     rename(map, "receiverId", "recipientId");
@@ -422,16 +447,46 @@ mod tests {
     }
 
     #[test]
-    fn an_image_or_voice_is_refused_as_not_supported_yet() {
-        for kind in ["image", "voice"] {
-            let error = read("sendMessage", json!({"tempId": "t", kind: "data:..."})).unwrap_err();
+    fn an_image_or_voice_names_an_upload_and_its_text_is_the_caption() {
+        let by_id = read(
+            "sendMessage",
+            json!({"tempId": "t", "receiverId": "2", "image": "9f0c", "text": "look"}),
+        )
+        .unwrap();
+        let arg = &by_id.payload.args[0];
+        assert_eq!(
+            (&arg["kind"], &arg["attachmentId"], &arg["content"]),
+            (&json!("image"), &json!("9f0c"), &json!("look"))
+        );
+        let upload = json!({"id": "77ab", "kind": "voice", "mime": "audio/ogg", "bytes": 9});
+        let by_answer = read("sendMessage", json!({"tempId": "t", "voice": upload})).unwrap();
+        let arg = &by_answer.payload.args[0];
+        assert_eq!(
+            (&arg["kind"], &arg["attachmentId"]),
+            (&json!("voice"), &json!("77ab"))
+        );
+        assert_eq!(arg["attachment"], upload);
+    }
+
+    #[test]
+    fn inline_media_or_two_attachments_are_refused_naming_the_upload_route() {
+        for given in [
+            json!("data:image/png;base64,iVBO"),
+            json!("https://x.example/a.png"),
+        ] {
+            let error = read("sendMessage", json!({"tempId": "t", "image": given})).unwrap_err();
             assert_eq!(error.code, ErrorCode::ValidationFailed);
             assert!(
-                error.message.contains("not supported yet"),
+                error.message.contains("POST /api/attachments"),
                 "{}",
                 error.message
             );
         }
+        let both = read(
+            "sendMessage",
+            json!({"tempId": "t", "image": "a", "voice": "b"}),
+        );
+        assert_eq!(both.unwrap_err().code, ErrorCode::ValidationFailed);
     }
 
     #[test]

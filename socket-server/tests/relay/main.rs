@@ -4,6 +4,7 @@
 // Tests may unwrap (house style): a failure here should panic loudly.
 #![allow(clippy::unwrap_used)]
 
+mod attachments;
 mod cli;
 mod clients;
 mod device;

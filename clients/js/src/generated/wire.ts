@@ -144,7 +144,8 @@ attachmentId?: string | null,
 /**
  * The relay only: the upload's metadata as `POST /api/attachments` answered it, relayed
  * as given (shape-checked) so that recipients render it before it is stored. The API
- * ignores it and describes the upload from its own record.
+ * ignores it and describes the upload from its own record. One that does not read as an
+ * attachment is dropped, not refused: it only decorates the live copy.
  */
 attachment?: Attachment | null, };
 
@@ -191,7 +192,12 @@ export type CreateConversationRequest = { memberIds: Array<UserId>, title?: stri
 /**
  * The ack of a stored `send_message` and the `message_saved` event.
  */
-export type MessageSaved = { clientMsgId: string, id: MessageId, seq: number, conversationId: ConversationId, createdAt: string, };
+export type MessageSaved = { clientMsgId: string, id: MessageId, seq: number, conversationId: ConversationId, createdAt: string, 
+/**
+ * The stored message's upload, as the API describes it (the relayed copy had the
+ * sender's description).
+ */
+attachment?: Attachment | null, };
 
 /**
  * `message_failed`: a relayed message could not be stored (the sender's ack carries the same
@@ -223,7 +229,12 @@ export type SessionRevoked = { reason: string, };
  * The ack of a stored `send_message`: [`MessageSaved`] with `success` and `status`, and
  * `messageId` (= `id`), the field the first design document's clients read the real id from.
  */
-export type SendAck = { success: boolean, messageId: MessageId, status: MessageStatus, clientMsgId: string, id: MessageId, seq: number, conversationId: ConversationId, createdAt: string, };
+export type SendAck = { success: boolean, messageId: MessageId, status: MessageStatus, clientMsgId: string, id: MessageId, seq: number, conversationId: ConversationId, createdAt: string, 
+/**
+ * The stored message's upload, as the API describes it (the relayed copy had the
+ * sender's description).
+ */
+attachment?: Attachment | null, };
 
 /**
  * A failed Socket.IO ack: `{"success":false,"error":{"code","message","retryable"}}`.
