@@ -6,7 +6,7 @@
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -52,6 +52,7 @@ function env(extra) {
 const started = new Set();
 process.on("exit", () => {
   for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  rmSync(WORKDIR, { recursive: true, force: true });
 });
 
 /** A process of ours, its stderr kept for failure messages, killed by `stop()`. */

@@ -9,6 +9,7 @@
 // - a page on an origin off the list is refused cleanly: the app says so, nothing hangs.
 
 import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import {
@@ -17,11 +18,12 @@ import {
 } from "./harness.mjs";
 
 let split;
+let dist;
 let site;
 let browser;
 
 before(async () => {
-  const dist = await buildApp();
+  dist = await buildApp();
   // The site's port is only known once it listens; the app reads the services' addresses from
   // its config, filled in below (before any page loads).
   const config = {};
@@ -35,6 +37,7 @@ after(async () => {
   await browser?.close();
   await split?.stop();
   await site?.close();
+  if (dist) rmSync(dist, { recursive: true, force: true });
 });
 
 test("messages show before they are stored, and the app rides out a relay restart", async () => {
