@@ -41,7 +41,13 @@ async fn run_sdk_suite(parley: &Parley) {
         .map(|name| format!("test/{name}"))
         .collect();
     files.sort();
-    let args: Vec<String> = std::iter::once("--test".to_owned()).chain(files).collect();
+    // A test stuck past 90 s fails with node's report (the patience of each wait is 60 s),
+    // well before nextest would kill the whole run without it.
+    let args: Vec<String> = ["--test", "--test-timeout=90000", "--test-force-exit"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(files)
+        .collect();
     run_node(parley, &sdk, &args, "clients/js/test").await;
 }
 

@@ -163,7 +163,12 @@ export class Messaging {
 
   #saved(saved: MessageSaved, senderId?: UserId): void {
     const result = this.store.applySaved(saved, senderId);
-    if (!result) return;
+    if (!result) {
+      // Stored, but this device never saw it (connected after it was relayed): `message_saved`
+      // has no content, so fetch it. Known stored messages (a second event) change nothing.
+      if (!this.store.hasId(saved.conversationId, saved.id)) this.sync().catch(() => {});
+      return;
+    }
     if (result.message.mine) this.outbox.settled(saved.clientMsgId);
     this.#afterStored(result);
   }

@@ -105,6 +105,11 @@ export class MessageStore {
     return 0;
   }
 
+  /** Whether the list holds the stored message `id`. */
+  hasId(conversationId: ConversationId, id: MessageId): boolean {
+    return this.#logs.get(conversationId)?.keyById.has(id) ?? false;
+  }
+
   /** The user's message by its client id, in any conversation. */
   findMine(clientMsgId: string): ClientMessage | undefined {
     const key = keyOf(this.me, clientMsgId);

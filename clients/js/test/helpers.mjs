@@ -66,6 +66,7 @@ export function useParley() {
   });
   after(() => {
     for (const c of clients) c.close();
+    for (const p of proxies) p.close();
   });
   return ctx;
 }
@@ -178,7 +179,7 @@ export async function networkProxy(target) {
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
-  return {
+  const proxy = {
     url: `http://127.0.0.1:${server.address().port}`,
     dropUp(on = true) {
       state.dropUp = on;
@@ -200,6 +201,11 @@ export async function networkProxy(target) {
     close() {
       this.down();
       server.close();
+      proxies.delete(proxy);
     },
   };
+  proxies.add(proxy); // closed after the file's tests even when one fails half-way
+  return proxy;
 }
+
+const proxies = new Set();

@@ -83,7 +83,7 @@ test("the recipient sees the message once, and the sender's ticks go delivered t
   assert.equal(a.messages(chat.id).length, 1);
 });
 
-test("a refused send is marked failed with the ctx.server's error and can be discarded", async () => {
+test("a refused send is marked failed with the server's error and can be discarded", async () => {
   const { a, chat } = await pair();
   const tooLong = "x".repeat(4001);
 
