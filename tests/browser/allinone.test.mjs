@@ -4,9 +4,10 @@
 // the conversation, read. Typing, presence and unread counts on the way.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import {
-  launchChromium, message, openPage, register, send, shot, startAllInOne, rest, startChat, unique, waitStatus, watch,
+  allInOneSuite, login, message, openPage, register, registerRest, rest, send, shot, startChat, unique, waitStatus,
+  watch,
 } from "./harness.mjs";
 
 /** A 1×1 PNG. */
@@ -15,21 +16,10 @@ const PNG = Buffer.from(
   "base64",
 );
 
-let parley;
-let browser;
-
-before(async () => {
-  parley = await startAllInOne();
-  assert.ok(parley.web, "parley was built without its web app (is npm installed? see the cargo build's warning)");
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  await parley?.stop();
-});
+const suite = allInOneSuite();
 
 test("a message goes sent, delivered, read between two users of the app served by cargo run", async () => {
+  const { parley, browser } = suite;
   const alice = unique("alice");
   const bob = unique("bob");
 
@@ -104,6 +94,7 @@ test("a message goes sent, delivered, read between two users of the app served b
 });
 
 test("the app is served after the API's routes: its files, its routes, the relay's port", async () => {
+  const { parley } = suite;
   const get = (path, init) => fetch(new URL(path, parley.api), init);
 
   const index = await get("/");
@@ -136,14 +127,12 @@ test("the app is served after the API's routes: its files, its routes, the relay
 });
 
 test("a long conversation: unread count in the list and the title, older messages on demand", async () => {
-  const password = "correct horse battery";
-  const carol = await rest(parley.api, "POST", "/api/auth/register", { body: { username: unique("carol"), password } });
-  const dan = await rest(parley.api, "POST", "/api/auth/register", { body: { username: unique("dan"), password } });
+  const { parley, browser } = suite;
+  const carol = await registerRest(parley.api, "carol");
+  const dan = await registerRest(parley.api, "dan");
   const chat = await rest(parley.api, "POST", "/api/conversations", { token: dan.token, body: { memberIds: [carol.user.id] } });
   const page = await openPage(browser, parley.web);
-  await page.getByTestId("login-username").fill(carol.user.username);
-  await page.getByTestId("login-password").fill(password);
-  await page.getByTestId("login-button").click();
+  await login(page, carol.user.username);
   const item = page.getByTestId("conversation-item").filter({ hasText: dan.user.username });
   await item.waitFor(); // the list is loaded: what follows arrives live
 

@@ -12,6 +12,7 @@ import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, extname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { chromium } from "playwright-core";
@@ -105,6 +106,26 @@ export async function startAllInOne() {
   proc.socket = ready.addresses.socket;
   proc.web = ready.addresses.web;
   return proc;
+}
+
+/**
+ * The all-in-one and Chromium for a test file's tests: started before them, stopped after.
+ * The tests read `suite.parley` and `suite.browser` once the hooks have run.
+ */
+export function allInOneSuite() {
+  const suite = { parley: null, browser: null };
+  before(async () => {
+    suite.parley = await startAllInOne();
+    if (!suite.parley.web) {
+      throw new Error("parley was built without its web app (is npm installed? see the cargo build's warning)");
+    }
+    suite.browser = await launchChromium();
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await suite.parley?.stop();
+  });
+  return suite;
 }
 
 /** A loopback port nobody listens on now (a relay is restarted on it, so it is fixed). */
@@ -224,12 +245,14 @@ export async function launchChromium() {
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) or set CHROMIUM`);
   }
   mkdirSync(SHOTS, { recursive: true });
-  return chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  // A fake microphone (a beep) that needs no prompt: the app records voice notes from it.
+  const media = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"];
+  return chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", ...media] });
 }
 
 /** A page in a context of its own (its own storage: one user), with errors kept for the report. */
 export async function openPage(browser, url) {
-  const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
+  const context = await browser.newContext({ viewport: { width: 1000, height: 640 }, permissions: ["microphone"] });
   context.setDefaultTimeout(PATIENCE);
   const page = watch(await context.newPage());
   await page.goto(url);
@@ -255,11 +278,26 @@ export async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`) });
 }
 
+export const PASSWORD = "correct horse battery";
+
+/** Register a user named `prefix` + random by REST: `{token, user}`. */
+export function registerRest(api, prefix) {
+  return rest(api, "POST", "/api/auth/register", { body: { username: unique(prefix), password: PASSWORD } });
+}
+
 /** Register `username` through the form; resolves once the chat shows. */
-export async function register(page, username, password = "correct horse battery") {
+export async function register(page, username, password = PASSWORD) {
   await page.getByTestId("login-username").fill(username);
   await page.getByTestId("login-password").fill(password);
   await page.getByTestId("register-button").click();
+  await page.getByTestId("me").waitFor();
+}
+
+/** Log in through the form; resolves once the chat shows. */
+export async function login(page, username, password = PASSWORD) {
+  await page.getByTestId("login-username").fill(username);
+  await page.getByTestId("login-password").fill(password);
+  await page.getByTestId("login-button").click();
   await page.getByTestId("me").waitFor();
 }
 

@@ -4,12 +4,13 @@
 import type { ClientMessage, ConversationView, LatencySample, ParleyClient, User } from "@parley/client";
 import { h, mount, timeOf } from "./dom.js";
 import { describe } from "./login.js";
-import { attachButton, attachmentView } from "./media.js";
+import { attachButton, MediaViews, sendUpload } from "./media.js";
+import { VoiceRecorder } from "./voice.js";
 
 export class ChatView {
   readonly #client: ParleyClient;
   readonly #me: User;
-  readonly #apiUrl: string;
+  readonly #media: MediaViews;
   readonly #list = h("ul", { className: "convs", testid: "conversation-list" });
   readonly #latency = h("span", { className: "latency", testid: "latency" }, "latency –");
   readonly #error = h("p", { className: "error", testid: "app-error", role: "alert" });
@@ -24,6 +25,8 @@ export class ChatView {
   });
   readonly #pane = h("section", { className: "pane", testid: "chat-pane" });
   #active: string | null = null;
+  /** Records into the open conversation; a change of conversation cancels its recording. */
+  readonly #recorder: VoiceRecorder;
   /** The highest seq this page asked to mark read, per conversation (no request twice). */
   readonly #readAsked = new Map<string, number>();
   readonly #typingNames = new Map<string, readonly string[]>();
@@ -31,7 +34,12 @@ export class ChatView {
   constructor(client: ParleyClient, me: User, apiUrl: string, logout: () => void) {
     this.#client = client;
     this.#me = me;
-    this.#apiUrl = apiUrl;
+    this.#media = new MediaViews(apiUrl);
+    this.#recorder = new VoiceRecorder(
+      () => this.#active,
+      (conversationId, recording) => sendUpload(client, conversationId, recording),
+      (e) => this.error(e),
+    );
     const newChat = h("input", {
       testid: "new-chat-input",
       placeholder: "username to chat with",
@@ -72,6 +80,11 @@ export class ChatView {
   }
 
   readonly root: HTMLElement;
+
+  /** The view is going away (log-out): a recording in progress is dropped, the microphone freed. */
+  dispose(): void {
+    this.#recorder.cancel();
+  }
 
   /** The conversation list changed (the SDK's view: new ones, last messages, unread counts). */
   conversations(list: readonly ConversationView[]): void {
@@ -126,6 +139,10 @@ export class ChatView {
 
   /** Open a conversation: its messages (history loaded by the SDK) and the composer. */
   async open(conversationId: string): Promise<void> {
+    if (conversationId !== this.#active) {
+      this.#recorder.cancel();
+      this.#media.clear();
+    }
     this.#active = conversationId;
     this.#renderPane();
     this.conversations(this.#client.conversations);
@@ -233,7 +250,7 @@ export class ChatView {
         "data-status": m.status,
         "data-mine": String(m.mine),
       },
-      attachmentView(m, this.#apiUrl),
+      this.#media.render(m),
       m.content,
       h("span", { className: "meta" }, timeOf(m.createdAt)),
       m.mine ? tick(m) : null,
@@ -272,6 +289,7 @@ export class ChatView {
         },
         (e) => this.error(e),
       ),
+      this.#recorder.root,
       this.#input,
       h("button", { className: "primary", type: "submit", testid: "send-button" }, "Send"),
     );

@@ -70,6 +70,7 @@ function showChat(client: ParleyClient): void {
   const onVisible = () => document.visibilityState === "visible" && view.visible();
   document.addEventListener("visibilitychange", onVisible);
   offs.push(() => document.removeEventListener("visibilitychange", onVisible));
+  offs.push(() => view.dispose());
   const stop = () => offs.forEach((off) => off());
   mount(root, h("div", { className: "app" }, banner, view.root));
   renderBanner(banner, client.state, reconnect);

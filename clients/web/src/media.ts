@@ -1,28 +1,85 @@
 // Images and voice notes in the chat pane: the upload's signed URLs (relative to the API) in
-// <img> and <audio>, which cannot send a token; and the file picker that uploads and sends one.
+// <img> and <audio>, which cannot send a token; the file picker; and the upload-then-send both
+// the picker and the voice recorder use.
 
 import type { Attachment, ClientMessage, ParleyClient } from "@parley/client";
 import { h } from "./dom.js";
+import { duration } from "./voice.js";
 
-/** The message's image or voice note, or `null` for text. */
-export function attachmentView(m: ClientMessage, apiUrl: string): HTMLElement | null {
+/** The longer side of an image's thumbnail in the list, in CSS pixels (see style.css). */
+const THUMB_PX = 240;
+
+/**
+ * The open conversation's images and players, kept across re-renders of the list (which
+ * rebuild it on every change): a voice note goes on playing, an image is not fetched again.
+ */
+export class MediaViews {
+  readonly #views = new Map<string, HTMLElement>();
+
+  constructor(private readonly apiUrl: string) {}
+
+  /** The message's image or voice note, or `null` for text. */
+  render(m: ClientMessage): HTMLElement | null {
+    const id = m.attachment?.id;
+    const kept = id ? this.#views.get(id) : undefined;
+    if (kept) return kept;
+    const view = attachmentView(m, this.apiUrl);
+    // Only a view with its URL is kept (an optimistic copy may have none yet).
+    if (id && view && !view.classList.contains("media-missing")) this.#views.set(id, view);
+    return view;
+  }
+
+  /** Another conversation opens: forget this one's. */
+  clear(): void {
+    this.#views.clear();
+  }
+}
+
+function attachmentView(m: ClientMessage, apiUrl: string): HTMLElement | null {
   const a: Attachment | null | undefined = m.attachment;
   if (!a) return m.kind === "text" ? null : h("span", { className: "media-missing" }, `[${m.kind}]`);
   const url = a.url ? new URL(a.url, apiUrl).href : null;
   if (a.kind === "image") {
     const thumb = a.thumbnailUrl ? new URL(a.thumbnailUrl, apiUrl).href : url;
     if (!thumb) return h("span", { className: "media-missing" }, "[image]");
+    // The upload's dimensions reserve the thumbnail's box before it loads (no jump).
+    const scale = a.width && a.height ? Math.min(1, THUMB_PX / Math.max(a.width, a.height)) : 0;
     return h(
       "a",
-      { href: url ?? thumb, target: "_blank", rel: "noopener", className: "media" },
-      h("img", { src: thumb, alt: m.content || "image", testid: "message-image", loading: "lazy" }),
+      { href: url ?? thumb, target: "_blank", rel: "noopener", className: "media", title: "Open the full image" },
+      h("img", {
+        src: thumb,
+        alt: m.content || "image",
+        testid: "message-image",
+        loading: "lazy",
+        width: scale ? Math.max(1, Math.round(a.width! * scale)) : null,
+        height: scale ? Math.max(1, Math.round(a.height! * scale)) : null,
+      }),
     );
   }
   if (!url) return h("span", { className: "media-missing" }, "[voice note]");
-  return h("audio", { controls: true, preload: "none", src: url, testid: "message-audio", className: "media" });
+  // MediaRecorder's WebM has no duration in its header (the player shows none until it has
+  // played it through): the length the server read from the container is shown next to it.
+  return h(
+    "span",
+    { className: "media voice" },
+    h("audio", { controls: true, preload: "metadata", src: url, testid: "message-audio" }),
+    a.durationMs != null ? h("span", { className: "duration", testid: "voice-duration" }, duration(a.durationMs)) : null,
+  );
 }
 
-/** An Attach button: pick an image or a recording, upload it, send it as a message. */
+/** Upload `data` (its type is read from the bytes by the server) and send it with `caption`. */
+export async function sendUpload(
+  client: ParleyClient,
+  conversationId: string,
+  data: Blob,
+  caption = "",
+): Promise<void> {
+  const upload = await client.upload(data);
+  client.send({ conversationId, kind: upload.kind, attachmentId: upload.id, attachment: upload, content: caption });
+}
+
+/** An Attach button: pick an image or an audio file, upload it, send it as a message. */
 export function attachButton(
   client: ParleyClient,
   conversationId: () => string | null,
@@ -31,32 +88,30 @@ export function attachButton(
 ): HTMLElement {
   const picker = h("input", {
     type: "file",
-    accept: "image/*,audio/*",
+    accept: "image/jpeg,image/png,image/webp,image/gif,audio/*",
     hidden: true,
     testid: "attach-input",
-  });
-  picker.addEventListener("change", async () => {
-    const file = picker.files?.[0];
-    const id = conversationId();
-    picker.value = "";
-    if (!file || !id) return;
-    try {
-      const upload = await client.upload(file);
-      client.send({
-        conversationId: id,
-        kind: upload.kind,
-        attachmentId: upload.id,
-        attachment: upload,
-        content: caption(),
-      });
-    } catch (e) {
-      failed(e);
-    }
   });
   const button = h(
     "button",
     { type: "button", testid: "attach-button", title: "Send an image or a voice note", onclick: () => picker.click() },
     "Attach",
   );
+  picker.addEventListener("change", async () => {
+    const file = picker.files?.[0];
+    const id = conversationId();
+    picker.value = "";
+    if (!file || !id) return;
+    button.disabled = true;
+    button.textContent = "Sending…";
+    try {
+      await sendUpload(client, id, file, caption());
+    } catch (e) {
+      failed(e);
+    } finally {
+      button.disabled = false;
+      button.textContent = "Attach";
+    }
+  });
   return h("span", {}, picker, button);
 }

@@ -1,0 +1,93 @@
+// Voice notes recorded in the page (issue 11): Chromium's fake microphone (a beep, no prompt)
+// through the app's MediaRecorder, uploaded to the all-in-one and sent as `kind: voice`; the
+// other user's page gets a player whose signed URL loads. What Chromium records (WebM/Opus) is
+// what the server must accept.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { allInOneSuite, login, message, openPage, registerRest, rest, shot, waitStored } from "./harness.mjs";
+
+const suite = allInOneSuite();
+
+/** The record button's state and what the page measured of the recording. */
+function recorder(page) {
+  return page.getByTestId("record-button");
+}
+
+/** Start recording; resolves once the page has recorded `ms` (its own clock) and some bytes. */
+async function recordFor(page, ms) {
+  await recorder(page).click();
+  await page.locator('[data-testid="record-button"][data-state="recording"]').waitFor();
+  await page.waitForFunction((ms) => {
+    const b = document.querySelector('[data-testid="record-button"]');
+    return Number(b.dataset.elapsedMs) >= ms && Number(b.dataset.bytes) > 0;
+  }, ms);
+}
+
+test("a voice note recorded in Chromium plays on the other user's page", async () => {
+  const { parley, browser } = suite;
+  const alice = await registerRest(parley.api, "alice");
+  const bob = await registerRest(parley.api, "bob");
+  const chat = await rest(parley.api, "POST", "/api/conversations", { token: alice.token, body: { memberIds: [bob.user.id] } });
+  const open = async (user, other) => {
+    const page = await openPage(browser, parley.web);
+    await login(page, user.user.username);
+    await page.getByTestId("conversation-item").filter({ hasText: other.user.username }).click();
+    await page.getByTestId("composer-input").waitFor();
+    return page;
+  };
+  const alicePage = await open(alice, bob);
+  const bobPage = await open(bob, alice);
+
+  // Alice records about a second (as her page measures it) and stops: the note is uploaded and sent.
+  await recordFor(alicePage, 1000);
+  await shot(alicePage, "voice-1-alice-recording");
+  await recorder(alicePage).click(); // Stop
+  await alicePage.locator('[data-testid="record-button"][data-state="idle"]').waitFor();
+  assert.equal(await alicePage.getByTestId("app-error").textContent(), "");
+  await alicePage.locator('[data-testid="message"]:not([data-id=""]):has([data-testid="message-audio"])').waitFor(); // stored
+
+  // Bob's page shows the player; its source (a signed URL) loads far enough to know the format.
+  const audio = bobPage.getByTestId("message").getByTestId("message-audio");
+  await audio.waitFor();
+  await bobPage.waitForFunction(() => document.querySelector('[data-testid="message-audio"]').readyState >= 1);
+  const played = await bobPage.evaluate(() => {
+    const a = document.querySelector('[data-testid="message-audio"]');
+    return { error: a.error?.code ?? null, src: a.currentSrc };
+  });
+  assert.equal(played.error, null);
+  await shot(bobPage, "voice-2-bob-sees-voice-note");
+
+  // What the server stored: a voice note of Chromium's container, about as long as recorded.
+  const stored = await bobPage.evaluate((id) => window.parley.messages(id).find((m) => m.kind === "voice"), chat.id);
+  assert.equal(stored.attachment.kind, "voice");
+  assert.match(stored.attachment.mime, /^audio\/(webm|ogg)$/);
+  assert.ok(stored.attachment.durationMs >= 500 && stored.attachment.durationMs < 120_000, String(stored.attachment.durationMs));
+  assert.match(await bobPage.getByTestId("voice-duration").textContent(), /^\d+:\d\d$/);
+  // The signed URL needs no token: node fetches it like the <audio> did.
+  const response = await fetch(played.src);
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-type"), stored.attachment.mime);
+  assert.equal((await response.arrayBuffer()).byteLength, stored.attachment.bytes);
+  // A player seeks with ranges: the first 100 bytes.
+  const range = await fetch(played.src, { headers: { range: "bytes=0-99" } });
+  assert.equal(range.status, 206);
+  assert.equal((await range.arrayBuffer()).byteLength, 100);
+  // The list names a bare voice note.
+  await bobPage.getByTestId("conversation-item").filter({ hasText: "Voice note" }).waitFor();
+
+  // A cancelled recording sends nothing: the next message Bob sees is Alice's text.
+  await recordFor(alicePage, 300);
+  await alicePage.getByTestId("record-cancel").click();
+  await alicePage.locator('[data-testid="record-button"][data-state="idle"]').waitFor();
+  await alicePage.getByTestId("composer-input").fill("that was all");
+  await alicePage.getByTestId("send-button").click();
+  await message(bobPage, "that was all").waitFor();
+  await waitStored(alicePage, "that was all");
+  assert.equal(await bobPage.getByTestId("message-audio").count(), 1);
+  assert.equal(await alicePage.getByTestId("message-audio").count(), 1);
+  await shot(alicePage, "voice-3-alice-after-cancel");
+
+  assert.deepEqual(alicePage.consoleErrors, []);
+  assert.deepEqual(bobPage.consoleErrors, []);
+});
