@@ -501,6 +501,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn image_and_voice_need_an_upload_and_take_an_optional_caption_text_takes_none() {
+        let parse = |json: serde_json::Value| {
+            OutgoingMessage::parse(&serde_json::from_value(json).unwrap(), 100)
+        };
+        let bare = parse(
+            serde_json::json!({"clientMsgId": "c", "recipientId": "2", "kind": "voice", "attachmentId": "a1"}),
+        );
+        assert_eq!(bare.unwrap().content.as_str(), "");
+        let missing =
+            parse(serde_json::json!({"clientMsgId": "c", "recipientId": "2", "kind": "image"}));
+        assert_eq!(missing.unwrap_err().field, "attachmentId");
+        let text = parse(
+            serde_json::json!({"clientMsgId": "c", "recipientId": "2", "content": "hi", "attachmentId": "a1"}),
+        );
+        assert_eq!(text.unwrap_err().field, "attachmentId");
+    }
+
+    #[test]
+    fn a_relayed_description_must_be_the_uploads_own() {
+        let good = crate::wire::Attachment {
+            id: "a1".into(),
+            kind: crate::wire::AttachmentKind::Image,
+            mime: "image/png".into(),
+            bytes: 10,
+            width: Some(3),
+            height: Some(2),
+            duration_ms: None,
+            url: Some("/api/attachments/a1?exp=1&sig=ab".into()),
+            thumbnail_url: Some("/api/attachments/a1/thumbnail?exp=1&sig=ab".into()),
+        };
+        assert!(relayable_attachment(&good, "a1", MessageKind::Image).is_some());
+        assert!(relayable_attachment(&good, "a2", MessageKind::Image).is_none());
+        assert!(relayable_attachment(&good, "a1", MessageKind::Voice).is_none());
+        let elsewhere = crate::wire::Attachment {
+            url: Some("https://tracker.example/a1".into()),
+            ..good.clone()
+        };
+        assert!(relayable_attachment(&elsewhere, "a1", MessageKind::Image).is_none());
+        let script = crate::wire::Attachment {
+            mime: "text/html".into(),
+            ..good
+        };
+        assert!(relayable_attachment(&script, "a1", MessageKind::Image).is_none());
+    }
+
+    #[test]
     fn an_outgoing_message_needs_exactly_one_target_and_a_bounded_attachment() {
         let request = |json: serde_json::Value| -> SendMessageRequest {
             serde_json::from_value(json).unwrap()

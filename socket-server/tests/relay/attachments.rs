@@ -29,6 +29,34 @@ async fn upload(stack: &Stack, token: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// Alice (who uploaded a PNG) and Bob in a direct conversation, a device each.
+struct Pair {
+    _stack: Stack,
+    bob_id: String,
+    conversation: String,
+    uploaded: Value,
+    sender: Device,
+    recipient: Device,
+}
+
+async fn pair() -> Pair {
+    let stack = spawn_stack(1).await;
+    let (alice, _) = stack.register("alice").await;
+    let (bob, bob_id) = stack.register("bob").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let uploaded = upload(&stack, &alice).await;
+    let sender = Device::connect(&stack, 0, &alice).await;
+    let recipient = Device::connect(&stack, 0, &bob).await;
+    Pair {
+        _stack: stack,
+        bob_id,
+        conversation,
+        uploaded,
+        sender,
+        recipient,
+    }
+}
+
 /// The next `receive_message` of `device` (other events skipped).
 async fn received(device: &mut Device) -> Value {
     loop {
@@ -42,13 +70,14 @@ async fn received(device: &mut Device) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_is_relayed_with_its_metadata_and_stored_with_the_apis() {
     // Arrange
-    let stack = spawn_stack(1).await;
-    let (alice, _) = stack.register("alice").await;
-    let (bob, bob_id) = stack.register("bob").await;
-    let conversation = stack.conversation(&alice, &[&bob_id]).await;
-    let uploaded = upload(&stack, &alice).await;
-    let mut sender = Device::connect(&stack, 0, &alice).await;
-    let mut recipient = Device::connect(&stack, 0, &bob).await;
+    let Pair {
+        _stack,
+        bob_id: _,
+        conversation,
+        uploaded,
+        mut sender,
+        mut recipient,
+    } = pair().await;
 
     // Act
     let ack = sender
@@ -85,13 +114,14 @@ async fn an_image_is_relayed_with_its_metadata_and_stored_with_the_apis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_description_is_not_relayed_and_a_data_url_image_is_refused() {
     // Arrange
-    let stack = spawn_stack(1).await;
-    let (alice, _) = stack.register("alice").await;
-    let (bob, bob_id) = stack.register("bob").await;
-    let conversation = stack.conversation(&alice, &[&bob_id]).await;
-    let uploaded = upload(&stack, &alice).await;
-    let mut sender = Device::connect(&stack, 0, &alice).await;
-    let mut recipient = Device::connect(&stack, 0, &bob).await;
+    let Pair {
+        _stack,
+        bob_id,
+        conversation,
+        uploaded,
+        mut sender,
+        mut recipient,
+    } = pair().await;
     let mut forged = uploaded.clone();
     forged["url"] = json!("https://tracker.example/pixel.png");
 
