@@ -75,6 +75,7 @@ export class Messaging {
   readonly #fetching = new Set<ConversationId>();
   #deliveredTimer: ReturnType<typeof setTimeout> | null = null;
   #caughtUp = false;
+  #refreshing = false;
   #waiters: Waiter[] = [];
   #closed = false;
 
@@ -82,7 +83,7 @@ export class Messaging {
     this.store = new MessageStore(deps.me, (conversationId) =>
       deps.emit("messages", { conversationId, messages: this.store.list(conversationId) }),
     );
-    this.conversations = new ConversationList(deps.me);
+    this.conversations = new ConversationList(deps.me, this.store);
     this.typing = new TypingTracker({
       throttleMs: deps.options.typingThrottleMs,
       idleMs: deps.options.typingIdleMs,
@@ -225,8 +226,7 @@ export class Messaging {
       seq: message.seq,
       status: message.status === "sending" || message.status === "failed" ? "sent" : message.status,
     };
-    const myRead = this.store.myReadUpTo(message.conversationId);
-    if (this.conversations.messageStored(stored, myRead)) {
+    if (this.conversations.messageStored(stored)) {
       this.deps.emit("conversations", this.conversations.all());
     } else if (!this.conversations.has(message.conversationId)) {
       void this.#fetchConversation(message.conversationId);
@@ -241,12 +241,10 @@ export class Messaging {
       state.deliveredUpToSeq,
       state.readUpToSeq,
     );
-    if (state.userId === this.deps.me) {
-      const left = this.store.countFromOthersAfter(state.conversationId, state.readUpToSeq);
-      const summary = this.conversations.get(state.conversationId);
-      if (summary && (state.readUpToSeq >= summary.lastSeq || left < summary.unreadCount)) {
-        this.conversations.setUnread(state.conversationId, state.readUpToSeq >= summary.lastSeq ? 0 : left);
-      }
+    // The server's count, the watermark and the messages known above them (not the loaded
+    // history): when that cannot be exact, the server counts again.
+    if (state.userId === this.deps.me && !this.conversations.recount(state.conversationId)) {
+      this.#refreshList();
     }
     this.deps.emit("conversations", this.conversations.all());
   }
@@ -285,6 +283,17 @@ export class Messaging {
   }
 
   // ---- REST-backed operations ---------------------------------------------------------------
+
+  /** Fetch the list again (once for a burst of calls), reporting a failure. */
+  #refreshList(): void {
+    if (this.#refreshing || this.#closed) return;
+    this.#refreshing = true;
+    setTimeout(() => {
+      this.loadConversations()
+        .catch((error: unknown) => this.#report(error))
+        .finally(() => (this.#refreshing = false));
+    }, 0);
+  }
 
   async loadConversations(): Promise<readonly ConversationView[]> {
     const summaries = await this.deps.api.conversations();

@@ -289,13 +289,19 @@ export class MessageStore {
     return this.#logs.get(conversationId)?.watermarks.get(this.me)?.read ?? 0;
   }
 
-  /** Messages from others with `seq` above `afterSeq`, among those the list holds. */
-  countFromOthersAfter(conversationId: ConversationId, afterSeq: number): number {
-    let n = 0;
+  /**
+   * The stored messages from others with `seq` in `(after, upTo]`, and whether the list holds
+   * every `seq` of that range (a conversation's seqs have no gaps).
+   */
+  othersBetween(conversationId: ConversationId, after: number, upTo: number): { count: number; complete: boolean } {
+    let count = 0;
+    let held = 0;
     for (const m of this.list(conversationId)) {
-      if (!m.mine && m.seq !== null && m.seq > afterSeq) n++;
+      if (m.seq === null || m.seq <= after || m.seq > upTo) continue;
+      held++;
+      if (!m.mine) count++;
     }
-    return n;
+    return { count, complete: held === upTo - after };
   }
 
   #pendingKey(log: ConversationLog, clientMsgId: string): string | undefined {

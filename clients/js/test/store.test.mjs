@@ -139,5 +139,7 @@ test("changes inside a batch are announced once per conversation", () => {
   });
   assert.deepEqual(changes, [CHAT]);
   assert.equal(store.lastSeq(CHAT), 50);
-  assert.equal(store.countFromOthersAfter(CHAT, 45), 5);
+  assert.equal(store.othersBetween(CHAT, 45, Infinity).count, 5);
+  assert.deepEqual(store.othersBetween(CHAT, 10, 20), { count: 10, complete: true });
+  assert.deepEqual(store.othersBetween(CHAT, 40, 60), { count: 10, complete: false });
 });
