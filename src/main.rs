@@ -59,12 +59,15 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Installed before the ready line, so a SIGTERM sent as soon as it is read stops us
+        // cleanly.
+        let stop = shared::shutdown::signal();
         let parley = AllInOne::build(settings).await?;
         let ready = serde_json::json!({ "event": "ready", "addresses": parley.addresses() });
         println!("{ready}");
         let shutdown = async {
             tokio::select! {
-                () = shared::shutdown::signal() => {}
+                () = stop => {}
                 () = stdin_closed(), if options.ephemeral => {
                     tracing::info!("stdin closed, shutting down");
                 }

@@ -30,9 +30,11 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return ABOUT.refuse_settings(e),
     };
+    // Installed before the service announces itself, so an early SIGTERM stops it cleanly.
+    let stop = shared::shutdown::signal();
     let result = async {
         let app = Application::build(settings).await?;
-        app.run_until_stopped(shared::shutdown::signal()).await
+        app.run_until_stopped(stop).await
     }
     .await;
     ABOUT.finish(result)
