@@ -190,7 +190,8 @@ export class Messaging {
     });
     socket.on("message_saved", (saved: MessageSaved) => this.#saved(saved));
     socket.on("message_failed", (failed: MessageFailed) => {
-      this.store.markFailed(failed.conversationId, failed.clientMsgId, failed.error);
+      const message = this.store.markFailed(failed.conversationId, failed.clientMsgId, failed.error);
+      if (message?.mine) this.outbox.failed(message, failed.error);
     });
     socket.on("message_status", (state: MemberState) => this.#receipt(state));
     socket.on("typing", (typing: Typing) => {

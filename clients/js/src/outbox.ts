@@ -1,5 +1,6 @@
 // The user's sends: the optimistic copy in the list, the emit with its ack, and the outbox of
-// sends not acknowledged yet, resent with their original clientMsgId after a reconnect.
+// sends not acknowledged yet, resent with their original clientMsgId after a reconnect, and of
+// failed ones, kept until the user retries or discards them.
 
 import type { Socket } from "socket.io-client";
 import type {
@@ -18,17 +19,21 @@ export interface OutboxDeps {
   store: MessageStore;
   socket: Socket;
   sendTimeoutMs: number;
-  /** Where the sends not acknowledged yet are kept (JSON), so that a reload resends them. */
+  /**
+   * Where the sends not acknowledged yet and the failed ones are kept (JSON), so that a reload
+   * resends the first and shows the others failed.
+   */
   kept: { get(): string | null; set(value: string | null): void };
   /** A send was acknowledged as stored. */
   saved(saved: MessageSaved): void;
   closed(): boolean;
 }
 
-/** A send waiting for its ack: the request and when the user sent it. */
+/** A send waiting for its ack (or failed: `error`): the request and when the user sent it. */
 interface Pending {
   request: SendMessageRequest;
   sentAt: string;
+  error?: SendError;
 }
 
 interface AckFailureLike {
@@ -37,7 +42,7 @@ interface AckFailureLike {
 }
 
 export class Outbox {
-  /** Sends waiting for their ack, by clientMsgId, in send order. */
+  /** Sends waiting for their ack or failed, by clientMsgId, in send order. */
   readonly #pending = new Map<string, Pending>();
 
   constructor(private readonly deps: OutboxDeps) {
@@ -73,27 +78,29 @@ export class Outbox {
     if (!message) throw new ParleyError("not_found", `no message ${clientMsgId} of yours`);
     if (message.status !== "failed") return message;
     const next = this.deps.store.markSending(message);
-    this.#enqueue({
-      request: {
-        clientMsgId,
-        conversationId: message.conversationId,
-        kind: message.kind,
-        content: message.content,
-        attachmentId: message.attachmentId ?? null,
-        ...(message.attachment ? { attachment: message.attachment } : {}),
-      },
-      sentAt: message.createdAt,
-    });
+    this.#enqueue({ request: requestOf(message), sentAt: message.createdAt });
     return next;
   }
 
   discard(clientMsgId: string): boolean {
     const message = this.deps.store.findMine(clientMsgId);
     if (!message || message.status !== "failed") return false;
+    this.settled(clientMsgId);
     return this.deps.store.remove(message.conversationId, clientMsgId, this.deps.me);
   }
 
-  /** The socket (re)connected: send everything still waiting, in send order. */
+  /** The server refused the user's `message` later (`message_failed`): keep it failed. */
+  failed(message: ClientMessage, error: SendError): void {
+    const pending = this.#pending.get(message.clientMsgId);
+    this.#pending.set(message.clientMsgId, {
+      request: pending?.request ?? requestOf(message),
+      sentAt: pending?.sentAt ?? message.createdAt,
+      error,
+    });
+    this.#save();
+  }
+
+  /** The socket (re)connected: send everything still waiting (not failed), in send order. */
   resendAll(): void {
     for (const clientMsgId of this.#pending.keys()) this.#emit(clientMsgId);
   }
@@ -137,9 +144,11 @@ export class Outbox {
     if (!Array.isArray(kept)) return;
     this.deps.store.batch(() => {
       for (const pending of kept) {
-        if (!pending?.request?.clientMsgId || !pending.request.conversationId) continue;
+        const { clientMsgId, conversationId } = pending?.request ?? {};
+        if (!clientMsgId || !conversationId) continue;
         this.#addOptimistic(pending);
-        this.#pending.set(pending.request.clientMsgId, pending);
+        if (pending.error) this.deps.store.markFailed(conversationId, clientMsgId, pending.error, this.deps.me);
+        this.#pending.set(clientMsgId, pending);
       }
     });
   }
@@ -149,8 +158,9 @@ export class Outbox {
   }
 
   #emit(clientMsgId: string): void {
-    const request = this.#pending.get(clientMsgId)?.request;
-    if (!request) return;
+    const pending = this.#pending.get(clientMsgId);
+    if (!pending || pending.error) return;
+    const { request } = pending;
     const socket = this.deps.socket;
     socket
       .timeout(this.deps.sendTimeoutMs)
@@ -158,7 +168,8 @@ export class Outbox {
         if (this.deps.closed()) return;
         if (timeout) {
           // Lost with the connection: resent on reconnect. No answer while connected: failed.
-          if (!socket.connected || !this.#pending.has(clientMsgId)) return;
+          const waiting = this.#pending.get(clientMsgId);
+          if (!socket.connected || !waiting || waiting.error) return;
           this.#fail(request, {
             code: "timeout",
             message: "no answer from the server in time",
@@ -185,7 +196,21 @@ export class Outbox {
   }
 
   #fail(request: SendMessageRequest, error: SendError): void {
-    this.settled(request.clientMsgId);
-    this.deps.store.markFailed(request.conversationId!, request.clientMsgId, error, this.deps.me);
+    const message = this.deps.store.markFailed(request.conversationId!, request.clientMsgId, error, this.deps.me);
+    // Kept (with its error) until retried or discarded; a send stored meanwhile is forgotten.
+    if (message) this.failed(message, error);
+    else this.settled(request.clientMsgId);
   }
+}
+
+/** The request that sends `message` (again), with its clientMsgId. */
+function requestOf(message: ClientMessage): SendMessageRequest {
+  return {
+    clientMsgId: message.clientMsgId,
+    conversationId: message.conversationId,
+    kind: message.kind,
+    content: message.content,
+    attachmentId: message.attachmentId ?? null,
+    ...(message.attachment ? { attachment: message.attachment } : {}),
+  };
 }

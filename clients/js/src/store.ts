@@ -296,8 +296,12 @@ export class MessageStore {
   othersBetween(conversationId: ConversationId, after: number, upTo: number): { count: number; complete: boolean } {
     let count = 0;
     let held = 0;
-    for (const m of this.list(conversationId)) {
-      if (m.seq === null || m.seq <= after || m.seq > upTo) continue;
+    const list = this.list(conversationId);
+    // From the newest: the ranges asked are near the end, and the stored ones come by `seq`.
+    for (let i = list.length - 1; i >= 0; i--) {
+      const m = list[i]!;
+      if (m.seq === null || m.seq > upTo) continue;
+      if (m.seq <= after) break;
       held++;
       if (!m.mine) count++;
     }

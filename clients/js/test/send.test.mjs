@@ -215,3 +215,43 @@ test("a send not acknowledged when the page goes away is resent by the next clie
   assert.equal(storage.getItem(`parley.outbox.${alice.user.id}`), null, "nothing left to resend");
   proxy.close();
 });
+
+test("failed sends survive a reload as failed, are not resent by themselves, and can be retried or discarded", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const storage = new MemoryStorage();
+  const proxy = await networkProxy(ctx.server.socket);
+  const before = ctx.track(clientFor(ctx.server, alice, { socketUrl: proxy.url, storage, sendTimeoutMs: 500 }));
+  await before.connect();
+  const chat = await before.openDirect(bob.user.id);
+  const refused = before.send({ conversationId: chat.id, content: "x".repeat(4001) });
+  await until(before, "messages", () => before.messages(chat.id)[0]?.status === "failed", "refused");
+  proxy.dropUp(); // the next send never reaches the relay: it times out
+  const lost = before.send({ conversationId: chat.id, content: "lost in transit" });
+  await until(before, "messages", () => before.messages(chat.id)[1]?.status === "failed", "timed out");
+  before.close(); // the tab is reloaded
+  proxy.close();
+
+  const after = ctx.track(clientFor(ctx.server, alice, { storage }));
+  const shown = () => after.messages(chat.id).map((m) => [m.clientMsgId, m.status, m.error?.code]);
+  const expected = [
+    [refused.clientMsgId, "failed", "validation_failed"],
+    [lost.clientMsgId, "failed", "timeout"],
+  ];
+  const connected = after.connect();
+  assert.deepEqual(shown(), expected, "shown at once, failed, with their errors");
+  await connected;
+  assert.deepEqual(shown(), expected, "still failed after the catch-up");
+  assert.deepEqual((await restAs(ctx.server, alice).history(chat.id)).messages, [], "nothing resent");
+
+  after.retry(lost.clientMsgId);
+  await until(after, "messages", () => after.messages(chat.id)[0]?.seq === 1, "the retried send stored");
+  assert.equal(after.discard(refused.clientMsgId), true);
+  assert.deepEqual(
+    after.messages(chat.id).map((m) => [m.clientMsgId, m.seq]),
+    [[lost.clientMsgId, 1]],
+  );
+  const history = await restAs(ctx.server, alice).history(chat.id);
+  assert.deepEqual(history.messages.map((m) => m.clientMsgId), [lost.clientMsgId]);
+  assert.equal(storage.getItem(`parley.outbox.${alice.user.id}`), null, "nothing left kept");
+});
