@@ -251,4 +251,10 @@ async fn a_message_takes_only_its_senders_unattached_upload_of_its_kind() {
         .send_attachment(&alice, &conversation, "image", &photo, None)
         .await;
     twice.expect_error(400, "validation_failed");
+    // The same clientMsgId with another upload is another message: a mismatch.
+    let other = id_of(&app.upload(&alice, media::png(21, 20)).await);
+    let changed = json!({"clientMsgId": "m2", "conversationId": conversation, "kind": "image", "attachmentId": other});
+    app.send_raw(&alice, &changed)
+        .await
+        .expect_error(422, "idempotency_mismatch");
 }
