@@ -216,7 +216,7 @@ pub struct SendMessageRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient_id: Option<UserId>,
     #[serde(default)]
-    #[cfg_attr(test, ts(optional))]
+    #[cfg_attr(test, ts(as = "Option<MessageKind>", optional))]
     pub kind: Option<String>,
     /// The text; for `image` and `voice`, an optional caption (absent or empty).
     #[serde(default)]
