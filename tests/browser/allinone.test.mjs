@@ -6,15 +6,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  allInOneSuite, login, message, openPage, register, registerRest, rest, send, shot, startChat, unique, waitStatus,
-  watch,
+  allInOneSuite, attachPng, imageLoaded, login, message, openPage, register, registerRest, rest, send, shot, startChat,
+  unique, waitStatus, watch,
 } from "./harness.mjs";
-
-/** A 1×1 PNG. */
-const PNG = Buffer.from(
-  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
-  "base64",
-);
 
 const suite = allInOneSuite();
 
@@ -70,13 +64,8 @@ test("a message goes sent, delivered, read between two users of the app served b
   await shot(bobPage, "allinone-5-bob-answer-read");
 
   // Alice sends a picture (Attach): Bob's page shows it (a signed URL in an <img>).
-  await alicePage.getByTestId("attach-input").setInputFiles({ name: "dot.png", mimeType: "image/png", buffer: PNG });
-  const image = bobPage.getByTestId("message").getByTestId("message-image");
-  await image.waitFor();
-  await bobPage.waitForFunction(() => {
-    const img = document.querySelector('[data-testid="message-image"]');
-    return img && img.complete && img.naturalWidth > 0;
-  });
+  await attachPng(alicePage);
+  await imageLoaded(bobPage);
   await shot(bobPage, "allinone-6-bob-sees-image");
 
   // Alice logs out: the form again, and after a reload too (the kept session is gone).

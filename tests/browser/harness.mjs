@@ -240,19 +240,28 @@ export async function serveApp(dist, config) {
   return { port: server.address().port, close: () => new Promise((r) => server.close(r)) };
 }
 
-export async function launchChromium() {
+/**
+ * Chromium with a fake microphone (a beep). Its permission prompt is answered yes by default
+ * (`--use-fake-ui-for-media-stream`); with `prompts: false` only a context granted the
+ * microphone (`openPage`'s default) gets it, and headless Chromium refuses it to the others,
+ * as a user answering no.
+ */
+export async function launchChromium({ prompts = true } = {}) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) or set CHROMIUM`);
   }
   mkdirSync(SHOTS, { recursive: true });
-  // A fake microphone (a beep) that needs no prompt: the app records voice notes from it.
-  const media = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"];
+  const media = ["--use-fake-device-for-media-stream", ...(prompts ? ["--use-fake-ui-for-media-stream"] : [])];
   return chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", ...media] });
 }
 
-/** A page in a context of its own (its own storage: one user), with errors kept for the report. */
-export async function openPage(browser, url) {
-  const context = await browser.newContext({ viewport: { width: 1000, height: 640 }, permissions: ["microphone"] });
+/**
+ * A page in a context of its own (its own storage: one user), granted the microphone unless
+ * `microphone` is false, with errors kept for the report.
+ */
+export async function openPage(browser, url, { microphone = true } = {}) {
+  const permissions = microphone ? ["microphone"] : [];
+  const context = await browser.newContext({ viewport: { width: 1000, height: 640 }, permissions });
   context.setDefaultTimeout(PATIENCE);
   const page = watch(await context.newPage());
   await page.goto(url);
@@ -315,6 +324,48 @@ export async function send(page, text) {
 /** The message element with `text` on `page`. */
 export function message(page, text) {
   return page.getByTestId("message").filter({ hasText: text });
+}
+
+/** A 1×1 PNG. */
+export const PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+  "base64",
+);
+
+/** Attach `PNG` on `page` (the conversation open): uploaded, then sent. */
+export async function attachPng(page) {
+  await page.getByTestId("attach-input").setInputFiles({ name: "dot.png", mimeType: "image/png", buffer: PNG });
+}
+
+/** Wait until `page` shows a loaded image in a message (its signed URL answered an image). */
+export async function imageLoaded(page) {
+  await page.getByTestId("message").getByTestId("message-image").first().waitFor();
+  await page.waitForFunction(() => {
+    const img = document.querySelector('[data-testid="message-image"]');
+    return img && img.complete && img.naturalWidth > 0;
+  });
+}
+
+/** Start recording a voice note; resolves once the page has recorded `ms` (its own clock) and some bytes. */
+export async function recordFor(page, ms) {
+  await page.getByTestId("record-button").click();
+  await page.locator('[data-testid="record-button"][data-state="recording"]').waitFor();
+  await page.waitForFunction((ms) => {
+    const b = document.querySelector('[data-testid="record-button"]');
+    return Number(b.dataset.elapsedMs) >= ms && Number(b.dataset.bytes) > 0;
+  }, ms);
+}
+
+/** Stop the recording: resolves once it is uploaded and sent (the recorder idle again). */
+export async function stopRecording(page) {
+  await page.getByTestId("record-button").click();
+  await page.locator('[data-testid="record-button"][data-state="idle"]').waitFor();
+}
+
+/** Wait until `page`'s first voice note player has loaded its metadata (its signed URL answered audio). */
+export async function audioLoaded(page) {
+  await page.getByTestId("message").getByTestId("message-audio").first().waitFor();
+  await page.waitForFunction(() => document.querySelector('[data-testid="message-audio"]').readyState >= 1);
 }
 
 /** Wait until the message's status (data-status) is `status`. */

@@ -13,8 +13,8 @@ import { rmSync } from "node:fs";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import {
-  buildApp, launchChromium, message, openPage, PATIENCE, register, send, serveApp, shot, startChat,
-  startSplit, unique, waitStatus, waitStored,
+  attachPng, audioLoaded, buildApp, imageLoaded, launchChromium, message, openPage, PATIENCE, recordFor, register, send,
+  serveApp, shot, startChat, startSplit, stopRecording, unique, waitStatus, waitStored,
 } from "./harness.mjs";
 
 let split;
@@ -40,7 +40,8 @@ after(async () => {
   if (dist) rmSync(dist, { recursive: true, force: true });
 });
 
-test("messages show before they are stored, and the app rides out a relay restart", async () => {
+/** Alice and Bob registered on the app's pages, Alice in a chat with Bob. */
+async function twoUsers() {
   const page = `http://127.0.0.1:${site.port}/`;
   const alice = unique("alice");
   const bob = unique("bob");
@@ -49,6 +50,11 @@ test("messages show before they are stored, and the app rides out a relay restar
   const bobPage = await openPage(browser, page);
   await register(bobPage, bob);
   await startChat(alicePage, bob);
+  return { alice, bob, alicePage, bobPage };
+}
+
+test("messages show before they are stored, and the app rides out a relay restart", async () => {
+  const { alice, alicePage, bobPage } = await twoUsers();
   await send(alicePage, "first");
   await waitStored(alicePage, "first"); // sent, or already delivered: Bob is online
   await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
@@ -102,6 +108,23 @@ test("messages show before they are stored, and the app rides out a relay restar
   assert.deepEqual(alicePage.consoleErrors, []);
 });
 
+test("an image and a voice note from the app's origin, stored on disk by the API on PostgreSQL", async () => {
+  // The app is on its own origin: the signed URLs are the API's, and <img>/<audio> load them
+  // across origins (no token, no CORS needed).
+  const { alice, alicePage, bobPage } = await twoUsers();
+  await attachPng(alicePage);
+  await recordFor(alicePage, 1000);
+  await stopRecording(alicePage);
+  await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
+  await imageLoaded(bobPage);
+  await audioLoaded(bobPage);
+  const src = await bobPage.getByTestId("message-audio").getAttribute("src");
+  assert.ok(src.startsWith(`${split.apiUrl}/api/attachments/`), src);
+  await shot(bobPage, "split-5-bob-image-and-voice");
+  assert.deepEqual(alicePage.consoleErrors, []);
+  assert.deepEqual(bobPage.consoleErrors, []);
+});
+
 test("a page on an origin off CORS_ALLOWED_ORIGINS is refused with a message, not a hang", async () => {
   // localhost is not 127.0.0.1 for the browser: another origin, not on the list.
   const page = await openPage(browser, `http://localhost:${site.port}/`);
@@ -112,5 +135,5 @@ test("a page on an origin off CORS_ALLOWED_ORIGINS is refused with a message, no
   await error.waitFor({ timeout: PATIENCE });
   assert.match(await error.textContent(), /CORS_ALLOWED_ORIGINS/);
   assert.equal(await page.getByTestId("me").count(), 0);
-  await shot(page, "split-5-other-origin-refused");
+  await shot(page, "split-6-other-origin-refused");
 });

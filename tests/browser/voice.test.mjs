@@ -5,52 +5,40 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { allInOneSuite, login, message, openPage, registerRest, rest, shot, waitStored } from "./harness.mjs";
+import {
+  allInOneSuite, audioLoaded, launchChromium, login, message, openPage, recordFor, registerRest, rest, shot, stopRecording,
+  waitStored,
+} from "./harness.mjs";
 
 const suite = allInOneSuite();
 
-/** The record button's state and what the page measured of the recording. */
-function recorder(page) {
-  return page.getByTestId("record-button");
+/** `user`'s page with the conversation with `other` open. */
+async function openChat(browser, user, other, options) {
+  const page = await openPage(browser, suite.parley.web, options);
+  await login(page, user.user.username);
+  await page.getByTestId("conversation-item").filter({ hasText: other.user.username }).click();
+  await page.getByTestId("composer-input").waitFor();
+  return page;
 }
 
-/** Start recording; resolves once the page has recorded `ms` (its own clock) and some bytes. */
-async function recordFor(page, ms) {
-  await recorder(page).click();
-  await page.locator('[data-testid="record-button"][data-state="recording"]').waitFor();
-  await page.waitForFunction((ms) => {
-    const b = document.querySelector('[data-testid="record-button"]');
-    return Number(b.dataset.elapsedMs) >= ms && Number(b.dataset.bytes) > 0;
-  }, ms);
-}
 
 test("a voice note recorded in Chromium plays on the other user's page", async () => {
   const { parley, browser } = suite;
   const alice = await registerRest(parley.api, "alice");
   const bob = await registerRest(parley.api, "bob");
   const chat = await rest(parley.api, "POST", "/api/conversations", { token: alice.token, body: { memberIds: [bob.user.id] } });
-  const open = async (user, other) => {
-    const page = await openPage(browser, parley.web);
-    await login(page, user.user.username);
-    await page.getByTestId("conversation-item").filter({ hasText: other.user.username }).click();
-    await page.getByTestId("composer-input").waitFor();
-    return page;
-  };
-  const alicePage = await open(alice, bob);
-  const bobPage = await open(bob, alice);
+  const alicePage = await openChat(browser, alice, bob);
+  const bobPage = await openChat(browser, bob, alice);
 
   // Alice records about a second (as her page measures it) and stops: the note is uploaded and sent.
   await recordFor(alicePage, 1000);
   await shot(alicePage, "voice-1-alice-recording");
-  await recorder(alicePage).click(); // Stop
-  await alicePage.locator('[data-testid="record-button"][data-state="idle"]').waitFor();
+  await stopRecording(alicePage);
   assert.equal(await alicePage.getByTestId("app-error").textContent(), "");
   await alicePage.locator('[data-testid="message"]:not([data-id=""]):has([data-testid="message-audio"])').waitFor(); // stored
 
   // Bob's page shows the player; its source (a signed URL) loads far enough to know the format.
-  const audio = bobPage.getByTestId("message").getByTestId("message-audio");
-  await audio.waitFor();
-  await bobPage.waitForFunction(() => document.querySelector('[data-testid="message-audio"]').readyState >= 1);
+  await audioLoaded(bobPage);
   const played = await bobPage.evaluate(() => {
     const a = document.querySelector('[data-testid="message-audio"]');
     return { error: a.error?.code ?? null, src: a.currentSrc };
@@ -76,7 +64,9 @@ test("a voice note recorded in Chromium plays on the other user's page", async (
   // The list names a bare voice note.
   await bobPage.getByTestId("conversation-item").filter({ hasText: "Voice note" }).waitFor();
 
-  // A cancelled recording sends nothing: the next message Bob sees is Alice's text.
+  // A cancelled recording sends nothing: the next message Bob sees is Alice's text. Bob's
+  // player is the same element after that message re-rendered his list (it would go on playing).
+  await bobPage.evaluate(() => (document.querySelector('[data-testid="message-audio"]').dataset.kept = "yes"));
   await recordFor(alicePage, 300);
   await alicePage.getByTestId("record-cancel").click();
   await alicePage.locator('[data-testid="record-button"][data-state="idle"]').waitFor();
@@ -86,8 +76,29 @@ test("a voice note recorded in Chromium plays on the other user's page", async (
   await waitStored(alicePage, "that was all");
   assert.equal(await bobPage.getByTestId("message-audio").count(), 1);
   assert.equal(await alicePage.getByTestId("message-audio").count(), 1);
+  assert.equal(await bobPage.getByTestId("message-audio").getAttribute("data-kept"), "yes");
   await shot(alicePage, "voice-3-alice-after-cancel");
 
   assert.deepEqual(alicePage.consoleErrors, []);
   assert.deepEqual(bobPage.consoleErrors, []);
+});
+
+test("a refused microphone is said on the page, and nothing is sent", async () => {
+  const { parley } = suite;
+  const alice = await registerRest(parley.api, "alice");
+  const bob = await registerRest(parley.api, "bob");
+  await rest(parley.api, "POST", "/api/conversations", { token: alice.token, body: { memberIds: [bob.user.id] } });
+  // A browser that asks, and a page never granted the microphone: headless Chromium says no.
+  const browser = await launchChromium({ prompts: false });
+  try {
+    const page = await openChat(browser, alice, bob, { microphone: false });
+    await page.getByTestId("record-button").click();
+    await page.getByTestId("app-error").filter({ hasText: "The microphone was refused" }).waitFor();
+    await page.locator('[data-testid="record-button"][data-state="idle"]').waitFor();
+    await shot(page, "voice-4-microphone-refused");
+    assert.equal(await page.getByTestId("message").count(), 0);
+    assert.deepEqual(page.consoleErrors, []);
+  } finally {
+    await browser.close();
+  }
 });

@@ -12,6 +12,7 @@ const THUMB_PX = 240;
 /**
  * The open conversation's images and players, kept across re-renders of the list (which
  * rebuild it on every change): a voice note goes on playing, an image is not fetched again.
+ * Kept by upload and URLs: fresh signed URLs (history fetched again) make a new element.
  */
 export class MediaViews {
   readonly #views = new Map<string, HTMLElement>();
@@ -20,7 +21,8 @@ export class MediaViews {
 
   /** The message's image or voice note, or `null` for text. */
   render(m: ClientMessage): HTMLElement | null {
-    const id = m.attachment?.id;
+    const a = m.attachment;
+    const id = a ? `${a.id} ${a.url ?? ""} ${a.thumbnailUrl ?? ""}` : undefined;
     const kept = id ? this.#views.get(id) : undefined;
     if (kept) return kept;
     const view = attachmentView(m, this.apiUrl);
