@@ -251,8 +251,9 @@ export class Messaging {
   }
 
   conversationChanged(conversation: Conversation): void {
-    this.conversations.upsert(conversation);
+    // The watermarks first: the unread count is recomputed from the user's.
     this.store.batch(() => this.#applyMembers(conversation));
+    this.conversations.upsert(conversation);
     this.deps.emit("conversation", conversation);
     this.deps.emit("conversations", this.conversations.all());
   }
