@@ -12,6 +12,8 @@ import {
 
 const suite = allInOneSuite();
 
+const recorder = (page) => page.getByTestId("record-button");
+
 /** `user`'s page with the conversation with `other` open. */
 async function openChat(browser, user, other, options) {
   const page = await openPage(browser, suite.parley.web, options);
@@ -22,7 +24,7 @@ async function openChat(browser, user, other, options) {
 }
 
 
-test("a voice note recorded in Chromium plays on the other user's page", async () => {
+test("a voice note recorded in Chromium plays on the other user's page", async (t) => {
   const { parley, browser } = suite;
   const alice = await registerRest(parley.api, "alice");
   const bob = await registerRest(parley.api, "bob");
@@ -33,6 +35,7 @@ test("a voice note recorded in Chromium plays on the other user's page", async (
   // Alice records about a second (as her page measures it) and stops: the note is uploaded and sent.
   await recordFor(alicePage, 1000);
   await shot(alicePage, "voice-1-alice-recording");
+  const recordedMs = Number(await recorder(alicePage).getAttribute("data-elapsed-ms"));
   await stopRecording(alicePage);
   assert.equal(await alicePage.getByTestId("app-error").textContent(), "");
   await alicePage.locator('[data-testid="message"]:not([data-id=""]):has([data-testid="message-audio"])').waitFor(); // stored
@@ -48,6 +51,8 @@ test("a voice note recorded in Chromium plays on the other user's page", async (
 
   // What the server stored: a voice note of Chromium's container, about as long as recorded.
   const stored = await bobPage.evaluate((id) => window.parley.messages(id).find((m) => m.kind === "voice"), chat.id);
+  const { mime, bytes, durationMs } = stored.attachment;
+  t.diagnostic(`recorded ${recordedMs} ms before Stop; stored ${mime}, ${bytes} bytes, ${durationMs} ms`);
   assert.equal(stored.attachment.kind, "voice");
   assert.match(stored.attachment.mime, /^audio\/(webm|ogg)$/);
   assert.ok(stored.attachment.durationMs >= 500 && stored.attachment.durationMs < 120_000, String(stored.attachment.durationMs));
@@ -92,7 +97,7 @@ test("a refused microphone is said on the page, and nothing is sent", async () =
   const browser = await launchChromium({ prompts: false });
   try {
     const page = await openChat(browser, alice, bob, { microphone: false });
-    await page.getByTestId("record-button").click();
+    await recorder(page).click();
     await page.getByTestId("app-error").filter({ hasText: "The microphone was refused" }).waitFor();
     await page.locator('[data-testid="record-button"][data-state="idle"]').waitFor();
     await shot(page, "voice-4-microphone-refused");
