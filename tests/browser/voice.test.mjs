@@ -107,3 +107,22 @@ test("a refused microphone is said on the page, and nothing is sent", async () =
     await browser.close();
   }
 });
+
+test("a file the server refuses (not an image nor a voice note) is said on the page, and nothing is sent", async () => {
+  const { parley, browser } = suite;
+  const alice = await registerRest(parley.api, "alice");
+  const bob = await registerRest(parley.api, "bob");
+  await rest(parley.api, "POST", "/api/conversations", { token: alice.token, body: { memberIds: [bob.user.id] } });
+  const page = await openChat(browser, alice, bob);
+  // Text named .png: the server reads the bytes, not the name or the type (415). The caption
+  // typed for it stays in the composer.
+  await page.getByTestId("composer-input").fill("my holiday");
+  const text = { name: "notes.png", mimeType: "image/png", buffer: Buffer.from("not a picture\n") };
+  await page.getByTestId("attach-input").setInputFiles(text);
+  await page.getByTestId("app-error").filter({ hasText: "not an image" }).waitFor();
+  await page.locator('[data-testid="attach-button"]:not([disabled])').filter({ hasText: "Attach" }).waitFor();
+  await shot(page, "voice-5-upload-refused");
+  assert.equal(await page.getByTestId("composer-input").inputValue(), "my holiday");
+  assert.equal(await page.getByTestId("message").count(), 0);
+  assert.deepEqual(page.consoleErrors, []);
+});

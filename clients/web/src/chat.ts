@@ -287,7 +287,10 @@ export class ChatView {
           this.#input.value = "";
           return caption;
         },
-        (e) => this.error(e),
+        (e, caption) => {
+          this.error(e);
+          if (!this.#input.value) this.#input.value = caption; // not lost with the upload
+        },
       ),
       this.#recorder.root,
       this.#input,

@@ -81,12 +81,15 @@ export async function sendUpload(
   client.send({ conversationId, kind: upload.kind, attachmentId: upload.id, attachment: upload, content: caption });
 }
 
-/** An Attach button: pick an image or an audio file, upload it, send it as a message. */
+/**
+ * An Attach button: pick an image or an audio file, upload it, send it as a message with the
+ * composer's text as its caption (`caption` takes it; `failed` gets it back with the error).
+ */
 export function attachButton(
   client: ParleyClient,
   conversationId: () => string | null,
   caption: () => string,
-  failed: (error: unknown) => void,
+  failed: (error: unknown, caption: string) => void,
 ): HTMLElement {
   const picker = h("input", {
     type: "file",
@@ -106,10 +109,11 @@ export function attachButton(
     if (!file || !id) return;
     button.disabled = true;
     button.textContent = "Sending…";
+    const text = caption();
     try {
-      await sendUpload(client, id, file, caption());
+      await sendUpload(client, id, file, text);
     } catch (e) {
-      failed(e);
+      failed(e, text);
     } finally {
       button.disabled = false;
       button.textContent = "Attach";
