@@ -36,12 +36,20 @@ test("a voice note recorded in Chromium plays on the other user's page", async (
   await recordFor(alicePage, 1000);
   await shot(alicePage, "voice-1-alice-recording");
   const recordedMs = Number(await recorder(alicePage).getAttribute("data-elapsed-ms"));
+  // While it uploads, Alice's list shows it as being sent (seen by an observer: no race).
+  await alicePage.evaluate(() => {
+    window.sawPending = false;
+    const seen = () => document.querySelector('[data-testid="upload-pending"]') && (window.sawPending = true);
+    new MutationObserver(seen).observe(document.body, { childList: true, subtree: true });
+  });
   await stopRecording(alicePage);
   assert.equal(await alicePage.getByTestId("app-error").textContent(), "");
   await alicePage.locator('[data-testid="message"]:not([data-id=""]):has([data-testid="message-audio"])').waitFor(); // stored
 
   // Bob's page shows the player; its source (a signed URL) loads far enough to know the format.
   await audioLoaded(bobPage);
+  assert.equal(await alicePage.evaluate(() => window.sawPending), true);
+  assert.equal(await alicePage.getByTestId("upload-pending").count(), 0);
   const played = await bobPage.evaluate(() => {
     const a = document.querySelector('[data-testid="message-audio"]');
     return { error: a.error?.code ?? null, src: a.currentSrc };

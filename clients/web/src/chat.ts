@@ -4,13 +4,14 @@
 import type { ClientMessage, ConversationView, LatencySample, ParleyClient, User } from "@parley/client";
 import { h, mount, timeOf } from "./dom.js";
 import { describe } from "./login.js";
-import { attachButton, MediaViews, sendUpload } from "./media.js";
+import { attachButton, MediaViews, PendingUploads } from "./media.js";
 import { VoiceRecorder } from "./voice.js";
 
 export class ChatView {
   readonly #client: ParleyClient;
   readonly #me: User;
   readonly #media: MediaViews;
+  readonly #uploads: PendingUploads;
   readonly #list = h("ul", { className: "convs", testid: "conversation-list" });
   readonly #latency = h("span", { className: "latency", testid: "latency" }, "latency –");
   readonly #error = h("p", { className: "error", testid: "app-error", role: "alert" });
@@ -35,9 +36,12 @@ export class ChatView {
     this.#client = client;
     this.#me = me;
     this.#media = new MediaViews(apiUrl);
+    this.#uploads = new PendingUploads(client, (id) => {
+      if (id === this.#active) this.messages(id, client.messages(id));
+    });
     this.#recorder = new VoiceRecorder(
       () => this.#active,
-      (conversationId, recording) => sendUpload(client, conversationId, recording),
+      (conversationId, recording) => this.#uploads.send(conversationId, recording),
       (e) => this.error(e),
     );
     const newChat = h("input", {
@@ -103,7 +107,7 @@ export class ChatView {
     const older = oldest > 1
       ? h("button", { className: "older", testid: "load-older", onclick: () => void this.#loadOlder() }, "Load earlier messages")
       : null;
-    mount(this.#messages, older, list.map((m) => this.#message(m)));
+    mount(this.#messages, older, list.map((m) => this.#message(m)), this.#uploads.views(conversationId));
     if (atBottom || list.at(-1)?.mine) this.#messages.scrollTop = this.#messages.scrollHeight;
     if (document.visibilityState === "visible") this.#markRead(conversationId, list);
   }
@@ -280,7 +284,7 @@ export class ChatView {
         },
       },
       attachButton(
-        this.#client,
+        (conversationId, file, caption) => this.#uploads.send(conversationId, file, caption),
         () => this.#active,
         () => {
           const caption = this.#input.value;

@@ -70,15 +70,47 @@ function attachmentView(m: ClientMessage, apiUrl: string): HTMLElement | null {
   );
 }
 
-/** Upload `data` (its type is read from the bytes by the server) and send it with `caption`. */
-export async function sendUpload(
-  client: ParleyClient,
-  conversationId: string,
-  data: Blob,
-  caption = "",
-): Promise<void> {
-  const upload = await client.upload(data);
-  client.send({ conversationId, kind: upload.kind, attachmentId: upload.id, attachment: upload, content: caption });
+/**
+ * Uploads under way: each is shown at the end of its conversation's list ("Sending image…",
+ * with a local preview) from the moment it starts until its message is sent or it fails.
+ */
+export class PendingUploads {
+  readonly #pending = new Map<number, { conversationId: string; view: HTMLElement }>();
+  #next = 0;
+
+  /** `changed` re-renders a conversation's list. */
+  constructor(
+    private readonly client: ParleyClient,
+    private readonly changed: (conversationId: string) => void,
+  ) {}
+
+  /** Upload `data` (the server reads its type from the bytes) and send it with `caption`. */
+  async send(conversationId: string, data: Blob, caption = ""): Promise<void> {
+    const key = this.#next++;
+    const image = data.type.startsWith("image/");
+    const preview = image ? URL.createObjectURL(data) : null;
+    const view = h(
+      "div",
+      { className: "msg mine uploading", testid: "upload-pending" },
+      preview ? h("img", { src: preview, alt: "", className: "preview" }) : null,
+      image ? "Sending image…" : "Sending voice note…",
+    );
+    this.#pending.set(key, { conversationId, view });
+    this.changed(conversationId);
+    try {
+      const upload = await this.client.upload(data);
+      this.client.send({ conversationId, kind: upload.kind, attachmentId: upload.id, attachment: upload, content: caption });
+    } finally {
+      this.#pending.delete(key);
+      if (preview) URL.revokeObjectURL(preview);
+      this.changed(conversationId);
+    }
+  }
+
+  /** The conversation's uploads under way, oldest first. */
+  views(conversationId: string): HTMLElement[] {
+    return [...this.#pending.values()].filter((p) => p.conversationId === conversationId).map((p) => p.view);
+  }
 }
 
 /**
@@ -86,7 +118,7 @@ export async function sendUpload(
  * composer's text as its caption (`caption` takes it; `failed` gets it back with the error).
  */
 export function attachButton(
-  client: ParleyClient,
+  send: (conversationId: string, file: Blob, caption: string) => Promise<void>,
   conversationId: () => string | null,
   caption: () => string,
   failed: (error: unknown, caption: string) => void,
@@ -111,7 +143,7 @@ export function attachButton(
     button.textContent = "Sending…";
     const text = caption();
     try {
-      await sendUpload(client, id, file, text);
+      await send(id, file, text);
     } catch (e) {
       failed(e, text);
     } finally {
