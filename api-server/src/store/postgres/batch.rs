@@ -294,6 +294,19 @@ async fn store(
         .map(MessageRow::from)
         .collect()
     };
+    // Before the first write or row lock (see `sql::ORDER_SEQS`).
+    let turns: Vec<i64> = targets
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<std::collections::BTreeSet<i64>>()
+        .into_iter()
+        .collect();
+    if !turns.is_empty() {
+        Prepared::<sql::OrderSeqs>::new(sql::ORDER_SEQS, vec![Bind::BigInt(&turns)])
+            .execute(conn)
+            .await?;
+    }
     let mut steps = plan(batch, targets, found);
     let uploads = super::attachments::lock(conn, &attachments_to_link(batch, &steps))
         .await

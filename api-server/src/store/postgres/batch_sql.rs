@@ -67,6 +67,7 @@ impl<S> QueryFragment<Pg> for Prepared<'_, S> {
 
 /// The statements, one unit type each.
 pub struct FindKeys;
+pub struct OrderSeqs;
 pub struct LockConversations;
 pub struct MoveSeqs;
 pub struct InsertMessages;
@@ -91,6 +92,18 @@ pub const FIND_KEYS: &[&str] = &[
         message_columns!(),
         " FROM messages WHERE sender_id = k.s AND client_msg_id = k.c LIMIT 1) AS m"
     ),
+];
+
+/// Take the conversations' seq turns (transaction-scoped advisory locks keyed by conversation id,
+/// `$1` in ascending order so two batches cannot deadlock) **before this transaction writes
+/// anything**. PostgreSQL gives a transaction its xid at its first write or row lock, *before*
+/// that waits, so two senders queued on one conversation row may get xids in the other order
+/// than their seqs; sync reads changes in xid order and would hand out seq 31 before 29. A
+/// transaction that waits here has no xid yet and takes one only after the previous holder
+/// committed: within a conversation, xid order is seq order.
+pub const ORDER_SEQS: &[&str] = &[
+    "SELECT pg_advisory_xact_lock(id) FROM unnest(",
+    "::bigint[]) WITH ORDINALITY AS t(id, o) ORDER BY o",
 ];
 
 /// Lock conversation rows in ascending id order.
@@ -159,6 +172,7 @@ mod tests {
     fn every_statement_has_one_part_more_than_parameters() {
         for (parts, binds) in [
             (FIND_KEYS, 2),
+            (ORDER_SEQS, 1),
             (LOCK_CONVERSATIONS, 1),
             (MOVE_SEQS, 2),
             (INSERT_MESSAGES, 7),
