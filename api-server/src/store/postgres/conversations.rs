@@ -205,6 +205,20 @@ pub async fn list(
     conn: &mut AsyncPgConnection,
     user: UserId,
 ) -> StoreResult<Vec<ConversationSummary>> {
+    // One snapshot for the four queries (as on SQLite): read apart, a message stored between
+    // them could be counted unread but not be the last message, and a client adding the live
+    // messages above `lastMessage` would count it twice.
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| list_in_snapshot(conn, user).await)
+        .await
+}
+
+async fn list_in_snapshot(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> StoreResult<Vec<ConversationSummary>> {
     let rows: Vec<ConversationRow> = conversations::table
         .inner_join(members::table)
         .filter(members::user_id.eq(user.get()))
