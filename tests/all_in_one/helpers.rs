@@ -20,6 +20,8 @@ const CLEARED: &[&str] = &[
     "PARLEY_CONFIG_DIR",
     "CORS_ALLOWED_ORIGINS",
     "TRUSTED_PROXIES",
+    "ATTACHMENTS_URL",
+    "ATTACHMENTS_S3_ENDPOINT",
 ];
 
 pub struct Parley {
