@@ -47,6 +47,8 @@ impl Route {
 #[derive(Default)]
 struct UserPresence {
     connections: HashMap<String, Instant>,
+    /// After the last connection closed: still online to readers until then.
+    grace_until: Option<Instant>,
     last_seen: Option<DateTime<Utc>>,
     announced_online: Option<bool>,
 }
@@ -132,7 +134,7 @@ impl Bus for MemoryBus {
             .iter()
             .map(|u| match map.get_mut(u) {
                 Some(p) => PresenceState {
-                    online: p.live(now) > 0,
+                    online: p.live(now) > 0 || p.grace_until.is_some_and(|t| t > now),
                     last_seen: p.last_seen,
                 },
                 None => PresenceState {
@@ -154,22 +156,35 @@ impl Bus for MemoryBus {
         entry
             .connections
             .insert(member.to_owned(), Instant::now() + ttl);
+        entry.grace_until = None;
         let previous = entry.announced_online.replace(true);
         Ok(previous != Some(true))
     }
 
-    async fn presence_close(&self, user: UserId, member: &str) -> Result<usize, BusError> {
+    async fn presence_close(
+        &self,
+        user: UserId,
+        member: &str,
+        grace: Duration,
+    ) -> Result<usize, BusError> {
         let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map.entry(user).or_default();
         entry.connections.remove(member);
         entry.last_seen = Some(Utc::now());
-        Ok(entry.live(Instant::now()))
+        let now = Instant::now();
+        let live = entry.live(now);
+        if live == 0 && !grace.is_zero() {
+            entry.grace_until = entry.grace_until.max(Some(now + grace));
+        }
+        Ok(live)
     }
 
     async fn presence_settle(&self, user: UserId) -> Result<Option<DateTime<Utc>>, BusError> {
         let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map.entry(user).or_default();
-        if entry.live(Instant::now()) > 0 || entry.announced_online == Some(false) {
+        let now = Instant::now();
+        let in_grace = entry.grace_until.is_some_and(|t| t > now);
+        if entry.live(now) > 0 || in_grace || entry.announced_online == Some(false) {
             return Ok(None);
         }
         entry.announced_online = Some(false);

@@ -64,8 +64,16 @@ pub trait Bus: Send + Sync + 'static {
     ) -> Result<bool, BusError>;
 
     /// Connection `member` of `user` closed; records `last_seen`. Returns how many live
-    /// connections the user has left anywhere, counted atomically with the removal.
-    async fn presence_close(&self, user: UserId, member: &str) -> Result<usize, BusError>;
+    /// connections the user has left anywhere, counted atomically with the removal. When none
+    /// is left, the user still reads as online in `presence` for `grace` (the offline grace the
+    /// caller settles after): a contact who looks meanwhile must not see them offline when they
+    /// come back within it, since nothing would be announced then.
+    async fn presence_close(
+        &self,
+        user: UserId,
+        member: &str,
+        grace: Duration,
+    ) -> Result<usize, BusError>;
 
     /// After a grace period with no live connection: returns the user's last-seen time when the
     /// announced state flips to offline (their contacts must be told), `None` when the user came
@@ -151,14 +159,25 @@ pub(crate) async fn presence_contract(bus: &dyn Bus) {
     assert!(bus.presence_open(u, "r1:a", ttl).await.unwrap());
     assert!(!bus.presence_open(u, "r2:b", ttl).await.unwrap());
     assert!(bus.presence(&[u]).await.unwrap()[0].online);
-    assert_eq!(bus.presence_close(u, "r1:a").await.unwrap(), 1);
+    let grace = Duration::from_secs(30);
+    assert_eq!(bus.presence_close(u, "r1:a", grace).await.unwrap(), 1);
     assert_eq!(bus.presence_settle(u).await.unwrap(), None);
-    // The last close, then back within the grace period: nothing to announce either way.
-    assert_eq!(bus.presence_close(u, "r2:b").await.unwrap(), 0);
+    // The last close, then back within the grace period: online to readers all along, nothing
+    // to announce either way.
+    assert_eq!(bus.presence_close(u, "r2:b", grace).await.unwrap(), 0);
+    assert!(bus.presence(&[u]).await.unwrap()[0].online);
+    assert_eq!(bus.presence_settle(u).await.unwrap(), None);
     assert!(!bus.presence_open(u, "r1:c", ttl).await.unwrap());
+    assert!(bus.presence(&[u]).await.unwrap()[0].online);
     assert_eq!(bus.presence_settle(u).await.unwrap(), None);
-    // Gone for good: offline announced once, with the last-seen time.
-    assert_eq!(bus.presence_close(u, "r1:c").await.unwrap(), 0);
+    // Another device comes and goes within the grace: the grace starts again from its close.
+    assert!(!bus.presence_open(u, "r2:d", ttl).await.unwrap());
+    assert_eq!(bus.presence_close(u, "r2:d", grace).await.unwrap(), 1);
+    // Gone for good (no grace left): offline announced once, with the last-seen time.
+    assert_eq!(
+        bus.presence_close(u, "r1:c", Duration::ZERO).await.unwrap(),
+        0
+    );
     let state = bus.presence(&[u, other]).await.unwrap();
     assert!(!state[0].online && state[0].last_seen.is_some());
     assert_eq!(
@@ -183,7 +202,12 @@ pub(crate) async fn presence_contract(bus: &dyn Bus) {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(120)).await;
     assert!(bus.presence(&[other]).await.unwrap()[0].online);
-    assert_eq!(bus.presence_close(other, "live:y").await.unwrap(), 0);
+    assert_eq!(
+        bus.presence_close(other, "live:y", Duration::ZERO)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 impl Default for Keys {

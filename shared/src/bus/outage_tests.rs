@@ -93,7 +93,7 @@ async fn every_call_fails_within_the_bound(bus: &RedisBus) {
     timed(
         "presence_close",
         t,
-        bus.presence_close(u, "r:c").await.is_err(),
+        bus.presence_close(u, "r:c", ttl).await.is_err(),
     );
     let t = Instant::now();
     timed("presence_settle", t, bus.presence_settle(u).await.is_err());

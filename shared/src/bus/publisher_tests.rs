@@ -53,7 +53,7 @@ impl Bus for DoubleBus {
         unimplemented!()
     }
 
-    async fn presence_close(&self, _: UserId, _: &str) -> Result<usize, BusError> {
+    async fn presence_close(&self, _: UserId, _: &str, _: Duration) -> Result<usize, BusError> {
         unimplemented!()
     }
 

@@ -117,9 +117,9 @@ pub async fn disconnected(
             crate::memory::shrink_sparse(&mut *local);
         }
     }
-    match state.bus.presence_close(user, &member).await {
+    let grace = Duration::from_millis(state.presence.settings.offline_grace_ms);
+    match state.bus.presence_close(user, &member, grace).await {
         Ok(0) => {
-            let grace = Duration::from_millis(state.presence.settings.offline_grace_ms);
             let weak = Arc::downgrade(state);
             state.tasks.spawn(async move {
                 tokio::time::sleep(grace).await;

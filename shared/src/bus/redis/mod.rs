@@ -99,6 +99,7 @@ impl RedisBus {
 /// Returns 1 when the announced state flips to online.
 const OPEN: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZREM', KEYS[1], '~grace')
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local previous = redis.call('GET', KEYS[2])
@@ -107,12 +108,27 @@ if previous == 'online' then return 0 end
 return 1
 ";
 
-/// `presence_close`: KEYS presence, last_seen; ARGV now, member. Returns the live count left.
+/// `presence_close`: KEYS presence, last_seen; ARGV now, member, grace ms. Returns the live
+/// count left. With none left, a `~grace` entry scored at the end of the grace keeps the user
+/// online to `presence` (which counts unexpired entries) until then; opening a connection
+/// removes it and settling finds it expired.
 const CLOSE: &str = r"
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 redis.call('SET', KEYS[2], ARGV[1])
-return redis.call('ZCARD', KEYS[1])
+local live = redis.call('ZCARD', KEYS[1])
+local held = redis.call('ZSCORE', KEYS[1], '~grace')
+if held then live = live - 1 end
+local grace = tonumber(ARGV[3])
+if live == 0 and grace > 0 then
+  local ends = tonumber(ARGV[1]) + grace
+  if not held or tonumber(held) < ends then
+    redis.call('ZADD', KEYS[1], ends, '~grace')
+  end
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl >= 0 and ttl < grace then redis.call('PEXPIRE', KEYS[1], grace) end
+end
+return live
 ";
 
 /// `presence_settle`: KEYS presence, announced, last_seen; ARGV now. Returns the last-seen ms
@@ -202,7 +218,12 @@ impl Bus for RedisBus {
         Ok(flipped == 1)
     }
 
-    async fn presence_close(&self, user: UserId, member: &str) -> Result<usize, BusError> {
+    async fn presence_close(
+        &self,
+        user: UserId,
+        member: &str,
+        grace: Duration,
+    ) -> Result<usize, BusError> {
         let now = Utc::now().timestamp_millis();
         let mut conn = self.conn.clone();
         let code = redis::Script::new(CLOSE);
@@ -211,7 +232,8 @@ impl Bus for RedisBus {
             .key(self.keys.presence(user))
             .key(self.keys.last_seen(user))
             .arg(now)
-            .arg(member);
+            .arg(member)
+            .arg(millis(grace));
         bounded("presence_close", script.invoke_async(&mut conn)).await
     }
 
