@@ -17,6 +17,7 @@ import { RestApi, type HistoryQuery, type LoginInput, type RegisterInput } from 
 import { MemoryStorage, type KeyValueStorage } from "./storage.js";
 import {
   ParleyError,
+  type AttachmentInput,
   type ClientMessage,
   type ConnectionState,
   type ConversationView,
@@ -239,20 +240,40 @@ export class ParleyClient extends Emitter<ParleyEvents> {
 
   /**
    * Upload an image or voice note; then `send({conversationId, kind, attachmentId: up.id,
-   * attachment: up})` (the metadata lets recipients render it before it is stored).
+   * attachment: up})` (the metadata lets recipients render it before it is stored). Or
+   * `sendAttachment()`, which does both with a placeholder in the list meanwhile.
    */
   upload(data: Blob | ArrayBuffer | Uint8Array): Promise<UploadedAttachment> {
     return this.api.uploadAttachment(data);
   }
 
-  /** Send a `failed` message again, with the same `clientMsgId` (never stored twice). */
+  /**
+   * Send an image or voice note: returns its placeholder at once (status `sending`, a new
+   * `clientMsgId`, the caption as `content`, `localAttachment` {kind, mime, bytes}), uploads the
+   * file, then sends it with the same `clientMsgId`; the list entry gets `attachmentId` and
+   * `attachment` from the upload, then becomes the stored message, in place. A refused upload
+   * marks it `failed` with the server's error (`retry()` uploads again). Not resumed after a
+   * reload while uploading.
+   */
+  sendAttachment(conversationId: ConversationId, input: AttachmentInput): ClientMessage {
+    return this.#requireMessaging().uploads.send(conversationId, input);
+  }
+
+  /**
+   * Send a `failed` message again, with the same `clientMsgId` (never stored twice); an
+   * attachment whose upload failed is uploaded again.
+   */
   retry(clientMsgId: string): ClientMessage {
-    return this.#requireMessaging().outbox.retry(clientMsgId);
+    const messaging = this.#requireMessaging();
+    if (messaging.uploads.has(clientMsgId)) return messaging.uploads.retry(clientMsgId);
+    return messaging.outbox.retry(clientMsgId);
   }
 
   /** Drop a `failed` message from its list. */
   discard(clientMsgId: string): boolean {
-    return this.#requireMessaging().outbox.discard(clientMsgId);
+    const messaging = this.#requireMessaging();
+    if (messaging.uploads.has(clientMsgId)) return messaging.uploads.discard(clientMsgId);
+    return messaging.outbox.discard(clientMsgId);
   }
 
   /** Mark read up to `upToSeq` (default: the newest message in the list). */

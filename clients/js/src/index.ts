@@ -19,6 +19,7 @@ export { backoffDelay } from "./connection.js";
 export { newClientMsgId } from "./ids.js";
 export { ParleyError } from "./types.js";
 export type {
+  AttachmentInput,
   ClientMessage,
   ClientMessageStatus,
   ConnectionState,
@@ -26,6 +27,7 @@ export type {
   DisconnectReason,
   LatencySample,
   Listener,
+  LocalAttachment,
   ParleyClientOptions,
   ParleyEvents,
   PresenceState,

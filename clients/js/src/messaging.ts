@@ -24,6 +24,7 @@ import type { HistoryQuery, RestApi } from "./rest.js";
 import { PresenceBook } from "./presence.js";
 import { MessageStore, type MergeResult, type RelayedMessage } from "./store.js";
 import { TypingTracker } from "./typing.js";
+import { Uploads } from "./uploads.js";
 import {
   ParleyError,
   type ConversationView,
@@ -68,6 +69,8 @@ export class Messaging {
   readonly conversations: ConversationList;
   readonly typing: TypingTracker;
   readonly outbox: Outbox;
+  /** Images and voice notes being uploaded before they are sent (`sendAttachment()`). */
+  readonly uploads: Uploads;
   readonly #presence: PresenceBook;
   readonly #catchup: Catchup;
   readonly #deliveredDue = new Map<ConversationId, number>();
@@ -100,6 +103,13 @@ export class Messaging {
       sendTimeoutMs: deps.options.sendTimeoutMs,
       kept: deps.outbox,
       saved: (saved) => this.#saved(saved, deps.me),
+      closed: () => this.#closed,
+    });
+    this.uploads = new Uploads({
+      me: deps.me,
+      store: this.store,
+      outbox: this.outbox,
+      upload: (body) => deps.api.uploadAttachment(body),
       closed: () => this.#closed,
     });
     this.#presence = new PresenceBook(deps.me, (state) => deps.emit("presence", state));

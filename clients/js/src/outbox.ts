@@ -72,6 +72,16 @@ export class Outbox {
     return this.deps.store.findMine(request.clientMsgId)!;
   }
 
+  /**
+   * Send the user's message already in the list as `message` (an attachment's placeholder, now
+   * uploaded: its `attachmentId` and `attachment` set), with its clientMsgId and creation time.
+   */
+  sendListed(message: ClientMessage): ClientMessage | null {
+    const next = this.deps.store.replaceUnstored(message);
+    if (next) this.#enqueue({ request: requestOf(next), sentAt: next.createdAt });
+    return next;
+  }
+
   /** Send a `failed` message again with its clientMsgId; other statuses are left alone. */
   retry(clientMsgId: string): ClientMessage {
     const message = this.deps.store.findMine(clientMsgId);

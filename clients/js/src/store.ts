@@ -252,6 +252,15 @@ export class MessageStore {
     return this.#replace(log, keyOf(message.senderId, message.clientMsgId), next);
   }
 
+  /** Replace the user's message not stored yet by `next` (same conversation and client id). */
+  replaceUnstored(next: ClientMessage): ClientMessage | null {
+    const log = this.#log(next.conversationId);
+    const key = keyOf(next.senderId, next.clientMsgId);
+    const existing = log.byKey.get(key);
+    if (!existing || existing.seq !== null) return null;
+    return this.#replace(log, key, next);
+  }
+
   /** Remove a message not stored yet (a failed send the user discards). */
   remove(conversationId: ConversationId, clientMsgId: string, senderId: UserId): boolean {
     const log = this.#logs.get(conversationId);

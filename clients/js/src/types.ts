@@ -4,6 +4,7 @@
 import type {
   AckError,
   Attachment,
+  AttachmentKind,
   Conversation,
   ConversationId,
   ConversationSummary,
@@ -72,14 +73,42 @@ export interface ClientMessage extends Omit<Message, "id" | "seq" | "status"> {
   mine: boolean;
   /** Why it failed (`status` `failed`): `retryable` says whether `retry()` may succeed as is. */
   error?: SendError;
+  /**
+   * An image / voice note of `sendAttachment()` whose upload has not succeeded yet (status
+   * `sending`: uploading; `failed`: the upload was refused). Replaced by `attachmentId` and
+   * `attachment` (the server's answer) once uploaded; never on stored or relayed messages.
+   */
+  localAttachment?: LocalAttachment;
+}
+
+/** What the SDK knows of a file before its upload is answered: enough to draw a placeholder. */
+export interface LocalAttachment {
+  kind: AttachmentKind;
+  /** The `mime` given, else the `Blob`'s own type; `null` when unknown (the server decides). */
+  mime: string | null;
+  /** The file's size. */
+  bytes: number;
+}
+
+/** What `sendAttachment()` takes. */
+export interface AttachmentInput {
+  kind: AttachmentKind;
+  /** The file: its type is read from the bytes by the server (`POST /api/attachments`). */
+  body: Blob | ArrayBuffer | Uint8Array;
+  /** The type as the app knows it, for the placeholder only. */
+  mime?: string;
+  /** An optional caption (the message's `content`). */
+  caption?: string;
 }
 
 /**
  * Why a send failed: the server's ack error, or `timeout` (no answer within `sendTimeoutMs`
- * while connected; retryable).
+ * while connected; retryable); for an attachment's upload the HTTP error's code
+ * (`unsupported_media_type`, `payload_too_large`, `rate_limited`…) or the SDK's
+ * `network_error` / `http_error` (an answer not in Parley's error shape).
  */
 export interface SendError {
-  code: AckError["code"] | "timeout";
+  code: AckError["code"] | "timeout" | "network_error" | "http_error";
   message: string;
   retryable: boolean;
 }

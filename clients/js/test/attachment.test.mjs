@@ -1,4 +1,4 @@
-// An image message: upload, optimistic copy with the upload's metadata, stored with signed URLs.
+// Image messages: upload then send, and sendAttachment()'s placeholder replaced in place.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -76,4 +76,82 @@ test("an image is uploaded, shown at once with its size, and stored with its att
   const image = await fetch(new URL(theirs.attachment.url, ctx.server.api));
   assert.equal(image.status, 200);
   assert.equal(image.headers.get("content-type"), "image/png");
+});
+
+/** Alice's connected client and a direct conversation with a new user. */
+async function aliceWithChat() {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const a = ctx.track(clientFor(ctx.server, alice));
+  await a.connect();
+  return { a, chat: await a.openDirect(bob.user.id) };
+}
+
+/** Every list of `conversationId` that `client` emits from now on. */
+function recordLists(client, conversationId) {
+  const lists = [];
+  client.on("messages", (e) => e.conversationId === conversationId && lists.push(e.messages));
+  return lists;
+}
+
+test("sendAttachment shows a placeholder at once, then the stored image in its place", async () => {
+  const { a, chat } = await aliceWithChat();
+  const lists = recordLists(a, chat.id);
+  const file = new Uint8Array(png(24, 16));
+
+  const placeholder = a.sendAttachment(chat.id, { kind: "image", body: file, caption: "a red square" });
+
+  // Synchronously: in the list, nothing uploaded yet (the upload is a request not even sent).
+  assert.deepEqual(a.messages(chat.id), [placeholder]);
+  assert.equal(placeholder.status, "sending");
+  assert.equal(placeholder.kind, "image");
+  assert.equal(placeholder.content, "a red square");
+  assert.deepEqual(placeholder.localAttachment, { kind: "image", mime: null, bytes: file.byteLength });
+  assert.equal(placeholder.attachmentId, null);
+  assert.equal(placeholder.attachment, undefined);
+  assert.equal(placeholder.id, null);
+
+  const stored = await until(a, "messages", () => a.messages(chat.id).find((m) => m.seq !== null), "stored");
+  assert.equal(stored.clientMsgId, placeholder.clientMsgId);
+  assert.equal(stored.localAttachment, undefined);
+  assert.equal(stored.attachment.id, stored.attachmentId);
+  assert.deepEqual([stored.attachment.width, stored.attachment.height], [24, 16]);
+  assert.equal(stored.content, "a red square");
+  // In place at every step: one entry, always under the placeholder's clientMsgId.
+  assert.ok(lists.length >= 2, `lists seen: ${lists.length}`);
+  for (const list of lists) {
+    assert.deepEqual(list.map((m) => m.clientMsgId), [placeholder.clientMsgId]);
+  }
+  assert.ok(lists.some((l) => l[0].attachmentId && l[0].seq === null), "uploaded, then sent");
+  const history = await a.api.history(chat.id);
+  assert.equal(history.messages.length, 1);
+  assert.equal(history.messages[0].clientMsgId, placeholder.clientMsgId);
+  assert.equal(history.messages[0].attachment.id, stored.attachmentId);
+  assert.equal(history.messages[0].attachment.mime, "image/png");
+});
+
+test("a refused upload leaves the placeholder failed with the server's error; retry uploads again", async () => {
+  const { a, chat } = await aliceWithChat();
+  const text = new TextEncoder().encode("not an image at all, just text\n");
+
+  const placeholder = a.sendAttachment(chat.id, { kind: "image", body: text, mime: "image/png" });
+  assert.deepEqual(placeholder.localAttachment, { kind: "image", mime: "image/png", bytes: text.byteLength });
+
+  const failed = await until(a, "messages", () => a.messages(chat.id).find((m) => m.status === "failed"), "failed");
+  assert.equal(failed.clientMsgId, placeholder.clientMsgId);
+  assert.equal(failed.error.code, "unsupported_media_type");
+  assert.equal(failed.error.retryable, false);
+  assert.equal(a.messages(chat.id).length, 1);
+
+  // retry() uploads again (refused again: a fresh failure of the same entry).
+  const statuses = [];
+  a.on("messages", (e) => e.conversationId === chat.id && statuses.push(e.messages[0]?.status));
+  assert.equal(a.retry(placeholder.clientMsgId).status, "sending");
+  await until(a, "messages", () => statuses.includes("failed"), "failed again");
+  assert.equal(a.messages(chat.id).length, 1);
+
+  assert.equal(a.discard(placeholder.clientMsgId), true);
+  assert.deepEqual(a.messages(chat.id), []);
+  const history = await a.api.history(chat.id);
+  assert.deepEqual(history.messages, []);
 });

@@ -1,0 +1,130 @@
+// Images and voice notes with an optimistic placeholder: the message is in the list at once
+// (status `sending`, `localAttachment`), then uploaded (POST /api/attachments), then sent through
+// the outbox with the same clientMsgId and the upload's answer. The bytes are held in memory
+// only, so an upload is not resumed after a reload (the message is not kept until uploaded).
+
+import type { ConversationId, UploadedAttachment, UserId } from "./generated/wire.js";
+import { newClientMsgId } from "./ids.js";
+import type { Outbox } from "./outbox.js";
+import type { MessageStore } from "./store.js";
+import { ParleyError, type AttachmentInput, type ClientMessage, type SendError } from "./types.js";
+
+type Body = AttachmentInput["body"];
+
+export interface UploadsDeps {
+  me: UserId;
+  store: MessageStore;
+  outbox: Outbox;
+  upload(body: Body): Promise<UploadedAttachment>;
+  closed(): boolean;
+}
+
+export class Uploads {
+  /** The files of placeholders not uploaded yet (uploading or failed), by clientMsgId. */
+  readonly #bodies = new Map<string, Body>();
+
+  constructor(private readonly deps: UploadsDeps) {}
+
+  send(conversationId: ConversationId, input: AttachmentInput): ClientMessage {
+    const { kind, body } = input ?? ({} as Partial<AttachmentInput>);
+    if (kind !== "image" && kind !== "voice") {
+      throw new ParleyError("validation_failed", "kind: must be image or voice", { field: "kind" });
+    }
+    const bytes = sizeOf(body);
+    if (bytes === null) {
+      throw new ParleyError("validation_failed", "body: must be a Blob, ArrayBuffer or Uint8Array", {
+        field: "body",
+      });
+    }
+    const caption = input.caption ?? "";
+    if (typeof caption !== "string") {
+      throw new ParleyError("validation_failed", "caption: must be a string", { field: "caption" });
+    }
+    const blobType = typeof Blob !== "undefined" && body instanceof Blob ? body.type : "";
+    const clientMsgId = newClientMsgId();
+    this.deps.store.addOptimistic({
+      clientMsgId,
+      conversationId,
+      senderId: this.deps.me,
+      id: null,
+      seq: null,
+      kind,
+      content: caption,
+      attachmentId: null,
+      localAttachment: { kind, mime: input.mime || blobType || null, bytes },
+      createdAt: new Date().toISOString(),
+      status: "sending",
+      mine: true,
+    });
+    this.#bodies.set(clientMsgId, body as Body);
+    void this.#upload(clientMsgId);
+    return this.deps.store.findMine(clientMsgId)!;
+  }
+
+  /** Whether `clientMsgId` is a placeholder whose upload has not succeeded. */
+  has(clientMsgId: string): boolean {
+    return this.#bodies.has(clientMsgId);
+  }
+
+  /** Upload a `failed` placeholder again; other statuses are left alone. */
+  retry(clientMsgId: string): ClientMessage {
+    const message = this.#mine(clientMsgId);
+    if (message.status !== "failed") return message;
+    const next = this.deps.store.markSending(message);
+    void this.#upload(clientMsgId);
+    return next;
+  }
+
+  discard(clientMsgId: string): boolean {
+    const message = this.deps.store.findMine(clientMsgId);
+    if (!message || message.status !== "failed") return false;
+    this.#bodies.delete(clientMsgId);
+    return this.deps.store.remove(message.conversationId, clientMsgId, this.deps.me);
+  }
+
+  async #upload(clientMsgId: string): Promise<void> {
+    const body = this.#bodies.get(clientMsgId);
+    if (body === undefined) return;
+    let uploaded: UploadedAttachment;
+    try {
+      uploaded = await this.deps.upload(body);
+    } catch (error) {
+      if (this.deps.closed()) return;
+      const message = this.deps.store.findMine(clientMsgId);
+      if (message) {
+        this.deps.store.markFailed(message.conversationId, clientMsgId, sendErrorOf(error), this.deps.me);
+      }
+      return;
+    }
+    const message = this.deps.store.findMine(clientMsgId);
+    if (this.deps.closed() || !this.#bodies.delete(clientMsgId) || !message) return;
+    // The same entry, now with the server's upload (sizes, duration), sent as any message.
+    const { localAttachment: _local, ...fields } = message;
+    this.deps.outbox.sendListed({
+      ...fields,
+      kind: uploaded.kind,
+      attachmentId: uploaded.id,
+      attachment: uploaded,
+    });
+  }
+
+  #mine(clientMsgId: string): ClientMessage {
+    const message = this.deps.store.findMine(clientMsgId);
+    if (!message) throw new ParleyError("not_found", `no message ${clientMsgId} of yours`);
+    return message;
+  }
+}
+
+/** The size of an upload body, `null` when it is none of the accepted types. */
+function sizeOf(body: unknown): number | null {
+  if (typeof Blob !== "undefined" && body instanceof Blob) return body.size;
+  if (body instanceof ArrayBuffer || body instanceof Uint8Array) return body.byteLength;
+  return null;
+}
+
+function sendErrorOf(error: unknown): SendError {
+  if (error instanceof ParleyError) {
+    return { code: error.code as SendError["code"], message: error.message, retryable: error.retryable };
+  }
+  return { code: "internal_error", message: String(error), retryable: true };
+}
