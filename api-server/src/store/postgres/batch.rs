@@ -267,6 +267,21 @@ async fn resolve(conn: &mut AsyncPgConnection, batch: &[NewMessage]) -> StoreRes
     Ok((resolved, created, member_rows))
 }
 
+/// Take the seq turns of `conversations` (ascending ids) in the caller's transaction, before it
+/// writes anything: within a conversation, the xid sync orders by is then the seq order (see
+/// `sql::ORDER_SEQS`). Every path that allocates seqs calls this — the batch and a single send.
+pub(super) async fn take_seq_turns(
+    conn: &mut AsyncPgConnection,
+    conversations: &[i64],
+) -> QueryResult<()> {
+    if !conversations.is_empty() {
+        Prepared::<sql::OrderSeqs>::new(sql::ORDER_SEQS, vec![Bind::BigInt(conversations)])
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Step 2 of the module doc, inside the caller's transaction.
 async fn store(
     conn: &mut AsyncPgConnection,
@@ -294,19 +309,9 @@ async fn store(
         .map(MessageRow::from)
         .collect()
     };
-    // Before the first write or row lock (see `sql::ORDER_SEQS`).
-    let turns: Vec<i64> = targets
-        .iter()
-        .flatten()
-        .copied()
-        .collect::<std::collections::BTreeSet<i64>>()
-        .into_iter()
-        .collect();
-    if !turns.is_empty() {
-        Prepared::<sql::OrderSeqs>::new(sql::ORDER_SEQS, vec![Bind::BigInt(&turns)])
-            .execute(conn)
-            .await?;
-    }
+    // Before the first write or row lock.
+    let turns: BTreeSet<i64> = targets.iter().flatten().copied().collect();
+    take_seq_turns(conn, &turns.into_iter().collect::<Vec<_>>()).await?;
     let mut steps = plan(batch, targets, found);
     let uploads = super::attachments::lock(conn, &attachments_to_link(batch, &steps))
         .await

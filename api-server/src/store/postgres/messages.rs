@@ -107,12 +107,9 @@ async fn insert(
 ) -> StoreResult<Option<MessageRow>> {
     let result = conn
         .transaction(async |conn| {
-            // The conversation's seq turn, before anything is written: the xid comes after it,
-            // so sync's xid order is this conversation's seq order (see `batch_sql::ORDER_SEQS`).
-            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-                .bind::<diesel::sql_types::BigInt, _>(conversation)
-                .execute(conn)
-                .await?;
+            // The conversation's seq turn, before anything is written (the same prepared
+            // statement as the group commit's).
+            super::batch::take_seq_turns(conn, &[conversation]).await?;
             // The row lock taken here serializes senders of one conversation until commit, so
             // seqs commit in order and a rolled-back send leaves no gap.
             let seq: i64 = diesel::update(conversations::table.find(conversation))
