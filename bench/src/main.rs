@@ -45,19 +45,39 @@ enum Scenario {
 
 fn parse(args: &[String]) -> anyhow::Result<Scenario> {
     let mut flags = std::collections::HashMap::new();
+    let invalid = std::cell::RefCell::new(None::<String>);
     let mut rest = args.iter().skip(1);
     while let Some(flag) = rest.next() {
         let name = flag
             .strip_prefix("--")
             .with_context(|| format!("unexpected argument {flag}"))?;
-        let value: usize = rest
+        let value = rest
             .next()
-            .with_context(|| format!("{flag} needs a value"))?
-            .parse()
-            .with_context(|| format!("{flag} needs a number"))?;
-        flags.insert(name.to_owned(), value);
+            .with_context(|| format!("{flag} needs a value"))?;
+        flags.insert(name.to_owned(), value.clone());
     }
-    let mut take = |name: &str, default: usize| flags.remove(name).unwrap_or(default);
+    let flags = std::cell::RefCell::new(flags);
+    // A numeric flag, or its default.
+    let take = |name: &str, default: usize| -> usize {
+        flags
+            .borrow_mut()
+            .remove(name)
+            .map_or(Ok(default), |value| value.parse())
+            .unwrap_or_else(|_| {
+                invalid
+                    .borrow_mut()
+                    .get_or_insert_with(|| format!("--{name} needs a number"));
+                default
+            })
+    };
+    // A text flag (e.g. `--side node`), or its default.
+    #[allow(unused)]
+    let text = |name: &str, default: &str| -> String {
+        flags
+            .borrow_mut()
+            .remove(name)
+            .unwrap_or_else(|| default.to_owned())
+    };
     let scenario = match args.first().map(String::as_str) {
         Some("fanout") => Scenario::Fanout(fanout::FanoutArgs {
             users: take("users", 20),
@@ -88,7 +108,10 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
         }),
         _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S] | bench persist [--batch B] [--batches N] [--concurrency C] [--users U]"),
     };
-    if let Some(unknown) = flags.keys().next() {
+    if let Some(message) = invalid.into_inner() {
+        bail!(message);
+    }
+    if let Some(unknown) = flags.into_inner().keys().next() {
         bail!("unknown flag --{unknown}");
     }
     Ok(scenario)
