@@ -7,7 +7,7 @@
 
 import http from 'node:http';
 import jwt from 'jsonwebtoken';
-import { HttpError, isUuid, parseMessage } from './validate.mjs';
+import { HttpError, isId, parseMessage } from './validate.mjs';
 import { Store } from './store.mjs';
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -42,8 +42,8 @@ function authenticate(request, secret) {
   } catch (error) {
     throw new HttpError(401, 'unauthorized', `invalid token: ${error.message}`);
   }
-  if (!isUuid(claims.sub)) throw new HttpError(401, 'unauthorized', 'the token names no user');
-  return claims.sub.toLowerCase();
+  if (!isId(claims.sub)) throw new HttpError(401, 'unauthorized', 'the token names no user');
+  return claims.sub;
 }
 
 async function readJson(request) {

@@ -4,7 +4,9 @@
 export const MAX_CONTENT_CHARS = 10_000;
 export const MAX_CLIENT_MSG_ID_CHARS = 100;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// A positive 64-bit id, as a decimal string.
+const ID = /^[1-9][0-9]{0,18}$/;
+const MAX_ID = 2n ** 63n - 1n;
 
 export class HttpError extends Error {
   constructor(status, code, message) {
@@ -14,8 +16,8 @@ export class HttpError extends Error {
   }
 }
 
-export function isUuid(value) {
-  return typeof value === 'string' && UUID.test(value);
+export function isId(value) {
+  return typeof value === 'string' && ID.test(value) && BigInt(value) <= MAX_ID;
 }
 
 function invalid(message) {
@@ -33,11 +35,11 @@ export function parseMessage(body) {
     throw invalid('the body must be a JSON object');
   }
   const { conversationId, recipientId, content, clientMsgId } = body;
-  if (!isUuid(conversationId)) {
-    throw invalid('conversationId must be a UUID');
+  if (!isId(conversationId)) {
+    throw invalid('conversationId must be an id (a decimal string)');
   }
-  if (recipientId !== undefined && recipientId !== null && !isUuid(recipientId)) {
-    throw invalid('recipientId must be a UUID when given');
+  if (recipientId !== undefined && recipientId !== null && !isId(recipientId)) {
+    throw invalid('recipientId must be an id (a decimal string) when given');
   }
   if (typeof content !== 'string' || content.trim() === '') {
     throw invalid('content must be a non-empty string');
@@ -53,8 +55,8 @@ export function parseMessage(body) {
     throw invalid(`clientMsgId must be a string of 1 to ${MAX_CLIENT_MSG_ID_CHARS} characters`);
   }
   return {
-    conversationId: conversationId.toLowerCase(),
-    recipientId: recipientId ? recipientId.toLowerCase() : null,
+    conversationId,
+    recipientId: recipientId ?? null,
     content,
     clientMsgId,
   };

@@ -3,14 +3,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MAX_CONTENT_CHARS, parseMessage } from '../validate.mjs';
 
-const conversationId = '33333333-3333-4333-8333-333333333333';
+const conversationId = '4242';
 const good = { conversationId, content: 'hello', clientMsgId: 'c1' };
 
-test('a well-formed message is accepted, ids lower-cased', () => {
-  const upper = { ...good, conversationId: conversationId.toUpperCase(), recipientId: conversationId };
-  assert.deepEqual(parseMessage(upper), {
+test('a well-formed message is accepted', () => {
+  assert.deepEqual(parseMessage({ ...good, recipientId: '7' }), {
     conversationId,
-    recipientId: conversationId,
+    recipientId: '7',
     content: 'hello',
     clientMsgId: 'c1',
   });
@@ -21,6 +20,9 @@ test('each bad field is refused with a message naming it', () => {
     [null, /JSON object/],
     [[good], /JSON object/],
     [{ ...good, conversationId: 'x' }, /conversationId/],
+    [{ ...good, conversationId: 42 }, /conversationId/],
+    [{ ...good, conversationId: '042' }, /conversationId/],
+    [{ ...good, conversationId: '9223372036854775808' }, /conversationId/],
     [{ ...good, recipientId: 7 }, /recipientId/],
     [{ ...good, content: '  ' }, /content/],
     [{ ...good, content: 5 }, /content/],
