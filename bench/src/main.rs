@@ -18,6 +18,7 @@ mod chat;
 mod cpu;
 mod fanout;
 mod persist;
+mod procs;
 mod publish;
 mod sio;
 mod stack;
