@@ -172,6 +172,9 @@ async fn main() -> anyhow::Result<()> {
     let secret = required("JWT_SECRET")?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
+    // Parley's tokens carry `aud` (and `iss`): the contract checks signature and `exp` only,
+    // and jsonwebtoken refuses a token with an `aud` when no audience is expected.
+    validation.validate_aud = false;
     let keys = Keys(Arc::new((
         DecodingKey::from_secret(secret.as_bytes()),
         validation,
