@@ -12,11 +12,13 @@
 //! `cargo run --release -p bench -- api [--clients C] [--requests R]`
 //! `cargo run --release -p bench -- publish [--publishes P]` (Redis only, no stack)
 //! `cargo run --release -p bench -- persist [--batch 10] [--batches 2000] [--concurrency 1] [--users 20]`
+//! `cargo run --release -p bench -- idle [--side parley|node|socketioxide] [--connections 15000] [--step 2500] [--hold 10] [--concurrency 64]`
 
 mod api;
 mod chat;
 mod cpu;
 mod fanout;
+mod idle;
 mod persist;
 mod procs;
 mod publish;
@@ -42,6 +44,7 @@ enum Scenario {
     Publish(publish::PublishArgs),
     Chat(chat::ChatArgs),
     Persist(persist::PersistArgs),
+    Idle(idle::IdleArgs),
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Scenario> {
@@ -107,7 +110,14 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
             concurrency: take("concurrency", 1),
             users: take("users", 20),
         }),
-        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S] | bench persist [--batch B] [--batches N] [--concurrency C] [--users U]"),
+        Some("idle") => Scenario::Idle(idle::IdleArgs {
+            side: text("side", "parley"),
+            connections: take("connections", 15000),
+            step: take("step", 2500),
+            hold: take("hold", 10),
+            concurrency: take("concurrency", 64),
+        }),
+        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S] | bench persist [--batch B] [--batches N] [--concurrency C] [--users U] | bench idle [--side S] [--connections N] [--step K] [--hold S] [--concurrency C]"),
     };
     if let Some(message) = invalid.into_inner() {
         bail!(message);
@@ -121,6 +131,10 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scenario = parse(&args)?;
+    // Scenarios against server processes: this process is the generator, on its own core.
+    if matches!(scenario, Scenario::Idle(_)) {
+        procs::prepare()?;
+    }
     // Before any thread exists: the services read their settings from the environment.
     stack::prepare_environment();
     shared::telemetry::init("error");
@@ -137,6 +151,11 @@ fn main() -> anyhow::Result<()> {
             },
             std::thread::available_parallelism().map_or(1, usize::from)
         );
+        if let Scenario::Idle(args) = &scenario {
+            return tokio::time::timeout(TIME_LIMIT, idle::run(args))
+                .await
+                .context("the bench ran past its time limit")?;
+        }
         if let Scenario::Publish(args) = &scenario {
             return tokio::time::timeout(TIME_LIMIT, publish::run(&stack::redis_url(), args))
                 .await
@@ -157,7 +176,9 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Api(args) => api::run(&stack, args).await,
                 Scenario::Chat(args) => chat::run(&stack, args).await,
                 Scenario::Persist(args) => persist::run(&stack, args).await,
-                Scenario::Publish(_) => unreachable!("run above, without the stack"),
+                Scenario::Publish(_) | Scenario::Idle(_) => {
+                    unreachable!("run above, without the in-process stack")
+                }
             }
         })
         .await;

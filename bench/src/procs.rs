@@ -9,8 +9,8 @@
 //!   to `<run dir>/<name>.log`; the [`Proc`] stops it by PID on drop (SIGTERM, SIGKILL after
 //!   [`STOP_LIMIT`]). [`wait_port`] returns once a loopback port accepts (or the process died,
 //!   with its log's tail). [`free_port`] picks a port to hand to a server.
-//! - [`usage`]`(pids)`: CPU-seconds (user + system, reaped children included) and RSS of those
-//!   processes and all their descendants; subtract two readings with [`Usage::since`].
+//! - [`usage`]`(pids)`: CPU-seconds (user + system, reaped children included), RSS and PSS of
+//!   those processes and all their descendants; subtract two readings with [`Usage::since`].
 //! - [`Postgres::start`] / [`Redis::start`]: a PostgreSQL cluster (`initdb` in the run dir) and a
 //!   `redis-server` of the run's own, on SERVER_CORE (`services.rs`).
 //! - [`ParleyStack::start`]`(relays)`: the release `api-server` and `relays` × `socket-server`
@@ -229,8 +229,12 @@ pub async fn wait_port(process: &mut Proc, port: u16, limit: Duration) -> anyhow
 pub struct Usage {
     /// User + system CPU-seconds, children already reaped included.
     pub cpu_seconds: f64,
-    /// Resident set size, summed over the processes.
+    /// Resident set size, summed over the processes (memory they share, e.g. PostgreSQL's
+    /// shared buffers, is counted once per process).
     pub rss_bytes: u64,
+    /// Proportional set size: shared pages divided among the processes sharing them, so the
+    /// sum over several processes counts them once.
+    pub pss_bytes: u64,
 }
 
 impl Usage {
@@ -238,7 +242,7 @@ impl Usage {
     pub fn since(&self, earlier: &Usage) -> Usage {
         Usage {
             cpu_seconds: self.cpu_seconds - earlier.cpu_seconds,
-            rss_bytes: self.rss_bytes,
+            ..*self
         }
     }
 }
@@ -251,6 +255,7 @@ pub fn usage(pids: &[u32]) -> Usage {
         .fold(Usage::default(), |sum, one| Usage {
             cpu_seconds: sum.cpu_seconds + one.cpu_seconds,
             rss_bytes: sum.rss_bytes + one.rss_bytes,
+            pss_bytes: sum.pss_bytes + one.pss_bytes,
         })
 }
 
@@ -262,17 +267,22 @@ pub fn usage_of(pid: u32) -> Usage {
     let ticks: u64 = (11..15)
         .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
         .sum();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .unwrap_or(0);
     Usage {
         cpu_seconds: ticks as f64 / TICKS_PER_SEC,
-        rss_bytes: rss_kib * 1024,
+        rss_bytes: kib_field(&format!("/proc/{pid}/status"), "VmRSS:") * 1024,
+        pss_bytes: kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:") * 1024,
     }
+}
+
+/// The value of the `<name> <n> kB` line of a `/proc` file (0 when absent).
+fn kib_field(path: &str, name: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `pids` and all their live descendants (from every process's parent in `/proc`).
