@@ -15,6 +15,20 @@ use shared::ids::UserId;
 use shared::wire::Conversation;
 use std::collections::{BTreeMap, HashMap};
 
+/// Why a write transaction storing messages rolled back.
+pub enum TxError {
+    /// A concurrent send of one of its `(sender, clientMsgId)` keys committed first; the seqs it
+    /// allocated were rolled back with it, so no gap is left.
+    Raced,
+    Store(StoreError),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxError::Store(e.into())
+    }
+}
+
 /// What one message of a batch becomes.
 #[derive(Debug)]
 pub enum Step {

@@ -24,17 +24,18 @@
 //! runs again from step 2, where that key is now found stored.
 
 use super::conversations::{find_or_create_direct, load};
+use super::dialect::Conn;
 use super::rows::{MemberRow, MessageRow};
 use super::schema::{conversations, members, users};
 use crate::store::batch::{
     answers, attachments_to_link, check_attachments, inserts_by_conversation, plan, seqs, Stored,
+    TxError,
 };
 use crate::store::rows::direct_key;
 use crate::store::{NewMessage, SendOutcome, StoreError, StoreResult, Target};
 use diesel::prelude::*;
-use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use shared::ids::UserId;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -96,21 +97,8 @@ impl From<MessageByName> for MessageRow {
 /// attempt almost always succeeds).
 const ATTEMPTS: u32 = 5;
 
-/// Why the transaction rolled back.
-enum TxError {
-    /// A concurrent send of a key of the batch committed first.
-    Raced,
-    Store(StoreError),
-}
-
-impl From<DieselError> for TxError {
-    fn from(e: DieselError) -> Self {
-        TxError::Store(e.into())
-    }
-}
-
 pub async fn send(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     batch: Vec<NewMessage>,
 ) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
     let (resolved, created, mut member_rows) = resolve(conn, &batch).await?;
@@ -149,6 +137,7 @@ pub async fn send(
     if !unread.is_empty() {
         let more: Vec<MemberRow> = members::table
             .filter(members::conversation_id.eq_any(&unread))
+            .order((members::conversation_id, members::user_id))
             .select(MemberRow::as_select())
             .load(conn)
             .await?;
@@ -167,7 +156,7 @@ type Resolved = (Vec<StoreResult<i64>>, BTreeSet<i64>, Vec<MemberRow>);
 
 /// Each message's conversation (its target resolved, the sender a member) or its refusal, the
 /// direct conversations created on the way, and the members of the conversations named by id.
-async fn resolve(conn: &mut AsyncPgConnection, batch: &[NewMessage]) -> StoreResult<Resolved> {
+async fn resolve(conn: &mut Conn, batch: &[NewMessage]) -> StoreResult<Resolved> {
     let recipients: Vec<i64> = batch
         .iter()
         .filter_map(|m| match m.target {
@@ -223,6 +212,7 @@ async fn resolve(conn: &mut AsyncPgConnection, batch: &[NewMessage]) -> StoreRes
     } else {
         members::table
             .filter(members::conversation_id.eq_any(&conversation_ids))
+            .order((members::conversation_id, members::user_id))
             .select(MemberRow::as_select())
             .load(conn)
             .await?
@@ -270,10 +260,7 @@ async fn resolve(conn: &mut AsyncPgConnection, batch: &[NewMessage]) -> StoreRes
 /// Take the seq turns of `conversations` (ascending ids) in the caller's transaction, before it
 /// writes anything: within a conversation, the xid sync orders by is then the seq order (see
 /// `sql::ORDER_SEQS`). Every path that allocates seqs calls this — the batch and a single send.
-pub(super) async fn take_seq_turns(
-    conn: &mut AsyncPgConnection,
-    conversations: &[i64],
-) -> QueryResult<()> {
+pub(super) async fn take_seq_turns(conn: &mut Conn, conversations: &[i64]) -> QueryResult<()> {
     if !conversations.is_empty() {
         Prepared::<sql::OrderSeqs>::new(sql::ORDER_SEQS, vec![Bind::BigInt(conversations)])
             .execute(conn)
@@ -284,7 +271,7 @@ pub(super) async fn take_seq_turns(
 
 /// Step 2 of the module doc, inside the caller's transaction.
 async fn store(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     batch: &[NewMessage],
     targets: &[Option<i64>],
 ) -> Result<Stored, TxError> {
@@ -313,7 +300,7 @@ async fn store(
     let turns: BTreeSet<i64> = targets.iter().flatten().copied().collect();
     take_seq_turns(conn, &turns.into_iter().collect::<Vec<_>>()).await?;
     let mut steps = plan(batch, targets, found);
-    let uploads = super::attachments::lock(conn, &attachments_to_link(batch, &steps))
+    let uploads = super::uploads::lock(conn, &attachments_to_link(batch, &steps))
         .await
         .map_err(TxError::Store)?;
     check_attachments(batch, &mut steps, &uploads);
@@ -397,7 +384,7 @@ async fn store(
             .ok_or_else(|| TxError::Store(anyhow::anyhow!("an unexpected row came back").into()))?;
         inserted.insert(i, row);
     }
-    super::attachments::link_inserted(conn, batch, &inserted)
+    super::uploads::link_inserted(conn, batch, &inserted)
         .await
         .map_err(TxError::Store)?;
     // In conversation and seq order, as single sends would have written them.

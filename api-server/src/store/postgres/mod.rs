@@ -1,16 +1,20 @@
 //! The PostgreSQL store (diesel + diesel-async over a deadpool pool): the system of record of the
 //! split deployment. Each submodule holds the queries of one area as functions taking a
-//! connection, so they compose inside one transaction.
+//! connection, so they compose inside one transaction; most are written once for both backends
+//! (`store/queries/`), and only what differs is here: the [`dialect`] (clock, text search,
+//! transactions, the seq turn), the sync horizon ([`sync`]), and the group commit ([`batch`]).
 
-mod attachments;
+#![allow(clippy::duplicate_mod)]
+
+#[macro_use]
+mod dialect;
 mod batch;
-mod conversations;
-mod messages;
-mod receipts;
-mod rows;
 mod schema;
 mod sync;
-mod users;
+mod uploads;
+
+// The queries written once for both backends (see `store`'s module doc).
+queries!();
 
 use super::{
     AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError,
@@ -212,7 +216,7 @@ impl Store for PgStore {
     }
 
     async fn send_message(&self, new: NewMessage) -> StoreResult<SendOutcome> {
-        messages::send(&mut *self.conn().await?, new).await
+        messages::send(&mut *self.conn().await?, &new).await
     }
 
     async fn send_batch(

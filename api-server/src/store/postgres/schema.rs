@@ -1,23 +1,30 @@
-// The diesel schema of `migrations/postgres`. Kept by hand in the shape `diesel print-schema`
-// writes; the integration suite runs every query against the migrated database.
+// @generated automatically by Diesel CLI.
 
 diesel::table! {
-    users (id) {
-        id -> Int8,
-        username -> Text,
-        display_name -> Text,
-        password_hash -> Text,
+    attachments (id) {
+        id -> Text,
+        owner_id -> Int8,
+        kind -> Text,
+        mime -> Text,
+        bytes -> Int8,
+        sha256 -> Text,
+        width -> Nullable<Int8>,
+        height -> Nullable<Int8>,
+        duration_ms -> Nullable<Int8>,
+        message_id -> Nullable<Int8>,
         created_at -> Timestamptz,
     }
 }
 
 diesel::table! {
-    sessions (jti) {
-        jti -> Text,
-        user_id -> Int8,
+    changes (id) {
+        id -> Int8,
+        xid -> Int8,
+        conversation_id -> Int8,
+        kind -> Text,
+        message_id -> Nullable<Int8>,
+        user_id -> Nullable<Int8>,
         created_at -> Timestamptz,
-        expires_at -> Timestamptz,
-        revoked_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -59,47 +66,42 @@ diesel::table! {
 }
 
 diesel::table! {
-    changes (id) {
-        id -> Int8,
-        xid -> Int8,
-        conversation_id -> Int8,
-        kind -> Text,
-        message_id -> Nullable<Int8>,
-        user_id -> Nullable<Int8>,
+    sessions (jti) {
+        jti -> Text,
+        user_id -> Int8,
         created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
     }
 }
 
 diesel::table! {
-    attachments (id) {
-        id -> Text,
-        owner_id -> Int8,
-        kind -> Text,
-        mime -> Text,
-        bytes -> Int8,
-        sha256 -> Text,
-        width -> Nullable<Int8>,
-        height -> Nullable<Int8>,
-        duration_ms -> Nullable<Int8>,
-        message_id -> Nullable<Int8>,
+    users (id) {
+        id -> Int8,
+        username -> Text,
+        display_name -> Text,
+        password_hash -> Text,
         created_at -> Timestamptz,
     }
 }
 
-diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(attachments -> messages (message_id));
+diesel::joinable!(attachments -> users (owner_id));
+diesel::joinable!(changes -> conversations (conversation_id));
+diesel::joinable!(changes -> messages (message_id));
+diesel::joinable!(changes -> users (user_id));
 diesel::joinable!(members -> conversations (conversation_id));
 diesel::joinable!(members -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
-diesel::joinable!(changes -> conversations (conversation_id));
-diesel::joinable!(attachments -> users (owner_id));
-diesel::joinable!(attachments -> messages (message_id));
+diesel::joinable!(messages -> users (sender_id));
+diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
-    users,
-    sessions,
+    attachments,
+    changes,
     conversations,
     members,
     messages,
-    changes,
-    attachments,
+    sessions,
+    users,
 );

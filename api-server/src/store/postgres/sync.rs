@@ -32,27 +32,24 @@
 //! needs no key, no new dependency, and keeps every cursor issued before it was added working
 //! (the format is unchanged).
 
-use super::conversations::members_of;
-use super::rows::{ConversationRow, MemberRow, MessageRow};
-use super::schema::{changes, conversations, members, messages};
+use super::changes::{answer, Change};
+use super::dialect::Conn;
+use super::schema::{changes, members};
 use crate::store::{StoreError, StoreResult};
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use shared::ids::UserId;
-use shared::wire::{Message, SyncResponse};
-use std::collections::BTreeSet;
+use shared::wire::SyncResponse;
 
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = changes, check_for_backend(diesel::pg::Pg))]
 struct ChangeRow {
     id: i64,
     xid: i64,
-    conversation_id: i64,
-    kind: String,
-    message_id: Option<i64>,
-    user_id: Option<i64>,
+    #[diesel(embed)]
+    change: Change,
 }
 
 /// The (32-bit) xids of the transactions other databases of this server are running now.
@@ -108,58 +105,63 @@ fn format_cursor((xid, id): (i64, i64)) -> String {
 }
 
 pub async fn since(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     user: UserId,
     cursor: Option<&str>,
     limit: i64,
 ) -> StoreResult<SyncResponse> {
     let cursor = cursor.map(parse_cursor).transpose()?;
-    let (cx, ci) = cursor.unwrap_or((0, 0));
     // Before the snapshot: see the module doc.
     let others: Vec<i64> = diesel::select(sql::<Array<BigInt>>(OTHER_DATABASES_XIDS))
         .get_result(conn)
         .await?;
-    // One snapshot for the horizon and the read.
-    let (horizon, mut rows) = conn
-        .build_transaction()
-        .repeatable_read()
-        .read_only()
-        .run(async |conn| {
-            let horizon: i64 = diesel::select(
-                sql::<BigInt>(HORIZON_BEFORE)
-                    .bind::<Array<BigInt>, _>(&others)
-                    .sql(HORIZON_AFTER),
-            )
-            .get_result(conn)
-            .await?;
-            if let Some(cursor) = cursor {
-                let bound: (i64, i64) = diesel::select((
-                    sql::<BigInt>(ISSUED_XID_BOUND),
-                    sql::<BigInt>(ISSUED_ID_BOUND),
-                ))
-                .get_result(conn)
-                .await?;
-                check_issued(cursor, bound)?;
-            }
-            let rows: Vec<ChangeRow> = changes::table
-                .inner_join(
-                    members::table.on(members::conversation_id
-                        .eq(changes::conversation_id)
-                        .and(members::user_id.eq(user.get()))),
-                )
-                .filter(
-                    changes::xid
-                        .gt(cx)
-                        .or(changes::xid.eq(cx).and(changes::id.gt(ci))),
-                )
-                .filter(changes::xid.lt(horizon))
-                .order((changes::xid.asc(), changes::id.asc()))
-                .limit(limit + 1)
-                .select(ChangeRow::as_select())
-                .load(conn)
-                .await?;
-            Ok::<_, StoreError>((horizon, rows))
-        })
+    // One snapshot for the horizon, the page and its answer.
+    read_tx!(conn, async |conn: &mut Conn| {
+        page(conn, user, cursor, &others, limit).await
+    })
+    .await
+}
+
+async fn page(
+    conn: &mut Conn,
+    user: UserId,
+    cursor: Option<(i64, i64)>,
+    others: &[i64],
+    limit: i64,
+) -> StoreResult<SyncResponse> {
+    let (cx, ci) = cursor.unwrap_or((0, 0));
+    let horizon: i64 = diesel::select(
+        sql::<BigInt>(HORIZON_BEFORE)
+            .bind::<Array<BigInt>, _>(others)
+            .sql(HORIZON_AFTER),
+    )
+    .get_result(conn)
+    .await?;
+    if let Some(cursor) = cursor {
+        let bound: (i64, i64) = diesel::select((
+            sql::<BigInt>(ISSUED_XID_BOUND),
+            sql::<BigInt>(ISSUED_ID_BOUND),
+        ))
+        .get_result(conn)
+        .await?;
+        check_issued(cursor, bound)?;
+    }
+    let mut rows: Vec<ChangeRow> = changes::table
+        .inner_join(
+            members::table.on(members::conversation_id
+                .eq(changes::conversation_id)
+                .and(members::user_id.eq(user.get()))),
+        )
+        .filter(
+            changes::xid
+                .gt(cx)
+                .or(changes::xid.eq(cx).and(changes::id.gt(ci))),
+        )
+        .filter(changes::xid.lt(horizon))
+        .order((changes::xid.asc(), changes::id.asc()))
+        .limit(limit + 1)
+        .select(ChangeRow::as_select())
+        .load(conn)
         .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -168,69 +170,13 @@ pub async fn since(
         // Everything below the horizon has been seen: later changes all have xid >= it.
         _ => (cx, ci).max((horizon, 0)),
     };
-
-    let message_ids: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.kind == "message")
-        .filter_map(|r| r.message_id)
-        .collect();
-    let receipt_keys: BTreeSet<(i64, i64)> = rows
-        .iter()
-        .filter(|r| r.kind == "receipt")
-        .filter_map(|r| r.user_id.map(|u| (r.conversation_id, u)))
-        .collect();
-    let conversation_ids: BTreeSet<i64> = rows
-        .iter()
-        .filter(|r| r.kind == "conversation")
-        .map(|r| r.conversation_id)
-        .collect();
-
-    let mut message_rows: Vec<MessageRow> = if message_ids.is_empty() {
-        Vec::new()
-    } else {
-        messages::table
-            .filter(messages::id.eq_any(&message_ids))
-            .select(MessageRow::as_select())
-            .load(conn)
-            .await?
-    };
-    message_rows.sort_by_key(|m| (m.conversation_id, m.seq));
-    let touched: Vec<i64> = message_rows
-        .iter()
-        .map(|m| m.conversation_id)
-        .chain(receipt_keys.iter().map(|(c, _)| *c))
-        .chain(conversation_ids.iter().copied())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let all_members = members_of(conn, &touched).await?;
-    let member_rows: Vec<MemberRow> = all_members.iter().map(|(m, _)| m.clone()).collect();
-    let messages = message_rows
-        .into_iter()
-        .map(|m| m.into_wire(&member_rows))
-        .collect::<anyhow::Result<Vec<Message>>>()?;
-    let receipts = member_rows
-        .iter()
-        .filter(|m| receipt_keys.contains(&(m.conversation_id, m.user_id)))
-        .map(MemberRow::state)
-        .collect();
-    let conversation_list: Vec<i64> = conversation_ids.into_iter().collect();
-    let conversations = conversations::table
-        .filter(conversations::id.eq_any(&conversation_list))
-        .order(conversations::id)
-        .select(ConversationRow::as_select())
-        .load::<ConversationRow>(conn)
-        .await?
-        .into_iter()
-        .map(|c| c.into_wire(&all_members))
-        .collect();
-    Ok(SyncResponse {
-        messages,
-        receipts,
-        conversations,
-        next_cursor: format_cursor(next),
+    answer(
+        conn,
+        rows.iter().map(|r| &r.change),
+        format_cursor(next),
         has_more,
-    })
+    )
+    .await
 }
 
 #[cfg(test)]

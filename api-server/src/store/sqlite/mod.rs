@@ -3,23 +3,29 @@
 //! [`super::postgres`], obtained differently:
 //!
 //! - SQLite has one writer at a time. Every write runs in a `BEGIN IMMEDIATE` transaction on the
-//!   single *writer* connection, so the idempotency check, the seq allocation and the insert
-//!   happen under the write lock: one row per `(sender, clientMsgId)` and gap-free seqs hold
-//!   without conflict handling. Requests queue for the writer in the pool instead of spinning
-//!   on `database is locked`; `busy_timeout` covers another process on the same file.
+//!   single *writer* connection (`dialect::write_tx`), so a send's seq allocation and insert
+//!   happen under the write lock and seqs are gap-free with no seq turn to take. Requests queue
+//!   for the writer in the pool instead of spinning on `database is locked`; `busy_timeout`
+//!   covers another process on the same file.
 //! - Reads use a pool of *reader* connections, which WAL lets run beside the writer.
 //! - `:memory:` has one connection for both (a private in-memory database is per connection).
+//! - Linking an upload in a message's transaction and a garbage claim run wholly one after the
+//!   other (one writer): a linked upload is never collected.
 //!
-//! Each submodule holds the queries of one area as functions taking a connection.
+//! Each submodule holds the queries of one area as functions taking a connection; most are
+//! written once for both backends (`store/queries/`), and only what differs is here: the
+//! [`dialect`] (clock, text search, transactions) and the sync cursor ([`sync`]).
 
-mod attachments;
-mod conversations;
-mod messages;
-mod receipts;
-mod rows;
+#![allow(clippy::duplicate_mod)]
+
+#[macro_use]
+mod dialect;
+mod batch;
 mod schema;
 mod sync;
-mod users;
+
+// The queries written once for both backends (see `store`'s module doc).
+queries!();
 
 use super::{
     AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError,
@@ -53,13 +59,7 @@ const READ_WAIT: Duration = Duration::from_secs(5);
 /// How long a write waits for the writer connection: writes queue there, one at a time.
 const WRITE_WAIT: Duration = Duration::from_secs(15);
 
-pub type Conn = SyncConnectionWrapper<SqliteConnection>;
-
-diesel::define_sql_function! {
-    /// Unicode lower-casing (SQLite's own `lower` only folds ASCII), registered per connection,
-    /// so that search is case-insensitive as PostgreSQL's ILIKE is.
-    fn parley_lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text;
-}
+pub use dialect::Conn;
 
 /// Where the database lives, from `DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +145,7 @@ fn establish(target: &str, migrate: bool) -> ConnectionResult<SqliteConnection> 
     };
     conn.batch_execute(PRAGMAS)
         .map_err(|e| failed("setting the pragmas", &e))?;
-    parley_lower_utils::register_impl(&mut conn, |text: String| text.to_lowercase())
+    dialect::parley_lower_utils::register_impl(&mut conn, |text: String| text.to_lowercase())
         .map_err(|e| failed("registering parley_lower", &e))?;
     if migrate {
         let applied = conn
@@ -314,7 +314,7 @@ impl Store for SqliteStore {
 
     async fn send_message(&self, new: NewMessage) -> StoreResult<SendOutcome> {
         detached(&self.writer, move |mut c| async move {
-            messages::send(&mut c, new).await
+            messages::send(&mut c, &new).await
         })
         .await
     }
@@ -324,7 +324,7 @@ impl Store for SqliteStore {
         batch: Vec<NewMessage>,
     ) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
         detached(&self.writer, move |mut c| async move {
-            messages::send_batch(&mut c, batch).await
+            batch::send(&mut c, batch).await
         })
         .await
     }

@@ -1,23 +1,29 @@
-// The diesel schema of `migrations/sqlite` (as `diesel print-schema` would write it with
-// TimestamptzSqlite for the UTC text timestamps); the integration suite runs every query on it.
+// @generated automatically by Diesel CLI.
 
 diesel::table! {
-    users (id) {
-        id -> BigInt,
-        username -> Text,
-        display_name -> Text,
-        password_hash -> Text,
+    attachments (id) {
+        id -> Text,
+        owner_id -> BigInt,
+        kind -> Text,
+        mime -> Text,
+        bytes -> BigInt,
+        sha256 -> Text,
+        width -> Nullable<BigInt>,
+        height -> Nullable<BigInt>,
+        duration_ms -> Nullable<BigInt>,
+        message_id -> Nullable<BigInt>,
         created_at -> TimestamptzSqlite,
     }
 }
 
 diesel::table! {
-    sessions (jti) {
-        jti -> Text,
-        user_id -> BigInt,
+    changes (id) {
+        id -> BigInt,
+        conversation_id -> BigInt,
+        kind -> Text,
+        message_id -> Nullable<BigInt>,
+        user_id -> Nullable<BigInt>,
         created_at -> TimestamptzSqlite,
-        expires_at -> TimestamptzSqlite,
-        revoked_at -> Nullable<TimestamptzSqlite>,
     }
 }
 
@@ -59,46 +65,42 @@ diesel::table! {
 }
 
 diesel::table! {
-    changes (id) {
-        id -> BigInt,
-        conversation_id -> BigInt,
-        kind -> Text,
-        message_id -> Nullable<BigInt>,
-        user_id -> Nullable<BigInt>,
+    sessions (jti) {
+        jti -> Text,
+        user_id -> BigInt,
         created_at -> TimestamptzSqlite,
+        expires_at -> TimestamptzSqlite,
+        revoked_at -> Nullable<TimestamptzSqlite>,
     }
 }
 
 diesel::table! {
-    attachments (id) {
-        id -> Text,
-        owner_id -> BigInt,
-        kind -> Text,
-        mime -> Text,
-        bytes -> BigInt,
-        sha256 -> Text,
-        width -> Nullable<BigInt>,
-        height -> Nullable<BigInt>,
-        duration_ms -> Nullable<BigInt>,
-        message_id -> Nullable<BigInt>,
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        display_name -> Text,
+        password_hash -> Text,
         created_at -> TimestamptzSqlite,
     }
 }
 
-diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(attachments -> messages (message_id));
+diesel::joinable!(attachments -> users (owner_id));
+diesel::joinable!(changes -> conversations (conversation_id));
+diesel::joinable!(changes -> messages (message_id));
+diesel::joinable!(changes -> users (user_id));
 diesel::joinable!(members -> conversations (conversation_id));
 diesel::joinable!(members -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
-diesel::joinable!(changes -> conversations (conversation_id));
-diesel::joinable!(attachments -> users (owner_id));
-diesel::joinable!(attachments -> messages (message_id));
+diesel::joinable!(messages -> users (sender_id));
+diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
-    users,
-    sessions,
+    attachments,
+    changes,
     conversations,
     members,
     messages,
-    changes,
-    attachments,
+    sessions,
+    users,
 );

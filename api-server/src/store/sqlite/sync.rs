@@ -11,27 +11,23 @@
 //! database file since replaced — and is refused (`validation_failed`, field `since`) rather
 //! than answering "nothing new" forever; why a bound rather than a MAC is in `postgres::sync`.
 
-use super::conversations::members_of;
-use super::rows::{ConversationRow, MemberRow, MessageRow};
-use super::schema::{changes, conversations, members, messages};
-use super::Conn;
+use super::changes::{answer, Change};
+use super::dialect::Conn;
+use super::schema::{changes, members};
 use crate::store::{StoreError, StoreResult};
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use shared::ids::UserId;
-use shared::wire::{Message, SyncResponse};
-use std::collections::BTreeSet;
+use shared::wire::SyncResponse;
 
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = changes, check_for_backend(diesel::sqlite::Sqlite))]
 struct ChangeRow {
     id: i64,
-    conversation_id: i64,
-    kind: String,
-    message_id: Option<i64>,
-    user_id: Option<i64>,
+    #[diesel(embed)]
+    change: Change,
 }
 
 /// `s<id>`; PostgreSQL's `p<xid>.<id>` and anything else are refused.
@@ -66,8 +62,9 @@ pub async fn since(
     limit: i64,
 ) -> StoreResult<SyncResponse> {
     let after = cursor.map(parse_cursor).transpose()?.unwrap_or(0);
-    conn.transaction(async |conn| page(conn, user, after, limit).await)
-        .await
+    read_tx!(conn, async |conn: &mut Conn| page(conn, user, after, limit)
+        .await)
+    .await
 }
 
 async fn page(conn: &mut Conn, user: UserId, after: i64, limit: i64) -> StoreResult<SyncResponse> {
@@ -100,70 +97,13 @@ async fn page(conn: &mut Conn, user: UserId, after: i64, limit: i64) -> StoreRes
         // Everything up to the newest change of this snapshot has been seen.
         _ => after.max(newest.unwrap_or(0)),
     };
-
-    let message_ids: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.kind == "message")
-        .filter_map(|r| r.message_id)
-        .collect();
-    let receipt_keys: BTreeSet<(i64, i64)> = rows
-        .iter()
-        .filter(|r| r.kind == "receipt")
-        .filter_map(|r| r.user_id.map(|u| (r.conversation_id, u)))
-        .collect();
-    let conversation_ids: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.kind == "conversation")
-        .map(|r| r.conversation_id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-
-    let mut message_rows: Vec<MessageRow> = if message_ids.is_empty() {
-        Vec::new()
-    } else {
-        messages::table
-            .filter(messages::id.eq_any(&message_ids))
-            .select(MessageRow::as_select())
-            .load(conn)
-            .await?
-    };
-    message_rows.sort_by_key(|m| (m.conversation_id, m.seq));
-    let touched: Vec<i64> = message_rows
-        .iter()
-        .map(|m| m.conversation_id)
-        .chain(receipt_keys.iter().map(|(c, _)| *c))
-        .chain(conversation_ids.iter().copied())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let all_members = members_of(conn, &touched).await?;
-    let member_rows: Vec<MemberRow> = all_members.iter().map(|(m, _)| m.clone()).collect();
-    let messages = message_rows
-        .into_iter()
-        .map(|m| m.into_wire(&member_rows))
-        .collect::<anyhow::Result<Vec<Message>>>()?;
-    let receipts = member_rows
-        .iter()
-        .filter(|m| receipt_keys.contains(&(m.conversation_id, m.user_id)))
-        .map(MemberRow::state)
-        .collect();
-    let conversations = conversations::table
-        .filter(conversations::id.eq_any(&conversation_ids))
-        .order(conversations::id)
-        .select(ConversationRow::as_select())
-        .load::<ConversationRow>(conn)
-        .await?
-        .into_iter()
-        .map(|c| c.into_wire(&all_members))
-        .collect();
-    Ok(SyncResponse {
-        messages,
-        receipts,
-        conversations,
-        next_cursor: format_cursor(next),
+    answer(
+        conn,
+        rows.iter().map(|r| &r.change),
+        format_cursor(next),
         has_more,
-    })
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -1,24 +1,19 @@
-//! Uploads' records on PostgreSQL: the shared queries ([`crate::store::attachments::queries`]),
-//! and the batch's lock-then-link. A link is an `UPDATE … WHERE message_id IS NULL` in the
-//! message's transaction and a garbage claim a `DELETE … WHERE message_id IS NULL`: whichever
-//! comes second waits for the first's row lock, then re-checks its condition on the new row
-//! version, so a linked upload is never collected and a collected one never linked.
+//! The group commit's uploads on PostgreSQL: locked, then linked in one statement. A link is an
+//! `UPDATE … WHERE message_id IS NULL` in the message's transaction and a garbage claim a
+//! `DELETE … WHERE message_id IS NULL`: whichever comes second waits for the first's row lock,
+//! then re-checks its condition on the new row version, so a linked upload is never collected
+//! and a collected one never linked.
 
+use super::dialect::Conn;
 use super::rows::AttachmentRow;
-use super::schema::{attachments, members, messages};
-use crate::store::rows::attach_refusal;
+use super::schema::attachments;
 use crate::store::StoreResult;
-use chrono::{DateTime, Utc};
-use diesel::dsl::{exists, sql};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use shared::ids::UserId;
-
-crate::store::attachments::queries!(AsyncPgConnection, "COALESCE(SUM(bytes), 0)::BIGINT");
+use diesel_async::RunQueryDsl;
 
 /// The uploads `ids`, locked until the transaction ends (a batch checks them, then links them).
-pub async fn lock(conn: &mut AsyncPgConnection, ids: &[String]) -> StoreResult<Vec<AttachmentRow>> {
+pub async fn lock(conn: &mut Conn, ids: &[String]) -> StoreResult<Vec<AttachmentRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -34,7 +29,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, ids: &[String]) -> StoreResult<V
 /// Link each inserted message of a batch to its upload (checked and locked by [`lock`]), in one
 /// statement.
 pub async fn link_inserted(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     batch: &[crate::store::NewMessage],
     inserted: &std::collections::HashMap<usize, super::rows::MessageRow>,
 ) -> StoreResult<()> {

@@ -1,12 +1,12 @@
-//! Which SQLite columns fill the shared rows (`store::rows`).
+//! Which columns of the backend's schema fill the shared rows (`store::rows`).
 
+use super::dialect::Backend;
 use super::schema::{attachments, conversations, members, messages, users};
 use crate::store::rows::selectable;
 pub use crate::store::rows::{AttachmentRow, ConversationRow, MemberRow, MessageRow, UserRow};
-use diesel::sqlite::Sqlite;
 
 selectable!(
-    Sqlite,
+    Backend,
     AttachmentRow,
     attachments {
         id,
@@ -23,7 +23,7 @@ selectable!(
     }
 );
 selectable!(
-    Sqlite,
+    Backend,
     UserRow,
     users {
         id,
@@ -33,7 +33,7 @@ selectable!(
     }
 );
 selectable!(
-    Sqlite,
+    Backend,
     ConversationRow,
     conversations {
         id,
@@ -44,7 +44,7 @@ selectable!(
     }
 );
 selectable!(
-    Sqlite,
+    Backend,
     MemberRow,
     members {
         conversation_id,
@@ -56,7 +56,7 @@ selectable!(
     }
 );
 selectable!(
-    Sqlite,
+    Backend,
     MessageRow,
     messages {
         id,
@@ -70,10 +70,3 @@ selectable!(
         created_at,
     }
 );
-
-/// The application clock at PostgreSQL's precision (microseconds): timestamps are written by the
-/// store rather than by SQLite's `CURRENT_TIMESTAMP`, which only has seconds.
-pub fn now() -> chrono::DateTime<chrono::Utc> {
-    let now = chrono::Utc::now();
-    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
-}

@@ -1,20 +1,23 @@
 //! Conversations and their members.
+//!
+//! A pair's direct conversation is unique by `direct_key`: its insert is `ON CONFLICT DO
+//! NOTHING`, and one that did nothing finds the pair's conversation the other writer committed
+//! (on PostgreSQL the insert waits for that writer; on SQLite writes are serialized anyway).
 
+use super::dialect::{now, Conn, Instant};
 use super::rows::{ConversationRow, MemberRow, MessageRow, UserRow};
 use super::schema::{changes, conversations, members, messages, users};
 use crate::store::rows::direct_key;
 use crate::store::{CreateOutcome, StoreError, StoreResult};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
 use shared::ids::{ConversationId, UserId};
 use shared::wire::{Conversation, ConversationSummary};
 use std::collections::HashMap;
 
 /// Members (with their users) of the given conversations.
-pub async fn members_of(
-    conn: &mut AsyncPgConnection,
-    ids: &[i64],
-) -> StoreResult<Vec<(MemberRow, UserRow)>> {
+pub async fn members_of(conn: &mut Conn, ids: &[i64]) -> StoreResult<Vec<(MemberRow, UserRow)>> {
     Ok(members::table
         .inner_join(users::table)
         .filter(members::conversation_id.eq_any(ids))
@@ -24,19 +27,19 @@ pub async fn members_of(
         .await?)
 }
 
-/// Member ids of one conversation.
-pub async fn member_ids(conn: &mut AsyncPgConnection, id: i64) -> StoreResult<Vec<UserId>> {
-    let ids: Vec<i64> = members::table
+/// Member rows of one conversation, by user id.
+pub async fn member_rows(conn: &mut Conn, id: i64) -> StoreResult<Vec<MemberRow>> {
+    Ok(members::table
         .filter(members::conversation_id.eq(id))
-        .select(members::user_id)
+        .order(members::user_id)
+        .select(MemberRow::as_select())
         .load(conn)
-        .await?;
-    Ok(ids.into_iter().map(UserId).collect())
+        .await?)
 }
 
 /// The conversation row if `user` is a member, else [`StoreError::ConversationNotFound`].
 pub async fn require_member(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     user: UserId,
     id: ConversationId,
 ) -> StoreResult<ConversationRow> {
@@ -52,7 +55,7 @@ pub async fn require_member(
 }
 
 /// One conversation with its members.
-pub async fn load(conn: &mut AsyncPgConnection, id: i64) -> StoreResult<Conversation> {
+pub async fn load(conn: &mut Conn, id: i64) -> StoreResult<Conversation> {
     let row: ConversationRow = conversations::table
         .find(id)
         .select(ConversationRow::as_select())
@@ -63,7 +66,7 @@ pub async fn load(conn: &mut AsyncPgConnection, id: i64) -> StoreResult<Conversa
 }
 
 pub async fn for_member(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     user: UserId,
     id: ConversationId,
 ) -> StoreResult<Option<Conversation>> {
@@ -77,7 +80,7 @@ pub async fn for_member(
     }
 }
 
-async fn find_direct(conn: &mut AsyncPgConnection, key: &str) -> StoreResult<Option<i64>> {
+async fn find_direct(conn: &mut Conn, key: &str) -> StoreResult<Option<i64>> {
     Ok(conversations::table
         .filter(conversations::direct_key.eq(key))
         .select(conversations::id)
@@ -86,20 +89,22 @@ async fn find_direct(conn: &mut AsyncPgConnection, key: &str) -> StoreResult<Opt
         .optional()?)
 }
 
-/// Insert a conversation, its members and its change row, in the caller's transaction. `None`
-/// when the direct conversation was created concurrently (the caller looks it up).
+/// Insert a conversation, its members and its change row, in the caller's write transaction.
+/// `None` when the direct conversation was created concurrently (the caller looks it up).
 async fn insert(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     ids: &[i64],
     title: Option<&str>,
     direct: Option<&str>,
 ) -> StoreResult<Option<i64>> {
     let kind = if direct.is_some() { "direct" } else { "group" };
+    let at = now();
     let inserted: Option<i64> = diesel::insert_into(conversations::table)
         .values((
             conversations::kind.eq(kind),
             conversations::title.eq(title),
             conversations::direct_key.eq(direct),
+            conversations::created_at.eq(at),
         ))
         .on_conflict(conversations::direct_key)
         .do_nothing()
@@ -110,18 +115,28 @@ async fn insert(
     let Some(id) = inserted else {
         return Ok(None);
     };
-    let rows: Vec<_> = ids
-        .iter()
-        .map(|&u| (members::conversation_id.eq(id), members::user_id.eq(u)))
-        .collect();
+    // One statement for any number of members (a multi-row VALUES is PostgreSQL-only here).
+    let member_rows = users::table.filter(users::id.eq_any(ids)).select((
+        id.into_sql::<BigInt>(),
+        users::id,
+        at.into_sql::<Instant>(),
+        at.into_sql::<Instant>(),
+    ));
     diesel::insert_into(members::table)
-        .values(&rows)
+        .values(member_rows)
+        .into_columns((
+            members::conversation_id,
+            members::user_id,
+            members::joined_at,
+            members::updated_at,
+        ))
         .execute(conn)
         .await?;
     diesel::insert_into(changes::table)
         .values((
             changes::conversation_id.eq(id),
             changes::kind.eq("conversation"),
+            changes::created_at.eq(at),
         ))
         .execute(conn)
         .await?;
@@ -131,7 +146,7 @@ async fn insert(
 /// Find or create the direct conversation of a pair (both must exist). Returns its id and
 /// whether it was created.
 pub async fn find_or_create_direct(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     a: UserId,
     b: UserId,
 ) -> StoreResult<(i64, bool)> {
@@ -140,9 +155,10 @@ pub async fn find_or_create_direct(
         return Ok((id, false));
     }
     let ids = [a.get(), b.get()];
-    let created = conn
-        .transaction(async |conn| insert(conn, &ids, None, Some(&key)).await)
-        .await?;
+    let created = write_tx!(conn, async |conn: &mut Conn| {
+        insert(conn, &ids, None, Some(&key)).await
+    })
+    .await?;
     match created {
         Some(id) => Ok((id, true)),
         None => find_direct(conn, &key)
@@ -152,7 +168,7 @@ pub async fn find_or_create_direct(
     }
 }
 
-async fn require_users(conn: &mut AsyncPgConnection, ids: &[i64]) -> StoreResult<()> {
+async fn require_users(conn: &mut Conn, ids: &[i64]) -> StoreResult<()> {
     let found: i64 = users::table
         .filter(users::id.eq_any(ids))
         .count()
@@ -166,7 +182,7 @@ async fn require_users(conn: &mut AsyncPgConnection, ids: &[i64]) -> StoreResult
 }
 
 pub async fn create(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     creator: UserId,
     requested: &[UserId],
     title: Option<String>,
@@ -181,49 +197,40 @@ pub async fn create(
             "must name at least one other user".into(),
         ));
     }
-    require_users(conn, &ids).await?;
     let title = title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
-    if ids.len() == 2 && title.is_none() {
-        let (id, created) = find_or_create_direct(conn, UserId(ids[0]), UserId(ids[1])).await?;
-        let conversation = load(conn, id).await?;
-        return Ok(CreateOutcome {
-            conversation,
+    write_tx!(conn, async |conn: &mut Conn| {
+        require_users(conn, &ids).await?;
+        let (id, created) = if ids.len() == 2 && title.is_none() {
+            find_or_create_direct(conn, UserId(ids[0]), UserId(ids[1])).await?
+        } else {
+            let id = insert(conn, &ids, title.as_deref(), None)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("a group conversation insert did nothing"))?;
+            (id, true)
+        };
+        Ok(CreateOutcome {
+            conversation: load(conn, id).await?,
             created,
-        });
-    }
-    let id = conn
-        .transaction(async |conn| insert(conn, &ids, title.as_deref(), None).await)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("a group conversation insert did nothing"))?;
-    Ok(CreateOutcome {
-        conversation: load(conn, id).await?,
-        created: true,
+        })
     })
+    .await
 }
 
-pub async fn list(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-) -> StoreResult<Vec<ConversationSummary>> {
-    // One snapshot for the four queries (as on SQLite): read apart, a message stored between
-    // them could be counted unread but not be the last message, and a client adding the live
-    // messages above `lastMessage` would count it twice.
-    conn.build_transaction()
-        .repeatable_read()
-        .read_only()
-        .run(async |conn| list_in_snapshot(conn, user).await)
-        .await
+pub async fn list(conn: &mut Conn, user: UserId) -> StoreResult<Vec<ConversationSummary>> {
+    // One snapshot for the four queries: read apart, a message stored between them could be
+    // counted unread but not be the last message, and a client adding the live messages above
+    // `lastMessage` would count it twice.
+    read_tx!(conn, async |conn: &mut Conn| list_in_snapshot(conn, user)
+        .await)
+    .await
 }
 
-async fn list_in_snapshot(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-) -> StoreResult<Vec<ConversationSummary>> {
+async fn list_in_snapshot(conn: &mut Conn, user: UserId) -> StoreResult<Vec<ConversationSummary>> {
     let rows: Vec<ConversationRow> = conversations::table
         .inner_join(members::table)
         .filter(members::user_id.eq(user.get()))
         .order((
-            diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
+            diesel::dsl::sql::<Instant>(
                 "COALESCE(conversations.last_message_at, conversations.created_at)",
             )
             .desc(),

@@ -1,22 +1,23 @@
 //! Users and sessions.
 
+use super::dialect::{now, user_matches, Conn};
 use super::rows::UserRow;
 use super::schema::{members, sessions, users};
-use crate::store::rows::like_pattern;
 use crate::store::{NewUser, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use shared::ids::{ConversationId, UserId};
 use shared::wire::User;
 
-pub async fn create(conn: &mut AsyncPgConnection, new: &NewUser) -> StoreResult<User> {
+pub async fn create(conn: &mut Conn, new: &NewUser) -> StoreResult<User> {
     let row: UserRow = diesel::insert_into(users::table)
         .values((
             users::username.eq(&new.username),
             users::display_name.eq(&new.display_name),
             users::password_hash.eq(&new.password_hash),
+            users::created_at.eq(now()),
         ))
         .returning(UserRow::as_returning())
         .get_result(conn)
@@ -30,10 +31,7 @@ pub async fn create(conn: &mut AsyncPgConnection, new: &NewUser) -> StoreResult<
     Ok(row.into())
 }
 
-pub async fn credentials(
-    conn: &mut AsyncPgConnection,
-    username: &str,
-) -> StoreResult<Option<(User, String)>> {
+pub async fn credentials(conn: &mut Conn, username: &str) -> StoreResult<Option<(User, String)>> {
     let found: Option<(UserRow, String)> = users::table
         .filter(users::username.eq(username))
         .select((UserRow::as_select(), users::password_hash))
@@ -43,7 +41,7 @@ pub async fn credentials(
     Ok(found.map(|(u, hash)| (u.into(), hash)))
 }
 
-pub async fn by_id(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<Option<User>> {
+pub async fn by_id(conn: &mut Conn, id: UserId) -> StoreResult<Option<User>> {
     let found: Option<UserRow> = users::table
         .find(id.get())
         .select(UserRow::as_select())
@@ -53,18 +51,10 @@ pub async fn by_id(conn: &mut AsyncPgConnection, id: UserId) -> StoreResult<Opti
     Ok(found.map(Into::into))
 }
 
-pub async fn search(
-    conn: &mut AsyncPgConnection,
-    query: &str,
-    limit: i64,
-) -> StoreResult<Vec<User>> {
-    let pattern = like_pattern(query.trim());
+/// Users whose username or display name contains `query`, case-insensitively, by username.
+pub async fn search(conn: &mut Conn, query: &str, limit: i64) -> StoreResult<Vec<User>> {
     let rows: Vec<UserRow> = users::table
-        .filter(
-            users::username
-                .ilike(&pattern)
-                .or(users::display_name.ilike(&pattern)),
-        )
+        .filter(user_matches(query))
         .order(users::username.asc())
         .limit(limit)
         .select(UserRow::as_select())
@@ -73,7 +63,7 @@ pub async fn search(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-pub async fn contacts(conn: &mut AsyncPgConnection, user: UserId) -> StoreResult<Vec<UserId>> {
+pub async fn contacts(conn: &mut Conn, user: UserId) -> StoreResult<Vec<UserId>> {
     let (mine, theirs) = diesel::alias!(members as mine, members as theirs);
     let ids: Vec<i64> = mine
         .inner_join(
@@ -91,7 +81,7 @@ pub async fn contacts(conn: &mut AsyncPgConnection, user: UserId) -> StoreResult
 }
 
 pub async fn create_session(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     jti: &str,
     user: UserId,
     expires_at: DateTime<Utc>,
@@ -100,6 +90,7 @@ pub async fn create_session(
         .values((
             sessions::jti.eq(jti),
             sessions::user_id.eq(user.get()),
+            sessions::created_at.eq(now()),
             sessions::expires_at.eq(expires_at),
         ))
         .execute(conn)
@@ -107,20 +98,20 @@ pub async fn create_session(
     Ok(())
 }
 
-pub async fn revoke_session(conn: &mut AsyncPgConnection, jti: &str) -> StoreResult<()> {
+pub async fn revoke_session(conn: &mut Conn, jti: &str) -> StoreResult<()> {
     diesel::update(sessions::table.find(jti))
         .filter(sessions::revoked_at.is_null())
-        .set(sessions::revoked_at.eq(diesel::dsl::now))
+        .set(sessions::revoked_at.eq(now()))
         .execute(conn)
         .await?;
     Ok(())
 }
 
-pub async fn session_active(conn: &mut AsyncPgConnection, jti: &str) -> StoreResult<bool> {
+pub async fn session_active(conn: &mut Conn, jti: &str) -> StoreResult<bool> {
     let found: Option<i64> = sessions::table
         .find(jti)
         .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .filter(sessions::expires_at.gt(now()))
         .select(sessions::user_id)
         .first(conn)
         .await
@@ -129,13 +120,13 @@ pub async fn session_active(conn: &mut AsyncPgConnection, jti: &str) -> StoreRes
 }
 
 pub async fn active_sessions(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     jtis: &[String],
 ) -> StoreResult<Vec<(String, UserId)>> {
     let found: Vec<(String, i64)> = sessions::table
         .filter(sessions::jti.eq_any(jtis))
         .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .filter(sessions::expires_at.gt(now()))
         .select((sessions::jti, sessions::user_id))
         .load(conn)
         .await?;
@@ -144,7 +135,7 @@ pub async fn active_sessions(
 
 /// Every conversation of `user` with its members, in one query.
 pub async fn memberships(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     user: UserId,
 ) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>> {
     let (mine, theirs) = diesel::alias!(members as mine, members as theirs);
