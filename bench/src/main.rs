@@ -11,7 +11,7 @@
 //! `cargo run --release -p bench -- chat [--users 500] [--devices 2] [--rate 1000] [--secs 10] [--relays 1] [--drain 60]`
 //! `cargo run --release -p bench -- api [--clients C] [--requests R]`
 //! `cargo run --release -p bench -- publish [--publishes P]` (Redis only, no stack)
-//! `cargo run --release -p bench -- persist [--batch 10] [--batches 2000] [--concurrency 1] [--users 20]`
+//! `cargo run --release -p bench -- persist [--side parley|pgbench|inproc] [--batch 10] [--batches 2000] [--concurrency 1] [--users 20]`
 //! `cargo run --release -p bench -- idle [--side parley|node|socketioxide] [--connections 15000] [--step 2500] [--hold 10] [--concurrency 64]`
 
 mod api;
@@ -105,6 +105,7 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
             drain: take("drain", 60),
         }),
         Some("persist") => Scenario::Persist(persist::PersistArgs {
+            side: persist::Side::parse(&text("side", "parley"))?,
             batch: take("batch", 10),
             batches: take("batches", 2000),
             concurrency: take("concurrency", 1),
@@ -131,6 +132,9 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scenario = parse(&args)?;
+    if matches!(&scenario, Scenario::Persist(args) if args.side != persist::Side::Inproc) {
+        procs::prepare()?;
+    }
     // Scenarios against server processes: this process is the generator, on its own core.
     if matches!(scenario, Scenario::Idle(_)) {
         procs::prepare()?;
@@ -161,6 +165,13 @@ fn main() -> anyhow::Result<()> {
                 .await
                 .context("the bench ran past its time limit")?;
         }
+        if let Scenario::Persist(args) = &scenario {
+            if args.side != persist::Side::Inproc {
+                return tokio::time::timeout(TIME_LIMIT, persist::run(args))
+                    .await
+                    .context("the bench ran past its time limit")?;
+            }
+        }
         let relays = match &scenario {
             Scenario::Fanout(_) => 1,
             Scenario::Chat(args) => {
@@ -175,7 +186,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Fanout(args) => fanout::run(&stack, args).await,
                 Scenario::Api(args) => api::run(&stack, args).await,
                 Scenario::Chat(args) => chat::run(&stack, args).await,
-                Scenario::Persist(args) => persist::run(&stack, args).await,
+                Scenario::Persist(args) => persist::run_inproc(&stack, args).await,
                 Scenario::Publish(_) | Scenario::Idle(_) => {
                     unreachable!("run above, without the in-process stack")
                 }
