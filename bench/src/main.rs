@@ -8,7 +8,7 @@
 //!   from `/proc`.
 //!
 //! `cargo run --release -p bench -- fanout [--users N] [--messages M] [--senders K] [--window W]`
-//! `cargo run --release -p bench -- chat [--users 500] [--devices 2] [--rate 1000] [--secs 10] [--relays 1] [--drain 60]`
+//! `cargo run --release -p bench -- chat [--side parley|node|socketioxide|seeds|inproc] [--users 500] [--devices 2] [--rate 1000] [--secs 10] [--relays 1] [--drain 60]`
 //! `cargo run --release -p bench -- api [--clients C] [--requests R]`
 //! `cargo run --release -p bench -- publish [--publishes P]` (Redis only, no stack)
 //! `cargo run --release -p bench -- persist [--side parley|pgbench|inproc] [--batch 10] [--batches 2000] [--concurrency 1] [--users 20]`
@@ -97,6 +97,7 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
             publishes: take("publishes", 5000),
         }),
         Some("chat") => Scenario::Chat(chat::ChatArgs {
+            side: chat::Side::parse(&text("side", "parley"))?,
             users: take("users", 500),
             devices: take("devices", 2),
             rate: take("rate", 1000),
@@ -118,7 +119,7 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
             hold: take("hold", 10),
             concurrency: take("concurrency", 64),
         }),
-        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S] | bench persist [--batch B] [--batches N] [--concurrency C] [--users U] | bench idle [--side S] [--connections N] [--step K] [--hold S] [--concurrency C]"),
+        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--side S] [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S] | bench persist [--batch B] [--batches N] [--concurrency C] [--users U] | bench idle [--side S] [--connections N] [--step K] [--hold S] [--concurrency C]"),
     };
     if let Some(message) = invalid.into_inner() {
         bail!(message);
@@ -136,7 +137,9 @@ fn main() -> anyhow::Result<()> {
         procs::prepare()?;
     }
     // Scenarios against server processes: this process is the generator, on its own core.
-    if matches!(scenario, Scenario::Idle(_)) {
+    if matches!(scenario, Scenario::Idle(_))
+        || matches!(&scenario, Scenario::Chat(args) if args.side != chat::Side::Inproc)
+    {
         procs::prepare()?;
     }
     // Before any thread exists: the services read their settings from the environment.
@@ -172,6 +175,13 @@ fn main() -> anyhow::Result<()> {
                     .context("the bench ran past its time limit")?;
             }
         }
+        if let Scenario::Chat(args) = &scenario {
+            if args.side != chat::Side::Inproc {
+                return tokio::time::timeout(TIME_LIMIT, chat::run(args))
+                    .await
+                    .context("the bench ran past its time limit")?;
+            }
+        }
         let relays = match &scenario {
             Scenario::Fanout(_) => 1,
             Scenario::Chat(args) => {
@@ -185,7 +195,7 @@ fn main() -> anyhow::Result<()> {
             match &scenario {
                 Scenario::Fanout(args) => fanout::run(&stack, args).await,
                 Scenario::Api(args) => api::run(&stack, args).await,
-                Scenario::Chat(args) => chat::run(&stack, args).await,
+                Scenario::Chat(args) => chat::run_inproc(&stack, args).await,
                 Scenario::Persist(args) => persist::run_inproc(&stack, args).await,
                 Scenario::Publish(_) | Scenario::Idle(_) => {
                     unreachable!("run above, without the in-process stack")

@@ -39,6 +39,29 @@ pub fn prepare_environment() {
     }
 }
 
+/// The direct conversation of the token's user with `other` through the API at `api_url`
+/// (`POST /api/conversations`); its id.
+pub async fn conversation(
+    http: &reqwest::Client,
+    api_url: &str,
+    token: &str,
+    other: &str,
+) -> anyhow::Result<String> {
+    let answer: Value = http
+        .post(format!("{api_url}/api/conversations"))
+        .bearer_auth(token)
+        .json(&json!({ "memberIds": [other] }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    answer["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("conversation id")
+}
+
 pub struct Stack {
     pub api_url: String,
     /// Each relay's `ws://…/socket.io/` base (empty when none runs).
@@ -124,20 +147,7 @@ impl Stack {
 
     /// The direct conversation of the token's user with `other`; its id.
     pub async fn conversation(&self, token: &str, other: &str) -> anyhow::Result<String> {
-        let answer: Value = self
-            .http
-            .post(format!("{}/api/conversations", self.api_url))
-            .bearer_auth(token)
-            .json(&json!({ "memberIds": [other] }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        answer["id"]
-            .as_str()
-            .map(str::to_owned)
-            .context("conversation id")
+        conversation(&self.http, &self.api_url, token, other).await
     }
 
     /// Stop the services (bounded wait), then drop the database and the Redis keys.

@@ -13,8 +13,10 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::record::{Layout, Record};
+use super::sides::{Side, Target};
 use super::ChatArgs;
 use crate::cpu;
+use crate::procs;
 use crate::sio::{Client, Received};
 use crate::stats::quantile_ms;
 
@@ -33,8 +35,12 @@ pub struct Outcome {
     pub generated: Duration,
     /// From the last emit to the end of the wait for acks and deliveries.
     pub drained: Duration,
-    /// CPU between the first scheduled send and the end of the drain (`None` without `/proc`).
+    /// CPU between the first scheduled send and the end of the drain (`None` without `/proc`):
+    /// this process's (with external servers: the generator's alone) and the machine's.
     pub cpu: Option<cpu::Usage>,
+    /// CPU-seconds of each part of an external side over the same window (`relay`, `api`,
+    /// `postgres`, `redis`; each process with its descendants), in the order given.
+    pub parts: Vec<(&'static str, f64)>,
     /// The measured window: first scheduled send to the end of the drain.
     pub measured: Duration,
     /// Sends with no answer at the end of the drain (the count is taken then: closing the
@@ -45,22 +51,22 @@ pub struct Outcome {
 }
 
 /// Connect `devices` devices per user (device `d` of the run on relay `d % relays`), then run
-/// the load. `tokens[u]` is user `u`'s, `conversations[c]` the id of pair `c`.
+/// the load; the CPU of `parts` (an external side's processes) is read over the load window.
 pub async fn drive(
-    relays: Vec<String>,
-    tokens: Vec<String>,
-    conversations: Vec<String>,
+    target: Arc<Target>,
+    parts: Vec<(&'static str, Vec<u32>)>,
     args: ChatArgs,
 ) -> anyhow::Result<Outcome> {
     let layout = Layout {
         devices_per_user: args.devices,
     };
-    let count = tokens.len() * args.devices;
+    let count = target.users.len() * args.devices;
     let connecting = Instant::now();
+    let relays = &target.relays;
     let devices: Vec<(Client, mpsc::UnboundedReceiver<Received>)> = stream::iter(0..count)
         .map(|d| {
             let relay = &relays[d % relays.len()];
-            let token = &tokens[layout.user(d)];
+            let token = &target.users[layout.user(d)].token;
             async move {
                 Client::connect(relay, token, &["receive_message"])
                     .await
@@ -88,9 +94,13 @@ pub async fn drive(
     }
     let progress = tokio::spawn(progress(record.clone()));
 
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
     tokio::time::sleep_until(start.into()).await;
     let cpu_before = cpu::Sample::now(THREAD_NAME);
-    generate(&clients, &conversations, &record, args.users, args.devices).await;
+    let parts_before = parts_cpu(&parts);
+    generate(&clients, &target, &http, &record, args.devices).await;
     let generated = start.elapsed();
     let drain_began = Instant::now();
     drain(&record, Duration::from_secs(args.drain as u64)).await;
@@ -104,6 +114,11 @@ pub async fn drive(
     let cpu = cpu_before
         .zip(cpu::Sample::now(THREAD_NAME))
         .map(|(before, after)| after.since(&before));
+    let parts = parts_cpu(&parts)
+        .into_iter()
+        .zip(parts_before)
+        .map(|((part, after), (_, before))| (part, after - before))
+        .collect();
     progress.abort();
     // The devices close when `clients` drops at the end of this task.
     Ok(Outcome {
@@ -112,10 +127,19 @@ pub async fn drive(
         generated,
         drained,
         cpu,
+        parts,
         measured,
         unanswered,
         closed,
     })
+}
+
+/// CPU-seconds so far of each part (its processes and their descendants).
+fn parts_cpu(parts: &[(&'static str, Vec<u32>)]) -> Vec<(&'static str, f64)> {
+    parts
+        .iter()
+        .map(|(part, pids)| (*part, procs::usage(pids).cpu_seconds))
+        .collect()
 }
 
 /// One device's reader: every `receive_message` goes to the record.
@@ -139,14 +163,17 @@ async fn read_events(
 }
 
 /// Emit every planned message at its scheduled instant (late ones at once, never skipped), each
-/// from a random device to its user's conversation; each ack is awaited on a task of its own.
+/// from a random device to its user's partner; each answer is awaited on a task of its own.
+/// For the seeds the message is also POSTed to their API at the same time, and that answer is
+/// the ack (as their client shows a message sent once saved).
 async fn generate(
     clients: &[Client],
-    conversations: &[String],
+    target: &Arc<Target>,
+    http: &reqwest::Client,
     record: &Arc<Record>,
-    users: usize,
     devices: usize,
 ) {
+    let users = target.users.len();
     // xorshift64*: reproducible, and no dependency for a uniform pick.
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut pick = |n: usize| {
@@ -162,26 +189,87 @@ async fn generate(
         }
         let user = pick(users);
         let device = user * devices + pick(devices);
-        let body = json!({
-            "clientMsgId": format!("c{i}"),
-            "conversationId": conversations[user / 2],
-            "kind": "text",
-            "content": format!("bench message {i}"),
-        });
+        let body = payload(target, user, i);
         record.sending(i, device, Instant::now().saturating_duration_since(due));
         let ack = clients[device].emit_with_ack("send_message", &body);
-        let record = record.clone();
+        let post = target.api.as_ref().map(|api| {
+            http.post(format!("{api}/api/messages"))
+                .bearer_auth(&target.users[user].token)
+                .json(&body)
+                .send()
+        });
+        let (record, side) = (record.clone(), target.side);
         tokio::spawn(async move {
-            match ack.await {
-                Ok((answer, at)) if answer["success"] == true && answer["id"].is_string() => {
-                    record.acked(i, at)
-                }
-                Ok((answer, _)) => {
-                    record.failed(i, answer["error"]["code"].as_str().unwrap_or("no_code"))
-                }
-                Err(_) => record.closed(i),
+            let saved = match post {
+                Some(post) => Some(saved(post).await),
+                None => None,
+            };
+            let answer = match ack.await {
+                Ok((answer, at)) => answer_of(side, &answer, at),
+                Err(_) => return record.closed(i),
+            };
+            match (answer, saved) {
+                (Ok(at), None) => record.acked(i, at),
+                (Ok(_), Some(Ok(at))) => record.acked(i, at),
+                (Err(code), _) | (Ok(_), Some(Err(code))) => record.failed(i, &code),
             }
         });
+    }
+}
+
+/// Message `i` from `user` to its partner, with the ids the side routes by: Parley's relay the
+/// conversation (it refuses both ids at once), the peers' relays the recipient, the seeds both
+/// (their API stores by conversation).
+fn payload(target: &Target, user: usize, i: usize) -> serde_json::Value {
+    let mut body = json!({
+        "content": format!("bench message {i}"),
+        "clientMsgId": format!("c{i}"),
+    });
+    if matches!(target.side, Side::Parley | Side::Inproc | Side::Seeds) {
+        body["conversationId"] = json!(target.conversations[user / 2]);
+    }
+    if matches!(target.side, Side::Node | Side::Socketioxide | Side::Seeds) {
+        body["recipientId"] = json!(target.users[user ^ 1].id);
+    }
+    body
+}
+
+/// The relay's ack: its instant when it accepts the send, else the error code. Parley's ack
+/// carries the stored message's id; a relay that stores nothing answers `success` alone.
+fn answer_of(side: Side, answer: &serde_json::Value, at: Instant) -> Result<Instant, String> {
+    let stored = !matches!(side, Side::Parley | Side::Inproc) || answer["id"].is_string();
+    if answer["success"] == true && stored {
+        Ok(at)
+    } else {
+        Err(answer["error"]["code"]
+            .as_str()
+            .unwrap_or("no_code")
+            .to_owned())
+    }
+}
+
+/// The seeds' API answer: the instant its 201 was read whole, else `http_<status>`,
+/// `http_timeout` (no answer within the client's 60 s), `http_connect` (no connection) or
+/// `http_error`. The body is read in every case, so the connection is kept for the next.
+async fn saved(
+    post: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+) -> Result<Instant, String> {
+    let code = |error: reqwest::Error| {
+        if error.is_timeout() {
+            "http_timeout".to_owned()
+        } else if error.is_connect() {
+            "http_connect".to_owned()
+        } else {
+            "http_error".to_owned()
+        }
+    };
+    let response = post.await.map_err(code)?;
+    let status = response.status();
+    response.bytes().await.map_err(code)?;
+    if status == reqwest::StatusCode::CREATED {
+        Ok(Instant::now())
+    } else {
+        Err(format!("http_{}", status.as_u16()))
     }
 }
 
