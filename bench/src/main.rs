@@ -10,6 +10,7 @@
 //! `cargo run --release -p bench -- fanout [--users N] [--messages M] [--senders K] [--window W]`
 //! `cargo run --release -p bench -- chat [--side parley|node|socketioxide|seeds|inproc] [--users 500] [--devices 2] [--rate 1000] [--secs 10] [--relays 1] [--drain 60]`
 //! `cargo run --release -p bench -- api [--clients C] [--requests R]`
+//! `cargo run --release -p bench -- echo [--side parley|node|socketioxide|raw] [--connections 100] [--rate 5000] [--secs 10] [--warmup 2]`
 //! `cargo run --release -p bench -- publish [--publishes P]` (Redis only, no stack)
 //! `cargo run --release -p bench -- persist [--side parley|pgbench|inproc] [--batch 10] [--batches 2000] [--concurrency 1] [--users 20]`
 //! `cargo run --release -p bench -- idle [--side parley|node|socketioxide] [--connections 15000] [--step 2500] [--hold 10] [--concurrency 64]`
@@ -17,8 +18,10 @@
 mod api;
 mod chat;
 mod cpu;
+mod echo;
 mod fanout;
 mod idle;
+mod peers;
 mod persist;
 mod procs;
 mod publish;
@@ -44,6 +47,7 @@ enum Scenario {
     Publish(publish::PublishArgs),
     Chat(chat::ChatArgs),
     Persist(persist::PersistArgs),
+    Echo(echo::EchoArgs),
     Idle(idle::IdleArgs),
 }
 
@@ -119,7 +123,14 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
             hold: take("hold", 10),
             concurrency: take("concurrency", 64),
         }),
-        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--side S] [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S] | bench persist [--batch B] [--batches N] [--concurrency C] [--users U] | bench idle [--side S] [--connections N] [--step K] [--hold S] [--concurrency C]"),
+        Some("echo") => Scenario::Echo(echo::EchoArgs {
+            side: echo::Side::parse(&text("side", "parley"))?,
+            connections: take("connections", 100),
+            rate: take("rate", 5000),
+            secs: take("secs", 10),
+            warmup: take("warmup", 2),
+        }),
+        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--side S] [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S] | bench persist [--batch B] [--batches N] [--concurrency C] [--users U] | bench idle [--side S] [--connections N] [--step K] [--hold S] [--concurrency C] | bench echo [--side parley|node|socketioxide|raw] [--connections N] [--rate R] [--secs S] [--warmup S]"),
     };
     if let Some(message) = invalid.into_inner() {
         bail!(message);
@@ -137,7 +148,7 @@ fn main() -> anyhow::Result<()> {
         procs::prepare()?;
     }
     // Scenarios against server processes: this process is the generator, on its own core.
-    if matches!(scenario, Scenario::Idle(_))
+    if matches!(scenario, Scenario::Idle(_) | Scenario::Echo(_))
         || matches!(&scenario, Scenario::Chat(args) if args.side != chat::Side::Inproc)
     {
         procs::prepare()?;
@@ -158,6 +169,11 @@ fn main() -> anyhow::Result<()> {
             },
             std::thread::available_parallelism().map_or(1, usize::from)
         );
+        if let Scenario::Echo(args) = &scenario {
+            return tokio::time::timeout(TIME_LIMIT, echo::run(args))
+                .await
+                .context("the bench ran past its time limit")?;
+        }
         if let Scenario::Idle(args) = &scenario {
             return tokio::time::timeout(TIME_LIMIT, idle::run(args))
                 .await
@@ -197,7 +213,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Api(args) => api::run(&stack, args).await,
                 Scenario::Chat(args) => chat::run_inproc(&stack, args).await,
                 Scenario::Persist(args) => persist::run_inproc(&stack, args).await,
-                Scenario::Publish(_) | Scenario::Idle(_) => {
+                Scenario::Publish(_) | Scenario::Echo(_) | Scenario::Idle(_) => {
                     unreachable!("run above, without the in-process stack")
                 }
             }

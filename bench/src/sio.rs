@@ -69,6 +69,36 @@ impl Client {
                 _ => bail!("unexpected packet before the connect answer: {packet:?}"),
             }
         }
+        Ok(Client::start(sink, stream, wanted))
+    }
+
+    /// Connect to a plain WebSocket server at `url` (no Engine.IO handshake, e.g. the raw echo
+    /// of `bench/peers/rust`): frames go out and are read as with [`Client::connect`].
+    pub async fn connect_raw(
+        url: &str,
+        wanted: &'static [&'static str],
+    ) -> anyhow::Result<(Client, mpsc::UnboundedReceiver<Received>)> {
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        let (sink, stream) = ws.split();
+        Ok(Client::start(sink, stream, wanted))
+    }
+
+    /// The writer and reader tasks of a connected socket.
+    fn start<W, R>(
+        mut sink: W,
+        stream: R,
+        wanted: &'static [&'static str],
+    ) -> (Client, mpsc::UnboundedReceiver<Received>)
+    where
+        W: futures::Sink<Message> + Unpin + Send + 'static,
+        R: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + Unpin
+            + Send
+            + 'static,
+    {
         let (out, mut outbox) = mpsc::unbounded_channel::<Message>();
         tokio::spawn(async move {
             while let Some(message) = outbox.recv().await {
@@ -81,14 +111,20 @@ impl Client {
         let pending: Pending = Arc::default();
         let (events, received) = mpsc::unbounded_channel();
         tokio::spawn(read(stream, out.clone(), pending.clone(), events, wanted));
-        Ok((
-            Client {
-                out,
-                pending,
-                next_id: AtomicU64::new(0),
-            },
-            received,
-        ))
+        let client = Client {
+            out,
+            pending,
+            next_id: AtomicU64::new(0),
+        };
+        (client, received)
+    }
+
+    /// Emit `event` with one argument and no ack (`42["event",arg]`).
+    pub fn emit(&self, event: &str, arg: &Value) {
+        // A closed writer is seen by the caller as replies that never come.
+        let _ = self
+            .out
+            .send(Message::text(format!("42{}", json!([event, arg]))));
     }
 
     /// Emit `event` with one argument and an ack id; the receiver resolves with the ack.
