@@ -17,6 +17,7 @@ use anyhow::{bail, Context};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 
+use crate::peers::{self, Peer};
 use crate::procs::{self, Postgres, Proc, Redis};
 use crate::stack;
 
@@ -164,7 +165,7 @@ async fn peer(side: Side, relays: usize, users: usize) -> anyhow::Result<(Target
         let mut command = Command::new("node");
         command
             .arg("server.mjs")
-            .current_dir(installed("seeds-api", "pg")?)
+            .current_dir(seeds_api_dir()?)
             .env("NODE_ENV", "production")
             .env("PORT", port.to_string())
             .env("JWT_SECRET", procs::JWT_SECRET)
@@ -218,43 +219,19 @@ async fn peer(side: Side, relays: usize, users: usize) -> anyhow::Result<(Target
     Ok((target, servers))
 }
 
-/// The command of one relay of a peer side, as `bench/peers/install` installs it: Node's
-/// `relay.mjs`, or `socketioxide-peer` from `$BENCH_PEERS_BIN` or `<the bench's target
-/// dir>/peers/release/`.
+/// The command of one relay of a peer side (`peers`: installed by `bench/peers/install`).
 fn relay_command(side: Side) -> anyhow::Result<Command> {
-    if side != Side::Socketioxide {
-        let mut command = Command::new("node");
-        command
-            .arg("relay.mjs")
-            .current_dir(installed("node", "socket.io")?)
-            .env("NODE_ENV", "production");
-        return Ok(command);
-    }
-    let dir = match std::env::var_os("BENCH_PEERS_BIN") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::current_exe()
-            .context("locating the bench executable")?
-            .parent()
-            .and_then(Path::parent)
-            .context("the bench executable's target directory")?
-            .join("peers/release"),
-    };
-    let binary = dir.join("socketioxide-peer");
-    if !binary.is_file() {
-        bail!(
-            "{} is missing: run bench/peers/install rust (with the bench's CARGO_TARGET_DIR) or set BENCH_PEERS_BIN",
-            binary.display()
-        );
-    }
-    Ok(Command::new(binary))
+    peers::command(if side == Side::Socketioxide {
+        Peer::Socketioxide
+    } else {
+        Peer::Node
+    })
 }
 
-/// `bench/peers/<name>`, its npm dependencies installed (`module` among them).
-fn installed(name: &str, module: &str) -> anyhow::Result<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("peers")
-        .join(name);
-    if !dir.join("node_modules").join(module).is_dir() {
+/// `bench/peers/seeds-api`, installed (its `node_modules` present).
+fn seeds_api_dir() -> anyhow::Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/seeds-api");
+    if !dir.join("node_modules/pg").is_dir() {
         bail!(
             "{} is not installed: run bench/peers/install node (needs node and npm)",
             dir.display()
