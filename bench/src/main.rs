@@ -13,8 +13,10 @@
 //! `cargo run --release -p bench -- echo [--side parley|node|socketioxide|raw] [--connections 100] [--rate 5000] [--secs 10] [--warmup 2]`
 //! `cargo run --release -p bench -- publish [--publishes P]` (Redis only, no stack)
 //! `cargo run --release -p bench -- persist [--side parley|pgbench|inproc] [--batch 10] [--batches 2000] [--concurrency 1] [--users 20]`
+//! `cargo run --release -p bench -- all [--quick] [--smoke] [--only <scenario>] [--out <dir>]` (every scenario and side, the report in `bench/results/`)
 //! `cargo run --release -p bench -- idle [--side parley|node|socketioxide] [--connections 15000] [--step 2500] [--hold 10] [--concurrency 64]`
 
+mod all;
 mod api;
 mod chat;
 mod cpu;
@@ -25,6 +27,7 @@ mod peers;
 mod persist;
 mod procs;
 mod publish;
+mod report;
 mod sio;
 mod stack;
 mod stats;
@@ -143,6 +146,9 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "all") {
+        return all::main(&args[1..]);
+    }
     let scenario = parse(&args)?;
     if matches!(&scenario, Scenario::Persist(args) if args.side != persist::Side::Inproc) {
         procs::prepare()?;
