@@ -12,6 +12,7 @@
 //! - [`settings`], [`startup`]: typed settings and `Application` (bind, `port()`,
 //!   `run_until_stopped(shutdown)`).
 //! - [`memory`]: the allocator the relay's binaries install, and why.
+//! - `queue`: the bounded queue of outboxes and event queues, which costs nothing while empty.
 //!
 //! - `fuzzing` (hidden): the pure decoders and encoders, re-exported for the fuzz targets in
 //!   `fuzz/`; not an API.
@@ -25,6 +26,7 @@
 pub mod chat;
 pub mod engineio;
 pub mod memory;
+pub(crate) mod queue;
 pub mod settings;
 pub mod socketio;
 pub mod startup;

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 
 use super::errors::{error_response, Body};
@@ -24,6 +25,27 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
+    /// The parts of `request` a session keeps, copied into allocations of their own. hyper
+    /// parses a request without copying: its URI and header values are slices of the
+    /// connection's read buffer (8 KiB or more), which a clone would keep alive for as long as
+    /// the session lives, i.e. 8 KiB per idle WebSocket connection.
+    pub fn copied_from<B>(request: &Request<B>, remote_addr: SocketAddr) -> Self {
+        let mut headers = HeaderMap::with_capacity(request.headers().len());
+        for (name, value) in request.headers() {
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                headers.append(name.clone(), value);
+            }
+        }
+        let uri =
+            Uri::try_from(request.uri().to_string()).unwrap_or_else(|_| request.uri().clone());
+        Self {
+            remote_addr,
+            method: request.method().clone(),
+            uri,
+            headers,
+        }
+    }
+
     /// A handshake GET from 127.0.0.1, for unit tests.
     #[cfg(test)]
     pub(crate) fn for_test() -> Self {

@@ -81,12 +81,7 @@ async fn engine_request<H: EngineHandler>(
         if origin == OriginCheck::Refused {
             return HttpError::Forbidden.response();
         }
-        let info = RequestInfo {
-            remote_addr,
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            headers: request.headers().clone(),
-        };
+        let info = RequestInfo::copied_from(&request, remote_addr);
         if let Some(gate) = &engine.hooks.gate {
             if let Err(refusal) = gate.check(&info) {
                 return refusal.response();

@@ -4,19 +4,20 @@ use std::any::Any;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::CloseReason;
 use super::hooks::RequestInfo;
 use super::packet::{Frame, Outgoing};
+use crate::queue::{self, TrySendError};
 
 /// The receiving end of a session's outbox, owned in turn by each poll and then by the
 /// WebSocket writer. One item is one whole packet, whose frames are written back to back.
 /// `carry` holds a packet taken out but not sent because it did not fit in a polling payload.
 pub(crate) struct Outbox {
-    pub rx: mpsc::Receiver<Outgoing>,
+    pub rx: queue::Receiver<Outgoing>,
     pub carry: Option<Outgoing>,
 }
 
@@ -30,7 +31,7 @@ pub(crate) struct Session {
     pub sid: Arc<str>,
     pub request: Arc<RequestInfo>,
     /// The bounded outbox, counted in packets: a full outbox closes the session (slow consumer).
-    tx: mpsc::Sender<Outgoing>,
+    tx: queue::Sender<Outgoing>,
     /// Locked by the transport that currently drains the outbox.
     pub outbox: tokio::sync::Mutex<Outbox>,
     pub transport: Mutex<Transport>,
@@ -65,7 +66,7 @@ impl Session {
         transport: Transport,
         capacity: usize,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (tx, rx) = queue::bounded(capacity);
         Self {
             sid,
             request,
@@ -125,11 +126,11 @@ impl Session {
         }
         match self.tx.try_send(packet) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(TrySendError::Full(_)) => {
                 self.close(CloseReason::SlowConsumer);
                 Err(SendError::Full)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+            Err(TrySendError::Closed(_)) => Err(SendError::Closed),
         }
     }
 }

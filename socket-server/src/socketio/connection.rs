@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::ack::Ack;
@@ -16,6 +15,7 @@ use super::payload::Payload;
 use super::server::Shared;
 use super::socket::Socket;
 use crate::engineio::{CloseReason, EngineSocket, Message};
+use crate::queue;
 
 /// An item of a socket's event queue.
 enum Inbound {
@@ -31,7 +31,7 @@ enum Inbound {
 struct Entry {
     socket: Socket,
     /// Bounded: when the handler lags, the connection's reader waits here.
-    inbox: mpsc::Sender<Inbound>,
+    inbox: queue::Sender<Inbound>,
     task: JoinHandle<()>,
 }
 
@@ -145,7 +145,7 @@ impl Connection {
             config.connect_buffer,
             Arc::downgrade(self),
         );
-        let (inbox, rx) = mpsc::channel(config.event_queue.max(1));
+        let (inbox, rx) = queue::bounded(config.event_queue);
         // Spawned under the lock, so the task cannot detach before it is registered.
         let task = tokio::spawn(run_socket(handler, socket.clone(), rx));
         sockets.insert(
@@ -190,7 +190,7 @@ impl Connection {
 async fn run_socket(
     handler: Arc<dyn NamespaceHandler>,
     socket: Socket,
-    mut inbox: mpsc::Receiver<Inbound>,
+    mut inbox: queue::Receiver<Inbound>,
 ) {
     let connected = handler.on_connect(&socket, socket.handshake().auth()).await;
     if let Err(refusal) = connected {

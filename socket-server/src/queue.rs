@@ -1,0 +1,209 @@
+//! A bounded FIFO queue between tasks that costs nothing while it is empty.
+//!
+//! tokio's `mpsc` channels allocate their first block of 32 slots when created: for a session's
+//! outbox (40-byte packets) and a socket's event queue (88-byte events) that is 1.3 + 2.8 KiB
+//! per connection, held by every idle connection. Here the items live in a `VecDeque` that is
+//! allocated when the first item arrives and given back when the queue is drained, so an idle
+//! connection's queues are a few words each.
+//!
+//! Same use as a bounded `mpsc` channel: any number of [`Sender`]s (cloned), one [`Receiver`];
+//! [`Sender::send`] waits for room, [`Sender::try_send`] does not; [`Receiver::recv`] returns
+//! `None` once every sender is gone and the queue is empty; senders fail once the receiver is
+//! gone.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+use tokio::sync::{Notify, Semaphore};
+
+struct Shared<T> {
+    items: Mutex<VecDeque<T>>,
+    /// One permit per free place.
+    room: Semaphore,
+    /// Wakes the receiver when an item arrives or the last sender leaves.
+    ready: Notify,
+    senders: AtomicUsize,
+}
+
+impl<T> Shared<T> {
+    fn items(&self) -> MutexGuard<'_, VecDeque<T>> {
+        // Each use is one queue operation: a poisoned queue is still consistent.
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A queue holding at most `capacity` items (at least one).
+pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        items: Mutex::new(VecDeque::new()),
+        room: Semaphore::new(capacity.max(1)),
+        ready: Notify::new(),
+        senders: AtomicUsize::new(1),
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Sender<T> {
+    /// Queue `item` if there is room; `Full` or `Closed` (the receiver is gone) otherwise.
+    pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        match self.shared.room.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                self.push(item);
+                Ok(())
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => Err(TrySendError::Full(item)),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(TrySendError::Closed(item)),
+        }
+    }
+
+    /// Queue `item` once there is room; the item back if the receiver is gone.
+    pub async fn send(&self, item: T) -> Result<(), T> {
+        match self.shared.room.acquire().await {
+            Ok(permit) => {
+                permit.forget();
+                self.push(item);
+                Ok(())
+            }
+            Err(_) => Err(item),
+        }
+    }
+
+    fn push(&self, item: T) {
+        self.shared.items().push_back(item);
+        self.shared.ready.notify_one();
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.ready.notify_one();
+        }
+    }
+}
+
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Receiver<T> {
+    /// The next item, or `None` once the queue is empty and every sender is gone.
+    pub async fn recv(&mut self) -> Option<T> {
+        loop {
+            match self.try_recv() {
+                Ok(item) => return Some(item),
+                Err(TryRecvError::Disconnected) => return None,
+                // `notify_one` keeps a wake-up for a receiver not waiting yet: none is lost
+                // between the check above and this wait.
+                Err(TryRecvError::Empty) => self.shared.ready.notified().await,
+            }
+        }
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        let mut items = self.shared.items();
+        match items.pop_front() {
+            Some(item) => {
+                if items.is_empty() {
+                    // Drained: give the buffer back (an idle queue holds no allocation).
+                    *items = VecDeque::new();
+                }
+                drop(items);
+                self.shared.room.add_permits(1);
+                Ok(item)
+            }
+            None if self.shared.senders.load(Ordering::Acquire) == 0 => {
+                Err(TryRecvError::Disconnected)
+            }
+            None => Err(TryRecvError::Empty),
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.shared.room.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn items_come_out_in_order_and_the_queue_is_bounded() {
+        let (tx, mut rx) = bounded(2);
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+        assert_eq!(rx.recv().await, Some(1));
+        tx.try_send(3).unwrap();
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(rx.try_recv(), Ok(3));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[tokio::test]
+    async fn a_drained_queue_holds_no_buffer() {
+        let (tx, mut rx) = bounded(64);
+        for i in 0..10 {
+            tx.try_send(i).unwrap();
+        }
+        assert!(tx.shared.items().capacity() >= 10);
+        while rx.try_recv().is_ok() {}
+        assert_eq!(tx.shared.items().capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_sender_gets_room_when_the_receiver_takes_an_item() {
+        let (tx, mut rx) = bounded(1);
+        tx.send(1).await.unwrap();
+        let sender = tokio::spawn(async move { tx.send(2).await });
+        assert_eq!(rx.recv().await, Some(1));
+        sender.await.unwrap().unwrap();
+        assert_eq!(rx.recv().await, Some(2));
+        // The only sender is gone: the queue ends once drained.
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn senders_fail_once_the_receiver_is_gone() {
+        let (tx, rx) = bounded(4);
+        drop(rx);
+        assert!(matches!(tx.try_send(1), Err(TrySendError::Closed(1))));
+        assert_eq!(tx.send(2).await, Err(2));
+    }
+
+    #[tokio::test]
+    async fn the_receiver_ends_when_the_last_clone_of_the_sender_drops() {
+        let (tx, mut rx) = bounded::<u8>(4);
+        let other = tx.clone();
+        drop(tx);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        let waiter = tokio::spawn(async move { rx.recv().await });
+        drop(other);
+        assert_eq!(waiter.await.unwrap(), None);
+    }
+}
