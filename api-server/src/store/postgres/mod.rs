@@ -4,6 +4,7 @@
 //! (`store/queries/`), and only what differs is here: the [`dialect`] (clock, text search,
 //! transactions, the seq turn), the sync horizon ([`sync`]), and the group commit ([`batch`]).
 
+// `queries!()` loads the files of `store/queries/` here and in the other backend, on purpose.
 #![allow(clippy::duplicate_mod)]
 
 #[macro_use]
