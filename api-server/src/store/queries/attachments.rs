@@ -1,5 +1,6 @@
 //! Uploads' records. A link (in the message's transaction) and a garbage claim never both take
-//! one upload: see the backend's `attachments` module for why.
+//! one upload: on PostgreSQL the second waits for the first's row lock and re-checks
+//! `message_id IS NULL` (`postgres/uploads.rs`), on SQLite writes are serialized.
 
 use super::dialect::{Conn, SUM_BYTES};
 use super::rows::AttachmentRow;
