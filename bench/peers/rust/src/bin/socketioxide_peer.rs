@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use chrono::{SecondsFormat, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
@@ -213,9 +214,15 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    // TCP_NODELAY on every connection, as Node's `ws` and Parley's relay set it: with Nagle a
+    // small frame waits for the ACK of the previous one, which a reader that only receives
+    // delays by up to 40 ms (axum's `serve` leaves Nagle on unless told).
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
-        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?
+        .tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
     axum::serve(listener, layer)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
