@@ -1,6 +1,8 @@
 //! Scenario `idle`: the memory and CPU an idle authenticated connection costs a side's servers.
 //!
-//! The side's servers run as processes of their own on the server core (`procs`). The generator
+//! The side's servers run as processes of their own on the server core (`procs`): Parley's
+//! relay with its API, PostgreSQL and Redis, or a peer's relay alone (`peers`; users are ids
+//! with signed tokens, nothing stored). The generator
 //! opens `--connections` WebSocket Socket.IO connections (`sio::Client`, a 4 KiB read buffer
 //! each), one per user, each authenticated with its own token (so each is in its room
 //! `user:<id>`), `--concurrency` connects in flight, in steps of `--step`. After each step it
@@ -18,8 +20,12 @@ use anyhow::{bail, Context};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 
-use crate::procs::{self, Usage};
+use crate::peers::{self, Peer};
+use crate::procs::{self, Proc, Usage};
 use crate::sio;
+
+/// How long a peer's server may take to listen.
+const START_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct IdleArgs {
     pub side: String,
@@ -43,7 +49,8 @@ struct Side {
     relay_url: String,
     tokens: Vec<String>,
     parts: Vec<(&'static str, Vec<u32>)>,
-    _servers: procs::ParleyStack,
+    _stack: Option<procs::ParleyStack>,
+    _peer: Option<Proc>,
 }
 
 async fn start(args: &IdleArgs) -> anyhow::Result<Side> {
@@ -55,14 +62,31 @@ async fn start(args: &IdleArgs) -> anyhow::Result<Side> {
                 relay_url: stack.relay_urls[0].clone(),
                 tokens: users.into_iter().map(|u| u.token).collect(),
                 parts: stack.parts(),
-                _servers: stack,
+                _stack: Some(stack),
+                _peer: None,
             })
         }
         "node" | "socketioxide" => {
-            bail!(
-                "--side {} needs the peers: run bench/peers/install",
-                args.side
-            )
+            let peer = if args.side == "node" {
+                Peer::Node
+            } else {
+                Peer::Socketioxide
+            };
+            let port = procs::free_port()?;
+            let mut command = peers::command(peer)?;
+            command
+                .env("PORT", port.to_string())
+                .env("JWT_SECRET", procs::JWT_SECRET);
+            let mut process = procs::spawn(&format!("{}-relay", args.side), command)?;
+            procs::wait_port(&mut process, port, START_LIMIT).await?;
+            let ids: Vec<i64> = (1..=args.connections as i64).collect();
+            Ok(Side {
+                relay_url: format!("ws://127.0.0.1:{port}/socket.io/"),
+                tokens: procs::sign(&ids)?,
+                parts: vec![("relay", vec![process.pid()])],
+                _stack: None,
+                _peer: Some(process),
+            })
         }
         other => bail!("--side must be parley, node or socketioxide, not {other:?}"),
     }

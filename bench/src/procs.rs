@@ -26,7 +26,7 @@
 mod parley;
 mod services;
 
-pub use parley::{BenchUser, ParleyStack};
+pub use parley::{jwt_settings, sign, BenchUser, ParleyStack};
 pub use services::{Postgres, Redis};
 
 use std::collections::{HashMap, HashSet};
