@@ -19,6 +19,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Bytes read from the socket at a time (chat frames are a few hundred bytes).
 const READ_BUFFER: usize = 4096;
+/// TCP_NODELAY, as browsers and Node's `ws` set it: with Nagle, a small frame written while
+/// the previous one is unacknowledged waits for that ACK, which a server that sends nothing back
+/// (after a pong, say) delays by up to 40 ms — a stall of the client, not of the server.
+const NO_DELAY: bool = true;
 
 /// An event the server emitted, with the instant its frame was read.
 pub struct Received {
@@ -50,7 +54,7 @@ impl Client {
         let url = format!("{base}?EIO=4&transport=websocket");
         let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
         let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false)
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), NO_DELAY)
                 .await
                 .with_context(|| format!("connecting to {url}"))?;
         let (mut sink, mut stream) = ws.split();
@@ -79,7 +83,7 @@ impl Client {
         wanted: &'static [&'static str],
     ) -> anyhow::Result<(Client, mpsc::UnboundedReceiver<Received>)> {
         let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), NO_DELAY)
             .await
             .with_context(|| format!("connecting to {url}"))?;
         let (sink, stream) = ws.split();
