@@ -114,9 +114,9 @@ fn plan(mode: Mode) -> Vec<Run> {
     };
     for &(batch, concurrency) in sizes {
         let batches = if batch == 10 {
-            pick(2_000, 400, 5)
+            pick(1_500, 400, 5)
         } else {
-            pick(300, 60, 2)
+            pick(200, 60, 2)
         };
         add(
             "persist",

@@ -77,8 +77,10 @@ The full run (`bench all`, no flag) is sized to finish in about 20 minutes on 2 
 repetitions of one pass over every scenario and side (≈ 6.5 min a pass). A pass is ≈ 1 min of \
 `idle` (ramps to 15 000 connections, one per side), ≈ 0.5 min of `echo` (5 s at 5 000 msg/s per \
 side), ≈ 3.5 min of `chat` (6 s per offered rate and side plus the drain, two relays at one rate) \
-and ≈ 1.5 min of `persist` (2 000 batches of 10 or 300 batches of 100 per side and \
-concurrency); each run also starts its own PostgreSQL and Redis (≈ 2 s). Shorter: `--quick` (one \
+and ≈ 1.5–2 min of `persist` (1 500 batches of 10 or 200 batches of 100 per side and \
+concurrency: 2–2.5 min a pass with 2 000 and 300 on a busy machine); each run also starts its \
+own PostgreSQL and Redis (≈ 2–5 s). The report states the minutes the run took; when a pass \
+outgrows its share, lower that scenario's sizes in `plan()` (`src/all.rs`). Shorter: `--quick` (one \
 repetition, smaller loads: checks the pipeline, not for numbers), `--only <scenario>`; \
 `--smoke` (what CI runs) runs everything once at toy sizes into a temporary directory.\n";
 

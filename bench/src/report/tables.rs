@@ -13,14 +13,22 @@ pub const COLUMNS: &[(&str, &[&str])] = &[
         &[
             "connections",
             "rss_per_conn_kib",
+            "rss_slope_kib",
             "connects_per_s",
-            "rss_mib",
-            "idle_cpu_pct",
+            "idle_cpu_s_per_s.total",
+            "client_rss_per_conn_kib",
         ],
     ),
     (
         "echo",
-        &["rate", "msgs_per_s", "cpu_s_per_1000", "p50_ms", "p99_ms"],
+        &[
+            "rate",
+            "msgs_per_s",
+            "lost",
+            "cpu_s_per_1000",
+            "p50_ms",
+            "p99_ms",
+        ],
     ),
     (
         "chat",
