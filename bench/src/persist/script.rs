@@ -16,9 +16,8 @@
 //! What pgbench cannot do, carry rows from one statement's answer to the next one's arrays, is
 //! done in SQL: one helper query per batch (no table read) draws the batch, and `MOVE_SEQS` and
 //! `INSERT_MESSAGES` run verbatim inside a `WITH … AS (…) SELECT array_agg(…) \gset` that turns
-//! their `RETURNING` rows into the next statement's arrays (the API does that in Rust). The API's
-//! pool checks (`SELECT 1` per connection taken) are not statements of the group commit and are
-//! not here. The helper's own PostgreSQL CPU is measured apart ([`draw_only`]) and subtracted.
+//! their `RETURNING` rows into the next statement's arrays (the API does that in Rust). The
+//! helper's own PostgreSQL CPU is measured apart ([`draw_only`]) and subtracted.
 
 #[allow(dead_code, clippy::all)]
 #[path = "../../../api-server/src/store/postgres/batch_sql.rs"]
