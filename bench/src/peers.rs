@@ -42,7 +42,8 @@ pub fn command(peer: Peer) -> anyhow::Result<Command> {
     }
 }
 
-/// Parley's `protocol_echo` example (`--port` and `--host` are added here).
+/// Parley's `protocol_echo` example in its `--production` mode (the relay's heartbeat, no
+/// reference-suite `auth` pause); `--port` and `--host` are added here.
 pub fn protocol_echo(port: u16) -> anyhow::Result<Command> {
     let binary = target_dir()?.join("release/examples/protocol_echo");
     if !binary.is_file() {
@@ -53,7 +54,13 @@ pub fn protocol_echo(port: u16) -> anyhow::Result<Command> {
     }
     let mut command = Command::new(binary);
     command
-        .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--host",
+            "127.0.0.1",
+            "--production",
+        ])
         .env("RUST_LOG", "warn");
     Ok(command)
 }
