@@ -45,10 +45,10 @@ pub fn command(peer: Peer) -> anyhow::Result<Command> {
 /// Parley's `protocol_echo` example in its `--production` mode (the relay's heartbeat, no
 /// reference-suite `auth` pause); `--port` and `--host` are added here.
 pub fn protocol_echo(port: u16) -> anyhow::Result<Command> {
-    let binary = target_dir()?.join("release/examples/protocol_echo");
+    let binary = profile_dir()?.join("examples/protocol_echo");
     if !binary.is_file() {
         bail!(
-            "{} is missing: cargo build --release -p socket-server --example protocol_echo (with the bench's CARGO_TARGET_DIR)",
+            "{} is missing: cargo build [--release, as the bench] -p socket-server --example protocol_echo (with the bench's CARGO_TARGET_DIR)",
             binary.display()
         );
     }
@@ -70,11 +70,18 @@ fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
 }
 
-/// The target directory this bench was built in (`<target>/release/bench`).
-fn target_dir() -> anyhow::Result<PathBuf> {
+/// The profile directory this bench was built in (`<target>/release` or `<target>/debug`).
+fn profile_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the bench executable")?;
     exe.parent()
-        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("the bench executable's directory")
+}
+
+/// The target directory this bench was built in (`<target>/release/bench` → `<target>`).
+fn target_dir() -> anyhow::Result<PathBuf> {
+    profile_dir()?
+        .parent()
         .map(Path::to_path_buf)
         .context("the bench executable's target directory")
 }
