@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use serde_json::json;
 
 use crate::peers::{self, Peer};
 use crate::procs::{self, Postgres, Proc, Redis};
@@ -149,7 +148,14 @@ async fn direct_conversations(api: &str, users: &[User]) -> anyhow::Result<Vec<S
 /// seeds, its API on a PostgreSQL of the run's own.
 async fn peer(side: Side, relays: usize, users: usize) -> anyhow::Result<(Target, Servers)> {
     let ids: Vec<i64> = (1..=users as i64).collect();
-    let users = sign(&ids)?;
+    let users = ids
+        .iter()
+        .zip(procs::sign(&ids)?)
+        .map(|(id, token)| User {
+            id: id.to_string(),
+            token,
+        })
+        .collect::<Vec<_>>();
     let redis = if relays > 1 {
         Some(Redis::start().await?)
     } else {
@@ -238,23 +244,6 @@ fn seeds_api_dir() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(dir)
-}
-
-/// Tokens for `ids`, signed as Parley signs its own (HS256 with [`procs::JWT_SECRET`]; the
-/// peers check signature and `exp`).
-fn sign(ids: &[i64]) -> anyhow::Result<Vec<User>> {
-    let settings: shared::auth::JwtSettings =
-        serde_json::from_value(json!({ "secret": procs::JWT_SECRET }))?;
-    let keys = shared::auth::JwtKeys::new(&settings).map_err(anyhow::Error::msg)?;
-    ids.iter()
-        .map(|&id| {
-            let (token, _) = keys.issue(shared::ids::UserId(id))?;
-            Ok(User {
-                id: id.to_string(),
-                token,
-            })
-        })
-        .collect()
 }
 
 /// The seeds' users, one direct conversation per pair (`2c - 1`, `2c`, conversation `c`) and its
