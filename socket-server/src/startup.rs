@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::chat::{
     cache, dispatch, membership::MembershipView, metrics::Metrics, port_http::HttpPort, presence,
-    registry::Registry, sessions, store, ChatHandler, ChatState,
+    registry::Registry, roster, sessions, store, ChatHandler, ChatState,
 };
 use crate::engineio::{self, Body, EngineConfig, FallbackFuture, Hooks, Refusal, RequestInfo};
 use crate::settings::Settings;
@@ -79,6 +79,8 @@ impl Application {
         let keys = JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?;
         let metrics = Metrics::default();
         let origin = format!("relay-{}", uuid::Uuid::new_v4());
+        // Before serving: every live relay has seen this one, so publishes to its users.
+        let roster = roster::Roster::join(bus.as_ref(), &origin).await;
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
         // Owned here, ended at the end of `run_until_stopped` (it also ends by itself once the
@@ -99,6 +101,7 @@ impl Application {
             limits: limits.clone(),
             metrics,
             presence: presence::Presence::new(settings.presence.clone()),
+            roster,
             sends: RateLimiter::new(limits.sends_per_sec, limits.sends_burst),
             typing: RateLimiter::new(limits.typing_per_sec, limits.typing_per_sec),
             admission: store::Admission::default(),
@@ -119,6 +122,10 @@ impl Application {
             stop.clone(),
         ));
         tasks.spawn(presence::refresh_forever(
+            Arc::downgrade(&state),
+            stop.clone(),
+        ));
+        tasks.spawn(roster::refresh_forever(
             Arc::downgrade(&state),
             stop.clone(),
         ));
@@ -185,6 +192,7 @@ impl Application {
                 state.metrics.bus_published.catch_up(bus.published());
                 state.metrics.bus_dropped.catch_up(bus.dropped());
                 state.metrics.bus_up.set(i64::from(bus.bus_up()));
+                state.metrics.peers.set(state.roster.peers());
                 let metrics = state.metrics.render(count, users, sockets);
                 let bus_up = bus.bus_up();
                 let path = request.uri().path().to_owned();

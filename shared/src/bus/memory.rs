@@ -1,8 +1,9 @@
 //! The in-process bus for the all-in-one binary: publishing delivers straight into the queue of
 //! each subscriber interested in the user, waiting for room when a queue is full, so a slow
 //! consumer slows publishers down instead of losing events; and two maps (presence, revoked
-//! tokens).
+//! tokens) and the roster of relays.
 
+use super::roster::RosterView;
 use super::subscriber::{Command, Counts, Link, Subscriber, OUT_CAPACITY};
 use super::{Bus, BusError, BusMessage, PresenceState};
 use crate::ids::UserId;
@@ -67,6 +68,7 @@ pub struct MemoryBus {
     presence: Mutex<HashMap<UserId, UserPresence>>,
     /// Revoked token ids and when the revocation may be forgotten.
     revoked: Mutex<HashMap<String, Instant>>,
+    roster: Mutex<super::roster::MemoryRoster>,
 }
 
 impl Default for MemoryBus {
@@ -81,6 +83,7 @@ impl MemoryBus {
             routes: Mutex::new(Vec::new()),
             presence: Mutex::new(HashMap::new()),
             revoked: Mutex::new(HashMap::new()),
+            roster: Mutex::default(),
         }
     }
 
@@ -222,6 +225,17 @@ impl Bus for MemoryBus {
         Ok(map.get(jti).is_some_and(|until| *until > Instant::now()))
     }
 
+    async fn roster(&self, me: &str, ttl: Duration) -> Result<RosterView, BusError> {
+        let mut roster = self.roster.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(roster.refresh(me, ttl))
+    }
+
+    async fn roster_leave(&self, me: &str) -> Result<(), BusError> {
+        let mut roster = self.roster.lock().unwrap_or_else(|e| e.into_inner());
+        roster.leave(me);
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())
     }
@@ -325,5 +339,10 @@ mod tests {
     #[tokio::test]
     async fn memory_presence_follows_the_shared_contract() {
         super::super::presence_contract(&MemoryBus::new()).await;
+    }
+
+    #[tokio::test]
+    async fn memory_roster_follows_the_shared_contract() {
+        super::super::roster::roster_contract(&MemoryBus::new()).await;
     }
 }

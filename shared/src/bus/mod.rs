@@ -5,6 +5,7 @@
 pub mod memory;
 pub mod publisher;
 pub mod redis;
+pub mod roster;
 pub mod subscriber;
 
 #[cfg(test)]
@@ -93,6 +94,14 @@ pub trait Bus: Send + Sync + 'static {
     /// Whether `jti` was revoked.
     async fn is_token_revoked(&self, jti: &str) -> Result<bool, BusError>;
 
+    /// Relay `me` is alive for `ttl`: record it in the roster of relays, acknowledge every
+    /// other live relay as seen by `me`, and return the roster as it stands (on Redis: one
+    /// script, atomically).
+    async fn roster(&self, me: &str, ttl: Duration) -> Result<roster::RosterView, BusError>;
+
+    /// Relay `me` stops: it leaves the roster at once instead of expiring.
+    async fn roster_leave(&self, me: &str) -> Result<(), BusError>;
+
     /// Whether the bus answers.
     async fn ping(&self) -> Result<(), BusError>;
 
@@ -142,6 +151,18 @@ impl Keys {
     /// Unix time (ms) a user was last seen online.
     pub fn last_seen(&self, user: UserId) -> String {
         format!("{}:lastseen:{user}", self.prefix)
+    }
+
+    /// Sorted set of the live relays: member the relay's origin, score the unix time (ms) until
+    /// which it counts as alive.
+    pub fn roster(&self) -> String {
+        format!("{}:relays", self.prefix)
+    }
+
+    /// Sorted set of acknowledgements between relays: member `seer>seen`, score the unix time
+    /// (ms) until which it holds.
+    pub fn roster_acks(&self) -> String {
+        format!("{}:relays-seen", self.prefix)
     }
 
     /// Marks a revoked token.

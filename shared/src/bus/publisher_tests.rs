@@ -73,6 +73,18 @@ impl Bus for DoubleBus {
         unimplemented!()
     }
 
+    async fn roster(
+        &self,
+        _: &str,
+        _: Duration,
+    ) -> Result<crate::bus::roster::RosterView, BusError> {
+        unimplemented!()
+    }
+
+    async fn roster_leave(&self, _: &str) -> Result<(), BusError> {
+        unimplemented!()
+    }
+
     async fn ping(&self) -> Result<(), BusError> {
         self.answer().await
     }

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub bus_published: Counter,
     pub bus_dropped: Counter,
     pub bus_up: IntGauge,
+    /// Other live relays in the roster (-1: unknown, the roster could not be read).
+    pub peers: IntGauge,
     /// Conversations the membership view did not know when a client used them.
     pub membership_misses: Counter,
     /// Messages per store batch.
@@ -163,6 +165,11 @@ impl Metrics {
                 "relay_bus_up",
                 "1 while the bus answered the publisher's last round trip.",
             ),
+            peers: gauge(
+                &r,
+                "relay_peers",
+                "Other live relays on the bus (0: alone, nothing published for relays; -1: unknown).",
+            ),
             membership_misses: counter(
                 &r,
                 "relay_membership_misses_total",
@@ -228,6 +235,7 @@ mod tests {
             "relay_bus_events_published_total 0",
             "relay_bus_events_dropped_total 0",
             "relay_bus_up 0",
+            "relay_peers 0",
             "relay_store_batch_size_count 0",
             "relay_store_batch_seconds_count 0",
         ] {

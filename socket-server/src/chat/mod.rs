@@ -15,6 +15,7 @@
 //! - `send`: `send_message`. `store`: the store lanes (batches through the port) and admission.
 //! - `requests`: `ping`, `sync`, `mark_read`, `mark_delivered`, `typing`.
 //! - `presence`: recording this relay's connections on the bus, announcing changes.
+//! - `roster`: the other live relays; alone, this relay publishes nothing for relays.
 //! - `sessions`: closing sockets whose session was revoked (checked with the API) or expired.
 //! - `dispatch`: bus events → client events.
 //! - `port_http`: the [`RelayPort`] over the API's internal HTTP routes (split deployment).
@@ -30,6 +31,7 @@ pub mod port_http;
 pub mod presence;
 pub mod registry;
 pub mod requests;
+pub mod roster;
 pub mod send;
 pub mod sessions;
 pub mod store;
@@ -78,6 +80,8 @@ pub struct ChatState {
     pub limits: Limits,
     pub metrics: metrics::Metrics,
     pub presence: presence::Presence,
+    /// Whether other relays are live: alone, nothing is published for relays.
+    pub roster: roster::Roster,
     /// `send_message` per user (`limits.sends_per_sec`, `limits.sends_burst`).
     pub sends: RateLimiter<UserId>,
     /// `typing` per user (`limits.typing_per_sec`).
@@ -140,9 +144,13 @@ impl ChatState {
         store::receiver(&self.view.members(user, conversation)?, sender)
     }
 
-    /// Publish `event` on the channels of `users`, in the background (dropped and counted while
-    /// the bus is down: clients recover through sync).
+    /// Publish `event` on the channels of `users` for the other relays, in the background
+    /// (dropped and counted while the bus is down: clients recover through sync). Alone on the
+    /// bus, nothing: only relays read what a relay publishes, and this one delivered it already.
     pub fn publish(&self, users: &[UserId], event: BusEvent) {
+        if self.roster.alone() {
+            return;
+        }
         self.publisher.publish(users, event);
     }
 }

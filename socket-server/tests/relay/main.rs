@@ -19,5 +19,6 @@ mod presence;
 mod recovery;
 mod redis_outage;
 mod revocation;
+mod roster;
 mod rust_clients;
 mod session_and_receipts;

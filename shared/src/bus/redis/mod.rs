@@ -7,7 +7,9 @@
 //! back reconnect.
 
 pub mod pubsub;
+mod roster;
 
+use super::roster::RosterView;
 use super::subscriber::Subscriber;
 use super::{Bus, BusError, BusMessage, Keys, PresenceState};
 use crate::ids::UserId;
@@ -299,6 +301,19 @@ impl Bus for RedisBus {
         .await
     }
 
+    async fn roster(&self, me: &str, ttl: Duration) -> Result<RosterView, BusError> {
+        let mut conn = self.conn.clone();
+        let call = roster::refresh(&mut conn, &self.keys, me, millis(ttl).max(1));
+        bounded("refreshing the roster", call).await
+    }
+
+    async fn roster_leave(&self, me: &str) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(self.keys.roster()).arg(me);
+        bounded("leaving the roster", cmd.query_async::<()>(&mut conn)).await
+    }
+
     async fn ping(&self) -> Result<(), BusError> {
         let mut conn = self.conn.clone();
         let cmd = redis::cmd("PING");
@@ -323,5 +338,14 @@ mod tests {
             panic!("Redis must run at 127.0.0.1:6379 for this test");
         };
         super::super::presence_contract(&bus).await;
+    }
+
+    #[tokio::test]
+    async fn redis_roster_follows_the_shared_contract() {
+        let keys = Keys::new(format!("parley-roster-test-{}", uuid::Uuid::new_v4()));
+        let Ok(bus) = RedisBus::connect("redis://127.0.0.1:6379", keys).await else {
+            panic!("Redis must run at 127.0.0.1:6379 for this test");
+        };
+        super::super::roster::roster_contract(&bus).await;
     }
 }
