@@ -112,14 +112,22 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
                 state.sends.charge(message.sender_id);
             }
             // Not shown yet: `receive_message`. Shown relayed: the second design document's
-            // sockets get the stored one, with its id, as `newMessage` too (it replaces the copy).
-            let stored = Outgoing {
-                event: "receive_message",
-                arg: to_value(&message),
-                receiver: receiver_of(state, users, message.conversation_id, message.sender_id),
-                only: relayed.then_some(Vocabulary::Camel),
-            };
-            state.emit(users, stored, None);
+            // sockets get the stored one, with its id, as `newMessage` too (it replaces the copy);
+            // with none of them here, nothing to build.
+            let camel = state.registry.has_camel();
+            if !relayed || camel {
+                let stored = Outgoing {
+                    event: "receive_message",
+                    arg: to_value(&message),
+                    receiver: camel
+                        .then(|| {
+                            receiver_of(state, users, message.conversation_id, message.sender_id)
+                        })
+                        .flatten(),
+                    only: relayed.then_some(Vocabulary::Camel),
+                };
+                state.emit(users, stored, None);
+            }
             state.emit_to(users, "message_saved", &MessageSaved::from(&message), None);
         }
         BusEvent::MessageRelayed { message } => {
@@ -133,7 +141,12 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
             let shown = Outgoing {
                 event: "receive_message",
                 arg: to_value(&message),
-                receiver: receiver_of(state, users, message.conversation_id, message.sender_id),
+                // `receiverId`: for the second document's sockets only.
+                receiver: state
+                    .registry
+                    .has_camel()
+                    .then(|| receiver_of(state, users, message.conversation_id, message.sender_id))
+                    .flatten(),
                 only: None,
             };
             state.emit(users, shown, None);

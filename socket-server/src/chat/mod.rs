@@ -248,12 +248,11 @@ impl NamespaceHandler for ChatHandler {
             return Err(auth::refusal(ErrorCode::TooManyConnections));
         }
         socket.extensions().insert(session.clone());
-        socket
-            .extensions()
-            .insert(vocab::SocketVocabulary::at_connect(
-                auth,
-                query_user.as_deref(),
-            ));
+        let vocabulary = vocab::SocketVocabulary::at_connect(auth, query_user.as_deref());
+        if vocabulary.is_camel() {
+            state.registry.camel_joined();
+        }
+        socket.extensions().insert(vocabulary);
         socket.extensions().insert(store::SocketSends::default());
         socket.extensions().insert(requests::SocketRequests::new(
             state.limits.requests_per_socket,
@@ -316,6 +315,9 @@ impl NamespaceHandler for ChatHandler {
         };
         let state = &self.state;
         state.registry.leave(session.user, socket);
+        if vocab::of(socket) == vocab::Vocabulary::Camel {
+            state.registry.camel_left();
+        }
         state.subscriber.unsubscribe(session.user);
         let contacts = state.view.contacts(session.user);
         state.view.release(session.user);

@@ -2,6 +2,7 @@
 //! Bus subscriptions are counted by the subscriber itself (see `ChatHandler`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use shared::ids::UserId;
@@ -15,6 +16,10 @@ pub struct Registry {
     users: Mutex<HashMap<UserId, HashMap<String, Socket>>>,
     /// Counts emits refused by a full outbox.
     outbox_drops: Counter,
+    /// Sockets here speaking the second document's vocabulary: while there are none, what
+    /// only they would receive (`newMessage` replacing a relayed copy, its `receiverId`) is
+    /// not built.
+    camel: AtomicUsize,
 }
 
 impl Registry {
@@ -22,7 +27,25 @@ impl Registry {
         Self {
             users: Mutex::default(),
             outbox_drops,
+            camel: AtomicUsize::new(0),
         }
+    }
+
+    /// A socket here now speaks the second document's vocabulary (once per socket).
+    pub fn camel_joined(&self) {
+        self.camel.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A socket speaking the second document's vocabulary closed.
+    pub fn camel_left(&self) {
+        let _ = self
+            .camel
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Whether any socket here speaks the second document's vocabulary.
+    pub fn has_camel(&self) -> bool {
+        self.camel.load(Ordering::Relaxed) > 0
     }
 
     /// Add `socket` to `user`'s room.

@@ -57,6 +57,11 @@ impl SocketVocabulary {
 
     /// Decide `wanted` unless already decided; the vocabulary in force afterwards.
     pub fn decide(&self, wanted: Vocabulary) -> Vocabulary {
+        self.decide_now(wanted).0
+    }
+
+    /// As [`Self::decide`], and whether this call decided it.
+    fn decide_now(&self, wanted: Vocabulary) -> (Vocabulary, bool) {
         let code = match wanted {
             Vocabulary::Snake => SNAKE,
             Vocabulary::Camel => CAMEL,
@@ -65,10 +70,15 @@ impl SocketVocabulary {
             .0
             .compare_exchange(UNDECIDED, code, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => wanted,
-            Err(CAMEL) => Vocabulary::Camel,
-            Err(_) => Vocabulary::Snake,
+            Ok(_) => (wanted, true),
+            Err(CAMEL) => (Vocabulary::Camel, false),
+            Err(_) => (Vocabulary::Snake, false),
         }
+    }
+
+    /// Camel already at connect (the handshake named a `userId`).
+    pub fn is_camel(&self) -> bool {
+        self.0.load(Ordering::Acquire) == CAMEL
     }
 }
 
@@ -123,7 +133,9 @@ pub fn translate(
         incoming.speaks,
         socket.extensions().get::<SocketVocabulary>(),
     ) {
-        vocabulary.decide(speaks);
+        if vocabulary.decide_now(speaks) == (Vocabulary::Camel, true) {
+            state.registry.camel_joined();
+        }
     }
     if let Some(author) = read_from(event, &incoming.payload) {
         // `messagesRead {senderId}`: the direct conversation with that user, if the view has
