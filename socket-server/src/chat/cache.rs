@@ -34,6 +34,8 @@ pub enum Seen {
     /// Sent here but stored before anyone was shown it (by `recipientId`, or to a conversation
     /// the view could not confirm); already charged to the sender's budget.
     StoredFirst,
+    /// Shown stored (`message_stored` came first): a relayed copy arriving late is not shown.
+    Stored,
 }
 
 struct Generations {
@@ -54,6 +56,23 @@ impl Default for RecentlyRelayed {
     }
 }
 
+impl Generations {
+    fn insert(&mut self, key: (UserId, String), seen: Seen) {
+        if self.current.len() >= GENERATION_MAX || self.started.elapsed() >= RELAYED_TTL / 2 {
+            self.previous = std::mem::take(&mut self.current);
+            self.started = Instant::now();
+        }
+        self.current.insert(key, seen);
+    }
+
+    fn get(&self, key: &(UserId, String)) -> Option<Seen> {
+        self.current
+            .get(key)
+            .or_else(|| self.previous.get(key))
+            .copied()
+    }
+}
+
 impl RecentlyRelayed {
     /// Its optimistic copy was delivered.
     pub fn insert(&self, sender: UserId, client_msg_id: &str) {
@@ -67,21 +86,37 @@ impl RecentlyRelayed {
 
     fn record(&self, sender: UserId, client_msg_id: &str, seen: Seen) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.current.len() >= GENERATION_MAX || g.started.elapsed() >= RELAYED_TTL / 2 {
-            g.previous = std::mem::take(&mut g.current);
-            g.started = Instant::now();
+        g.insert((sender, client_msg_id.to_owned()), seen);
+    }
+
+    /// A relayed copy arrived from the bus: remember it and say whether to show it (`false`
+    /// when the stored message was shown already: it came late).
+    pub fn insert_from_bus(&self, sender: UserId, client_msg_id: &str) -> bool {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (sender, client_msg_id.to_owned());
+        if g.get(&key) == Some(Seen::Stored) {
+            return false;
         }
-        g.current.insert((sender, client_msg_id.to_owned()), seen);
+        g.insert(key, Seen::Relayed);
+        true
+    }
+
+    /// `message_stored` arrived: what was seen of the message before; when nothing was, it is
+    /// remembered as shown stored (a relayed copy arriving later is not shown again).
+    pub fn stored(&self, sender: UserId, client_msg_id: &str) -> Option<Seen> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (sender, client_msg_id.to_owned());
+        let seen = g.get(&key);
+        if seen.is_none() {
+            g.insert(key, Seen::Stored);
+        }
+        seen
     }
 
     /// What was seen of the message, if anything (one look-up).
     pub fn seen(&self, sender: UserId, client_msg_id: &str) -> Option<Seen> {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (sender, client_msg_id.to_owned());
-        g.current
-            .get(&key)
-            .or_else(|| g.previous.get(&key))
-            .copied()
+        g.get(&(sender, client_msg_id.to_owned()))
     }
 
     /// Whether its optimistic copy was delivered.
@@ -163,6 +198,17 @@ mod tests {
         relayed.insert(UserId(1), "m-1");
         assert!(relayed.contains(UserId(1), "m-1"));
         assert!(!relayed.contains(UserId(2), "m-1"));
+    }
+
+    #[test]
+    fn a_relayed_copy_arriving_after_its_stored_message_is_not_shown() {
+        let relayed = RecentlyRelayed::default();
+        // Stored first, unseen: shown stored; the late copy is not shown.
+        assert_eq!(relayed.stored(UserId(1), "late"), None);
+        assert!(!relayed.insert_from_bus(UserId(1), "late"));
+        // Relayed first: shown; the stored message then finds it relayed.
+        assert!(relayed.insert_from_bus(UserId(1), "early"));
+        assert_eq!(relayed.stored(UserId(1), "early"), Some(Seen::Relayed));
     }
 
     #[test]

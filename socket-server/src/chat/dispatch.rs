@@ -104,7 +104,7 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
         BusEvent::MessageStored { message } => {
             let seen = state
                 .relayed
-                .seen(message.sender_id, &message.client_msg_id);
+                .stored(message.sender_id, &message.client_msg_id);
             let relayed = seen == Some(Seen::Relayed);
             if seen.is_none() && users.contains(&message.sender_id) {
                 // Sent by REST (or through another relay unseen): it draws from the budget of
@@ -131,9 +131,14 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
             state.emit_to(users, "message_saved", &MessageSaved::from(&message), None);
         }
         BusEvent::MessageRelayed { message } => {
-            state
+            if !state
                 .relayed
-                .insert(message.sender_id, &message.client_msg_id);
+                .insert_from_bus(message.sender_id, &message.client_msg_id)
+            {
+                // Stored and shown already (the copy came late): not shown twice. Its send
+                // was charged when `message_stored` arrived unseen.
+                return;
+            }
             if users.contains(&message.sender_id) {
                 // Sent through another relay: one budget per user on every relay.
                 state.sends.charge(message.sender_id);
