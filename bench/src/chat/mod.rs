@@ -15,9 +15,10 @@
 //! - `sides`: starting each side's servers, its users and conversations.
 //! - `load`: connect, read every device's events, emit on schedule, progress, drain.
 //! - `record`: per-message state, counters and HDR histograms shared by all of them.
-//! - `report`: the table and the JSON line.
+//! - `report`: the table and the JSON line. `commands`: the Redis commands a Parley run caused.
 //! - here: the arguments, arranging users and conversations in process, running.
 
+mod commands;
 mod load;
 mod record;
 mod report;
@@ -152,7 +153,20 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<()> {
         target.conversations.len(),
         arranged.as_secs_f64()
     );
+    let redis = servers.redis_url.clone();
+    let before = match &redis {
+        Some(url) => Some(commands::read(url).await?),
+        None => None,
+    };
     let outcome = generate(target, servers.parts.clone(), args).await;
+    if let (Some(url), Some(before), Ok(outcome)) = (&redis, &before, &outcome) {
+        let after = commands::read(url).await?;
+        let sent = outcome
+            .record
+            .sent
+            .load(std::sync::atomic::Ordering::Relaxed);
+        println!("{}", commands::line(before, &after, sent));
+    }
     drop(servers);
     report::report(args, &outcome?, load_average, arranged, began.elapsed());
     Ok(())

@@ -87,6 +87,8 @@ pub struct Target {
 pub struct Servers {
     /// `(part, pids)`: `relay`, `api`, `postgres`, `redis` (each PID with its descendants).
     pub parts: Vec<(&'static str, Vec<u32>)>,
+    /// Parley's Redis (`INFO commandstats` before and after the load).
+    pub redis_url: Option<String>,
     // Dropped in this order: the servers before the storage they use.
     _procs: Vec<Proc>,
     _parley: Option<procs::ParleyStack>,
@@ -125,6 +127,7 @@ async fn parley(relays: usize, users: usize) -> anyhow::Result<(Target, Servers)
     };
     let servers = Servers {
         parts: stack.parts(),
+        redis_url: Some(stack.redis.url()),
         _procs: Vec::new(),
         _parley: Some(stack),
         _postgres: None,
@@ -217,6 +220,7 @@ async fn peer(side: Side, relays: usize, users: usize) -> anyhow::Result<(Target
     procs_started.reverse();
     let servers = Servers {
         parts,
+        redis_url: None,
         _procs: procs_started,
         _parley: None,
         _postgres: postgres,
