@@ -1,6 +1,8 @@
 //! The roster of relays on Redis ([`super::super::roster`]): one script refreshes a relay's
 //! entry, acknowledges the peers it sees and reads who has acknowledged it, atomically.
 
+use std::sync::LazyLock;
+
 use redis::aio::ConnectionManager;
 
 use crate::bus::roster::RosterView;
@@ -31,6 +33,9 @@ end
 return {peers, acked}
 ";
 
+/// [`REFRESH`] with its SHA-1 computed once (every relay runs it four times a second).
+static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(REFRESH));
+
 /// Refresh `me` for `ttl_ms` and read the roster.
 pub(super) async fn refresh(
     conn: &mut ConnectionManager,
@@ -39,8 +44,7 @@ pub(super) async fn refresh(
     ttl_ms: i64,
 ) -> redis::RedisResult<RosterView> {
     let now = chrono::Utc::now().timestamp_millis();
-    let code = redis::Script::new(REFRESH);
-    let mut script = code.prepare_invoke();
+    let mut script = SCRIPT.prepare_invoke();
     script
         .key(keys.roster())
         .key(keys.roster_acks())
