@@ -16,11 +16,10 @@ WITH d AS (
 ), r AS (
   SELECT p.*, row_number() OVER (PARTITION BY c ORDER BY i) AS q FROM p
 ), g AS (
-  SELECT c, count(*) AS n FROM r GROUP BY c
+  SELECT DISTINCT c FROM r
 )
 SELECT (SELECT array_agg(DISTINCT j ORDER BY j) FROM r)::text AS b_jtis,
        (SELECT array_agg(c ORDER BY c) FROM g)::text AS b_convs,
-       (SELECT array_agg(n ORDER BY c) FROM g)::text AS b_counts,
        (SELECT array_agg(s ORDER BY i) FROM r)::text AS b_senders,
        (SELECT array_agg(m ORDER BY i) FROM r)::text AS b_cmids,
        array_agg(c ORDER BY s, m COLLATE "C")::text AS i_convs,
@@ -36,16 +35,11 @@ SELECT "sessions"."jti", "sessions"."user_id" FROM "sessions" WHERE ((("sessions
 -- the member read of the conversations named (batch::resolve)
 SELECT "members"."conversation_id", "members"."user_id", "members"."delivered_up_to_seq", "members"."read_up_to_seq", "members"."joined_at", "members"."updated_at" FROM "members" WHERE ("members"."conversation_id" = ANY(:b_convs));
 BEGIN;
--- FIND_KEYS: the stored rows of the batch's keys
-SELECT m.* FROM unnest(:b_senders::bigint[], :b_cmids::text[]) AS k(s, c) CROSS JOIN LATERAL (SELECT id, conversation_id, sender_id, client_msg_id, seq, kind, content, attachment_id, created_at FROM messages WHERE sender_id = k.s AND client_msg_id = k.c LIMIT 1) AS m;
--- ORDER_SEQS: the conversations' seq turns
+-- ORDER_SEQS and FIND_KEYS, pipelined (one round trip, as the API sends them)
+\startpipeline
 SELECT pg_advisory_xact_lock(id) FROM unnest(:b_convs::bigint[]) WITH ORDINALITY AS t(id, o) ORDER BY o;
--- LOCK_CONVERSATIONS
-SELECT id FROM conversations WHERE id = ANY(:b_convs) ORDER BY id FOR UPDATE;
--- MOVE_SEQS, verbatim; around it, each new message's seq in insert order
-WITH moved AS (UPDATE conversations AS c SET last_seq = c.last_seq + v.n, last_message_at = now() FROM unnest(:b_convs::bigint[], :b_counts::bigint[]) AS v(id, n) WHERE c.id = v.id RETURNING c.id, c.last_seq) SELECT array_agg(moved.last_seq - v.n + r.q ORDER BY r.o)::text AS i_seqs FROM unnest(:i_convs::bigint[], :i_ranks::bigint[]) WITH ORDINALITY AS r(c, q, o) JOIN moved ON moved.id = r.c JOIN unnest(:b_convs::bigint[], :b_counts::bigint[]) AS v(id, n) ON v.id = r.c \gset
--- INSERT_MESSAGES, verbatim; around it, the change rows' arrays
-WITH inserted AS (INSERT INTO messages (conversation_id, sender_id, client_msg_id, seq, kind, content, attachment_id) SELECT c, s, k, q, t, b, a FROM unnest(:i_convs::bigint[], :i_senders::bigint[], :i_cmids::text[], :i_seqs::bigint[], :i_kinds::text[], :i_contents::text[], :i_atts::text[]) WITH ORDINALITY AS v(c, s, k, q, t, b, a, o) ORDER BY o ON CONFLICT (sender_id, client_msg_id) DO NOTHING RETURNING id, conversation_id, sender_id, client_msg_id, seq, kind, content, attachment_id, created_at) SELECT array_agg(conversation_id ORDER BY conversation_id, seq)::text AS c_convs, array_agg(id ORDER BY conversation_id, seq)::text AS c_ids FROM inserted \gset
--- INSERT_CHANGES
-INSERT INTO changes (conversation_id, kind, message_id) SELECT c, 'message', m FROM unnest(:c_convs::bigint[], :c_ids::bigint[]) WITH ORDINALITY AS v(c, m, o) ORDER BY o;
+SELECT m.* FROM unnest(:b_senders::bigint[], :b_cmids::text[]) AS k(s, c) CROSS JOIN LATERAL (SELECT id, conversation_id, sender_id, client_msg_id, seq, kind, content, attachment_id, created_at FROM messages WHERE sender_id = k.s AND client_msg_id = k.c LIMIT 1) AS m;
+\endpipeline
+-- STORE_MESSAGES: the seqs moved, the messages and their change rows
+WITH v AS (SELECT * FROM unnest(:i_convs::bigint[], :i_senders::bigint[], :i_cmids::text[], :i_ranks::bigint[], :i_kinds::text[], :i_contents::text[], :i_atts::text[]) WITH ORDINALITY AS v(c, s, k, r, t, b, a, o)), n AS (SELECT c, count(*) AS n FROM v GROUP BY c), moved AS (UPDATE conversations AS cv SET last_seq = cv.last_seq + n.n, last_message_at = now() FROM n WHERE cv.id = n.c RETURNING cv.id, cv.last_seq, n.n), inserted AS (INSERT INTO messages (conversation_id, sender_id, client_msg_id, seq, kind, content, attachment_id) SELECT v.c, v.s, v.k, moved.last_seq - moved.n + v.r, v.t, v.b, v.a FROM v JOIN moved ON moved.id = v.c ORDER BY v.o ON CONFLICT (sender_id, client_msg_id) DO NOTHING RETURNING id, conversation_id, sender_id, client_msg_id, seq, kind, content, attachment_id, created_at), changed AS (INSERT INTO changes (conversation_id, kind, message_id) SELECT conversation_id, 'message', id FROM inserted ORDER BY conversation_id, seq) SELECT id, conversation_id, sender_id, client_msg_id, seq, kind, content, attachment_id, created_at FROM inserted;
 COMMIT;

@@ -168,11 +168,13 @@ pub fn inserts_by_conversation(steps: &[Step]) -> BTreeMap<i64, Vec<usize>> {
     groups
 }
 
-/// The seqs of a conversation's `count` new messages, in batch order, when its `last_seq` was
-/// moved up by `count` to `last`.
-pub fn seqs(last: i64, count: usize) -> impl Iterator<Item = i64> {
-    let first = last - count as i64 + 1;
-    first..=last
+/// Each new message's rank among the new messages of its conversation (1, 2, … in batch order),
+/// by batch index: its seq is the conversation's `last_seq` before the batch plus its rank.
+pub fn ranks(groups: &BTreeMap<i64, Vec<usize>>) -> HashMap<usize, i64> {
+    groups
+        .values()
+        .flat_map(|items| items.iter().copied().zip(1..))
+        .collect()
 }
 
 /// What the batch's lookup and inserts produced, to answer from.
@@ -296,8 +298,10 @@ mod tests {
     }
 
     #[test]
-    fn seqs_follow_the_moved_last_seq() {
-        assert_eq!(seqs(7, 3).collect::<Vec<_>>(), [5, 6, 7]);
-        assert_eq!(seqs(1, 1).collect::<Vec<_>>(), [1]);
+    fn ranks_count_each_conversation_in_batch_order() {
+        let groups = BTreeMap::from([(4, vec![1, 3, 6]), (5, vec![0, 2])]);
+        let mut ranks: Vec<(usize, i64)> = ranks(&groups).into_iter().collect();
+        ranks.sort();
+        assert_eq!(ranks, [(0, 1), (1, 1), (2, 2), (3, 2), (6, 3)]);
     }
 }

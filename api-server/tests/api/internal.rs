@@ -127,6 +127,101 @@ async fn a_batch_answers_each_message_in_order_and_refuses_only_the_bad_ones() {
     assert_eq!(seqs, [1, 2, 3]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_sharing_keys_store_each_message_once_with_gap_free_seqs() {
+    // Arrange: four relays post the same 24 messages (two senders, two conversations, one of
+    // them shared) at once, each in batches of 4 in its own order, so that batches race for the
+    // same keys and for the same conversations' seqs.
+    let app = std::sync::Arc::new(spawn_app().await);
+    let users = app.register_many(&["alice", "bob", "carol"]).await;
+    let (alice_token, alice) = &users[0];
+    let (bob_token, bob) = &users[1];
+    let (_, carol) = &users[2];
+    let ab = app.direct(alice_token, bob).await;
+    let group = app
+        .create_conversation(
+            alice_token,
+            &[&bob.id.to_string(), &carol.id.to_string()],
+            Some("all"),
+        )
+        .await;
+    let (a, a_jti) = (alice.id.to_string(), app.jti(alice_token));
+    let (b, b_jti) = (bob.id.to_string(), app.jti(bob_token));
+    let messages: Vec<Value> = (0..24)
+        .map(|i| {
+            let (sender, jti) = if i % 2 == 0 {
+                (&a, &a_jti)
+            } else {
+                (&b, &b_jti)
+            };
+            let conversation = if i % 3 == 0 { &ab } else { &group };
+            item(
+                sender,
+                jti,
+                text(&format!("k{i}"), conversation, &format!("m{i}")),
+            )
+        })
+        .collect();
+
+    // Act
+    let relays: Vec<_> = (0..4_usize)
+        .map(|relay| {
+            let app = app.clone();
+            let mut mine = messages.clone();
+            mine.rotate_left(relay * 5);
+            if relay % 2 == 1 {
+                mine.reverse();
+            }
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for batch in mine.chunks(4) {
+                    let reply = app
+                        .post(
+                            "/internal/relay/messages",
+                            &app.service_token(),
+                            &json!({ "items": batch }),
+                        )
+                        .await;
+                    let outcomes = reply.expect(200)["outcomes"].as_array().unwrap().clone();
+                    assert_eq!(outcomes.len(), batch.len(), "{}", reply.text);
+                    for (sent, outcome) in batch.iter().zip(outcomes) {
+                        let key = sent["message"]["clientMsgId"].as_str().unwrap().to_owned();
+                        answers.push((key, outcome["message"].clone()));
+                    }
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for relay in relays {
+        answers.extend(relay.await.expect("relay task"));
+    }
+
+    // Assert: every answer to a key names one message; 24 messages stored, seqs 1..n per
+    // conversation without gaps.
+    let mut ids: std::collections::HashMap<String, String> = Default::default();
+    for (key, message) in &answers {
+        assert!(message.is_object(), "{key} was refused: {message}");
+        let id = id_of(message);
+        let first = ids.entry(key.clone()).or_insert_with(|| id.clone());
+        assert_eq!(*first, id, "{key} answered by two messages");
+    }
+    assert_eq!(ids.len(), 24);
+    let mut stored = 0;
+    for conversation in [&ab, &group] {
+        let seqs: Vec<i64> = app
+            .all_messages(alice_token, conversation)
+            .await
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect();
+        stored += seqs.len();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    }
+    assert_eq!(stored, 24);
+}
+
 #[tokio::test]
 async fn a_batch_over_the_cap_is_refused_whole_with_400() {
     // Arrange

@@ -24,6 +24,7 @@ pub async fn run(args: &PersistArgs) -> anyhow::Result<Outcome> {
         .into_iter()
         .filter(|(_, pids)| !pids.is_empty())
         .collect();
+    stack.postgres.reset_statements()?;
     let before: Vec<procs::Usage> = parts.iter().map(|(_, p)| procs::usage(p)).collect();
     let (latencies, elapsed) = drive(Arc::new(port), Arc::new(senders), args).await?;
     let cpu = parts

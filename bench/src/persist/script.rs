@@ -7,25 +7,22 @@
 //!
 //! Per batch, as the API sends them (`service::messages::store_batch` and
 //! `store::postgres::batch::send`): the sessions check (one query for the batch's tokens), the
-//! member read of the named conversations, then in one transaction the stored-key look-up
-//! (`FIND_KEYS`), the seq turns (`ORDER_SEQS`), the conversation row locks
-//! (`LOCK_CONVERSATIONS`), the seq move (`MOVE_SEQS`), the message insert (`INSERT_MESSAGES`) and
-//! the change rows (`INSERT_CHANGES`). Two statements are the DSL's (diesel builds them): their
-//! text is copied here from PostgreSQL's statement log of a `persist` run.
+//! member read of the named conversations, then in one transaction the seq turns
+//! (`ORDER_SEQS`) and the stored-key look-up (`FIND_KEYS`), pipelined as the API sends them, and
+//! `STORE_MESSAGES` (seqs, messages and change rows in one statement). Two statements are the
+//! DSL's (diesel builds them): their text is copied here from PostgreSQL's statement log of a
+//! `persist` run.
 //!
-//! What pgbench cannot do, carry rows from one statement's answer to the next one's arrays, is
-//! done in SQL: one helper query per batch (no table read) draws the batch, and `MOVE_SEQS` and
-//! `INSERT_MESSAGES` run verbatim inside a `WITH … AS (…) SELECT array_agg(…) \gset` that turns
-//! their `RETURNING` rows into the next statement's arrays (the API does that in Rust). The
-//! helper's own PostgreSQL CPU is measured apart ([`draw_only`]) and subtracted.
+//! What pgbench cannot do, build a batch's arrays, is done in SQL: one helper query per batch
+//! (no table read) draws the batch into pgbench variables (`\gset`); every Parley statement then
+//! runs verbatim. The helper's own PostgreSQL CPU is measured apart ([`draw_only`]) and
+//! subtracted.
 
 #[allow(dead_code, clippy::all)]
 #[path = "../../../api-server/src/store/postgres/batch_sql.rs"]
 mod batch_sql;
 
-use batch_sql::{
-    FIND_KEYS, INSERT_CHANGES, INSERT_MESSAGES, LOCK_CONVERSATIONS, MOVE_SEQS, ORDER_SEQS,
-};
+use batch_sql::{FIND_KEYS, ORDER_SEQS, STORE_MESSAGES};
 
 /// `users::active_sessions` as diesel writes it.
 const SESSIONS: &str = "SELECT \"sessions\".\"jti\", \"sessions\".\"user_id\" FROM \"sessions\" \
@@ -53,11 +50,10 @@ const DRAW: &str = r#"WITH d AS (
 ), r AS (
   SELECT p.*, row_number() OVER (PARTITION BY c ORDER BY i) AS q FROM p
 ), g AS (
-  SELECT c, count(*) AS n FROM r GROUP BY c
+  SELECT DISTINCT c FROM r
 )
 SELECT (SELECT array_agg(DISTINCT j ORDER BY j) FROM r)::text AS b_jtis,
        (SELECT array_agg(c ORDER BY c) FROM g)::text AS b_convs,
-       (SELECT array_agg(n ORDER BY c) FROM g)::text AS b_counts,
        (SELECT array_agg(s ORDER BY i) FROM r)::text AS b_senders,
        (SELECT array_agg(m ORDER BY i) FROM r)::text AS b_cmids,
        array_agg(c ORDER BY s, m COLLATE "C")::text AS i_convs,
@@ -94,42 +90,31 @@ pub fn generate() -> String {
     push(&mut out, SESSIONS, ";");
     out.push_str("-- the member read of the conversations named (batch::resolve)\n");
     push(&mut out, MEMBERS, ";");
-    out.push_str("BEGIN;\n-- FIND_KEYS: the stored rows of the batch's keys\n");
-    push(&mut out, &fill(FIND_KEYS, &["b_senders", "b_cmids"]), ";");
-    out.push_str("-- ORDER_SEQS: the conversations' seq turns\n");
-    push(&mut out, &fill(ORDER_SEQS, &["b_convs"]), ";");
-    out.push_str("-- LOCK_CONVERSATIONS\n");
-    push(&mut out, &fill(LOCK_CONVERSATIONS, &["b_convs"]), ";");
-    out.push_str("-- MOVE_SEQS, verbatim; around it, each new message's seq in insert order\n");
-    let moved = format!(
-        "WITH moved AS ({}) SELECT array_agg(moved.last_seq - v.n + r.q ORDER BY r.o)::text AS i_seqs \
-         FROM unnest(:i_convs::bigint[], :i_ranks::bigint[]) WITH ORDINALITY AS r(c, q, o) \
-         JOIN moved ON moved.id = r.c \
-         JOIN unnest(:b_convs::bigint[], :b_counts::bigint[]) AS v(id, n) ON v.id = r.c",
-        fill(MOVE_SEQS, &["b_convs", "b_counts"])
+    out.push_str("BEGIN;\n");
+    out.push_str(
+        "-- ORDER_SEQS and FIND_KEYS, pipelined (one round trip, as the API sends them)\n",
     );
-    push(&mut out, &moved, " \\gset");
-    out.push_str("-- INSERT_MESSAGES, verbatim; around it, the change rows' arrays\n");
-    let inserted = format!(
-        "WITH inserted AS ({}) SELECT \
-         array_agg(conversation_id ORDER BY conversation_id, seq)::text AS c_convs, \
-         array_agg(id ORDER BY conversation_id, seq)::text AS c_ids FROM inserted",
-        fill(
-            INSERT_MESSAGES,
+    out.push_str("\\startpipeline\n");
+    push(&mut out, &fill(ORDER_SEQS, &["b_convs"]), ";");
+    push(&mut out, &fill(FIND_KEYS, &["b_senders", "b_cmids"]), ";");
+    out.push_str("\\endpipeline\n");
+    out.push_str("-- STORE_MESSAGES: the seqs moved, the messages and their change rows\n");
+    push(
+        &mut out,
+        &fill(
+            STORE_MESSAGES,
             &[
                 "i_convs",
                 "i_senders",
                 "i_cmids",
-                "i_seqs",
+                "i_ranks",
                 "i_kinds",
                 "i_contents",
                 "i_atts",
-            ]
-        )
+            ],
+        ),
+        ";",
     );
-    push(&mut out, &inserted, " \\gset");
-    out.push_str("-- INSERT_CHANGES\n");
-    push(&mut out, &fill(INSERT_CHANGES, &["c_convs", "c_ids"]), ";");
     out.push_str("COMMIT;\n");
     out
 }
@@ -177,7 +162,7 @@ mod tests {
     #[test]
     fn every_statement_parameter_is_a_pgbench_variable() {
         let script = generate();
-        for statement in [FIND_KEYS, ORDER_SEQS, LOCK_CONVERSATIONS, MOVE_SEQS] {
+        for statement in [FIND_KEYS, ORDER_SEQS, STORE_MESSAGES] {
             assert!(script.contains(statement[0]), "{}", statement[0]);
         }
         assert!(!script.contains('$'), "{script}");

@@ -6,20 +6,20 @@
 //!    conversations (one query, then find-or-create only for missing pairs, as a single send
 //!    does), the members of every `conversationId` named (one query: it decides the senders'
 //!    membership, and gives the members the answers and the published events need).
-//! 2. In one transaction: the stored rows of the batch's exact `(sender, clientMsgId)` keys (one
-//!    query joining the keys as `unnest` arrays); the conversation rows locked **in ascending id
-//!    order** (one `SELECT … ORDER BY id FOR UPDATE`), then every conversation's `last_seq` moved
-//!    up by its count of new messages in one `UPDATE … FROM unnest(…) RETURNING`, which allocates
-//!    their consecutive seqs; every new message in one `INSERT … SELECT FROM unnest(…) ON
-//!    CONFLICT DO NOTHING RETURNING` (rows in key order, so that two batches sharing keys wait on
-//!    each other in the same order); their `changes` rows in one `INSERT … SELECT FROM
-//!    unnest(…)`, stamped with this transaction's xid by the column default, as a single send's.
+//! 2. In one transaction: the conversations' seq turns (advisory locks **in ascending id
+//!    order**, `ORDER_SEQS`) and the stored rows of the batch's exact `(sender, clientMsgId)` keys
+//!    (one query joining the keys as `unnest` arrays), pipelined in one round trip; then one
+//!    statement (`STORE_MESSAGES`) moves every conversation's `last_seq` up by its count of new
+//!    messages, inserts them (`ON CONFLICT DO NOTHING`, rows in key order, so that two batches
+//!    sharing keys wait on each other in the same order) with seqs from their ranks, and their
+//!    `changes` rows, stamped with this transaction's xid by the column default, as a single
+//!    send's. No `FOR UPDATE` first: the turns already serialise the batches of a conversation.
 //!    Every statement has the same text whatever the batch's size (arrays, not one placeholder
 //!    per row), so each is prepared once per connection and its plan reused.
 //! 3. After the commit, only the members of conversations step 1 did not read (direct
 //!    conversations found by `recipientId`), if any (one query).
 //!
-//! When the insert returned fewer rows than it was given, a concurrent send of one of the keys
+//! When the statement returned fewer rows than it was given, a concurrent send of one of the keys
 //! committed in between: the transaction rolls back (its seqs with it, so no gap) and the batch
 //! runs again from step 2, where that key is now found stored.
 
@@ -28,8 +28,8 @@ use super::dialect::Conn;
 use super::rows::{MemberRow, MessageRow};
 use super::schema::{conversations, members, users};
 use crate::store::batch::{
-    answers, attachments_to_link, check_attachments, inserts_by_conversation, plan, seqs, Stored,
-    TxError,
+    answers, attachments_to_link, check_attachments, inserts_by_conversation, plan, ranks, Step,
+    Stored, TxError,
 };
 use crate::store::rows::direct_key;
 use crate::store::{NewMessage, SendOutcome, StoreError, StoreResult, Target};
@@ -43,15 +43,6 @@ use sql::{Bind, Prepared};
 
 #[path = "batch_sql.rs"]
 mod sql;
-
-/// A conversation's `last_seq` after the batch moved it.
-#[derive(QueryableByName)]
-struct MovedSeq {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
-    last_seq: i64,
-}
 
 /// A message row read by name (the statements of [`sql`] are SQL text: their arrays have no
 /// DSL), the same columns as [`MessageRow`].
@@ -281,24 +272,32 @@ async fn store(
         .filter(|(_, t)| t.is_some())
         .map(|(m, _)| (m.sender.get(), m.client_msg_id.as_str()))
         .unzip();
-    // The exact keys, as pairs: one unique-index look-up each (two `= ANY` lists would pair
-    // every sender with every key, and a generic plan of that may scan the table).
+    // The seq turns first, before the first write or row lock, and the stored keys, as pairs
+    // (one unique-index look-up each: two `= ANY` lists would pair every sender with every key,
+    // and a generic plan of that may scan the table): two statements, one round trip (the
+    // connection pipelines them; PostgreSQL runs them in order, so the look-up sees what the
+    // batches that held the turns before this one committed).
+    let turns: Vec<i64> = targets
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let found: Vec<MessageRow> = if senders.is_empty() {
         Vec::new()
     } else {
-        Prepared::<sql::FindKeys>::new(
+        let shared: &Conn = conn;
+        let turns = Prepared::<sql::OrderSeqs>::new(sql::ORDER_SEQS, vec![Bind::BigInt(&turns)])
+            .execute(&mut &*shared);
+        let keys = Prepared::<sql::FindKeys>::new(
             sql::FIND_KEYS,
             vec![Bind::BigInt(&senders), Bind::Text(&cmids)],
         )
-        .load::<MessageByName>(conn)
-        .await?
-        .into_iter()
-        .map(MessageRow::from)
-        .collect()
+        .load::<MessageByName>(&mut &*shared);
+        let (_, found) = futures::try_join!(turns, keys)?;
+        found.into_iter().map(MessageRow::from).collect()
     };
-    // Before the first write or row lock.
-    let turns: BTreeSet<i64> = targets.iter().flatten().copied().collect();
-    take_seq_turns(conn, &turns.into_iter().collect::<Vec<_>>()).await?;
     let mut steps = plan(batch, targets, found);
     let uploads = super::uploads::lock(conn, &attachments_to_link(batch, &steps))
         .await
@@ -312,52 +311,30 @@ async fn store(
         });
     }
 
-    // Lock the batch's conversation rows in ascending id order (the order every batch follows,
-    // so two cannot deadlock; the row locks come above the sort), then move every `last_seq` in
-    // one statement: two statements whatever the number of conversations.
-    let ids: Vec<i64> = groups.keys().copied().collect();
-    let counts: Vec<i64> = groups.values().map(|items| items.len() as i64).collect();
-    Prepared::<sql::LockConversations>::new(sql::LOCK_CONVERSATIONS, vec![Bind::BigInt(&ids)])
-        .execute(conn)
-        .await?;
-    let moved: Vec<MovedSeq> = Prepared::<sql::MoveSeqs>::new(
-        sql::MOVE_SEQS,
-        vec![Bind::BigInt(&ids), Bind::BigInt(&counts)],
-    )
-    .load(conn)
-    .await?;
-    let last: HashMap<i64, i64> = moved.into_iter().map(|m| (m.id, m.last_seq)).collect();
-    // Batch index → (conversation, seq).
-    let mut placed: HashMap<usize, (i64, i64)> = HashMap::new();
-    for (&conversation, items) in &groups {
-        let &last = last.get(&conversation).ok_or_else(|| {
-            TxError::Store(anyhow::anyhow!("conversation {conversation} vanished").into())
-        })?;
-        let at = seqs(last, items.len()).map(|seq| (conversation, seq));
-        placed.extend(items.iter().copied().zip(at));
-    }
-
-    let mut order: Vec<usize> = placed.keys().copied().collect();
+    let rank = ranks(&groups);
+    let mut order: Vec<usize> = rank.keys().copied().collect();
     order.sort_by_key(|&i| (batch[i].sender, batch[i].client_msg_id.as_str()));
     let mut columns = NewColumns::default();
     for &i in &order {
         let m = &batch[i];
-        let (conversation, seq) = placed[&i];
+        let Step::Insert { conversation } = steps[i] else {
+            unreachable!("only the inserts are grouped")
+        };
         columns.conversation_id.push(conversation);
         columns.sender_id.push(m.sender.get());
         columns.client_msg_id.push(m.client_msg_id.as_str());
-        columns.seq.push(seq);
+        columns.rank.push(rank[&i]);
         columns.kind.push(m.kind.as_str());
         columns.content.push(m.content.as_str());
         columns.attachment_id.push(m.attachment_id.as_deref());
     }
-    let returned: Vec<MessageRow> = Prepared::<sql::InsertMessages>::new(
-        sql::INSERT_MESSAGES,
+    let returned: Vec<MessageRow> = Prepared::<sql::StoreMessages>::new(
+        sql::STORE_MESSAGES,
         vec![
             Bind::BigInt(&columns.conversation_id),
             Bind::BigInt(&columns.sender_id),
             Bind::Text(&columns.client_msg_id),
-            Bind::BigInt(&columns.seq),
+            Bind::BigInt(&columns.rank),
             Bind::Text(&columns.kind),
             Bind::Text(&columns.content),
             Bind::NullableText(&columns.attachment_id),
@@ -387,17 +364,6 @@ async fn store(
     super::uploads::link_inserted(conn, batch, &inserted)
         .await
         .map_err(TxError::Store)?;
-    // In conversation and seq order, as single sends would have written them.
-    let mut new_rows: Vec<&MessageRow> = inserted.values().collect();
-    new_rows.sort_by_key(|r| (r.conversation_id, r.seq));
-    let (conversation_ids, message_ids): (Vec<i64>, Vec<i64>) =
-        new_rows.iter().map(|r| (r.conversation_id, r.id)).unzip();
-    Prepared::<sql::InsertChanges>::new(
-        sql::INSERT_CHANGES,
-        vec![Bind::BigInt(&conversation_ids), Bind::BigInt(&message_ids)],
-    )
-    .execute(conn)
-    .await?;
     Ok(Stored { steps, inserted })
 }
 
@@ -407,7 +373,8 @@ struct NewColumns<'a> {
     conversation_id: Vec<i64>,
     sender_id: Vec<i64>,
     client_msg_id: Vec<&'a str>,
-    seq: Vec<i64>,
+    /// The rank among the batch's new messages of its conversation (1, 2, … in batch order).
+    rank: Vec<i64>,
     kind: Vec<&'a str>,
     content: Vec<&'a str>,
     attachment_id: Vec<Option<&'a str>>,

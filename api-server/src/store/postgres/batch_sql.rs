@@ -68,10 +68,7 @@ impl<S> QueryFragment<Pg> for Prepared<'_, S> {
 /// The statements, one unit type each.
 pub struct FindKeys;
 pub struct OrderSeqs;
-pub struct LockConversations;
-pub struct MoveSeqs;
-pub struct InsertMessages;
-pub struct InsertChanges;
+pub struct StoreMessages;
 
 /// The columns of a message row, for `SELECT` and `RETURNING` (read as `MessageByName`).
 macro_rules! message_columns {
@@ -106,26 +103,19 @@ pub const ORDER_SEQS: &[&str] = &[
     "::bigint[]) WITH ORDINALITY AS t(id, o) ORDER BY o",
 ];
 
-/// Lock conversation rows in ascending id order.
-pub const LOCK_CONVERSATIONS: &[&str] = &[
-    "SELECT id FROM conversations WHERE id = ANY(",
-    ") ORDER BY id FOR UPDATE",
-];
-
-/// Move each conversation's `last_seq` up by its count; the new `last_seq`s.
-pub const MOVE_SEQS: &[&str] = &[
-    "UPDATE conversations AS c SET last_seq = c.last_seq + v.n, last_message_at = now() \
-     FROM unnest(",
-    "::bigint[], ",
-    "::bigint[]) AS v(id, n) WHERE c.id = v.id RETURNING c.id, c.last_seq",
-];
-
-/// Insert the new messages in the order given; the rows inserted (a key stored meanwhile is
-/// skipped).
-pub const INSERT_MESSAGES: &[&str] = &[
-    "INSERT INTO messages \
-     (conversation_id, sender_id, client_msg_id, seq, kind, content, attachment_id) \
-     SELECT c, s, k, q, t, b, a FROM unnest(",
+/// Store a batch's new messages in one statement, in the caller's transaction, after
+/// [`ORDER_SEQS`] (which serialises the batches of a conversation, so no row lock is taken
+/// first: the `UPDATE` locks its rows, and no other batch of these conversations can be waiting
+/// for them). `$1`…`$7` are one row per new message, **in key order** `(sender, clientMsgId)`,
+/// so that two batches sharing keys wait on each other in the same order: conversation, sender,
+/// key, its rank among the batch's messages of its conversation (1, 2, … in batch order), kind,
+/// content, upload. Every conversation's `last_seq` moves up by its count of rows, each message
+/// takes `last_seq - count + rank`, its `changes` row follows (conversation and seq order, as
+/// single sends write them; stamped with this transaction's xid by the column default). The
+/// rows inserted come back: a key stored meanwhile is skipped (`ON CONFLICT DO NOTHING`), and the
+/// caller, getting fewer rows than it gave, rolls back (the seqs with it, so no gap).
+pub const STORE_MESSAGES: &[&str] = &[
+    "WITH v AS (SELECT * FROM unnest(",
     "::bigint[], ",
     "::bigint[], ",
     "::text[], ",
@@ -133,18 +123,22 @@ pub const INSERT_MESSAGES: &[&str] = &[
     "::text[], ",
     "::text[], ",
     concat!(
-        "::text[]) WITH ORDINALITY AS v(c, s, k, q, t, b, a, o) ORDER BY o \
+        "::text[]) WITH ORDINALITY AS v(c, s, k, r, t, b, a, o)), \
+         n AS (SELECT c, count(*) AS n FROM v GROUP BY c), \
+         moved AS (UPDATE conversations AS cv SET last_seq = cv.last_seq + n.n, \
+         last_message_at = now() FROM n WHERE cv.id = n.c RETURNING cv.id, cv.last_seq, n.n), \
+         inserted AS (INSERT INTO messages \
+         (conversation_id, sender_id, client_msg_id, seq, kind, content, attachment_id) \
+         SELECT v.c, v.s, v.k, moved.last_seq - moved.n + v.r, v.t, v.b, v.a \
+         FROM v JOIN moved ON moved.id = v.c ORDER BY v.o \
          ON CONFLICT (sender_id, client_msg_id) DO NOTHING RETURNING ",
-        message_columns!()
+        message_columns!(),
+        "), changed AS (INSERT INTO changes (conversation_id, kind, message_id) \
+         SELECT conversation_id, 'message', id FROM inserted ORDER BY conversation_id, seq) \
+         SELECT ",
+        message_columns!(),
+        " FROM inserted"
     ),
-];
-
-/// One `changes` row per new message, in the order given.
-pub const INSERT_CHANGES: &[&str] = &[
-    "INSERT INTO changes (conversation_id, kind, message_id) \
-     SELECT c, 'message', m FROM unnest(",
-    "::bigint[], ",
-    "::bigint[]) WITH ORDINALITY AS v(c, m, o) ORDER BY o",
 ];
 
 #[cfg(test)]
@@ -154,30 +148,20 @@ mod tests {
 
     #[test]
     fn a_statement_numbers_its_array_parameters_in_order() {
-        let ids = [1_i64, 2];
-        let counts = [3_i64, 4];
+        let senders = [1_i64, 2];
+        let keys = ["a", "b"];
         let query =
-            Prepared::<MoveSeqs>::new(MOVE_SEQS, vec![Bind::BigInt(&ids), Bind::BigInt(&counts)]);
+            Prepared::<FindKeys>::new(FIND_KEYS, vec![Bind::BigInt(&senders), Bind::Text(&keys)]);
         let sql = debug_query::<Pg, _>(&query).to_string();
         assert!(
-            sql.starts_with(
-                "UPDATE conversations AS c SET last_seq = c.last_seq + v.n, last_message_at = now() \
-                 FROM unnest($1::bigint[], $2::bigint[]) AS v(id, n)"
-            ),
+            sql.starts_with("SELECT m.* FROM unnest($1::bigint[], $2::text[]) AS k(s, c)"),
             "{sql}"
         );
     }
 
     #[test]
     fn every_statement_has_one_part_more_than_parameters() {
-        for (parts, binds) in [
-            (FIND_KEYS, 2),
-            (ORDER_SEQS, 1),
-            (LOCK_CONVERSATIONS, 1),
-            (MOVE_SEQS, 2),
-            (INSERT_MESSAGES, 7),
-            (INSERT_CHANGES, 2),
-        ] {
+        for (parts, binds) in [(FIND_KEYS, 2), (ORDER_SEQS, 1), (STORE_MESSAGES, 7)] {
             assert_eq!(parts.len(), binds + 1, "{}", parts[0]);
         }
     }
