@@ -138,11 +138,9 @@ async fn a_message_over_the_limit_closes_the_connection_with_1009() {
     let _ = ws.send(WsMessage::Frame(second)).await;
 
     // Assert
-    let close = loop {
-        match next(&mut ws).await {
-            WsMessage::Close(frame) => break frame,
-            other => panic!("expected the close frame, got {other:?}"),
-        }
+    let close = match next(&mut ws).await {
+        WsMessage::Close(frame) => frame,
+        other => panic!("expected the close frame, got {other:?}"),
     };
     assert_eq!(close.map(|f| f.code), Some(CloseCode::Size));
     server.stop().await;
