@@ -25,10 +25,9 @@ pub struct EngineConfig {
     /// is full the client reads too slowly and the session is closed with
     /// [`CloseReason::SlowConsumer`](super::CloseReason). Default 256.
     pub outbox_capacity: usize,
-    /// Size of tungstenite's read buffer per WebSocket connection (default 4 KiB: its own
-    /// default of 128 KiB, allocated per connection, costs ~1.3 GB for 10 000 idle clients).
-    pub ws_read_buffer: usize,
-    /// Bytes tungstenite gathers before writing to the socket (default 8 KiB).
+    /// Bytes of queued WebSocket frames gathered into one write (default 8 KiB; a single larger
+    /// packet is written whole). The write buffer exists only while there is something to
+    /// write, and reads go through a buffer on the stack: an idle connection holds neither.
     pub ws_write_buffer: usize,
     /// Browser origins allowed to open sessions cross-origin (default: any, for test servers;
     /// the relay sets `CORS_ALLOWED_ORIGINS`). A handshake or preflight from an origin off the
@@ -58,7 +57,6 @@ impl Default for EngineConfig {
             max_payload: 1_000_000,
             upgrade_timeout: Duration::from_secs(10),
             outbox_capacity: 256,
-            ws_read_buffer: 4 * 1024,
             ws_write_buffer: 8 * 1024,
             allowed_origins: AllowedOrigins::any(),
             shutdown_timeout: Duration::from_secs(5),

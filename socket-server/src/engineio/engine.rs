@@ -89,8 +89,9 @@ impl<H: EngineHandler> Engine<H> {
         }
     }
 
-    /// Creates and registers a session, starts its driver task (heartbeat, close) and runs the
-    /// handler's `on_open`, so that no message of the session is handled before it.
+    /// Creates and registers a session, starts its driver task (heartbeat, close; for polling
+    /// only: the caller runs [`drive`] for a WebSocket session) and runs the handler's
+    /// `on_open`, so that no message of the session is handled before it.
     pub async fn create_session(
         self: &Arc<Self>,
         request: RequestInfo,
@@ -111,9 +112,12 @@ impl<H: EngineHandler> Engine<H> {
             session.close(CloseReason::ServerShutdown);
         }
         tracing::debug!(sid = %session.sid, ?transport, "engine.io session opened");
-        let span = tracing::debug_span!("engine_session", conn_id = %session.sid);
-        self.tasks
-            .spawn(drive(self.clone(), session.clone()).instrument(span));
+        // A WebSocket session's connection task runs `drive` itself (one task per connection).
+        if transport == Transport::Polling {
+            let span = tracing::debug_span!("engine_session", conn_id = %session.sid);
+            self.tasks
+                .spawn(drive(self.clone(), session.clone()).instrument(span));
+        }
         let socket = EngineSocket {
             session: session.clone(),
         };
@@ -144,7 +148,7 @@ impl<H: EngineHandler> Engine<H> {
     /// heartbeat's timer has not fired yet (a busy runtime): a request that comes after the
     /// deadline finds the session over, as the schedule says.
     pub fn expire_overdue(&self, session: &Session) {
-        let last = *session.pongs.borrow();
+        let last = session.pongs.last();
         let (interval, timeout) = (self.config.ping_interval, self.config.ping_timeout);
         if heartbeat::overdue(last, interval, timeout, tokio::time::Instant::now()) {
             session.close(CloseReason::PingTimeout);
@@ -174,7 +178,7 @@ impl<H: EngineHandler> Engine<H> {
 }
 
 /// Runs a session until it closes: the heartbeat, then removal and `on_close`.
-async fn drive<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>) {
+pub(crate) async fn drive<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>) {
     let socket = EngineSocket {
         session: session.clone(),
     };
@@ -182,7 +186,7 @@ async fn drive<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>) 
         engine.config.ping_interval,
         engine.config.ping_timeout,
         || session.send(PING.into()).is_ok(),
-        session.pongs.subscribe(),
+        &session.pongs,
     );
     tokio::select! {
         end = beat => match end {
@@ -205,7 +209,8 @@ async fn drive<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>) 
         crate::memory::shrink_sparse(&mut *sessions);
     }
     tracing::debug!(sid = %session.sid, %reason, "engine.io session closed");
-    engine.handler.on_close(&socket, reason).await;
+    // Boxed: it runs once, its state need not be part of the session's task while it waits.
+    Box::pin(engine.handler.on_close(&socket, reason)).await;
     if awaits_farewell {
         // A live client polls again within a heartbeat period, or it would time out anyway.
         let linger = engine.config.ping_interval + engine.config.ping_timeout;

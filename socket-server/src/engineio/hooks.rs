@@ -24,14 +24,28 @@ pub struct RequestInfo {
     pub headers: HeaderMap,
 }
 
+/// Headers of the WebSocket handshake itself, which a session has no use for afterwards.
+fn is_handshake_header(name: &hyper::header::HeaderName) -> bool {
+    use hyper::header::{CONNECTION, UPGRADE};
+    *name == UPGRADE || *name == CONNECTION || name.as_str().starts_with("sec-websocket-")
+}
+
 impl RequestInfo {
     /// The parts of `request` a session keeps, copied into allocations of their own. hyper
     /// parses a request without copying: its URI and header values are slices of the
     /// connection's read buffer (8 KiB or more), which a clone would keep alive for as long as
-    /// the session lives, i.e. 8 KiB per idle WebSocket connection.
+    /// the session lives, i.e. 8 KiB per idle WebSocket connection. The WebSocket handshake's
+    /// own headers (`Sec-WebSocket-*`, `Upgrade`, `Connection`) are used once, to answer it, and
+    /// not kept.
     pub fn copied_from<B>(request: &Request<B>, remote_addr: SocketAddr) -> Self {
-        let mut headers = HeaderMap::with_capacity(request.headers().len());
-        for (name, value) in request.headers() {
+        let kept = || {
+            request
+                .headers()
+                .iter()
+                .filter(|(name, _)| !is_handshake_header(name))
+        };
+        let mut headers = HeaderMap::with_capacity(kept().count());
+        for (name, value) in kept() {
             if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
                 headers.append(name.clone(), value);
             }

@@ -5,7 +5,8 @@
 //! - `session`: a session's bounded outbox, state and close; [`EngineSocket`] is its handle.
 //! - `engine`: the session table and lifecycle; [`EngineHandler`] is what the layer above
 //!   implements.
-//! - `router`, `polling`, `websocket`: HTTP dispatch and the two transports.
+//! - `router`, `polling`, `websocket`: HTTP dispatch and the two transports; `ws_frame`: the
+//!   WebSocket frame codec.
 //! - `heartbeat`: ping/pong timing. `hooks`: request gate and fallback. `server`: [`serve`].
 //! - `access`: request ids (`x-request-id`) and the access log.
 
@@ -21,6 +22,7 @@ mod router;
 mod server;
 mod session;
 mod websocket;
+mod ws_frame;
 
 pub use config::EngineConfig;
 pub use engine::EngineHandler;
@@ -28,4 +30,4 @@ pub use errors::{error_response, Body, CloseReason, HttpError};
 pub use hooks::{parse_query, Fallback, FallbackFuture, Hooks, Refusal, RequestGate, RequestInfo};
 pub use packet::{Frame, Message, Outgoing};
 pub use server::{close_reserve, serve, serve_draining, serve_endpoint, Endpoint};
-pub use session::{EngineSocket, SendError};
+pub use session::{EngineSocket, SendError, WeakEngineSocket};

@@ -71,7 +71,7 @@ pub(crate) async fn poll<H: EngineHandler>(
         return HttpError::BadRequest.response();
     }
     let _busy = BusyGuard(&session.poll_busy);
-    let mut probed = session.probed.subscribe();
+    let mut probed = session.probed().subscribe();
     if *probed.borrow_and_update() {
         // A poll after the probe: the client either waits for this noop before sending `5`, or
         // sent `5` already (then the poll is refused once the upgrade completed).

@@ -2,13 +2,13 @@
 
 use std::any::Any;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::CloseReason;
+use super::heartbeat::Pongs;
 use super::hooks::RequestInfo;
 use super::packet::{Frame, Outgoing};
 use crate::queue::{self, TrySendError};
@@ -39,8 +39,10 @@ pub(crate) struct Session {
     pub upgrading: AtomicBool,
     /// True from the answer to an upgrade's probe until the upgrade completes or is abandoned.
     /// The client has paused polling by then: its pending poll is ended with a `noop`, and a
-    /// poll that still arrives waits for the outcome (400 if the upgrade completed).
-    pub probed: watch::Sender<bool>,
+    /// poll that still arrives waits for the outcome (400 if the upgrade completed). Created by
+    /// the first poll or probe ([`Session::probed`]): a session that is WebSocket from the start
+    /// never needs it (a watch channel is ~0.4 KiB).
+    probed: OnceLock<watch::Sender<bool>>,
     /// Cancelled once a poll delivered the closed session's last packet (`noop` after the
     /// client's close, `close` otherwise); until then a client-closed session stays in the
     /// table for a while, so the poll that follows its close gets that `noop`, not a 400.
@@ -51,7 +53,7 @@ pub(crate) struct Session {
     pub post_busy: AtomicBool,
     /// When the last pong arrived (the session's opening until the first): the heartbeat's
     /// schedule, and what a request checks to find a session past its deadline.
-    pub pongs: watch::Sender<Instant>,
+    pub pongs: Pongs,
     /// Cancelled when the session closes; every task of the session watches it.
     pub closed: CancellationToken,
     reason: OnceLock<CloseReason>,
@@ -74,11 +76,11 @@ impl Session {
             outbox: tokio::sync::Mutex::new(Outbox { rx, carry: None }),
             transport: Mutex::new(transport),
             upgrading: AtomicBool::new(false),
-            probed: watch::Sender::new(false),
+            probed: OnceLock::new(),
             farewell: CancellationToken::new(),
             poll_busy: AtomicBool::new(false),
             post_busy: AtomicBool::new(false),
-            pongs: watch::Sender::new(Instant::now()),
+            pongs: Pongs::new(tokio::time::Instant::now()),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
             data: OnceLock::new(),
@@ -112,7 +114,12 @@ impl Session {
     }
 
     pub fn record_pong(&self) {
-        self.pongs.send_replace(Instant::now());
+        self.pongs.record(tokio::time::Instant::now());
+    }
+
+    /// Whether an upgrade's probe was answered and the upgrade is not over yet (see `probed`).
+    pub fn probed(&self) -> &watch::Sender<bool> {
+        self.probed.get_or_init(|| watch::Sender::new(false))
     }
 
     /// Queues one packet without waiting, as one outbox item: its frames cannot be interleaved
@@ -158,7 +165,29 @@ impl std::fmt::Debug for EngineSocket {
     }
 }
 
+/// A handle on a session that does not keep it alive (for timers that outlive it).
+#[derive(Clone)]
+pub struct WeakEngineSocket {
+    session: Weak<Session>,
+}
+
+impl WeakEngineSocket {
+    /// The session, if it still exists.
+    pub fn upgrade(&self) -> Option<EngineSocket> {
+        self.session
+            .upgrade()
+            .map(|session| EngineSocket { session })
+    }
+}
+
 impl EngineSocket {
+    /// A handle that does not keep the session alive.
+    pub fn downgrade(&self) -> WeakEngineSocket {
+        WeakEngineSocket {
+            session: Arc::downgrade(&self.session),
+        }
+    }
+
     /// The session id (`sid`).
     pub fn sid(&self) -> &str {
         &self.session.sid

@@ -1,52 +1,43 @@
 //! The WebSocket transport: the HTTP upgrade on the hyper connection, the probe of an upgrade from
-//! polling, then one reader and one writer task per connection.
+//! polling, then one task per connection that reads, writes and closes it.
+//!
+//! STYLE rule 17 asks for a reader task and a writer task per connection. This transport departs
+//! from it on purpose: each task costs its header and its largest state for as long as the
+//! connection lives, and a relay holds tens of thousands of mostly idle connections (issue 12,
+//! memory per connection). One `select!` loop reads, runs the handler for what was read and
+//! writes the outbox at the same time, so a slow handler still does not hold the writes back;
+//! the handler's future and the close path are boxed, so the task's own state stays a few
+//! hundred bytes while the connection is idle. A session that is WebSocket from the start also
+//! runs its heartbeat and close ([`drive`]) in the same task.
 
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{header, HeaderMap, Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
-use tracing::Instrument as _;
 
-use super::config::EngineConfig;
-use super::engine::{Engine, EngineHandler};
+use super::engine::{drive, Engine, EngineHandler};
 use super::errors::{Body, CloseReason, HttpError};
 use super::hooks::RequestInfo;
 use super::packet::{decode_text, Frame, Message, Outgoing, Packet, PONG_PROBE};
 use super::session::{Session, Transport};
+use super::ws_frame::{
+    encode, encode_close, FrameError, FrameReader, Incoming, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT,
+    READ_CHUNK,
+};
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
-type WsSink = SplitSink<Ws, WsMessage>;
-type WsStream = SplitStream<Ws>;
-
-/// How long the writer may spend flushing queued frames and the close frame once the session is
-/// closed, so a stalled client cannot hold shutdown.
+/// How long the connection may spend flushing queued frames and the close frame once the session
+/// is closed, so a stalled client cannot hold shutdown.
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
-
-/// tungstenite's buffers, chosen for many mostly idle connections. Its defaults (128 KiB read
-/// buffer, allocated eagerly, and 128 KiB of write coalescing) cost a quarter of a megabyte per
-/// connection, i.e. 2.5 GB for 10 000 clients that mostly send short chat frames. A few KiB read
-/// buffer only costs extra reads for large messages; messages and frames are capped at
-/// `max_payload`, as announced in the handshake, so one client cannot make us buffer more.
-pub(crate) fn websocket_config(config: &EngineConfig) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(config.ws_read_buffer)
-        .write_buffer_size(config.ws_write_buffer)
-        // Only grows past write_buffer_size while writes fail; one message of slack.
-        .max_write_buffer_size(config.ws_write_buffer + config.max_payload + 1024)
-        .max_message_size(Some(config.max_payload))
-        .max_frame_size(Some(config.max_payload))
-}
 
 /// Checks a WebSocket upgrade request and builds the 101 answer (RFC 6455 section 4.2.2).
 pub(crate) fn accept_response(
@@ -89,16 +80,159 @@ pub(crate) fn accept_response(
     Ok(response)
 }
 
-async fn into_websocket(on_upgrade: OnUpgrade, config: &EngineConfig) -> Option<Ws> {
+/// One upgraded connection: the socket, the frame reader, what was read and not handled yet,
+/// and what is to be written. Every buffer is empty (no allocation) on an idle connection.
+struct Conn {
+    io: TokioIo<Upgraded>,
+    reader: FrameReader,
+    /// Messages read and not handled yet (several can come in one read).
+    inbound: VecDeque<Incoming>,
+    /// Encoded frames not written yet; given back once written.
+    out: Vec<u8>,
+    /// How much of `out` was written.
+    written: usize,
+    /// `out` takes no more packets from the outbox past this many bytes (one write).
+    write_batch: usize,
+}
+
+/// What one poll of the connection's socket did.
+enum IoEvent {
+    /// Bytes arrived (what they complete is in `inbound`).
+    Read,
+    /// The client closed the TCP connection.
+    Eof,
+    ReadFailed(ReadError),
+    /// `out` was written whole.
+    Written,
+    WriteFailed(io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+impl ReadError {
+    fn close_reason(&self) -> CloseReason {
+        match self {
+            ReadError::Frame(FrameError::TooLarge) => CloseReason::PayloadTooLarge,
+            ReadError::Frame(FrameError::Utf8) => CloseReason::InvalidUtf8,
+            ReadError::Frame(FrameError::Protocol) | ReadError::Io(_) => {
+                CloseReason::TransportError
+            }
+        }
+    }
+}
+
+impl Conn {
+    fn new(upgraded: Upgraded, engine_config: &super::EngineConfig) -> Self {
+        Self {
+            io: TokioIo::new(upgraded),
+            reader: FrameReader::new(engine_config.max_payload),
+            inbound: VecDeque::new(),
+            out: Vec::new(),
+            written: 0,
+            write_batch: engine_config.ws_write_buffer,
+        }
+    }
+
+    /// Encodes one frame at the end of `out`.
+    fn push_frame(&mut self, frame: &Frame) {
+        match frame {
+            Frame::Text(text) => encode(OP_TEXT, text.as_bytes(), &mut self.out),
+            Frame::Binary(data) => encode(OP_BINARY, data, &mut self.out),
+        }
+    }
+
+    /// Encodes one packet's frames, back to back.
+    fn push(&mut self, packet: &Outgoing) {
+        for frame in packet.frames() {
+            self.push_frame(frame);
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.out.len() < self.write_batch
+    }
+
+    /// The next message read and not handled yet; the queue's buffer is given back once empty.
+    fn next_inbound(&mut self) -> Option<Incoming> {
+        let next = self.inbound.pop_front();
+        if next.is_some() && self.inbound.is_empty() {
+            self.inbound = VecDeque::new();
+        }
+        next
+    }
+
+    /// Writes `out` if there is anything to write, and reads once if `read`. The read goes
+    /// through a buffer on this function's stack: a waiting connection holds none.
+    fn poll_io(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<IoEvent> {
+        if !self.out.is_empty() {
+            match self.poll_write_out(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(IoEvent::Written),
+                Poll::Ready(Err(error)) => return Poll::Ready(IoEvent::WriteFailed(error)),
+                Poll::Pending => {}
+            }
+        }
+        if read {
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut buf = ReadBuf::new(&mut chunk);
+            if let Poll::Ready(result) = Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                let event = match result {
+                    Err(error) => IoEvent::ReadFailed(error.into()),
+                    Ok(()) if buf.filled().is_empty() => IoEvent::Eof,
+                    Ok(()) => match self.reader.feed(buf.filled(), &mut self.inbound) {
+                        Ok(()) => IoEvent::Read,
+                        Err(error) => IoEvent::ReadFailed(error.into()),
+                    },
+                };
+                return Poll::Ready(event);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Writes all of `out`, then gives its buffer back.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.out.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        self.out = Vec::new();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes what `out` holds, reading nothing meanwhile.
+    async fn flush(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_write_out(cx)).await
+    }
+
+    /// Writes what is left and a close frame, then ends the sending side (within FINAL_FLUSH).
+    async fn finish(&mut self, code: u16, reason: &str) {
+        if code == 0 {
+            encode(OP_CLOSE, &[], &mut self.out);
+        } else {
+            encode_close(code, reason, &mut self.out);
+        }
+        let _ = tokio::time::timeout(FINAL_FLUSH, async {
+            self.flush().await?;
+            self.io.shutdown().await
+        })
+        .await;
+    }
+}
+
+async fn upgrade(on_upgrade: OnUpgrade, config: &super::EngineConfig) -> Option<Conn> {
     match on_upgrade.await {
-        Ok(upgraded) => Some(
-            WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
-                Role::Server,
-                Some(websocket_config(config)),
-            )
-            .await,
-        ),
+        Ok(upgraded) => Some(Conn::new(upgraded, config)),
         Err(error) => {
             tracing::debug!(%error, "websocket upgrade failed");
             None
@@ -112,18 +246,16 @@ pub(crate) async fn run_direct<H: EngineHandler>(
     on_upgrade: OnUpgrade,
     request: RequestInfo,
 ) {
-    let Some(ws) = into_websocket(on_upgrade, &engine.config).await else {
+    let Some(mut conn) = upgrade(on_upgrade, &engine.config).await else {
         return;
     };
-    let (mut sink, stream) = ws.split();
-    let session = engine.create_session(request, Transport::WebSocket).await;
-    let open = engine.open_frame(&session.sid, &[]);
-    if let Err(error) = send_frame(&mut sink, open).await {
-        tracing::debug!(sid = %session.sid, %error, "sending the handshake failed");
-        session.close(CloseReason::TransportError);
-        return;
-    }
-    serve(engine, session, sink, stream).await;
+    // Boxed: the handler's `on_open` runs once, its state need not stay in the task.
+    let session = Box::pin(engine.create_session(request, Transport::WebSocket)).await;
+    // The handshake goes first, before whatever `on_open` queued.
+    conn.push_frame(&engine.open_frame(&session.sid, &[]));
+    // The session's heartbeat and close run here too, not in a task of their own.
+    let driver = drive(engine.clone(), session.clone());
+    tokio::join!(serve(engine, session, conn), driver);
 }
 
 /// `transport=websocket&sid=...`: probes, then takes the session over from polling.
@@ -132,183 +264,147 @@ pub(crate) async fn run_upgrade<H: EngineHandler>(
     on_upgrade: OnUpgrade,
     session: Arc<Session>,
 ) {
-    let Some(ws) = into_websocket(on_upgrade, &engine.config).await else {
+    let Some(mut conn) = upgrade(on_upgrade, &engine.config).await else {
         session.upgrading.store(false, Ordering::Release);
         return;
     };
-    let (mut sink, mut stream) = ws.split();
     let probed = tokio::select! {
-        result = tokio::time::timeout(
-            engine.config.upgrade_timeout,
-            probe(&session, &mut sink, &mut stream),
-        ) => matches!(result, Ok(Ok(()))),
+        result = tokio::time::timeout(engine.config.upgrade_timeout, probe(&session, &mut conn)) => {
+            matches!(result, Ok(Ok(())))
+        }
         () = session.closed.cancelled() => false,
     };
     if !probed {
         tracing::debug!(sid = %session.sid, "websocket upgrade abandoned");
-        session.probed.send_replace(false);
+        session.probed().send_replace(false);
         session.upgrading.store(false, Ordering::Release);
-        let _ = sink.close().await;
+        conn.finish(0, "").await;
         return;
     }
     // The transport first: a poll waiting on `probed` then sees the upgrade done.
     session.set_transport(Transport::WebSocket);
-    session.probed.send_replace(false);
+    session.probed().send_replace(false);
     session.upgrading.store(false, Ordering::Release);
     tracing::debug!(sid = %session.sid, "upgraded to websocket");
-    serve(engine, session, sink, stream).await;
+    serve(engine, session, conn).await;
 }
 
 /// A second WebSocket for a session that already has one (or is getting one): its handshake was
 /// answered; close it at once with 1002 (protocol error) without touching the session.
-pub(crate) async fn refuse(config: EngineConfig, on_upgrade: OnUpgrade) {
-    let Some(mut ws) = into_websocket(on_upgrade, &config).await else {
+pub(crate) async fn refuse(config: super::EngineConfig, on_upgrade: OnUpgrade) {
+    let Some(mut conn) = upgrade(on_upgrade, &config).await else {
         return;
     };
-    let frame = CloseFrame {
-        code: CloseCode::Protocol,
-        reason: Utf8Bytes::from_static("session already upgraded"),
-    };
-    let _ = tokio::time::timeout(FINAL_FLUSH, ws.close(Some(frame))).await;
+    conn.finish(1002, "session already upgraded").await;
 }
 
 /// `2probe` → `3probe` (and a noop to end the pending poll), then `5` completes the upgrade.
-async fn probe(session: &Session, sink: &mut WsSink, stream: &mut WsStream) -> Result<(), ()> {
-    while let Some(message) = stream.next().await {
-        let WsMessage::Text(text) = message.map_err(|_| ())? else {
-            continue;
-        };
-        match decode_text(&text) {
-            Ok(Packet::Ping(data)) if data == "probe" => {
-                send_frame(sink, PONG_PROBE).await.map_err(|_| ())?;
-                // Ends the pending poll (with a noop), if any.
-                session.probed.send_replace(true);
+/// What the client sent after the `5` stays in `conn.inbound` for [`serve`].
+async fn probe(session: &Session, conn: &mut Conn) -> Result<(), ()> {
+    loop {
+        while let Some(incoming) = conn.inbound.pop_front() {
+            match incoming {
+                Incoming::Text(text) => match decode_text(&text) {
+                    Ok(Packet::Ping(data)) if data == "probe" => {
+                        conn.push_frame(&PONG_PROBE);
+                        conn.flush().await.map_err(|_| ())?;
+                        // Ends the pending poll (with a noop), if any.
+                        session.probed().send_replace(true);
+                    }
+                    Ok(Packet::Upgrade) => return Ok(()),
+                    _ => return Err(()),
+                },
+                Incoming::Ping(data) => encode(OP_PONG, &data, &mut conn.out),
+                Incoming::Binary(_) => {}
+                Incoming::Close(_) => return Err(()),
             }
-            Ok(Packet::Upgrade) => return Ok(()),
-            _ => return Err(()),
+        }
+        match poll_fn(|cx| conn.poll_io(cx, true)).await {
+            IoEvent::Read | IoEvent::Written => {}
+            IoEvent::Eof | IoEvent::ReadFailed(_) | IoEvent::WriteFailed(_) => return Err(()),
         }
     }
-    Err(())
 }
 
-/// Runs the reader here and the writer in its own task; when either ends the session is closed,
-/// which stops the other.
-async fn serve<H: EngineHandler>(
-    engine: Arc<Engine<H>>,
-    session: Arc<Session>,
-    sink: WsSink,
-    stream: WsStream,
-) {
-    let span = tracing::debug_span!("websocket_writer", conn_id = %session.sid);
-    let writer = engine
-        .tasks
-        .spawn(write_loop(session.clone(), sink).instrument(span));
-    let reason = read_loop(&engine, &session, stream).await;
-    if let Some(reason) = reason {
-        session.close(reason);
+type Handling<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Runs the connection until the session closes: reads and hands each message to the engine
+/// (one at a time, in order: the next is read once the handler returned), and meanwhile writes
+/// the outbox, coalescing what is queued into one write. On close, writes what is left of the
+/// outbox and a close frame.
+async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, mut conn: Conn) {
+    let mut outbox = session.outbox.lock().await;
+    if let Some(packet) = outbox.carry.take() {
+        conn.push(&packet);
     }
-    let _ = writer.await;
-}
-
-/// Reads until the connection ends (returning why) or the session is closed (returning `None`).
-async fn read_loop<H: EngineHandler>(
-    engine: &Engine<H>,
-    session: &Arc<Session>,
-    mut stream: WsStream,
-) -> Option<CloseReason> {
-    loop {
-        let next = tokio::select! {
+    let mut handling: Option<Handling<'_>> = None;
+    let ended = loop {
+        if handling.is_none() {
+            if let Some(incoming) = conn.next_inbound() {
+                let packet = match incoming {
+                    Incoming::Text(text) => match decode_text(&text) {
+                        Ok(packet) => packet,
+                        Err(error) => {
+                            tracing::debug!(sid = %session.sid, %error, "malformed packet");
+                            break Some(CloseReason::ParseError);
+                        }
+                    },
+                    Incoming::Binary(data) => Packet::Message(Message::Binary(data)),
+                    Incoming::Ping(data) => {
+                        encode(OP_PONG, &data, &mut conn.out);
+                        continue;
+                    }
+                    Incoming::Close(_) => break Some(CloseReason::TransportClose),
+                };
+                handling = Some(Box::pin(engine.on_packet(&session, packet)));
+                continue;
+            }
+        }
+        let read = handling.is_none();
+        let room = conn.has_room();
+        tokio::select! {
             biased;
-            () = session.closed.cancelled() => return None,
-            next = stream.next() => next,
-        };
-        let packet = match next {
-            None | Some(Ok(WsMessage::Close(_))) => return Some(CloseReason::TransportClose),
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                return Some(CloseReason::PayloadTooLarge)
-            }
-            Some(Err(WsError::Utf8(_))) => return Some(CloseReason::InvalidUtf8),
-            Some(Err(error)) => {
-                tracing::debug!(sid = %session.sid, %error, "websocket read failed");
-                return Some(CloseReason::TransportError);
-            }
-            Some(Ok(WsMessage::Text(text))) => match decode_text(&text) {
-                Ok(packet) => packet,
-                Err(error) => {
-                    tracing::debug!(sid = %session.sid, %error, "malformed packet");
-                    return Some(CloseReason::ParseError);
+            () = session.closed.cancelled() => break None,
+            () = async {
+                match handling.as_mut() {
+                    Some(handling) => handling.await,
+                    None => std::future::pending().await,
+                }
+            }, if handling.is_some() => handling = None,
+            event = poll_fn(|cx| conn.poll_io(cx, read)) => match event {
+                IoEvent::Read | IoEvent::Written => {}
+                IoEvent::Eof => break Some(CloseReason::TransportClose),
+                IoEvent::ReadFailed(error) => {
+                    tracing::debug!(sid = %session.sid, %error, "websocket read failed");
+                    break Some(error.close_reason());
+                }
+                IoEvent::WriteFailed(error) => {
+                    tracing::debug!(sid = %session.sid, %error, "websocket write failed");
+                    break Some(CloseReason::TransportError);
                 }
             },
-            Some(Ok(WsMessage::Binary(data))) => Packet::Message(Message::Binary(data)),
-            Some(Ok(_)) => continue, // WebSocket pings are answered by tungstenite
-        };
-        engine.on_packet(session, packet).await;
+            packet = outbox.rx.recv(), if room => {
+                // The session holds a sender: `None` cannot come while it lives.
+                if let Some(packet) = packet {
+                    conn.push(&packet);
+                    while conn.has_room() {
+                        let Ok(packet) = outbox.rx.try_recv() else { break };
+                        conn.push(&packet);
+                    }
+                }
+            }
+        }
+    };
+    if let Some(reason) = ended {
+        session.close(reason);
     }
-}
-
-/// Takes the outbox (once any pending poll released it) and writes its frames, coalescing what is
-/// queued into one flush. On close, flushes what is left and sends a close frame.
-async fn write_loop(session: Arc<Session>, mut sink: WsSink) {
-    let mut outbox = session.outbox.lock().await;
-    let mut pending = outbox.carry.take();
-    loop {
-        if pending.is_none() {
-            pending = tokio::select! {
-                biased;
-                frame = outbox.rx.recv() => frame,
-                () = session.closed.cancelled() => None,
-            };
-        }
-        let Some(first) = pending.take() else { break };
-        let mut result = feed(&mut sink, first).await;
-        while result.is_ok() {
-            let Ok(packet) = outbox.rx.try_recv() else {
-                break;
-            };
-            result = feed(&mut sink, packet).await;
-        }
-        if let Err(error) = result.and(sink.flush().await) {
-            tracing::debug!(sid = %session.sid, %error, "websocket write failed");
-            session.close(CloseReason::TransportError);
-            return;
-        }
+    // A message being handled is handled to the end, as if read before the close.
+    if let Some(handling) = handling.take() {
+        handling.await;
     }
     let reason = session.close_reason();
-    let _ = tokio::time::timeout(FINAL_FLUSH, async {
-        while let Ok(packet) = outbox.rx.try_recv() {
-            feed(&mut sink, packet).await?;
-        }
-        let frame = CloseFrame {
-            code: CloseCode::from(reason.ws_close_code()),
-            reason: Utf8Bytes::from_static(reason.as_str()),
-        };
-        sink.send(WsMessage::Close(Some(frame))).await?;
-        sink.close().await
-    })
-    .await;
-}
-
-/// Feeds one packet's frames back to back (one writer per session, so nothing comes between).
-async fn feed(sink: &mut WsSink, packet: Outgoing) -> Result<(), WsError> {
-    match packet {
-        Outgoing::One(frame) => sink.feed(to_ws(frame)).await,
-        Outgoing::Many(frames) => {
-            for frame in frames.iter() {
-                sink.feed(to_ws(frame.clone())).await?;
-            }
-            Ok(())
-        }
+    while let Ok(packet) = outbox.rx.try_recv() {
+        conn.push(&packet);
     }
-}
-
-/// A frame's text was checked once when it was built: no check, no copy here.
-fn to_ws(frame: Frame) -> WsMessage {
-    match frame {
-        Frame::Text(text) => WsMessage::Text(text),
-        Frame::Binary(data) => WsMessage::Binary(data),
-    }
-}
-
-async fn send_frame(sink: &mut WsSink, frame: Frame) -> Result<(), WsError> {
-    sink.send(to_ws(frame)).await
+    Box::pin(conn.finish(reason.ws_close_code(), reason.as_str())).await;
 }

@@ -140,7 +140,6 @@ mod tests {
         let socket = Socket::new(
             "/",
             crate::engineio::EngineSocket::for_test(8),
-            json!({}),
             8,
             std::sync::Weak::new(),
         );

@@ -1,7 +1,6 @@
 //! One Engine.IO session seen by Socket.IO: its packet decoder and its sockets, one per namespace,
 //! each with an ordered event queue and a task that runs the namespace handler.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -38,7 +37,9 @@ struct Entry {
 pub(crate) struct Connection {
     shared: Arc<Shared>,
     decoder: Mutex<Decoder>,
-    sockets: Mutex<HashMap<String, Entry>>,
+    /// One entry per namespace joined; a `Vec` since a client joins one or two (a map costs
+    /// its table even for one).
+    sockets: Mutex<Vec<Entry>>,
 }
 
 impl Connection {
@@ -47,13 +48,31 @@ impl Connection {
         Self {
             shared,
             decoder: Mutex::new(decoder),
-            sockets: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(Vec::new()),
         }
     }
 
-    fn sockets(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        // Every use is a single map operation: a poisoned map is still consistent.
+    fn sockets(&self) -> MutexGuard<'_, Vec<Entry>> {
+        // Every use is a single operation: a poisoned list is still consistent.
         self.sockets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry of `namespace`, if joined.
+    fn find<'a>(sockets: &'a [Entry], namespace: &str) -> Option<&'a Entry> {
+        sockets.iter().find(|e| e.socket.namespace() == namespace)
+    }
+
+    /// Removes and returns the entry of `namespace` for which `keep` is false.
+    fn take(&self, namespace: &str, matches: impl Fn(&Entry) -> bool) -> Option<Entry> {
+        let mut sockets = self.sockets();
+        let at = sockets
+            .iter()
+            .position(|e| e.socket.namespace() == namespace && matches(e))?;
+        let entry = sockets.swap_remove(at);
+        if sockets.is_empty() {
+            *sockets = Vec::new();
+        }
+        Some(entry)
     }
 
     pub fn has_sockets(&self) -> bool {
@@ -84,7 +103,7 @@ impl Connection {
         match packet {
             ClientPacket::Connect { namespace, auth } => self.connect(engine, namespace, auth),
             ClientPacket::Disconnect { namespace } => {
-                let entry = self.sockets().remove(&namespace);
+                let entry = self.take(&namespace, |_| true);
                 if let Some(entry) = entry {
                     let _ = entry.inbox.send(Inbound::Disconnect).await;
                 }
@@ -95,7 +114,7 @@ impl Connection {
                 payload,
                 ack,
             } => {
-                let inbox = self.sockets().get(&namespace).map(|e| e.inbox.clone());
+                let inbox = Self::find(&self.sockets(), &namespace).map(|e| e.inbox.clone());
                 match inbox {
                     Some(inbox) => {
                         let _ = inbox
@@ -116,7 +135,7 @@ impl Connection {
                 id,
                 payload,
             } => {
-                let socket = self.sockets().get(&namespace).map(|e| e.socket.clone());
+                let socket = Self::find(&self.sockets(), &namespace).map(|e| e.socket.clone());
                 if let Some(socket) = socket {
                     socket.resolve_ack(id, payload);
                 }
@@ -131,7 +150,7 @@ impl Connection {
             return;
         };
         let mut sockets = self.sockets();
-        if sockets.contains_key(&namespace) {
+        if Self::find(&sockets, &namespace).is_some() {
             drop(sockets);
             tracing::debug!(sid = engine.sid(), %namespace, "second CONNECT to a joined namespace");
             engine.close(CloseReason::ProtocolError);
@@ -141,40 +160,30 @@ impl Connection {
         let socket = Socket::new(
             &namespace,
             engine.clone(),
-            auth,
             config.connect_buffer,
             Arc::downgrade(self),
         );
         let (inbox, rx) = queue::bounded(config.event_queue);
         // Spawned under the lock, so the task cannot detach before it is registered.
-        let task = tokio::spawn(run_socket(handler, socket.clone(), rx));
-        sockets.insert(
-            namespace,
-            Entry {
-                socket,
-                inbox,
-                task,
-            },
-        );
+        let task = tokio::spawn(run_socket(handler, socket.clone(), auth, rx));
+        sockets.push(Entry {
+            socket,
+            inbox,
+            task,
+        });
     }
 
     /// Removes `socket`'s entry (if still the registered one), ending its event queue.
     pub fn detach(&self, socket: &Socket) {
-        let mut sockets = self.sockets();
-        if sockets
-            .get(socket.namespace())
-            .is_some_and(|e| e.socket.same(socket))
-        {
-            let entry = sockets.remove(socket.namespace());
-            drop(sockets);
-            drop(entry);
-        }
+        // Dropped outside the lock (its inbox sender ends the socket's queue).
+        let entry = self.take(socket.namespace(), |e| e.socket.same(socket));
+        drop(entry);
     }
 
     /// The session closed: every socket leaves with `reason`, after its queued events; waits for
     /// the handlers' `on_disconnect`.
     pub async fn close(&self, reason: CloseReason) {
-        let entries: Vec<Entry> = self.sockets().drain().map(|(_, e)| e).collect();
+        let entries: Vec<Entry> = std::mem::take(&mut *self.sockets());
         let mut tasks = Vec::with_capacity(entries.len());
         for Entry { socket, task, .. } in entries {
             socket.set_disconnected(reason.into());
@@ -186,13 +195,16 @@ impl Connection {
     }
 }
 
-/// Runs one socket: `on_connect`, then its events in order, then `on_disconnect`.
+/// Runs one socket: `on_connect` (with the CONNECT payload, `auth`, which is not kept after
+/// it), then its events in order, then `on_disconnect`.
 async fn run_socket(
     handler: Arc<dyn NamespaceHandler>,
     socket: Socket,
+    auth: Value,
     mut inbox: queue::Receiver<Inbound>,
 ) {
-    let connected = handler.on_connect(&socket, socket.handshake().auth()).await;
+    let connected = handler.on_connect(&socket, &auth).await;
+    drop(auth);
     if let Err(refusal) = connected {
         let frame =
             packet::connect_error(socket.namespace(), &refusal.message, refusal.data.as_ref());

@@ -1,12 +1,14 @@
 //! [`SocketIo`]: the namespaces and settings, plugged into Engine.IO as its handler.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::connection::Connection;
 use super::handler::NamespaceHandler;
-use crate::engineio::{CloseReason, EngineHandler, EngineSocket, Message};
+use crate::engineio::{CloseReason, EngineHandler, EngineSocket, Message, WeakEngineSocket};
 
 /// Socket.IO settings (Engine.IO's are in [`EngineConfig`](crate::engineio::EngineConfig)).
 #[derive(Debug, Clone)]
@@ -37,6 +39,90 @@ impl Default for SocketIoConfig {
 pub(crate) struct Shared {
     pub config: SocketIoConfig,
     pub namespaces: HashMap<String, Arc<dyn NamespaceHandler>>,
+    connect_timeouts: Arc<ConnectTimeouts>,
+}
+
+/// The connect timeout of every connection of a server: one queue and one task, instead of a
+/// timer task per connection (~0.5 KiB each, for as long as the connection lives). Every
+/// connection gets the same timeout, so the queue is in deadline order: the task sleeps until
+/// the front's deadline, checks the connections due, and ends when the queue is empty (the next
+/// connection starts it again).
+struct ConnectTimeouts {
+    timeout: Duration,
+    state: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    queue: VecDeque<(Instant, WeakEngineSocket)>,
+    /// Whether the task is running (it empties the queue before it ends).
+    running: bool,
+}
+
+impl ConnectTimeouts {
+    fn new(timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            timeout,
+            state: Mutex::new(Pending::default()),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Each use is a few queue operations that leave it consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes `socket` if it has joined no namespace `timeout` from now.
+    fn watch(self: &Arc<Self>, socket: &EngineSocket) {
+        let deadline = Instant::now() + self.timeout;
+        let mut state = self.state();
+        state.queue.push_back((deadline, socket.downgrade()));
+        if !state.running {
+            state.running = true;
+            tokio::spawn(self.clone().run());
+        }
+    }
+
+    async fn run(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut state = self.state();
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while let Some((deadline, _)) = state.queue.front() {
+                    if *deadline > now {
+                        break;
+                    }
+                    if let Some((_, socket)) = state.queue.pop_front() {
+                        due.push(socket);
+                    }
+                }
+                let next = state.queue.front().map(|(deadline, _)| *deadline);
+                if next.is_none() {
+                    state.running = false;
+                    state.queue = VecDeque::new();
+                }
+                drop(state);
+                for socket in due.iter().filter_map(WeakEngineSocket::upgrade) {
+                    expire(&socket);
+                }
+                next
+            };
+            match next {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => return,
+            }
+        }
+    }
+}
+
+/// A connection's connect timeout passed: closed unless it joined a namespace.
+fn expire(socket: &EngineSocket) {
+    let joined = socket.data::<Connection>().is_some_and(|c| c.has_sockets());
+    if !joined && !socket.is_closed() {
+        tracing::debug!(sid = socket.sid(), "no namespace joined in time");
+        socket.close(CloseReason::Forced);
+    }
 }
 
 /// The Socket.IO server: give it to [`engineio::serve`](crate::engineio::serve) as the handler.
@@ -58,6 +144,7 @@ impl SocketIo {
     pub fn new(config: SocketIoConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
+                connect_timeouts: ConnectTimeouts::new(config.connect_timeout),
                 config,
                 namespaces: HashMap::new(),
             }),
@@ -79,6 +166,7 @@ impl SocketIo {
                 self.shared = Arc::new(Shared {
                     config: self.shared.config.clone(),
                     namespaces,
+                    connect_timeouts: self.shared.connect_timeouts.clone(),
                 });
             }
         }
@@ -89,21 +177,8 @@ impl SocketIo {
 impl EngineHandler for SocketIo {
     async fn on_open(&self, socket: &EngineSocket) {
         let connection = Arc::new(Connection::new(self.shared.clone()));
-        socket.set_data(connection.clone());
-        let engine = socket.clone();
-        let weak = Arc::downgrade(&connection);
-        let timeout = self.shared.config.connect_timeout;
-        tokio::spawn(async move {
-            tokio::select! {
-                () = tokio::time::sleep(timeout) => {
-                    if weak.upgrade().is_some_and(|c| !c.has_sockets()) {
-                        tracing::debug!(sid = engine.sid(), "no namespace joined in time");
-                        engine.close(CloseReason::Forced);
-                    }
-                }
-                () = engine.closed() => {}
-            }
-        });
+        socket.set_data(connection);
+        self.shared.connect_timeouts.watch(socket);
     }
 
     async fn on_message(&self, socket: &EngineSocket, message: Message) {

@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
-
 use super::ack::{AckReceiver, AckTable};
 use super::connection::Connection;
 use super::handler::DisconnectReason;
@@ -56,21 +54,17 @@ impl EncodedPacket {
     }
 }
 
-/// What is known of the client when it joined: the CONNECT auth payload, and the HTTP request that
-/// opened its connection.
+/// What is known of the client when it joined: the HTTP request that opened its connection. The
+/// CONNECT payload (auth) is given to [`NamespaceHandler::on_connect`](super::NamespaceHandler)
+/// and not kept: a token held by every socket for its whole life is memory (and a secret) that
+/// nothing reads again.
 #[derive(Debug)]
 pub struct Handshake {
-    pub(crate) auth: Value,
     pub(crate) request: Arc<RequestInfo>,
     pub(crate) issued_at: SystemTime,
 }
 
 impl Handshake {
-    /// The CONNECT payload (`{}` if the client sent none).
-    pub fn auth(&self) -> &Value {
-        &self.auth
-    }
-
     /// The peer's address (of the TCP connection: a proxy's, behind one).
     pub fn remote_addr(&self) -> SocketAddr {
         self.request.remote_addr
@@ -160,12 +154,10 @@ impl Socket {
     pub(crate) fn new(
         namespace: &str,
         engine: EngineSocket,
-        auth: Value,
         connect_buffer: usize,
         connection: Weak<Connection>,
     ) -> Self {
         let handshake = Handshake {
-            auth,
             request: engine.request().clone(),
             issued_at: SystemTime::now(),
         };

@@ -16,3 +16,4 @@ mod node_conformance;
 mod rust_client;
 mod shutdown;
 mod upgrade_and_close;
+mod websocket_frames;

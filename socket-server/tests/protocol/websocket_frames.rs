@@ -1,0 +1,147 @@
+//! The WebSocket transport's own frame codec against a real client (tungstenite): fragmented
+//! messages with control frames between the fragments, WebSocket pings, many small messages in
+//! one write, and the size limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use socket_server::engineio::{self, EngineConfig, Hooks};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::echo;
+use crate::helpers::{spawn_with, TestServer};
+
+type Ws = WebSocketStream<TcpStream>;
+
+const MAX_PAYLOAD: usize = 100_000;
+
+/// The raw Engine.IO echo on `/engine.io/`, with no ping during a test.
+async fn spawn_engine_echo() -> TestServer {
+    let config = EngineConfig {
+        ping_interval: Duration::from_secs(30),
+        ping_timeout: Duration::from_secs(5),
+        max_payload: MAX_PAYLOAD,
+        ..echo::engine_config("/engine.io/")
+    };
+    spawn_with(move |listener, stopped| {
+        engineio::serve(
+            listener,
+            config,
+            Arc::new(echo::EngineEcho),
+            Hooks::default(),
+            async {
+                let _ = stopped.await;
+            },
+        )
+    })
+    .await
+}
+
+/// A WebSocket session from the start; its open packet is read.
+async fn open_session(port: u16) -> Ws {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let url = format!("ws://127.0.0.1:{port}/engine.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let open = next(&mut ws).await;
+    assert!(
+        matches!(&open, WsMessage::Text(t) if t.starts_with("0{")),
+        "{open:?}"
+    );
+    ws
+}
+
+async fn next(ws: &mut Ws) -> WsMessage {
+    tokio::time::timeout(Duration::from_secs(60), ws.next())
+        .await
+        .expect("a message within 60 s")
+        .expect("the connection is open")
+        .unwrap()
+}
+
+fn fragment(opcode: OpCode, data: &'static [u8], last: bool) -> WsMessage {
+    WsMessage::Frame(Frame::message(Bytes::from_static(data), opcode, last))
+}
+
+#[tokio::test]
+async fn a_fragmented_message_with_a_ping_between_its_fragments_is_echoed_whole_after_the_pong() {
+    // Arrange
+    let server = spawn_engine_echo().await;
+    let mut ws = open_session(server.port).await;
+
+    // Act: "4hello world" in three fragments, a WebSocket ping after the first
+    ws.send(fragment(OpCode::Data(Data::Text), b"4hel", false))
+        .await
+        .unwrap();
+    ws.send(WsMessage::Ping(Bytes::from_static(b"are you there")))
+        .await
+        .unwrap();
+    ws.send(fragment(OpCode::Data(Data::Continue), b"lo wo", false))
+        .await
+        .unwrap();
+    ws.send(fragment(OpCode::Data(Data::Continue), b"rld", true))
+        .await
+        .unwrap();
+
+    // Assert: the pong carries the ping's data, then the message comes back whole
+    assert_eq!(
+        next(&mut ws).await,
+        WsMessage::Pong(Bytes::from_static(b"are you there"))
+    );
+    assert_eq!(next(&mut ws).await, WsMessage::text("4hello world"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn many_messages_of_every_length_class_come_back_in_order() {
+    // Arrange: lengths with 7-, 16- and 64-bit headers, text and binary
+    let server = spawn_engine_echo().await;
+    let mut ws = open_session(server.port).await;
+    let lengths = [0, 1, 124, 125, 65_534, 65_535, 70_000];
+    let mut sent = Vec::new();
+    for (i, len) in lengths.iter().enumerate() {
+        let text = format!("4{}", "x".repeat(*len));
+        sent.push(WsMessage::text(text));
+        sent.push(WsMessage::binary(vec![i as u8; *len + 1]));
+    }
+
+    // Act: fed without flushing, so several share one TCP segment
+    for message in &sent {
+        ws.feed(message.clone()).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+
+    // Assert
+    for message in sent {
+        assert_eq!(next(&mut ws).await, message);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_closes_the_connection_with_1009() {
+    // Arrange
+    let server = spawn_engine_echo().await;
+    let mut ws = open_session(server.port).await;
+
+    // Act: one byte over, in two fragments that are each under it
+    let half = vec![b'x'; MAX_PAYLOAD / 2 + 1];
+    let first = Frame::message(Bytes::from(half.clone()), OpCode::Data(Data::Text), false);
+    let second = Frame::message(Bytes::from(half), OpCode::Data(Data::Continue), true);
+    ws.send(WsMessage::Frame(first)).await.unwrap();
+    // The server may close before reading the second fragment.
+    let _ = ws.send(WsMessage::Frame(second)).await;
+
+    // Assert
+    let close = match next(&mut ws).await {
+        WsMessage::Close(frame) => frame,
+        other => panic!("expected the close frame, got {other:?}"),
+    };
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Size));
+    server.stop().await;
+}
