@@ -15,6 +15,7 @@
 
 use std::future::Future;
 
+use futures::FutureExt as _;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use shared::request_id::{self, millis, RequestId, ACCESS_TARGET};
@@ -164,8 +165,9 @@ where
 {
     let opened = request.extensions().get::<Opened>().cloned();
     let span = opened.as_ref().map_or_else(Span::none, |o| o.span.clone());
-    async move {
-        task.await;
+    // `map`, not an `async` block awaiting `task`: the block would hold `task` twice (as its
+    // captured argument and as the future it awaits) for the connection's whole life.
+    task.map(move |()| {
         if let Some(opened) = opened {
             tracing::info!(
                 target: ACCESS_TARGET,
@@ -175,7 +177,7 @@ where
                 "websocket closed"
             );
         }
-    }
+    })
     .instrument(span)
 }
 

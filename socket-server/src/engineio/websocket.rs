@@ -241,32 +241,64 @@ async fn upgrade(on_upgrade: OnUpgrade, config: &super::EngineConfig) -> Option<
 }
 
 /// `transport=websocket` without `sid`: a session that is WebSocket from the start.
-pub(crate) async fn run_direct<H: EngineHandler>(
+///
+/// The connection's task lives as long as the connection, and a future reserves room for its
+/// arguments and for its largest state for its whole life. So the opening (the upgrade, the
+/// handler's `on_open`, the request's copy) runs boxed and is freed once done; what stays is
+/// the connection loop and the heartbeat.
+pub(crate) fn run_direct<H: EngineHandler>(
     engine: Arc<Engine<H>>,
     on_upgrade: OnUpgrade,
     request: RequestInfo,
-) {
-    let Some(mut conn) = upgrade(on_upgrade, &engine.config).await else {
-        return;
-    };
-    // Boxed: the handler's `on_open` runs once, its state need not stay in the task.
-    let session = Box::pin(engine.create_session(request, Transport::WebSocket)).await;
-    // The handshake goes first, before whatever `on_open` queued.
-    conn.push_frame(&engine.open_frame(&session.sid, &[]));
-    // The session's heartbeat and close run here too, not in a task of their own.
-    let driver = drive(engine.clone(), session.clone());
-    tokio::join!(serve(engine, session, conn), driver);
+) -> impl Future<Output = ()> {
+    let opening = Box::pin(open_direct(engine, on_upgrade, request));
+    async move {
+        let Some((engine, session, conn)) = opening.await else {
+            return;
+        };
+        // The session's heartbeat and close run here too, not in a task of their own.
+        tokio::join!(
+            serve(engine.clone(), session.clone(), conn),
+            drive(engine, session)
+        );
+    }
 }
 
-/// `transport=websocket&sid=...`: probes, then takes the session over from polling.
-pub(crate) async fn run_upgrade<H: EngineHandler>(
+async fn open_direct<H: EngineHandler>(
+    engine: Arc<Engine<H>>,
+    on_upgrade: OnUpgrade,
+    request: RequestInfo,
+) -> Option<(Arc<Engine<H>>, Arc<Session>, Conn)> {
+    let mut conn = upgrade(on_upgrade, &engine.config).await?;
+    let session = engine.create_session(request, Transport::WebSocket).await;
+    // The handshake goes first, before whatever `on_open` queued.
+    conn.push_frame(&engine.open_frame(&session.sid, &[]));
+    Some((engine, session, conn))
+}
+
+/// `transport=websocket&sid=...`: probes, then takes the session over from polling. The
+/// probing runs boxed, freed once done (as [`run_direct`]'s opening).
+pub(crate) fn run_upgrade<H: EngineHandler>(
     engine: Arc<Engine<H>>,
     on_upgrade: OnUpgrade,
     session: Arc<Session>,
-) {
+) -> impl Future<Output = ()> {
+    let opening = Box::pin(open_upgrade(engine, on_upgrade, session));
+    async move {
+        if let Some((engine, session, conn)) = opening.await {
+            serve(engine, session, conn).await;
+        }
+    }
+}
+
+async fn open_upgrade<H: EngineHandler>(
+    engine: Arc<Engine<H>>,
+    on_upgrade: OnUpgrade,
+    session: Arc<Session>,
+) -> Option<(Arc<Engine<H>>, Arc<Session>, Conn)> {
     let Some(mut conn) = upgrade(on_upgrade, &engine.config).await else {
         session.upgrading.store(false, Ordering::Release);
-        return;
+        return None;
     };
     let probed = tokio::select! {
         result = tokio::time::timeout(engine.config.upgrade_timeout, probe(&session, &mut conn)) => {
@@ -279,14 +311,14 @@ pub(crate) async fn run_upgrade<H: EngineHandler>(
         session.probed().send_replace(false);
         session.upgrading.store(false, Ordering::Release);
         conn.finish(0, "").await;
-        return;
+        return None;
     }
     // The transport first: a poll waiting on `probed` then sees the upgrade done.
     session.set_transport(Transport::WebSocket);
     session.probed().send_replace(false);
     session.upgrading.store(false, Ordering::Release);
     tracing::debug!(sid = %session.sid, "upgraded to websocket");
-    serve(engine, session, conn).await;
+    Some((engine, session, conn))
 }
 
 /// A second WebSocket for a session that already has one (or is getting one): its handshake was
