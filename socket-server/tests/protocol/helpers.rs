@@ -1,8 +1,10 @@
 //! `spawn_*` helpers: servers on port 0, stopped through their shutdown parameter.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use socket_server::engineio::{self, EngineConfig, Hooks};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -59,6 +61,30 @@ pub async fn spawn_echo() -> TestServer {
         echo::serve(listener, async {
             let _ = stopped.await;
         })
+    })
+    .await
+}
+
+/// The raw Engine.IO echo on `/engine.io/`, with no ping during a test; `max_payload` as given
+/// (`None`: the echo's default).
+pub async fn spawn_engine_echo(max_payload: Option<usize>) -> TestServer {
+    let defaults = echo::engine_config("/engine.io/");
+    let config = EngineConfig {
+        ping_interval: Duration::from_secs(30),
+        ping_timeout: Duration::from_secs(5),
+        max_payload: max_payload.unwrap_or(defaults.max_payload),
+        ..defaults
+    };
+    spawn_with(move |listener, stopped| {
+        engineio::serve(
+            listener,
+            config,
+            Arc::new(echo::EngineEcho),
+            Hooks::default(),
+            async {
+                let _ = stopped.await;
+            },
+        )
     })
     .await
 }

@@ -17,30 +17,9 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::echo;
-use crate::helpers::{http, polling_handshake, spawn_echo, spawn_with, TestServer};
+use crate::helpers::{http, polling_handshake, spawn_echo, spawn_engine_echo};
 
 type Ws = WebSocketStream<TcpStream>;
-
-/// The raw Engine.IO echo on `/engine.io/`, with no ping during a test.
-async fn spawn_engine_echo() -> TestServer {
-    let config = EngineConfig {
-        ping_interval: Duration::from_secs(30),
-        ping_timeout: Duration::from_secs(5),
-        ..echo::engine_config("/engine.io/")
-    };
-    spawn_with(move |listener, stopped| {
-        engineio::serve(
-            listener,
-            config,
-            Arc::new(echo::EngineEcho),
-            Hooks::default(),
-            async {
-                let _ = stopped.await;
-            },
-        )
-    })
-    .await
-}
 
 async fn websocket(port: u16, sid: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -75,7 +54,7 @@ async fn upgraded_session(port: u16) -> (String, Ws) {
 #[tokio::test]
 async fn a_second_websocket_for_an_upgraded_session_is_accepted_then_closed() {
     // Arrange: an upgraded session, shown complete by an echo over the WebSocket
-    let server = spawn_engine_echo().await;
+    let server = spawn_engine_echo(None).await;
     let (sid, mut first) = upgraded_session(server.port).await;
     first.send(WsMessage::text("4hello")).await.unwrap();
     assert_eq!(next_text(&mut first).await, "4hello");
@@ -101,7 +80,7 @@ async fn a_second_websocket_for_an_upgraded_session_is_accepted_then_closed() {
 #[tokio::test]
 async fn the_poll_after_the_clients_close_gets_a_noop_then_the_session_is_gone() {
     // Arrange
-    let server = spawn_engine_echo().await;
+    let server = spawn_engine_echo(None).await;
     let sid = polling_handshake(server.port, "/engine.io/").await;
     let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
 
@@ -120,7 +99,7 @@ async fn the_poll_after_the_clients_close_gets_a_noop_then_the_session_is_gone()
 #[tokio::test]
 async fn a_poll_sent_after_the_probe_gets_a_noop_and_nothing_leaks_into_the_websocket() {
     // Arrange: a probed upgrade, no poll pending
-    let server = spawn_engine_echo().await;
+    let server = spawn_engine_echo(None).await;
     let sid = polling_handshake(server.port, "/engine.io/").await;
     let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
     let mut ws = websocket(server.port, &sid).await.unwrap();

@@ -2,46 +2,21 @@
 //! messages with control frames between the fragments, WebSocket pings, many small messages in
 //! one write, and the size limit.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use socket_server::engineio::{self, EngineConfig, Hooks};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::echo;
-use crate::helpers::{spawn_with, TestServer};
+use crate::helpers::spawn_engine_echo;
 
 type Ws = WebSocketStream<TcpStream>;
 
 const MAX_PAYLOAD: usize = 100_000;
-
-/// The raw Engine.IO echo on `/engine.io/`, with no ping during a test.
-async fn spawn_engine_echo() -> TestServer {
-    let config = EngineConfig {
-        ping_interval: Duration::from_secs(30),
-        ping_timeout: Duration::from_secs(5),
-        max_payload: MAX_PAYLOAD,
-        ..echo::engine_config("/engine.io/")
-    };
-    spawn_with(move |listener, stopped| {
-        engineio::serve(
-            listener,
-            config,
-            Arc::new(echo::EngineEcho),
-            Hooks::default(),
-            async {
-                let _ = stopped.await;
-            },
-        )
-    })
-    .await
-}
 
 /// A WebSocket session from the start; its open packet is read.
 async fn open_session(port: u16) -> Ws {
@@ -71,7 +46,7 @@ fn fragment(opcode: OpCode, data: &'static [u8], last: bool) -> WsMessage {
 #[tokio::test]
 async fn a_fragmented_message_with_a_ping_between_its_fragments_is_echoed_whole_after_the_pong() {
     // Arrange
-    let server = spawn_engine_echo().await;
+    let server = spawn_engine_echo(Some(MAX_PAYLOAD)).await;
     let mut ws = open_session(server.port).await;
 
     // Act: "4hello world" in three fragments, a WebSocket ping after the first
@@ -100,7 +75,7 @@ async fn a_fragmented_message_with_a_ping_between_its_fragments_is_echoed_whole_
 #[tokio::test]
 async fn many_messages_of_every_length_class_come_back_in_order() {
     // Arrange: lengths with 7-, 16- and 64-bit headers, text and binary
-    let server = spawn_engine_echo().await;
+    let server = spawn_engine_echo(Some(MAX_PAYLOAD)).await;
     let mut ws = open_session(server.port).await;
     let lengths = [0, 1, 124, 125, 65_534, 65_535, 70_000];
     let mut sent = Vec::new();
@@ -126,7 +101,7 @@ async fn many_messages_of_every_length_class_come_back_in_order() {
 #[tokio::test]
 async fn a_message_over_the_limit_closes_the_connection_with_1009() {
     // Arrange
-    let server = spawn_engine_echo().await;
+    let server = spawn_engine_echo(Some(MAX_PAYLOAD)).await;
     let mut ws = open_session(server.port).await;
 
     // Act: one byte over, in two fragments that are each under it

@@ -202,6 +202,20 @@ impl Stack {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.db_name)
     }
 
+    /// Holds storage: a transaction that keeps `messages` locked (EXCLUSIVE blocks every insert's
+    /// ROW EXCLUSIVE) until the returned client runs `COMMIT`. A REST send then waits on it
+    /// holding the API's only connection.
+    pub async fn hold_messages(&self) -> tokio_postgres::Client {
+        let (db, connection) = tokio_postgres::connect(&self.database_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connecting to the stack's database");
+        tokio::spawn(connection);
+        db.batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        db
+    }
+
     pub fn relay_url(&self, index: usize) -> String {
         format!("http://127.0.0.1:{}", self.relay_ports[index])
     }

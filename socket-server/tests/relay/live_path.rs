@@ -60,15 +60,7 @@ async fn messages_reach_every_other_device_while_storage_is_held_and_are_acked_o
     }
     let mut a_other = Device::connect(&stack, 0, &alice).await;
     let mut b_other = Device::connect(&stack, 0, &bob).await;
-    let (db, connection) = tokio_postgres::connect(&stack.database_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connecting to the stack's database");
-    tokio::spawn(connection);
-    // Every insert into messages needs ROW EXCLUSIVE, which EXCLUSIVE blocks until COMMIT; a
-    // REST send then waits on it holding the API's only connection.
-    db.batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let db = stack.hold_messages().await;
     let rest = {
         let (http, url, token) = (stack.http.clone(), stack.api_url.clone(), alice.clone());
         let body = json!({ "clientMsgId": "rest-held", "conversationId": conversation, "content": "held" });

@@ -52,13 +52,7 @@ async fn a_message_sent_right_after_a_second_relay_starts_reaches_a_device_on_it
     let conversation = stack.conversation(&alice, &[&bob_id]).await;
     let mut sender = Device::connect(&stack, 0, &alice).await;
     assert_eq!(metric(&metrics(&stack, 0).await, "relay_peers"), 0);
-    let (db, connection) = tokio_postgres::connect(&stack.database_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connecting to the stack's database");
-    tokio::spawn(connection);
-    db.batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let db = stack.hold_messages().await;
 
     // Act: a second relay starts; a device of bob's connects to it and alice sends at once
     let (second, _stop) = spawn_relay(&mut stack, settings).await;
