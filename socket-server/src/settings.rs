@@ -35,6 +35,7 @@ limits:
   sends_in_flight: 20000
   store_lanes: 1
   store_batch_max: 256
+  store_interval_ms: 20
   requests_per_socket: 8
   session_check_secs: 60
   session_cache_secs: 10
@@ -140,6 +141,10 @@ pub struct Limits {
     /// Most messages stored in one batch (one request, one transaction); at most the API's
     /// `shared::port::MAX_STORE_BATCH`.
     pub store_batch_max: usize,
+    /// Least time between the starts of two batches of a lane: under a sustained load, what
+    /// arrives within it is stored in one batch (acks wait at most this much longer; relayed
+    /// copies never wait). `0`: every batch starts as soon as the previous one is answered.
+    pub store_interval_ms: u64,
     /// `sync` / `mark_*` requests of one socket waiting for the API; beyond, `rate_limited`.
     pub requests_per_socket: usize,
     /// How often the relay asks the API whether its sockets' sessions are still active.

@@ -108,6 +108,7 @@ impl Application {
             store: store::StoreLanes::start(
                 limits.store_lanes,
                 limits.store_batch_max,
+                Duration::from_millis(limits.store_interval_ms),
                 weak.clone(),
                 &tasks,
                 &stop,

@@ -11,6 +11,14 @@
 //! The queues are bounded by admission, not by their channel: a send is accepted only while its
 //! socket has fewer than `limits.sends_queued_per_socket` and the relay fewer than
 //! `limits.sends_in_flight` sends unanswered ([`Admission`]).
+//!
+//! Under a sustained load a lane starts a batch at most once per `limits.store_interval_ms`
+//! (Nagle's rule for batches): a message arriving sooner after the previous batch began waits
+//! for the rest of that interval and is stored with whatever else arrived meanwhile. Sparse
+//! sends (one per interval or fewer) are stored at once; busy lanes store several messages per
+//! request and transaction instead of one, which is what most of a message's storage CPU costs
+//! (the request, the round trips, the commit). Acks wait at most the interval longer; the
+//! relayed copies never wait.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -51,6 +59,7 @@ impl StoreLanes {
     pub fn start(
         count: usize,
         batch_max: usize,
+        interval: Duration,
         state: Weak<ChatState>,
         tasks: &tokio_util::task::TaskTracker,
         stop: &tokio_util::sync::CancellationToken,
@@ -58,7 +67,13 @@ impl StoreLanes {
         let lanes = (0..count.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tasks.spawn(run_lane(state.clone(), rx, batch_max.max(1), stop.clone()));
+                tasks.spawn(run_lane(
+                    state.clone(),
+                    rx,
+                    batch_max.max(1),
+                    interval,
+                    stop.clone(),
+                ));
                 tx
             })
             .collect();
@@ -78,15 +93,18 @@ impl StoreLanes {
     }
 }
 
-/// One lane: store what is queued, a batch at a time, until the relay stops (the shutdown
-/// drain has waited for the admitted sends by then) or is dropped.
+/// One lane: store what is queued, a batch at a time and at most one batch per `interval`,
+/// until the relay stops (the shutdown drain has waited for the admitted sends by then) or is
+/// dropped.
 async fn run_lane(
     state: Weak<ChatState>,
     mut jobs: mpsc::UnboundedReceiver<StoreJob>,
     batch_max: usize,
+    interval: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
+    let mut last_start: Option<tokio::time::Instant> = None;
     loop {
         let received = tokio::select! {
             () = stop.cancelled() => return,
@@ -95,9 +113,27 @@ async fn run_lane(
         if received == 0 {
             return;
         }
+        // The previous batch began less than an interval ago: the load is sustained, and what
+        // arrives until the interval is over joins this batch.
+        let due = last_start.map(|start| start + interval);
+        if let Some(due) = due.filter(|due| *due > tokio::time::Instant::now()) {
+            if batch.len() < batch_max {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep_until(due) => {}
+                }
+                while batch.len() < batch_max {
+                    match jobs.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
         let Some(state) = state.upgrade() else {
             return;
         };
+        last_start = Some(tokio::time::Instant::now());
         store_batch(&state, std::mem::take(&mut batch)).await;
     }
 }

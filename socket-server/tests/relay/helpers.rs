@@ -156,6 +156,7 @@ pub async fn spawn_stack_custom(
                 sends_in_flight: 20_000,
                 store_lanes: 4,
                 store_batch_max: 128,
+                store_interval_ms: 20,
                 requests_per_socket: 8,
                 session_check_secs: 60,
                 session_cache_secs: 10,
