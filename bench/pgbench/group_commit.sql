@@ -30,14 +30,13 @@ SELECT (SELECT array_agg(DISTINCT j ORDER BY j) FROM r)::text AS b_jtis,
        array_agg(b ORDER BY s, m COLLATE "C")::text AS i_contents,
        array_agg(NULL::text ORDER BY s, m COLLATE "C")::text AS i_atts
 FROM r \gset
--- the sessions check, one query per batch (service::messages::store_batch)
-SELECT "sessions"."jti", "sessions"."user_id" FROM "sessions" WHERE ((("sessions"."jti" = ANY(:b_jtis)) AND ("sessions"."revoked_at" IS NULL)) AND ("sessions"."expires_at" > CURRENT_TIMESTAMP));
--- the member read of the conversations named (batch::resolve)
-SELECT "members"."conversation_id", "members"."user_id", "members"."delivered_up_to_seq", "members"."read_up_to_seq", "members"."joined_at", "members"."updated_at" FROM "members" WHERE ("members"."conversation_id" = ANY(:b_convs));
 BEGIN;
--- ORDER_SEQS and FIND_KEYS, pipelined (one round trip, as the API sends them)
+-- ORDER_SEQS, the sessions check, the member read and FIND_KEYS, pipelined
+-- (one round trip, as the API sends them)
 \startpipeline
 SELECT pg_advisory_xact_lock(id) FROM unnest(:b_convs::bigint[]) WITH ORDINALITY AS t(id, o) ORDER BY o;
+SELECT "sessions"."jti", "sessions"."user_id" FROM "sessions" WHERE ((("sessions"."jti" = ANY(:b_jtis)) AND ("sessions"."revoked_at" IS NULL)) AND ("sessions"."expires_at" > CURRENT_TIMESTAMP));
+SELECT "members"."conversation_id", "members"."user_id", "members"."delivered_up_to_seq", "members"."read_up_to_seq", "members"."joined_at", "members"."updated_at" FROM "members" WHERE ("members"."conversation_id" = ANY(:b_convs)) ORDER BY "members"."conversation_id", "members"."user_id";
 SELECT m.* FROM unnest(:b_senders::bigint[], :b_cmids::text[]) AS k(s, c) CROSS JOIN LATERAL (SELECT id, conversation_id, sender_id, client_msg_id, seq, kind, content, attachment_id, created_at FROM messages WHERE sender_id = k.s AND client_msg_id = k.c LIMIT 1) AS m;
 \endpipeline
 -- STORE_MESSAGES: the seqs moved, the messages and their change rows

@@ -7,8 +7,8 @@ use crate::publish::Publisher;
 use crate::settings::Limits;
 use crate::state::AppState;
 use crate::store::{
-    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError,
-    StoreResult, Watermark, WatermarkOutcome,
+    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, SessionMessage,
+    Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -89,7 +89,10 @@ impl Store for TestStore {
     async fn send_message(&self, _: NewMessage) -> StoreResult<SendOutcome> {
         unused()
     }
-    async fn send_batch(&self, _: Vec<NewMessage>) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
+    async fn send_batch(
+        &self,
+        _: Vec<SessionMessage>,
+    ) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
         unused()
     }
     async fn messages(

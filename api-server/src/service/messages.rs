@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{NewMessage, SendOutcome};
+use crate::store::{NewMessage, SendOutcome, SessionMessage, StoreError};
 use shared::domain::OutgoingMessage;
 use shared::errors::{AckError, ErrorCode};
 use shared::events::BusEvent;
@@ -82,44 +82,51 @@ async fn writing(state: &AppState) -> ApiResult<tokio::sync::SemaphorePermit<'_>
 /// Store a batch of the relay's messages in order (one transaction where the backend allows),
 /// one answer per item, in order. An item is refused on its own (`token_revoked` when its
 /// session is not an active one of its sender, `validation_failed`, `conversation_not_found`,
-/// `idempotency_mismatch`, …); `Err` only when storage failed for the whole batch.
+/// `idempotency_mismatch`, …); `Err` only when storage failed for the whole batch. The store
+/// checks the sessions of the well-formed items in the batch's own transaction; only the
+/// malformed ones (rare) cost a look-up of their own, so that a revoked session answers
+/// `token_revoked` whatever it sent.
 #[tracing::instrument(skip_all, fields(items = items.len()))]
 pub async fn store_batch(state: &AppState, items: &[StoreItem]) -> ApiResult<Vec<StoreOutcome>> {
-    let jtis: Vec<String> = items
-        .iter()
-        .map(|i| i.jti.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    // jti → its session's user, for the active sessions among them.
-    let active: HashMap<String, UserId> = if jtis.is_empty() {
-        HashMap::new()
-    } else {
-        state
+    let mut answers: Vec<Option<StoreOutcome>> = Vec::with_capacity(items.len());
+    let mut batch = Vec::with_capacity(items.len());
+    let mut positions = Vec::with_capacity(items.len());
+    let mut malformed = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match parse_send(item.sender, &item.message, state.limits.text_chars) {
+            Ok(message) => {
+                answers.push(None);
+                batch.push(SessionMessage {
+                    jti: item.jti.clone(),
+                    message,
+                });
+                positions.push(i);
+            }
+            Err(e) => {
+                answers.push(Some(StoreOutcome::Error(e.into())));
+                malformed.push(i);
+            }
+        }
+    }
+    if !malformed.is_empty() {
+        let jtis: Vec<String> = malformed
+            .iter()
+            .map(|&i| items[i].jti.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let active: HashMap<String, UserId> = state
             .store
             .active_sessions(&jtis)
             .await?
             .into_iter()
-            .collect()
-    };
-    let mut answers: Vec<Option<StoreOutcome>> = Vec::with_capacity(items.len());
-    let mut batch = Vec::with_capacity(items.len());
-    let mut positions = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        if active.get(&item.jti) != Some(&item.sender) {
-            answers.push(Some(StoreOutcome::Error(AckError::new(
-                ErrorCode::TokenRevoked,
-                ErrorCode::TokenRevoked.default_message(),
-            ))));
-            continue;
-        }
-        match parse_send(item.sender, &item.message, state.limits.text_chars) {
-            Ok(new) => {
-                answers.push(None);
-                batch.push(new);
-                positions.push(i);
+            .collect();
+        for i in malformed {
+            if active.get(&items[i].jti) != Some(&items[i].sender) {
+                answers[i] = Some(StoreOutcome::Error(
+                    ApiError::from(StoreError::SessionInactive).into(),
+                ));
             }
-            Err(e) => answers.push(Some(StoreOutcome::Error(e.into()))),
         }
     }
     if !batch.is_empty() {
@@ -141,9 +148,9 @@ pub async fn store_batch(state: &AppState, items: &[StoreItem]) -> ApiResult<Vec
         let mut stored: Vec<Option<SendOutcome>> = stored.into_iter().map(Some).collect();
         let results = results.drain(..).map(|r| {
             r.and_then(|k| {
-                stored[k].take().ok_or_else(|| {
-                    crate::store::StoreError::Unexpected(anyhow::anyhow!("answered twice"))
-                })
+                stored[k]
+                    .take()
+                    .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("answered twice")))
             })
         });
         for (i, result) in positions.into_iter().zip(results) {

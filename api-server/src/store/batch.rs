@@ -7,13 +7,50 @@
 //!   [`StoreError::IdempotencyMismatch`] when its content or conversation differs;
 //! - a message repeating the key of an earlier one of the same batch answers like a retry of
 //!   that one (the same row, `created: false`), or a mismatch;
+//! - a message whose session is not an active one of its sender is refused first
+//!   ([`StoreError::SessionInactive`], the relay's `token_revoked`; [`Sessions`]);
 //! - a refusal (not a member, unknown recipient, …) answers that message only.
 
 use super::rows::{attach_refusal, AttachmentRow, MemberRow, MessageRow};
-use super::{NewMessage, SendOutcome, StoreError, StoreResult};
+use super::{NewMessage, SendOutcome, SessionMessage, StoreError, StoreResult};
 use shared::ids::UserId;
 use shared::wire::Conversation;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The sessions of a batch's messages (see [`super::SessionMessage`]).
+pub struct Sessions {
+    /// Message `i`'s session.
+    of: Vec<String>,
+    /// The distinct sessions, ascending (to read at once).
+    pub distinct: Vec<String>,
+}
+
+/// Split a batch into its messages and their sessions.
+pub fn split(batch: Vec<SessionMessage>) -> (Vec<NewMessage>, Sessions) {
+    let (of, messages): (Vec<String>, Vec<NewMessage>) =
+        batch.into_iter().map(|m| (m.jti, m.message)).unzip();
+    let distinct = of
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    (messages, Sessions { of, distinct })
+}
+
+impl Sessions {
+    /// Whether each message's session is an active one of its sender, from `active` (the active
+    /// sessions among [`Sessions::distinct`], with their user ids, as `users::active_among` reads them): a jti holds for its own user
+    /// only.
+    pub fn held(&self, batch: &[NewMessage], active: &[(String, i64)]) -> Vec<bool> {
+        let active: HashMap<&str, i64> = active.iter().map(|(j, u)| (j.as_str(), *u)).collect();
+        self.of
+            .iter()
+            .zip(batch)
+            .map(|(jti, m)| active.get(jti.as_str()) == Some(&m.sender.get()))
+            .collect()
+    }
+}
 
 /// Why a write transaction storing messages rolled back.
 pub enum TxError {

@@ -120,6 +120,10 @@ pub enum StoreError {
     /// A user named in the request does not exist.
     #[error("user not found")]
     UserNotFound,
+    /// The session a relayed message was sent under is not an active one of its sender
+    /// (revoked, expired, unknown, or another user's): the relay's `token_revoked`.
+    #[error("session not active")]
+    SessionInactive,
     /// The same `clientMsgId` was used for a message with other content.
     #[error("clientMsgId reused for a different message")]
     IdempotencyMismatch,
@@ -188,6 +192,15 @@ pub struct NewMessage {
     pub kind: MessageKind,
     pub content: MessageContent,
     pub attachment_id: Option<String>,
+}
+
+/// A message of a relay batch and the session (token id) its sender sent it under: stored only
+/// when that is an active session of the sender, else refused with
+/// [`StoreError::SessionInactive`] (the store decides, in the batch's own transaction).
+#[derive(Debug, Clone)]
+pub struct SessionMessage {
+    pub jti: String,
+    pub message: NewMessage,
 }
 
 /// The result of a send.
@@ -304,12 +317,15 @@ pub trait Store: Send + Sync + 'static {
     async fn send_message(&self, new: NewMessage) -> StoreResult<SendOutcome>;
     /// Store a batch of messages in order (group commit), with the guarantees of
     /// [`Store::send_message`] for each: the answer has one result per message, in order, and a
-    /// refused message ([`StoreError::is_refusal`]) never fails the others. `Err` when the batch
+    /// refused message ([`StoreError::is_refusal`]) never fails the others. A message whose
+    /// session is not an active one of its sender is refused with
+    /// [`StoreError::SessionInactive`] before anything else is checked (as
+    /// [`Store::active_sessions`] decides, read in the batch's transaction). `Err` when the batch
     /// as a whole could not be stored (nothing of it is then committed but the direct
     /// conversations its `recipientId` sends created, as a single send would leave them).
     async fn send_batch(
         &self,
-        batch: Vec<NewMessage>,
+        batch: Vec<SessionMessage>,
     ) -> StoreResult<Vec<StoreResult<SendOutcome>>>;
     /// A page of a conversation the caller is a member of, in `seq` order.
     async fn messages(

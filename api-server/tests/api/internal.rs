@@ -1,7 +1,7 @@
 //! The relay's internal routes (`/internal/relay/…`): service-token authentication, the batch
 //! store (group commit) answering per message, and the look-ups the relay's port needs.
 
-use crate::helpers::{id_of, spawn_app, TestApp};
+use crate::helpers::{id_of, spawn_app, TestApp, PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
 use shared::auth::JwtKeys;
@@ -20,6 +20,29 @@ impl TestApp {
     fn jti(&self, token: &str) -> String {
         self.keys().verify(token).expect("a valid user token").jti
     }
+
+    /// Post `items` as the relay does; one outcome per item, in order.
+    async fn store_batch(&self, items: Vec<Value>) -> Vec<Value> {
+        let count = items.len();
+        let reply = self
+            .post(
+                "/internal/relay/messages",
+                &self.service_token(),
+                &json!({ "items": items }),
+            )
+            .await;
+        let outcomes = reply.expect(200)["outcomes"]
+            .as_array()
+            .expect("an array of outcomes")
+            .clone();
+        assert_eq!(outcomes.len(), count, "{}", reply.text);
+        outcomes
+    }
+}
+
+/// The error code of a refused outcome ("" for a stored message).
+fn code(outcome: &Value) -> &str {
+    outcome["error"]["code"].as_str().unwrap_or("")
 }
 
 fn item(sender: &str, jti: &str, message: Value) -> Value {
@@ -72,32 +95,27 @@ async fn a_batch_answers_each_message_in_order_and_refuses_only_the_bad_ones() {
     stored.expect(201);
     let (a, jti) = (alice.id.to_string(), app.jti(alice_token));
     let dave_jti = app.jti(dave_token);
-    let batch = json!({ "items": [
+    let batch = vec![
         item(&a, &jti, text("m1", &ab, "one")),
         item(&a, &jti, text("m2", &stranger, "not a member")),
         item(&a, &jti, text("m1", &ab, "one")),
         item(&a, &jti, text("stored", &ab, "first")),
         item(&a, &jti, text("stored", &ab, "changed")),
-        item(&a, &jti, json!({ "clientMsgId": "m3", "recipientId": carol.id, "content": "hi carol" })),
+        item(
+            &a,
+            &jti,
+            json!({ "clientMsgId": "m3", "recipientId": carol.id, "content": "hi carol" }),
+        ),
         item(&a, &jti, text("m4", &ab, "   ")),
         item(&a, &dave_jti, text("m5", &ab, "someone else's session")),
         item(&a, &jti, text("m6", &ab, "two")),
-    ]});
+    ];
 
     // Act
-    let reply = app
-        .post("/internal/relay/messages", &app.service_token(), &batch)
-        .await;
+    let outcomes = app.store_batch(batch).await;
 
     // Assert
-    let outcomes = reply.expect(200)["outcomes"].as_array().unwrap().clone();
-    assert_eq!(outcomes.len(), 9, "{}", reply.text);
-    let code = |i: usize| {
-        outcomes[i]["error"]["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    };
+    let code = |i: usize| code(&outcomes[i]);
     let message = |i: usize| outcomes[i]["message"].clone();
     assert_eq!(message(0)["seq"], 2);
     assert_eq!(code(1), "conversation_not_found");
@@ -125,6 +143,88 @@ async fn a_batch_answers_each_message_in_order_and_refuses_only_the_bad_ones() {
         .map(|m| m["seq"].as_i64().unwrap())
         .collect();
     assert_eq!(seqs, [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_revoked_session_stores_nothing_and_creates_no_conversation_while_the_others_store() {
+    // Arrange: alice logs out one of her two tokens; bob's session is active.
+    let app = spawn_app().await;
+    let users = app.register_many(&["alice", "bob", "carol"]).await;
+    let (revoked_token, alice) = &users[0];
+    let (bob_token, bob) = &users[1];
+    let (_, carol) = &users[2];
+    let login = app.login("alice", PASSWORD).await;
+    let alice_token = login.expect(200)["token"].as_str().unwrap().to_owned();
+    let ab = app.direct(bob_token, alice).await;
+    let (a, revoked) = (alice.id.to_string(), app.jti(revoked_token));
+    let (b, b_jti) = (bob.id.to_string(), app.jti(bob_token));
+    app.request(Method::POST, "/api/auth/logout", Some(revoked_token), None)
+        .await
+        .expect(204);
+    let batch = vec![
+        item(&a, &revoked, text("r1", &ab, "revoked, by conversation")),
+        item(&b, &b_jti, text("b1", &ab, "bob's")),
+        item(
+            &a,
+            &revoked,
+            json!({ "clientMsgId": "r2", "recipientId": carol.id, "content": "hi carol" }),
+        ),
+        item(&a, &revoked, text("r3", &ab, "   ")),
+        item(
+            &b,
+            &revoked,
+            text("b2", &ab, "bob under alice's revoked session"),
+        ),
+    ];
+
+    // Act
+    let outcomes = app.store_batch(batch).await;
+
+    // Assert
+    for i in [0, 2, 3, 4] {
+        assert_eq!(
+            code(&outcomes[i]),
+            "token_revoked",
+            "item {i}: {outcomes:?}"
+        );
+    }
+    assert_eq!(outcomes[1]["message"]["seq"], 1, "{outcomes:?}");
+    let stored: Vec<Value> = app.all_messages(&alice_token, &ab).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["clientMsgId"], "b1");
+    assert_eq!(
+        app.conversations(&alice_token).await.len(),
+        1,
+        "the revoked session's recipientId send created a conversation"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_refused_recipient_sends_answers_each_refusal() {
+    // Arrange
+    let app = spawn_app().await;
+    let (token, alice) = app.register("alice").await;
+    let (a, jti) = (alice.id.to_string(), app.jti(&token));
+    let batch = vec![
+        item(
+            &a,
+            &jti,
+            json!({ "clientMsgId": "m1", "recipientId": "999999", "content": "hi" }),
+        ),
+        item(
+            &a,
+            &jti,
+            json!({ "clientMsgId": "m2", "recipientId": a, "content": "me" }),
+        ),
+    ];
+
+    // Act
+    let outcomes = app.store_batch(batch).await;
+
+    // Assert
+    assert_eq!(code(&outcomes[0]), "user_not_found", "{outcomes:?}");
+    assert_eq!(code(&outcomes[1]), "validation_failed", "{outcomes:?}");
+    assert!(app.conversations(&token).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,15 +275,7 @@ async fn concurrent_batches_sharing_keys_store_each_message_once_with_gap_free_s
             tokio::spawn(async move {
                 let mut answers = Vec::new();
                 for batch in mine.chunks(4) {
-                    let reply = app
-                        .post(
-                            "/internal/relay/messages",
-                            &app.service_token(),
-                            &json!({ "items": batch }),
-                        )
-                        .await;
-                    let outcomes = reply.expect(200)["outcomes"].as_array().unwrap().clone();
-                    assert_eq!(outcomes.len(), batch.len(), "{}", reply.text);
+                    let outcomes = app.store_batch(batch.to_vec()).await;
                     for (sent, outcome) in batch.iter().zip(outcomes) {
                         let key = sent["message"]["clientMsgId"].as_str().unwrap().to_owned();
                         answers.push((key, outcome["message"].clone()));

@@ -5,13 +5,13 @@
 //! `bench/pgbench/group_commit.sql`, is checked against this generator by a unit test; write it
 //! again with `BENCH_WRITE_PGBENCH_SCRIPT=1 cargo test -p bench pgbench_script`.
 //!
-//! Per batch, as the API sends them (`service::messages::store_batch` and
-//! `store::postgres::batch::send`): the sessions check (one query for the batch's tokens), the
-//! member read of the named conversations, then in one transaction the seq turns
-//! (`ORDER_SEQS`) and the stored-key look-up (`FIND_KEYS`), pipelined as the API sends them, and
+//! Per batch, as the API sends them (`store::postgres::batch::send`, every message addressed by
+//! conversation id): one transaction, in it the seq turns (`ORDER_SEQS`), the sessions check
+//! (one query for the batch's tokens), the member read of the named conversations and the
+//! stored-key look-up (`FIND_KEYS`), pipelined as the API sends them (one round trip), and
 //! `STORE_MESSAGES` (seqs, messages and change rows in one statement). Two statements are the
-//! DSL's (diesel builds them): their text is copied here from PostgreSQL's statement log of a
-//! `persist` run.
+//! DSL's (diesel builds them, `users::active_among` and `conversations::member_rows_of`): their
+//! text is copied here from PostgreSQL's statement log of a `persist` run.
 //!
 //! What pgbench cannot do, build a batch's arrays, is done in SQL: one helper query per batch
 //! (no table read) draws the batch into pgbench variables (`\gset`); every Parley statement then
@@ -24,15 +24,16 @@ mod batch_sql;
 
 use batch_sql::{FIND_KEYS, ORDER_SEQS, STORE_MESSAGES};
 
-/// `users::active_sessions` as diesel writes it.
+/// `users::active_among` as diesel writes it.
 const SESSIONS: &str = "SELECT \"sessions\".\"jti\", \"sessions\".\"user_id\" FROM \"sessions\" \
      WHERE (((\"sessions\".\"jti\" = ANY(:b_jtis)) AND (\"sessions\".\"revoked_at\" IS NULL)) \
      AND (\"sessions\".\"expires_at\" > CURRENT_TIMESTAMP))";
 
-/// The member read of `batch::resolve` as diesel writes it.
+/// `conversations::member_rows_of` as diesel writes it.
 const MEMBERS: &str = "SELECT \"members\".\"conversation_id\", \"members\".\"user_id\", \
      \"members\".\"delivered_up_to_seq\", \"members\".\"read_up_to_seq\", \"members\".\"joined_at\", \
-     \"members\".\"updated_at\" FROM \"members\" WHERE (\"members\".\"conversation_id\" = ANY(:b_convs))";
+     \"members\".\"updated_at\" FROM \"members\" WHERE (\"members\".\"conversation_id\" = ANY(:b_convs)) \
+     ORDER BY \"members\".\"conversation_id\", \"members\".\"user_id\"";
 
 /// The helper that draws a batch: `:batch` messages, each from a uniformly random user of
 /// `:users` (with its session `:jtis` and conversation `:convs`, the same positions), keys
@@ -86,16 +87,15 @@ pub fn generate() -> String {
         "-- (helper, not Parley's) draw this batch\n",
     ));
     push(&mut out, DRAW, " \\gset");
-    out.push_str("-- the sessions check, one query per batch (service::messages::store_batch)\n");
-    push(&mut out, SESSIONS, ";");
-    out.push_str("-- the member read of the conversations named (batch::resolve)\n");
-    push(&mut out, MEMBERS, ";");
     out.push_str("BEGIN;\n");
-    out.push_str(
-        "-- ORDER_SEQS and FIND_KEYS, pipelined (one round trip, as the API sends them)\n",
-    );
+    out.push_str(concat!(
+        "-- ORDER_SEQS, the sessions check, the member read and FIND_KEYS, pipelined\n",
+        "-- (one round trip, as the API sends them)\n",
+    ));
     out.push_str("\\startpipeline\n");
     push(&mut out, &fill(ORDER_SEQS, &["b_convs"]), ";");
+    push(&mut out, SESSIONS, ";");
+    push(&mut out, MEMBERS, ";");
     push(&mut out, &fill(FIND_KEYS, &["b_senders", "b_cmids"]), ";");
     out.push_str("\\endpipeline\n");
     out.push_str("-- STORE_MESSAGES: the seqs moved, the messages and their change rows\n");

@@ -1,38 +1,47 @@
 //! Group commit on PostgreSQL: a batch of messages stored in one transaction with a fixed, small
-//! number of statements, whatever its size (what each message becomes is decided in
-//! [`crate::store::batch`]).
+//! number of statements and round trips, whatever its size (what each message becomes is
+//! decided in [`crate::store::batch`]).
 //!
-//! 1. Targets, before the transaction: the `recipientId` sends' users (one query), their direct
-//!    conversations (one query, then find-or-create only for missing pairs, as a single send
-//!    does), the members of every `conversationId` named (one query: it decides the senders'
-//!    membership, and gives the members the answers and the published events need).
-//! 2. In one transaction: the conversations' seq turns (advisory locks **in ascending id
-//!    order**, `ORDER_SEQS`) and the stored rows of the batch's exact `(sender, clientMsgId)` keys
-//!    (one query joining the keys as `unnest` arrays), pipelined in one round trip; then one
-//!    statement (`STORE_MESSAGES`) moves every conversation's `last_seq` up by its count of new
-//!    messages, inserts them (`ON CONFLICT DO NOTHING`, rows in key order, so that two batches
-//!    sharing keys wait on each other in the same order) with seqs from their ranks, and their
-//!    `changes` rows, stamped with this transaction's xid by the column default, as a single
-//!    send's. No `FOR UPDATE` first: the turns already serialise the batches of a conversation.
-//!    Every statement has the same text whatever the batch's size (arrays, not one placeholder
-//!    per row), so each is prepared once per connection and its plan reused.
-//! 3. After the commit, only the members of conversations step 1 did not read (direct
-//!    conversations found by `recipientId`), if any (one query).
+//! 1. Only for `recipientId` sends (the rare case), before the transaction: the batch's sessions
+//!    (one query, so that a revoked session creates nothing), then the recipients (one query),
+//!    their direct conversations (one query, then find-or-create only for missing pairs, as a
+//!    single send does). A batch addressed by `conversationId` alone skips this step.
+//! 2. One transaction: `BEGIN`; one round trip pipelining four statements — the seq turns of
+//!    every conversation the batch names or found (advisory locks **in ascending id order**,
+//!    `ORDER_SEQS`), the batch's active sessions, the member rows of those conversations, and
+//!    the stored rows of the batch's exact `(sender, clientMsgId)` keys (one query joining the
+//!    keys as `unnest` arrays). PostgreSQL runs them in order, so the reads see what the batches
+//!    that held the turns before this one committed. Then, in Rust, a message whose session is
+//!    not an active one of its sender is refused (`SessionInactive`), one whose sender is not a
+//!    member of the conversation it names too (`ConversationNotFound`; the turn taken for it
+//!    only cost a short lock), and the rest is planned. Then one statement (`STORE_MESSAGES`)
+//!    moves every conversation's `last_seq` up by its count of new messages, inserts them (`ON
+//!    CONFLICT DO NOTHING`, rows in key order, so that two batches sharing keys wait on each
+//!    other in the same order) with seqs from their ranks, and their `changes` rows, stamped
+//!    with this transaction's xid by the column default, as a single send's; `COMMIT`. No
+//!    `FOR UPDATE` first: the turns already serialise the batches of a conversation. Every
+//!    statement has the same text whatever the batch's size (arrays, not one placeholder per
+//!    row), so each is prepared once per connection and its plan reused. Common case: one pool
+//!    checkout, one transaction, four round trips (`BEGIN`, the pipeline, `STORE_MESSAGES`,
+//!    `COMMIT`); uploads add their lock and link.
+//! 3. After the commit, only for direct conversations step 1 created: the conversation, to
+//!    announce it (one query each).
 //!
 //! When the statement returned fewer rows than it was given, a concurrent send of one of the keys
 //! committed in between: the transaction rolls back (its seqs with it, so no gap) and the batch
 //! runs again from step 2, where that key is now found stored.
 
-use super::conversations::{find_or_create_direct, load};
+use super::conversations::{find_or_create_direct, load, member_rows_of};
 use super::dialect::Conn;
 use super::rows::{MemberRow, MessageRow};
-use super::schema::{conversations, members, users};
+use super::schema::{conversations, users};
+use super::users::active_among;
 use crate::store::batch::{
-    answers, attachments_to_link, check_attachments, inserts_by_conversation, plan, ranks, Step,
-    Stored, TxError,
+    answers, attachments_to_link, check_attachments, inserts_by_conversation, plan, ranks, split,
+    Sessions, Step, Stored, TxError,
 };
 use crate::store::rows::direct_key;
-use crate::store::{NewMessage, SendOutcome, StoreError, StoreResult, Target};
+use crate::store::{NewMessage, SendOutcome, SessionMessage, StoreError, StoreResult, Target};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -90,68 +99,117 @@ const ATTEMPTS: u32 = 5;
 
 pub async fn send(
     conn: &mut Conn,
-    batch: Vec<NewMessage>,
+    batch: Vec<SessionMessage>,
 ) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
-    let (resolved, created, mut member_rows) = resolve(conn, &batch).await?;
-    let targets: Vec<Option<i64>> = resolved.iter().map(|r| r.as_ref().ok().copied()).collect();
-    let refusals: Vec<Option<StoreError>> = resolved.into_iter().map(Result::err).collect();
-    let mut attempt = 1;
-    let stored = loop {
-        let result = conn
-            .transaction(async |conn| store(conn, &batch, &targets).await)
-            .await;
-        match result {
-            Ok(stored) => break stored,
-            Err(TxError::Raced) if attempt < ATTEMPTS => {
-                tracing::debug!(
-                    attempt,
-                    "a concurrent send committed a key of the batch; again"
-                );
-                attempt += 1;
+    let (batch, sessions) = split(batch);
+    let (before, created) = resolve_recipients(conn, &batch, &sessions).await?;
+    let decided = if before.iter().all(|b| matches!(b, Before::Refused(_))) {
+        // Every message is a refused `recipientId` send: nothing to store.
+        Decided {
+            stored: Stored {
+                steps: batch.iter().map(|_| Step::Unresolved).collect(),
+                inserted: HashMap::new(),
+            },
+            targets: vec![None; batch.len()],
+            held: vec![true; batch.len()],
+            members: Vec::new(),
+        }
+    } else {
+        let mut attempt = 1;
+        loop {
+            let result = conn
+                .transaction(async |conn| store(conn, &batch, &sessions, &before).await)
+                .await;
+            match result {
+                Ok(decided) => break decided,
+                Err(TxError::Raced) if attempt < ATTEMPTS => {
+                    tracing::debug!(
+                        attempt,
+                        "a concurrent send committed a key of the batch; again"
+                    );
+                    attempt += 1;
+                }
+                Err(TxError::Raced) => {
+                    return Err(anyhow::anyhow!("the batch lost {ATTEMPTS} races in a row").into())
+                }
+                Err(TxError::Store(e)) => return Err(e),
             }
-            Err(TxError::Raced) => {
-                return Err(anyhow::anyhow!("the batch lost {ATTEMPTS} races in a row").into())
-            }
-            Err(TxError::Store(e)) => return Err(e),
         }
     };
-    // Members of the conversations step 1 did not read (found by `recipientId`).
-    let read: HashSet<i64> = member_rows.iter().map(|m| m.conversation_id).collect();
-    let unread: Vec<i64> = targets
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|id| !read.contains(id))
-        .collect::<BTreeSet<_>>()
+    let refusals = before
         .into_iter()
+        .zip(&decided.targets)
+        .zip(&decided.held)
+        .map(|((before, target), &held)| match (before, target) {
+            (_, Some(_)) => None,
+            (_, None) if !held => Some(StoreError::SessionInactive),
+            (Before::Refused(e), None) => Some(e),
+            (Before::Named(_), None) => Some(StoreError::ConversationNotFound),
+            (Before::Direct(_), None) => Some(StoreError::Unexpected(anyhow::anyhow!(
+                "a direct conversation found went unused"
+            ))),
+        })
         .collect();
-    if !unread.is_empty() {
-        let more: Vec<MemberRow> = members::table
-            .filter(members::conversation_id.eq_any(&unread))
-            .order((members::conversation_id, members::user_id))
-            .select(MemberRow::as_select())
-            .load(conn)
-            .await?;
-        member_rows.extend(more);
-    }
     let mut new_conversations = HashMap::new();
     for id in created {
         new_conversations.insert(id, load(conn, id).await?);
     }
-    Ok(answers(stored, refusals, &member_rows, new_conversations))
+    Ok(answers(
+        decided.stored,
+        refusals,
+        &decided.members,
+        new_conversations,
+    ))
 }
 
-/// What step 1 found: each message's conversation or its refusal, the direct conversations
-/// created on the way, and the members of the conversations named by id.
-type Resolved = (Vec<StoreResult<i64>>, BTreeSet<i64>, Vec<MemberRow>);
+/// What step 1 made of a message.
+enum Before {
+    /// Addressed by conversation id: the sender's membership is read in step 2.
+    Named(i64),
+    /// A `recipientId` send's direct conversation (found or created).
+    Direct(i64),
+    /// A `recipientId` send refused (its session, the recipient).
+    Refused(StoreError),
+}
 
-/// Each message's conversation (its target resolved, the sender a member) or its refusal, the
-/// direct conversations created on the way, and the members of the conversations named by id.
-async fn resolve(conn: &mut Conn, batch: &[NewMessage]) -> StoreResult<Resolved> {
+impl Before {
+    /// The conversation step 2 takes the turn of, reads the members of, and may store into.
+    fn conversation(&self) -> Option<i64> {
+        match *self {
+            Before::Named(id) | Before::Direct(id) => Some(id),
+            Before::Refused(_) => None,
+        }
+    }
+}
+
+/// Step 1 of the module doc: what each message goes to, the `recipientId` sends resolved (the
+/// others as named), and the direct conversations created on the way.
+async fn resolve_recipients(
+    conn: &mut Conn,
+    batch: &[NewMessage],
+    sessions: &Sessions,
+) -> StoreResult<(Vec<Before>, BTreeSet<i64>)> {
+    let mut created = BTreeSet::new();
+    if batch
+        .iter()
+        .all(|m| matches!(m.target, Target::Conversation(_)))
+    {
+        let before = batch
+            .iter()
+            .map(|m| match m.target {
+                Target::Conversation(c) => Before::Named(c.get()),
+                Target::Recipient(_) => unreachable!("all are addressed by conversation"),
+            })
+            .collect();
+        return Ok((before, created));
+    }
+    let active: Vec<(String, i64)> = active_among(&sessions.distinct).load(conn).await?;
+    let held = sessions.held(batch, &active);
     let recipients: Vec<i64> = batch
         .iter()
-        .filter_map(|m| match m.target {
-            Target::Recipient(r) if r != m.sender => Some(r.get()),
+        .zip(&held)
+        .filter_map(|(m, &held)| match m.target {
+            Target::Recipient(r) if held && r != m.sender => Some(r.get()),
             _ => None,
         })
         .collect();
@@ -189,63 +247,47 @@ async fn resolve(conn: &mut Conn, batch: &[NewMessage]) -> StoreResult<Resolved>
             .into_iter()
             .collect()
     };
-    let conversation_ids: Vec<i64> = batch
-        .iter()
-        .filter_map(|m| match m.target {
-            Target::Conversation(c) => Some(c.get()),
-            Target::Recipient(_) => None,
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let member_rows: Vec<MemberRow> = if conversation_ids.is_empty() {
-        Vec::new()
-    } else {
-        members::table
-            .filter(members::conversation_id.eq_any(&conversation_ids))
-            .order((members::conversation_id, members::user_id))
-            .select(MemberRow::as_select())
-            .load(conn)
-            .await?
-    };
-    let memberships: HashSet<(i64, i64)> = member_rows
-        .iter()
-        .map(|m| (m.conversation_id, m.user_id))
-        .collect();
-
-    let mut created = BTreeSet::new();
-    let mut resolved = Vec::with_capacity(batch.len());
-    for m in batch {
-        let target = match m.target {
-            Target::Conversation(c) if memberships.contains(&(c.get(), m.sender.get())) => {
-                Ok(c.get())
-            }
-            Target::Conversation(_) => Err(StoreError::ConversationNotFound),
-            Target::Recipient(r) if r == m.sender => Err(StoreError::Invalid(
+    let mut before = Vec::with_capacity(batch.len());
+    for (m, held) in batch.iter().zip(held) {
+        let step = match m.target {
+            Target::Conversation(c) => Before::Named(c.get()),
+            Target::Recipient(_) if !held => Before::Refused(StoreError::SessionInactive),
+            Target::Recipient(r) if r == m.sender => Before::Refused(StoreError::Invalid(
                 "recipientId",
                 "cannot be the sender".into(),
             )),
             Target::Recipient(r) if !existing_users.contains(&r.get()) => {
-                Err(StoreError::UserNotFound)
+                Before::Refused(StoreError::UserNotFound)
             }
             Target::Recipient(r) => {
                 let key = direct_key(m.sender, r);
                 match directs.get(&key) {
-                    Some(&id) => Ok(id),
+                    Some(&id) => Before::Direct(id),
                     None => {
                         let (id, was_created) = find_or_create_direct(conn, m.sender, r).await?;
                         if was_created {
                             created.insert(id);
                         }
                         directs.insert(key, id);
-                        Ok(id)
+                        Before::Direct(id)
                     }
                 }
             }
         };
-        resolved.push(target);
+        before.push(step);
     }
-    Ok((resolved, created, member_rows))
+    Ok((before, created))
+}
+
+/// What step 2 decided and stored.
+struct Decided {
+    stored: Stored,
+    /// Message `i`'s conversation, or `None` when it was refused before the plan.
+    targets: Vec<Option<i64>>,
+    /// Whether message `i`'s session is an active one of its sender.
+    held: Vec<bool>,
+    /// The member rows of every conversation of the batch.
+    members: Vec<MemberRow>,
 }
 
 /// Take the seq turns of `conversations` (ascending ids) in the caller's transaction, before it
@@ -264,40 +306,75 @@ pub(super) async fn take_seq_turns(conn: &mut Conn, conversations: &[i64]) -> Qu
 async fn store(
     conn: &mut Conn,
     batch: &[NewMessage],
-    targets: &[Option<i64>],
-) -> Result<Stored, TxError> {
-    let (senders, cmids): (Vec<i64>, Vec<&str>) = batch
+    sessions: &Sessions,
+    before: &[Before],
+) -> Result<Decided, TxError> {
+    let turns: Vec<i64> = before
         .iter()
-        .zip(targets)
-        .filter(|(_, t)| t.is_some())
-        .map(|(m, _)| (m.sender.get(), m.client_msg_id.as_str()))
-        .unzip();
-    // The seq turns first, before the first write or row lock, and the stored keys, as pairs
-    // (one unique-index look-up each: two `= ANY` lists would pair every sender with every key,
-    // and a generic plan of that may scan the table): two statements, one round trip (the
-    // connection pipelines them; PostgreSQL runs them in order, so the look-up sees what the
-    // batches that held the turns before this one committed).
-    let turns: Vec<i64> = targets
-        .iter()
-        .flatten()
-        .copied()
+        .filter_map(Before::conversation)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let found: Vec<MessageRow> = if senders.is_empty() {
-        Vec::new()
-    } else {
+    let (senders, cmids): (Vec<i64>, Vec<&str>) = batch
+        .iter()
+        .zip(before)
+        .filter(|(_, b)| b.conversation().is_some())
+        .map(|(m, _)| (m.sender.get(), m.client_msg_id.as_str()))
+        .unzip();
+    // The seq turns first, before the first write or row lock; then the sessions, the members
+    // and the stored keys, as pairs (one unique-index look-up each: two `= ANY` lists would
+    // pair every sender with every key, and a generic plan of that may scan the table): four
+    // statements, one round trip (the connection pipelines them; PostgreSQL runs them in order,
+    // so the reads see what the batches that held the turns before this one committed).
+    let (active, members, found): (Vec<(String, i64)>, Vec<MemberRow>, Vec<MessageByName>) = {
         let shared: &Conn = conn;
-        let turns = Prepared::<sql::OrderSeqs>::new(sql::ORDER_SEQS, vec![Bind::BigInt(&turns)])
-            .execute(&mut &*shared);
+        let turns_taken =
+            Prepared::<sql::OrderSeqs>::new(sql::ORDER_SEQS, vec![Bind::BigInt(&turns)])
+                .execute(&mut &*shared);
+        let active = active_among(&sessions.distinct).load::<(String, i64)>(&mut &*shared);
+        let members = member_rows_of(&turns).load::<MemberRow>(&mut &*shared);
         let keys = Prepared::<sql::FindKeys>::new(
             sql::FIND_KEYS,
             vec![Bind::BigInt(&senders), Bind::Text(&cmids)],
         )
         .load::<MessageByName>(&mut &*shared);
-        let (_, found) = futures::try_join!(turns, keys)?;
-        found.into_iter().map(MessageRow::from).collect()
+        let (_, active, members, found) = futures::try_join!(turns_taken, active, members, keys)?;
+        (active, members, found)
     };
+    let found: Vec<MessageRow> = found.into_iter().map(MessageRow::from).collect();
+    let held = sessions.held(batch, &active);
+    let memberships: HashSet<(i64, i64)> = members
+        .iter()
+        .map(|m| (m.conversation_id, m.user_id))
+        .collect();
+    let targets: Vec<Option<i64>> = batch
+        .iter()
+        .zip(before)
+        .zip(&held)
+        .map(|((m, before), &held)| match *before {
+            _ if !held => None,
+            Before::Named(id) if memberships.contains(&(id, m.sender.get())) => Some(id),
+            Before::Direct(id) => Some(id),
+            Before::Named(_) | Before::Refused(_) => None,
+        })
+        .collect();
+    let stored = insert(conn, batch, &targets, found).await?;
+    Ok(Decided {
+        stored,
+        targets,
+        held,
+        members,
+    })
+}
+
+/// The rest of step 2: plan each message (`targets` as [`Decided::targets`], `found` the stored
+/// rows of the batch's keys), lock and check the uploads, store the new messages.
+async fn insert(
+    conn: &mut Conn,
+    batch: &[NewMessage],
+    targets: &[Option<i64>],
+    found: Vec<MessageRow>,
+) -> Result<Stored, TxError> {
     let mut steps = plan(batch, targets, found);
     let uploads = super::uploads::lock(conn, &attachments_to_link(batch, &steps))
         .await

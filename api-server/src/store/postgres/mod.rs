@@ -18,8 +18,8 @@ mod uploads;
 queries!();
 
 use super::{
-    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError,
-    StoreResult, Watermark, WatermarkOutcome,
+    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, SessionMessage,
+    Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
 };
 use crate::settings::DatabaseSettings;
 use anyhow::Context;
@@ -231,7 +231,7 @@ impl Store for PgStore {
 
     async fn send_batch(
         &self,
-        batch: Vec<NewMessage>,
+        batch: Vec<SessionMessage>,
     ) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
         batch::send(&mut *self.conn().await?, batch).await
     }

@@ -1,12 +1,13 @@
 //! Users and sessions.
 
-use super::dialect::{now, user_matches, Conn};
+use super::dialect::{now, user_matches, Backend, Conn};
 use super::rows::UserRow;
 use super::schema::{members, sessions, users};
 use crate::store::{NewUser, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use shared::ids::{ConversationId, UserId};
 use shared::wire::User;
@@ -123,14 +124,19 @@ pub async fn active_sessions(
     conn: &mut Conn,
     jtis: &[String],
 ) -> StoreResult<Vec<(String, UserId)>> {
-    let found: Vec<(String, i64)> = sessions::table
+    let found: Vec<(String, i64)> = active_among(jtis).load(conn).await?;
+    Ok(found.into_iter().map(|(j, u)| (j, UserId(u))).collect())
+}
+
+/// The query of [`active_sessions`], `(jti, user id)` rows, for a caller that runs it on a
+/// connection of its own choosing (PostgreSQL's group commit pipelines it).
+pub fn active_among(jtis: &[String]) -> sessions::BoxedQuery<'_, Backend, (Text, BigInt)> {
+    sessions::table
         .filter(sessions::jti.eq_any(jtis))
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::expires_at.gt(now()))
         .select((sessions::jti, sessions::user_id))
-        .load(conn)
-        .await?;
-    Ok(found.into_iter().map(|(j, u)| (j, UserId(u))).collect())
+        .into_boxed()
 }
 
 /// Every conversation of `user` with its members, in one query.

@@ -31,8 +31,8 @@ mod sync;
 queries!();
 
 use super::{
-    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, Store, StoreError,
-    StoreResult, Watermark, WatermarkOutcome,
+    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, SessionMessage,
+    Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
 };
 use anyhow::Context;
 use async_trait::async_trait;
@@ -222,7 +222,7 @@ impl Store for SqliteStore {
 
     async fn send_batch(
         &self,
-        batch: Vec<NewMessage>,
+        batch: Vec<SessionMessage>,
     ) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
         detached(&self.writer, move |mut c| async move {
             batch::send(&mut c, batch).await
