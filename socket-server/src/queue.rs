@@ -9,21 +9,26 @@
 //! Same use as a bounded `mpsc` channel: any number of [`Sender`]s (cloned), one [`Receiver`];
 //! [`Sender::send`] waits for room, [`Sender::try_send`] does not; [`Receiver::recv`] returns
 //! `None` once every sender is gone and the queue is empty; senders fail once the receiver is
-//! gone.
+//! gone. The one receiver waits on an [`AtomicWaker`]: a `select!` loop that polls
+//! [`Receiver::recv`] on every turn (the WebSocket writer) registers its waker with an atomic
+//! exchange, where a `Notify` put a waiter in its locked list and took it out again each time.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use futures::task::AtomicWaker;
 
 pub use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 struct Shared<T> {
     items: Mutex<VecDeque<T>>,
     /// One permit per free place.
     room: Semaphore,
     /// Wakes the receiver when an item arrives or the last sender leaves.
-    ready: Notify,
+    ready: AtomicWaker,
     senders: AtomicUsize,
 }
 
@@ -39,7 +44,7 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         items: Mutex::new(VecDeque::new()),
         room: Semaphore::new(capacity.max(1)),
-        ready: Notify::new(),
+        ready: AtomicWaker::new(),
         senders: AtomicUsize::new(1),
     });
     (
@@ -82,7 +87,7 @@ impl<T> Sender<T> {
 
     fn push(&self, item: T) {
         self.shared.items().push_back(item);
-        self.shared.ready.notify_one();
+        self.shared.ready.wake();
     }
 }
 
@@ -98,7 +103,7 @@ impl<T> Clone for Sender<T> {
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.ready.notify_one();
+            self.shared.ready.wake();
         }
     }
 }
@@ -110,14 +115,18 @@ pub struct Receiver<T> {
 impl<T> Receiver<T> {
     /// The next item, or `None` once the queue is empty and every sender is gone.
     pub async fn recv(&mut self) -> Option<T> {
-        loop {
-            match self.try_recv() {
-                Ok(item) => return Some(item),
-                Err(TryRecvError::Disconnected) => return None,
-                // `notify_one` keeps a wake-up for a receiver not waiting yet: none is lost
-                // between the check above and this wait.
-                Err(TryRecvError::Empty) => self.shared.ready.notified().await,
-            }
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`recv`](Self::recv) as a poll: the next item, `None` once the queue is empty and every
+    /// sender is gone, or `Pending` with the waker of `cx` registered for the next item.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        // Registered before looking, so an item pushed between the look and the wait wakes us.
+        self.shared.ready.register(cx.waker());
+        match self.try_recv() {
+            Ok(item) => Poll::Ready(Some(item)),
+            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+            Err(TryRecvError::Empty) => Poll::Pending,
         }
     }
 

@@ -194,7 +194,7 @@ pub(crate) async fn drive<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc
             // Already closed by `send` if the outbox was full.
             HeartbeatEnd::SendFailed => session.close(CloseReason::SlowConsumer),
         },
-        () = session.closed.cancelled() => {}
+        () = session.wait_closed() => {}
     }
     let reason = session.close_reason();
     // The client closed a polling session with no poll pending to end with a `noop`: its next

@@ -71,6 +71,16 @@ pub fn decode_text(text: &str) -> Result<Packet, PacketError> {
     })
 }
 
+/// [`decode_text`] of a text the caller owns (a WebSocket text frame): a message keeps the
+/// frame's bytes, without the type digit, instead of a copy of them.
+pub fn decode_text_owned(mut text: String) -> Result<Packet, PacketError> {
+    if text.starts_with('4') {
+        text.remove(0);
+        return Ok(Packet::Message(Message::Text(text)));
+    }
+    decode_text(&text)
+}
+
 /// Decodes the body of a polling POST: records separated by `\x1e`, `b<base64>` for binary.
 pub fn decode_payload(body: &[u8]) -> Result<Vec<Packet>, PacketError> {
     let text = std::str::from_utf8(body).map_err(|_| PacketError::Utf8)?;
@@ -247,6 +257,17 @@ mod tests {
         );
         assert_eq!(decode_text("5"), Ok(Packet::Upgrade));
         assert_eq!(decode_text("6"), Ok(Packet::Noop));
+    }
+
+    #[test]
+    fn an_owned_text_decodes_as_a_borrowed_one() {
+        for text in ["1", "2probe", "3", "4hello", "4", "5", "6", "", "7", "é"] {
+            assert_eq!(
+                decode_text_owned(text.into()),
+                decode_text(text),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

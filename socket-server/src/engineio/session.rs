@@ -1,9 +1,11 @@
 //! One Engine.IO session, whatever its transport: its bounded outbox, its state, how it closes.
 
 use std::any::Any;
+use std::future::Future as _;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use futures::task::AtomicWaker;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -54,9 +56,16 @@ pub(crate) struct Session {
     /// When the last pong arrived (the session's opening until the first): the heartbeat's
     /// schedule, and what a request checks to find a session past its deadline.
     pub pongs: Pongs,
-    /// Cancelled when the session closes; every task of the session watches it.
+    /// Cancelled when the session closes (by [`Session::close`] only); every task of the
+    /// session watches it.
     pub closed: CancellationToken,
+    /// Set by [`Session::close`] before `closed` is cancelled: [`Session::is_closed`] reads it,
+    /// one atomic load, where the token's own check takes its lock (every send checks).
     reason: OnceLock<CloseReason>,
+    /// Woken by [`Session::close`]: the WebSocket connection's loop waits on it
+    /// ([`Session::poll_closed`]) rather than on `closed`, whose wait takes the token's lock to
+    /// check and again to enter and leave its waiter list on every turn of that loop.
+    close_waker: AtomicWaker,
     /// State the handler attaches to the session (see [`EngineSocket::set_data`]).
     data: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
@@ -83,6 +92,7 @@ impl Session {
             pongs: Pongs::new(tokio::time::Instant::now()),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
+            close_waker: AtomicWaker::new(),
             data: OnceLock::new(),
         }
     }
@@ -100,10 +110,51 @@ impl Session {
     pub fn close(&self, reason: CloseReason) {
         let _ = self.reason.set(reason);
         self.closed.cancel();
+        self.close_waker.wake();
+    }
+
+    /// Ready once the session is closed; until then the waker of `cx` is woken when it closes.
+    /// For one waiter at a time (the WebSocket connection's loop, which calls
+    /// [`Session::forget_close_waker`] when it ends); other tasks wait on `closed`.
+    pub fn poll_closed(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // Registered before looking: a close between the look and the wait wakes us.
+        self.close_waker.register(cx.waker());
+        if self.is_closed() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    /// Resolves when the session closes, as `closed.cancelled()`; but polled again with the
+    /// waker it already registered (the session's driver, polled whenever its connection task
+    /// wakes), it costs one atomic load where the token's wait takes its lock twice.
+    pub async fn wait_closed(&self) {
+        let cancelled = self.closed.cancelled();
+        tokio::pin!(cancelled);
+        let mut registered: Option<std::task::Waker> = None;
+        std::future::poll_fn(|cx| {
+            // `reason` is set before `closed` is cancelled, so a wake-up for the close sees it.
+            if self.is_closed() {
+                return std::task::Poll::Ready(());
+            }
+            if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                return std::task::Poll::Pending;
+            }
+            let poll = cancelled.as_mut().poll(cx);
+            registered = Some(cx.waker().clone());
+            poll
+        })
+        .await
+    }
+
+    /// Drops the waker [`Session::poll_closed`] registered.
+    pub fn forget_close_waker(&self) {
+        drop(self.close_waker.take());
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.reason.get().is_some()
     }
 
     pub fn close_reason(&self) -> CloseReason {

@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use super::engine::{drive, Engine, EngineHandler};
 use super::errors::{Body, CloseReason, HttpError};
 use super::hooks::RequestInfo;
-use super::packet::{decode_text, Frame, Message, Outgoing, Packet, PONG_PROBE};
+use super::packet::{decode_text, decode_text_owned, Frame, Message, Outgoing, Packet, PONG_PROBE};
 use super::session::{Session, Transport};
 use super::ws_frame::{
     encode, encode_close, FrameError, FrameReader, Incoming, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT,
@@ -168,7 +169,9 @@ impl Conn {
     }
 
     /// Writes `out` if there is anything to write, and reads once if `read`. The read goes
-    /// through a buffer on this function's stack: a waiting connection holds none.
+    /// through a buffer on this function's stack: a waiting connection holds none. The buffer
+    /// is left uninitialised (the socket writes it, [`ReadBuf`] tracks what was written):
+    /// zeroing its 8 KiB on every poll was more than half the echo's instructions per message.
     fn poll_io(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<IoEvent> {
         if !self.out.is_empty() {
             match self.poll_write_out(cx) {
@@ -178,8 +181,8 @@ impl Conn {
             }
         }
         if read {
-            let mut chunk = [0u8; READ_CHUNK];
-            let mut buf = ReadBuf::new(&mut chunk);
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut chunk);
             if let Poll::Ready(result) = Pin::new(&mut self.io).poll_read(cx, &mut buf) {
                 let event = match result {
                     Err(error) => IoEvent::ReadFailed(error.into()),
@@ -374,7 +377,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
         if handling.is_none() {
             if let Some(incoming) = conn.next_inbound() {
                 let packet = match incoming {
-                    Incoming::Text(text) => match decode_text(&text) {
+                    Incoming::Text(text) => match decode_text_owned(text) {
                         Ok(packet) => packet,
                         Err(error) => {
                             tracing::debug!(sid = %session.sid, %error, "malformed packet");
@@ -396,7 +399,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
         let room = conn.has_room();
         tokio::select! {
             biased;
-            () = session.closed.cancelled() => break None,
+            () = poll_fn(|cx| session.poll_closed(cx)) => break None,
             () = async {
                 match handling.as_mut() {
                     Some(handling) => handling.await,
@@ -415,7 +418,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
                     break Some(CloseReason::TransportError);
                 }
             },
-            packet = outbox.rx.recv(), if room => {
+            packet = poll_fn(|cx| outbox.rx.poll_recv(cx)), if room => {
                 // The session holds a sender: `None` cannot come while it lives.
                 if let Some(packet) = packet {
                     conn.push(&packet);
@@ -427,6 +430,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
             }
         }
     };
+    session.forget_close_waker();
     if let Some(reason) = ended {
         session.close(reason);
     }

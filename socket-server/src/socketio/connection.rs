@@ -101,7 +101,7 @@ impl Connection {
 
     async fn dispatch(self: &Arc<Self>, engine: &EngineSocket, packet: ClientPacket) {
         match packet {
-            ClientPacket::Connect { namespace, auth } => self.connect(engine, namespace, auth),
+            ClientPacket::Connect { namespace, auth } => self.connect(engine, &namespace, auth),
             ClientPacket::Disconnect { namespace } => {
                 let entry = self.take(&namespace, |_| true);
                 if let Some(entry) = entry {
@@ -143,14 +143,14 @@ impl Connection {
         }
     }
 
-    fn connect(self: &Arc<Self>, engine: &EngineSocket, namespace: String, auth: Value) {
-        let Some(handler) = self.shared.namespaces.get(&namespace).cloned() else {
-            let refusal = packet::connect_error(&namespace, "Invalid namespace", None);
+    fn connect(self: &Arc<Self>, engine: &EngineSocket, namespace: &str, auth: Value) {
+        let Some(handler) = self.shared.namespaces.get(namespace).cloned() else {
+            let refusal = packet::connect_error(namespace, "Invalid namespace", None);
             let _ = engine.send_packet(refusal);
             return;
         };
         let mut sockets = self.sockets();
-        if Self::find(&sockets, &namespace).is_some() {
+        if Self::find(&sockets, namespace).is_some() {
             drop(sockets);
             tracing::debug!(sid = engine.sid(), %namespace, "second CONNECT to a joined namespace");
             engine.close(CloseReason::ProtocolError);
@@ -158,7 +158,7 @@ impl Connection {
         }
         let config = &self.shared.config;
         let socket = Socket::new(
-            &namespace,
+            namespace,
             engine.clone(),
             config.connect_buffer,
             Arc::downgrade(self),

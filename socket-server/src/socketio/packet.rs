@@ -4,6 +4,8 @@
 //! Engine.IO message (`4` prefix). The attachments of binary packets follow as separate binary
 //! Engine.IO messages (see [`Decoder`](super::decoder::Decoder)).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::payload::Payload;
@@ -27,7 +29,8 @@ pub struct RawPacket {
     pub kind: PacketType,
     /// Number of binary attachments that follow (binary types only).
     pub attachments: usize,
-    pub namespace: String,
+    /// Borrowed for the main namespace `/` (most packets), so decoding it allocates nothing.
+    pub namespace: Cow<'static, str>,
     pub id: Option<u64>,
     pub data: Option<Value>,
 }
@@ -113,7 +116,11 @@ pub fn decode_raw(text: &str) -> Result<RawPacket, ParseError> {
     Ok(RawPacket {
         kind,
         attachments,
-        namespace: namespace.to_owned(),
+        namespace: if namespace == "/" {
+            Cow::Borrowed("/")
+        } else {
+            Cow::Owned(namespace.to_owned())
+        },
         id,
         data,
     })
@@ -123,21 +130,21 @@ pub fn decode_raw(text: &str) -> Result<RawPacket, ParseError> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientPacket {
     Connect {
-        namespace: String,
+        namespace: Cow<'static, str>,
         /// The CONNECT payload; `{}` when absent.
         auth: Value,
     },
     Disconnect {
-        namespace: String,
+        namespace: Cow<'static, str>,
     },
     Event {
-        namespace: String,
+        namespace: Cow<'static, str>,
         event: String,
         payload: Payload,
         ack: Option<u64>,
     },
     Ack {
-        namespace: String,
+        namespace: Cow<'static, str>,
         id: u64,
         payload: Payload,
     },
@@ -163,14 +170,21 @@ pub fn validate(raw: RawPacket) -> Result<(ClientPacket, usize), ParseError> {
         }
         (PacketType::Disconnect, None) => ClientPacket::Disconnect { namespace },
         (PacketType::Event | PacketType::BinaryEvent, Some(Value::Array(mut args))) => {
+            // The name is moved out, not copied.
             let event = match args.first() {
                 Some(Value::String(name)) if !RESERVED_EVENTS.contains(&name.as_str()) => {
-                    name.clone()
+                    match args.remove(0) {
+                        Value::String(name) => name,
+                        _ => return Err(ParseError::Payload),
+                    }
                 }
-                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Number(n)) => {
+                    let name = n.to_string();
+                    args.remove(0);
+                    name
+                }
                 _ => return Err(ParseError::Payload),
             };
-            args.remove(0);
             ClientPacket::Event {
                 namespace,
                 event,
@@ -194,47 +208,84 @@ fn write_json(buf: &mut Vec<u8>, value: &impl serde::Serialize) {
     let _ = serde_json::to_writer(&mut *buf, value);
 }
 
-/// Starts an Engine.IO message (`4`) holding a Socket.IO packet header.
-fn header(kind: PacketType, attachments: usize, namespace: &str, id: Option<u64>) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(64);
+/// Scratch buffers past this size are not kept for the thread's next packet.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// A text frame written by `write` into a buffer the thread reuses, then copied out at its exact
+/// length. Built in a `Vec` of its own, a packet grew by reallocation and, its length then short
+/// of its capacity, needed a second allocation to become the frame's `Bytes` (which takes a
+/// `Vec` as is only when it is full): one allocation per packet here, and a copy of ~100 bytes.
+fn text_frame(write: impl FnOnce(&mut Vec<u8>)) -> Frame {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            write(&mut buf);
+            let frame = Frame::text_raw(buf.to_vec());
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = Vec::new();
+            }
+            frame
+        }
+        // Not reached (`write` encodes, it never builds another packet); a fresh buffer then.
+        Err(_) => {
+            let mut buf = Vec::new();
+            write(&mut buf);
+            Frame::text_raw(buf)
+        }
+    })
+}
+
+/// Writes an Engine.IO message (`4`) holding a Socket.IO packet header.
+fn header(
+    buf: &mut Vec<u8>,
+    kind: PacketType,
+    attachments: usize,
+    namespace: &str,
+    id: Option<u64>,
+) {
+    use std::io::Write as _;
     buf.push(b'4');
     buf.push(b'0' + kind as u8);
     if attachments > 0 {
-        buf.extend_from_slice(attachments.to_string().as_bytes());
-        buf.push(b'-');
+        // Writing into a `Vec` cannot fail.
+        let _ = write!(buf, "{attachments}-");
     }
     if namespace != "/" {
         buf.extend_from_slice(namespace.as_bytes());
         buf.push(b',');
     }
     if let Some(id) = id {
-        buf.extend_from_slice(id.to_string().as_bytes());
+        let _ = write!(buf, "{id}");
     }
-    buf
 }
 
 /// `0[/ns,]{"sid":...}`: the namespace accepted the connection.
 pub fn connect(namespace: &str, sid: &str) -> Frame {
-    let mut buf = header(PacketType::Connect, 0, namespace, None);
-    write_json(&mut buf, &serde_json::json!({ "sid": sid }));
-    Frame::text_raw(buf)
+    text_frame(|buf| {
+        header(buf, PacketType::Connect, 0, namespace, None);
+        write_json(buf, &serde_json::json!({ "sid": sid }));
+    })
 }
 
 /// `4[/ns,]{"message":...[,"data":...]}`: the namespace refused the connection.
 pub fn connect_error(namespace: &str, message: &str, data: Option<&Value>) -> Frame {
-    let mut buf = header(PacketType::ConnectError, 0, namespace, None);
     let mut body = serde_json::Map::new();
     body.insert("message".into(), Value::String(message.into()));
     if let Some(data) = data {
         body.insert("data".into(), data.clone());
     }
-    write_json(&mut buf, &body);
-    Frame::text_raw(buf)
+    text_frame(|buf| {
+        header(buf, PacketType::ConnectError, 0, namespace, None);
+        write_json(buf, &body);
+    })
 }
 
 /// `1[/ns,]`: the server disconnects the socket from the namespace.
 pub fn disconnect(namespace: &str) -> Frame {
-    Frame::text_raw(header(PacketType::Disconnect, 0, namespace, None))
+    text_frame(|buf| header(buf, PacketType::Disconnect, 0, namespace, None))
 }
 
 /// An EVENT (BINARY_EVENT with attachments) as one outgoing packet: the text frame, then one
@@ -245,15 +296,17 @@ pub fn event(namespace: &str, event: &str, payload: &Payload, ack: Option<u64>) 
     } else {
         PacketType::BinaryEvent
     };
-    let mut buf = header(kind, payload.attachments.len(), namespace, ack);
-    buf.push(b'[');
-    write_json(&mut buf, &event);
-    for arg in &payload.args {
-        buf.push(b',');
-        write_json(&mut buf, arg);
-    }
-    buf.push(b']');
-    with_attachments(buf, payload)
+    let text = text_frame(|buf| {
+        header(buf, kind, payload.attachments.len(), namespace, ack);
+        buf.push(b'[');
+        write_json(buf, &event);
+        for arg in &payload.args {
+            buf.push(b',');
+            write_json(buf, arg);
+        }
+        buf.push(b']');
+    });
+    with_attachments(text, payload)
 }
 
 /// An ACK (BINARY_ACK with attachments) answering the client's packet `id`.
@@ -263,13 +316,14 @@ pub fn ack(namespace: &str, id: u64, payload: &Payload) -> Outgoing {
     } else {
         PacketType::BinaryAck
     };
-    let mut buf = header(kind, payload.attachments.len(), namespace, Some(id));
-    write_json(&mut buf, &payload.args);
-    with_attachments(buf, payload)
+    let text = text_frame(|buf| {
+        header(buf, kind, payload.attachments.len(), namespace, Some(id));
+        write_json(buf, &payload.args);
+    });
+    with_attachments(text, payload)
 }
 
-fn with_attachments(text: Vec<u8>, payload: &Payload) -> Outgoing {
-    let text = Frame::text_raw(text);
+fn with_attachments(text: Frame, payload: &Payload) -> Outgoing {
     if payload.attachments.is_empty() {
         return Outgoing::One(text);
     }

@@ -1,7 +1,6 @@
 //! [`Socket`]: one client in one namespace, as the chat layer sees it.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
@@ -86,31 +85,50 @@ impl Handshake {
 }
 
 /// Typed per-socket storage: one value per type.
+///
+/// A list searched by `TypeId`, not a hash map: a socket holds a handful of values, and the chat
+/// layer reads one on every event, where hashing the `TypeId` (SipHash) cost more than comparing
+/// it with each entry.
 #[derive(Default)]
-pub struct Extensions(Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>);
+pub struct Extensions(Mutex<Vec<(TypeId, Box<dyn Any + Send + Sync>)>>);
 
 impl Extensions {
-    fn map(&self) -> MutexGuard<'_, HashMap<TypeId, Box<dyn Any + Send + Sync>>> {
-        // Each operation is a single map call, so a poisoned map is still consistent.
+    fn list(&self) -> MutexGuard<'_, Vec<(TypeId, Box<dyn Any + Send + Sync>)>> {
+        // Each operation is a single list change, so a poisoned list is still consistent.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores `value`, returning the previous value of that type.
     pub fn insert<T: Send + Sync + 'static>(&self, value: T) -> Option<T> {
-        let old = self.map().insert(TypeId::of::<T>(), Box::new(value))?;
+        let mut list = self.list();
+        let value: Box<dyn Any + Send + Sync> = Box::new(value);
+        let old = match list.iter_mut().find(|(id, _)| *id == TypeId::of::<T>()) {
+            Some((_, slot)) => std::mem::replace(slot, value),
+            None => {
+                list.push((TypeId::of::<T>(), value));
+                return None;
+            }
+        };
         old.downcast().ok().map(|b| *b)
     }
 
     /// A clone of the value of type `T`.
     pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        self.map()
-            .get(&TypeId::of::<T>())?
+        self.list()
+            .iter()
+            .find(|(id, _)| *id == TypeId::of::<T>())?
+            .1
             .downcast_ref::<T>()
             .cloned()
     }
 
     pub fn remove<T: Send + Sync + 'static>(&self) -> Option<T> {
-        let old = self.map().remove(&TypeId::of::<T>())?;
+        let mut list = self.list();
+        let at = list.iter().position(|(id, _)| *id == TypeId::of::<T>())?;
+        let (_, old) = list.swap_remove(at);
+        if list.is_empty() {
+            *list = Vec::new();
+        }
         old.downcast().ok().map(|b| *b)
     }
 }
