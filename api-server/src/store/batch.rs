@@ -40,8 +40,8 @@ pub fn split(batch: Vec<SessionMessage>) -> (Vec<NewMessage>, Sessions) {
 
 impl Sessions {
     /// Whether each message's session is an active one of its sender, from `active` (the active
-    /// sessions among [`Sessions::distinct`], with their user ids, as `users::active_among` reads them): a jti holds for its own user
-    /// only.
+    /// sessions among [`Sessions::distinct`] with their user ids, as `users::active_among` reads
+    /// them): a jti holds for its own user only.
     pub fn held(&self, batch: &[NewMessage], active: &[(String, i64)]) -> Vec<bool> {
         let active: HashMap<&str, i64> = active.iter().map(|(j, u)| (j.as_str(), *u)).collect();
         self.of

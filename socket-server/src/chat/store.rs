@@ -115,18 +115,18 @@ async fn run_lane(
         }
         // The previous batch began less than an interval ago: the load is sustained, and what
         // arrives until the interval is over joins this batch.
-        let due = last_start.map(|start| start + interval);
-        if let Some(due) = due.filter(|due| *due > tokio::time::Instant::now()) {
-            if batch.len() < batch_max {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep_until(due) => {}
-                }
-                while batch.len() < batch_max {
-                    match jobs.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
+        let due = last_start
+            .map(|start| start + interval)
+            .filter(|due| *due > tokio::time::Instant::now() && batch.len() < batch_max);
+        if let Some(due) = due {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep_until(due) => {}
+            }
+            while batch.len() < batch_max {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
                 }
             }
         }

@@ -31,10 +31,10 @@
 //! committed in between: the transaction rolls back (its seqs with it, so no gap) and the batch
 //! runs again from step 2, where that key is now found stored.
 
-use super::conversations::{find_or_create_direct, load, member_rows_of};
+use super::conversations::{find_or_create_direct, load};
 use super::dialect::Conn;
 use super::rows::{MemberRow, MessageRow};
-use super::schema::{conversations, users};
+use super::schema::{conversations, members, users};
 use super::users::active_among;
 use crate::store::batch::{
     answers, attachments_to_link, check_attachments, inserts_by_conversation, plan, ranks, split,
@@ -332,7 +332,11 @@ async fn store(
             Prepared::<sql::OrderSeqs>::new(sql::ORDER_SEQS, vec![Bind::BigInt(&turns)])
                 .execute(&mut &*shared);
         let active = active_among(&sessions.distinct).load::<(String, i64)>(&mut &*shared);
-        let members = member_rows_of(&turns).load::<MemberRow>(&mut &*shared);
+        let members = members::table
+            .filter(members::conversation_id.eq_any(&turns))
+            .order((members::conversation_id, members::user_id))
+            .select(MemberRow::as_select())
+            .load::<MemberRow>(&mut &*shared);
         let keys = Prepared::<sql::FindKeys>::new(
             sql::FIND_KEYS,
             vec![Bind::BigInt(&senders), Bind::Text(&cmids)],

@@ -4,13 +4,12 @@
 //! NOTHING`, and one that did nothing finds the pair's conversation the other writer committed
 //! (on PostgreSQL the insert waits for that writer; on SQLite writes are serialized anyway).
 
-use super::dialect::{now, Backend, Conn, Instant};
+use super::dialect::{now, Conn, Instant};
 use super::rows::{ConversationRow, MemberRow, MessageRow, UserRow};
 use super::schema::{changes, conversations, members, messages, users};
 use crate::store::rows::direct_key;
 use crate::store::{CreateOutcome, StoreError, StoreResult};
 use diesel::prelude::*;
-use diesel::dsl::AsSelect;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use shared::ids::{ConversationId, UserId};
@@ -26,17 +25,6 @@ pub async fn members_of(conn: &mut Conn, ids: &[i64]) -> StoreResult<Vec<(Member
         .select((MemberRow::as_select(), UserRow::as_select()))
         .load(conn)
         .await?)
-}
-
-/// The member rows of the given conversations, by conversation and user id (a query, for a
-/// caller that runs it on a connection of its own choosing: PostgreSQL's group commit pipelines
-/// it).
-pub fn member_rows_of(ids: &[i64]) -> members::BoxedQuery<'_, Backend, AsSelect<MemberRow, Backend>> {
-    members::table
-        .filter(members::conversation_id.eq_any(ids))
-        .order((members::conversation_id, members::user_id))
-        .select(MemberRow::as_select())
-        .into_boxed()
 }
 
 /// Member rows of one conversation, by user id.
