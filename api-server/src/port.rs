@@ -7,7 +7,9 @@ use crate::state::AppState;
 use async_trait::async_trait;
 use shared::errors::AckError;
 use shared::ids::{ConversationId, UserId};
-use shared::port::{ConversationMembers, Receipt, RelayPort, SessionRef, StoreItem, StoreOutcome};
+use shared::port::{
+    Announce, ConversationMembers, Receipt, RelayPort, SessionRef, StoreItem, StoreOutcome,
+};
 use shared::wire::{MemberState, SyncResponse};
 
 /// The relay port over the API's own state.
@@ -44,8 +46,12 @@ impl RelayPort for InProcessPort {
         Ok(service::conversations::members(&self.state, user, conversation).await?)
     }
 
-    async fn store(&self, batch: &[StoreItem]) -> Result<Vec<StoreOutcome>, AckError> {
-        Ok(service::messages::store_batch(&self.state, batch).await?)
+    async fn store(
+        &self,
+        batch: &[StoreItem],
+        announce: Announce,
+    ) -> Result<Vec<StoreOutcome>, AckError> {
+        Ok(service::messages::store_batch(&self.state, batch, announce).await?)
     }
 
     async fn mark(

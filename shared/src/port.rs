@@ -100,16 +100,35 @@ pub struct SessionState {
     pub active: bool,
 }
 
-/// `POST /internal/relay/messages` body.
+/// Who tells the members' devices that a batch's new messages are stored (`message_stored`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Announce {
+    /// The API publishes `message_stored` on the bus, to every member's channel (as for a
+    /// REST send).
+    #[default]
+    Bus,
+    /// The caller does: a relay that knows every member of each message's conversation
+    /// delivers the answer to its own devices at once, with no trip through Redis, and
+    /// publishes it on the bus for the other relays, if any. The API publishes no
+    /// `message_stored` for the batch (a conversation it creates is still announced).
+    Caller,
+}
+
+/// `POST /internal/relay/messages` body: `{"items": […], "announce": "bus"|"caller"}`
+/// (`announce` may be left out: `bus`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreBatch {
     pub items: Vec<StoreItem>,
+    #[serde(default)]
+    pub announce: Announce,
 }
 
 /// [`StoreBatch`] as a sender writes it, borrowing the items (same JSON).
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreBatchRef<'a> {
     pub items: &'a [StoreItem],
+    pub announce: Announce,
 }
 
 /// `POST /internal/relay/messages` answer: one outcome per item, in order.
@@ -144,8 +163,13 @@ pub trait RelayPort: Send + Sync + 'static {
     /// answer has one outcome per item, in order; one refused message never fails the others.
     /// `Err` only when the whole batch could not be attempted or its outcome is unknown (the API
     /// or the database unreachable): retrying the same batch is then safe, since every send is
-    /// idempotent on `(sender, clientMsgId)`.
-    async fn store(&self, batch: &[StoreItem]) -> Result<Vec<StoreOutcome>, AckError>;
+    /// idempotent on `(sender, clientMsgId)`. `announce` says who announces the new messages
+    /// ([`Announce`]).
+    async fn store(
+        &self,
+        batch: &[StoreItem],
+        announce: Announce,
+    ) -> Result<Vec<StoreOutcome>, AckError>;
 
     /// Move `user`'s `which` watermark in `conversation` up to `up_to_seq` (as
     /// `POST /api/conversations/{id}/read|delivered`); the member's state afterwards.

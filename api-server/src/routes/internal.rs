@@ -10,7 +10,7 @@
 //!
 //! | route | body → answer |
 //! |---|---|
-//! | `POST /internal/relay/messages` | `StoreBatch` → `StoreBatchAnswer` (at most [`MAX_STORE_BATCH`] items, [`MAX_STORE_BATCH_BYTES`]) |
+//! | `POST /internal/relay/messages` | `StoreBatch` (`announce`: who announces the new messages, `shared::port::Announce`) → `StoreBatchAnswer` (at most [`MAX_STORE_BATCH`] items, [`MAX_STORE_BATCH_BYTES`]) |
 //! | `GET /internal/relay/users/{id}/memberships` | → `[ConversationMembers]` |
 //! | `GET /internal/relay/users/{id}/conversations/{cid}/members` | → `ConversationMembers`, 404 `conversation_not_found` |
 //! | `GET /internal/relay/users/{id}/sessions/{jti}` | → `{"active": bool}` |
@@ -109,14 +109,14 @@ async fn store(
     state: web::Data<AppState>,
     body: web::Json<StoreBatch>,
 ) -> ApiResult<web::Json<StoreBatchAnswer>> {
-    let items = body.into_inner().items;
+    let StoreBatch { items, announce } = body.into_inner();
     if items.len() > MAX_STORE_BATCH {
         return Err(ApiError::invalid(
             "items",
             format!("at most {MAX_STORE_BATCH} per batch"),
         ));
     }
-    let outcomes = service::messages::store_batch(&state, &items).await?;
+    let outcomes = service::messages::store_batch(&state, &items, announce).await?;
     Ok(web::Json(StoreBatchAnswer { outcomes }))
 }
 

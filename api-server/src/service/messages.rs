@@ -8,7 +8,7 @@ use shared::domain::OutgoingMessage;
 use shared::errors::{AckError, ErrorCode};
 use shared::events::BusEvent;
 use shared::ids::UserId;
-use shared::port::{StoreItem, StoreOutcome};
+use shared::port::{Announce, StoreItem, StoreOutcome};
 use shared::wire::{Message, SendMessageRequest};
 use std::collections::{BTreeSet, HashMap};
 
@@ -49,7 +49,7 @@ pub async fn send(state: &AppState, new: NewMessage) -> ApiResult<Sent> {
         state.store.send_message(new).await?
     };
     describe_attachments(state, std::slice::from_mut(&mut outcome)).await;
-    Ok(announce(state, outcome))
+    Ok(announce(state, outcome, Announce::Bus))
 }
 
 /// Describe the uploads of stored messages (metadata and signed URLs) before they are answered
@@ -85,9 +85,14 @@ async fn writing(state: &AppState) -> ApiResult<tokio::sync::SemaphorePermit<'_>
 /// `idempotency_mismatch`, …); `Err` only when storage failed for the whole batch. The store
 /// checks the sessions of the well-formed items in the batch's own transaction; only the
 /// malformed ones (rare) cost a look-up of their own, so that a revoked session answers
-/// `token_revoked` whatever it sent.
+/// `token_revoked` whatever it sent. With [`Announce::Caller`] the new messages are not
+/// published on the bus: the calling relay announces them.
 #[tracing::instrument(skip_all, fields(items = items.len()))]
-pub async fn store_batch(state: &AppState, items: &[StoreItem]) -> ApiResult<Vec<StoreOutcome>> {
+pub async fn store_batch(
+    state: &AppState,
+    items: &[StoreItem],
+    announce_by: Announce,
+) -> ApiResult<Vec<StoreOutcome>> {
     let mut answers: Vec<Option<StoreOutcome>> = Vec::with_capacity(items.len());
     let mut batch = Vec::with_capacity(items.len());
     let mut positions = Vec::with_capacity(items.len());
@@ -160,7 +165,7 @@ pub async fn store_batch(state: &AppState, items: &[StoreItem]) -> ApiResult<Vec
                         // Admitted by the relay's budget; REST sends share this one.
                         state.sends.charge(items[i].sender);
                     }
-                    StoreOutcome::Message(announce(state, outcome).message)
+                    StoreOutcome::Message(announce(state, outcome, announce_by).message)
                 }
                 Err(e) => StoreOutcome::Error(ApiError::from(e).into()),
             });
@@ -179,8 +184,9 @@ pub async fn store_batch(state: &AppState, items: &[StoreItem]) -> ApiResult<Vec
         .collect())
 }
 
-/// Publish what a send committed (nothing for a retry), and count it.
-fn announce(state: &AppState, outcome: SendOutcome) -> Sent {
+/// Publish what a send committed (nothing for a retry), and count it. A conversation it created
+/// is always published; the message only when `by` is [`Announce::Bus`].
+fn announce(state: &AppState, outcome: SendOutcome, by: Announce) -> Sent {
     if !outcome.created {
         return Sent {
             message: outcome.message,
@@ -194,12 +200,14 @@ fn announce(state: &AppState, outcome: SendOutcome) -> Sent {
             BusEvent::ConversationChanged { conversation },
         );
     }
-    state.publisher.publish(
-        &outcome.members,
-        BusEvent::MessageStored {
-            message: outcome.message.clone(),
-        },
-    );
+    if by == Announce::Bus {
+        state.publisher.publish(
+            &outcome.members,
+            BusEvent::MessageStored {
+                message: outcome.message.clone(),
+            },
+        );
+    }
     Sent {
         message: outcome.message,
         created: true,

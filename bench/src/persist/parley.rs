@@ -73,7 +73,7 @@ pub async fn drive(
                     .collect::<anyhow::Result<_>>()?;
                 let sent = Instant::now();
                 let outcomes = port
-                    .store(&items)
+                    .store(&items, shared::port::Announce::Bus)
                     .await
                     .map_err(|e| anyhow::anyhow!("storing a batch: {}", e.message))?;
                 latencies.push(sent.elapsed());

@@ -85,7 +85,9 @@ mod tests {
     use shared::auth::JwtSettings;
     use shared::errors::AckError;
     use shared::ids::ConversationId;
-    use shared::port::{ConversationMembers, Receipt, SessionRef, StoreItem, StoreOutcome};
+    use shared::port::{
+        Announce, ConversationMembers, Receipt, SessionRef, StoreItem, StoreOutcome,
+    };
     use shared::wire::{MemberState, SyncResponse};
     use std::time::Duration;
 
@@ -121,7 +123,7 @@ mod tests {
         ) -> Result<Option<Vec<UserId>>, AckError> {
             unreachable!()
         }
-        async fn store(&self, _: &[StoreItem]) -> Result<Vec<StoreOutcome>, AckError> {
+        async fn store(&self, _: &[StoreItem], _: Announce) -> Result<Vec<StoreOutcome>, AckError> {
             unreachable!()
         }
         async fn mark(

@@ -18,8 +18,9 @@ use shared::auth::{JwtKeys, SERVICE_TTL_SECS};
 use shared::errors::{AckError, ErrorCode, ErrorEnvelope};
 use shared::ids::{ConversationId, UserId};
 use shared::port::{
-    ConversationMembers, Receipt, RelayPort, SessionCheck, SessionCheckAnswer, SessionRef,
-    SessionState, StoreBatchAnswer, StoreBatchRef, StoreItem, StoreOutcome, MAX_SESSION_CHECKS,
+    Announce, ConversationMembers, Receipt, RelayPort, SessionCheck, SessionCheckAnswer,
+    SessionRef, SessionState, StoreBatchAnswer, StoreBatchRef, StoreItem, StoreOutcome,
+    MAX_SESSION_CHECKS,
 };
 use shared::wire::{MemberState, SyncResponse, WatermarkRequest};
 
@@ -31,6 +32,8 @@ const REMINT_MARGIN: Duration = Duration::from_secs(60);
 pub struct HttpPort {
     http: reqwest::Client,
     base: Url,
+    /// `POST /internal/relay/messages`, called for every batch: built once.
+    store_url: Url,
     keys: JwtKeys,
     /// The current service token and when to mint the next one.
     token: Mutex<Option<(String, Instant)>>,
@@ -48,6 +51,7 @@ impl HttpPort {
         let http = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(Self {
             http,
+            store_url: join(&base, &["internal", "relay", "messages"]),
             base,
             keys,
             token: Mutex::new(None),
@@ -56,11 +60,7 @@ impl HttpPort {
 
     /// The base URL with `segments` appended, each percent-encoded as one path segment.
     fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        url
+        join(&self.base, segments)
     }
 
     /// The current service token, minted anew when it is close to expiry.
@@ -102,6 +102,15 @@ impl HttpPort {
     async fn get<T: DeserializeOwned>(&self, url: Url) -> Result<T, AckError> {
         self.call(Method::GET, url, None::<&()>).await
     }
+}
+
+/// `base` with `segments` appended, each percent-encoded as one path segment.
+fn join(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
 }
 
 #[async_trait]
@@ -160,11 +169,21 @@ impl RelayPort for HttpPort {
         }
     }
 
-    async fn store(&self, batch: &[StoreItem]) -> Result<Vec<StoreOutcome>, AckError> {
+    async fn store(
+        &self,
+        batch: &[StoreItem],
+        announce: Announce,
+    ) -> Result<Vec<StoreOutcome>, AckError> {
         let expected = batch.len();
-        let url = self.url(&["internal", "relay", "messages"]);
         let answer: StoreBatchAnswer = self
-            .call(Method::POST, url, Some(&StoreBatchRef { items: batch }))
+            .call(
+                Method::POST,
+                self.store_url.clone(),
+                Some(&StoreBatchRef {
+                    items: batch,
+                    announce,
+                }),
+            )
             .await?;
         if answer.outcomes.len() != expected {
             tracing::error!(

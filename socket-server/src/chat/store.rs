@@ -27,7 +27,7 @@ use std::time::Duration;
 use shared::errors::{AckError, ErrorCode};
 use shared::events::BusEvent;
 use shared::ids::UserId;
-use shared::port::{StoreItem, StoreOutcome};
+use shared::port::{Announce, StoreItem, StoreOutcome};
 use shared::wire::{Message, MessageFailed, MessageSaved, MessageStatus, SendAck};
 use tokio::sync::{mpsc, Notify};
 
@@ -144,11 +144,20 @@ async fn store_batch(state: &ChatState, jobs: Vec<StoreJob>) {
     let limits = &state.limits;
     let (items, jobs): (Vec<StoreItem>, Vec<Waiting>) = jobs.into_iter().map(split).unzip();
     state.metrics.store_batch_size.observe(jobs.len() as f64);
+    // Every message relayed, so each conversation's members known: this relay announces the
+    // stored messages itself (`stored`), at once to its own devices, with no trip through Redis
+    // and no need of it, and on the bus only while other relays are live (the API publishes
+    // nothing for the batch).
+    let announce = if jobs.iter().all(|job| job.relayed_to.is_some()) {
+        Announce::Caller
+    } else {
+        Announce::Bus
+    };
     let started = std::time::Instant::now();
     let mut delay = Duration::from_millis(limits.store_backoff_ms);
     let mut attempt = 1;
     let outcomes = loop {
-        match state.port.store(&items).await {
+        match state.port.store(&items, announce).await {
             Ok(outcomes) if outcomes.len() == jobs.len() => break Ok(outcomes),
             Ok(outcomes) => {
                 tracing::error!(
@@ -181,7 +190,7 @@ async fn store_batch(state: &ChatState, jobs: Vec<StoreJob>) {
         Ok(outcomes) => {
             for ((item, job), outcome) in items.iter().zip(jobs).zip(outcomes) {
                 match outcome {
-                    StoreOutcome::Message(message) => stored(state, item, job, &message),
+                    StoreOutcome::Message(message) => stored(state, item, job, message, announce),
                     StoreOutcome::Error(error) => failed(state, item, job, error),
                 }
             }
@@ -219,21 +228,37 @@ fn split(job: StoreJob) -> (StoreItem, Waiting) {
     (item, waiting)
 }
 
-fn stored(state: &ChatState, item: &StoreItem, job: Waiting, message: &Message) {
+/// Answer a stored send: its socket's ack, then, when this relay announces it, the stored
+/// message: on the bus for the other relays (when there are any), and to the members' devices
+/// here as a `message_stored` from the bus would be delivered (`message_saved`, …). A retried
+/// item stored by an earlier attempt is announced too: that announcement may never have been
+/// made.
+fn stored(state: &ChatState, item: &StoreItem, job: Waiting, message: Message, announce: Announce) {
     if let Some(socket) = sending_socket(state, item, &job) {
         let receiver = item.message.recipient_id.or_else(|| {
             let members = job.relayed_to.as_deref()?;
             receiver(members, item.sender)
         });
-        super::vocab::confirm_send(&socket, message, receiver);
+        super::vocab::confirm_send(&socket, &message, receiver);
     }
     if let Some(ack) = job.ack {
         let _ = ack.send(to_value(&SendAck {
             success: true,
-            saved: MessageSaved::from(message),
+            saved: MessageSaved::from(&message),
             message_id: message.id,
             status: MessageStatus::Sent,
         }));
+    }
+    if let (Announce::Caller, Some(members)) = (announce, &job.relayed_to) {
+        if !state.roster.alone() {
+            state.publish(
+                members,
+                BusEvent::MessageStored {
+                    message: message.clone(),
+                },
+            );
+        }
+        super::dispatch::deliver(state, members, BusEvent::MessageStored { message });
     }
 }
 

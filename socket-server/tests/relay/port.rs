@@ -9,9 +9,12 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use shared::auth::{JwtKeys, JwtSettings};
+use shared::bus::redis::RedisBus;
+use shared::bus::{Bus, Keys};
 use shared::errors::ErrorCode;
+use shared::events::{BusEvent, Envelope};
 use shared::ids::{ConversationId, UserId};
-use shared::port::{Receipt, RelayPort, StoreItem, StoreOutcome};
+use shared::port::{Announce, Receipt, RelayPort, StoreItem, StoreOutcome};
 use shared::wire::{Message, SendMessageRequest};
 use socket_server::chat::port_http::HttpPort;
 use tokio::sync::oneshot;
@@ -26,6 +29,8 @@ struct Api {
     keys: JwtKeys,
     in_process: Arc<dyn RelayPort>,
     db_name: String,
+    /// The prefix of the API's bus keys and channels.
+    bus_prefix: String,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -44,10 +49,11 @@ async fn spawn_api() -> Api {
         ttl_secs: 3600,
         leeway_secs: 0,
     };
+    let bus_prefix = format!("parley-port-test-{id}");
     let settings = crate::helpers::api_settings(
         &db_name,
         crate::helpers::REDIS_URL,
-        &format!("parley-port-test-{id}"),
+        &bus_prefix,
         jwt.clone(),
     );
     let app = api_server::startup::Application::build(settings)
@@ -68,6 +74,7 @@ async fn spawn_api() -> Api {
         keys: JwtKeys::new(&jwt).unwrap(),
         in_process,
         db_name,
+        bus_prefix,
         stop: Some(tx),
     }
 }
@@ -207,16 +214,19 @@ async fn contract(api: &Api, port: &dyn RelayPort) {
 
     // Act: one batch of every kind of item.
     let outcomes = port
-        .store(&[
-            a(text("m1", ab, "one")),
-            a(text("m2", bc, "not a member")),
-            a(text("m1", ab, "one")),
-            a(text("stored", ab, "first")),
-            a(text("stored", ab, "changed")),
-            a(json!({ "clientMsgId": "m3", "recipientId": carol.id, "content": "hi carol" })),
-            a(text("m4", ab, "two")),
-            item(&alice, &dave.jti, text("m5", ab, "another user's session")),
-        ])
+        .store(
+            &[
+                a(text("m1", ab, "one")),
+                a(text("m2", bc, "not a member")),
+                a(text("m1", ab, "one")),
+                a(text("stored", ab, "first")),
+                a(text("stored", ab, "changed")),
+                a(json!({ "clientMsgId": "m3", "recipientId": carol.id, "content": "hi carol" })),
+                a(text("m4", ab, "two")),
+                item(&alice, &dave.jti, text("m5", ab, "another user's session")),
+            ],
+            Announce::Bus,
+        )
         .await
         .unwrap();
 
@@ -239,6 +249,48 @@ async fn contract(api: &Api, port: &dyn RelayPort) {
         .map(|m| m.seq)
         .collect();
     assert_eq!(seqs, [1, 2, 3]);
+
+    // Announcing: the API publishes `message_stored` for a batch it announces, not for one
+    // its caller announces. The API publishes in order, so the second is read after the first
+    // would have been.
+    let bus = RedisBus::connect(crate::helpers::REDIS_URL, Keys::new(api.bus_prefix.clone()))
+        .await
+        .expect("Redis must run at 127.0.0.1:6379");
+    let (subscriber, mut received) = bus.subscribe();
+    subscriber.subscribe(bob.id).await;
+    let quiet = port
+        .store(
+            &[a(text("quiet", ab, "announced by the caller"))],
+            Announce::Caller,
+        )
+        .await
+        .unwrap();
+    assert_eq!(message(&quiet[0]).seq, 4);
+    let loud = port
+        .store(
+            &[a(text("loud", ab, "announced by the API"))],
+            Announce::Bus,
+        )
+        .await
+        .unwrap();
+    assert_eq!(message(&loud[0]).seq, 5);
+    let mut stored_on_the_bus = Vec::new();
+    let read_until_loud = async {
+        while !stored_on_the_bus.iter().any(|id| id == "loud") {
+            let published = received.recv().await.expect("the bus subscription ended");
+            let envelope: Envelope = serde_json::from_str(&published.payload).unwrap();
+            if let BusEvent::MessageStored { message } = envelope.event {
+                stored_on_the_bus.push(message.client_msg_id);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read_until_loud)
+        .await
+        .expect("the API published no message_stored for a batch it announces");
+    assert!(
+        !stored_on_the_bus.iter().any(|id| id == "quiet"),
+        "{stored_on_the_bus:?}"
+    );
 
     // Memberships and members.
     let ac = to_carol.conversation_id;
@@ -280,7 +332,7 @@ async fn contract(api: &Api, port: &dyn RelayPort) {
         .map(|m| m.seq)
         .collect();
     synced.sort();
-    assert_eq!(synced, [1, 2, 3]);
+    assert_eq!(synced, [1, 2, 3, 4, 5]);
     let after = port.sync(bob.id, Some(all.next_cursor)).await.unwrap();
     assert!(after.messages.is_empty(), "{after:?}");
     let bad = port.sync(bob.id, Some("bogus".into())).await.unwrap_err();
@@ -292,7 +344,10 @@ async fn contract(api: &Api, port: &dyn RelayPort) {
     let (status, _) = api.post("/api/auth/logout", &alice.token, &json!({})).await;
     assert_eq!(status, 204);
     assert!(!port.session_active(alice.id, &alice.jti).await.unwrap());
-    let after_logout = port.store(&[a(text("m6", ab, "late"))]).await.unwrap();
+    let after_logout = port
+        .store(&[a(text("m6", ab, "late"))], Announce::Bus)
+        .await
+        .unwrap();
     assert_eq!(refusal(&after_logout[0]), ErrorCode::TokenRevoked);
 }
 
@@ -360,7 +415,7 @@ async fn concurrent_batches_over_the_same_conversations_store_each_message_once_
         .into_iter()
         .map(|batch| {
             let port = port.clone();
-            tokio::spawn(async move { port.store(&batch).await })
+            tokio::spawn(async move { port.store(&batch, Announce::Bus).await })
         })
         .collect();
     let mut answers = Vec::new();

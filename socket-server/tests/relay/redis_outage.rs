@@ -72,6 +72,7 @@ async fn a_redis_outage_costs_only_live_cross_relay_delivery_and_everything_reco
     let conversation = stack.conversation(&alice, &[&bob_id]).await;
     stack.conversation(&carol, &[&bob_id]).await;
     let mut a = Device::connect(&stack, 0, &alice).await;
+    let mut a2 = Device::connect(&stack, 0, &alice).await;
     let mut b = Device::connect(&stack, 1, &bob).await;
     let before = a
         .request("send_message", send("before", &conversation))
@@ -103,6 +104,18 @@ async fn a_redis_outage_costs_only_live_cross_relay_delivery_and_everything_reco
             slowest_ack = took.max(slowest_ack);
             acked.push(ack["id"].as_str().unwrap().to_owned());
         }
+        // alice's other device, on the same relay, still learns the real id of what she sent:
+        // the relay announces what it stored without the bus.
+        let id = format!("a-out-{i}");
+        let saved = loop {
+            let Some(saved) = next_event(&mut a2, "message_saved", ANSWER_BOUND).await else {
+                panic!("no message_saved for {id} on the sender's other device");
+            };
+            if saved["clientMsgId"] == id.as_str() {
+                break saved;
+            }
+        };
+        assert_eq!(saved["id"], acked[acked.len() - 2], "{saved}");
         let started = Instant::now();
         let (status, stored) = stack
             .post(
