@@ -325,6 +325,10 @@ impl Outgoing<'_> {
 
     /// Encoded once per vocabulary.
     pub fn packet(&self, vocabulary: Vocabulary) -> Option<EncodedPacket> {
+        if vocabulary == Vocabulary::Snake && self.only.is_none_or(|only| only == vocabulary) {
+            // Parley's own event, as is: written from the argument, without a copy of it.
+            return Some(EncodedPacket::event_json("/", self.event, &self.arg));
+        }
         let (event, arg) = self.render(vocabulary)?;
         Some(EncodedPacket::event("/", event, &Payload::from(arg)))
     }

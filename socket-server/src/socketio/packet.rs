@@ -309,6 +309,19 @@ pub fn event(namespace: &str, event: &str, payload: &Payload, ack: Option<u64>) 
     with_attachments(text, payload)
 }
 
+/// An EVENT with one JSON argument and no attachment, written from the borrowed argument (no
+/// [`Payload`] to build).
+pub fn event_json(namespace: &str, event: &str, arg: &impl serde::Serialize) -> Outgoing {
+    Outgoing::One(text_frame(|buf| {
+        header(buf, PacketType::Event, 0, namespace, None);
+        buf.push(b'[');
+        write_json(buf, &event);
+        buf.push(b',');
+        write_json(buf, arg);
+        buf.push(b']');
+    }))
+}
+
 /// An ACK (BINARY_ACK with attachments) answering the client's packet `id`.
 pub fn ack(namespace: &str, id: u64, payload: &Payload) -> Outgoing {
     let kind = if payload.attachments.is_empty() {

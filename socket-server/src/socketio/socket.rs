@@ -51,6 +51,14 @@ impl EncodedPacket {
             packet: packet::event(namespace, event, payload, None),
         }
     }
+
+    /// Encodes an EVENT with one JSON argument and no attachment.
+    pub fn event_json(namespace: &str, event: &str, arg: &impl serde::Serialize) -> Self {
+        Self {
+            namespace: namespace.into(),
+            packet: packet::event_json(namespace, event, arg),
+        }
+    }
 }
 
 /// What is known of the client when it joined: the HTTP request that opened its connection. The
