@@ -54,6 +54,18 @@ enum Scenario {
     Idle(idle::IdleArgs),
 }
 
+/// What `bench --help` prints (and a run with an unknown scenario).
+const USAGE: &str = "\
+usage: bench <scenario> [--flag value ...]   (bench/README.md says what each one measures)
+  bench all     [--quick] [--smoke] [--only <scenario>] [--out <dir>]
+  bench chat    [--side parley|node|socketioxide|seeds|inproc] [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S]
+  bench echo    [--side parley|node|socketioxide|raw] [--connections N] [--rate R] [--secs S] [--warmup S]
+  bench idle    [--side parley|node|socketioxide] [--connections N] [--step K] [--hold S] [--concurrency C]
+  bench persist [--side parley|pgbench|inproc] [--batch B] [--batches N] [--concurrency C] [--users U]
+  bench fanout  [--users N] [--messages M] [--senders K] [--window W]
+  bench api     [--clients C] [--requests R]
+  bench publish [--publishes P]";
+
 fn parse(args: &[String]) -> anyhow::Result<Scenario> {
     let mut flags = std::collections::HashMap::new();
     let invalid = std::cell::RefCell::new(None::<String>);
@@ -133,7 +145,7 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
             secs: take("secs", 10),
             warmup: take("warmup", 2),
         }),
-        _ => bail!("usage: bench fanout [--users N] [--messages M] [--senders K] [--window W] | bench api [--clients C] [--requests R] | bench publish [--publishes P] | bench chat [--side S] [--users N] [--devices D] [--rate R] [--secs S] [--relays K] [--drain S] | bench persist [--batch B] [--batches N] [--concurrency C] [--users U] | bench idle [--side S] [--connections N] [--step K] [--hold S] [--concurrency C] | bench echo [--side parley|node|socketioxide|raw] [--connections N] [--rate R] [--secs S] [--warmup S]"),
+        _ => bail!("{USAGE}"),
     };
     if let Some(message) = invalid.into_inner() {
         bail!(message);
@@ -146,6 +158,10 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     if args.first().is_some_and(|a| a == "all") {
         return all::main(&args[1..]);
     }
