@@ -1,5 +1,8 @@
 //! Storing what the relay already delivered: sends are grouped into batches and stored through
-//! the port (one request, one transaction per batch), then acknowledged one by one.
+//! the port (one request, one transaction per batch), then acknowledged one by one and, when
+//! every message of the batch was relayed, announced by this relay (`message_saved` on its own
+//! devices at once, `message_stored` on the bus while other relays are live) instead of by the
+//! API's publish (`shared::port::Announce`).
 //!
 //! The relay has a fixed number of *lanes* (`limits.store_lanes`, one by default), each one task
 //! that stores one batch at a time: everything queued while the previous batch was being stored,
