@@ -253,6 +253,7 @@ fn stored(state: &ChatState, item: &StoreItem, job: Waiting, message: Message, a
         }));
     }
     if let (Announce::Caller, Some(members)) = (announce, &job.relayed_to) {
+        // `publish` skips a relay alone too; asked here first, it also spares the copy.
         if !state.roster.alone() {
             state.publish(
                 members,

@@ -15,6 +15,7 @@
 //! `userId` + token), else by the first vocabulary-specific event it emits, else Snake at the
 //! first message event sent to it. Everything here is synchronous: the live path never waits.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
@@ -307,30 +308,30 @@ pub struct Outgoing<'a> {
 
 impl Outgoing<'_> {
     /// The event and argument for a socket speaking `vocabulary`; `None`: nothing for it.
-    pub fn render(&self, vocabulary: Vocabulary) -> Option<(&str, Value)> {
+    /// Parley's own events are the argument as is, borrowed.
+    pub fn render(&self, vocabulary: Vocabulary) -> Option<(&str, Cow<'_, Value>)> {
         if self.only.is_some_and(|only| only != vocabulary) {
             return None;
         }
         if vocabulary == Vocabulary::Snake {
-            return Some((self.event, self.arg.clone()));
+            return Some((self.event, Cow::Borrowed(&self.arg)));
         }
         match self.event {
-            "receive_message" => Some(("newMessage", new_message(&self.arg, self.receiver))),
+            "receive_message" => Some((
+                "newMessage",
+                Cow::Owned(new_message(&self.arg, self.receiver)),
+            )),
             // Camel sockets get the whole stored message as `newMessage` instead.
             "message_saved" => None,
-            "message_failed" => Some(("messageError", with_temp_id(self.arg.clone()))),
-            other => Some((other, self.arg.clone())),
+            "message_failed" => Some(("messageError", Cow::Owned(with_temp_id(self.arg.clone())))),
+            other => Some((other, Cow::Borrowed(&self.arg))),
         }
     }
 
-    /// Encoded once per vocabulary.
+    /// Encoded once per vocabulary, from the rendered argument (no copy of Parley's own).
     pub fn packet(&self, vocabulary: Vocabulary) -> Option<EncodedPacket> {
-        if vocabulary == Vocabulary::Snake && self.only.is_none_or(|only| only == vocabulary) {
-            // Parley's own event, as is: written from the argument, without a copy of it.
-            return Some(EncodedPacket::event_json("/", self.event, &self.arg));
-        }
         let (event, arg) = self.render(vocabulary)?;
-        Some(EncodedPacket::event("/", event, &Payload::from(arg)))
+        Some(EncodedPacket::event_json("/", event, &*arg))
     }
 }
 

@@ -44,15 +44,8 @@ pub struct EncodedPacket {
 }
 
 impl EncodedPacket {
-    /// Encodes an EVENT (no ack id, since each socket would need its own).
-    pub fn event(namespace: &str, event: &str, payload: &Payload) -> Self {
-        Self {
-            namespace: namespace.into(),
-            packet: packet::event(namespace, event, payload, None),
-        }
-    }
-
-    /// Encodes an EVENT with one JSON argument and no attachment.
+    /// Encodes an EVENT with one JSON argument and no attachment (no ack id, since each socket
+    /// would need its own).
     pub fn event_json(namespace: &str, event: &str, arg: &impl serde::Serialize) -> Self {
         Self {
             namespace: namespace.into(),
