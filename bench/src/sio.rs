@@ -36,6 +36,15 @@ pub type AckAnswer = (Value, Instant);
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<AckAnswer>>>>;
 
+/// WebSocket data frames every client of this process has read (pings included: the server
+/// wrote them too), so a run can say how many frames a side wrote per message.
+static FRAMES_READ: AtomicU64 = AtomicU64::new(0);
+
+/// The data frames read so far by every client of this process.
+pub fn frames_read() -> u64 {
+    FRAMES_READ.load(Ordering::Relaxed)
+}
+
 /// One connected device. Dropping it closes the connection (its writer ends).
 pub struct Client {
     out: mpsc::UnboundedSender<Message>,
@@ -186,6 +195,9 @@ async fn read<S>(
 {
     while let Some(Ok(message)) = stream.next().await {
         let at = Instant::now();
+        if matches!(message, Message::Text(_) | Message::Binary(_)) {
+            FRAMES_READ.fetch_add(1, Ordering::Relaxed);
+        }
         let Message::Text(text) = message else {
             if matches!(message, Message::Close(_)) {
                 break;

@@ -35,19 +35,23 @@ pub struct Outcome {
     pub generated: Duration,
     /// From the last emit to the end of the wait for acks and deliveries.
     pub drained: Duration,
-    /// CPU between the first scheduled send and the end of the drain (`None` without `/proc`):
+    /// CPU over the measured window (`None` without `/proc`):
     /// this process's (with external servers: the generator's alone) and the machine's.
     pub cpu: Option<cpu::Usage>,
     /// CPU-seconds of each part of an external side over the same window (`relay`, `api`,
     /// `postgres`, `redis`; each process with its descendants), in the order given.
     pub parts: Vec<(&'static str, f64)>,
-    /// The measured window: first scheduled send to the end of the drain.
+    /// The measured window: from the CPU sample taken 200 ms before the first scheduled send
+    /// to the end of the drain.
     pub measured: Duration,
     /// Sends with no answer at the end of the drain (the count is taken then: closing the
     /// devices afterwards answers them all as closed).
     pub unanswered: u64,
     /// Sends whose device closed before the ack, at the end of the drain.
     pub closed: u64,
+    /// WebSocket frames the devices read over the measured window: what the side's relays
+    /// wrote (relayed copies, acks, Parley's `message_saved`, pings).
+    pub frames: u64,
 }
 
 /// Connect `devices` devices per user (device `d` of the run on relay `d % relays`), then run
@@ -84,7 +88,14 @@ pub async fn drive(
         args.secs
     );
 
-    let start = Instant::now() + Duration::from_millis(200);
+    // The CPU before the load, read now: reading `/proc` (every process, the servers' memory
+    // maps) takes milliseconds on this runtime, and read once the first send is due it made
+    // the first sends of every run late.
+    let cpu_before = cpu::Sample::now(THREAD_NAME);
+    let parts_before = parts_cpu(&parts);
+    let frames_before = crate::sio::frames_read();
+    let sampled = Instant::now();
+    let start = sampled + Duration::from_millis(200);
     let planned = args.rate * args.secs;
     let record = Arc::new(Record::new(layout, start, args.rate as u64, planned));
     let mut clients = Vec::with_capacity(count);
@@ -98,14 +109,13 @@ pub async fn drive(
         .timeout(Duration::from_secs(60))
         .build()?;
     tokio::time::sleep_until(start.into()).await;
-    let cpu_before = cpu::Sample::now(THREAD_NAME);
-    let parts_before = parts_cpu(&parts);
     generate(&clients, &target, &http, &record, args.devices).await;
     let generated = start.elapsed();
     let drain_began = Instant::now();
     drain(&record, Duration::from_secs(args.drain as u64)).await;
     let drained = drain_began.elapsed();
-    let measured = start.elapsed();
+    let measured = sampled.elapsed();
+    let frames = crate::sio::frames_read() - frames_before;
     let unanswered = record
         .sent
         .load(Ordering::Relaxed)
@@ -131,6 +141,7 @@ pub async fn drive(
         measured,
         unanswered,
         closed,
+        frames,
     })
 }
 

@@ -1,7 +1,8 @@
 //! What `chat` prints at the end: the latency table, the counts, the CPU per 1 000 messages
 //! (per part of an external side, or per thread kind in process), and as the last line of
 //! stdout one JSON object for the orchestrator (flat keys with units: `p50_ms`, `p99_ms`,
-//! `ack_p99_ms`, `lost`, `cpu_s_per_1000`, `cpu` by part…; the full figures nested).
+//! `ack_p99_ms`, `lost`, `cpu_s_per_1000`, `cpu` by part, `frames_per_msg`…; the full figures
+//! nested).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -78,6 +79,22 @@ pub fn report(
     );
     let cpu = cpu_figures(outcome, sent);
     println!("{}", cpu.line);
+    // The sides write different numbers of frames per message (Parley also sends each
+    // device the stored id, `message_saved`): the relay's CPU per frame compares the same unit.
+    let frames_per_msg = outcome.frames as f64 / sent.max(1) as f64;
+    let relay_per_frame = outcome
+        .parts
+        .iter()
+        .find(|(part, _)| *part == "relay")
+        .filter(|_| outcome.frames > 0)
+        .map(|(_, seconds)| 1000.0 * seconds / outcome.frames as f64);
+    println!(
+        "frames written to the devices: {} ({frames_per_msg:.2} per message){}",
+        outcome.frames,
+        relay_per_frame.map_or(String::new(), |s| format!(
+            "; relay CPU-seconds per 1000 frames {s:.4}"
+        )),
+    );
     println!(
         "took {:.1} s end to end ({:.1} s starting and arranging, {:.1} s connecting); 1-min load average {} at the start, {} at the end",
         total.as_secs_f64(),
@@ -112,6 +129,8 @@ pub fn report(
         "cpu_s_per_1000": cpu.total_per_thousand.map(round),
         "cpu": cpu.per_thousand,
         "cpu_s": cpu.seconds,
+        "frames_per_msg": round(frames_per_msg),
+        "relay_cpu_s_per_1000_frames": relay_per_frame.map(|s| (s * 1e5).round() / 1e5),
     });
     let details = json!({
         "load_average_1m": load_average,

@@ -42,6 +42,8 @@ pub const COLUMNS: &[(&str, &[&str])] = &[
             "lost",
             "failed",
             "cpu_s_per_1000",
+            "frames_per_msg",
+            "relay_cpu_s_per_1000_frames",
         ],
     ),
     (
@@ -63,6 +65,7 @@ const HEADLINE: &[(&str, &str, bool)] = &[
     ("echo", "cpu_s_per_1000", false),
     ("chat", "cpu_s_per_1000", false),
     ("chat", "cpu.relay", false),
+    ("chat", "relay_cpu_s_per_1000_frames", false),
     ("persist", "msgs_per_s", true),
 ];
 
