@@ -182,7 +182,11 @@ pub async fn run(args: &EchoArgs) -> anyhow::Result<()> {
             tokio::time::sleep_until(due.into()).await;
         }
         if i == first_measured {
-            before = Some((procs::usage(&[server.pid()]), cpu::Sample::now(""), due));
+            before = Some((
+                procs::cpu_seconds(&[server.pid()]),
+                cpu::Sample::now(""),
+                due,
+            ));
         }
         if i >= first_measured {
             stats::record(&mut lag, Instant::now().saturating_duration_since(due));
@@ -200,9 +204,9 @@ pub async fn run(args: &EchoArgs) -> anyhow::Result<()> {
     })
     .await;
     let end = Instant::now();
-    let (usage_before, machine_before, window_start) =
+    let (cpu_before, machine_before, window_start) =
         before.context("the measured window never started")?;
-    let server_usage = procs::usage(&[server.pid()]).since(&usage_before);
+    let server_usage = procs::usage(&[server.pid()]);
     let machine = match (machine_before, cpu::Sample::now("")) {
         (Some(before), Some(after)) => Some(after.since(&before)),
         _ => None,
@@ -217,7 +221,7 @@ pub async fn run(args: &EchoArgs) -> anyhow::Result<()> {
         window: end.saturating_duration_since(window_start),
         received: replies.received.load(Ordering::Relaxed),
         expected: replies.expected,
-        server_cpu: server_usage.cpu_seconds,
+        server_cpu: server_usage.cpu_seconds - cpu_before,
         server_rss: server_usage.rss_bytes,
         machine,
         latency: replies

@@ -259,16 +259,29 @@ pub fn usage(pids: &[u32]) -> Usage {
         })
 }
 
-/// The usage of one process (zero when it has ended).
-pub fn usage_of(pid: u32) -> Usage {
+/// The CPU-seconds of `pids` and every descendant of theirs: [`usage`] without the memory.
+/// A CPU sample has no use for it, and its `smaps_rollup` walk is the slow part (during a chat
+/// run, ~26 ms for the machine's 31 relay, API, PostgreSQL and Redis processes, against ~3 ms
+/// for their `stat` and `status`).
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    tree(pids).into_iter().map(cpu_seconds_of).sum()
+}
+
+/// The CPU-seconds of one process (zero when it has ended).
+pub fn cpu_seconds_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields = stat_fields(&stat);
     // utime, stime, cutime, cstime: fields 14-17 of proc(5), 11-14 after the command.
     let ticks: u64 = (11..15)
         .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
         .sum();
+    ticks as f64 / TICKS_PER_SEC
+}
+
+/// The usage of one process (zero when it has ended).
+pub fn usage_of(pid: u32) -> Usage {
     Usage {
-        cpu_seconds: ticks as f64 / TICKS_PER_SEC,
+        cpu_seconds: cpu_seconds_of(pid),
         rss_bytes: kib_field(&format!("/proc/{pid}/status"), "VmRSS:") * 1024,
         pss_bytes: kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:") * 1024,
     }

@@ -90,6 +90,16 @@ pub fn print_hdr_row(label: &str, h: &Histogram<u64>) {
     );
 }
 
+/// `v` to four significant digits: plenty in a JSON line, and small figures (CPU-seconds per
+/// 1 000 frames) keep theirs where a fixed number of decimals would not.
+pub fn four_significant(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let scale = 10f64.powi(3 - v.abs().log10().floor() as i32);
+    (v * scale).round() / scale
+}
+
 /// `{"n","p50","p90","p99","p999","max"}` in milliseconds, for the JSON line.
 pub fn hdr_json(h: &Histogram<u64>) -> Value {
     let round = |ms: f64| (ms * 1000.0).round() / 1000.0;
@@ -106,6 +116,13 @@ pub fn hdr_json(h: &Histogram<u64>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figures_keep_four_significant_digits() {
+        assert_eq!(four_significant(1234.5678), 1235.0);
+        assert_eq!(four_significant(0.012345), 0.01235);
+        assert_eq!(four_significant(0.0), 0.0);
+    }
 
     #[test]
     fn percentiles_use_the_nearest_rank() {

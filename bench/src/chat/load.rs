@@ -88,9 +88,9 @@ pub async fn drive(
         args.secs
     );
 
-    // The CPU before the load, read now: reading `/proc` (every process, the servers' memory
-    // maps) takes milliseconds on this runtime, and read once the first send is due it made
-    // the first sends of every run late.
+    // The CPU before the load, read now: reading `/proc` (every process) takes milliseconds on
+    // this runtime, and read once the first send was due it made the first sends of every run
+    // late.
     let cpu_before = cpu::Sample::now(THREAD_NAME);
     let parts_before = parts_cpu(&parts);
     let frames_before = crate::sio::frames_read();
@@ -149,7 +149,7 @@ pub async fn drive(
 fn parts_cpu(parts: &[(&'static str, Vec<u32>)]) -> Vec<(&'static str, f64)> {
     parts
         .iter()
-        .map(|(part, pids)| (*part, procs::usage(pids).cpu_seconds))
+        .map(|(part, pids)| (*part, procs::cpu_seconds(pids)))
         .collect()
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::load;
 use super::{ChatArgs, Side};
 use crate::cpu;
-use crate::stats::{hdr_json, print_hdr_header, print_hdr_row, quantile_ms};
+use crate::stats::{four_significant, hdr_json, print_hdr_header, print_hdr_row, quantile_ms};
 
 pub fn report(
     args: &ChatArgs,
@@ -130,7 +130,7 @@ pub fn report(
         "cpu": cpu.per_thousand,
         "cpu_s": cpu.seconds,
         "frames_per_msg": round(frames_per_msg),
-        "relay_cpu_s_per_1000_frames": relay_per_frame.map(|s| (s * 1e5).round() / 1e5),
+        "relay_cpu_s_per_1000_frames": relay_per_frame.map(four_significant),
     });
     let details = json!({
         "load_average_1m": load_average,

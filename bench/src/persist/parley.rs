@@ -25,12 +25,12 @@ pub async fn run(args: &PersistArgs) -> anyhow::Result<Outcome> {
         .filter(|(_, pids)| !pids.is_empty())
         .collect();
     stack.postgres.reset_statements()?;
-    let before: Vec<procs::Usage> = parts.iter().map(|(_, p)| procs::usage(p)).collect();
+    let before: Vec<f64> = parts.iter().map(|(_, p)| procs::cpu_seconds(p)).collect();
     let (latencies, elapsed) = drive(Arc::new(port), Arc::new(senders), args).await?;
     let cpu = parts
         .iter()
         .zip(&before)
-        .map(|((part, pids), before)| (*part, procs::usage(pids).since(before).cpu_seconds))
+        .map(|((part, pids), before)| (*part, procs::cpu_seconds(pids) - before))
         .collect();
     Ok(Outcome {
         latencies,

@@ -93,12 +93,12 @@ async fn pgbench(
         command.arg("-D").arg(variable);
     }
     command.arg(postgres.url("parley"));
-    let before = procs::usage(&[postgres.pid()]);
+    let before = procs::cpu_seconds(&[postgres.pid()]);
     let out = tokio::task::spawn_blocking(move || command.output())
         .await
         .context("waiting for pgbench")?
         .context("running pgbench (apt-get install postgresql-client)")?;
-    let cpu = procs::usage(&[postgres.pid()]).since(&before).cpu_seconds;
+    let cpu = procs::cpu_seconds(&[postgres.pid()]) - before;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(

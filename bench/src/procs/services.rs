@@ -267,7 +267,7 @@ fn processes(pid: u32) -> Vec<(u32, String, f64)> {
                         .to_owned()
                 })
                 .unwrap_or_default();
-            (pid, title, super::usage_of(pid).cpu_seconds)
+            (pid, title, super::cpu_seconds_of(pid))
         })
         .collect()
 }
