@@ -7,6 +7,9 @@
 //! relay's Engine.IO defaults (ping every 25 s, 20 s timeout) and no `auth` emitted before the
 //! first answer. The suite's settings (a ping every 300 ms, events held until `auth` is sent)
 //! cost the echo ~10 % of its CPU that no production server pays.
+//!
+//! Either way it runs on the relay's allocator (`socket_server::memory`), as the relay binaries
+//! do, so the echo measures the protocol layer as it ships.
 
 mod echo;
 
@@ -20,6 +23,10 @@ use socket_server::socketio::{
     Ack, ConnectError, NamespaceHandler, Payload, Socket, SocketIo, SocketIoConfig,
 };
 use tokio::net::TcpListener;
+
+/// The relay binaries' allocator (jemalloc).
+#[global_allocator]
+static ALLOCATOR: socket_server::memory::Allocator = socket_server::memory::ALLOCATOR;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
