@@ -204,8 +204,57 @@ pub fn validate(raw: RawPacket) -> Result<(ClientPacket, usize), ParseError> {
 }
 
 /// Writes a JSON value. Serialising a `Value` (string keys only) into a `Vec` cannot fail.
-fn write_json(buf: &mut Vec<u8>, value: &impl serde::Serialize) {
+fn write_json(buf: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
     let _ = serde_json::to_writer(&mut *buf, value);
+}
+
+/// Writes `value` byte for byte as [`write_json`] does, but copies a string that needs no
+/// escaping (nearly all of them) whole: serde_json looks its strings up in a table a byte at a
+/// time, ~1 000 instructions for the 200-byte text of an echoed message.
+fn write_value(buf: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::String(text) => write_str(buf, text),
+        Value::Array(items) => {
+            buf.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                write_value(buf, item);
+            }
+            buf.push(b']');
+        }
+        Value::Object(map) => {
+            buf.push(b'{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                write_str(buf, key);
+                buf.push(b':');
+                write_value(buf, item);
+            }
+            buf.push(b'}');
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => write_json(buf, value),
+    }
+}
+
+/// A JSON string: `text` quoted as it is when it holds nothing JSON escapes (a control
+/// character, `"` or `\`), serde_json's escaping otherwise. The check reads every byte without
+/// stopping early, so the compiler can check many bytes at a time.
+fn write_str(buf: &mut Vec<u8>, text: &str) {
+    let escapes = text
+        .bytes()
+        .fold(false, |found, b| found | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if escapes {
+        write_json(buf, text);
+    } else {
+        buf.reserve(text.len() + 2);
+        buf.push(b'"');
+        buf.extend_from_slice(text.as_bytes());
+        buf.push(b'"');
+    }
 }
 
 /// Scratch buffers past this size are not kept for the thread's next packet.
@@ -299,10 +348,10 @@ pub fn event(namespace: &str, event: &str, payload: &Payload, ack: Option<u64>) 
     let text = text_frame(|buf| {
         header(buf, kind, payload.attachments.len(), namespace, ack);
         buf.push(b'[');
-        write_json(buf, &event);
+        write_str(buf, event);
         for arg in &payload.args {
             buf.push(b',');
-            write_json(buf, arg);
+            write_value(buf, arg);
         }
         buf.push(b']');
     });
@@ -315,7 +364,7 @@ pub fn event_json(namespace: &str, event: &str, arg: &impl serde::Serialize) -> 
     Outgoing::One(text_frame(|buf| {
         header(buf, PacketType::Event, 0, namespace, None);
         buf.push(b'[');
-        write_json(buf, &event);
+        write_str(buf, event);
         buf.push(b',');
         write_json(buf, arg);
         buf.push(b']');
@@ -331,7 +380,14 @@ pub fn ack(namespace: &str, id: u64, payload: &Payload) -> Outgoing {
     };
     let text = text_frame(|buf| {
         header(buf, kind, payload.attachments.len(), namespace, Some(id));
-        write_json(buf, &payload.args);
+        buf.push(b'[');
+        for (i, arg) in payload.args.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            write_value(buf, arg);
+        }
+        buf.push(b']');
     });
     with_attachments(text, payload)
 }
