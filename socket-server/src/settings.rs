@@ -172,7 +172,8 @@ pub struct PresenceSettings {
     /// How long a connection counts as alive without a refresh: a relay that dies leaves its
     /// users online at most this long.
     pub ttl_secs: u64,
-    /// How often the relay refreshes all its connections (one round trip); below `ttl_secs`.
+    /// How often the relay refreshes all its connections (a few hundred per round trip); below
+    /// `ttl_secs`.
     pub refresh_secs: u64,
     /// A user is announced offline only after this long without any connection, so a device
     /// moving between relays does not flicker.

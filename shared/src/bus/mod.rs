@@ -81,7 +81,8 @@ pub trait Bus: Send + Sync + 'static {
     /// back or offline was announced already.
     async fn presence_settle(&self, user: UserId) -> Result<Option<DateTime<Utc>>, BusError>;
 
-    /// Extend every listed connection (that still exists) by `ttl`, in one round trip.
+    /// Extend every listed connection (that still exists) by `ttl`, in round trips of a bounded
+    /// size (on Redis, a few hundred connections each).
     async fn presence_refresh(
         &self,
         connections: &[(UserId, String)],

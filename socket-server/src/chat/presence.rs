@@ -1,8 +1,9 @@
 //! Presence: this relay's share of "who is online".
 //!
 //! Each authenticated socket is one member `relay-<uuid>:<socket id>` of its user's sorted set on
-//! the bus ([`shared::bus::Keys::presence`]); one task refreshes every local member per period in
-//! one round trip, so a relay that dies leaves its users online at most `presence.ttl_secs`.
+//! the bus ([`shared::bus::Keys::presence`]); one task refreshes every local member per period,
+//! a few hundred per pipelined round trip, so a relay that dies leaves its users online at most
+//! `presence.ttl_secs`.
 //! Changes are announced to the user's contacts (everyone sharing a conversation, as the relay's
 //! membership view knows them) only when the user's global state flips, as the bus decides atomically: online at the first connection
 //! anywhere, offline once no connection is left anywhere after `presence.offline_grace_ms`.

@@ -24,6 +24,12 @@ use std::time::Duration;
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Connections extended per round trip by [`RedisBus::presence_refresh`] (two commands each,
+/// ~40 KiB of pipeline). One pipeline for all of a relay's connections grew with the relay: at
+/// 15 000 connections 30 000 commands, several MiB built in the relay and queued in Redis at
+/// once, every `presence.refresh_secs`, holding up every other call on the shared connection
+/// and bounded as a whole by [`COMMAND_TIMEOUT`], which a relay large enough would exceed.
+const REFRESH_CHUNK: usize = 256;
 
 /// How the command connection reconnects.
 ///
@@ -262,20 +268,23 @@ impl Bus for RedisBus {
             return Ok(());
         }
         let until = Utc::now().timestamp_millis().saturating_add(millis(ttl));
-        let mut pipe = redis::pipe();
-        for (user, member) in connections {
-            let key = self.keys.presence(*user);
-            // XX: a connection closed meanwhile is not brought back.
-            pipe.cmd("ZADD")
-                .arg(&key)
-                .arg("XX")
-                .arg(until)
-                .arg(member)
-                .ignore();
-            pipe.pexpire(&key, millis(ttl).max(1)).ignore();
-        }
         let mut conn = self.conn.clone();
-        bounded("refreshing presence", pipe.query_async::<()>(&mut conn)).await
+        for chunk in connections.chunks(REFRESH_CHUNK) {
+            let mut pipe = redis::pipe();
+            for (user, member) in chunk {
+                let key = self.keys.presence(*user);
+                // XX: a connection closed meanwhile is not brought back.
+                pipe.cmd("ZADD")
+                    .arg(&key)
+                    .arg("XX")
+                    .arg(until)
+                    .arg(member)
+                    .ignore();
+                pipe.pexpire(&key, millis(ttl).max(1)).ignore();
+            }
+            bounded("refreshing presence", pipe.query_async::<()>(&mut conn)).await?;
+        }
+        Ok(())
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), BusError> {
@@ -338,6 +347,37 @@ mod tests {
             panic!("Redis must run at 127.0.0.1:6379 for this test");
         };
         super::super::presence_contract(&bus).await;
+    }
+
+    #[tokio::test]
+    async fn a_refresh_of_several_round_trips_extends_every_connection() {
+        let keys = Keys::new(format!("parley-refresh-test-{}", uuid::Uuid::new_v4()));
+        let Ok(bus) = RedisBus::connect("redis://127.0.0.1:6379", keys.clone()).await else {
+            panic!("Redis must run at 127.0.0.1:6379 for this test");
+        };
+        // Two whole round trips and part of a third; users with several connections.
+        let connections: Vec<(UserId, String)> = (0..2 * REFRESH_CHUNK + 1)
+            .map(|i| (UserId(i as i64 % 97 + 1), format!("relay:{i}")))
+            .collect();
+        let (short, long) = (Duration::from_secs(60), Duration::from_secs(120));
+        for (user, member) in &connections {
+            bus.presence_open(*user, member, short).await.unwrap();
+        }
+
+        let refreshed_at = Utc::now().timestamp_millis();
+        bus.presence_refresh(&connections, long).await.unwrap();
+
+        // Every connection now expires `long` after the refresh, not `short` after it opened.
+        let mut conn = bus.conn.clone();
+        for (user, member) in &connections {
+            let until: i64 = redis::cmd("ZSCORE")
+                .arg(keys.presence(*user))
+                .arg(member)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(until >= refreshed_at + millis(long), "{member}: {until}");
+        }
     }
 
     #[tokio::test]
