@@ -244,9 +244,9 @@ fn write_value(buf: &mut Vec<u8>, value: &Value) {
 /// character, `"` or `\`), serde_json's escaping otherwise. The check reads every byte without
 /// stopping early, so the compiler can check many bytes at a time.
 fn write_str(buf: &mut Vec<u8>, text: &str) {
-    let escapes = text
-        .bytes()
-        .fold(false, |found, b| found | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    let escapes = text.bytes().fold(false, |found, b| {
+        found | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
     if escapes {
         write_json(buf, text);
     } else {

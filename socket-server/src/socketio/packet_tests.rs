@@ -255,7 +255,10 @@ fn an_event_and_an_ack_carry_their_arguments_as_json() {
     let Outgoing::One(event) = event("/", "say \"hi\"", &payload, Some(3)) else {
         panic!("one frame expected")
     };
-    assert_eq!(text(&event), r#"423["say \"hi\"","a \"b\" c",{"k":[1,"\n"]}]"#);
+    assert_eq!(
+        text(&event),
+        r#"423["say \"hi\"","a \"b\" c",{"k":[1,"\n"]}]"#
+    );
     let Outgoing::One(answer) = ack("/chat", 7, &payload) else {
         panic!("one frame expected")
     };
