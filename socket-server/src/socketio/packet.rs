@@ -214,16 +214,7 @@ fn write_json(buf: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
 fn write_value(buf: &mut Vec<u8>, value: &Value) {
     match value {
         Value::String(text) => write_str(buf, text),
-        Value::Array(items) => {
-            buf.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                write_value(buf, item);
-            }
-            buf.push(b']');
-        }
+        Value::Array(items) => write_array(buf, items),
         Value::Object(map) => {
             buf.push(b'{');
             for (i, (key, item)) in map.iter().enumerate() {
@@ -238,6 +229,18 @@ fn write_value(buf: &mut Vec<u8>, value: &Value) {
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => write_json(buf, value),
     }
+}
+
+/// `items` as a JSON array, each written by [`write_value`].
+fn write_array(buf: &mut Vec<u8>, items: &[Value]) {
+    buf.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        write_value(buf, item);
+    }
+    buf.push(b']');
 }
 
 /// A JSON string: `text` quoted as it is when it holds nothing JSON escapes (a control
@@ -380,14 +383,7 @@ pub fn ack(namespace: &str, id: u64, payload: &Payload) -> Outgoing {
     };
     let text = text_frame(|buf| {
         header(buf, kind, payload.attachments.len(), namespace, Some(id));
-        buf.push(b'[');
-        for (i, arg) in payload.args.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            write_value(buf, arg);
-        }
-        buf.push(b']');
+        write_array(buf, &payload.args);
     });
     with_attachments(text, payload)
 }
