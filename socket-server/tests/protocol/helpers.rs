@@ -104,12 +104,7 @@ pub async fn http(
     body: &str,
 ) -> HttpResponse {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let request = request_text(method, path, headers, body, "close");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
@@ -117,11 +112,73 @@ pub async fn http(
     let (head, body) = raw
         .split_once("\r\n\r\n")
         .expect("a complete HTTP response");
-    let status = head[9..12].parse().unwrap();
+    response(head, body)
+}
+
+fn request_text(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    connection: &str,
+) -> String {
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: {connection}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    request
+}
+
+fn response(head: &str, body: &str) -> HttpResponse {
     HttpResponse {
-        status,
+        status: head[9..12].parse().unwrap(),
         headers: head.to_ascii_lowercase(),
         body: body.to_owned(),
+    }
+}
+
+/// An HTTP/1.1 connection kept open for one request after another: for a request that must go
+/// out on a connection the server accepted earlier (during a drain, new ones are refused).
+pub struct KeepAlive {
+    stream: TcpStream,
+}
+
+impl KeepAlive {
+    pub async fn open(port: u16) -> Self {
+        Self {
+            stream: TcpStream::connect(("127.0.0.1", port)).await.unwrap(),
+        }
+    }
+
+    /// One request and its whole response (the body as long as its `Content-Length`).
+    pub async fn request(&mut self, method: &str, path: &str, body: &str) -> HttpResponse {
+        let request = request_text(method, path, &[], body, "keep-alive");
+        self.stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        let head_end = loop {
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            let n = self.stream.read_buf(&mut raw).await.unwrap();
+            assert!(n > 0, "the connection closed before a whole response");
+        };
+        let head = String::from_utf8(raw[..head_end].to_vec()).unwrap();
+        let length: usize = head
+            .to_ascii_lowercase()
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .expect("a response with a Content-Length")
+            .trim()
+            .parse()
+            .unwrap();
+        let body_start = head_end + 4;
+        while raw.len() < body_start + length {
+            let n = self.stream.read_buf(&mut raw).await.unwrap();
+            assert!(n > 0, "the connection closed before a whole response");
+        }
+        response(&head, std::str::from_utf8(&raw[body_start..]).unwrap())
     }
 }
 
