@@ -78,6 +78,19 @@ pub async fn authenticate(
     })
 }
 
+/// Keys with a fixed secret, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_keys() -> JwtKeys {
+    JwtKeys::new(&shared::auth::JwtSettings {
+        secret: SecretString::from("x".repeat(40)),
+        issuer: "parley".into(),
+        audience: "parley-clients".into(),
+        ttl_secs: 60,
+        leeway_secs: 0,
+    })
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,16 +104,7 @@ mod tests {
     use shared::wire::{MemberState, SyncResponse};
     use std::time::Duration;
 
-    fn keys() -> JwtKeys {
-        JwtKeys::new(&JwtSettings {
-            secret: SecretString::from("x".repeat(40)),
-            issuer: "parley".into(),
-            audience: "parley-clients".into(),
-            ttl_secs: 60,
-            leeway_secs: 0,
-        })
-        .unwrap()
-    }
+    use super::test_keys as keys;
 
     /// A port that knows one active session and nothing else (a unit-test double of our own).
     struct Sessions(Option<(UserId, String)>);

@@ -6,12 +6,23 @@
 //! One attempt per call: the caller owns retries. A failure that may pass by retrying (the API
 //! unreachable, a timeout, any 5xx) is `service_unavailable` (retryable); an error the API
 //! answered keeps its code and message.
+//!
+//! The API is spoken to in plain HTTP/1.1 over hyper's pooled client, not reqwest: every batch
+//! is a call, and reqwest's layers (redirects, proxies, retries, URL parsing of each answer)
+//! were about half of a call's cost in the relay (issue 12). A redirect is not followed: the
+//! internal routes never redirect, and the service token must not go anywhere else.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use reqwest::{Method, Url};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::auth::{JwtKeys, SERVICE_TTL_SECS};
@@ -23,35 +34,51 @@ use shared::port::{
     MAX_SESSION_CHECKS,
 };
 use shared::wire::{MemberState, SyncResponse, WatermarkRequest};
+use url::Url;
 
 /// A service token is re-minted when less than this is left of its lifetime (clock skew and
 /// a slow request both fit in it).
 const REMINT_MARGIN: Duration = Duration::from_secs(60);
 
+/// How long a pooled connection to the API may stay unused before it is closed.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
 /// The relay port over HTTP, at one API base URL.
 pub struct HttpPort {
-    http: reqwest::Client,
+    http: Client<HttpConnector, Full<Bytes>>,
+    /// Bounds each call from the connection (or the pool) to the end of the answer.
+    timeout: Duration,
     base: Url,
     /// `POST /internal/relay/messages`, called for every batch: built once.
-    store_url: Url,
+    store_uri: Uri,
     keys: JwtKeys,
-    /// The current service token and when to mint the next one.
-    token: Mutex<Option<(String, Instant)>>,
+    /// The current `Authorization` header and when to mint the next token.
+    token: Mutex<Option<(HeaderValue, Instant)>>,
 }
 
 impl HttpPort {
-    /// A port to the API at `base_url`; `timeout` bounds each request from connect to the end
-    /// of the answer.
+    /// A port to the API at `base_url` (`http://`); `timeout` bounds each request from connect
+    /// to the end of the answer.
     pub fn new(base_url: &str, timeout: Duration, keys: JwtKeys) -> anyhow::Result<Self> {
         let base = Url::parse(base_url.trim_end_matches('/'))?;
         anyhow::ensure!(
-            !base.cannot_be_a_base(),
-            "the API URL {base_url:?} cannot be a base URL"
+            base.scheme() == "http" && !base.cannot_be_a_base(),
+            "the API URL {base_url:?} is not an http:// base URL (the relay speaks plain HTTP to the API)"
         );
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .build(connector);
+        let store_uri = join(&base, &["internal", "relay", "messages"])
+            .as_str()
+            .parse()?;
         Ok(Self {
             http,
-            store_url: join(&base, &["internal", "relay", "messages"]),
+            timeout,
+            store_uri,
             base,
             keys,
             token: Mutex::new(None),
@@ -63,45 +90,103 @@ impl HttpPort {
         join(&self.base, segments)
     }
 
-    /// The current service token, minted anew when it is close to expiry.
-    fn service_token(&self) -> Result<String, AckError> {
+    /// The `Authorization` header of the current service token, minted anew when the token is
+    /// close to expiry.
+    fn authorization(&self) -> Result<HeaderValue, AckError> {
         let mut slot = self
             .token
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((token, renew_at)) = slot.as_ref() {
+        if let Some((header, renew_at)) = slot.as_ref() {
             if Instant::now() < *renew_at {
-                return Ok(token.clone());
+                return Ok(header.clone());
             }
         }
-        let (token, _) = self.keys.issue_service().map_err(|error| {
+        let mint_failed = |error: &dyn std::fmt::Display| {
             tracing::error!(%error, "minting a service token");
             AckError::new(ErrorCode::InternalError, "could not mint a service token")
-        })?;
+        };
+        let (token, _) = self.keys.issue_service().map_err(|e| mint_failed(&e))?;
+        let mut header =
+            HeaderValue::try_from(format!("Bearer {token}")).map_err(|e| mint_failed(&e))?;
+        header.set_sensitive(true);
         let lifetime = Duration::from_secs(SERVICE_TTL_SECS).saturating_sub(REMINT_MARGIN);
-        *slot = Some((token.clone(), Instant::now() + lifetime));
-        Ok(token)
+        *slot = Some((header.clone(), Instant::now() + lifetime));
+        Ok(header)
     }
 
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
-        url: Url,
+        uri: Uri,
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<T, AckError> {
-        let mut request = self
-            .http
-            .request(method, url)
-            .bearer_auth(self.service_token()?);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        answer(request.send().await).await
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(AUTHORIZATION, self.authorization()?);
+        let body = match body {
+            Some(body) => {
+                request =
+                    request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                let json = serde_json::to_vec(body).map_err(|error| {
+                    tracing::error!(%error, "encoding a request to the API");
+                    AckError::new(ErrorCode::InternalError, "could not encode the request")
+                })?;
+                Full::new(Bytes::from(json))
+            }
+            None => Full::default(),
+        };
+        let request = request.body(body).map_err(|error| {
+            tracing::error!(%error, "building a request to the API");
+            AckError::new(ErrorCode::InternalError, "could not build the request")
+        })?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|error| {
+                tracing::warn!(%error, "the API is unreachable");
+                unavailable("the API is unreachable".into())
+            })?;
+            let status = response.status();
+            let body = response.into_body().collect().await.map_err(|error| {
+                tracing::warn!(%error, "the API's answer was cut short");
+                unavailable("the API's answer was cut short".into())
+            })?;
+            Ok((status, body.to_bytes()))
+        };
+        let (status, body) = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(answered) => answered?,
+            Err(_) => {
+                tracing::warn!(timeout = ?self.timeout, "the API did not answer in time");
+                return Err(unavailable("the API did not answer in time".into()));
+            }
+        };
+        answer(status, &body)
     }
 
     async fn get<T: DeserializeOwned>(&self, url: Url) -> Result<T, AckError> {
-        self.call(Method::GET, url, None::<&()>).await
+        self.call(Method::GET, uri(&url)?, None::<&()>).await
     }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        body: &(impl Serialize + Sync),
+    ) -> Result<T, AckError> {
+        self.call(Method::POST, uri(&url)?, Some(body)).await
+    }
+}
+
+/// `service_unavailable`: what may pass by retrying.
+fn unavailable(what: String) -> AckError {
+    AckError::new(ErrorCode::ServiceUnavailable, what)
+}
+
+/// `url` as a request target.
+fn uri(url: &Url) -> Result<Uri, AckError> {
+    url.as_str().parse().map_err(|error| {
+        tracing::error!(%error, %url, "an API URL that is not a request URI");
+        AckError::new(ErrorCode::InternalError, "could not build the request")
+    })
 }
 
 /// `base` with `segments` appended, each percent-encoded as one path segment.
@@ -128,8 +213,7 @@ impl RelayPort for HttpPort {
             let check = SessionCheck {
                 sessions: chunk.to_vec(),
             };
-            let answer: SessionCheckAnswer =
-                self.call(Method::POST, url.clone(), Some(&check)).await?;
+            let answer: SessionCheckAnswer = self.post(url.clone(), &check).await?;
             if answer.active.len() != chunk.len() {
                 return Err(AckError::new(
                     ErrorCode::InternalError,
@@ -178,7 +262,7 @@ impl RelayPort for HttpPort {
         let answer: StoreBatchAnswer = self
             .call(
                 Method::POST,
-                self.store_url.clone(),
+                self.store_uri.clone(),
                 Some(&StoreBatchRef {
                     items: batch,
                     announce,
@@ -220,8 +304,7 @@ impl RelayPort for HttpPort {
             &conversation,
             which,
         ]);
-        self.call(Method::POST, url, Some(&WatermarkRequest { up_to_seq }))
-            .await
+        self.post(url, &WatermarkRequest { up_to_seq }).await
     }
 
     async fn sync(&self, user: UserId, since: Option<String>) -> Result<SyncResponse, AckError> {
@@ -234,32 +317,16 @@ impl RelayPort for HttpPort {
     }
 }
 
-/// Map an HTTP answer to its body, or to an ack error: `service_unavailable` for what may pass
-/// by retrying (unreachable, timed out, 5xx), the API's own code otherwise.
-async fn answer<T: DeserializeOwned>(
-    response: reqwest::Result<reqwest::Response>,
-) -> Result<T, AckError> {
-    let unavailable = |what: String| AckError::new(ErrorCode::ServiceUnavailable, what);
-    let response = match response {
-        Ok(r) => r,
-        Err(error) => {
-            tracing::warn!(%error, "the API is unreachable");
-            return Err(unavailable("the API is unreachable".into()));
-        }
-    };
-    let status = response.status();
+/// Map an HTTP answer to its body, or to an ack error: `service_unavailable` for a 5xx (may
+/// pass by retrying), the API's own code for another refusal.
+fn answer<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, AckError> {
     if status.is_success() {
-        return response.json::<T>().await.map_err(|error| {
-            if error.is_decode() {
-                tracing::error!(%error, "unexpected answer from the API");
-                AckError::new(ErrorCode::InternalError, "unexpected answer from the API")
-            } else {
-                tracing::warn!(%error, "the API's answer was cut short");
-                unavailable("the API's answer was cut short".into())
-            }
+        return serde_json::from_slice(body).map_err(|error| {
+            tracing::error!(%error, "unexpected answer from the API");
+            AckError::new(ErrorCode::InternalError, "unexpected answer from the API")
         });
     }
-    let envelope = response.json::<ErrorEnvelope>().await.ok();
+    let envelope = serde_json::from_slice::<ErrorEnvelope>(body).ok();
     match envelope {
         Some(envelope) if status.is_server_error() => Err(unavailable(format!(
             "the API answered {status}: {}",
@@ -271,5 +338,186 @@ async fn answer<T: DeserializeOwned>(
             ErrorCode::InternalError,
             format!("the API answered {status}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client's side of the contract against canned HTTP answers (one connection each);
+    //! the routes themselves are covered against the real API in `tests/relay/port.rs`.
+
+    use super::*;
+    use crate::chat::auth::test_keys as keys;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    /// An API on port 0 that reads one request and answers `answer` (or nothing, if `None`,
+    /// holding the connection open). Gives the request's head and body as it read them.
+    async fn api(answer: Option<&'static str>) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            loop {
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk).await.unwrap();
+                request.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&request);
+                let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                    continue;
+                };
+                let length = head
+                    .to_ascii_lowercase()
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-length:")
+                            .map(|v| v.trim().to_owned())
+                    })
+                    .map_or(0, |v| v.parse::<usize>().unwrap());
+                if n == 0 || body.len() >= length {
+                    break;
+                }
+            }
+            match answer {
+                Some(answer) => stream.write_all(answer.as_bytes()).await.unwrap(),
+                // Holds the connection until the client gives up.
+                None => while stream.read(&mut [0u8; 64]).await.is_ok_and(|n| n > 0) {},
+            }
+            String::from_utf8(request).unwrap()
+        });
+        (url, served)
+    }
+
+    fn port(url: &str, timeout: Duration) -> HttpPort {
+        HttpPort::new(url, timeout, keys()).unwrap()
+    }
+
+    fn json_answer(status: &str, body: &str) -> &'static str {
+        Box::leak(
+            format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_boxed_str(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_call_carries_the_service_token_and_its_json_body() {
+        let (url, served) = api(Some(json_answer(
+            "200 OK",
+            r#"{"conversationId":"9","userId":"7","deliveredUpToSeq":3,"readUpToSeq":3,"at":"2026-12-04T12:00:00Z"}"#,
+        )))
+        .await;
+
+        let state = port(&url, Duration::from_secs(30))
+            .mark(UserId(7), ConversationId(9), Receipt::Read, 3)
+            .await
+            .unwrap();
+
+        let request = served.await.unwrap();
+        let (head, body) = request.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("POST /internal/relay/users/7/conversations/9/read HTTP/1.1"),
+            "{head}"
+        );
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("\r\nauthorization: bearer ey"), "{head}");
+        assert!(
+            head.contains("\r\ncontent-type: application/json"),
+            "{head}"
+        );
+        assert_eq!(body, r#"{"upToSeq":3}"#);
+        assert_eq!(state.read_up_to_seq, 3);
+    }
+
+    #[tokio::test]
+    async fn refusals_keep_the_apis_code_and_a_5xx_or_no_answer_is_retryable() {
+        // Arrange: one API per answer
+        let not_found = json_answer(
+            "404 Not Found",
+            r#"{"error":{"code":"conversation_not_found","message":"no such conversation"}}"#,
+        );
+        let overloaded = json_answer(
+            "503 Service Unavailable",
+            r#"{"error":{"code":"service_unavailable","message":"database down"}}"#,
+        );
+        let moved = "HTTP/1.1 302 Found\r\nlocation: http://elsewhere.example/\r\ncontent-length: 0\r\n\r\n";
+        let garbled = json_answer("200 OK", "{not json");
+        let cut = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"members\":";
+
+        // Act + Assert
+        let (url, _) = api(Some(not_found)).await;
+        let members = port(&url, Duration::from_secs(30))
+            .members(UserId(1), ConversationId(2))
+            .await;
+        assert_eq!(members, Ok(None));
+
+        let (url, _) = api(Some(overloaded)).await;
+        let error = port(&url, Duration::from_secs(30))
+            .session_active(UserId(1), "jti")
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::ServiceUnavailable);
+        assert!(
+            error.retryable && error.message.contains("database down"),
+            "{error:?}"
+        );
+
+        // A redirect is not followed (the token stays with the API): an unexpected answer.
+        let (url, _) = api(Some(moved)).await;
+        let error = port(&url, Duration::from_secs(30))
+            .session_active(UserId(1), "jti")
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::InternalError, "{error:?}");
+        assert!(error.message.contains("302"), "{error:?}");
+
+        let (url, _) = api(Some(garbled)).await;
+        let error = port(&url, Duration::from_secs(30))
+            .session_active(UserId(1), "jti")
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::InternalError, "{error:?}");
+
+        let (url, _) = api(Some(cut)).await;
+        let error = port(&url, Duration::from_secs(30))
+            .members(UserId(1), ConversationId(2))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::ServiceUnavailable, "{error:?}");
+
+        // Accepted, never answered: given up after the timeout.
+        let (url, _) = api(None).await;
+        let error = port(&url, Duration::from_millis(200))
+            .session_active(UserId(1), "jti")
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::ServiceUnavailable, "{error:?}");
+        assert!(error.message.contains("in time"), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn an_api_nobody_listens_on_is_unreachable_and_retryable() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+
+        let error = port(&url, Duration::from_secs(30))
+            .sync(UserId(1), None)
+            .await
+            .unwrap_err();
+
+        assert_eq!(error.code, ErrorCode::ServiceUnavailable);
+        assert!(error.retryable);
+        assert!(error.message.contains("unreachable"), "{error:?}");
+    }
+
+    #[test]
+    fn only_a_plain_http_base_url_is_accepted() {
+        assert!(HttpPort::new("https://api.example", Duration::from_secs(1), keys()).is_err());
+        assert!(HttpPort::new("mailto:ops@example.com", Duration::from_secs(1), keys()).is_err());
+        assert!(HttpPort::new("http://api:3000/", Duration::from_secs(1), keys()).is_ok());
     }
 }
