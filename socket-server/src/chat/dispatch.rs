@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::Session;
 use super::cache::Seen;
 use super::vocab::{Outgoing, Vocabulary};
-use super::{to_value, ChatState};
+use super::ChatState;
 
 /// Most bus messages taken from the subscriber at once.
 const BATCH: usize = 256;
@@ -118,7 +118,7 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
             if !relayed || camel {
                 let stored = Outgoing {
                     event: "receive_message",
-                    arg: to_value(&message),
+                    arg: &message,
                     receiver: camel
                         .then(|| {
                             receiver_of(state, users, message.conversation_id, message.sender_id)
@@ -145,7 +145,7 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
             }
             let shown = Outgoing {
                 event: "receive_message",
-                arg: to_value(&message),
+                arg: &message,
                 // `receiverId`: for the second document's sockets only.
                 receiver: state
                     .registry

@@ -118,7 +118,7 @@ impl ChatState {
             users,
             vocab::Outgoing {
                 event,
-                arg: to_value(arg),
+                arg,
                 receiver: None,
                 only: None,
             },
@@ -128,7 +128,12 @@ impl ChatState {
 
     /// Emit `outgoing` to every local socket of `users` but `except`; counted. Called under
     /// the view's lock too (parked work): it must not read the view.
-    pub fn emit(&self, users: &[UserId], outgoing: vocab::Outgoing<'_>, except: Option<&str>) {
+    pub fn emit<T: Serialize>(
+        &self,
+        users: &[UserId],
+        outgoing: vocab::Outgoing<'_, T>,
+        except: Option<&str>,
+    ) {
         let sent = self.registry.emit_to(users, &outgoing, except);
         self.metrics.messages_out.add(sent);
     }

@@ -97,10 +97,10 @@ impl Registry {
     /// Emit `outgoing` to every local socket of `users` except the socket `except`, in each
     /// socket's vocabulary; encoded once per vocabulary. Returns how many sockets it was queued
     /// for.
-    pub fn emit_to(
+    pub fn emit_to<T: serde::Serialize>(
         &self,
         users: &[UserId],
-        outgoing: &Outgoing<'_>,
+        outgoing: &Outgoing<'_, T>,
         except: Option<&str>,
     ) -> usize {
         let sockets: Vec<Socket> = users.iter().flat_map(|&u| self.sockets_of(u)).collect();

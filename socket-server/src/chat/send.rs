@@ -171,7 +171,7 @@ fn relay(
         .insert(message.sender_id, &message.client_msg_id);
     let shown = super::vocab::Outgoing {
         event: "receive_message",
-        arg: super::to_value(&message),
+        arg: &message,
         receiver: super::store::receiver(members, message.sender_id),
         only: None,
     };

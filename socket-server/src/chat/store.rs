@@ -263,12 +263,12 @@ fn stored(state: &ChatState, item: &StoreItem, job: Waiting, message: Message, a
         super::vocab::confirm_send(&socket, &message, receiver);
     }
     if let Some(ack) = job.ack {
-        let _ = ack.send(to_value(&SendAck {
+        let _ = ack.send_json(&SendAck {
             success: true,
             saved: MessageSaved::from(&message),
             message_id: message.id,
             status: MessageStatus::Sent,
-        }));
+        });
     }
     if let (Announce::Caller, Some(members)) = (announce, &job.relayed_to) {
         // `publish` skips a relay alone too; asked here first, it also spares the copy.

@@ -15,7 +15,6 @@
 //! `userId` + token), else by the first vocabulary-specific event it emits, else Snake at the
 //! first message event sent to it. Everything here is synchronous: the live path never waits.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
@@ -297,47 +296,51 @@ fn read_from(event: &str, payload: &Payload) -> Option<UserId> {
 }
 
 /// A Parley event for local sockets, with what each vocabulary makes of it.
-pub struct Outgoing<'a> {
+pub struct Outgoing<'a, T = Value> {
     pub event: &'a str,
-    pub arg: Value,
+    /// Written as it is for Parley's own vocabulary (no `Value` is built on the hot path); the
+    /// second document's reads it as a `Value` to add its fields.
+    pub arg: &'a T,
     /// The other member of a two-member conversation (`receiverId` of `newMessage`).
     pub receiver: Option<UserId>,
     /// Only for sockets of this vocabulary.
     pub only: Option<Vocabulary>,
 }
 
-impl Outgoing<'_> {
-    /// The event and argument for a socket speaking `vocabulary`; `None`: nothing for it.
-    /// Parley's own events are the argument as is, borrowed.
-    pub fn render(&self, vocabulary: Vocabulary) -> Option<(&str, Cow<'_, Value>)> {
-        if self.only.is_some_and(|only| only != vocabulary) {
+impl<T: Serialize> Outgoing<'_, T> {
+    /// The event and argument for a socket speaking the second document's vocabulary; `None`:
+    /// nothing for it.
+    pub fn camel(&self) -> Option<(&str, Value)> {
+        if self.only.is_some_and(|only| only != Vocabulary::Camel) {
             return None;
         }
-        if vocabulary == Vocabulary::Snake {
-            return Some((self.event, Cow::Borrowed(&self.arg)));
-        }
         match self.event {
-            "receive_message" => Some((
-                "newMessage",
-                Cow::Owned(new_message(&self.arg, self.receiver)),
-            )),
+            "receive_message" => {
+                Some(("newMessage", new_message(to_value(self.arg), self.receiver)))
+            }
             // Camel sockets get the whole stored message as `newMessage` instead.
             "message_saved" => None,
-            "message_failed" => Some(("messageError", Cow::Owned(with_temp_id(self.arg.clone())))),
-            other => Some((other, Cow::Borrowed(&self.arg))),
+            "message_failed" => Some(("messageError", with_temp_id(to_value(self.arg)))),
+            other => Some((other, to_value(self.arg))),
         }
     }
 
-    /// Encoded once per vocabulary, from the rendered argument (no copy of Parley's own).
+    /// Encoded once per vocabulary: Parley's own straight from the argument.
     pub fn packet(&self, vocabulary: Vocabulary) -> Option<EncodedPacket> {
-        let (event, arg) = self.render(vocabulary)?;
-        Some(EncodedPacket::event_json("/", event, &*arg))
+        match vocabulary {
+            Vocabulary::Snake if self.only.is_some_and(|only| only != Vocabulary::Snake) => None,
+            Vocabulary::Snake => Some(EncodedPacket::event_json("/", self.event, self.arg)),
+            Vocabulary::Camel => {
+                let (event, arg) = self.camel()?;
+                Some(EncodedPacket::event_json("/", event, &arg))
+            }
+        }
     }
 }
 
 /// Parley's fields plus the second document's: `tempId`, `text`, `receiverId`.
-fn new_message(arg: &Value, receiver: Option<UserId>) -> Value {
-    let mut value = with_temp_id(arg.clone());
+fn new_message(arg: Value, receiver: Option<UserId>) -> Value {
+    let mut value = with_temp_id(arg);
     if let Value::Object(map) = &mut value {
         if let Some(content) = map.get("content").cloned() {
             map.insert("text".into(), content);
@@ -393,7 +396,7 @@ pub fn refuse_send(socket: &Socket, request: &Value, ack: Option<Ack>, error: Ac
 /// (retries included: the broadcast is only sent for a new message).
 pub fn confirm_send(socket: &Socket, message: &shared::wire::Message, receiver: Option<UserId>) {
     if of(socket) == Vocabulary::Camel {
-        let _ = socket.emit("newMessage", new_message(&to_value(message), receiver));
+        let _ = socket.emit("newMessage", new_message(to_value(message), receiver));
     }
 }
 
@@ -551,40 +554,37 @@ mod tests {
     fn camel_sockets_get_new_message_and_message_error_in_their_documents_fields() {
         let relayed = Outgoing {
             event: "receive_message",
-            arg: json!({"clientMsgId": "t-1", "content": "hi", "senderId": "1"}),
+            arg: &json!({"clientMsgId": "t-1", "content": "hi", "senderId": "1"}),
             receiver: Some(UserId(2)),
             only: None,
         };
-        let (event, arg) = relayed.render(Vocabulary::Camel).unwrap();
+        let (event, arg) = relayed.camel().unwrap();
         assert_eq!(event, "newMessage");
         assert_eq!(
             (&arg["tempId"], &arg["text"]),
             (&json!("t-1"), &json!("hi"))
         );
         assert_eq!(arg["receiverId"], "2");
-        assert_eq!(
-            relayed.render(Vocabulary::Snake).unwrap().0,
-            "receive_message"
-        );
+        assert!(relayed.packet(Vocabulary::Snake).is_some());
         let saved = Outgoing {
             event: "message_saved",
-            arg: json!({}),
+            arg: &json!({}),
             receiver: None,
             only: None,
         };
-        assert!(saved.render(Vocabulary::Camel).is_none());
+        assert!(saved.camel().is_none());
         let failed = Outgoing {
             event: "message_failed",
-            arg: json!({"clientMsgId": "t-1", "error": {}}),
+            arg: &json!({"clientMsgId": "t-1", "error": {}}),
             receiver: None,
             only: None,
         };
-        let (event, arg) = failed.render(Vocabulary::Camel).unwrap();
+        let (event, arg) = failed.camel().unwrap();
         assert_eq!((event, &arg["tempId"]), ("messageError", &json!("t-1")));
         let camel_only = Outgoing {
             only: Some(Vocabulary::Camel),
             ..relayed
         };
-        assert!(camel_only.render(Vocabulary::Snake).is_none());
+        assert!(camel_only.packet(Vocabulary::Snake).is_none());
     }
 }

@@ -27,6 +27,13 @@ impl Ack {
         self.socket.send_packet(packet)
     }
 
+    /// Sends an answer of one JSON argument, written straight from `arg` (no [`Payload`] or
+    /// `serde_json::Value` to build).
+    pub fn send_json(self, arg: &impl serde::Serialize) -> Result<(), EmitError> {
+        let packet = packet::ack_json(self.socket.namespace(), self.id, arg);
+        self.socket.send_packet(packet)
+    }
+
     /// The ack id chosen by the client.
     pub fn id(&self) -> u64 {
         self.id

@@ -374,6 +374,16 @@ pub fn event_json(namespace: &str, event: &str, arg: &impl serde::Serialize) -> 
     }))
 }
 
+/// An ACK with one JSON argument and no attachment, written from the borrowed argument.
+pub fn ack_json(namespace: &str, id: u64, arg: &impl serde::Serialize) -> Outgoing {
+    Outgoing::One(text_frame(|buf| {
+        header(buf, PacketType::Ack, 0, namespace, Some(id));
+        buf.push(b'[');
+        write_json(buf, arg);
+        buf.push(b']');
+    }))
+}
+
 /// An ACK (BINARY_ACK with attachments) answering the client's packet `id`.
 pub fn ack(namespace: &str, id: u64, payload: &Payload) -> Outgoing {
     let kind = if payload.attachments.is_empty() {

@@ -264,3 +264,27 @@ fn an_event_and_an_ack_carry_their_arguments_as_json() {
     };
     assert_eq!(text(&answer), r#"43/chat,7["a \"b\" c",{"k":[1,"\n"]}]"#);
 }
+
+#[test]
+fn an_event_or_an_ack_of_one_argument_is_written_straight_from_it() {
+    #[derive(serde::Serialize)]
+    struct Saved<'a> {
+        id: u64,
+        text: &'a str,
+    }
+    let arg = Saved {
+        id: 91,
+        text: "a \"b\"\n",
+    };
+    let Outgoing::One(event) = event_json("/", "message_saved", &arg) else {
+        panic!("one frame expected")
+    };
+    assert_eq!(
+        text(&event),
+        r#"42["message_saved",{"id":91,"text":"a \"b\"\n"}]"#
+    );
+    let Outgoing::One(answer) = ack_json("/chat", 7, &arg) else {
+        panic!("one frame expected")
+    };
+    assert_eq!(text(&answer), r#"43/chat,7[{"id":91,"text":"a \"b\"\n"}]"#);
+}
