@@ -249,13 +249,20 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The peers' install script (idempotent, quick when done already).
+/// The peers' install script (idempotent, quick when done already). The Rust peers are built
+/// where this bench looks for them, next to its own target directory (whatever
+/// `CARGO_TARGET_DIR` says in this shell), or not at all when `BENCH_PEERS_BIN` names them.
 fn install(repo: &Path) -> anyhow::Result<()> {
-    println!("bench all: bench/peers/install");
-    let status = Command::new(repo.join("bench/peers/install"))
-        .current_dir(repo)
-        .status()
-        .context("running bench/peers/install")?;
+    let mut install = Command::new(repo.join("bench/peers/install"));
+    install.current_dir(repo);
+    if std::env::var_os("BENCH_PEERS_BIN").is_some() {
+        println!("bench all: bench/peers/install node (the Rust peers are in BENCH_PEERS_BIN)");
+        install.arg("node");
+    } else {
+        println!("bench all: bench/peers/install");
+        install.env("CARGO_TARGET_DIR", crate::peers::target_dir()?);
+    }
+    let status = install.status().context("running bench/peers/install")?;
     if !status.success() {
         bail!("bench/peers/install failed ({status}): the peers are needed; see its output above");
     }

@@ -79,7 +79,7 @@ fn profile_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// The target directory this bench was built in (`<target>/release/bench` → `<target>`).
-fn target_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
     profile_dir()?
         .parent()
         .map(Path::to_path_buf)
