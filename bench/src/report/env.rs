@@ -26,8 +26,11 @@ pub fn describe(repo: &Path) -> Vec<(String, String)> {
         "git",
         &["-C", &repo.display().to_string(), "rev-parse", "HEAD"],
     );
+    // The report's own directory does not count: by the time this is read, the runs have
+    // written their results there.
     let dirty = Command::new("git")
         .args(["-C", &repo.display().to_string(), "status", "--porcelain"])
+        .args(["--", ".", ":(exclude)bench/results"])
         .output()
         .is_ok_and(|o| !o.stdout.is_empty());
     let pg_bin = ["15", "16", "17"]
