@@ -79,6 +79,16 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The sockets of all of `users` on this relay, gathered under one lock into one `Vec`.
+    fn sockets_of_all(&self, users: &[UserId]) -> Vec<Socket> {
+        let rooms = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sockets = Vec::new();
+        for room in users.iter().filter_map(|user| rooms.get(user)) {
+            sockets.extend(room.values().cloned());
+        }
+        sockets
+    }
+
     /// Every socket connected here.
     pub fn all(&self) -> Vec<Socket> {
         let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
@@ -103,7 +113,7 @@ impl Registry {
         outgoing: &Outgoing<'_, T>,
         except: Option<&str>,
     ) -> usize {
-        let sockets: Vec<Socket> = users.iter().flat_map(|&u| self.sockets_of(u)).collect();
+        let sockets = self.sockets_of_all(users);
         if sockets.is_empty() {
             return 0;
         }
