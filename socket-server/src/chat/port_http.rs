@@ -353,31 +353,19 @@ mod tests {
 
     /// An API on port 0 that reads one request and answers `answer` (or nothing, if `None`,
     /// holding the connection open). Gives the request's head and body as it read them.
-    async fn api(answer: Option<&'static str>) -> (String, tokio::task::JoinHandle<String>) {
+    async fn api(answer: Option<String>) -> (String, tokio::task::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let served = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut request = Vec::new();
-            loop {
-                let mut chunk = [0u8; 4096];
+            let mut chunk = [0u8; 4096];
+            while !is_whole(&request) {
                 let n = stream.read(&mut chunk).await.unwrap();
-                request.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&request);
-                let Some((head, body)) = text.split_once("\r\n\r\n") else {
-                    continue;
-                };
-                let length = head
-                    .to_ascii_lowercase()
-                    .lines()
-                    .find_map(|l| {
-                        l.strip_prefix("content-length:")
-                            .map(|v| v.trim().to_owned())
-                    })
-                    .map_or(0, |v| v.parse::<usize>().unwrap());
-                if n == 0 || body.len() >= length {
+                if n == 0 {
                     break;
                 }
+                request.extend_from_slice(&chunk[..n]);
             }
             match answer {
                 Some(answer) => stream.write_all(answer.as_bytes()).await.unwrap(),
@@ -389,18 +377,41 @@ mod tests {
         (url, served)
     }
 
+    /// Whether `request` holds a whole head and as much body as its `Content-Length` says.
+    fn is_whole(request: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(request);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let length = head
+            .to_ascii_lowercase()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .map_or(0, |v| v.parse::<usize>().unwrap());
+        body.len() >= length
+    }
+
     fn port(url: &str, timeout: Duration) -> HttpPort {
         HttpPort::new(url, timeout, keys()).unwrap()
     }
 
-    fn json_answer(status: &str, body: &str) -> &'static str {
-        Box::leak(
-            format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .into_boxed_str(),
+    fn json_answer(status: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
         )
+    }
+
+    /// What a session check makes of `answer` (`None`: no answer) within `timeout`.
+    async fn refusal(answer: Option<String>, timeout: Duration) -> AckError {
+        let (url, _) = api(answer).await;
+        port(&url, timeout)
+            .session_active(UserId(1), "jti")
+            .await
+            .unwrap_err()
     }
 
     #[tokio::test]
@@ -434,31 +445,23 @@ mod tests {
 
     #[tokio::test]
     async fn refusals_keep_the_apis_code_and_a_5xx_or_no_answer_is_retryable() {
-        // Arrange: one API per answer
-        let not_found = json_answer(
+        let patience = Duration::from_secs(30);
+
+        let (url, _) = api(Some(json_answer(
             "404 Not Found",
             r#"{"error":{"code":"conversation_not_found","message":"no such conversation"}}"#,
-        );
-        let overloaded = json_answer(
-            "503 Service Unavailable",
-            r#"{"error":{"code":"service_unavailable","message":"database down"}}"#,
-        );
-        let moved = "HTTP/1.1 302 Found\r\nlocation: http://elsewhere.example/\r\ncontent-length: 0\r\n\r\n";
-        let garbled = json_answer("200 OK", "{not json");
-        let cut = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"members\":";
-
-        // Act + Assert
-        let (url, _) = api(Some(not_found)).await;
-        let members = port(&url, Duration::from_secs(30))
+        )))
+        .await;
+        let members = port(&url, patience)
             .members(UserId(1), ConversationId(2))
             .await;
         assert_eq!(members, Ok(None));
 
-        let (url, _) = api(Some(overloaded)).await;
-        let error = port(&url, Duration::from_secs(30))
-            .session_active(UserId(1), "jti")
-            .await
-            .unwrap_err();
+        let overloaded = json_answer(
+            "503 Service Unavailable",
+            r#"{"error":{"code":"service_unavailable","message":"database down"}}"#,
+        );
+        let error = refusal(Some(overloaded), patience).await;
         assert_eq!(error.code, ErrorCode::ServiceUnavailable);
         assert!(
             error.retryable && error.message.contains("database down"),
@@ -466,34 +469,20 @@ mod tests {
         );
 
         // A redirect is not followed (the token stays with the API): an unexpected answer.
-        let (url, _) = api(Some(moved)).await;
-        let error = port(&url, Duration::from_secs(30))
-            .session_active(UserId(1), "jti")
-            .await
-            .unwrap_err();
+        let moved = "HTTP/1.1 302 Found\r\nlocation: http://elsewhere.example/\r\ncontent-length: 0\r\n\r\n";
+        let error = refusal(Some(moved.to_owned()), patience).await;
         assert_eq!(error.code, ErrorCode::InternalError, "{error:?}");
         assert!(error.message.contains("302"), "{error:?}");
 
-        let (url, _) = api(Some(garbled)).await;
-        let error = port(&url, Duration::from_secs(30))
-            .session_active(UserId(1), "jti")
-            .await
-            .unwrap_err();
+        let error = refusal(Some(json_answer("200 OK", "{not json")), patience).await;
         assert_eq!(error.code, ErrorCode::InternalError, "{error:?}");
 
-        let (url, _) = api(Some(cut)).await;
-        let error = port(&url, Duration::from_secs(30))
-            .members(UserId(1), ConversationId(2))
-            .await
-            .unwrap_err();
+        let cut = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"active\":";
+        let error = refusal(Some(cut.to_owned()), patience).await;
         assert_eq!(error.code, ErrorCode::ServiceUnavailable, "{error:?}");
 
         // Accepted, never answered: given up after the timeout.
-        let (url, _) = api(None).await;
-        let error = port(&url, Duration::from_millis(200))
-            .session_active(UserId(1), "jti")
-            .await
-            .unwrap_err();
+        let error = refusal(None, Duration::from_millis(200)).await;
         assert_eq!(error.code, ErrorCode::ServiceUnavailable, "{error:?}");
         assert!(error.message.contains("in time"), "{error:?}");
     }
