@@ -72,11 +72,7 @@ impl Registry {
 
     /// The sockets of `user` on this relay.
     pub fn sockets_of(&self, user: UserId) -> Vec<Socket> {
-        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        users
-            .get(&user)
-            .map(|room| room.values().cloned().collect())
-            .unwrap_or_default()
+        self.sockets_of_all(&[user])
     }
 
     /// The sockets of all of `users` on this relay, gathered under one lock into one `Vec`.

@@ -296,7 +296,7 @@ fn read_from(event: &str, payload: &Payload) -> Option<UserId> {
 }
 
 /// A Parley event for local sockets, with what each vocabulary makes of it.
-pub struct Outgoing<'a, T = Value> {
+pub struct Outgoing<'a, T> {
     pub event: &'a str,
     /// Written as it is for Parley's own vocabulary (no `Value` is built on the hot path); the
     /// second document's reads it as a `Value` to add its fields.

@@ -203,7 +203,8 @@ pub fn validate(raw: RawPacket) -> Result<(ClientPacket, usize), ParseError> {
     Ok((packet, attachments))
 }
 
-/// Writes a JSON value. Serialising a `Value` (string keys only) into a `Vec` cannot fail.
+/// Writes a JSON value: a `Value`, or one of our wire types (string keys only, no fallible
+/// `Serialize`), which cannot fail into a `Vec`.
 fn write_json(buf: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
     let _ = serde_json::to_writer(&mut *buf, value);
 }
