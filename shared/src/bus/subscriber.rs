@@ -17,8 +17,7 @@
 //! - in process ([`super::memory`]): a route on the `MemoryBus` for the all-in-one process; publishing waits for
 //!   room in the queue rather than dropping events.
 
-use crate::ids::UserId;
-use std::collections::HashMap;
+use crate::ids::{IdMap, UserId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -114,7 +113,7 @@ pub(crate) fn user_of(channel: &str) -> Option<UserId> {
 /// Connections per subscribed user. `add` and `remove` say whether the channel itself must be
 /// subscribed (first connection) or unsubscribed (last one).
 #[derive(Default)]
-pub(crate) struct Counts(HashMap<UserId, usize>);
+pub(crate) struct Counts(IdMap<UserId, usize>);
 
 impl Counts {
     pub(crate) fn add(&mut self, user: UserId) -> bool {

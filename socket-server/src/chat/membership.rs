@@ -8,10 +8,9 @@
 //! the socket keeps reading; what arrives for that conversation meanwhile is parked, in order,
 //! and run once the answer is in.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use shared::ids::{ConversationId, UserId};
+use shared::ids::{ConversationId, IdMap, IdSet, UserId};
 use shared::port::ConversationMembers;
 
 /// The members of one conversation, shared by every local user in it.
@@ -39,18 +38,18 @@ struct Conversation {
 }
 
 struct LocalUser {
-    conversations: HashSet<ConversationId>,
+    conversations: IdSet<ConversationId>,
     /// Local sockets of the user that loaded the view.
     sockets: usize,
 }
 
 #[derive(Default)]
 struct Inner {
-    conversations: HashMap<ConversationId, Conversation>,
-    users: HashMap<UserId, LocalUser>,
+    conversations: IdMap<ConversationId, Conversation>,
+    users: IdMap<UserId, LocalUser>,
     /// Work waiting for a miss to be resolved, per (user, conversation), in arrival order. An
     /// entry exists exactly while one resolution is under way.
-    pending: HashMap<(UserId, ConversationId), Vec<Parked>>,
+    pending: IdMap<(UserId, ConversationId), Vec<Parked>>,
 }
 
 impl Inner {
@@ -102,7 +101,7 @@ impl MembershipView {
             .users
             .entry(user)
             .or_insert_with(|| LocalUser {
-                conversations: HashSet::new(),
+                conversations: IdSet::default(),
                 sockets: 0,
             })
             .sockets += 1;

@@ -8,13 +8,13 @@
 //! membership view knows them) only when the user's global state flips, as the bus decides atomically: online at the first connection
 //! anywhere, offline once no connection is left anywhere after `presence.offline_grace_ms`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::events::BusEvent;
-use shared::ids::UserId;
+use shared::ids::{IdMap, UserId};
 use shared::wire::{OnlineUsers, Presence as PresenceEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -25,14 +25,14 @@ use crate::socketio::Socket;
 pub struct Presence {
     settings: PresenceSettings,
     /// The bus members (one per local connection) of each user connected here.
-    local: Mutex<HashMap<UserId, HashSet<String>>>,
+    local: Mutex<IdMap<UserId, HashSet<String>>>,
 }
 
 impl Presence {
     pub fn new(settings: PresenceSettings) -> Self {
         Self {
             settings,
-            local: Mutex::new(HashMap::new()),
+            local: Mutex::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use shared::ids::UserId;
+use shared::ids::{IdMap, UserId};
 
 use super::metrics::Counter;
 use super::vocab::{self, Outgoing, Vocabulary};
@@ -13,7 +13,7 @@ use crate::socketio::{EmitError, Socket};
 
 pub struct Registry {
     /// user → (socket id → socket). Only sockets whose `on_connect` succeeded.
-    users: Mutex<HashMap<UserId, HashMap<String, Socket>>>,
+    users: Mutex<IdMap<UserId, HashMap<String, Socket>>>,
     /// Counts emits refused by a full outbox.
     outbox_drops: Counter,
     /// Sockets here speaking the second document's vocabulary: while there are none, what
