@@ -64,7 +64,10 @@ pub struct RelayedMessage {
     /// show a placeholder of the right size. The stored message carries the API's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<Box<crate::wire::Attachment>>,
-    #[serde(serialize_with = "crate::wire::rfc3339")]
+    #[serde(
+        serialize_with = "crate::rfc3339::serialize",
+        deserialize_with = "crate::rfc3339::deserialize"
+    )]
     pub sent_at: DateTime<Utc>,
     pub status: crate::wire::MessageStatus,
 }

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`ids`]: newtype ids (`UserId`, `ConversationId`, `MessageId`), strings on the wire.
 //! - [`domain`]: parsed, validated inputs (`MessageContent::parse`, `ClientMsgId::parse`, …).
-//! - [`wire`]: the JSON shapes of the REST API and Socket.IO events (camelCase).
+//! - [`wire`]: the JSON shapes of the REST API and Socket.IO events (camelCase); `rfc3339`
+//!   reads and writes the timestamps of a message's hot path.
 //! - [`errors`]: the one table of error codes, their HTTP status and retry rule.
 //! - [`events`]: what travels on the bus between the API and the relays, and the channel names.
 //! - [`bus`]: the bus interface with a Redis and an in-process implementation.
@@ -32,6 +33,7 @@ pub mod net;
 pub mod port;
 pub mod process_metrics;
 pub mod request_id;
+mod rfc3339;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -2,73 +2,9 @@
 
 use crate::domain::MessageKind;
 use crate::ids::{ConversationId, MessageId, UserId};
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
-use serde::{Deserialize, Serialize, Serializer};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-/// A timestamp of a message's hot path (the stored message, `message_saved`, the relayed copy),
-/// written exactly as chrono's own `Serialize` writes it (RFC 3339, a fraction of 0, 3, 6 or 9
-/// digits, `Z`), three per relayed message (issue 12). chrono's goes through a `Display`
-/// adapter one character at a time (~2 500 instructions into a `serde_json::Value`); its
-/// `to_rfc3339_opts` into a `String` costs ~1 100; the digits written here into a stack buffer
-/// ~150. Years outside 0..=9999 (which chrono writes signed, with more digits) take chrono's
-/// path.
-pub(crate) fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    let mut buf = [0u8; RFC3339_MAX];
-    match write_rfc3339(at, &mut buf) {
-        Some(len) => serializer.serialize_str(
-            std::str::from_utf8(&buf[..len]).expect("an RFC 3339 timestamp is ASCII"),
-        ),
-        None => serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-    }
-}
-
-/// `YYYY-MM-DDThh:mm:ss.nnnnnnnnnZ`
-const RFC3339_MAX: usize = 30;
-
-/// Writes `at` as chrono's `to_rfc3339_opts(SecondsFormat::AutoSi, true)` does into `buf`,
-/// returning the length; `None` for a year outside 0..=9999.
-fn write_rfc3339(at: &DateTime<Utc>, buf: &mut [u8; RFC3339_MAX]) -> Option<usize> {
-    let (date, time) = (at.date_naive(), at.time());
-    let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
-    // A leap second is carried as 1_000_000_000 nanoseconds or more; chrono writes it as :60.
-    let (second, nanos) = match time.nanosecond() {
-        n if n >= 1_000_000_000 => (time.second() + 1, n - 1_000_000_000),
-        n => (time.second(), n),
-    };
-    let mut put = |at: usize, value: u32, width: usize| {
-        let mut value = value;
-        for slot in buf[at..at + width].iter_mut().rev() {
-            *slot = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, year, 4);
-    put(5, date.month(), 2);
-    put(8, date.day(), 2);
-    put(11, time.hour(), 2);
-    put(14, time.minute(), 2);
-    put(17, second, 2);
-    let fraction = match nanos {
-        0 => None,
-        n if n % 1_000_000 == 0 => Some((n / 1_000_000, 3)),
-        n if n % 1_000 == 0 => Some((n / 1_000, 6)),
-        n => Some((n, 9)),
-    };
-    let mut len = 19;
-    if let Some((value, width)) = fraction {
-        put(20, value, width);
-        len += 1 + width;
-    }
-    for (at, separator) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
-        buf[at] = separator;
-    }
-    if fraction.is_some() {
-        buf[19] = b'.';
-    }
-    buf[len] = b'Z';
-    Some(len + 1)
-}
 
 /// A user as others see them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -204,7 +140,10 @@ pub struct Message {
     /// `attachments.signed_url_ttl_secs`; read the message again for fresh ones).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub attachment: Option<Box<Attachment>>,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(
+        serialize_with = "crate::rfc3339::serialize",
+        deserialize_with = "crate::rfc3339::deserialize"
+    )]
     pub created_at: DateTime<Utc>,
     pub status: MessageStatus,
 }
@@ -365,7 +304,10 @@ pub struct MessageSaved {
     #[cfg_attr(test, ts(type = "number"))]
     pub seq: i64,
     pub conversation_id: ConversationId,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(
+        serialize_with = "crate::rfc3339::serialize",
+        deserialize_with = "crate::rfc3339::deserialize"
+    )]
     pub created_at: DateTime<Utc>,
     /// The stored message's upload, as the API describes it (the relayed copy had the
     /// sender's description).
@@ -469,75 +411,4 @@ impl From<crate::errors::AckError> for AckFailure {
 #[serde(rename_all = "camelCase")]
 pub struct Pong {
     pub server_time: DateTime<Utc>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::{NaiveDate, TimeDelta, TimeZone};
-
-    #[derive(Serialize)]
-    struct Fast(#[serde(serialize_with = "rfc3339")] DateTime<Utc>);
-
-    #[test]
-    fn hot_path_timestamps_are_written_exactly_as_chrono_writes_them() {
-        let base = Utc.with_ymd_and_hms(2026, 12, 4, 21, 45, 34).unwrap();
-        let leap_second = NaiveDate::from_ymd_opt(2016, 12, 31)
-            .unwrap()
-            .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
-            .unwrap()
-            .and_utc();
-        let mut cases = vec![
-            base,
-            leap_second,
-            DateTime::<Utc>::UNIX_EPOCH,
-            DateTime::<Utc>::MIN_UTC,
-            DateTime::<Utc>::MAX_UTC,
-            Utc.with_ymd_and_hms(-1, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(9, 2, 3, 4, 5, 6).unwrap(),
-            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap()
-                + TimeDelta::nanoseconds(999_999_999),
-        ];
-        // Leap seconds with every fraction width.
-        for nanos in [1_000_000_001, 1_000_001_000, 1_123_000_000, 1_999_999_999] {
-            cases.push(
-                NaiveDate::from_ymd_opt(2016, 12, 31)
-                    .unwrap()
-                    .and_hms_nano_opt(23, 59, 59, nanos)
-                    .unwrap()
-                    .and_utc(),
-            );
-        }
-        // Every month, day and hour width, across four centuries.
-        let mut at = Utc.with_ymd_and_hms(1900, 1, 1, 0, 0, 0).unwrap();
-        while at.year() < 2300 {
-            cases.push(at);
-            at += TimeDelta::seconds(86_400 * 17 + 3_600 * 5 + 61) + TimeDelta::microseconds(7);
-        }
-        for nanos in [
-            1,
-            999,
-            1_000,
-            120_000,
-            1_000_000,
-            123_000_000,
-            123_456_000,
-            123_456_789,
-            999_999_999,
-        ] {
-            cases.push(base + TimeDelta::nanoseconds(nanos));
-        }
-        for at in cases {
-            assert_eq!(
-                serde_json::to_string(&Fast(at)).unwrap(),
-                serde_json::to_string(&at).unwrap()
-            );
-            assert_eq!(
-                serde_json::to_value(Fast(at)).unwrap(),
-                serde_json::to_value(at).unwrap()
-            );
-        }
-    }
 }
