@@ -82,7 +82,8 @@ pub trait Bus: Send + Sync + 'static {
     async fn presence_settle(&self, user: UserId) -> Result<Option<DateTime<Utc>>, BusError>;
 
     /// Extend every listed connection (that still exists) by `ttl`, in round trips of a bounded
-    /// size (on Redis, a few hundred connections each).
+    /// size (on Redis, a few hundred connections each, and one command for consecutive
+    /// connections of one user: list a user's connections together).
     async fn presence_refresh(
         &self,
         connections: &[(UserId, String)],

@@ -25,8 +25,8 @@ use std::time::Duration;
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Connections extended per round trip by [`RedisBus::presence_refresh`] (two commands each,
-/// ~40 KiB of pipeline). One pipeline for all of a relay's connections grew with the relay: at
+/// Connections extended per round trip by [`RedisBus::presence_refresh`] (at most two commands
+/// each, ~40 KiB of pipeline). One pipeline for all of a relay's connections grew with the relay: at
 /// 15 000 connections 30 000 commands, several MiB built in the relay and queued in Redis at
 /// once, every `presence.refresh_secs`, holding up every other call on the shared connection
 /// and bounded as a whole by [`COMMAND_TIMEOUT`], which a relay large enough would exceed.
@@ -275,15 +275,16 @@ impl Bus for RedisBus {
         let mut conn = self.conn.clone();
         for chunk in connections.chunks(REFRESH_CHUNK) {
             let mut pipe = redis::pipe();
-            for (user, member) in chunk {
-                let key = self.keys.presence(*user);
+            // One ZADD and one PEXPIRE per user's run of connections (a user's devices on
+            // this relay come together from `Presence::members`).
+            for run in chunk.chunk_by(|a, b| a.0 == b.0) {
+                let key = self.keys.presence(run[0].0);
                 // XX: a connection closed meanwhile is not brought back.
-                pipe.cmd("ZADD")
-                    .arg(&key)
-                    .arg("XX")
-                    .arg(until)
-                    .arg(member)
-                    .ignore();
+                let zadd = pipe.cmd("ZADD").arg(&key).arg("XX");
+                for (_, member) in run {
+                    zadd.arg(until).arg(member);
+                }
+                zadd.ignore();
                 pipe.pexpire(&key, millis(ttl).max(1)).ignore();
             }
             bounded("refreshing presence", pipe.query_async::<()>(&mut conn)).await?;
@@ -359,10 +360,16 @@ mod tests {
         let Ok(bus) = RedisBus::connect("redis://127.0.0.1:6379", keys.clone()).await else {
             panic!("Redis must run at 127.0.0.1:6379 for this test");
         };
-        // Two whole round trips and part of a third; users with several connections.
-        let connections: Vec<(UserId, String)> = (0..2 * REFRESH_CHUNK + 1)
+        // Two whole round trips and part of a third; users with several connections, most
+        // apart, some together (one command for the run), one run across two round trips.
+        let mut connections: Vec<(UserId, String)> = (0..2 * REFRESH_CHUNK + 1)
             .map(|i| (UserId(i as i64 % 97 + 1), format!("relay:{i}")))
             .collect();
+        for (i, run) in [(10, 3), (REFRESH_CHUNK - 2, 5)] {
+            for (user, _) in &mut connections[i..i + run] {
+                *user = UserId(500);
+            }
+        }
         let (short, long) = (Duration::from_secs(60), Duration::from_secs(120));
         for (user, member) in &connections {
             bus.presence_open(*user, member, short).await.unwrap();
