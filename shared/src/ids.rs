@@ -9,7 +9,7 @@ use std::str::FromStr;
 /// Reads an id as the wire has it, a decimal string or a number, straight from the
 /// deserializer: no buffering of the value to try one form and then the other (what
 /// `#[serde(untagged)]` does, with an allocation or two per id), and every failure says which
-/// id was wrong. The string is parsed as [`FromStr`] does (surrounding whitespace allowed).
+/// id was wrong. The string is read by [`parse_id`], as `FromStr` reads it.
 struct IdVisitor(&'static str);
 
 impl IdVisitor {
@@ -34,8 +34,13 @@ impl Visitor<'_> for IdVisitor {
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<i64, E> {
-        s.trim().parse().map_err(|_| self.invalid())
+        parse_id(s).map_err(|_| self.invalid())
     }
+}
+
+/// An id written as text (surrounding whitespace allowed): what `FromStr` and the wire accept.
+fn parse_id(text: &str) -> Result<i64, std::num::ParseIntError> {
+    text.trim().parse()
 }
 
 macro_rules! id_type {
@@ -60,7 +65,7 @@ macro_rules! id_type {
         impl FromStr for $name {
             type Err = std::num::ParseIntError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                s.trim().parse::<i64>().map($name)
+                parse_id(s).map($name)
             }
         }
 

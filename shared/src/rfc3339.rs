@@ -20,6 +20,9 @@ use serde::{Deserializer, Serializer};
 /// `YYYY-MM-DDThh:mm:ss.nnnnnnnnnZ`
 const MAX_LEN: usize = 30;
 
+/// Where the date and time fields are separated, and by what.
+const SEPARATORS: [(usize, u8); 5] = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+
 pub(crate) fn serialize<S: Serializer>(
     at: &DateTime<Utc>,
     serializer: S,
@@ -90,13 +93,11 @@ fn write(at: &DateTime<Utc>, buf: &mut [u8; MAX_LEN]) -> Option<usize> {
     let mut len = 19;
     if let Some((value, width)) = fraction {
         put(20, value, width);
+        buf[19] = b'.';
         len += 1 + width;
     }
-    for (at, separator) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
+    for (at, separator) in SEPARATORS {
         buf[at] = separator;
-    }
-    if fraction.is_some() {
-        buf[19] = b'.';
     }
     buf[len] = b'Z';
     Some(len + 1)
@@ -111,10 +112,9 @@ fn parse(text: &str) -> Option<DateTime<Utc>> {
             c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
         })
     };
-    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
     if bytes.len() < 20
         || bytes.last() != Some(&b'Z')
-        || separators.iter().any(|&(at, c)| bytes[at] != c)
+        || SEPARATORS.iter().any(|&(at, c)| bytes[at] != c)
     {
         return None;
     }

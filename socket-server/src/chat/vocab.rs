@@ -308,12 +308,9 @@ pub struct Outgoing<'a, T> {
 }
 
 impl<T: Serialize> Outgoing<'_, T> {
-    /// The event and argument for a socket speaking the second document's vocabulary; `None`:
-    /// nothing for it.
-    pub fn camel(&self) -> Option<(&str, Value)> {
-        if self.only.is_some_and(|only| only != Vocabulary::Camel) {
-            return None;
-        }
+    /// What the second document's vocabulary makes of the event: its name and argument;
+    /// `None`: it has no such event.
+    fn camel(&self) -> Option<(&str, Value)> {
         match self.event {
             "receive_message" => {
                 Some(("newMessage", new_message(to_value(self.arg), self.receiver)))
@@ -325,10 +322,13 @@ impl<T: Serialize> Outgoing<'_, T> {
         }
     }
 
-    /// Encoded once per vocabulary: Parley's own straight from the argument.
+    /// The packet for sockets speaking `vocabulary` (encoded once per vocabulary), Parley's own
+    /// straight from the argument; `None`: nothing for them.
     pub fn packet(&self, vocabulary: Vocabulary) -> Option<EncodedPacket> {
+        if self.only.is_some_and(|only| only != vocabulary) {
+            return None;
+        }
         match vocabulary {
-            Vocabulary::Snake if self.only.is_some_and(|only| only != Vocabulary::Snake) => None,
             Vocabulary::Snake => Some(EncodedPacket::event_json("/", self.event, self.arg)),
             Vocabulary::Camel => {
                 let (event, arg) = self.camel()?;
