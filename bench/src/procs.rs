@@ -11,6 +11,8 @@
 //!   with its log's tail). [`free_port`] picks a port to hand to a server.
 //! - [`usage`]`(pids)`: CPU-seconds (user + system, reaped children included), RSS and PSS of
 //!   those processes and all their descendants; subtract two readings with [`Usage::since`].
+//!   A process's own CPU time is read from its kernel CPU clock, to the nanosecond
+//!   ([`cpu_seconds_of`]); `/proc` gives the process tree, the memory and the reaped children.
 //! - [`Postgres::start`] / [`Redis::start`]: a PostgreSQL cluster (`initdb` in the run dir) and a
 //!   `redis-server` of the run's own, on SERVER_CORE (`services.rs`).
 //! - [`ParleyStack::start`]`(relays)`: the release `api-server` and `relays` × `socket-server`
@@ -267,15 +269,38 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
     tree(pids).into_iter().map(cpu_seconds_of).sum()
 }
 
-/// The CPU-seconds of one process (zero when it has ended).
+/// The CPU-seconds of one process (zero when it has ended): its own, threads that ended
+/// included, from the kernel's CPU clock of the process ([`process_clock`]), plus its reaped
+/// children's from `/proc/<pid>/stat` (a PostgreSQL backend that exits mid-run lands there).
+///
+/// `stat` alone rounds user and system time down to 10 ms each: a relay that spends 0.14 s on a
+/// 6 s run at 200 msg/s read ±7 % from the rounding alone. The clock is exact to the nanosecond;
+/// `stat`'s own times stand in only where it cannot be read.
 pub fn cpu_seconds_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields = stat_fields(&stat);
     // utime, stime, cutime, cstime: fields 14-17 of proc(5), 11-14 after the command.
-    let ticks: u64 = (11..15)
-        .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    ticks as f64 / TICKS_PER_SEC
+    let seconds = |fields_at: std::ops::Range<usize>| -> f64 {
+        let ticks: u64 = fields_at
+            .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+            .sum();
+        ticks as f64 / TICKS_PER_SEC
+    };
+    let own = if fields.is_empty() {
+        0.0
+    } else {
+        process_clock(pid).unwrap_or_else(|| seconds(11..13))
+    };
+    own + seconds(13..15)
+}
+
+/// The CPU time of every thread of process `pid`, those that ended included (the kernel's
+/// `sum_exec_runtime`, what `stat`'s user and system times are rounded from), in seconds.
+fn process_clock(pid: u32) -> Option<f64> {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?);
+    let clock = nix::time::clock_getcpuclockid(pid).ok()?;
+    let time = nix::time::clock_gettime(clock).ok()?;
+    Some(time.tv_sec() as f64 + time.tv_nsec() as f64 / 1e9)
 }
 
 /// The usage of one process (zero when it has ended).
@@ -333,4 +358,36 @@ fn stat_fields(stat: &str) -> Vec<&str> {
     stat.rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_clock_is_what_stat_rounds_down_to_ticks() {
+        // Arrange: `stat` read first, so the clock read after can only have moved on
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields = stat_fields(&stat);
+        let ticks: u64 = (11..13).map(|i| fields[i].parse::<u64>().unwrap()).sum();
+        let rounded = ticks as f64 / TICKS_PER_SEC;
+
+        // Act
+        let clock = process_clock(std::process::id()).expect("the clock of this process");
+
+        // Assert: user and system time are each rounded down to a tick (another test thread of
+        // this process may have run in between: a generous bound above)
+        assert!(
+            clock >= rounded && clock < rounded + 0.5,
+            "clock {clock} s, stat {rounded} s"
+        );
+    }
+
+    #[test]
+    fn a_process_that_has_ended_costs_nothing() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(cpu_seconds_of(pid), 0.0);
+    }
 }
