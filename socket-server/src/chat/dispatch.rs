@@ -1,7 +1,7 @@
 //! From the bus to the local sockets: every event published on the channel of a user connected
 //! here is turned into Socket.IO events on that user's devices.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use shared::bus::BusMessage;
@@ -199,7 +199,7 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
                 for socket in state.registry.sockets_of(user) {
                     if socket
                         .extensions()
-                        .get::<Session>()
+                        .get::<Arc<Session>>()
                         .is_some_and(|s| s.jti == jti)
                     {
                         super::auth::revoke(&socket, "logout");

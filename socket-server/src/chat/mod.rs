@@ -252,12 +252,13 @@ impl NamespaceHandler for ChatHandler {
             state.metrics.connects_refused.inc();
             return Err(auth::refusal(ErrorCode::TooManyConnections));
         }
-        socket.extensions().insert(session.clone());
+        // Behind an `Arc`: every event reads it, and a clone is then a count, not two strings.
+        socket.extensions().insert(Arc::new(session.clone()));
         let vocabulary = vocab::SocketVocabulary::at_connect(auth, query_user.as_deref());
         if vocabulary.is_camel() {
             state.registry.camel_joined();
         }
-        socket.extensions().insert(vocabulary);
+        socket.extensions().insert(vocabulary.clone());
         socket.extensions().insert(store::SocketSends::default());
         socket.extensions().insert(requests::SocketRequests::new(
             state.limits.requests_per_socket,
@@ -274,7 +275,7 @@ impl NamespaceHandler for ChatHandler {
             }
         };
         state.view.load(user, conversations);
-        state.registry.join(user, socket);
+        state.registry.join(user, socket, vocabulary);
         state.expiries.add(session.exp);
         presence::connected(state, socket, user).await;
         state.metrics.connects.inc();
@@ -283,7 +284,7 @@ impl NamespaceHandler for ChatHandler {
     }
 
     async fn on_event(&self, socket: &Socket, event: &str, payload: Payload, ack: Option<Ack>) {
-        let Some(session) = socket.extensions().get::<Session>() else {
+        let Some(session) = socket.extensions().get::<Arc<Session>>() else {
             return;
         };
         let state = &self.state;
@@ -315,7 +316,7 @@ impl NamespaceHandler for ChatHandler {
     }
 
     async fn on_disconnect(&self, socket: &Socket, reason: DisconnectReason) {
-        let Some(session) = socket.extensions().get::<Session>() else {
+        let Some(session) = socket.extensions().get::<Arc<Session>>() else {
             return;
         };
         let state = &self.state;

@@ -8,18 +8,25 @@ use std::sync::Mutex;
 use shared::ids::{IdMap, UserId};
 
 use super::metrics::Counter;
-use super::vocab::{self, Outgoing, Vocabulary};
+use super::vocab::{Outgoing, SocketVocabulary, Vocabulary};
 use crate::socketio::{EmitError, Socket};
 
 pub struct Registry {
     /// user → (socket id → socket). Only sockets whose `on_connect` succeeded.
-    users: Mutex<IdMap<UserId, HashMap<String, Socket>>>,
+    users: Mutex<IdMap<UserId, HashMap<String, Local>>>,
     /// Counts emits refused by a full outbox.
     outbox_drops: Counter,
     /// Sockets here speaking the second document's vocabulary: while there are none, what
     /// only they would receive (`newMessage` replacing a relayed copy, its `receiverId`) is
     /// not built.
     camel: AtomicUsize,
+}
+
+/// A socket of this relay, with the vocabulary it receives in: the one kept in its extensions
+/// (the same atomic), here so that an emit reads it without taking the socket's extensions lock.
+struct Local {
+    socket: Socket,
+    vocabulary: SocketVocabulary,
 }
 
 impl Registry {
@@ -48,13 +55,17 @@ impl Registry {
         self.camel.load(Ordering::Relaxed) > 0
     }
 
-    /// Add `socket` to `user`'s room.
-    pub fn join(&self, user: UserId, socket: &Socket) {
+    /// Add `socket`, which receives in `vocabulary`, to `user`'s room.
+    pub fn join(&self, user: UserId, socket: &Socket, vocabulary: SocketVocabulary) {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let local = Local {
+            socket: socket.clone(),
+            vocabulary,
+        };
         users
             .entry(user)
             .or_default()
-            .insert(socket.id().to_owned(), socket.clone());
+            .insert(socket.id().to_owned(), local);
     }
 
     /// Remove `socket` from `user`'s room.
@@ -72,17 +83,33 @@ impl Registry {
 
     /// The sockets of `user` on this relay.
     pub fn sockets_of(&self, user: UserId) -> Vec<Socket> {
-        self.sockets_of_all(&[user])
+        let rooms = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        rooms
+            .get(&user)
+            .map(|room| room.values().map(|local| local.socket.clone()).collect())
+            .unwrap_or_default()
     }
 
-    /// The sockets of all of `users` on this relay, gathered under one lock into one `Vec`.
-    fn sockets_of_all(&self, users: &[UserId]) -> Vec<Socket> {
+    /// `user`'s socket `id`, if it is connected here.
+    pub fn socket(&self, user: UserId, id: &str) -> Option<Socket> {
         let rooms = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        let mut sockets = Vec::new();
+        Some(rooms.get(&user)?.get(id)?.socket.clone())
+    }
+
+    /// The sockets of all of `users` on this relay but the socket `except`, each with the
+    /// vocabulary it receives in (an undecided one is fixed to Snake here, as by
+    /// [`vocab::of`](super::vocab::of)), gathered under one lock into one `Vec`.
+    fn receivers(&self, users: &[UserId], except: Option<&str>) -> Vec<(Socket, Vocabulary)> {
+        let rooms = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let mut receivers = Vec::new();
         for room in users.iter().filter_map(|user| rooms.get(user)) {
-            sockets.extend(room.values().cloned());
+            let others = room.iter().filter(|(id, _)| Some(id.as_str()) != except);
+            receivers.extend(others.map(|(_, local)| {
+                let vocabulary = local.vocabulary.decide(Vocabulary::Snake);
+                (local.socket.clone(), vocabulary)
+            }));
         }
-        sockets
+        receivers
     }
 
     /// Every socket connected here.
@@ -90,7 +117,7 @@ impl Registry {
         let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         users
             .values()
-            .flat_map(|room| room.values().cloned())
+            .flat_map(|room| room.values().map(|local| local.socket.clone()))
             .collect()
     }
 
@@ -109,14 +136,10 @@ impl Registry {
         outgoing: &Outgoing<'_, T>,
         except: Option<&str>,
     ) -> usize {
-        let sockets = self.sockets_of_all(users);
-        if sockets.is_empty() {
-            return 0;
-        }
+        let receivers = self.receivers(users, except);
         let (mut snake, mut camel) = (None, None);
         let mut sent = 0;
-        for socket in sockets.iter().filter(|s| Some(s.id()) != except) {
-            let vocabulary = vocab::of(socket);
+        for (socket, vocabulary) in receivers {
             let packet = match vocabulary {
                 Vocabulary::Snake => &mut snake,
                 Vocabulary::Camel => &mut camel,

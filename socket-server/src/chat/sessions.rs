@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use shared::port::SessionRef;
@@ -113,18 +113,18 @@ pub async fn run(state: Weak<ChatState>, stop: CancellationToken) {
     }
 }
 
-fn sessions_of(sockets: &[Socket]) -> Vec<(Socket, Session)> {
+fn sessions_of(sockets: &[Socket]) -> Vec<(Socket, Arc<Session>)> {
     sockets
         .iter()
         .filter_map(|socket| {
-            let session = socket.extensions().get::<Session>()?;
+            let session = socket.extensions().get::<Arc<Session>>()?;
             Some((socket.clone(), session))
         })
         .collect()
 }
 
 /// Ask the API about every distinct session here; close the sockets of those no longer active.
-async fn revalidate(state: &ChatState, sockets: &[(Socket, Session)]) {
+async fn revalidate(state: &ChatState, sockets: &[(Socket, Arc<Session>)]) {
     let distinct: Vec<SessionRef> = sockets
         .iter()
         .map(|(_, s)| SessionRef {

@@ -312,11 +312,7 @@ fn failed(state: &ChatState, item: &StoreItem, job: Waiting, error: AckError) {
 
 /// The socket that sent `item`, if still connected here.
 fn sending_socket(state: &ChatState, item: &StoreItem, job: &Waiting) -> Option<Socket> {
-    state
-        .registry
-        .sockets_of(item.sender)
-        .into_iter()
-        .find(|s| s.id() == job.socket_id)
+    state.registry.socket(item.sender, &job.socket_id)
 }
 
 /// The other member of a two-member conversation.
