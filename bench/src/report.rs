@@ -43,8 +43,9 @@ pub fn write(out: &Path, repo: &Path, records: &[Record], made: &Made) -> anyhow
         "\nServers (Parley's API and relays, the peers, each side's own PostgreSQL and Redis) run \
          pinned to core 1, the load generator (the bench process, pgbench) on core 0. CPU figures are \
          CPU-seconds per 1 000 units of work (messages, deliveries) of the side's server processes \
-         and their children, from `/proc`, over the load window; the generator's own CPU is never \
-         counted.\n\n",
+         and their children (each process's kernel CPU clock, to the nanosecond; the process \
+         tree and reaped children from `/proc`), over the load window; the generator's own CPU is \
+         never counted.\n\n",
     );
     tables::targets(&mut md, &groups);
     for (scenario, columns) in tables::COLUMNS {
