@@ -279,19 +279,25 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
 pub fn cpu_seconds_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields = stat_fields(&stat);
-    // utime, stime, cutime, cstime: fields 14-17 of proc(5), 11-14 after the command.
-    let seconds = |fields_at: std::ops::Range<usize>| -> f64 {
-        let ticks: u64 = fields_at
-            .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-            .sum();
-        ticks as f64 / TICKS_PER_SEC
-    };
     let own = if fields.is_empty() {
         0.0
     } else {
-        process_clock(pid).unwrap_or_else(|| seconds(11..13))
+        process_clock(pid).unwrap_or_else(|| stat_seconds(&fields, OWN))
     };
-    own + seconds(13..15)
+    own + stat_seconds(&fields, REAPED_CHILDREN)
+}
+
+/// `utime`, `stime` (fields 14-15 of proc(5)), counted after the command name.
+const OWN: std::ops::Range<usize> = 11..13;
+/// `cutime`, `cstime` (fields 16-17 of proc(5)), counted after the command name.
+const REAPED_CHILDREN: std::ops::Range<usize> = 13..15;
+
+/// The seconds of the tick fields `at` of a `stat` line's [`stat_fields`].
+fn stat_seconds(fields: &[&str], at: std::ops::Range<usize>) -> f64 {
+    let ticks: u64 = at
+        .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    ticks as f64 / TICKS_PER_SEC
 }
 
 /// The CPU time of every thread of process `pid`, those that ended included (the kernel's
@@ -368,9 +374,7 @@ mod tests {
     fn the_process_clock_is_what_stat_rounds_down_to_ticks() {
         // Arrange: `stat` read first, so the clock read after can only have moved on
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let fields = stat_fields(&stat);
-        let ticks: u64 = (11..13).map(|i| fields[i].parse::<u64>().unwrap()).sum();
-        let rounded = ticks as f64 / TICKS_PER_SEC;
+        let rounded = stat_seconds(&stat_fields(&stat), OWN);
 
         // Act
         let clock = process_clock(std::process::id()).expect("the clock of this process");

@@ -248,16 +248,13 @@ impl NamespaceHandler for ChatHandler {
             return Err(ConnectError::new("userId is not the user of the token")
                 .with_data(json!({ "code": ErrorCode::ValidationFailed.as_str() })));
         }
-        if state.registry.sockets_of(user).len() >= state.limits.connections_per_user {
+        if state.registry.connections_of(user) >= state.limits.connections_per_user {
             state.metrics.connects_refused.inc();
             return Err(auth::refusal(ErrorCode::TooManyConnections));
         }
         // Behind an `Arc`: every event reads it, and a clone is then a count, not two strings.
         socket.extensions().insert(Arc::new(session.clone()));
         let vocabulary = vocab::SocketVocabulary::at_connect(auth, query_user.as_deref());
-        if vocabulary.is_camel() {
-            state.registry.camel_joined();
-        }
         socket.extensions().insert(vocabulary.clone());
         socket.extensions().insert(store::SocketSends::default());
         socket.extensions().insert(requests::SocketRequests::new(
@@ -321,13 +318,10 @@ impl NamespaceHandler for ChatHandler {
         };
         let state = &self.state;
         state.registry.leave(session.user, socket);
-        if vocab::of(socket) == vocab::Vocabulary::Camel {
-            state.registry.camel_left();
-        }
         state.subscriber.unsubscribe(session.user);
         let contacts = state.view.contacts(session.user);
         state.view.release(session.user);
-        if state.registry.sockets_of(session.user).is_empty() {
+        if state.registry.connections_of(session.user) == 0 {
             state.sends.forget(session.user);
             state.typing.forget(session.user);
         }

@@ -44,7 +44,7 @@ impl Registry {
     }
 
     /// A socket speaking the second document's vocabulary closed.
-    pub fn camel_left(&self) {
+    fn camel_left(&self) {
         let _ = self
             .camel
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
@@ -55,8 +55,13 @@ impl Registry {
         self.camel.load(Ordering::Relaxed) > 0
     }
 
-    /// Add `socket`, which receives in `vocabulary`, to `user`'s room.
+    /// Add `socket`, which receives in `vocabulary`, to `user`'s room (counted as speaking the
+    /// second document's vocabulary when its handshake said so; one that says so later, by an
+    /// event, is counted then: [`Self::camel_joined`]).
     pub fn join(&self, user: UserId, socket: &Socket, vocabulary: SocketVocabulary) {
+        if vocabulary.is_camel() {
+            self.camel_joined();
+        }
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let local = Local {
             socket: socket.clone(),
@@ -68,11 +73,15 @@ impl Registry {
             .insert(socket.id().to_owned(), local);
     }
 
-    /// Remove `socket` from `user`'s room.
+    /// Remove `socket` from `user`'s room (and from the count of the second document's
+    /// sockets, if it spoke that).
     pub fn leave(&self, user: UserId, socket: &Socket) {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(room) = users.get_mut(&user) {
-            room.remove(socket.id());
+            let left = room.remove(socket.id());
+            if left.is_some_and(|local| local.vocabulary.is_camel()) {
+                self.camel_left();
+            }
             crate::memory::shrink_sparse(room);
             if room.is_empty() {
                 users.remove(&user);
@@ -88,6 +97,12 @@ impl Registry {
             .get(&user)
             .map(|room| room.values().map(|local| local.socket.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// How many sockets `user` has on this relay.
+    pub fn connections_of(&self, user: UserId) -> usize {
+        let rooms = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.get(&user).map_or(0, HashMap::len)
     }
 
     /// `user`'s socket `id`, if it is connected here.

@@ -26,10 +26,11 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Connections extended per round trip by [`RedisBus::presence_refresh`] (at most two commands
-/// each, ~40 KiB of pipeline). One pipeline for all of a relay's connections grew with the relay: at
-/// 15 000 connections 30 000 commands, several MiB built in the relay and queued in Redis at
-/// once, every `presence.refresh_secs`, holding up every other call on the shared connection
-/// and bounded as a whole by [`COMMAND_TIMEOUT`], which a relay large enough would exceed.
+/// each, ~40 KiB of pipeline). One pipeline for all of a relay's connections grew with the
+/// relay: at 15 000 connections 30 000 commands, several MiB built in the relay and queued in
+/// Redis at once, every `presence.refresh_secs`, holding up every other call on the shared
+/// connection and bounded as a whole by [`COMMAND_TIMEOUT`], which a relay large enough would
+/// exceed.
 const REFRESH_CHUNK: usize = 256;
 
 /// How the command connection reconnects.
