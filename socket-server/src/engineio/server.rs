@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,14 @@ impl<H: EngineHandler> Endpoint<H> {
     /// Open sessions (for metrics).
     pub fn session_count(&self) -> usize {
         self.engine.session_count()
+    }
+
+    /// Whether session `sid` has a polling GET in hand (held open until there is something to
+    /// answer it with).
+    pub fn poll_pending(&self, sid: &str) -> bool {
+        self.engine
+            .session(sid)
+            .is_some_and(|session| session.poll_busy.load(Ordering::Acquire))
     }
 
     /// Refuses new sessions (handshakes get 503) without touching the open ones, which keep

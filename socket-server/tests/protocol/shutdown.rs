@@ -1,7 +1,6 @@
 //! Graceful shutdown: sessions are closed cleanly and `serve` returns promptly; with a drain,
 //! new connections are refused while work in flight is finished on the open sessions first.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use socket_server::socketio::{
     SocketIoConfig,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::helpers::{http, polling_handshake, spawn_with, KeepAlive};
 
@@ -36,18 +35,24 @@ impl NamespaceHandler for Recorder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_pending_polls_disconnects_sockets_and_returns_promptly() {
-    // Arrange: a long ping interval, so that only the shutdown answers the pending poll
+    // Arrange: a long ping interval, so that only the shutdown answers the pending poll, and a
+    // bound well short of it
     let (tx, mut reasons) = mpsc::unbounded_channel();
+    let bound = Duration::from_secs(10);
     let config = EngineConfig {
         ping_interval: Duration::from_secs(25),
-        shutdown_timeout: Duration::from_secs(2),
+        shutdown_timeout: bound,
         ..EngineConfig::default()
     };
     let io = SocketIo::new(SocketIoConfig::default()).namespace("/", Recorder(tx));
-    let server = spawn_with(move |listener, stopped| {
-        engineio::serve(listener, config, Arc::new(io), Hooks::default(), async {
-            let _ = stopped.await;
-        })
+    let endpoint = engineio::Endpoint::new(config, Arc::new(io), Hooks::default());
+    let server = spawn_with({
+        let endpoint = endpoint.clone();
+        move |listener, stopped| {
+            engineio::serve_endpoint(listener, endpoint, async {
+                let _ = stopped.await;
+            })
+        }
     })
     .await;
     let port = server.port;
@@ -60,19 +65,27 @@ async fn shutdown_ends_pending_polls_disconnects_sockets_and_returns_promptly() 
         let session = session.clone();
         async move { http(port, "GET", &session, &[], "").await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The shutdown is to end a poll the server holds (one it has not read yet would be refused
+    // with its connection): wait until it holds it.
+    while !endpoint.poll_pending(&sid) {
+        assert!(
+            !pending.is_finished(),
+            "the poll was answered before the shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 
     // Act
     let took = server.stop().await;
 
-    // Assert
-    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    // Assert: within the bound, so every task (on_disconnect's included) ended before serve
+    // returned
+    assert!(took < bound, "shutdown took {took:?}, bound {bound:?}");
     let last = pending.await.unwrap();
     assert_eq!((last.status, last.body.as_str()), (200, "1"));
-    let reason = tokio::time::timeout(Duration::from_secs(1), reasons.recv())
-        .await
-        .expect("on_disconnect was not called")
-        .unwrap();
+    let reason = reasons
+        .try_recv()
+        .expect("on_disconnect had not been called when serve returned");
     assert_eq!(
         reason,
         DisconnectReason::Closed(CloseReason::ServerShutdown)
@@ -87,7 +100,7 @@ async fn shutdown_ends_pending_polls_disconnects_sockets_and_returns_promptly() 
 /// sent yet in `pending`; reports disconnects like [`Recorder`].
 struct SlowStore {
     delay: Duration,
-    pending: Arc<AtomicUsize>,
+    pending: Arc<watch::Sender<usize>>,
     reasons: mpsc::UnboundedSender<DisconnectReason>,
     /// What happened, in order: `acked` when an ack is sent, `disconnected` at the close.
     log: Arc<std::sync::Mutex<Vec<&'static str>>>,
@@ -103,13 +116,13 @@ impl NamespaceHandler for SlowStore {
         let (Some(ack), "store") = (ack, event) else {
             return;
         };
-        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.pending.send_modify(|pending| *pending += 1);
         let (delay, pending, log) = (self.delay, self.pending.clone(), self.log.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = ack.send(payload);
             log.lock().unwrap().push("acked");
-            pending.fetch_sub(1, Ordering::SeqCst);
+            pending.send_modify(|pending| *pending -= 1);
         });
     }
 
@@ -122,9 +135,10 @@ impl NamespaceHandler for SlowStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_refuses_new_connections_acks_the_queued_send_then_closes_within_the_bound() {
     // Arrange: a send whose ack comes 500 ms later, queued just before shutdown
-    let bound = Duration::from_secs(2);
+    let bound = Duration::from_secs(5);
     let delay = Duration::from_millis(500);
-    let pending = Arc::new(AtomicUsize::new(0));
+    let pending = Arc::new(watch::Sender::new(0_usize));
+    let mut stored = pending.subscribe();
     let (tx, mut reasons) = mpsc::unbounded_channel();
     let config = EngineConfig {
         ping_interval: Duration::from_secs(25),
@@ -144,9 +158,7 @@ async fn draining_refuses_new_connections_acks_the_queued_send_then_closes_withi
         let endpoint = engineio::Endpoint::new(config, Arc::new(io), Hooks::default());
         let drain = move |_budget| async move {
             let _ = drain_began.send(());
-            while pending.load(Ordering::SeqCst) > 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            let _ = pending.subscribe().wait_for(|pending| *pending == 0).await;
         };
         engineio::serve_draining(
             listener,
@@ -168,6 +180,8 @@ async fn draining_refuses_new_connections_acks_the_queued_send_then_closes_withi
     assert!(connected.body.starts_with("40{"), "{}", connected.body);
     let sent = http(port, "POST", &session, &[], r#"421["store","hello"]"#).await;
     assert_eq!(sent.status, 200);
+    // The POST is answered once the packet is queued for the socket: wait until it is handled.
+    let _ = stored.wait_for(|pending| *pending == 1).await;
 
     // Act: shut down; once the drain began (the listener is closed by then), connect
     let stopping = tokio::spawn(server.stop());
@@ -199,10 +213,9 @@ async fn draining_refuses_new_connections_acks_the_queued_send_then_closes_withi
         "did not wait for the ack: {took:?}"
     );
     assert!(took < bound, "shutdown took {took:?}, bound {bound:?}");
-    let reason = tokio::time::timeout(Duration::from_secs(1), reasons.recv())
-        .await
-        .expect("on_disconnect was not called")
-        .unwrap();
+    let reason = reasons
+        .try_recv()
+        .expect("on_disconnect had not been called when serve returned");
     assert_eq!(
         reason,
         DisconnectReason::Closed(CloseReason::ServerShutdown)
