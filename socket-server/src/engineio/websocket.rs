@@ -20,10 +20,12 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{header, HeaderMap, Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::engine::{drive, Engine, EngineHandler};
@@ -81,10 +83,70 @@ pub(crate) fn accept_response(
     Ok(response)
 }
 
+/// The upgraded connection's stream: the TCP stream itself, taken back from hyper, or hyper's
+/// `Upgraded` where the connection was served over anything else. `Upgraded` reads and writes
+/// through a boxed, dynamically dispatched stream behind two adapters (tokio's I/O traits to
+/// hyper's and back), a cost on every read and write of the connection's life.
+enum Io {
+    Tcp(TcpStream),
+    Upgraded(TokioIo<Upgraded>),
+}
+
+impl Io {
+    /// The stream, and the bytes hyper read past the upgrade request (the client's first frames
+    /// if it sent them at once), which come before anything read from it.
+    fn from_upgraded(upgraded: Upgraded) -> (Self, Bytes) {
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => (Io::Tcp(parts.io.into_inner()), parts.read_buf),
+            Err(upgraded) => (Io::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
+        }
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(io) => Pin::new(io).poll_read(cx, buf),
+            Io::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(io) => Pin::new(io).poll_write(cx, buf),
+            Io::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(io) => Pin::new(io).poll_flush(cx),
+            Io::Upgraded(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(io) => Pin::new(io).poll_shutdown(cx),
+            Io::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
 /// One upgraded connection: the socket, the frame reader, what was read and not handled yet,
 /// and what is to be written. Every buffer is empty (no allocation) on an idle connection.
 struct Conn {
-    io: TokioIo<Upgraded>,
+    io: Io,
     reader: FrameReader,
     /// Messages read and not handled yet (several can come in one read).
     inbound: VecDeque<Incoming>,
@@ -94,6 +156,9 @@ struct Conn {
     written: usize,
     /// `out` takes no more packets from the outbox past this many bytes (one write).
     write_batch: usize,
+    /// What was wrong with the frames hyper read past the upgrade request: the first read
+    /// reports it, once the frames before it were handled, as if it had read them.
+    read_ahead_failed: Option<FrameError>,
 }
 
 /// What one poll of the connection's socket did.
@@ -129,14 +194,15 @@ impl ReadError {
 }
 
 impl Conn {
-    fn new(upgraded: Upgraded, engine_config: &super::EngineConfig) -> Self {
+    fn new(io: Io, engine_config: &super::EngineConfig) -> Self {
         Self {
-            io: TokioIo::new(upgraded),
+            io,
             reader: FrameReader::new(engine_config.max_payload),
             inbound: VecDeque::new(),
             out: Vec::new(),
             written: 0,
             write_batch: engine_config.ws_write_buffer,
+            read_ahead_failed: None,
         }
     }
 
@@ -179,6 +245,9 @@ impl Conn {
                 Poll::Ready(Err(error)) => return Poll::Ready(IoEvent::WriteFailed(error)),
                 Poll::Pending => {}
             }
+        }
+        if let (true, Some(error)) = (read, self.read_ahead_failed.take()) {
+            return Poll::Ready(IoEvent::ReadFailed(error.into()));
         }
         if read {
             let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
@@ -234,13 +303,19 @@ impl Conn {
 }
 
 async fn upgrade(on_upgrade: OnUpgrade, config: &super::EngineConfig) -> Option<Conn> {
-    match on_upgrade.await {
-        Ok(upgraded) => Some(Conn::new(upgraded, config)),
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
         Err(error) => {
             tracing::debug!(%error, "websocket upgrade failed");
-            None
+            return None;
         }
+    };
+    let (io, read_ahead) = Io::from_upgraded(upgraded);
+    let mut conn = Conn::new(io, config);
+    if let Err(error) = conn.reader.feed(&read_ahead, &mut conn.inbound) {
+        conn.read_ahead_failed = Some(error);
     }
+    Some(conn)
 }
 
 /// `transport=websocket` without `sid`: a session that is WebSocket from the start.

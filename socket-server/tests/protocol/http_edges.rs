@@ -1,5 +1,6 @@
-//! HTTP edges of the relay's endpoint: oversized requests answered in the error shape, and the
-//! close code of a WebSocket text frame that is not UTF-8.
+//! HTTP edges of the relay's endpoint: oversized requests answered in the error shape, the close
+//! code of a WebSocket text frame that is not UTF-8, and frames sent in the same write as the
+//! upgrade request.
 
 use std::time::Duration;
 
@@ -58,44 +59,106 @@ async fn a_request_target_past_the_parsers_limit_is_refused_by_hyper_with_an_emp
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_websocket_text_frame_that_is_not_utf8_closes_with_1007() {
-    // Arrange: a WebSocket session by hand (no client library sends invalid UTF-8)
-    let server = spawn_echo().await;
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
+/// Upgrades a raw TCP connection on the echo's `/engine.io/` endpoint and sends `frames` (masked
+/// client frames) after the upgrade request: with it in one write, so that the server's HTTP
+/// parser reads them along with the request, or in a write of their own.
+async fn upgrade_and_send(port: u16, frames: &[u8], one_write: bool) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let request = "GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n\
                    Upgrade: websocket\r\nConnection: Upgrade\r\n\
                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    stream.write_all(request.as_bytes()).await.unwrap();
-
-    // Act: a masked text frame "4\xff\xfe" (mask of zeros)
+    if one_write {
+        stream
+            .write_all(&[request.as_bytes(), frames].concat())
+            .await
+            .unwrap();
+    } else {
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.write_all(frames).await.unwrap();
+    }
     stream
-        .write_all(&[0x81, 0x83, 0, 0, 0, 0, b'4', 0xff, 0xfe])
-        .await
-        .unwrap();
+}
 
-    // Assert: the server's close frame carries 1007 (0x03ef)
+/// Reads from `stream` until what it sent so far passes `seen_enough`; `false` if the server
+/// closed the connection first.
+async fn read_until(stream: &mut TcpStream, seen_enough: impl Fn(&[u8]) -> bool) -> bool {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let n = stream.read(&mut buf).await.unwrap();
             if n == 0 {
                 return false;
             }
             seen.extend_from_slice(&buf[..n]);
-            if seen
-                .windows(4)
-                .any(|w| w == [0x88, w[1], 0x03, 0xef] && w[1] >= 2)
-            {
+            if seen_enough(&seen) {
                 return true;
             }
         }
     })
     .await
-    .expect("the server should close within 5 s");
-    assert!(found, "no close frame with 1007 in {seen:?}");
+    .expect("the server should answer within 60 s")
+}
+
+/// A masked text frame "4\xff\xfe" (mask of zeros): not UTF-8.
+const NOT_UTF8: [u8; 9] = [0x81, 0x83, 0, 0, 0, 0, b'4', 0xff, 0xfe];
+
+/// A close frame from the server carrying 1007 (0x03ef).
+fn closed_with_1007(seen: &[u8]) -> bool {
+    seen.windows(4)
+        .any(|w| w == [0x88, w[1], 0x03, 0xef] && w[1] >= 2)
+}
+
+#[tokio::test]
+async fn a_websocket_text_frame_that_is_not_utf8_closes_with_1007() {
+    // Arrange: a WebSocket session by hand (no client library sends invalid UTF-8)
+    let server = spawn_echo().await;
+
+    // Act
+    let mut stream = upgrade_and_send(server.port, &NOT_UTF8, false).await;
+
+    // Assert
+    assert!(
+        read_until(&mut stream, closed_with_1007).await,
+        "no close frame with 1007"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_that_is_not_utf8_in_the_upgrade_requests_write_closes_with_1007_too() {
+    // Arrange
+    let server = spawn_echo().await;
+
+    // Act: the frame comes in the same write as the request (the HTTP parser reads it)
+    let mut stream = upgrade_and_send(server.port, &NOT_UTF8, true).await;
+
+    // Assert
+    assert!(
+        read_until(&mut stream, closed_with_1007).await,
+        "no close frame with 1007"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_in_the_upgrade_requests_write_is_answered() {
+    // Arrange
+    let server = spawn_echo().await;
+    // "4hello", masked with 0x01020304
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 6];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"4hello".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+
+    // Act
+    let mut stream = upgrade_and_send(server.port, &frame, true).await;
+
+    // Assert: the echo sends it back (unmasked)
+    let echoed = [0x81, 6, b'4', b'h', b'e', b'l', b'l', b'o'];
+    assert!(
+        read_until(&mut stream, |seen| seen.windows(8).any(|w| w == echoed)).await,
+        "the message was not echoed"
+    );
     server.stop().await;
 }
