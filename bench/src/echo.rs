@@ -1,5 +1,5 @@
 //! Scenario `echo`: the protocol layer alone, side by side. One server process on the server
-//! core — Parley's `protocol_echo` example, the Node socket.io relay, the socketioxide peer, or
+//! core — Parley's `protocol_echo` (the protocol layer alone), the Node socket.io relay, the socketioxide peer, or
 //! the raw tokio-tungstenite echo (the ceiling) — and `--connections` clients in this process
 //! (the generator's core). Open loop: message `i` is due at `start + i / rate`, emitted then
 //! (or at once when late) as `42["message","<i> …"]` on connection `i mod connections`; the

@@ -1,7 +1,7 @@
 //! The servers a side-by-side scenario starts besides Parley's own binaries: the peers of
-//! `bench/peers/` (installed by `bench/peers/install`) and Parley's `protocol_echo` example.
-//! Each is a [`Command`] to hand to `procs::spawn` with `PORT` (and `JWT_SECRET`, `REDIS_URL`
-//! where it applies) in its environment, or an error saying what to install or build.
+//! `bench/peers/` (installed by `bench/peers/install`) and Parley's `protocol_echo`. Each is a
+//! [`Command`] to hand to `procs::spawn` with `PORT` (and `JWT_SECRET`, `REDIS_URL` where it
+//! applies) in its environment, or an error saying what to install or build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,13 +42,13 @@ pub fn command(peer: Peer) -> anyhow::Result<Command> {
     }
 }
 
-/// Parley's `protocol_echo` example in its `--production` mode (the relay's heartbeat, no
+/// Parley's `protocol_echo` (the protocol-echo crate) in its `--production` mode (the relay's heartbeat, no
 /// reference-suite `auth` pause); `--port` and `--host` are added here.
 pub fn protocol_echo(port: u16) -> anyhow::Result<Command> {
-    let binary = profile_dir()?.join("examples/protocol_echo");
+    let binary = profile_dir()?.join("protocol_echo");
     if !binary.is_file() {
         bail!(
-            "{} is missing: cargo build [--release, as the bench] -p socket-server --example protocol_echo (with the bench's CARGO_TARGET_DIR)",
+            "{} is missing: cargo build [--release, as the bench] -p protocol-echo (with the bench's CARGO_TARGET_DIR)",
             binary.display()
         );
     }

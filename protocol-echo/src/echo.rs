@@ -1,5 +1,5 @@
-//! The protocol echo server, shared by the `protocol_echo` example and the integration tests
-//! (which include this file with `#[path]`).
+//! The protocol echo server, shared by the `protocol_echo` binary and socket-server's protocol
+//! tests (which include this file with `#[path]`).
 //!
 //! Like the Socket.IO reference test server: pingInterval 300 ms, pingTimeout 200 ms, maxPayload
 //! 1 000 000; connectTimeout [`CONNECT_TIMEOUT`] (1000 ms there).

@@ -1,6 +1,6 @@
 //! Serves the protocol layer alone, like the Socket.IO reference test server (see `echo.rs`).
 //!
-//! `cargo run -p socket-server --example protocol_echo -- --port 3000 [--host 127.0.0.1] [--production]`
+//! `cargo run -p protocol-echo -- --port 3000 [--host 127.0.0.1] [--production]`
 //!
 //! `--production` serves what the benchmark's `echo` scenario measures instead of the reference
 //! suite's server: `/socket.io/`, namespace `/` only, `message` → `message-back`, with the

@@ -20,8 +20,9 @@
 //! The protocol layer knows nothing of chat; see `docs/protocol.md` for limits, close reasons and
 //! the handler API, and for the chat events.
 //!
-//! The official Engine.IO and Socket.IO protocol suites run against `examples/protocol_echo` with
-//! `scripts/protocol-suites` (outside CI: the suites are not in this repository).
+//! The official Engine.IO and Socket.IO protocol suites run against `protocol_echo` (the
+//! `protocol-echo` crate) with `scripts/protocol-suites` (outside CI: the suites are not in this
+//! repository).
 
 pub mod chat;
 pub mod engineio;

@@ -5,7 +5,7 @@
 // Tests may unwrap (house style): a failure here should panic loudly.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../examples/protocol_echo/echo.rs"]
+#[path = "../../../protocol-echo/src/echo.rs"]
 #[allow(dead_code)]
 mod echo;
 

@@ -1,12 +1,12 @@
 // Shared helpers of the conformance tests. The server under test is Parley's protocol echo
-// (socket-server/examples/protocol_echo), whose port is given in PARLEY_ECHO_PORT.
+// (protocol-echo/, the `protocol_echo` binary), whose port is given in PARLEY_ECHO_PORT.
 import WebSocket from "ws";
 
 const port = process.env.PARLEY_ECHO_PORT;
 if (!port) {
   throw new Error(
     "PARLEY_ECHO_PORT is not set: run these tests through `cargo test -p socket-server`, " +
-      "or start `cargo run -p socket-server --example protocol_echo -- --port 3000` and set PARLEY_ECHO_PORT=3000",
+      "or start `cargo run -p protocol-echo -- --port 3000` and set PARLEY_ECHO_PORT=3000",
   );
 }
 
