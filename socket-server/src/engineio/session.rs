@@ -115,10 +115,20 @@ impl Session {
 
     /// Ready once the session is closed; until then the waker of `cx` is woken when it closes.
     /// For one waiter at a time (the WebSocket connection's loop, which calls
-    /// [`Session::forget_close_waker`] when it ends); other tasks wait on `closed`.
-    pub fn poll_closed(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        // Registered before looking: a close between the look and the wait wakes us.
-        self.close_waker.register(cx.waker());
+    /// [`Session::forget_close_waker`] when it ends); other tasks wait on `closed`. The loop polls
+    /// it on every turn, several per message: `registered` keeps the waker registered, and while
+    /// the same task polls again only the close is looked at, one atomic load where a
+    /// registration is two atomic exchanges.
+    pub fn poll_closed(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        registered: &mut Option<std::task::Waker>,
+    ) -> std::task::Poll<()> {
+        if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            // Registered before looking: a close between the look and the wait wakes us.
+            self.close_waker.register(cx.waker());
+            *registered = Some(cx.waker().clone());
+        }
         if self.is_closed() {
             std::task::Poll::Ready(())
         } else {

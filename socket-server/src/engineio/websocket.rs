@@ -448,6 +448,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
         conn.push(&packet);
     }
     let mut handling: Option<Handling<'_>> = None;
+    let mut close_registered = None;
     let ended = loop {
         if handling.is_none() {
             if let Some(incoming) = conn.next_inbound() {
@@ -474,7 +475,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
         let room = conn.has_room();
         tokio::select! {
             biased;
-            () = poll_fn(|cx| session.poll_closed(cx)) => break None,
+            () = poll_fn(|cx| session.poll_closed(cx, &mut close_registered)) => break None,
             () = async {
                 match handling.as_mut() {
                     Some(handling) => handling.await,
