@@ -27,6 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_util::either::Either;
 
 use super::engine::{drive, Engine, EngineHandler};
 use super::errors::{Body, CloseReason, HttpError};
@@ -87,59 +88,14 @@ pub(crate) fn accept_response(
 /// `Upgraded` where the connection was served over anything else. `Upgraded` reads and writes
 /// through a boxed, dynamically dispatched stream behind two adapters (tokio's I/O traits to
 /// hyper's and back), a cost on every read and write of the connection's life.
-enum Io {
-    Tcp(TcpStream),
-    Upgraded(TokioIo<Upgraded>),
-}
+type Io = Either<TcpStream, TokioIo<Upgraded>>;
 
-impl Io {
-    /// The stream, and the bytes hyper read past the upgrade request (the client's first frames
-    /// if it sent them at once), which come before anything read from it.
-    fn from_upgraded(upgraded: Upgraded) -> (Self, Bytes) {
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => (Io::Tcp(parts.io.into_inner()), parts.read_buf),
-            Err(upgraded) => (Io::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
-        }
-    }
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(io) => Pin::new(io).poll_read(cx, buf),
-            Io::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Tcp(io) => Pin::new(io).poll_write(cx, buf),
-            Io::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(io) => Pin::new(io).poll_flush(cx),
-            Io::Upgraded(io) => Pin::new(io).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(io) => Pin::new(io).poll_shutdown(cx),
-            Io::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
-        }
+/// The stream, and the bytes hyper read past the upgrade request (the client's first frames if
+/// it sent them at once), which come before anything read from it.
+fn take_stream(upgraded: Upgraded) -> (Io, Bytes) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => (Either::Left(parts.io.into_inner()), parts.read_buf),
+        Err(upgraded) => (Either::Right(TokioIo::new(upgraded)), Bytes::new()),
     }
 }
 
@@ -310,7 +266,7 @@ async fn upgrade(on_upgrade: OnUpgrade, config: &super::EngineConfig) -> Option<
             return None;
         }
     };
-    let (io, read_ahead) = Io::from_upgraded(upgraded);
+    let (io, read_ahead) = take_stream(upgraded);
     let mut conn = Conn::new(io, config);
     if let Err(error) = conn.reader.feed(&read_ahead, &mut conn.inbound) {
         conn.read_ahead_failed = Some(error);
