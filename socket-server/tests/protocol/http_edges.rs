@@ -103,42 +103,36 @@ async fn read_until(stream: &mut TcpStream, seen_enough: impl Fn(&[u8]) -> bool)
 /// A masked text frame "4\xff\xfe" (mask of zeros): not UTF-8.
 const NOT_UTF8: [u8; 9] = [0x81, 0x83, 0, 0, 0, 0, b'4', 0xff, 0xfe];
 
-/// A close frame from the server carrying 1007 (0x03ef).
-fn closed_with_1007(seen: &[u8]) -> bool {
-    seen.windows(4)
-        .any(|w| w == [0x88, w[1], 0x03, 0xef] && w[1] >= 2)
+/// Sends [`NOT_UTF8`] after a WebSocket upgrade (no client library sends invalid UTF-8), in the
+/// request's own write or not, and asserts the server's close frame carries 1007 (0x03ef).
+async fn a_frame_that_is_not_utf8_closes_with_1007(one_write: bool) {
+    // Arrange
+    let server = spawn_echo().await;
+
+    // Act
+    let mut stream = upgrade_and_send(server.port, &NOT_UTF8, one_write).await;
+
+    // Assert
+    let closed_with_1007 = |seen: &[u8]| {
+        seen.windows(4)
+            .any(|w| w == [0x88, w[1], 0x03, 0xef] && w[1] >= 2)
+    };
+    assert!(
+        read_until(&mut stream, closed_with_1007).await,
+        "no close frame with 1007"
+    );
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_websocket_text_frame_that_is_not_utf8_closes_with_1007() {
-    // Arrange: a WebSocket session by hand (no client library sends invalid UTF-8)
-    let server = spawn_echo().await;
-
-    // Act
-    let mut stream = upgrade_and_send(server.port, &NOT_UTF8, false).await;
-
-    // Assert
-    assert!(
-        read_until(&mut stream, closed_with_1007).await,
-        "no close frame with 1007"
-    );
-    server.stop().await;
+    a_frame_that_is_not_utf8_closes_with_1007(false).await;
 }
 
 #[tokio::test]
 async fn a_frame_that_is_not_utf8_in_the_upgrade_requests_write_closes_with_1007_too() {
-    // Arrange
-    let server = spawn_echo().await;
-
-    // Act: the frame comes in the same write as the request (the HTTP parser reads it)
-    let mut stream = upgrade_and_send(server.port, &NOT_UTF8, true).await;
-
-    // Assert
-    assert!(
-        read_until(&mut stream, closed_with_1007).await,
-        "no close frame with 1007"
-    );
-    server.stop().await;
+    // The frame comes in the same write as the request: the HTTP parser reads it.
+    a_frame_that_is_not_utf8_closes_with_1007(true).await;
 }
 
 #[tokio::test]
