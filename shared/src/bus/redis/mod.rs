@@ -356,7 +356,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refresh_of_several_round_trips_extends_every_connection() {
+    async fn a_refresh_of_several_round_trips_extends_every_open_connection_only() {
         let keys = Keys::new(format!("parley-refresh-test-{}", uuid::Uuid::new_v4()));
         let Ok(bus) = RedisBus::connect("redis://127.0.0.1:6379", keys.clone()).await else {
             panic!("Redis must run at 127.0.0.1:6379 for this test");
@@ -376,12 +376,33 @@ mod tests {
             bus.presence_open(*user, member, short).await.unwrap();
         }
 
+        // One of the run across two round trips closes before the refresh, which still lists it.
+        let (closed_user, closed) = connections[REFRESH_CHUNK + 1].clone();
+        bus.presence_close(closed_user, &closed, Duration::ZERO)
+            .await
+            .unwrap();
+
         let refreshed_at = Utc::now().timestamp_millis();
         bus.presence_refresh(&connections, long).await.unwrap();
 
-        // Every connection now expires `long` after the refresh, not `short` after it opened.
+        // Every open connection now expires `long` after the refresh, not `short` after it
+        // opened, and so do their keys; the closed one was not brought back.
         let mut conn = bus.conn.clone();
-        for (user, member) in &connections {
+        let score: Option<i64> = redis::cmd("ZSCORE")
+            .arg(keys.presence(closed_user))
+            .arg(&closed)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(score, None, "{closed} was closed");
+        let open = connections.iter().filter(|(_, member)| *member != closed);
+        for (user, member) in open {
+            let key_ttl: i64 = redis::cmd("PTTL")
+                .arg(keys.presence(*user))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(key_ttl > millis(short), "{member}'s key: {key_ttl} ms left");
             let until: i64 = redis::cmd("ZSCORE")
                 .arg(keys.presence(*user))
                 .arg(member)
