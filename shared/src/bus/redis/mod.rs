@@ -274,19 +274,28 @@ impl Bus for RedisBus {
         }
         let until = Utc::now().timestamp_millis().saturating_add(millis(ttl));
         let mut conn = self.conn.clone();
+        let key_ttl = millis(ttl).max(1);
         for chunk in connections.chunks(REFRESH_CHUNK) {
-            let mut pipe = redis::pipe();
+            let mut pipe = redis::Pipeline::with_capacity(2 * chunk.len());
             // One ZADD and one PEXPIRE per user's run of connections (a user's devices on
-            // this relay come together from `Presence::members`).
+            // this relay come together from `Presence::members`). The commands are made at
+            // their size: grown argument by argument, each was reallocated several times.
             for run in chunk.chunk_by(|a, b| a.0 == b.0) {
                 let key = self.keys.presence(run[0].0);
+                let members: usize = run.iter().map(|(_, member)| member.len()).sum();
+                let mut zadd = redis::Cmd::with_capacity(
+                    3 + 2 * run.len(),
+                    "ZADDXX".len() + key.len() + run.len() * 20 + members,
+                );
                 // XX: a connection closed meanwhile is not brought back.
-                let zadd = pipe.cmd("ZADD").arg(&key).arg("XX");
+                zadd.arg("ZADD").arg(&key).arg("XX");
                 for (_, member) in run {
                     zadd.arg(until).arg(member);
                 }
-                zadd.ignore();
-                pipe.pexpire(&key, millis(ttl).max(1)).ignore();
+                pipe.add_command(zadd).ignore();
+                let mut pexpire = redis::Cmd::with_capacity(3, "PEXPIRE".len() + key.len() + 20);
+                pexpire.arg("PEXPIRE").arg(key).arg(key_ttl);
+                pipe.add_command(pexpire).ignore();
             }
             bounded("refreshing presence", pipe.query_async::<()>(&mut conn)).await?;
         }
