@@ -32,6 +32,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// connection and bounded as a whole by [`COMMAND_TIMEOUT`], which a relay large enough would
 /// exceed.
 const REFRESH_CHUNK: usize = 256;
+/// The most characters an `i64` argument takes (`-9223372036854775808`).
+const I64_DIGITS: usize = 20;
 
 /// How the command connection reconnects.
 ///
@@ -285,7 +287,7 @@ impl Bus for RedisBus {
                 let members: usize = run.iter().map(|(_, member)| member.len()).sum();
                 let mut zadd = redis::Cmd::with_capacity(
                     3 + 2 * run.len(),
-                    "ZADDXX".len() + key.len() + run.len() * 20 + members,
+                    "ZADD".len() + key.len() + "XX".len() + run.len() * I64_DIGITS + members,
                 );
                 // XX: a connection closed meanwhile is not brought back.
                 zadd.arg("ZADD").arg(&key).arg("XX");
@@ -293,7 +295,8 @@ impl Bus for RedisBus {
                     zadd.arg(until).arg(member);
                 }
                 pipe.add_command(zadd).ignore();
-                let mut pexpire = redis::Cmd::with_capacity(3, "PEXPIRE".len() + key.len() + 20);
+                let mut pexpire =
+                    redis::Cmd::with_capacity(3, "PEXPIRE".len() + key.len() + I64_DIGITS);
                 pexpire.arg("PEXPIRE").arg(key).arg(key_ttl);
                 pipe.add_command(pexpire).ignore();
             }
