@@ -11,6 +11,7 @@ api:
   port: 3000
   shutdown_timeout_secs: 10
   body_timeout_ms: 10000
+  keep_alive_secs: 5
   trusted_proxies: []
 database:
   url: postgres://postgres@127.0.0.1:5432/parley
@@ -87,6 +88,11 @@ pub struct HttpSettings {
     /// client that sends less than its `Content-Length` gets 408 `request_timeout` instead of
     /// holding the connection.
     pub body_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this long (`0`: one request per
+    /// connection). Behind a balancer or proxy that reuses idle connections to the API, it must
+    /// outlast the balancer's own idle timeout, or the API closes a connection the balancer is
+    /// sending a request on and the client gets a 502.
+    pub keep_alive_secs: u64,
     /// Reverse proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` give the client's address
     /// for per-IP limits; empty: the TCP peer is the client. `TRUSTED_PROXIES` takes a
     /// comma-separated list.

@@ -133,6 +133,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(routes::observe))
         })
         .listen(listener)?
+        .keep_alive(Duration::from_secs(settings.api.keep_alive_secs))
         .disable_signals()
         .shutdown_timeout(settings.api.shutdown_timeout_secs)
         .run();

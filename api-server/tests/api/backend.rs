@@ -307,6 +307,7 @@ pub fn test_settings() -> Settings {
             port: 0,
             shutdown_timeout_secs: 1,
             body_timeout_ms: 10_000,
+            keep_alive_secs: 5,
             trusted_proxies: Default::default(),
         },
         database: DatabaseSettings {

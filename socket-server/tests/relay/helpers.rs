@@ -36,6 +36,7 @@ pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettin
             port: 0,
             shutdown_timeout_secs: 1,
             body_timeout_ms: 10_000,
+            keep_alive_secs: 5,
             trusted_proxies: Default::default(),
         },
         database: DatabaseSettings {
