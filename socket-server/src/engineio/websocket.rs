@@ -202,10 +202,10 @@ impl Conn {
                 Poll::Pending => {}
             }
         }
-        if let (true, Some(error)) = (read, self.read_ahead_failed.take()) {
-            return Poll::Ready(IoEvent::ReadFailed(error.into()));
-        }
         if read {
+            if let Some(error) = self.read_ahead_failed.take() {
+                return Poll::Ready(IoEvent::ReadFailed(error.into()));
+            }
             let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
             let mut buf = ReadBuf::uninit(&mut chunk);
             if let Poll::Ready(result) = Pin::new(&mut self.io).poll_read(cx, &mut buf) {
@@ -268,9 +268,7 @@ async fn upgrade(on_upgrade: OnUpgrade, config: &super::EngineConfig) -> Option<
     };
     let (io, read_ahead) = take_stream(upgraded);
     let mut conn = Conn::new(io, config);
-    if let Err(error) = conn.reader.feed(&read_ahead, &mut conn.inbound) {
-        conn.read_ahead_failed = Some(error);
-    }
+    conn.read_ahead_failed = conn.reader.feed(&read_ahead, &mut conn.inbound).err();
     Some(conn)
 }
 

@@ -1,13 +1,19 @@
 //! HTTP edges of the relay's endpoint: oversized requests answered in the error shape, the close
 //! code of a WebSocket text frame that is not UTF-8, and frames sent in the same write as the
-//! upgrade request.
+//! upgrade request (answered, and a bad one reported after the good ones, however long their
+//! handling takes).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use socket_server::engineio::{
+    self, CloseReason, EngineConfig, EngineHandler, EngineSocket, Hooks, Message,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{http, spawn_echo};
+use crate::echo;
+use crate::helpers::{http, spawn_echo, spawn_with};
 
 #[tokio::test]
 async fn a_request_target_past_the_limit_gets_414_in_the_error_shape() {
@@ -139,20 +145,78 @@ async fn a_frame_that_is_not_utf8_in_the_upgrade_requests_write_closes_with_1007
 async fn a_message_in_the_upgrade_requests_write_is_answered() {
     // Arrange
     let server = spawn_echo().await;
-    // "4hello", masked with 0x01020304
-    let mask = [1u8, 2, 3, 4];
-    let mut frame = vec![0x81, 0x80 | 6];
-    frame.extend_from_slice(&mask);
-    frame.extend(b"4hello".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
 
     // Act
-    let mut stream = upgrade_and_send(server.port, &frame, true).await;
+    let mut stream = upgrade_and_send(server.port, &masked_text(b"4hello"), true).await;
 
     // Assert: the echo sends it back (unmasked)
     let echoed = [0x81, 6, b'4', b'h', b'e', b'l', b'l', b'o'];
     assert!(
         read_until(&mut stream, |seen| seen.windows(8).any(|w| w == echoed)).await,
         "the message was not echoed"
+    );
+    server.stop().await;
+}
+
+/// A client's text frame of `payload` (under 126 bytes), masked with 0x01020304.
+fn masked_text(payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// The raw Engine.IO echo whose handling of each message first gives the runtime a few turns,
+/// as a handler awaiting I/O does: the connection is polled several times while it is pending.
+struct YieldingEcho;
+
+impl EngineHandler for YieldingEcho {
+    async fn on_open(&self, _socket: &EngineSocket) {}
+
+    async fn on_message(&self, socket: &EngineSocket, message: Message) {
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        echo::EngineEcho.on_message(socket, message).await;
+    }
+
+    async fn on_close(&self, _socket: &EngineSocket, _reason: CloseReason) {}
+}
+
+#[tokio::test]
+async fn a_bad_frame_after_a_good_one_in_the_upgrade_requests_write_closes_once_it_is_handled() {
+    // Arrange: handling takes a turn, so the connection is polled while it is under way
+    let config: EngineConfig = echo::engine_config("/engine.io/");
+    let server = spawn_with(move |listener, stopped| {
+        engineio::serve(
+            listener,
+            config,
+            Arc::new(YieldingEcho),
+            Hooks::default(),
+            async {
+                let _ = stopped.await;
+            },
+        )
+    })
+    .await;
+
+    // Act: "4hi", then a text frame that is not UTF-8, both read with the request
+    let frames = [&masked_text(b"4hi")[..], &NOT_UTF8[..]].concat();
+    let mut stream = upgrade_and_send(server.port, &frames, true).await;
+
+    // Assert: the good one answered, then the close for the bad one
+    let echoed_then_1007 = |seen: &[u8]| {
+        let echoed = seen.windows(4).position(|w| w == [0x81, 3, b'4', b'h']);
+        echoed.is_some_and(|at| {
+            seen[at..]
+                .windows(4)
+                .any(|w| w == [0x88, w[1], 0x03, 0xef] && w[1] >= 2)
+        })
+    };
+    assert!(
+        read_until(&mut stream, echoed_then_1007).await,
+        "no echo followed by a close frame with 1007"
     );
     server.stop().await;
 }
