@@ -124,10 +124,9 @@ impl Session {
         cx: &mut std::task::Context<'_>,
         registered: &mut Option<std::task::Waker>,
     ) -> std::task::Poll<()> {
-        if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if !polled_before(registered, cx) {
             // Registered before looking: a close between the look and the wait wakes us.
             self.close_waker.register(cx.waker());
-            *registered = Some(cx.waker().clone());
         }
         if self.is_closed() {
             std::task::Poll::Ready(())
@@ -148,12 +147,10 @@ impl Session {
             if self.is_closed() {
                 return std::task::Poll::Ready(());
             }
-            if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if polled_before(&mut registered, cx) {
                 return std::task::Poll::Pending;
             }
-            let poll = cancelled.as_mut().poll(cx);
-            registered = Some(cx.waker().clone());
-            poll
+            cancelled.as_mut().poll(cx)
         })
         .await
     }
@@ -201,6 +198,17 @@ impl Session {
             Err(TrySendError::Closed(_)) => Err(SendError::Closed),
         }
     }
+}
+
+/// Whether the task of `cx` polled before with `registered` (its waker is still registered where
+/// the caller registered it): then only the state needs looking at. Otherwise its waker is kept
+/// in `registered`, and the caller registers it.
+fn polled_before(registered: &mut Option<std::task::Waker>, cx: &std::task::Context<'_>) -> bool {
+    if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        return true;
+    }
+    *registered = Some(cx.waker().clone());
+    false
 }
 
 /// Why a frame could not be queued.
