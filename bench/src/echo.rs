@@ -1,11 +1,12 @@
 //! Scenario `echo`: the protocol layer alone, side by side. One server process on the server
-//! core — Parley's `protocol_echo` (the protocol layer alone), the Node socket.io relay, the socketioxide peer, or
-//! the raw tokio-tungstenite echo (the ceiling) — and `--connections` clients in this process
-//! (the generator's core). Open loop: message `i` is due at `start + i / rate`, emitted then
-//! (or at once when late) as `42["message","<i> …"]` on connection `i mod connections`; the
-//! server sends it back (`message-back`; the raw echo returns the frame itself). Latency is
-//! read from the due time; the server's CPU-seconds (`procs::cpu_seconds`) over the measured
-//! window (first measured due time → last reply, or the drain limit), per 1 000 messages.
+//! core — Parley's `protocol_echo` (the protocol layer alone), the Node socket.io relay, the
+//! socketioxide peer, or the raw tokio-tungstenite echo (the ceiling) — and `--connections`
+//! clients in this process (the generator's core). Open loop: message `i` is due at `start + i /
+//! rate`, emitted then (or at once when late) as `42["message","<i> …"]` on connection `i mod
+//! connections`; the server sends it back (`message-back`; the raw echo returns the frame
+//! itself). Latency is read from the due time; the server's CPU-seconds (`procs::cpu_seconds`)
+//! over the measured window (first measured due time → last reply, or the drain limit), per
+//! 1 000 messages.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

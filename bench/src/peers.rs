@@ -42,8 +42,8 @@ pub fn command(peer: Peer) -> anyhow::Result<Command> {
     }
 }
 
-/// Parley's `protocol_echo` (the protocol-echo crate) in its `--production` mode (the relay's heartbeat, no
-/// reference-suite `auth` pause); `--port` and `--host` are added here.
+/// Parley's `protocol_echo` (the protocol-echo crate) in its `--production` mode (the relay's
+/// heartbeat, no reference-suite `auth` pause); `--port` and `--host` are added here.
 pub fn protocol_echo(port: u16) -> anyhow::Result<Command> {
     let binary = profile_dir()?.join("protocol_echo");
     if !binary.is_file() {
