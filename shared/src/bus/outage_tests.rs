@@ -224,3 +224,63 @@ async fn the_subscriber_answers_while_redis_is_down_and_receives_again_after_res
     };
     assert_eq!(got.payload, "for two");
 }
+
+/// Run `command` (space-separated words) on `redis` as its default user.
+async fn admin(url: &str, command: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut words = command.split(' ');
+    let mut cmd = redis::cmd(words.next().unwrap());
+    for word in words {
+        cmd.arg(word);
+    }
+    cmd.query_async::<()>(&mut conn).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriber_authenticates_as_the_url_says_and_reports_a_wrong_password() {
+    // Arrange: a Redis with a password for the default user and an ACL user of its own
+    let redis = RedisServer::start();
+    let port = redis.port();
+    admin(&redis.url(), "ACL SETUSER relay on >s3cret ~* &* +@all").await;
+    admin(&redis.url(), "CONFIG SET requirepass pw").await;
+
+    for url in [
+        format!("redis://relay:s3cret@127.0.0.1:{port}"),
+        format!("redis://:pw@127.0.0.1:{port}"),
+    ] {
+        // Act: subscribe through a bus connected with that URL's credentials
+        let keys = Keys::new(format!("parley-auth-{}", uuid::Uuid::new_v4()));
+        let bus = RedisBus::connect(&url, keys).await.expect("connecting");
+        let (sub, mut rx) = bus.subscribe();
+        sub.subscribe(UserId(1)).await;
+
+        // Assert: the subscription is live and receives
+        assert!(sub.epoch().is_some(), "not subscribed with {url}");
+        assert_eq!(sub.errors(), 0, "{url}");
+        bus.publish(&[UserId(1)], "authenticated").await.unwrap();
+        let got = rx.recv().await.expect("a message");
+        assert_eq!(
+            (got.user, got.payload.as_str()),
+            (UserId(1), "authenticated"),
+            "{url}"
+        );
+    }
+
+    // A wrong password: subscribing still returns, the failure is counted, nothing is live
+    let wrong = redis::Client::open(format!("redis://relay:wrong@127.0.0.1:{port}")).unwrap();
+    let keys = Keys::new(format!("parley-auth-{}", uuid::Uuid::new_v4()));
+    let (sub, _rx) = super::redis::pubsub::start(wrong, keys);
+    let started = Instant::now();
+    sub.subscribe(UserId(1)).await;
+    assert!(
+        started.elapsed() < CALL_BOUND,
+        "subscribe took {:?}",
+        started.elapsed()
+    );
+    within(RECOVERY, "the failed AUTH counted", || async {
+        sub.errors() > 0
+    })
+    .await;
+    assert_eq!(sub.epoch(), None);
+}

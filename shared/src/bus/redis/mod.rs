@@ -7,6 +7,7 @@
 //! back reconnect.
 
 pub mod pubsub;
+mod resp;
 mod roster;
 
 use super::roster::RosterView;
