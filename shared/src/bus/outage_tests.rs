@@ -284,3 +284,33 @@ async fn the_subscriber_authenticates_as_the_url_says_and_reports_a_wrong_passwo
     .await;
     assert_eq!(sub.epoch(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_redis_refuses_fails_naming_why_and_the_next_one_goes_through() {
+    // Arrange: a user who may do everything but PUBLISH, and a subscriber (as the default user)
+    let redis = RedisServer::start();
+    let port = redis.port();
+    admin(&redis.url(), "ACL SETUSER api on >pw ~* &* +@all -publish").await;
+    let keys = Keys::new(format!("parley-refused-{}", uuid::Uuid::new_v4()));
+    let url = format!("redis://api:pw@127.0.0.1:{port}");
+    let bus = RedisBus::connect(&url, keys.clone()).await.unwrap();
+    let listener = RedisBus::connect(&redis.url(), keys).await.unwrap();
+    let (sub, mut rx) = listener.subscribe();
+    sub.subscribe(UserId(1)).await;
+
+    // Act: publish while refused, then once allowed
+    let batch = [
+        (vec![UserId(1)], "refused".to_owned()),
+        (vec![UserId(1)], "refused too".to_owned()),
+    ];
+    let refused = bus.publish_many(&batch).await;
+    admin(&redis.url(), "ACL SETUSER api +publish").await;
+    let allowed = bus.publish(&[UserId(1)], "allowed").await;
+
+    // Assert: the refusal is an error naming it; the next publish goes through
+    let error = format!("{:#}", refused.expect_err("PUBLISH refused"));
+    assert!(error.contains("NOPERM"), "{error}");
+    allowed.expect("PUBLISH allowed");
+    let got = rx.recv().await.expect("a message");
+    assert_eq!(got.payload, "allowed");
+}

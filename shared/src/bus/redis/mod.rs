@@ -1,11 +1,15 @@
 //! The Redis bus: PUBLISH for events, a sorted set per user for presence, keys with a TTL for
-//! revoked tokens. Commands go through a `ConnectionManager`, which reconnects by itself.
+//! revoked tokens. Commands go through a `ConnectionManager`, which reconnects by itself, except
+//! on the two hot paths, PUBLISH (`publish`) and the relays' subscription ([`pubsub`]), which
+//! have connections of their own (`connection`).
 //!
 //! Every call is bounded by [`COMMAND_TIMEOUT`], whatever Redis does. The manager makes one
 //! connection attempt per reconnection and never sleeps between attempts (see
 //! [`manager_config`]): while Redis is down calls fail at once, and the first calls after it is
 //! back reconnect.
 
+mod connection;
+mod publish;
 pub mod pubsub;
 mod resp;
 mod roster;
@@ -70,6 +74,8 @@ async fn bounded<T>(
 #[derive(Clone)]
 pub struct RedisBus {
     conn: ConnectionManager,
+    /// PUBLISH's own connection.
+    publishing: std::sync::Arc<publish::Publishing>,
     client: redis::Client,
     keys: Keys,
 }
@@ -86,7 +92,13 @@ impl RedisBus {
         .await
         .context("connecting to Redis timed out")?
         .context("connecting to Redis")?;
-        Ok(Self { conn, client, keys })
+        let publishing = publish::Publishing::new(client.get_connection_info().clone());
+        Ok(Self {
+            conn,
+            publishing: std::sync::Arc::new(publishing),
+            client,
+            keys,
+        })
     }
 
     /// The underlying client, for opening a pub/sub connection.
@@ -169,29 +181,15 @@ fn millis(d: Duration) -> i64 {
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, users: &[UserId], payload: &str) -> Result<(), BusError> {
-        if users.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for &user in users {
-            pipe.publish(self.keys.user_channel(user), payload).ignore();
-        }
-        let mut conn = self.conn.clone();
-        bounded("PUBLISH", pipe.query_async::<()>(&mut conn)).await
+        let batch = std::iter::once((users, payload));
+        self.publishing.publish(&self.keys, batch).await
     }
 
     async fn publish_many(&self, batch: &[(Vec<UserId>, String)]) -> Result<(), BusError> {
-        let mut pipe = redis::pipe();
-        for (users, payload) in batch {
-            for &user in users {
-                pipe.publish(self.keys.user_channel(user), payload).ignore();
-            }
-        }
-        if pipe.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.conn.clone();
-        bounded("PUBLISH batch", pipe.query_async::<()>(&mut conn)).await
+        let batch = batch
+            .iter()
+            .map(|(users, payload)| (&users[..], &payload[..]));
+        self.publishing.publish(&self.keys, batch).await
     }
 
     async fn presence(&self, users: &[UserId]) -> Result<Vec<PresenceState>, BusError> {

@@ -1,21 +1,20 @@
 //! The Redis side of [`Subscriber`]: one pub/sub connection, SUBSCRIBE/UNSUBSCRIBE per user
 //! channel, reconnecting and resubscribing by itself (see [`crate::bus::subscriber`]).
 //!
-//! The connection is our own (RESP2 over TCP or a Unix socket, `AUTH` when the URL has a
-//! password), read through [`resp`], not redis-rs's `PubSub`, whose reader cost ~11 000
-//! instructions per message (see [`resp`]); redis-rs still parses the URL. Commands are
-//! pipelined: each SUBSCRIBE and UNSUBSCRIBE waits in a queue for its confirmation, which Redis
-//! sends in command order, at most [`REDIS_TIMEOUT`] of reading time; a subscriber is answered
+//! The connection is our own (`connection`), not redis-rs's `PubSub`, whose reader cost
+//! ~11 000 instructions per message (see `resp`). Commands are pipelined: each SUBSCRIBE and
+//! UNSUBSCRIBE waits in a queue for its confirmation, which Redis sends in command order, at
+//! most [`REDIS_TIMEOUT`] of reading time; a subscriber is answered
 //! when its channel's confirmation arrives.
 
+use super::connection::{self, Incoming, Writer};
 use super::resp::{self, Frame};
 use crate::bus::subscriber::{user_of, Command, Counts, Link, Subscriber, OUT_CAPACITY};
 use crate::bus::{BusMessage, Keys};
-use redis::{ConnectionAddr, ConnectionInfo};
+use redis::ConnectionInfo;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -27,11 +26,6 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// First wait between reconnection attempts, doubled after each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Room made in the read buffer before each read.
-const READ_CHUNK: usize = 16 * 1024;
-
-type Reader = Box<dyn AsyncRead + Send + Unpin>;
-type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A subscriber on Redis pub/sub; its task ends when every handle is dropped.
 pub(crate) fn start(client: redis::Client, keys: Keys) -> (Subscriber, mpsc::Receiver<BusMessage>) {
@@ -282,7 +276,7 @@ impl Session<'_> {
         args.extend(channels);
         self.command.clear();
         resp::command(&mut self.command, &args);
-        write_bounded(&mut self.writer, &self.command).await?;
+        connection::write_within(&mut self.writer, &self.command, REDIS_TIMEOUT).await?;
         let deadline = Instant::now() + REDIS_TIMEOUT;
         self.pending.extend((0..count).map(|_| Pending {
             subscribe,
@@ -290,69 +284,6 @@ impl Session<'_> {
             then: Then::Nothing,
         }));
         Ok(())
-    }
-}
-
-/// The reading half and what it has read.
-struct Incoming {
-    reader: Reader,
-    buf: Vec<u8>,
-    /// Where the unread bytes of `buf` start.
-    at: usize,
-    /// The length of the frame [`Incoming::next`] returned last, once the caller is done with it.
-    taken: usize,
-}
-
-impl Incoming {
-    fn new(reader: Reader) -> Self {
-        Self {
-            reader,
-            buf: Vec::with_capacity(READ_CHUNK),
-            at: 0,
-            taken: 0,
-        }
-    }
-
-    /// The next whole frame read, if any; [`Incoming::consume`] moves past it.
-    fn next(&mut self) -> Result<Option<Frame<'_>>, String> {
-        match resp::frame(&self.buf[self.at..]) {
-            Ok(Some((frame, len))) => {
-                self.taken = len;
-                Ok(Some(frame))
-            }
-            Ok(None) => Ok(None),
-            Err(resp::Malformed(what)) => Err(format!("unreadable reply from Redis: {what}")),
-        }
-    }
-
-    fn consume(&mut self) {
-        self.at += std::mem::take(&mut self.taken);
-    }
-
-    /// Read more; an error once the connection is closed. Cancel-safe.
-    async fn fill(&mut self) -> Result<(), String> {
-        if self.at > 0 {
-            self.buf.drain(..self.at);
-            self.at = 0;
-        }
-        self.buf.reserve(READ_CHUNK);
-        match self.reader.read_buf(&mut self.buf).await {
-            Ok(0) => Err("Redis closed the connection".to_owned()),
-            Ok(_) => Ok(()),
-            Err(error) => Err(error.to_string()),
-        }
-    }
-
-    /// Read until a whole frame is in, within `deadline`.
-    async fn frame_by(&mut self, deadline: Instant) -> Result<(), String> {
-        loop {
-            if self.next()?.is_some() {
-                return Ok(());
-            }
-            tokio::time::timeout_at(deadline, self.fill())
-                .await
-                .map_err(|_| format!("no answer from Redis within {REDIS_TIMEOUT:?}"))??;
-        }
     }
 }
 
@@ -364,64 +295,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn write_bounded(writer: &mut Writer, bytes: &[u8]) -> Result<(), String> {
-    match tokio::time::timeout(REDIS_TIMEOUT, writer.write_all(bytes)).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("Redis took no command within {REDIS_TIMEOUT:?}")),
-    }
-}
-
-/// Open a connection and authenticate, within [`REDIS_TIMEOUT`].
-async fn open(info: &ConnectionInfo) -> Result<(Incoming, Writer), String> {
-    let deadline = Instant::now() + REDIS_TIMEOUT;
-    let opening = async {
-        let (reader, writer): (Reader, Writer) = match &info.addr {
-            ConnectionAddr::Tcp(host, port) => {
-                let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                stream.set_nodelay(true).map_err(|e| e.to_string())?;
-                let (reader, writer) = stream.into_split();
-                (Box::new(reader), Box::new(writer))
-            }
-            ConnectionAddr::Unix(path) => {
-                let stream = tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let (reader, writer) = stream.into_split();
-                (Box::new(reader), Box::new(writer))
-            }
-            ConnectionAddr::TcpTls { .. } => {
-                return Err("TLS (rediss://) is not supported".to_owned())
-            }
-        };
-        Ok::<_, String>((Incoming::new(reader), writer))
-    };
-    let (mut incoming, mut writer) = tokio::time::timeout_at(deadline, opening)
-        .await
-        .map_err(|_| format!("no connection to Redis within {REDIS_TIMEOUT:?}"))??;
-    let redis = &info.redis;
-    if let Some(password) = &redis.password {
-        let mut auth = Vec::new();
-        match &redis.username {
-            Some(user) => {
-                resp::command(&mut auth, &[b"AUTH", user.as_bytes(), password.as_bytes()])
-            }
-            None => resp::command(&mut auth, &[b"AUTH", password.as_bytes()]),
-        }
-        write_bounded(&mut writer, &auth).await?;
-        incoming.frame_by(deadline).await?;
-        match incoming.next()? {
-            Some(Frame::Simple(_)) => incoming.consume(),
-            Some(Frame::Error(error)) => {
-                return Err(format!("AUTH: {}", String::from_utf8_lossy(error)))
-            }
-            _ => return Err("AUTH: unexpected answer".to_owned()),
-        }
-    }
-    Ok((incoming, writer))
-}
-
 /// Open a pub/sub connection within [`REDIS_TIMEOUT`], keeping the user set current meanwhile.
 /// Returns the attempt's result and the subscribers that arrived during it, to be answered once
 /// their channels are subscribed on the new connection (or it failed); `None` when every handle
@@ -431,7 +304,7 @@ async fn connect(
     commands: &mut mpsc::UnboundedReceiver<Command>,
     users: &mut Counts,
 ) -> Option<(Result<(Incoming, Writer), String>, Vec<oneshot::Sender<()>>)> {
-    let attempt = open(info);
+    let attempt = connection::open(info, Instant::now() + REDIS_TIMEOUT);
     tokio::pin!(attempt);
     let mut waiting = Vec::new();
     loop {

@@ -195,6 +195,8 @@ fn integer(line: &[u8]) -> Result<i64, Malformed> {
 
 /// A command as RESP2 sends it: an array of bulk strings, appended to `out`.
 pub(crate) fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    // Room for the whole command at once: headers of at most 20 digits and 3 bytes each.
+    out.reserve(args.iter().map(|arg| arg.len() + 25).sum::<usize>() + 23);
     let mut digits = itoa::Buffer::new();
     out.push(b'*');
     out.extend_from_slice(digits.format(args.len()).as_bytes());
