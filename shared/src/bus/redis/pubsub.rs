@@ -77,15 +77,16 @@ async fn run_redis(
             out: &out,
             link: &link,
             command: Vec::new(),
+            live: false,
         };
-        let resubscribed = session.resubscribe(&users, waiting, down).await;
-        let ended = match resubscribed {
-            Ok(()) => {
-                backoff = MIN_BACKOFF;
-                session.serve(&mut commands, &mut users).await
-            }
+        let ended = match session.resubscribe(&users, waiting, down).await {
+            Ok(()) => session.serve(&mut commands, &mut users).await,
             Err(error) => Err(error),
         };
+        if session.live {
+            // It worked for a while: the next attempt is made soon.
+            backoff = MIN_BACKOFF;
+        }
         match ended {
             Ok(()) => return,
             Err(error) => {
@@ -129,6 +130,8 @@ struct Session<'a> {
     link: &'a Link,
     /// The command being written (kept for its allocation).
     command: Vec<u8>,
+    /// Every channel was (re)subscribed on this connection.
+    live: bool,
 }
 
 impl Session<'_> {
@@ -141,6 +144,7 @@ impl Session<'_> {
         was_down: bool,
     ) -> Result<(), String> {
         if users.is_empty() {
+            self.live = true;
             self.link.live();
             answer(waiting);
             if was_down {
@@ -233,6 +237,7 @@ impl Session<'_> {
                         let _ = done.send(());
                     }
                     Then::Live(waiting) => {
+                        self.live = true;
                         self.link.live();
                         answer(waiting);
                         tracing::info!("redis pub/sub resubscribed");
