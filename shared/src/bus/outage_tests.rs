@@ -314,3 +314,63 @@ async fn a_publish_redis_refuses_fails_naming_why_and_the_next_one_goes_through(
     let got = rx.recv().await.expect("a message");
     assert_eq!(got.payload, "allowed");
 }
+
+/// A `redis-server` listening on a Unix socket only, killed on drop.
+struct UnixRedis {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl UnixRedis {
+    fn start() -> UnixRedis {
+        let dir = std::env::temp_dir().join(format!("parley-unix-redis-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(dir.join("redis.sock"))
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is not on PATH: apt-get install redis-server");
+        UnixRedis { child, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("redis+unix://{}", self.dir.join("redis.sock").display())
+    }
+}
+
+impl Drop for UnixRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_on_a_unix_socket_carries_publish_and_subscribe() {
+    // Arrange: a Redis on a Unix socket, once it accepts connections
+    let redis = UnixRedis::start();
+    let keys = Keys::new(format!("parley-unix-{}", uuid::Uuid::new_v4()));
+    let started = Instant::now();
+    let bus = loop {
+        if let Ok(bus) = RedisBus::connect(&redis.url(), keys.clone()).await {
+            break bus;
+        }
+        assert!(started.elapsed() < RECOVERY, "no Redis on {}", redis.url());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Act
+    let (sub, mut rx) = bus.subscribe();
+    sub.subscribe(UserId(1)).await;
+    bus.publish(&[UserId(1)], "over a socket file")
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(sub.epoch().is_some(), "not subscribed over {}", redis.url());
+    let got = rx.recv().await.expect("a message");
+    assert_eq!(got.payload, "over a socket file");
+}
