@@ -42,64 +42,43 @@ pub(crate) struct Malformed(pub &'static str);
 /// One element, as far as this reader cares.
 enum Element<'a> {
     Bulk(&'a [u8]),
+    Simple(&'a [u8]),
+    Error(&'a [u8]),
+    /// An array: how many elements, and the first three if they are bulk strings (a push is
+    /// `[kind, channel, payload]`; `bulks` says how many of them are).
+    Array {
+        count: usize,
+        first: [&'a [u8]; 3],
+        bulks: usize,
+    },
+    /// Integers, nulls.
     Other,
 }
 
 /// The frame at the start of `buf` and its length in bytes; `None` while it is incomplete.
 pub(crate) fn frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, Malformed> {
-    let Some(&kind) = buf.first() else {
+    let Some((element, len)) = element(buf, 0, 0)? else {
         return Ok(None);
     };
-    let Some((line, mut at)) = line(buf, 1)? else {
-        return Ok(None);
-    };
-    let frame = match kind {
-        b'+' => Frame::Simple(line),
-        b'-' => Frame::Error(line),
-        b':' => {
-            integer(line)?;
-            Frame::Other
-        }
-        b'$' => match bulk(buf, line, at)? {
-            Some((_, end)) => return Ok(Some((Frame::Other, end))),
-            None => return Ok(None),
+    let frame = match element {
+        Element::Simple(line) => Frame::Simple(line),
+        Element::Error(line) => Frame::Error(line),
+        Element::Array {
+            count: 3,
+            first: [kind, channel, payload],
+            bulks,
+        } => match (kind, bulks) {
+            (b"message", 3) => Frame::Message { channel, payload },
+            (b"subscribe", 2) => Frame::Subscribed,
+            (b"unsubscribe", 2) => Frame::Unsubscribed,
+            _ => Frame::Other,
         },
-        b'*' => {
-            let Some(count) = length(line, MAX_ARRAY)? else {
-                return Ok(Some((Frame::Other, at)));
-            };
-            // The first three elements are kept: a push is `[kind, channel, payload]`.
-            let mut kept = [&[][..]; 3];
-            let mut bulks = 0;
-            for i in 0..count {
-                match element(buf, at, 1)? {
-                    None => return Ok(None),
-                    Some((Element::Bulk(bytes), end)) => {
-                        if i < kept.len() && bulks == i {
-                            kept[i] = bytes;
-                            bulks += 1;
-                        }
-                        at = end;
-                    }
-                    Some((Element::Other, end)) => at = end,
-                }
-            }
-            match (kept[0], count, bulks) {
-                (b"message", 3, 3) => Frame::Message {
-                    channel: kept[1],
-                    payload: kept[2],
-                },
-                (b"subscribe", 3, 2) => Frame::Subscribed,
-                (b"unsubscribe", 3, 2) => Frame::Unsubscribed,
-                _ => Frame::Other,
-            }
-        }
-        _ => return Err(Malformed("unknown type byte")),
+        Element::Bulk(_) | Element::Array { .. } | Element::Other => Frame::Other,
     };
-    Ok(Some((frame, at)))
+    Ok(Some((frame, len)))
 }
 
-/// The element at `at`, and where it ends.
+/// The element at `at` (inside `depth` arrays), and where it ends; `None` while incomplete.
 fn element(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Element<'_>, usize)>, Malformed> {
     let Some(&kind) = buf.get(at) else {
         return Ok(None);
@@ -107,27 +86,48 @@ fn element(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Element<'_>, u
     let Some((line, mut end)) = line(buf, at + 1)? else {
         return Ok(None);
     };
-    match kind {
-        b'+' | b'-' => Ok(Some((Element::Other, end))),
-        b':' => integer(line).map(|_| Some((Element::Other, end))),
-        b'$' => Ok(bulk(buf, line, end)?.map(|(bytes, end)| {
-            let element = bytes.map_or(Element::Other, Element::Bulk);
-            (element, end)
-        })),
+    let element = match kind {
+        b'+' => Element::Simple(line),
+        b'-' => Element::Error(line),
+        b':' => {
+            integer(line)?;
+            Element::Other
+        }
+        b'$' => match bulk(buf, line, end)? {
+            Some((bytes, bulk_end)) => {
+                end = bulk_end;
+                bytes.map_or(Element::Other, Element::Bulk)
+            }
+            None => return Ok(None),
+        },
         b'*' => {
             if depth >= MAX_DEPTH {
                 return Err(Malformed("arrays nested too deeply"));
             }
-            for _ in 0..length(line, MAX_ARRAY)?.unwrap_or(0) {
-                match element(buf, end, depth + 1)? {
-                    Some((_, next)) => end = next,
-                    None => return Ok(None),
+            let Some(count) = length(line, MAX_ARRAY)? else {
+                return Ok(Some((Element::Other, end)));
+            };
+            let mut first = [&[][..]; 3];
+            let mut bulks = 0;
+            for i in 0..count {
+                let Some((element, next)) = element(buf, end, depth + 1)? else {
+                    return Ok(None);
+                };
+                if let (Element::Bulk(bytes), true) = (element, i < first.len() && bulks == i) {
+                    first[i] = bytes;
+                    bulks += 1;
                 }
+                end = next;
             }
-            Ok(Some((Element::Other, end)))
+            Element::Array {
+                count,
+                first,
+                bulks,
+            }
         }
-        _ => Err(Malformed("unknown type byte")),
-    }
+        _ => return Err(Malformed("unknown type byte")),
+    };
+    Ok(Some((element, end)))
 }
 
 /// A bulk string whose header `line` ended at `at`: its bytes (`None` for the null bulk) and
