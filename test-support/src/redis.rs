@@ -16,6 +16,8 @@ const INSTALL_HINT: &str = "install Redis (Debian/Ubuntu: apt-get install redis-
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    /// Where it also listens on a Unix socket, if asked to ([`RedisServer::start_with_unix_socket`]).
+    unix_socket: Option<std::path::PathBuf>,
     /// The process while it runs.
     child: Option<Child>,
 }
@@ -24,11 +26,24 @@ impl RedisServer {
     /// Start a server on a free loopback port and wait until it answers `PING`. Panics when
     /// `redis-server` is not installed (saying what to install) or does not come up.
     pub fn start() -> RedisServer {
+        Self::start_listening(false)
+    }
+
+    /// [`RedisServer::start`], also listening on a Unix socket of its own
+    /// ([`RedisServer::unix_url`]).
+    pub fn start_with_unix_socket() -> RedisServer {
+        Self::start_listening(true)
+    }
+
+    fn start_listening(unix: bool) -> RedisServer {
         let mut last_error = String::new();
         // A free port can be taken between choosing it and binding it: try a few.
         for _ in 0..5 {
+            let port = free_port();
             let mut server = RedisServer {
-                port: free_port(),
+                port,
+                unix_socket: unix
+                    .then(|| std::env::temp_dir().join(format!("parley-test-redis-{port}.sock"))),
                 child: None,
             };
             match server.spawn() {
@@ -47,6 +62,16 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis+unix://<socket>`; panics unless started with
+    /// [`RedisServer::start_with_unix_socket`].
+    pub fn unix_url(&self) -> String {
+        let socket = self
+            .unix_socket
+            .as_ref()
+            .expect("started without a Unix socket");
+        format!("redis+unix://{}", socket.display())
     }
 
     /// Whether the process is running.
@@ -96,9 +121,14 @@ impl RedisServer {
     /// Run `redis-server` on `self.port` and wait for `PING`.
     fn spawn(&mut self) -> Result<(), String> {
         let port = self.port.to_string();
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--daemonize", "no"])
+            .args(["--appendonly", "no", "--daemonize", "no"]);
+        if let Some(socket) = &self.unix_socket {
+            command.arg("--unixsocket").arg(socket);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -131,6 +161,9 @@ impl Drop for RedisServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(socket) = &self.unix_socket {
+            let _ = std::fs::remove_file(socket);
         }
     }
 }

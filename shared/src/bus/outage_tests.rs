@@ -270,7 +270,7 @@ async fn the_subscriber_authenticates_as_the_url_says_and_reports_a_wrong_passwo
     // A wrong password: subscribing still returns, the failure is counted, nothing is live
     let wrong = redis::Client::open(format!("redis://relay:wrong@127.0.0.1:{port}")).unwrap();
     let keys = Keys::new(format!("parley-auth-{}", uuid::Uuid::new_v4()));
-    let (sub, _rx) = super::redis::pubsub::start(wrong, keys);
+    let (sub, _rx) = super::redis::pubsub::start(wrong.get_connection_info().clone(), keys);
     let started = Instant::now();
     sub.subscribe(UserId(1)).await;
     assert!(
@@ -315,52 +315,12 @@ async fn a_publish_redis_refuses_fails_naming_why_and_the_next_one_goes_through(
     assert_eq!(got.payload, "allowed");
 }
 
-/// A `redis-server` listening on a Unix socket only, killed on drop.
-struct UnixRedis {
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-}
-
-impl UnixRedis {
-    fn start() -> UnixRedis {
-        let dir = std::env::temp_dir().join(format!("parley-unix-redis-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(dir.join("redis.sock"))
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is not on PATH: apt-get install redis-server");
-        UnixRedis { child, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("redis+unix://{}", self.dir.join("redis.sock").display())
-    }
-}
-
-impl Drop for UnixRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_on_a_unix_socket_carries_publish_and_subscribe() {
-    // Arrange: a Redis on a Unix socket, once it accepts connections
-    let redis = UnixRedis::start();
+    // Arrange: a Redis also listening on a Unix socket, reached through it
+    let redis = RedisServer::start_with_unix_socket();
     let keys = Keys::new(format!("parley-unix-{}", uuid::Uuid::new_v4()));
-    let started = Instant::now();
-    let bus = loop {
-        if let Ok(bus) = RedisBus::connect(&redis.url(), keys.clone()).await {
-            break bus;
-        }
-        assert!(started.elapsed() < RECOVERY, "no Redis on {}", redis.url());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let bus = RedisBus::connect(&redis.unix_url(), keys).await.unwrap();
 
     // Act
     let (sub, mut rx) = bus.subscribe();
@@ -370,7 +330,11 @@ async fn a_redis_on_a_unix_socket_carries_publish_and_subscribe() {
         .unwrap();
 
     // Assert
-    assert!(sub.epoch().is_some(), "not subscribed over {}", redis.url());
+    assert!(
+        sub.epoch().is_some(),
+        "not subscribed over {}",
+        redis.unix_url()
+    );
     let got = rx.recv().await.expect("a message");
     assert_eq!(got.payload, "over a socket file");
 }

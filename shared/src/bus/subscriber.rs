@@ -57,6 +57,11 @@ impl Link {
             });
     }
 
+    /// Whether the subscription is live (every current user's channel subscribed).
+    pub(crate) fn is_live(&self) -> bool {
+        self.epoch.load(Ordering::SeqCst) % 2 == 1
+    }
+
     /// Every current user's channel is subscribed: mark the subscription live.
     pub(crate) fn live(&self) {
         let _ = self

@@ -76,7 +76,8 @@ pub struct RedisBus {
     conn: ConnectionManager,
     /// PUBLISH's own connection.
     publishing: std::sync::Arc<publish::Publishing>,
-    client: redis::Client,
+    /// Where Redis is and how to log in, as `REDIS_URL` says (for the connections of our own).
+    info: redis::ConnectionInfo,
     keys: Keys,
 }
 
@@ -92,18 +93,13 @@ impl RedisBus {
         .await
         .context("connecting to Redis timed out")?
         .context("connecting to Redis")?;
-        let publishing = publish::Publishing::new(client.get_connection_info().clone());
+        let info = client.get_connection_info().clone();
         Ok(Self {
             conn,
-            publishing: std::sync::Arc::new(publishing),
-            client,
+            publishing: std::sync::Arc::new(publish::Publishing::new(info.clone())),
+            info,
             keys,
         })
-    }
-
-    /// The underlying client, for opening a pub/sub connection.
-    pub fn client(&self) -> &redis::Client {
-        &self.client
     }
 
     /// The key and channel names this bus uses.
@@ -349,7 +345,7 @@ impl Bus for RedisBus {
     }
 
     fn subscribe(&self) -> (Subscriber, tokio::sync::mpsc::Receiver<BusMessage>) {
-        pubsub::start(self.client.clone(), self.keys.clone())
+        pubsub::start(self.info.clone(), self.keys.clone())
     }
 }
 

@@ -28,11 +28,10 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A subscriber on Redis pub/sub; its task ends when every handle is dropped.
-pub(crate) fn start(client: redis::Client, keys: Keys) -> (Subscriber, mpsc::Receiver<BusMessage>) {
+pub(crate) fn start(info: ConnectionInfo, keys: Keys) -> (Subscriber, mpsc::Receiver<BusMessage>) {
     let link = Arc::new(Link::default());
     let (subscriber, commands) = Subscriber::channel(link.clone());
     let (out, received) = mpsc::channel(OUT_CAPACITY);
-    let info = client.get_connection_info().clone();
     tokio::spawn(run_redis(info, keys, commands, out, link));
     (subscriber, received)
 }
@@ -77,14 +76,13 @@ async fn run_redis(
             out: &out,
             link: &link,
             command: Vec::new(),
-            live: false,
         };
         let ended = match session.resubscribe(&users, waiting, down).await {
             Ok(()) => session.serve(&mut commands, &mut users).await,
             Err(error) => Err(error),
         };
-        if session.live {
-            // It worked for a while: the next attempt is made soon.
+        if link.is_live() {
+            // This connection got every channel subscribed: the next attempt is made soon.
             backoff = MIN_BACKOFF;
         }
         match ended {
@@ -130,8 +128,6 @@ struct Session<'a> {
     link: &'a Link,
     /// The command being written (kept for its allocation).
     command: Vec<u8>,
-    /// Every channel was (re)subscribed on this connection.
-    live: bool,
 }
 
 impl Session<'_> {
@@ -144,7 +140,6 @@ impl Session<'_> {
         was_down: bool,
     ) -> Result<(), String> {
         if users.is_empty() {
-            self.live = true;
             self.link.live();
             answer(waiting);
             if was_down {
@@ -237,7 +232,6 @@ impl Session<'_> {
                         let _ = done.send(());
                     }
                     Then::Live(waiting) => {
-                        self.live = true;
                         self.link.live();
                         answer(waiting);
                         tracing::info!("redis pub/sub resubscribed");
