@@ -30,6 +30,7 @@ struct Shared<T> {
     /// Wakes the receiver when an item arrives or the last sender leaves.
     ready: AtomicWaker,
     senders: AtomicUsize,
+    capacity: usize,
 }
 
 impl<T> Shared<T> {
@@ -41,11 +42,13 @@ impl<T> Shared<T> {
 
 /// A queue holding at most `capacity` items (at least one).
 pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let capacity = capacity.max(1);
     let shared = Arc::new(Shared {
         items: Mutex::new(VecDeque::new()),
-        room: Semaphore::new(capacity.max(1)),
+        room: Semaphore::new(capacity),
         ready: AtomicWaker::new(),
         senders: AtomicUsize::new(1),
+        capacity,
     });
     (
         Sender {
@@ -87,6 +90,19 @@ impl<T> Sender<T> {
 
     fn push(&self, item: T) {
         self.shared.items().push_back(item);
+        self.shared.ready.wake();
+    }
+
+    /// Whether nothing is queued, in one atomic load. A place is taken before its item is
+    /// pushed and given back after it was taken out, so while an item is in the queue this is
+    /// false (it may also be false a moment longer, on either side).
+    pub fn is_empty(&self) -> bool {
+        self.shared.room.available_permits() == self.shared.capacity
+    }
+
+    /// Wakes the receiver as an arriving item would, without queuing one: for a sender that
+    /// left it work by another way.
+    pub fn wake_receiver(&self) {
         self.shared.ready.wake();
     }
 }
@@ -172,6 +188,16 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(2));
         assert_eq!(rx.try_recv(), Ok(3));
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[tokio::test]
+    async fn is_empty_says_whether_an_item_is_queued() {
+        let (tx, mut rx) = bounded(2);
+        assert!(tx.is_empty());
+        tx.try_send(1).unwrap();
+        assert!(!tx.is_empty());
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert!(tx.is_empty());
     }
 
     #[tokio::test]

@@ -52,6 +52,8 @@ pub async fn run(
             return;
         }
         batch.retain(|message: &BusMessage| !message.payload.starts_with(&own));
+        // What the batch sends to one socket leaves in one write.
+        let cork = crate::engineio::cork();
         for run in runs(&batch) {
             users.clear();
             users.extend(run.iter().map(|message| message.user));
@@ -70,6 +72,7 @@ pub async fn run(
                 Err(error) => tracing::warn!(%error, "unreadable bus event"),
             }
         }
+        drop(cork);
         batch.clear();
     }
 }

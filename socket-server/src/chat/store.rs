@@ -204,10 +204,12 @@ async fn store_batch(state: &ChatState, jobs: Vec<StoreJob>) {
         Err(error) => vec![StoreOutcome::Error(error); jobs.len()],
     };
     let answers = items.iter().zip(jobs).zip(outcomes);
-    in_turns(answers, |((item, job), outcome)| match outcome {
+    // Corked: what a turn of answers sends to one socket (the sender's ack and its
+    // `message_saved`; a device's several `message_saved`) leaves in one write.
+    crate::engineio::corked(in_turns(answers, |((item, job), outcome)| match outcome {
         StoreOutcome::Message(message) => stored(state, item, job, message, announce),
         StoreOutcome::Error(error) => failed(state, item, job, error),
-    })
+    }))
     .await;
 }
 

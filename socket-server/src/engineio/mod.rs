@@ -6,7 +6,8 @@
 //! - `engine`: the session table and lifecycle; [`EngineHandler`] is what the layer above
 //!   implements.
 //! - `router`, `polling`, `websocket`: HTTP dispatch and the two transports; `ws_frame`: the
-//!   WebSocket frame codec.
+//!   WebSocket frame codec; `wire`: a WebSocket's bytes to write, which senders write
+//!   themselves when nothing is queued before them ([`corked`] groups a burst into one write).
 //! - `heartbeat`: ping/pong timing. `hooks`: request gate and fallback. `server`: [`serve`].
 //! - `access`: request ids (`x-request-id`) and the access log.
 
@@ -22,6 +23,7 @@ mod router;
 mod server;
 mod session;
 mod websocket;
+mod wire;
 mod ws_frame;
 
 pub use config::EngineConfig;
@@ -31,3 +33,4 @@ pub use hooks::{parse_query, Fallback, FallbackFuture, Hooks, Refusal, RequestGa
 pub use packet::{Frame, Message, Outgoing};
 pub use server::{close_reserve, serve, serve_draining, serve_endpoint, Endpoint};
 pub use session::{EngineSocket, SendError, WeakEngineSocket};
+pub(crate) use wire::{cork, corked};

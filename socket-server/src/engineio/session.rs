@@ -13,6 +13,7 @@ use super::errors::CloseReason;
 use super::heartbeat::Pongs;
 use super::hooks::RequestInfo;
 use super::packet::{Frame, Outgoing};
+use super::wire::Wire;
 use crate::queue::{self, TrySendError};
 
 /// The receiving end of a session's outbox, owned in turn by each poll and then by the
@@ -68,6 +69,9 @@ pub(crate) struct Session {
     close_waker: AtomicWaker,
     /// State the handler attaches to the session (see [`EngineSocket::set_data`]).
     data: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// The WebSocket's bytes to write, once a WebSocket serves the session: while it is open,
+    /// [`Session::send`] writes a packet nothing is queued before itself.
+    wire: OnceLock<Arc<Wire>>,
 }
 
 impl Session {
@@ -94,6 +98,16 @@ impl Session {
             reason: OnceLock::new(),
             close_waker: AtomicWaker::new(),
             data: OnceLock::new(),
+            wire: OnceLock::new(),
+        }
+    }
+
+    /// A WebSocket serves the session from now on, writing through `wire`: senders write to it
+    /// themselves while it is open ([`Wire::open`]). A session is served by one WebSocket at
+    /// most (a second is refused).
+    pub fn serve_wire(&self, wire: &Arc<Wire>) {
+        if self.wire.set(wire.clone()).is_ok() {
+            wire.open(self.tx.clone());
         }
     }
 
@@ -187,6 +201,13 @@ impl Session {
             return Err(SendError::Closed);
         }
         if packet.frames().is_empty() {
+            return Ok(());
+        }
+        if self
+            .wire
+            .get()
+            .is_some_and(|wire| wire.send(&packet, &self.tx))
+        {
             return Ok(());
         }
         match self.tx.try_send(packet) {

@@ -9,6 +9,10 @@
 //! the handler's future and the close path are boxed, so the task's own state stays a few
 //! hundred bytes while the connection is idle. A session that is WebSocket from the start also
 //! runs its heartbeat and close ([`drive`]) in the same task.
+//!
+//! Most packets do not wait for that task: while it serves the socket, a sender that finds
+//! nothing queued before its packet writes it itself ([`Wire`]), and the task writes only what
+//! the socket did not take at once and what was queued.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -25,6 +29,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper::{header, HeaderMap, Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_util::either::Either;
@@ -33,10 +38,10 @@ use super::engine::{drive, Engine, EngineHandler};
 use super::errors::{Body, CloseReason, HttpError};
 use super::hooks::RequestInfo;
 use super::packet::{decode_text, decode_text_owned, Frame, Message, Outgoing, Packet, PONG_PROBE};
-use super::session::{Session, Transport};
+use super::session::{Outbox, Session, Transport};
+use super::wire::{corked, push_frame, Wire};
 use super::ws_frame::{
-    encode, encode_close, FrameError, FrameReader, Incoming, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT,
-    READ_CHUNK,
+    encode, encode_close, FrameError, FrameReader, Incoming, OP_CLOSE, OP_PONG, READ_CHUNK,
 };
 
 /// How long the connection may spend flushing queued frames and the close frame once the session
@@ -87,31 +92,34 @@ pub(crate) fn accept_response(
 /// The upgraded connection's stream: the TCP stream itself, taken back from hyper, or hyper's
 /// `Upgraded` where the connection was served over anything else. `Upgraded` reads and writes
 /// through a boxed, dynamically dispatched stream behind two adapters (tokio's I/O traits to
-/// hyper's and back), a cost on every read and write of the connection's life.
-type Io = Either<TcpStream, TokioIo<Upgraded>>;
+/// hyper's and back), a cost on every read and write of the connection's life. Of a TCP stream
+/// the connection keeps the reading half; the writing half is in the [`Wire`], through which
+/// the session's senders write it themselves.
+type Io = Either<OwnedReadHalf, TokioIo<Upgraded>>;
 
-/// The stream, and the bytes hyper read past the upgrade request (the client's first frames if
-/// it sent them at once), which come before anything read from it.
-fn take_stream(upgraded: Upgraded) -> (Io, Bytes) {
+/// The stream, the writing half of a TCP stream, and the bytes hyper read past the upgrade
+/// request (the client's first frames if it sent them at once), which come before anything
+/// read from it.
+fn take_stream(upgraded: Upgraded) -> (Io, Option<OwnedWriteHalf>, Bytes) {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => (Either::Left(parts.io.into_inner()), parts.read_buf),
-        Err(upgraded) => (Either::Right(TokioIo::new(upgraded)), Bytes::new()),
+        Ok(parts) => {
+            let (read, write) = parts.io.into_inner().into_split();
+            (Either::Left(read), Some(write), parts.read_buf)
+        }
+        Err(upgraded) => (Either::Right(TokioIo::new(upgraded)), None, Bytes::new()),
     }
 }
 
 /// One upgraded connection: the socket, the frame reader, what was read and not handled yet,
-/// and what is to be written. Every buffer is empty (no allocation) on an idle connection.
+/// and (in the [`Wire`]) what is to be written. Every buffer is empty (no allocation) on an
+/// idle connection.
 struct Conn {
     io: Io,
     reader: FrameReader,
     /// Messages read and not handled yet (several can come in one read).
     inbound: VecDeque<Incoming>,
-    /// Encoded frames not written yet; given back once written.
-    out: Vec<u8>,
-    /// How much of `out` was written.
-    written: usize,
-    /// `out` takes no more packets from the outbox past this many bytes (one write).
-    write_batch: usize,
+    /// The bytes to write, shared with the session's senders while [`serve`] runs.
+    wire: Arc<Wire>,
     /// What was wrong with the frames hyper read past the upgrade request: the first read
     /// reports it, once the frames before it were handled, as if it had read them.
     read_ahead_failed: Option<FrameError>,
@@ -124,7 +132,7 @@ enum IoEvent {
     /// The client closed the TCP connection.
     Eof,
     ReadFailed(ReadError),
-    /// `out` was written whole.
+    /// What was waiting in the wire was written whole.
     Written,
     WriteFailed(io::Error),
 }
@@ -150,35 +158,31 @@ impl ReadError {
 }
 
 impl Conn {
-    fn new(io: Io, engine_config: &super::EngineConfig) -> Self {
+    fn new(io: Io, tcp: Option<OwnedWriteHalf>, engine_config: &super::EngineConfig) -> Self {
         Self {
             io,
             reader: FrameReader::new(engine_config.max_payload),
             inbound: VecDeque::new(),
-            out: Vec::new(),
-            written: 0,
-            write_batch: engine_config.ws_write_buffer,
+            wire: Arc::new(Wire::new(engine_config.ws_write_buffer, tcp)),
             read_ahead_failed: None,
         }
     }
 
-    /// Encodes one frame at the end of `out`.
+    /// Encodes one frame at the end of what is to be written.
     fn push_frame(&mut self, frame: &Frame) {
-        match frame {
-            Frame::Text(text) => encode(OP_TEXT, text.as_bytes(), &mut self.out),
-            Frame::Binary(data) => encode(OP_BINARY, data, &mut self.out),
-        }
+        push_frame(frame, &mut self.wire.lock().out);
     }
 
     /// Encodes one packet's frames, back to back.
     fn push(&mut self, packet: &Outgoing) {
+        let mut state = self.wire.lock();
         for frame in packet.frames() {
-            self.push_frame(frame);
+            push_frame(frame, &mut state.out);
         }
     }
 
     fn has_room(&self) -> bool {
-        self.out.len() < self.write_batch
+        self.wire.has_room(&self.wire.lock())
     }
 
     /// The next message read and not handled yet; the queue's buffer is given back once empty.
@@ -190,17 +194,15 @@ impl Conn {
         next
     }
 
-    /// Writes `out` if there is anything to write, and reads once if `read`. The read goes
-    /// through a buffer on this function's stack: a waiting connection holds none. The buffer
-    /// is left uninitialised (the socket writes it, [`ReadBuf`] tracks what was written):
-    /// zeroing its 8 KiB on every poll was more than half the echo's instructions per message.
+    /// Writes what waits in the wire, and reads once if `read`. The read goes through a buffer
+    /// on this function's stack: a waiting connection holds none. The buffer is left
+    /// uninitialised (the socket writes it, [`ReadBuf`] tracks what was written): zeroing its
+    /// 8 KiB on every poll was more than half the echo's instructions per message.
     fn poll_io(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<IoEvent> {
-        if !self.out.is_empty() {
-            match self.poll_write_out(cx) {
-                Poll::Ready(Ok(())) => return Poll::Ready(IoEvent::Written),
-                Poll::Ready(Err(error)) => return Poll::Ready(IoEvent::WriteFailed(error)),
-                Poll::Pending => {}
-            }
+        match self.poll_write_out(cx) {
+            Poll::Ready(Ok(true)) => return Poll::Ready(IoEvent::Written),
+            Poll::Ready(Err(error)) => return Poll::Ready(IoEvent::WriteFailed(error)),
+            Poll::Ready(Ok(false)) | Poll::Pending => {}
         }
         if read {
             if let Some(error) = self.read_ahead_failed.take() {
@@ -223,39 +225,101 @@ impl Conn {
         Poll::Pending
     }
 
-    /// Writes all of `out`, then gives its buffer back.
-    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.out.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+    /// Writes what waits in the wire until all of it is written (then its buffer is given
+    /// back): ready with whether there was anything to write.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        match &mut self.io {
+            Either::Left(_) => loop {
+                let mut state = self.wire.lock();
+                if state.out.is_empty() {
+                    return Poll::Ready(Ok(false));
+                }
+                if state.try_write()? {
+                    return Poll::Ready(Ok(true));
+                }
+                // The socket took no more: wait until it is writable.
+                ready!(state.poll_write_ready(cx))?;
+            },
+            Either::Right(upgraded) => {
+                let mut state = self.wire.lock();
+                if state.out.is_empty() {
+                    return Poll::Ready(Ok(false));
+                }
+                while state.written < state.out.len() {
+                    let n = ready!(
+                        Pin::new(&mut *upgraded).poll_write(cx, &state.out[state.written..])
+                    )?;
+                    if n == 0 {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    state.written += n;
+                }
+                ready!(Pin::new(upgraded).poll_flush(cx))?;
+                state.written_all();
+                Poll::Ready(Ok(true))
             }
-            self.written += n;
         }
-        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
-        self.out = Vec::new();
-        self.written = 0;
-        Poll::Ready(Ok(()))
     }
 
-    /// Writes what `out` holds, reading nothing meanwhile.
+    /// Writes what waits in the wire, reading nothing meanwhile.
     async fn flush(&mut self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_write_out(cx)).await
+        poll_fn(|cx| self.poll_write_out(cx).map_ok(|_| ())).await
     }
 
     /// Writes what is left and a close frame, then ends the sending side (within FINAL_FLUSH).
-    async fn finish(&mut self, code: u16, reason: &str) {
-        if code == 0 {
-            encode(OP_CLOSE, &[], &mut self.out);
-        } else {
-            encode_close(code, reason, &mut self.out);
+    async fn finish(mut self, code: u16, reason: &str) {
+        {
+            let mut state = self.wire.lock();
+            if code == 0 {
+                encode(OP_CLOSE, &[], &mut state.out);
+            } else {
+                encode_close(code, reason, &mut state.out);
+            }
         }
         let _ = tokio::time::timeout(FINAL_FLUSH, async {
             self.flush().await?;
-            self.io.shutdown().await
+            match &mut self.io {
+                Either::Left(_) => {
+                    self.wire.lock().release();
+                    Ok(())
+                }
+                Either::Right(upgraded) => upgraded.shutdown().await,
+            }
         })
         .await;
     }
+}
+
+impl Drop for Conn {
+    /// The session keeps the wire: the socket's writing half goes with the connection.
+    fn drop(&mut self) {
+        self.wire.lock().release();
+    }
+}
+
+/// Moves packets from the outbox to `wire` while it has room: ready once at least one was moved,
+/// pending (the waker of `cx` registered for the next) if none is queued. Under the wire's lock,
+/// so a sender cannot write past a packet taken out and not encoded yet.
+fn poll_outbox(wire: &Wire, cx: &mut Context<'_>, outbox: &mut Outbox) -> Poll<()> {
+    let mut state = wire.lock();
+    let Poll::Ready(packet) = outbox.rx.poll_recv(cx) else {
+        return Poll::Pending;
+    };
+    // The session holds a sender: `None` cannot come while it lives.
+    if let Some(packet) = packet {
+        for frame in packet.frames() {
+            push_frame(frame, &mut state.out);
+        }
+        while wire.has_room(&state) {
+            let Ok(packet) = outbox.rx.try_recv() else {
+                break;
+            };
+            for frame in packet.frames() {
+                push_frame(frame, &mut state.out);
+            }
+        }
+    }
+    Poll::Ready(())
 }
 
 async fn upgrade(on_upgrade: OnUpgrade, config: &super::EngineConfig) -> Option<Conn> {
@@ -266,8 +330,8 @@ async fn upgrade(on_upgrade: OnUpgrade, config: &super::EngineConfig) -> Option<
             return None;
         }
     };
-    let (io, read_ahead) = take_stream(upgraded);
-    let mut conn = Conn::new(io, config);
+    let (io, tcp, read_ahead) = take_stream(upgraded);
+    let mut conn = Conn::new(io, tcp, config);
     conn.read_ahead_failed = conn.reader.feed(&read_ahead, &mut conn.inbound).err();
     Some(conn)
 }
@@ -356,7 +420,7 @@ async fn open_upgrade<H: EngineHandler>(
 /// A second WebSocket for a session that already has one (or is getting one): its handshake was
 /// answered; close it at once with 1002 (protocol error) without touching the session.
 pub(crate) async fn refuse(config: super::EngineConfig, on_upgrade: OnUpgrade) {
-    let Some(mut conn) = upgrade(on_upgrade, &config).await else {
+    let Some(conn) = upgrade(on_upgrade, &config).await else {
         return;
     };
     conn.finish(1002, "session already upgraded").await;
@@ -378,7 +442,7 @@ async fn probe(session: &Session, conn: &mut Conn) -> Result<(), ()> {
                     Ok(Packet::Upgrade) => return Ok(()),
                     _ => return Err(()),
                 },
-                Incoming::Ping(data) => encode(OP_PONG, &data, &mut conn.out),
+                Incoming::Ping(data) => encode(OP_PONG, &data, &mut conn.wire.lock().out),
                 Incoming::Binary(_) => {}
                 Incoming::Close(_) => return Err(()),
             }
@@ -394,13 +458,18 @@ type Handling<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Runs the connection until the session closes: reads and hands each message to the engine
 /// (one at a time, in order: the next is read once the handler returned), and meanwhile writes
-/// the outbox, coalescing what is queued into one write. On close, writes what is left of the
-/// outbox and a close frame.
+/// what the session's senders left in the wire and what they queued in the outbox, coalescing
+/// what is queued into one write. On close, writes what is left and a close frame.
+///
+/// The handler runs corked ([`corked`]): what it sends in one turn leaves in one write per
+/// socket at the end of that turn, its own answers included.
 async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, mut conn: Conn) {
     let mut outbox = session.outbox.lock().await;
     if let Some(packet) = outbox.carry.take() {
         conn.push(&packet);
     }
+    let wire = conn.wire.clone();
+    session.serve_wire(&wire);
     let mut handling: Option<Handling<'_>> = None;
     let mut close_registered = None;
     let ended = loop {
@@ -416,12 +485,12 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
                     },
                     Incoming::Binary(data) => Packet::Message(Message::Binary(data)),
                     Incoming::Ping(data) => {
-                        encode(OP_PONG, &data, &mut conn.out);
+                        encode(OP_PONG, &data, &mut conn.wire.lock().out);
                         continue;
                     }
                     Incoming::Close(_) => break Some(CloseReason::TransportClose),
                 };
-                handling = Some(Box::pin(engine.on_packet(&session, packet)));
+                handling = Some(Box::pin(corked(engine.on_packet(&session, packet))));
                 continue;
             }
         }
@@ -448,18 +517,11 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
                     break Some(CloseReason::TransportError);
                 }
             },
-            packet = poll_fn(|cx| outbox.rx.poll_recv(cx)), if room => {
-                // The session holds a sender: `None` cannot come while it lives.
-                if let Some(packet) = packet {
-                    conn.push(&packet);
-                    while conn.has_room() {
-                        let Ok(packet) = outbox.rx.try_recv() else { break };
-                        conn.push(&packet);
-                    }
-                }
-            }
+            () = poll_fn(|cx| poll_outbox(&wire, cx, &mut outbox)), if room => {}
         }
     };
+    // Senders queue from now on (and find the session closed): what is left goes out below.
+    wire.close();
     session.forget_close_waker();
     if let Some(reason) = ended {
         session.close(reason);

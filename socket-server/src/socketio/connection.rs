@@ -164,8 +164,14 @@ impl Connection {
             Arc::downgrade(self),
         );
         let (inbox, rx) = queue::bounded(config.event_queue);
-        // Spawned under the lock, so the task cannot detach before it is registered.
-        let task = tokio::spawn(run_socket(handler, socket.clone(), auth, rx));
+        // Spawned under the lock, so the task cannot detach before it is registered. Corked:
+        // what a turn of the handler sends to one socket leaves in one write.
+        let task = tokio::spawn(crate::engineio::corked(run_socket(
+            handler,
+            socket.clone(),
+            auth,
+            rx,
+        )));
         sockets.push(Entry {
             socket,
             inbox,

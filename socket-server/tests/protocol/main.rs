@@ -14,6 +14,7 @@ mod hooks_and_limits;
 mod http_edges;
 mod node_conformance;
 mod rust_client;
+mod senders;
 mod shutdown;
 mod upgrade_and_close;
 mod websocket_frames;

@@ -1,0 +1,232 @@
+//! A WebSocket connection's bytes to write, shared by the connection's task and the session's
+//! senders, so that a sender whose packet is next on the wire writes it itself.
+//!
+//! Before, every packet went through the session's outbox: the sender queued it and woke the
+//! connection's task, which encoded and wrote it on its next turn. For a relay most packets are
+//! written to sockets other than the one being read (a message read from one device goes to
+//! three others), so each cost a wake-up and a turn of another connection's task: the
+//! scheduler, its `select!` over the socket, the outbox, the close and the heartbeat. Now,
+//! while the connection's task serves the socket ([`Wire::open`] to [`Wire::close`]), a sender
+//! finding nothing queued before its packet appends the frames to [`State::out`] and writes
+//! them at once (`try_write`, never waiting); what the socket does not take stays in `out`, and
+//! the connection's task, woken, writes it once the socket is writable.
+//!
+//! Order: every byte reaches the socket through `out`, under the lock. A sender appends only
+//! when the outbox is empty, and the connection's task moves packets from the outbox to `out`
+//! under the lock, so nothing overtakes a queued packet. A sender that finds the lock held (the
+//! task is writing), the connection not served yet, or `out` past the write batch (the client
+//! is not reading) queues in the outbox as before, whose bound still closes a slow consumer.
+//!
+//! A [`Cork`] defers the writes of the current thread until it is dropped, so several packets
+//! for one socket made in one go (the sender's ack and its `message_saved`; what a handler
+//! answers) leave in one write.
+
+use std::cell::RefCell;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::task::{Context, Poll};
+
+use tokio::net::tcp::OwnedWriteHalf;
+
+use super::packet::{Frame, Outgoing};
+use super::ws_frame::{encode, OP_BINARY, OP_TEXT};
+use crate::queue;
+
+pub(crate) struct Wire {
+    state: Mutex<State>,
+    /// `out` takes no more packets past this many bytes (one write).
+    batch: usize,
+}
+
+pub(crate) struct State {
+    /// Encoded frames not written yet; given back once written.
+    pub out: Vec<u8>,
+    /// How much of `out` was written.
+    pub written: usize,
+    /// The socket's writing half when it is plain TCP (anything else only the connection's
+    /// task writes), until the connection is dropped.
+    tcp: Option<OwnedWriteHalf>,
+    /// While the connection's task serves the socket: the outbox's sender, to wake the task
+    /// when a sender leaves bytes it could not write.
+    open: Option<queue::Sender<Outgoing>>,
+}
+
+thread_local! {
+    /// The wires whose writes wait for the current thread's [`Cork`], while one is in place.
+    static CORKED: RefCell<Option<Vec<Arc<Wire>>>> = const { RefCell::new(None) };
+}
+
+impl Wire {
+    /// Bytes to write to `tcp` (`None`: the connection's task writes them to its stream).
+    pub fn new(batch: usize, tcp: Option<OwnedWriteHalf>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                out: Vec::new(),
+                written: 0,
+                tcp,
+                open: None,
+            }),
+            batch,
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // Each use leaves `out` and `written` consistent: a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `out` takes more packets.
+    pub fn has_room(&self, state: &State) -> bool {
+        state.out.len() < self.batch
+    }
+
+    /// Senders may write: the connection's task serves the socket from now on; `wake` wakes it.
+    pub fn open(&self, wake: queue::Sender<Outgoing>) {
+        self.lock().open = Some(wake);
+    }
+
+    /// Senders queue in the outbox again; the connection's task writes what is left.
+    pub fn close(&self) {
+        self.lock().open = None;
+    }
+
+    /// Takes `packet` if nothing is queued before it (`outbox` is empty) and the connection is
+    /// served, and writes it unless a [`Cork`] defers the write; false if it must be queued.
+    pub fn send(self: &Arc<Self>, packet: &Outgoing, outbox: &queue::Sender<Outgoing>) -> bool {
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            // The task is writing or moving the outbox: queue behind it.
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        if state.open.is_none() || !outbox.is_empty() || !self.has_room(&state) {
+            return false;
+        }
+        let idle = state.out.is_empty();
+        for frame in packet.frames() {
+            push_frame(frame, &mut state.out);
+        }
+        // Bytes already waiting are written by whoever left them (the task once the socket is
+        // writable, or the cork that deferred them): these go with them.
+        if idle {
+            let deferred = CORKED.with_borrow_mut(|corked| match corked {
+                Some(wires) => {
+                    wires.push(self.clone());
+                    true
+                }
+                None => false,
+            });
+            if !deferred {
+                state.write_or_wake();
+            }
+        }
+        true
+    }
+}
+
+impl State {
+    /// Writes what the socket takes now, without waiting; if anything is left (the socket is
+    /// full, or failed: the task's own write reports the error), wakes the connection's task.
+    fn write_or_wake(&mut self) {
+        if self.open.is_none() {
+            return;
+        }
+        if !self.try_write().unwrap_or(false) {
+            if let Some(wake) = &self.open {
+                wake.wake_receiver();
+            }
+        }
+    }
+
+    /// Writes `out` to the TCP socket until it is written (true: its buffer given back) or the
+    /// socket takes no more (false; always false without a TCP socket).
+    pub fn try_write(&mut self) -> io::Result<bool> {
+        let Some(tcp) = &self.tcp else {
+            return Ok(false);
+        };
+        while self.written < self.out.len() {
+            match tcp.try_write(&self.out[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(error) => return Err(error),
+            }
+        }
+        self.written_all();
+        Ok(true)
+    }
+
+    /// Ready when the TCP socket may take more (the waker of `cx` registered until then).
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.tcp {
+            Some(tcp) => tcp.as_ref().poll_write_ready(cx),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    /// Lets go of the TCP socket's writing half, which ends the sending side (FIN).
+    pub fn release(&mut self) {
+        self.tcp = None;
+    }
+
+    /// `out` was written whole: its buffer is given back (an idle connection holds none).
+    pub fn written_all(&mut self) {
+        self.out = Vec::new();
+        self.written = 0;
+    }
+}
+
+/// Encodes one frame at the end of `out`.
+pub(crate) fn push_frame(frame: &Frame, out: &mut Vec<u8>) {
+    match frame {
+        Frame::Text(text) => encode(OP_TEXT, text.as_bytes(), out),
+        Frame::Binary(data) => encode(OP_BINARY, data, out),
+    }
+}
+
+/// Defers the writes senders on this thread would make at once until it is dropped, so that the
+/// packets they make for one socket meanwhile leave in one write. Not `Send`: it cannot be held
+/// across an `.await` (the task may resume on another thread). A cork made while another is in
+/// place leaves the writes to the outer one.
+pub(crate) struct Cork {
+    outermost: bool,
+    _thread: PhantomData<*const ()>,
+}
+
+pub(crate) fn cork() -> Cork {
+    let outermost = CORKED.with_borrow_mut(|corked| {
+        if corked.is_some() {
+            return false;
+        }
+        *corked = Some(Vec::new());
+        true
+    });
+    Cork {
+        outermost,
+        _thread: PhantomData,
+    }
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        if !self.outermost {
+            return;
+        }
+        let wires = CORKED.with_borrow_mut(Option::take).unwrap_or_default();
+        for wire in wires {
+            wire.lock().write_or_wake();
+        }
+    }
+}
+
+/// `future`, polled with a [`Cork`] in place each time: what it sends in one turn leaves in one
+/// write per socket, at the end of the turn.
+pub(crate) async fn corked<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        let _cork = cork();
+        future.as_mut().poll(cx)
+    })
+    .await
+}
