@@ -22,8 +22,10 @@
 //! answers) leave in one write.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll};
 
@@ -220,13 +222,25 @@ impl Drop for Cork {
     }
 }
 
-/// `future`, polled with a [`Cork`] in place each time: what it sends in one turn leaves in one
-/// write per socket, at the end of the turn.
-pub(crate) async fn corked<F: std::future::Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(|cx| {
+pin_project_lite::pin_project! {
+    /// `future`, polled with a [`Cork`] in place each time: what it sends in one turn leaves in
+    /// one write per socket, at the end of the turn. Adds nothing to the future's size (an
+    /// `async` wrapper would keep the future twice: as its argument and pinned).
+    pub(crate) struct Corked<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Corked<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let _cork = cork();
-        future.as_mut().poll(cx)
-    })
-    .await
+        self.project().future.poll(cx)
+    }
+}
+
+pub(crate) fn corked<F: Future>(future: F) -> Corked<F> {
+    Corked { future }
 }

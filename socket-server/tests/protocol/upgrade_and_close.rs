@@ -1,7 +1,8 @@
 //! Cases of the official Engine.IO / Socket.IO protocol suites that used to fail, made
 //! deterministic: a second WebSocket for an upgraded session, the poll that follows the client's
-//! close, a poll sent after the upgrade's probe, and requests that come after the heartbeat's
-//! deadline while the server was too busy to fire its timer.
+//! close, a poll sent after the upgrade's probe, what polling left queued when the WebSocket
+//! takes over, and requests that come after the heartbeat's deadline while the server was too
+//! busy to fire its timer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +118,31 @@ async fn a_poll_sent_after_the_probe_gets_a_noop_and_nothing_leaks_into_the_webs
     assert_eq!((poll.status, poll.body.as_str()), (200, "6"));
     assert_eq!(first_on_websocket, "4hello");
     assert_eq!(after.status, 400, "{}", after.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn what_polling_left_queued_comes_first_on_the_websocket_then_what_was_sent_after() {
+    // Arrange: two echoes queued while polling, with no poll to take them
+    let server = spawn_engine_echo(None).await;
+    let sid = polling_handshake(server.port, "/engine.io/").await;
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    let posted = http(server.port, "POST", &path, &[], "4a\u{1e}4b").await;
+    assert_eq!(posted.status, 200);
+    let mut ws = websocket(server.port, &sid).await.unwrap();
+    ws.send(WsMessage::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3probe");
+
+    // Act: the upgrade and a third message in one write, so the server reads the message
+    // before it wrote the queued echoes, and its echo could be written before them
+    ws.feed(WsMessage::text("5")).await.unwrap();
+    ws.feed(WsMessage::text("4c")).await.unwrap();
+    ws.flush().await.unwrap();
+
+    // Assert: the queued echoes first, in order, then the new one
+    assert_eq!(next_text(&mut ws).await, "4a");
+    assert_eq!(next_text(&mut ws).await, "4b");
+    assert_eq!(next_text(&mut ws).await, "4c");
     server.stop().await;
 }
 
