@@ -39,7 +39,7 @@ use super::errors::{Body, CloseReason, HttpError};
 use super::hooks::RequestInfo;
 use super::packet::{decode_text, decode_text_owned, Frame, Message, Outgoing, Packet, PONG_PROBE};
 use super::session::{Outbox, Session, Transport};
-use super::wire::{corked, push_frame, Wire};
+use super::wire::{corked, Wire};
 use super::ws_frame::{
     encode, encode_close, FrameError, FrameReader, Incoming, OP_CLOSE, OP_PONG, READ_CHUNK,
 };
@@ -169,20 +169,17 @@ impl Conn {
     }
 
     /// Encodes one frame at the end of what is to be written.
-    fn push_frame(&mut self, frame: &Frame) {
-        push_frame(frame, &mut self.wire.lock().out);
+    fn push_frame(&self, frame: &Frame) {
+        self.wire.lock().push_frame(frame);
     }
 
     /// Encodes one packet's frames, back to back.
-    fn push(&mut self, packet: &Outgoing) {
-        let mut state = self.wire.lock();
-        for frame in packet.frames() {
-            push_frame(frame, &mut state.out);
-        }
+    fn push(&self, packet: &Outgoing) {
+        self.wire.lock().push(packet);
     }
 
     fn has_room(&self) -> bool {
-        self.wire.has_room(&self.wire.lock())
+        self.wire.lock().has_room()
     }
 
     /// The next message read and not handled yet; the queue's buffer is given back once empty.
@@ -307,16 +304,12 @@ fn poll_outbox(wire: &Wire, cx: &mut Context<'_>, outbox: &mut Outbox) -> Poll<(
     };
     // The session holds a sender: `None` cannot come while it lives.
     if let Some(packet) = packet {
-        for frame in packet.frames() {
-            push_frame(frame, &mut state.out);
-        }
-        while wire.has_room(&state) {
+        state.push(&packet);
+        while state.has_room() {
             let Ok(packet) = outbox.rx.try_recv() else {
                 break;
             };
-            for frame in packet.frames() {
-                push_frame(frame, &mut state.out);
-            }
+            state.push(&packet);
         }
     }
     Poll::Ready(())
@@ -365,7 +358,7 @@ async fn open_direct<H: EngineHandler>(
     on_upgrade: OnUpgrade,
     request: RequestInfo,
 ) -> Option<(Arc<Engine<H>>, Arc<Session>, Conn)> {
-    let mut conn = upgrade(on_upgrade, &engine.config).await?;
+    let conn = upgrade(on_upgrade, &engine.config).await?;
     let session = engine.create_session(request, Transport::WebSocket).await;
     // The handshake goes first, before whatever `on_open` queued.
     conn.push_frame(&engine.open_frame(&session.sid, &[]));
@@ -468,6 +461,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
     if let Some(packet) = outbox.carry.take() {
         conn.push(&packet);
     }
+    // A handle of its own: the loop below borrows `conn` for its reads and writes.
     let wire = conn.wire.clone();
     session.serve_wire(&wire);
     let mut handling: Option<Handling<'_>> = None;

@@ -37,8 +37,6 @@ use crate::queue;
 
 pub(crate) struct Wire {
     state: Mutex<State>,
-    /// `out` takes no more packets past this many bytes (one write).
-    batch: usize,
 }
 
 pub(crate) struct State {
@@ -46,6 +44,8 @@ pub(crate) struct State {
     pub out: Vec<u8>,
     /// How much of `out` was written.
     pub written: usize,
+    /// `out` takes no more packets past this many bytes (one write).
+    batch: usize,
     /// The socket's writing half when it is plain TCP (anything else only the connection's
     /// task writes), until the connection is dropped.
     tcp: Option<OwnedWriteHalf>,
@@ -66,21 +66,16 @@ impl Wire {
             state: Mutex::new(State {
                 out: Vec::new(),
                 written: 0,
+                batch,
                 tcp,
                 open: None,
             }),
-            batch,
         }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // Each use leaves `out` and `written` consistent: a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether `out` takes more packets.
-    pub fn has_room(&self, state: &State) -> bool {
-        state.out.len() < self.batch
     }
 
     /// Senders may write: the connection's task serves the socket from now on; `wake` wakes it.
@@ -102,13 +97,11 @@ impl Wire {
             // The task is writing or moving the outbox: queue behind it.
             Err(TryLockError::WouldBlock) => return false,
         };
-        if state.open.is_none() || !outbox.is_empty() || !self.has_room(&state) {
+        if state.open.is_none() || !outbox.is_empty() || !state.has_room() {
             return false;
         }
         let idle = state.out.is_empty();
-        for frame in packet.frames() {
-            push_frame(frame, &mut state.out);
-        }
+        state.push(packet);
         // Bytes already waiting are written by whoever left them (the task once the socket is
         // writable, or the cork that deferred them): these go with them.
         if idle {
@@ -128,6 +121,26 @@ impl Wire {
 }
 
 impl State {
+    /// Whether `out` takes more packets.
+    pub fn has_room(&self) -> bool {
+        self.out.len() < self.batch
+    }
+
+    /// Encodes one packet's frames at the end of `out`, back to back.
+    pub fn push(&mut self, packet: &Outgoing) {
+        for frame in packet.frames() {
+            self.push_frame(frame);
+        }
+    }
+
+    /// Encodes one frame at the end of `out`.
+    pub fn push_frame(&mut self, frame: &Frame) {
+        match frame {
+            Frame::Text(text) => encode(OP_TEXT, text.as_bytes(), &mut self.out),
+            Frame::Binary(data) => encode(OP_BINARY, data, &mut self.out),
+        }
+    }
+
     /// Writes what the socket takes now, without waiting; if anything is left (the socket is
     /// full, or failed: the task's own write reports the error), wakes the connection's task.
     fn write_or_wake(&mut self) {
@@ -176,14 +189,6 @@ impl State {
     pub fn written_all(&mut self) {
         self.out = Vec::new();
         self.written = 0;
-    }
-}
-
-/// Encodes one frame at the end of `out`.
-pub(crate) fn push_frame(frame: &Frame, out: &mut Vec<u8>) {
-    match frame {
-        Frame::Text(text) => encode(OP_TEXT, text.as_bytes(), out),
-        Frame::Binary(data) => encode(OP_BINARY, data, out),
     }
 }
 

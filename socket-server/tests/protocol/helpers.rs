@@ -1,14 +1,18 @@
-//! `spawn_*` helpers: servers on port 0, stopped through their shutdown parameter.
+//! `spawn_*` helpers: servers on port 0, stopped through their shutdown parameter; clients of
+//! them (`http`, `polling_handshake`, `open_websocket`).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use socket_server::engineio::{self, EngineConfig, Hooks};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
 
 use crate::echo;
 
@@ -195,4 +199,19 @@ pub async fn polling_handshake(port: u16, path: &str) -> String {
     assert_eq!(response.status, 200, "{}", response.body);
     let open: serde_json::Value = serde_json::from_str(&response.body[1..]).unwrap();
     open["sid"].as_str().unwrap().to_owned()
+}
+
+/// A WebSocket session from the start on `/engine.io/`, its open packet read.
+pub async fn open_websocket(port: u16) -> WebSocketStream<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let url = format!("ws://127.0.0.1:{port}/engine.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let open = tokio::time::timeout(Duration::from_secs(60), ws.next())
+        .await
+        .expect("the open packet within 60 s");
+    assert!(
+        matches!(&open, Some(Ok(WsMessage::Text(t))) if t.starts_with("0{")),
+        "{open:?}"
+    );
+    ws
 }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::helpers::{spawn_with, TestServer};
+use crate::helpers::{open_websocket, spawn_with, TestServer};
 
 const SENDERS: usize = 4;
 /// Each sender's packets: `SENDERS × PER_SENDER × FRAME` (25 MiB) is several times what this
@@ -112,14 +112,7 @@ async fn next(ws: &mut Ws) -> Option<WsMessage> {
 
 /// A WebSocket session from the start, its open packet read, and "go" sent.
 async fn go(port: u16) -> Ws {
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let url = format!("ws://127.0.0.1:{port}/engine.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
-    let open = next(&mut ws).await;
-    assert!(
-        matches!(&open, Some(WsMessage::Text(t)) if t.starts_with("0{")),
-        "{open:?}"
-    );
+    let mut ws = open_websocket(port).await;
     futures::SinkExt::send(&mut ws, WsMessage::text("4go"))
         .await
         .unwrap();

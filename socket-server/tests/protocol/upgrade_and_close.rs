@@ -42,12 +42,19 @@ async fn next_text(ws: &mut Ws) -> String {
     }
 }
 
+/// A WebSocket for the polling session `sid`, probed: `2probe` → `3probe` (the upgrade is not
+/// complete until the client sends `5`).
+async fn probed(port: u16, sid: &str) -> Ws {
+    let mut ws = websocket(port, sid).await.unwrap();
+    ws.send(WsMessage::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    ws
+}
+
 /// Opens a polling session and upgrades it: `2probe` → `3probe`, then `5`.
 async fn upgraded_session(port: u16) -> (String, Ws) {
     let sid = polling_handshake(port, "/engine.io/").await;
-    let mut ws = websocket(port, &sid).await.unwrap();
-    ws.send(WsMessage::text("2probe")).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, "3probe");
+    let mut ws = probed(port, &sid).await;
     ws.send(WsMessage::text("5")).await.unwrap();
     (sid, ws)
 }
@@ -103,9 +110,7 @@ async fn a_poll_sent_after_the_probe_gets_a_noop_and_nothing_leaks_into_the_webs
     let server = spawn_engine_echo(None).await;
     let sid = polling_handshake(server.port, "/engine.io/").await;
     let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
-    let mut ws = websocket(server.port, &sid).await.unwrap();
-    ws.send(WsMessage::text("2probe")).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, "3probe");
+    let mut ws = probed(server.port, &sid).await;
 
     // Act: a poll (the client expects it to end with a noop), then the upgrade completes
     let poll = http(server.port, "GET", &path, &[], "").await;
@@ -129,9 +134,7 @@ async fn what_polling_left_queued_comes_first_on_the_websocket_then_what_was_sen
     let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
     let posted = http(server.port, "POST", &path, &[], "4a\u{1e}4b").await;
     assert_eq!(posted.status, 200);
-    let mut ws = websocket(server.port, &sid).await.unwrap();
-    ws.send(WsMessage::text("2probe")).await.unwrap();
-    assert_eq!(next_text(&mut ws).await, "3probe");
+    let mut ws = probed(server.port, &sid).await;
 
     // Act: the upgrade and a third message in one write, so the server reads the message
     // before it wrote the queued echoes, and its echo could be written before them

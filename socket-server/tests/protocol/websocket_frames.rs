@@ -12,24 +12,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::helpers::spawn_engine_echo;
+use crate::helpers::{open_websocket, spawn_engine_echo};
 
 type Ws = WebSocketStream<TcpStream>;
 
 const MAX_PAYLOAD: usize = 100_000;
-
-/// A WebSocket session from the start; its open packet is read.
-async fn open_session(port: u16) -> Ws {
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let url = format!("ws://127.0.0.1:{port}/engine.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
-    let open = next(&mut ws).await;
-    assert!(
-        matches!(&open, WsMessage::Text(t) if t.starts_with("0{")),
-        "{open:?}"
-    );
-    ws
-}
 
 async fn next(ws: &mut Ws) -> WsMessage {
     tokio::time::timeout(Duration::from_secs(60), ws.next())
@@ -47,7 +34,7 @@ fn fragment(opcode: OpCode, data: &'static [u8], last: bool) -> WsMessage {
 async fn a_fragmented_message_with_a_ping_between_its_fragments_is_echoed_whole_after_the_pong() {
     // Arrange
     let server = spawn_engine_echo(Some(MAX_PAYLOAD)).await;
-    let mut ws = open_session(server.port).await;
+    let mut ws = open_websocket(server.port).await;
 
     // Act: "4hello world" in three fragments, a WebSocket ping after the first
     ws.send(fragment(OpCode::Data(Data::Text), b"4hel", false))
@@ -76,7 +63,7 @@ async fn a_fragmented_message_with_a_ping_between_its_fragments_is_echoed_whole_
 async fn many_messages_of_every_length_class_come_back_in_order() {
     // Arrange: lengths with 7-, 16- and 64-bit headers, text and binary
     let server = spawn_engine_echo(Some(MAX_PAYLOAD)).await;
-    let mut ws = open_session(server.port).await;
+    let mut ws = open_websocket(server.port).await;
     let lengths = [0, 1, 124, 125, 65_534, 65_535, 70_000];
     let mut sent = Vec::new();
     for (i, len) in lengths.iter().enumerate() {
@@ -102,7 +89,7 @@ async fn many_messages_of_every_length_class_come_back_in_order() {
 async fn a_message_over_the_limit_closes_the_connection_with_1009() {
     // Arrange
     let server = spawn_engine_echo(Some(MAX_PAYLOAD)).await;
-    let mut ws = open_session(server.port).await;
+    let mut ws = open_websocket(server.port).await;
 
     // Act: one byte over, in two fragments that are each under it
     let half = vec![b'x'; MAX_PAYLOAD / 2 + 1];
