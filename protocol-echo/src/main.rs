@@ -87,8 +87,24 @@ impl NamespaceHandler for PlainEcho {
     }
 
     async fn on_event(&self, socket: &Socket, event: &str, payload: Payload, _ack: Option<Ack>) {
-        if event == "message" {
-            let _ = socket.emit("message-back", payload);
-        }
+        echo(socket, event, payload);
+    }
+
+    /// The echo never waits: handled in the connection's task, as the relay's events are.
+    fn on_event_now(
+        &self,
+        socket: &Socket,
+        event: &str,
+        payload: Payload,
+        _ack: Option<Ack>,
+    ) -> Result<(), (Payload, Option<Ack>)> {
+        echo(socket, event, payload);
+        Ok(())
+    }
+}
+
+fn echo(socket: &Socket, event: &str, payload: Payload) {
+    if event == "message" {
+        let _ = socket.emit("message-back", payload);
     }
 }

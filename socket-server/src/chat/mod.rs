@@ -281,6 +281,43 @@ impl NamespaceHandler for ChatHandler {
     }
 
     async fn on_event(&self, socket: &Socket, event: &str, payload: Payload, ack: Option<Ack>) {
+        self.handle(socket, event, payload, ack);
+    }
+
+    /// Every event is handled without waiting (the live path never waits: sends are relayed
+    /// and queued for storage, requests to the API run in tasks of their own).
+    fn on_event_now(
+        &self,
+        socket: &Socket,
+        event: &str,
+        payload: Payload,
+        ack: Option<Ack>,
+    ) -> Result<(), (Payload, Option<Ack>)> {
+        self.handle(socket, event, payload, ack);
+        Ok(())
+    }
+
+    async fn on_disconnect(&self, socket: &Socket, reason: DisconnectReason) {
+        let Some(session) = socket.extensions().get::<Arc<Session>>() else {
+            return;
+        };
+        let state = &self.state;
+        state.registry.leave(session.user, socket);
+        state.subscriber.unsubscribe(session.user);
+        let contacts = state.view.contacts(session.user);
+        state.view.release(session.user);
+        if state.registry.connections_of(session.user) == 0 {
+            state.sends.forget(session.user);
+            state.typing.forget(session.user);
+        }
+        presence::disconnected(state, socket, session.user, contacts).await;
+        tracing::info!(user_id = %session.user, conn_id = %socket.id(), reason = reason.as_str(), "socket disconnected");
+    }
+}
+
+impl ChatHandler {
+    /// One client event, in either design document's vocabulary or Parley's.
+    fn handle(&self, socket: &Socket, event: &str, payload: Payload, ack: Option<Ack>) {
         let Some(session) = socket.extensions().get::<Arc<Session>>() else {
             return;
         };
@@ -310,22 +347,5 @@ impl NamespaceHandler for ChatHandler {
                 );
             }
         }
-    }
-
-    async fn on_disconnect(&self, socket: &Socket, reason: DisconnectReason) {
-        let Some(session) = socket.extensions().get::<Arc<Session>>() else {
-            return;
-        };
-        let state = &self.state;
-        state.registry.leave(session.user, socket);
-        state.subscriber.unsubscribe(session.user);
-        let contacts = state.view.contacts(session.user);
-        state.view.release(session.user);
-        if state.registry.connections_of(session.user) == 0 {
-            state.sends.forget(session.user);
-            state.typing.forget(session.user);
-        }
-        presence::disconnected(state, socket, session.user, contacts).await;
-        tracing::info!(user_id = %session.user, conn_id = %socket.id(), reason = reason.as_str(), "socket disconnected");
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,6 +31,14 @@ pub trait EngineHandler: Send + Sync + 'static {
         socket: &EngineSocket,
         message: Message,
     ) -> impl Future<Output = ()> + Send;
+    /// A message, offered first for handling without waiting (by a WebSocket's connection, in
+    /// its own task; what is sent meanwhile leaves at the end of the turn). By default it is
+    /// declined and goes to [`Self::on_message`]; a handler that takes it saves the message a
+    /// future of its own.
+    fn on_message_now(&self, socket: &EngineSocket, message: Message) -> Now {
+        let _ = socket;
+        Now::Declined(message)
+    }
     /// The session closed; it can no longer send.
     fn on_close(
         &self,
@@ -37,6 +46,19 @@ pub trait EngineHandler: Send + Sync + 'static {
         reason: CloseReason,
     ) -> impl Future<Output = ()> + Send;
 }
+
+/// What [`EngineHandler::on_message_now`] made of a message.
+pub enum Now {
+    /// Handled.
+    Handled,
+    /// Not looked at: [`EngineHandler::on_message`] handles it.
+    Declined(Message),
+    /// Begun; the rest is this future, awaited before the next message is read.
+    Later(Pending<'static>),
+}
+
+/// What is left of handling a packet.
+pub type Pending<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 pub(crate) struct Engine<H> {
     pub config: EngineConfig,
@@ -157,6 +179,14 @@ impl<H: EngineHandler> Engine<H> {
 
     /// Handles one packet received on either transport.
     pub async fn on_packet(&self, session: &Arc<Session>, packet: Packet) {
+        if let Some(rest) = self.on_packet_now(session, packet) {
+            rest.await;
+        }
+    }
+
+    /// Handles one packet as far as it can without waiting; what is left is returned, to be
+    /// awaited before the next packet.
+    pub fn on_packet_now(&self, session: &Arc<Session>, packet: Packet) -> Option<Pending<'_>> {
         match packet {
             Packet::Pong(_) => session.record_pong(),
             // Clients of v4 do not ping (except the upgrade probe, handled by the WebSocket
@@ -169,11 +199,18 @@ impl<H: EngineHandler> Engine<H> {
                 let socket = EngineSocket {
                     session: session.clone(),
                 };
-                self.handler.on_message(&socket, message).await;
+                return match self.handler.on_message_now(&socket, message) {
+                    Now::Handled => None,
+                    Now::Later(rest) => Some(rest),
+                    Now::Declined(message) => Some(Box::pin(async move {
+                        self.handler.on_message(&socket, message).await;
+                    })),
+                };
             }
             Packet::Close => session.close(CloseReason::TransportClose),
             Packet::Open | Packet::Upgrade | Packet::Noop => {}
         }
+        None
     }
 }
 

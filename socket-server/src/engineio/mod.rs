@@ -27,7 +27,7 @@ mod wire;
 mod ws_frame;
 
 pub use config::EngineConfig;
-pub use engine::EngineHandler;
+pub use engine::{EngineHandler, Now, Pending};
 pub use errors::{error_response, Body, CloseReason, HttpError};
 pub use hooks::{parse_query, Fallback, FallbackFuture, Hooks, Refusal, RequestGate, RequestInfo};
 pub use packet::{Frame, Message, Outgoing};

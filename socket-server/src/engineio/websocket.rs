@@ -5,9 +5,11 @@
 //! from it on purpose: each task costs its header and its largest state for as long as the
 //! connection lives, and a relay holds tens of thousands of mostly idle connections (issue 12,
 //! memory per connection). One `select!` loop reads, runs the handler for what was read and
-//! writes the outbox at the same time, so a slow handler still does not hold the writes back;
-//! the handler's future and the close path are boxed, so the task's own state stays a few
-//! hundred bytes while the connection is idle. A session that is WebSocket from the start also
+//! writes the outbox at the same time, so a slow handler still does not hold the writes back.
+//! A message the handler takes at once ([`EngineHandler::on_message_now`], as Socket.IO events
+//! whose handler never waits) is handled in place, with no future; what is left of a handler
+//! that waits, and the close path, are boxed, so the task's own state stays a few hundred bytes
+//! while the connection is idle. A session that is WebSocket from the start also
 //! runs its heartbeat and close ([`drive`]) in the same task.
 //!
 //! Most packets do not wait for that task: while it serves the socket, a sender that finds
@@ -34,12 +36,12 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_util::either::Either;
 
-use super::engine::{drive, Engine, EngineHandler};
+use super::engine::{drive, Engine, EngineHandler, Pending};
 use super::errors::{Body, CloseReason, HttpError};
 use super::hooks::RequestInfo;
 use super::packet::{decode_text, decode_text_owned, Frame, Message, Outgoing, Packet, PONG_PROBE};
 use super::session::{Outbox, Session, Transport};
-use super::wire::{corked, Wire};
+use super::wire::{cork, corked, Corked, Wire};
 use super::ws_frame::{
     encode, encode_close, FrameError, FrameReader, Incoming, OP_CLOSE, OP_PONG, READ_CHUNK,
 };
@@ -447,15 +449,14 @@ async fn probe(session: &Session, conn: &mut Conn) -> Result<(), ()> {
     }
 }
 
-type Handling<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-
 /// Runs the connection until the session closes: reads and hands each message to the engine
 /// (one at a time, in order: the next is read once the handler returned), and meanwhile writes
 /// what the session's senders left in the wire and what they queued in the outbox, coalescing
 /// what is queued into one write. On close, writes what is left and a close frame.
 ///
-/// The handler runs corked ([`corked`]): what it sends in one turn leaves in one write per
-/// socket at the end of that turn, its own answers included.
+/// The handler runs corked ([`cork`], [`corked`]): what it sends in one turn leaves in one
+/// write per socket at the end of that turn, its own answers included. It is first offered the
+/// message to handle at once ([`Engine::on_packet_now`]); only what is left is a future.
 async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, mut conn: Conn) {
     let mut outbox = session.outbox.lock().await;
     if let Some(packet) = outbox.carry.take() {
@@ -464,7 +465,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
     // A handle of its own: the loop below borrows `conn` for its reads and writes.
     let wire = conn.wire.clone();
     session.serve_wire(&wire);
-    let mut handling: Option<Handling<'_>> = None;
+    let mut handling: Option<Corked<Pending<'_>>> = None;
     let mut close_registered = None;
     let ended = loop {
         if handling.is_none() {
@@ -484,7 +485,13 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
                     }
                     Incoming::Close(_) => break Some(CloseReason::TransportClose),
                 };
-                handling = Some(Box::pin(corked(engine.on_packet(&session, packet))));
+                // What can be handled at once is, corked; what is left is awaited below,
+                // corked too, before the next message is read.
+                let rest = {
+                    let _cork = cork();
+                    engine.on_packet_now(&session, packet)
+                };
+                handling = rest.map(corked);
                 continue;
             }
         }

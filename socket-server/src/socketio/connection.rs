@@ -1,5 +1,7 @@
 //! One Engine.IO session seen by Socket.IO: its packet decoder and its sockets, one per namespace,
-//! each with an ordered event queue and a task that runs the namespace handler.
+//! each with an ordered event queue and a task that runs the namespace handler. An event that
+//! finds its socket's queue empty and its task idle is offered to the handler at once, in the
+//! connection's task ([`NamespaceHandler::on_event_now`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,7 +15,7 @@ use super::packet::{self, ClientPacket};
 use super::payload::Payload;
 use super::server::Shared;
 use super::socket::Socket;
-use crate::engineio::{CloseReason, EngineSocket, Message};
+use crate::engineio::{CloseReason, EngineSocket, Message, Now};
 use crate::queue;
 
 /// An item of a socket's event queue.
@@ -21,7 +23,7 @@ enum Inbound {
     Event {
         event: String,
         payload: Payload,
-        ack: Option<u64>,
+        ack: Option<Ack>,
     },
     /// The client left the namespace (after the events queued before).
     Disconnect,
@@ -29,6 +31,7 @@ enum Inbound {
 
 struct Entry {
     socket: Socket,
+    handler: Arc<dyn NamespaceHandler>,
     /// Bounded: when the handler lags, the connection's reader waits here.
     inbox: queue::Sender<Inbound>,
     task: JoinHandle<()>,
@@ -79,9 +82,10 @@ impl Connection {
         !self.sockets().is_empty()
     }
 
-    /// Decodes a message and routes the packet it completes, if any. A malformed packet closes
-    /// the connection.
-    pub async fn on_message(self: &Arc<Self>, engine: &EngineSocket, message: Message) {
+    /// Decodes a message and routes the packet it completes, if any, without waiting where it
+    /// can; what is left (an event for a socket whose queue is full) is returned. A malformed
+    /// packet closes the connection.
+    pub fn on_message_now(self: &Arc<Self>, engine: &EngineSocket, message: Message) -> Now {
         let decoded = {
             let mut decoder = self.decoder.lock().unwrap_or_else(|e| e.into_inner());
             match message {
@@ -90,22 +94,22 @@ impl Connection {
             }
         };
         match decoded {
-            Ok(Some(packet)) => self.dispatch(engine, packet).await,
-            Ok(None) => {}
+            Ok(Some(packet)) => self.dispatch(engine, packet),
+            Ok(None) => Now::Handled,
             Err(error) => {
                 tracing::debug!(sid = engine.sid(), %error, "malformed socket.io packet");
                 engine.close(CloseReason::ParseError);
+                Now::Handled
             }
         }
     }
 
-    async fn dispatch(self: &Arc<Self>, engine: &EngineSocket, packet: ClientPacket) {
+    fn dispatch(self: &Arc<Self>, engine: &EngineSocket, packet: ClientPacket) -> Now {
         match packet {
             ClientPacket::Connect { namespace, auth } => self.connect(engine, &namespace, auth),
             ClientPacket::Disconnect { namespace } => {
-                let entry = self.take(&namespace, |_| true);
-                if let Some(entry) = entry {
-                    let _ = entry.inbox.send(Inbound::Disconnect).await;
+                if let Some(entry) = self.take(&namespace, |_| true) {
+                    return queue(entry.inbox, Inbound::Disconnect);
                 }
             }
             ClientPacket::Event {
@@ -114,21 +118,34 @@ impl Connection {
                 payload,
                 ack,
             } => {
-                let inbox = Self::find(&self.sockets(), &namespace).map(|e| e.inbox.clone());
-                match inbox {
-                    Some(inbox) => {
-                        let _ = inbox
-                            .send(Inbound::Event {
-                                event,
-                                payload,
-                                ack,
-                            })
-                            .await;
+                let joined = Self::find(&self.sockets(), &namespace)
+                    .map(|e| (e.socket.clone(), e.handler.clone(), e.inbox.clone()));
+                let Some((socket, handler, inbox)) = joined else {
+                    tracing::debug!(sid = engine.sid(), %namespace, "event for a namespace not joined");
+                    return Now::Handled;
+                };
+                let ack = ack.map(|id| Ack {
+                    socket: socket.clone(),
+                    id,
+                });
+                // Handled here when the handler can and nothing of the socket's is ahead of it.
+                let (payload, ack) = if socket.idle() {
+                    match handler.on_event_now(&socket, &event, payload, ack) {
+                        Ok(()) => return Now::Handled,
+                        Err(back) => back,
                     }
-                    None => {
-                        tracing::debug!(sid = engine.sid(), %namespace, "event for a namespace not joined")
-                    }
-                }
+                } else {
+                    (payload, ack)
+                };
+                socket.event_queued();
+                return queue(
+                    inbox,
+                    Inbound::Event {
+                        event,
+                        payload,
+                        ack,
+                    },
+                );
             }
             ClientPacket::Ack {
                 namespace,
@@ -141,6 +158,7 @@ impl Connection {
                 }
             }
         }
+        Now::Handled
     }
 
     fn connect(self: &Arc<Self>, engine: &EngineSocket, namespace: &str, auth: Value) {
@@ -167,13 +185,14 @@ impl Connection {
         // Spawned under the lock, so the task cannot detach before it is registered. Corked:
         // what a turn of the handler sends to one socket leaves in one write.
         let task = tokio::spawn(crate::engineio::corked(run_socket(
-            handler,
+            handler.clone(),
             socket.clone(),
             auth,
             rx,
         )));
         sockets.push(Entry {
             socket,
+            handler,
             inbox,
             task,
         });
@@ -201,6 +220,17 @@ impl Connection {
     }
 }
 
+/// Queues `inbound` for a socket's task; when the queue is full, what is left is waiting for
+/// room (the connection reads nothing meanwhile: back-pressure on a client whose handler lags).
+fn queue(inbox: queue::Sender<Inbound>, inbound: Inbound) -> Now {
+    match inbox.try_send(inbound) {
+        Ok(()) | Err(queue::TrySendError::Closed(_)) => Now::Handled,
+        Err(queue::TrySendError::Full(inbound)) => Now::Later(Box::pin(async move {
+            let _ = inbox.send(inbound).await;
+        })),
+    }
+}
+
 /// Runs one socket: `on_connect` (with the CONNECT payload, `auth`, which is not kept after
 /// it), then its events in order, then `on_disconnect`.
 async fn run_socket(
@@ -220,6 +250,8 @@ async fn run_socket(
         return;
     }
     if socket.mark_connected().is_ok() {
+        // `on_connect` is done: from now on the connection may hand events to the handler itself.
+        socket.event_handled();
         while let Some(inbound) = inbox.recv().await {
             match inbound {
                 Inbound::Event {
@@ -227,11 +259,8 @@ async fn run_socket(
                     payload,
                     ack,
                 } => {
-                    let ack = ack.map(|id| Ack {
-                        socket: socket.clone(),
-                        id,
-                    });
                     handler.on_event(&socket, &event, payload, ack).await;
+                    socket.event_handled();
                 }
                 Inbound::Disconnect => {
                     socket.set_disconnected(DisconnectReason::ClientNamespaceDisconnect);

@@ -29,6 +29,23 @@ pub trait NamespaceHandler: Send + Sync + 'static {
     /// An event from the client. `ack` is `Some` when the client waits for an answer.
     async fn on_event(&self, socket: &Socket, event: &str, payload: Payload, ack: Option<Ack>);
 
+    /// An event from the client, offered to a handler that can handle it without waiting:
+    /// `Ok` when handled, `Err` gives it back and it goes to [`Self::on_event`]. Called in the
+    /// connection's own task, and only while none of the socket's events is queued or being
+    /// handled, so the order above holds; the connection reads nothing meanwhile, so it must
+    /// not block. It saves the event a trip through the socket's queue and task (a relay's
+    /// handlers spend most of their time there otherwise). By default, nothing is handled here.
+    fn on_event_now(
+        &self,
+        socket: &Socket,
+        event: &str,
+        payload: Payload,
+        ack: Option<Ack>,
+    ) -> Result<(), (Payload, Option<Ack>)> {
+        let _ = (socket, event);
+        Err((payload, ack))
+    }
+
     /// The socket left the namespace; it can no longer emit.
     async fn on_disconnect(&self, socket: &Socket, reason: DisconnectReason) {
         let _ = (socket, reason);

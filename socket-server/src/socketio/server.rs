@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::connection::Connection;
 use super::handler::NamespaceHandler;
-use crate::engineio::{CloseReason, EngineHandler, EngineSocket, Message, WeakEngineSocket};
+use crate::engineio::{CloseReason, EngineHandler, EngineSocket, Message, Now, WeakEngineSocket};
 
 /// Socket.IO settings (Engine.IO's are in [`EngineConfig`](crate::engineio::EngineConfig)).
 #[derive(Debug, Clone)]
@@ -182,8 +182,15 @@ impl EngineHandler for SocketIo {
     }
 
     async fn on_message(&self, socket: &EngineSocket, message: Message) {
-        if let Some(connection) = socket.data::<Connection>() {
-            connection.on_message(socket, message).await;
+        if let Now::Later(rest) = self.on_message_now(socket, message) {
+            rest.await;
+        }
+    }
+
+    fn on_message_now(&self, socket: &EngineSocket, message: Message) -> Now {
+        match socket.data::<Connection>() {
+            Some(connection) => connection.on_message_now(socket, message),
+            None => Now::Handled,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::any::{Any, TypeId};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -154,6 +155,11 @@ pub(crate) struct SocketInner {
     /// Most frames buffered while connecting.
     connect_buffer: usize,
     connection: Weak<Connection>,
+    /// Events queued for the socket's task or being handled there, plus one until `on_connect`
+    /// has succeeded: the connection's task hands an event to the handler itself
+    /// ([`NamespaceHandler::on_event_now`](super::NamespaceHandler::on_event_now)) only at
+    /// zero, so no event overtakes an earlier one.
+    events: AtomicUsize,
 }
 
 /// A client connected to one namespace. Cheap to clone; every method is non-blocking.
@@ -191,6 +197,7 @@ impl Socket {
             extensions: Extensions::default(),
             connect_buffer,
             connection,
+            events: AtomicUsize::new(1),
         }))
     }
 
@@ -348,6 +355,22 @@ impl Socket {
         if let Some(connection) = self.0.connection.upgrade() {
             connection.detach(self);
         }
+    }
+
+    /// Nothing of this socket's is queued or being handled, and `on_connect` succeeded: an
+    /// event may be handled at once. Acquire: what the last handled event did is visible.
+    pub(crate) fn idle(&self) -> bool {
+        self.0.events.load(Ordering::Acquire) == 0
+    }
+
+    /// An event was queued for the socket's task.
+    pub(crate) fn event_queued(&self) {
+        self.0.events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The socket's task handled an event (or `on_connect`). Release: pairs with [`Self::idle`].
+    pub(crate) fn event_handled(&self) {
+        self.0.events.fetch_sub(1, Ordering::Release);
     }
 
     pub(crate) fn same(&self, other: &Socket) -> bool {

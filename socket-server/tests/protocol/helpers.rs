@@ -203,8 +203,13 @@ pub async fn polling_handshake(port: u16, path: &str) -> String {
 
 /// A WebSocket session from the start on `/engine.io/`, its open packet read.
 pub async fn open_websocket(port: u16) -> WebSocketStream<TcpStream> {
+    open_websocket_at(port, "/engine.io/").await
+}
+
+/// A WebSocket session from the start on `path`, its open packet read.
+pub async fn open_websocket_at(port: u16, path: &str) -> WebSocketStream<TcpStream> {
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let url = format!("ws://127.0.0.1:{port}/engine.io/?EIO=4&transport=websocket");
+    let url = format!("ws://127.0.0.1:{port}{path}?EIO=4&transport=websocket");
     let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
     let open = tokio::time::timeout(Duration::from_secs(60), ws.next())
         .await

@@ -9,6 +9,7 @@
 #[allow(dead_code)]
 mod echo;
 
+mod events_in_order;
 mod helpers;
 mod hooks_and_limits;
 mod http_edges;
