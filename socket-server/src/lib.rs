@@ -12,6 +12,8 @@
 //! - [`settings`], [`startup`]: typed settings and `Application` (bind, `port()`,
 //!   `run_until_stopped(shutdown)`).
 //! - [`memory`]: the allocator the relay's binaries install, and why.
+//! - `json`: compact JSON as serde_json writes it, with strings copied whole when they need no
+//!   escaping (what the relay writes on every message).
 //! - `queue`: the bounded queue of outboxes and event queues, which costs nothing while empty.
 //!
 //! - `fuzzing` (hidden): the pure decoders and encoders, re-exported for the fuzz targets in
@@ -26,6 +28,7 @@
 
 pub mod chat;
 pub mod engineio;
+pub(crate) mod json;
 pub mod memory;
 pub(crate) mod queue;
 pub mod settings;

@@ -129,7 +129,7 @@ impl HttpPort {
             Some(body) => {
                 request =
                     request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                let json = serde_json::to_vec(body).map_err(|error| {
+                let json = crate::json::to_vec(body).map_err(|error| {
                     tracing::error!(%error, "encoding a request to the API");
                     AckError::new(ErrorCode::InternalError, "could not encode the request")
                 })?;
@@ -321,7 +321,12 @@ impl RelayPort for HttpPort {
 /// pass by retrying), the API's own code for another refusal.
 fn answer<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, AckError> {
     if status.is_success() {
-        return serde_json::from_slice(body).map_err(|error| {
+        // Checked as UTF-8 once, whole: read from bytes, serde_json checks each string on its
+        // own (~1 500 instructions for a stored message's answer, most of reading it).
+        let parsed = std::str::from_utf8(body)
+            .map_err(|error| error.to_string())
+            .and_then(|text| serde_json::from_str(text).map_err(|error| error.to_string()));
+        return parsed.map_err(|error| {
             tracing::error!(%error, "unexpected answer from the API");
             AckError::new(ErrorCode::InternalError, "unexpected answer from the API")
         });

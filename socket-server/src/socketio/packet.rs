@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::payload::Payload;
 use crate::engineio::{Frame, Outgoing};
+use crate::json::write_str;
 
 /// The packet types of Socket.IO v5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,59 +207,7 @@ pub fn validate(raw: RawPacket) -> Result<(ClientPacket, usize), ParseError> {
 /// Writes a JSON value: a `Value`, or one of our wire types (string keys only, no fallible
 /// `Serialize`), which cannot fail into a `Vec`.
 fn write_json(buf: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
-    let _ = serde_json::to_writer(&mut *buf, value);
-}
-
-/// Writes `value` byte for byte as [`write_json`] does, but copies a string that needs no
-/// escaping (nearly all of them) whole: serde_json looks its strings up in a table a byte at a
-/// time, ~1 000 instructions for the 200-byte text of an echoed message.
-fn write_value(buf: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::String(text) => write_str(buf, text),
-        Value::Array(items) => write_array(buf, items),
-        Value::Object(map) => {
-            buf.push(b'{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                write_str(buf, key);
-                buf.push(b':');
-                write_value(buf, item);
-            }
-            buf.push(b'}');
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => write_json(buf, value),
-    }
-}
-
-/// `items` as a JSON array, each written by [`write_value`].
-fn write_array(buf: &mut Vec<u8>, items: &[Value]) {
-    buf.push(b'[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        write_value(buf, item);
-    }
-    buf.push(b']');
-}
-
-/// A JSON string: `text` quoted as it is when it holds nothing JSON escapes (a control
-/// character, `"` or `\`), serde_json's escaping otherwise. The check reads every byte without
-/// stopping early, so the compiler can check many bytes at a time.
-fn write_str(buf: &mut Vec<u8>, text: &str) {
-    let escapes = text.bytes().fold(false, |found, b| {
-        found | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if escapes {
-        write_json(buf, text);
-    } else {
-        buf.reserve(text.len() + 2);
-        buf.push(b'"');
-        buf.extend_from_slice(text.as_bytes());
-        buf.push(b'"');
-    }
+    let _ = crate::json::write(buf, value);
 }
 
 /// Scratch buffers past this size are not kept for the thread's next packet.
@@ -355,7 +304,7 @@ pub fn event(namespace: &str, event: &str, payload: &Payload, ack: Option<u64>) 
         write_str(buf, event);
         for arg in &payload.args {
             buf.push(b',');
-            write_value(buf, arg);
+            write_json(buf, arg);
         }
         buf.push(b']');
     });
@@ -394,7 +343,7 @@ pub fn ack(namespace: &str, id: u64, payload: &Payload) -> Outgoing {
     };
     let text = text_frame(|buf| {
         header(buf, kind, payload.attachments.len(), namespace, Some(id));
-        write_array(buf, &payload.args);
+        write_json(buf, &payload.args);
     });
     with_attachments(text, payload)
 }
