@@ -54,9 +54,24 @@ pub(crate) struct State {
     open: Option<queue::Sender<Outgoing>>,
 }
 
+/// A thread's [`Cork`]: whether one is in place, and the wires whose writes wait for it.
+struct Corks {
+    on: bool,
+    /// Kept from one cork to the next (up to [`CORKED_KEEP`]): a cork that allocated its list
+    /// cost ~100 instructions of a handler turn's few thousand.
+    wires: Vec<Arc<Wire>>,
+}
+
+/// Most wires a thread's list keeps room for between corks.
+const CORKED_KEEP: usize = 1024;
+
 thread_local! {
-    /// The wires whose writes wait for the current thread's [`Cork`], while one is in place.
-    static CORKED: RefCell<Option<Vec<Arc<Wire>>>> = const { RefCell::new(None) };
+    static CORKED: RefCell<Corks> = const {
+        RefCell::new(Corks {
+            on: false,
+            wires: Vec::new(),
+        })
+    };
 }
 
 impl Wire {
@@ -105,12 +120,11 @@ impl Wire {
         // Bytes already waiting are written by whoever left them (the task once the socket is
         // writable, or the cork that deferred them): these go with them.
         if idle {
-            let deferred = CORKED.with_borrow_mut(|corked| match corked {
-                Some(wires) => {
-                    wires.push(self.clone());
-                    true
+            let deferred = CORKED.with_borrow_mut(|corked| {
+                if corked.on {
+                    corked.wires.push(self.clone());
                 }
-                None => false,
+                corked.on
             });
             if !deferred {
                 state.write_or_wake();
@@ -202,13 +216,7 @@ pub(crate) struct Cork {
 }
 
 pub(crate) fn cork() -> Cork {
-    let outermost = CORKED.with_borrow_mut(|corked| {
-        if corked.is_some() {
-            return false;
-        }
-        *corked = Some(Vec::new());
-        true
-    });
+    let outermost = CORKED.with_borrow_mut(|corked| !std::mem::replace(&mut corked.on, true));
     Cork {
         outermost,
         _thread: PhantomData,
@@ -220,9 +228,15 @@ impl Drop for Cork {
         if !self.outermost {
             return;
         }
-        let wires = CORKED.with_borrow_mut(Option::take).unwrap_or_default();
-        for wire in wires {
+        let mut wires = CORKED.with_borrow_mut(|corked| {
+            corked.on = false;
+            std::mem::take(&mut corked.wires)
+        });
+        for wire in wires.drain(..) {
             wire.lock().write_or_wake();
+        }
+        if wires.capacity() <= CORKED_KEEP {
+            CORKED.with_borrow_mut(|corked| corked.wires = wires);
         }
     }
 }
