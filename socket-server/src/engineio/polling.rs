@@ -15,6 +15,7 @@ use super::errors::{error_response, Body, CloseReason, HttpError};
 use super::hooks::RequestInfo;
 use super::packet::{decode_payload, encode_payload, Frame, Outgoing, CLOSE, NOOP};
 use super::session::{Session, Transport};
+use super::wire::corked;
 
 /// How long a poll that arrives after an upgrade's probe waits for the upgrade to complete
 /// before it is answered with a noop (the reference server's fast-upgrade check interval).
@@ -191,7 +192,9 @@ pub(crate) async fn post<H: EngineHandler>(
         if session.is_closed() {
             break;
         }
-        engine.on_packet(session, packet).await;
+        // Corked, as on a WebSocket: what the handler sends to one socket in a turn leaves in
+        // one write (it may handle the packet here, in this request's task).
+        corked(engine.on_packet(session, packet)).await;
     }
     ok(Bytes::from_static(b"ok"), "text/html")
 }
