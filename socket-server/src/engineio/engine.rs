@@ -31,10 +31,10 @@ pub trait EngineHandler: Send + Sync + 'static {
         socket: &EngineSocket,
         message: Message,
     ) -> impl Future<Output = ()> + Send;
-    /// A message, offered first for handling without waiting (by a WebSocket's connection, in
-    /// its own task; what is sent meanwhile leaves at the end of the turn). By default it is
-    /// declined and goes to [`Self::on_message`]; a handler that takes it saves the message a
-    /// future of its own.
+    /// A message, offered first for handling without waiting, in the task that read it (a
+    /// WebSocket's connection, a polling POST); what is sent meanwhile leaves at the end of
+    /// the turn. By default it is declined and goes to [`Self::on_message`]; a handler that
+    /// takes it saves the message a future of its own.
     fn on_message_now(&self, socket: &EngineSocket, message: Message) -> Now {
         let _ = socket;
         Now::Declined(message)
