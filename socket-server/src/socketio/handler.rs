@@ -33,8 +33,9 @@ pub trait NamespaceHandler: Send + Sync + 'static {
     /// `Ok` when handled, `Err` gives it back and it goes to [`Self::on_event`]. Called in the
     /// connection's own task, and only while none of the socket's events is queued or being
     /// handled, so the order above holds; the connection reads nothing meanwhile, so it must
-    /// not block. It saves the event a trip through the socket's queue and task (a relay's
-    /// handlers spend most of their time there otherwise). By default, nothing is handled here.
+    /// not block. It saves the event a trip through the socket's queue and task (a queue push,
+    /// a wake-up and a turn of that task: ~13 % of an echoed message's instructions). By
+    /// default, nothing is handled here.
     fn on_event_now(
         &self,
         socket: &Socket,
