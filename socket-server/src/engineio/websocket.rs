@@ -468,7 +468,10 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
     let mut handling: Option<Corked<Pending<'_>>> = None;
     let mut close_registered = None;
     let ended = loop {
-        if handling.is_none() {
+        // Messages handled at once follow each other here without a turn of the `select!`
+        // below: one that closed the session stops the ones read with it, as the `select!`
+        // would have.
+        if handling.is_none() && !session.is_closed() {
             if let Some(incoming) = conn.next_inbound() {
                 let packet = match incoming {
                     Incoming::Text(text) => match decode_text_owned(text) {

@@ -253,8 +253,6 @@ async fn run_socket(
         return;
     }
     if socket.mark_connected().is_ok() {
-        // `on_connect` is done: from now on the connection may hand events to the handler itself.
-        socket.event_handled();
         while let Some(inbound) = inbox.recv().await {
             match inbound {
                 Inbound::Event {

@@ -155,10 +155,10 @@ pub(crate) struct SocketInner {
     /// Most frames buffered while connecting.
     connect_buffer: usize,
     connection: Weak<Connection>,
-    /// Events queued for the socket's task or being handled there, plus one until `on_connect`
-    /// has succeeded: the connection's task hands an event to the handler itself
-    /// ([`NamespaceHandler::on_event_now`](super::NamespaceHandler::on_event_now)) only at
-    /// zero, so no event overtakes an earlier one.
+    /// Events queued for the socket's task or being handled there, plus one until the socket is
+    /// marked connected (`on_connect` succeeded): the connection's task hands an event to the
+    /// handler itself ([`NamespaceHandler::on_event_now`](super::NamespaceHandler::on_event_now))
+    /// only at zero, so no event overtakes an earlier one.
     events: AtomicUsize,
 }
 
@@ -311,6 +311,10 @@ impl Socket {
         let State::Connecting(buffer) = std::mem::replace(&mut *state, State::Connected) else {
             return Err(EmitError::Disconnected);
         };
+        // Events may be handled at once from now on: before the CONNECT answer, so that none
+        // the client sends after it finds `on_connect` still counted. What they send waits for
+        // this lock, so after the frames buffered below.
+        self.event_handled();
         self.0
             .engine
             .send_packet(packet::connect(self.namespace(), self.id()))?;
@@ -368,7 +372,8 @@ impl Socket {
         self.0.events.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The socket's task handled an event (or `on_connect`). Release: pairs with [`Self::idle`].
+    /// The socket's task handled an event, or the socket is connected. Release: pairs with
+    /// [`Self::idle`].
     pub(crate) fn event_handled(&self) {
         self.0.events.fetch_sub(1, Ordering::Release);
     }

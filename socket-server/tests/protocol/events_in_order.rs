@@ -16,13 +16,17 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::helpers::{open_websocket_at, spawn_with};
+use crate::helpers::{open_websocket_at, spawn_with, TestServer};
 
 /// Handles every event at once except `slow`, which goes to the socket's task and waits there
-/// for a permit of `gate`. Each event is answered `handled [event, "at once" | "queued"]`.
+/// for a permit of `gate`. Each event is answered `handled [event, "at once" | "queued"]` and
+/// logged (what a closed session no longer sends is still logged).
 struct Gated {
     gate: Arc<Semaphore>,
+    log: Log,
 }
+
+type Log = Arc<std::sync::Mutex<Vec<String>>>;
 
 #[async_trait]
 impl NamespaceHandler for Gated {
@@ -30,6 +34,7 @@ impl NamespaceHandler for Gated {
         if event == "slow" {
             let _permit = self.gate.acquire().await;
         }
+        self.log.lock().unwrap().push(event.to_owned());
         let _ = socket.emit("handled", json!([event, "queued"]));
     }
 
@@ -43,6 +48,7 @@ impl NamespaceHandler for Gated {
         if event == "slow" {
             return Err((payload, ack));
         }
+        self.log.lock().unwrap().push(event.to_owned());
         let _ = socket.emit("handled", json!([event, "at once"]));
         Ok(())
     }
@@ -79,11 +85,9 @@ async fn send(ws: &mut WebSocketStream<TcpStream>, text: &str) {
     ws.send(WsMessage::text(text)).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_handled_at_once_never_overtakes_one_queued_before_it() {
-    // Arrange: a connected socket
-    let gate = Arc::new(Semaphore::new(0));
-    let io = SocketIo::new(SocketIoConfig::default()).namespace("/", Gated { gate: gate.clone() });
+/// A server whose `/` namespace is [`Gated`] by `gate`, and a socket connected to it.
+async fn connected(gate: Arc<Semaphore>, log: Log) -> (TestServer, WebSocketStream<TcpStream>) {
+    let io = SocketIo::new(SocketIoConfig::default()).namespace("/", Gated { gate, log });
     let server = spawn_with(move |listener, stopped| {
         engineio::serve(
             listener,
@@ -100,6 +104,14 @@ async fn an_event_handled_at_once_never_overtakes_one_queued_before_it() {
     send(&mut ws, "40").await;
     let connected = next_text(&mut ws).await;
     assert!(connected.starts_with("40{"), "{connected}");
+    (server, ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_handled_at_once_never_overtakes_one_queued_before_it() {
+    // Arrange: a connected socket
+    let gate = Arc::new(Semaphore::new(0));
+    let (server, mut ws) = connected(gate.clone(), Log::default()).await;
 
     // Act: `slow` waits in the socket's task; two events that could be handled at once follow,
     // then an Engine.IO ping, whose pong says the connection has read (and routed) both
@@ -137,4 +149,40 @@ async fn an_event_handled_at_once_never_overtakes_one_queued_before_it() {
         "no event was handled at once after the queue emptied"
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_read_after_a_malformed_packet_are_not_handled() {
+    // Arrange
+    let log = Log::default();
+    let (server, mut ws) = connected(Arc::new(Semaphore::new(0)), log.clone()).await;
+
+    // Act: an event, a malformed packet and another event in one write (one read, most
+    // likely: the connection handles them one after the other without a turn in between)
+    for text in [r#"42["before"]"#, "42[not json", r#"42["after"]"#] {
+        ws.feed(WsMessage::text(text)).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+
+    // Assert: the connection closes as a parse error, having handled the first event only (at
+    // once: nothing is counted for the socket once the CONNECT answer was sent)
+    let mut handled = Vec::new();
+    let close = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("a frame within 60 s");
+        match frame {
+            Some(Ok(WsMessage::Text(text))) if text.starts_with("42") => {
+                handled.push(text.as_str().to_owned());
+            }
+            Some(Ok(WsMessage::Close(close))) => break close,
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(handled, [r#"42["handled",["before","at once"]]"#]);
+    let close = close.expect("a close frame with a reason");
+    assert_eq!(close.reason.as_str(), "parse error");
+    server.stop().await;
+    assert_eq!(*log.lock().unwrap(), ["before"]);
 }
