@@ -180,8 +180,9 @@ impl Conn {
         self.wire.lock().push(packet);
     }
 
-    fn has_room(&self) -> bool {
-        self.wire.lock().has_room()
+    /// Answers a ping from the client.
+    fn pong(&self, data: &[u8]) {
+        encode(OP_PONG, data, &mut self.wire.lock().out);
     }
 
     /// The next message read and not handled yet; the queue's buffer is given back once empty.
@@ -298,9 +299,14 @@ impl Drop for Conn {
 
 /// Moves packets from the outbox to `wire` while it has room: ready once at least one was moved,
 /// pending (the waker of `cx` registered for the next) if none is queued. Under the wire's lock,
-/// so a sender cannot write past a packet taken out and not encoded yet.
+/// so a sender cannot write past a packet taken out and not encoded yet. A full wire takes
+/// nothing (no waker registered): only its write makes room, and the connection's wait for the
+/// socket to be writable wakes it for that.
 fn poll_outbox(wire: &Wire, cx: &mut Context<'_>, outbox: &mut Outbox) -> Poll<()> {
     let mut state = wire.lock();
+    if !state.has_room() {
+        return Poll::Pending;
+    }
     let Poll::Ready(packet) = outbox.rx.poll_recv(cx) else {
         return Poll::Pending;
     };
@@ -437,7 +443,7 @@ async fn probe(session: &Session, conn: &mut Conn) -> Result<(), ()> {
                     Ok(Packet::Upgrade) => return Ok(()),
                     _ => return Err(()),
                 },
-                Incoming::Ping(data) => encode(OP_PONG, &data, &mut conn.wire.lock().out),
+                Incoming::Ping(data) => conn.pong(&data),
                 Incoming::Binary(_) => {}
                 Incoming::Close(_) => return Err(()),
             }
@@ -483,7 +489,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
                     },
                     Incoming::Binary(data) => Packet::Message(Message::Binary(data)),
                     Incoming::Ping(data) => {
-                        encode(OP_PONG, &data, &mut conn.wire.lock().out);
+                        conn.pong(&data);
                         continue;
                     }
                     Incoming::Close(_) => break Some(CloseReason::TransportClose),
@@ -499,7 +505,6 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
             }
         }
         let read = handling.is_none();
-        let room = conn.has_room();
         tokio::select! {
             biased;
             () = poll_fn(|cx| session.poll_closed(cx, &mut close_registered)) => break None,
@@ -521,7 +526,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
                     break Some(CloseReason::TransportError);
                 }
             },
-            () = poll_fn(|cx| poll_outbox(&wire, cx, &mut outbox)), if room => {}
+            () = poll_fn(|cx| poll_outbox(&wire, cx, &mut outbox)) => {}
         }
     };
     // Senders queue from now on (and find the session closed): what is left goes out below.
