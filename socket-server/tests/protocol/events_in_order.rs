@@ -4,19 +4,16 @@
 //! handled there. Checked with a real client (tungstenite) speaking Socket.IO over WebSocket.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{json, Value};
 use socket_server::engineio::{self, EngineConfig, Hooks};
 use socket_server::socketio::{Ack, NamespaceHandler, Payload, Socket, SocketIo, SocketIoConfig};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
-use crate::helpers::{open_websocket_at, spawn_with, TestServer};
+use crate::helpers::{next_frame, next_message, open_websocket_at, spawn_with, TestServer, Ws};
 
 /// Handles every event at once except `slow`, which goes to the socket's task and waits there
 /// for a permit of `gate`. Each event is answered `handled [event, "at once" | "queued"]` and
@@ -55,14 +52,9 @@ impl NamespaceHandler for Gated {
 }
 
 /// The next text frame that is not the server's ping.
-async fn next_text(ws: &mut WebSocketStream<TcpStream>) -> String {
+async fn next_answer(ws: &mut Ws) -> String {
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(60), ws.next())
-            .await
-            .expect("a frame within 60 s")
-            .expect("the connection is open")
-            .expect("a frame");
-        match frame {
+        match next_message(ws).await {
             WsMessage::Text(text) if text.as_str() != "2" => return text.as_str().to_owned(),
             _ => {}
         }
@@ -70,8 +62,8 @@ async fn next_text(ws: &mut WebSocketStream<TcpStream>) -> String {
 }
 
 /// `[event, how]` of a `handled` event.
-async fn next_handled(ws: &mut WebSocketStream<TcpStream>) -> (String, String) {
-    let text = next_text(ws).await;
+async fn next_handled(ws: &mut Ws) -> (String, String) {
+    let text = next_answer(ws).await;
     let body = text
         .strip_prefix("42")
         .unwrap_or_else(|| panic!("an event expected, got {text}"));
@@ -81,12 +73,12 @@ async fn next_handled(ws: &mut WebSocketStream<TcpStream>) -> (String, String) {
     (answer(0), answer(1))
 }
 
-async fn send(ws: &mut WebSocketStream<TcpStream>, text: &str) {
+async fn send(ws: &mut Ws, text: &str) {
     ws.send(WsMessage::text(text)).await.unwrap();
 }
 
 /// A server whose `/` namespace is [`Gated`] by `gate`, and a socket connected to it.
-async fn connected(gate: Arc<Semaphore>, log: Log) -> (TestServer, WebSocketStream<TcpStream>) {
+async fn connected(gate: Arc<Semaphore>, log: Log) -> (TestServer, Ws) {
     let io = SocketIo::new(SocketIoConfig::default()).namespace("/", Gated { gate, log });
     let server = spawn_with(move |listener, stopped| {
         engineio::serve(
@@ -102,7 +94,7 @@ async fn connected(gate: Arc<Semaphore>, log: Log) -> (TestServer, WebSocketStre
     .await;
     let mut ws = open_websocket_at(server.port, "/socket.io/").await;
     send(&mut ws, "40").await;
-    let connected = next_text(&mut ws).await;
+    let connected = next_answer(&mut ws).await;
     assert!(connected.starts_with("40{"), "{connected}");
     (server, ws)
 }
@@ -119,7 +111,7 @@ async fn an_event_handled_at_once_never_overtakes_one_queued_before_it() {
     send(&mut ws, r#"42["now-1"]"#).await;
     send(&mut ws, r#"42["now-2"]"#).await;
     send(&mut ws, "2").await;
-    let pong = next_text(&mut ws).await;
+    let pong = next_answer(&mut ws).await;
 
     // Assert: nothing was handled before `slow`, which has not run yet
     assert_eq!(
@@ -168,15 +160,12 @@ async fn events_read_after_a_malformed_packet_are_not_handled() {
     // once: nothing is counted for the socket once the CONNECT answer was sent)
     let mut handled = Vec::new();
     let close = loop {
-        let frame = tokio::time::timeout(Duration::from_secs(60), ws.next())
-            .await
-            .expect("a frame within 60 s");
-        match frame {
-            Some(Ok(WsMessage::Text(text))) if text.starts_with("42") => {
+        match next_frame(&mut ws).await {
+            Some(WsMessage::Text(text)) if text.starts_with("42") => {
                 handled.push(text.as_str().to_owned());
             }
-            Some(Ok(WsMessage::Close(close))) => break close,
-            Some(Ok(_)) => {}
+            Some(WsMessage::Close(close)) => break close,
+            Some(_) => {}
             other => panic!("expected a close frame, got {other:?}"),
         }
     };

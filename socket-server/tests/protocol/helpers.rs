@@ -201,22 +201,44 @@ pub async fn polling_handshake(port: u16, path: &str) -> String {
     open["sid"].as_str().unwrap().to_owned()
 }
 
+/// A client's WebSocket.
+pub type Ws = WebSocketStream<TcpStream>;
+
 /// A WebSocket session from the start on `/engine.io/`, its open packet read.
-pub async fn open_websocket(port: u16) -> WebSocketStream<TcpStream> {
+pub async fn open_websocket(port: u16) -> Ws {
     open_websocket_at(port, "/engine.io/").await
 }
 
 /// A WebSocket session from the start on `path`, its open packet read.
-pub async fn open_websocket_at(port: u16, path: &str) -> WebSocketStream<TcpStream> {
+pub async fn open_websocket_at(port: u16, path: &str) -> Ws {
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let url = format!("ws://127.0.0.1:{port}{path}?EIO=4&transport=websocket");
     let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
-    let open = tokio::time::timeout(Duration::from_secs(60), ws.next())
-        .await
-        .expect("the open packet within 60 s");
+    let open = next_frame(&mut ws).await;
     assert!(
-        matches!(&open, Some(Ok(WsMessage::Text(t))) if t.starts_with("0{")),
+        matches!(&open, Some(WsMessage::Text(t)) if t.starts_with("0{")),
         "{open:?}"
     );
     ws
+}
+
+/// The next frame, within 60 s; `None` once the connection ended.
+pub async fn next_frame(ws: &mut Ws) -> Option<WsMessage> {
+    tokio::time::timeout(Duration::from_secs(60), ws.next())
+        .await
+        .expect("a frame within 60 s")
+        .map(|frame| frame.expect("a frame"))
+}
+
+/// The next frame of a connection that must still be open.
+pub async fn next_message(ws: &mut Ws) -> WsMessage {
+    next_frame(ws).await.expect("the connection is open")
+}
+
+/// The next frame, which must be text.
+pub async fn next_text(ws: &mut Ws) -> String {
+    match next_message(ws).await {
+        WsMessage::Text(text) => text.to_string(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
 }

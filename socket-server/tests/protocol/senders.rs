@@ -6,16 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use socket_server::engineio::{
     self, CloseReason, EngineConfig, EngineHandler, EngineSocket, Hooks, Message,
 };
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
-use crate::helpers::{open_websocket, spawn_with, TestServer};
+use crate::helpers::{next_frame, open_websocket, spawn_with, TestServer, Ws};
 
 const SENDERS: usize = 4;
 /// Each sender's packets: `SENDERS × PER_SENDER × FRAME` (25 MiB) is several times what this
@@ -101,15 +98,6 @@ async fn spawn_burst(outbox_capacity: usize) -> Started {
     }
 }
 
-type Ws = WebSocketStream<TcpStream>;
-
-async fn next(ws: &mut Ws) -> Option<WsMessage> {
-    tokio::time::timeout(Duration::from_secs(60), ws.next())
-        .await
-        .expect("a message within 60 s")
-        .map(Result::unwrap)
-}
-
 /// A WebSocket session from the start, its open packet read, and "go" sent.
 async fn go(port: u16) -> Ws {
     let mut ws = open_websocket(port).await;
@@ -136,7 +124,7 @@ async fn every_senders_packets_arrive_whole_and_in_order_when_the_socket_was_ful
     let refused = recv(&mut started.refused, "the senders' report").await;
     let mut next_of = [0usize; SENDERS];
     while next_of.iter().sum::<usize>() < SENDERS * PER_SENDER {
-        let text = match next(&mut ws).await {
+        let text = match next_frame(&mut ws).await {
             // A heartbeat, if the machine was slow enough.
             Some(WsMessage::Text(text)) if text == "2" => continue,
             Some(WsMessage::Text(text)) => text,

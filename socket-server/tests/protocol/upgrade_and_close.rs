@@ -15,12 +15,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::echo;
-use crate::helpers::{http, polling_handshake, spawn_echo, spawn_engine_echo};
-
-type Ws = WebSocketStream<TcpStream>;
+use crate::helpers::{http, next_text, polling_handshake, spawn_echo, spawn_engine_echo, Ws};
 
 async fn websocket(port: u16, sid: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -28,18 +25,6 @@ async fn websocket(port: u16, sid: &str) -> Result<Ws, tokio_tungstenite::tungst
     tokio_tungstenite::client_async(url, stream)
         .await
         .map(|(ws, _)| ws)
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    let message = tokio::time::timeout(Duration::from_secs(60), ws.next())
-        .await
-        .expect("a message within 5 s")
-        .expect("the connection is open")
-        .unwrap();
-    match message {
-        WsMessage::Text(text) => text.to_string(),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
 }
 
 /// A WebSocket for the polling session `sid`, probed: `2probe` → `3probe` (the upgrade is not

@@ -2,29 +2,15 @@
 //! messages with control frames between the fragments, WebSocket pings, many small messages in
 //! one write, and the size limit.
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use futures::SinkExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
-use crate::helpers::{open_websocket, spawn_engine_echo};
-
-type Ws = WebSocketStream<TcpStream>;
+use crate::helpers::{next_message, open_websocket, spawn_engine_echo};
 
 const MAX_PAYLOAD: usize = 100_000;
-
-async fn next(ws: &mut Ws) -> WsMessage {
-    tokio::time::timeout(Duration::from_secs(60), ws.next())
-        .await
-        .expect("a message within 60 s")
-        .expect("the connection is open")
-        .unwrap()
-}
 
 fn fragment(opcode: OpCode, data: &'static [u8], last: bool) -> WsMessage {
     WsMessage::Frame(Frame::message(Bytes::from_static(data), opcode, last))
@@ -52,10 +38,10 @@ async fn a_fragmented_message_with_a_ping_between_its_fragments_is_echoed_whole_
 
     // Assert: the pong carries the ping's data, then the message comes back whole
     assert_eq!(
-        next(&mut ws).await,
+        next_message(&mut ws).await,
         WsMessage::Pong(Bytes::from_static(b"are you there"))
     );
-    assert_eq!(next(&mut ws).await, WsMessage::text("4hello world"));
+    assert_eq!(next_message(&mut ws).await, WsMessage::text("4hello world"));
     server.stop().await;
 }
 
@@ -80,7 +66,7 @@ async fn many_messages_of_every_length_class_come_back_in_order() {
 
     // Assert
     for message in sent {
-        assert_eq!(next(&mut ws).await, message);
+        assert_eq!(next_message(&mut ws).await, message);
     }
     server.stop().await;
 }
@@ -100,7 +86,7 @@ async fn a_message_over_the_limit_closes_the_connection_with_1009() {
     let _ = ws.send(WsMessage::Frame(second)).await;
 
     // Assert
-    let close = match next(&mut ws).await {
+    let close = match next_message(&mut ws).await {
         WsMessage::Close(frame) => frame,
         other => panic!("expected the close frame, got {other:?}"),
     };
