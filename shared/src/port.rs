@@ -11,10 +11,12 @@
 //! the port takes user ids, not bearer tokens. Membership and idempotency rules are the API's,
 //! exactly as on the REST routes.
 
+use crate::domain::MessageKind;
 use crate::errors::AckError;
-use crate::ids::{ConversationId, UserId};
-use crate::wire::{MemberState, Message, SendMessageRequest, SyncResponse};
+use crate::ids::{ConversationId, MessageId, UserId};
+use crate::wire::{MemberState, Message, MessageStatus, SendMessageRequest, SyncResponse};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One conversation of the relay's membership view: its id and every member.
@@ -52,6 +54,116 @@ impl From<StoreOutcome> for Result<Message, AckError> {
         match outcome {
             StoreOutcome::Message(m) => Ok(m),
             StoreOutcome::Error(e) => Err(e),
+        }
+    }
+}
+
+/// What storing gave a message: with the [`StoreItem`] it was sent as, all of the stored
+/// message for a text message (see [`StoreItem::stored_as`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assigned {
+    pub id: MessageId,
+    pub seq: i64,
+    #[serde(
+        serialize_with = "crate::rfc3339::serialize",
+        deserialize_with = "crate::rfc3339::deserialize"
+    )]
+    pub created_at: DateTime<Utc>,
+}
+
+impl Assigned {
+    pub fn of(message: &Message) -> Self {
+        Self {
+            id: message.id,
+            seq: message.seq,
+            created_at: message.created_at,
+        }
+    }
+}
+
+impl StoreItem {
+    /// The message the API stores for this item, given what storing assigned it, when the item
+    /// alone says the rest: a text message to a conversation it names, as sent, `sent`. `None`
+    /// for the others (an upload the API describes, a `recipientId` whose conversation the API
+    /// finds or creates). The API answers [`StoreAnswer::Saved`] only where this rebuilds the
+    /// stored message exactly, so a caller never holds a message other than the stored one;
+    /// a change to what this rebuilds must rename [`Answers::Saved`] on the wire, or an API and
+    /// a relay of different versions could rebuild differently.
+    pub fn stored_as(&self, assigned: Assigned) -> Option<Message> {
+        let message = &self.message;
+        let text = MessageKind::parse(message.kind.as_deref().unwrap_or("text")).ok()?;
+        let bare = message.recipient_id.is_none()
+            && message.attachment_id.is_none()
+            && message.attachment.is_none();
+        if text != MessageKind::Text || !bare {
+            return None;
+        }
+        Some(Message {
+            id: assigned.id,
+            client_msg_id: message.client_msg_id.clone(),
+            conversation_id: message.conversation_id?,
+            sender_id: self.sender,
+            seq: assigned.seq,
+            kind: MessageKind::Text,
+            content: message.content.clone(),
+            attachment_id: None,
+            attachment: None,
+            created_at: assigned.created_at,
+            status: MessageStatus::Sent,
+        })
+    }
+}
+
+/// How `POST /internal/relay/messages` answers a batch's stored messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Answers {
+    /// Each one whole: `{"message": {…}}`.
+    #[default]
+    Messages,
+    /// `{"saved": {"id","seq","createdAt"}}` for each one the caller rebuilds from its item
+    /// ([`StoreItem::stored_as`]), the others whole. The relay asks for it: reading a whole
+    /// message back was most of what a stored message cost it to read (issue 12).
+    Saved,
+}
+
+/// One item's outcome as `POST /internal/relay/messages` answers it: [`StoreOutcome`]'s
+/// `{"message": {…}}` and `{"error": {…}}`, or `{"saved": {…}}` when the caller asked for
+/// [`Answers::Saved`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StoreAnswer {
+    Message(Message),
+    Saved(Assigned),
+    Error(AckError),
+}
+
+impl StoreAnswer {
+    /// `outcome` of `item` as answered to a caller that asked for `answers`.
+    pub fn new(outcome: StoreOutcome, item: &StoreItem, answers: Answers) -> Self {
+        match outcome {
+            StoreOutcome::Message(message) => {
+                let assigned = Assigned::of(&message);
+                let rebuilt = answers == Answers::Saved
+                    && item.stored_as(assigned).is_some_and(|m| m == message);
+                if rebuilt {
+                    StoreAnswer::Saved(assigned)
+                } else {
+                    StoreAnswer::Message(message)
+                }
+            }
+            StoreOutcome::Error(error) => StoreAnswer::Error(error),
+        }
+    }
+
+    /// The outcome this answers for `item`; `None` for `saved` where `item` does not say the
+    /// rest of the message (the answer is not to this item).
+    pub fn into_outcome(self, item: &StoreItem) -> Option<StoreOutcome> {
+        match self {
+            StoreAnswer::Message(message) => Some(StoreOutcome::Message(message)),
+            StoreAnswer::Saved(assigned) => item.stored_as(assigned).map(StoreOutcome::Message),
+            StoreAnswer::Error(error) => Some(StoreOutcome::Error(error)),
         }
     }
 }
@@ -115,13 +227,16 @@ pub enum Announce {
     Caller,
 }
 
-/// `POST /internal/relay/messages` body: `{"items": […], "announce": "bus"|"caller"}`
-/// (`announce` may be left out: `bus`).
+/// `POST /internal/relay/messages` body: `{"items": […], "announce": "bus"|"caller",
+/// "answers": "messages"|"saved"}` (`announce` may be left out: `bus`; `answers` too:
+/// `messages`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreBatch {
     pub items: Vec<StoreItem>,
     #[serde(default)]
     pub announce: Announce,
+    #[serde(default)]
+    pub answers: Answers,
 }
 
 /// [`StoreBatch`] as a sender writes it, borrowing the items (same JSON).
@@ -129,12 +244,13 @@ pub struct StoreBatch {
 pub struct StoreBatchRef<'a> {
     pub items: &'a [StoreItem],
     pub announce: Announce,
+    pub answers: Answers,
 }
 
 /// `POST /internal/relay/messages` answer: one outcome per item, in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreBatchAnswer {
-    pub outcomes: Vec<StoreOutcome>,
+    pub outcomes: Vec<StoreAnswer>,
 }
 
 #[async_trait]
@@ -183,4 +299,115 @@ pub trait RelayPort: Send + Sync + 'static {
 
     /// Every change visible to `user` since `since` (as `GET /api/sync`).
     async fn sync(&self, user: UserId, since: Option<String>) -> Result<SyncResponse, AckError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::ErrorCode;
+    use serde_json::json;
+
+    fn item(message: serde_json::Value) -> StoreItem {
+        StoreItem {
+            sender: UserId(7),
+            jti: "j".into(),
+            message: serde_json::from_value(message).unwrap(),
+        }
+    }
+
+    fn assigned() -> Assigned {
+        Assigned {
+            id: MessageId(91),
+            seq: 12,
+            created_at: "2026-12-06T10:00:00.123456Z".parse().unwrap(),
+        }
+    }
+
+    /// What the API stores for `item` (a text message to conversation 4), as it answers it.
+    fn stored(status: MessageStatus) -> Message {
+        Message {
+            id: MessageId(91),
+            client_msg_id: "c-1".into(),
+            conversation_id: ConversationId(4),
+            sender_id: UserId(7),
+            seq: 12,
+            kind: MessageKind::Text,
+            content: "hi".into(),
+            attachment_id: None,
+            attachment: None,
+            created_at: assigned().created_at,
+            status,
+        }
+    }
+
+    #[test]
+    fn a_text_message_to_a_conversation_is_answered_saved_and_rebuilt_as_stored() {
+        let text = item(json!({"clientMsgId": "c-1", "conversationId": "4", "content": "hi"}));
+        let outcome = StoreOutcome::Message(stored(MessageStatus::Sent));
+
+        let answer = StoreAnswer::new(outcome.clone(), &text, Answers::Saved);
+
+        assert_eq!(
+            serde_json::to_value(&answer).unwrap(),
+            json!({"saved": {"id": "91", "seq": 12, "createdAt": "2026-12-06T10:00:00.123456Z"}})
+        );
+        let read: StoreAnswer =
+            serde_json::from_str(&serde_json::to_string(&answer).unwrap()).unwrap();
+        assert_eq!(read.into_outcome(&text), Some(outcome));
+    }
+
+    #[test]
+    fn what_the_item_does_not_say_is_answered_whole() {
+        let outcome = |status| StoreOutcome::Message(stored(status));
+        let text = item(json!({"clientMsgId": "c-1", "conversationId": "4", "content": "hi"}));
+        let whole = |answer: StoreAnswer| matches!(answer, StoreAnswer::Message(_));
+
+        // Not asked for.
+        assert!(whole(StoreAnswer::new(
+            outcome(MessageStatus::Sent),
+            &text,
+            Answers::Messages
+        )));
+        // A retry of a message read meanwhile: its status is not the item's.
+        assert!(whole(StoreAnswer::new(
+            outcome(MessageStatus::Read),
+            &text,
+            Answers::Saved
+        )));
+        // Not what the item says (another answer's message).
+        let other = item(json!({"clientMsgId": "c-1", "conversationId": "4", "content": "bye"}));
+        assert!(whole(StoreAnswer::new(
+            outcome(MessageStatus::Sent),
+            &other,
+            Answers::Saved
+        )));
+        // The conversation is the API's to find, the upload the API's to describe.
+        for message in [
+            json!({"clientMsgId": "c-1", "recipientId": "8", "content": "hi"}),
+            json!({"clientMsgId": "c-1", "conversationId": "4", "kind": "image", "attachmentId": "a1"}),
+        ] {
+            let it = item(message);
+            assert_eq!(it.stored_as(assigned()), None, "{:?}", it.message);
+            assert!(whole(StoreAnswer::new(
+                outcome(MessageStatus::Sent),
+                &it,
+                Answers::Saved
+            )));
+        }
+        // `saved` for an item that does not say the rest is no outcome.
+        let to_user = item(json!({"clientMsgId": "c-1", "recipientId": "8", "content": "hi"}));
+        assert_eq!(StoreAnswer::Saved(assigned()).into_outcome(&to_user), None);
+        let refused = StoreOutcome::Error(AckError::new(ErrorCode::ValidationFailed, "no"));
+        assert_eq!(
+            StoreAnswer::new(refused.clone(), &text, Answers::Saved).into_outcome(&text),
+            Some(refused)
+        );
+    }
+
+    #[test]
+    fn a_batch_without_answers_asks_for_whole_messages() {
+        let batch: StoreBatch = serde_json::from_value(json!({"items": []})).unwrap();
+        assert_eq!(batch.answers, Answers::Messages);
+        assert_eq!(batch.announce, Announce::Bus);
+    }
 }

@@ -10,7 +10,7 @@
 //!
 //! | route | body → answer |
 //! |---|---|
-//! | `POST /internal/relay/messages` | `StoreBatch` (`announce`: who announces the new messages, `shared::port::Announce`) → `StoreBatchAnswer` (at most [`MAX_STORE_BATCH`] items, [`MAX_STORE_BATCH_BYTES`]) |
+//! | `POST /internal/relay/messages` | `StoreBatch` (`announce`: who announces the new messages, `shared::port::Announce`; `answers`: whole messages, or `saved` for those the caller rebuilds, `shared::port::Answers`) → `StoreBatchAnswer` (at most [`MAX_STORE_BATCH`] items, [`MAX_STORE_BATCH_BYTES`]) |
 //! | `GET /internal/relay/users/{id}/memberships` | → `[ConversationMembers]` |
 //! | `GET /internal/relay/users/{id}/conversations/{cid}/members` | → `ConversationMembers`, 404 `conversation_not_found` |
 //! | `GET /internal/relay/users/{id}/sessions/{jti}` | → `{"active": bool}` |
@@ -32,8 +32,8 @@ use shared::auth::TokenError;
 use shared::errors::ErrorCode;
 use shared::ids::{ConversationId, UserId};
 use shared::port::{
-    ConversationMembers, Receipt, SessionCheck, SessionCheckAnswer, SessionState, StoreBatch,
-    StoreBatchAnswer, MAX_SESSION_CHECKS, MAX_STORE_BATCH, MAX_STORE_BATCH_BYTES,
+    ConversationMembers, Receipt, SessionCheck, SessionCheckAnswer, SessionState, StoreAnswer,
+    StoreBatch, StoreBatchAnswer, MAX_SESSION_CHECKS, MAX_STORE_BATCH, MAX_STORE_BATCH_BYTES,
 };
 use shared::wire::{MemberState, SyncResponse, WatermarkRequest};
 
@@ -109,7 +109,11 @@ async fn store(
     state: web::Data<AppState>,
     body: web::Json<StoreBatch>,
 ) -> ApiResult<web::Json<StoreBatchAnswer>> {
-    let StoreBatch { items, announce } = body.into_inner();
+    let StoreBatch {
+        items,
+        announce,
+        answers,
+    } = body.into_inner();
     if items.len() > MAX_STORE_BATCH {
         return Err(ApiError::invalid(
             "items",
@@ -117,6 +121,11 @@ async fn store(
         ));
     }
     let outcomes = service::messages::store_batch(&state, &items, announce).await?;
+    let outcomes = outcomes
+        .into_iter()
+        .zip(&items)
+        .map(|(outcome, item)| StoreAnswer::new(outcome, item, answers))
+        .collect();
     Ok(web::Json(StoreBatchAnswer { outcomes }))
 }
 

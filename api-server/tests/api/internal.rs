@@ -146,6 +146,43 @@ async fn a_batch_answers_each_message_in_order_and_refuses_only_the_bad_ones() {
 }
 
 #[tokio::test]
+async fn a_caller_asking_for_saved_gets_what_storing_assigned_for_the_messages_it_can_rebuild() {
+    // Arrange
+    let app = spawn_app().await;
+    let users = app.register_many(&["alice", "bob", "carol"]).await;
+    let (alice_token, alice) = &users[0];
+    let (_, bob) = &users[1];
+    let (_, carol) = &users[2];
+    let ab = app.direct(alice_token, bob).await;
+    let (a, jti) = (alice.id.to_string(), app.jti(alice_token));
+    let batch = json!({
+        "items": [
+            item(&a, &jti, text("m1", &ab, "one")),
+            item(&a, &jti, json!({ "clientMsgId": "m2", "recipientId": carol.id, "content": "hi" })),
+            item(&a, &jti, text("m3", &ab, "   ")),
+        ],
+        "announce": "caller",
+        "answers": "saved",
+    });
+
+    // Act
+    let reply = app
+        .post("/internal/relay/messages", &app.service_token(), &batch)
+        .await;
+
+    // Assert: the text message to a conversation named comes back as what storing gave it; a
+    // message to a user (whose conversation the API made) whole; a refusal as always.
+    let outcomes = reply.expect(200)["outcomes"].clone();
+    let stored = app.all_messages(alice_token, &ab).await;
+    assert_eq!(
+        outcomes[0],
+        json!({ "saved": { "id": stored[0]["id"], "seq": 1, "createdAt": stored[0]["createdAt"] } })
+    );
+    assert_eq!(outcomes[1]["message"]["clientMsgId"], "m2");
+    assert_eq!(code(&outcomes[2]), "validation_failed");
+}
+
+#[tokio::test]
 async fn a_revoked_session_stores_nothing_and_creates_no_conversation_while_the_others_store() {
     // Arrange: alice logs out one of her two tokens; bob's session is active.
     let app = spawn_app().await;

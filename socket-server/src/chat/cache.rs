@@ -13,6 +13,9 @@ const RELAYED_TTL: Duration = Duration::from_secs(120);
 /// Entries per generation; past it the older generation is forgotten (bounded memory, and the
 /// newest entries are always kept).
 const GENERATION_MAX: usize = 50_000;
+/// Room a new relay's generation makes at once (~50 KiB), so that the first minute's sends do
+/// not regrow it a step at a time (a generation keeps its room once it has made it).
+const GENERATION_START: usize = 1024;
 
 /// Messages (sender, clientMsgId) this relay saw before they were stored ([`Seen`]). When
 /// `message_stored` arrives for one it relayed, devices already show it and only need
@@ -48,7 +51,7 @@ impl Default for RecentlyRelayed {
     fn default() -> Self {
         Self {
             inner: Mutex::new(Generations {
-                current: HashMap::new(),
+                current: HashMap::with_capacity(GENERATION_START),
                 previous: HashMap::new(),
                 started: Instant::now(),
             }),
@@ -59,7 +62,10 @@ impl Default for RecentlyRelayed {
 impl Generations {
     fn insert(&mut self, key: (UserId, String), seen: Seen) {
         if self.current.len() >= GENERATION_MAX || self.started.elapsed() >= RELAYED_TTL / 2 {
-            self.previous = std::mem::take(&mut self.current);
+            // The forgotten generation's room is the new one's: a map that grew entry by entry
+            // rehashed every entry (SipHash, the keys being client text) each time it doubled.
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
             self.started = Instant::now();
         }
         self.current.insert(key, seen);

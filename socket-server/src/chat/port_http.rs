@@ -29,7 +29,7 @@ use shared::auth::{JwtKeys, SERVICE_TTL_SECS};
 use shared::errors::{AckError, ErrorCode, ErrorEnvelope};
 use shared::ids::{ConversationId, UserId};
 use shared::port::{
-    Announce, ConversationMembers, Receipt, RelayPort, SessionCheck, SessionCheckAnswer,
+    Announce, Answers, ConversationMembers, Receipt, RelayPort, SessionCheck, SessionCheckAnswer,
     SessionRef, SessionState, StoreBatchAnswer, StoreBatchRef, StoreItem, StoreOutcome,
     MAX_SESSION_CHECKS,
 };
@@ -259,6 +259,8 @@ impl RelayPort for HttpPort {
         announce: Announce,
     ) -> Result<Vec<StoreOutcome>, AckError> {
         let expected = batch.len();
+        // `saved`: a text message comes back as its id, seq and time, and is rebuilt here from
+        // what was sent (an API that does not know `answers` sends every message whole).
         let answer: StoreBatchAnswer = self
             .call(
                 Method::POST,
@@ -266,21 +268,25 @@ impl RelayPort for HttpPort {
                 Some(&StoreBatchRef {
                     items: batch,
                     announce,
+                    answers: Answers::Saved,
                 }),
             )
             .await?;
-        if answer.outcomes.len() != expected {
-            tracing::error!(
-                expected,
-                got = answer.outcomes.len(),
-                "the API answered a batch with the wrong number of outcomes"
-            );
-            return Err(AckError::new(
-                ErrorCode::InternalError,
-                "unexpected answer from the API",
-            ));
+        let got = answer.outcomes.len();
+        let unexpected = |why: &str| {
+            tracing::error!(expected, got, "the API answered a batch with {why}");
+            AckError::new(ErrorCode::InternalError, "unexpected answer from the API")
+        };
+        if got != expected {
+            return Err(unexpected("the wrong number of outcomes"));
         }
-        Ok(answer.outcomes)
+        answer
+            .outcomes
+            .into_iter()
+            .zip(batch)
+            .map(|(answer, item)| answer.into_outcome(item))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| unexpected("`saved` for a message its item does not say"))
     }
 
     async fn mark(

@@ -249,6 +249,20 @@ async fn contract(api: &Api, port: &dyn RelayPort) {
         .map(|m| m.seq)
         .collect();
     assert_eq!(seqs, [1, 2, 3]);
+    // Each stored message is answered as stored (over HTTP most are rebuilt from what was
+    // sent: `answers: saved`).
+    for (i, conversation) in [
+        (0, ab),
+        (2, ab),
+        (3, ab),
+        (5, to_carol.conversation_id),
+        (6, ab),
+    ] {
+        let answered = message(&outcomes[i]);
+        let history = api.history(&alice, conversation).await;
+        let stored = history.iter().find(|m| m.id == answered.id);
+        assert_eq!(Some(answered), stored, "outcome {i}");
+    }
 
     // Announcing: the API publishes `message_stored` for a batch it announces, not for one
     // its caller announces. The API publishes in order, so the second is read after the first
