@@ -92,11 +92,11 @@ impl StoreItem {
     /// a relay of different versions could rebuild differently.
     pub fn stored_as(&self, assigned: Assigned) -> Option<Message> {
         let message = &self.message;
-        let text = MessageKind::parse(message.kind.as_deref().unwrap_or("text")).ok()?;
+        let kind = MessageKind::parse(message.kind.as_deref().unwrap_or("text")).ok()?;
         let bare = message.recipient_id.is_none()
             && message.attachment_id.is_none()
             && message.attachment.is_none();
-        if text != MessageKind::Text || !bare {
+        if kind != MessageKind::Text || !bare {
             return None;
         }
         Some(Message {
