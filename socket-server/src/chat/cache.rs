@@ -13,7 +13,7 @@ const RELAYED_TTL: Duration = Duration::from_secs(120);
 /// Entries per generation; past it the older generation is forgotten (bounded memory, and the
 /// newest entries are always kept).
 const GENERATION_MAX: usize = 50_000;
-/// Room a new relay's generation makes at once (~50 KiB), so that the first minute's sends do
+/// Room a new relay's generation makes at once (~80 KiB), so that the first minute's sends do
 /// not regrow it a step at a time (a generation keeps its room once it has made it).
 const GENERATION_START: usize = 1024;
 
