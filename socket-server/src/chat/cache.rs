@@ -13,8 +13,9 @@ const RELAYED_TTL: Duration = Duration::from_secs(120);
 /// Entries per generation; past it the older generation is forgotten (bounded memory, and the
 /// newest entries are always kept).
 const GENERATION_MAX: usize = 50_000;
-/// Room a new relay's generation makes at once (~80 KiB), so that the first minute's sends do
-/// not regrow it a step at a time (a generation keeps its room once it has made it).
+/// Room a new relay's first generation makes at once (~80 KiB), so that the first minute's
+/// sends do not regrow it a step at a time; each later one starts with room for as many as the
+/// generation before it held.
 const GENERATION_START: usize = 1024;
 
 /// Messages (sender, clientMsgId) this relay saw before they were stored ([`Seen`]). When
@@ -62,13 +63,20 @@ impl Default for RecentlyRelayed {
 impl Generations {
     fn insert(&mut self, key: (UserId, String), seen: Seen) {
         if self.current.len() >= GENERATION_MAX || self.started.elapsed() >= RELAYED_TTL / 2 {
-            // The forgotten generation's room is the new one's: a map that grew entry by entry
-            // rehashed every entry (SipHash, the keys being client text) each time it doubled.
-            std::mem::swap(&mut self.previous, &mut self.current);
-            self.current.clear();
-            self.started = Instant::now();
+            self.rotate();
         }
         self.current.insert(key, seen);
+    }
+
+    /// The current generation becomes the previous one; the forgotten one's map, cleared, is
+    /// the new current one, with room for as many entries as the generation before it held: a
+    /// map that grew entry by entry rehashed every entry (SipHash, the keys being client text)
+    /// each time it doubled. Steady, this allocates nothing.
+    fn rotate(&mut self) {
+        std::mem::swap(&mut self.previous, &mut self.current);
+        self.current.clear();
+        self.current.reserve(self.previous.len());
+        self.started = Instant::now();
     }
 
     fn get(&self, key: &(UserId, String)) -> Option<Seen> {
@@ -204,6 +212,26 @@ mod tests {
         relayed.insert(UserId(1), "m-1");
         assert!(relayed.contains(UserId(1), "m-1"));
         assert!(!relayed.contains(UserId(2), "m-1"));
+    }
+
+    #[test]
+    fn a_new_generation_keeps_the_last_one_readable_and_starts_with_room_for_as_many() {
+        let relayed = RecentlyRelayed::default();
+        let many = GENERATION_START * 3;
+        for n in 0..many {
+            relayed.insert(UserId(1), &format!("m-{n}"));
+        }
+        let mut g = relayed.inner.lock().unwrap();
+        g.rotate();
+        assert!(g.current.is_empty());
+        assert!(g.current.capacity() >= many, "{}", g.current.capacity());
+        assert_eq!(g.get(&(UserId(1), "m-0".into())), Some(Seen::Relayed));
+        // The next rotation forgets it, and the new generation takes the forgotten one's room.
+        g.insert((UserId(2), "new".into()), Seen::Relayed);
+        g.rotate();
+        assert_eq!(g.get(&(UserId(1), "m-0".into())), None);
+        assert_eq!(g.get(&(UserId(2), "new".into())), Some(Seen::Relayed));
+        assert!(g.current.capacity() >= many, "{}", g.current.capacity());
     }
 
     #[test]
