@@ -142,8 +142,9 @@ pub struct Limits {
     /// `shared::port::MAX_STORE_BATCH`.
     pub store_batch_max: usize,
     /// Least time between the starts of two batches of a lane: under a sustained load, what
-    /// arrives within it is stored in one batch (acks wait at most this much longer; relayed
-    /// copies never wait). `0`: every batch starts as soon as the previous one is answered.
+    /// arrives within it is stored in one batch, started by the first send after it (acks wait
+    /// at most twice this much longer; relayed copies never wait). `0`: every batch starts as
+    /// soon as the previous one is answered.
     pub store_interval_ms: u64,
     /// `sync` / `mark_*` requests of one socket waiting for the API; beyond, `rate_limited`.
     pub requests_per_socket: usize,
