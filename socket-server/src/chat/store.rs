@@ -139,7 +139,7 @@ async fn run_lane(
             return;
         }
         // The previous batch began less than an interval ago: the load is sustained, and what
-        // arrives until the interval is over joins this batch.
+        // arrives until the first send after the interval joins this batch.
         let due = last_start
             .map(|start| start + interval)
             .filter(|due| *due > tokio::time::Instant::now() && batch.len() < batch_max);
