@@ -3,6 +3,7 @@
 //! SVG plots (`svg`), from the runs summarised by `summary`.
 
 mod env;
+mod knee;
 mod plots;
 pub mod summary;
 mod svg;
@@ -51,6 +52,7 @@ pub fn write(out: &Path, repo: &Path, records: &[Record], made: &Made) -> anyhow
     for (scenario, columns) in tables::COLUMNS {
         tables::table(&mut md, &groups, scenario, columns);
     }
+    knee::knee(&mut md, &groups);
     plots::plots(out, &mut md, &groups)?;
     md.push_str(SIZING);
     let failed: Vec<&Record> = records.iter().filter(|r| !r.ok).collect();
@@ -74,10 +76,11 @@ pub fn write(out: &Path, repo: &Path, records: &[Record], made: &Made) -> anyhow
 }
 
 const SIZING: &str = "\n## Sizing\n\n\
-The full run (`bench all`, no flag) is sized to finish in about 20 minutes on 2 cores: three \
-repetitions of one pass over every scenario and side (≈ 6.5 min a pass). A pass is ≈ 1 min of \
+The full run (`bench all`, no flag) is sized to finish in about 17–23 minutes on 2 cores: three \
+repetitions of one pass over every scenario and side (≈ 5.5–7.5 min a pass). A pass is ≈ 1 min of \
 `idle` (ramps to 15 000 connections, one per side), ≈ 0.5 min of `echo` (5 s at 5 000 msg/s per \
-side), ≈ 3.5 min of `chat` (6 s per offered rate and side plus the drain, two relays at one rate) \
+side), ≈ 4–5 min of `chat` (6 s per offered rate and side plus the drain, the ladder of rates up \
+to 16 000 msg/s, two relays at one rate) \
 and ≈ 1.5–2 min of `persist` (1 500 batches of 10 or 200 batches of 100 per side and \
 concurrency: 2–2.5 min a pass with 2 000 and 300 on a busy machine); each run also starts its \
 own PostgreSQL and Redis (≈ 2–5 s). The report states the minutes the run took; when a pass \
