@@ -73,15 +73,15 @@ pub fn knee(md: &mut String, groups: &[Group]) {
         md,
         "## `chat` knee (one relay)\n\n\
          The highest offered rate of the ladder each side kept up with: nothing lost, failed or \
-         unacknowledged, acks at ≥ {:.0} % of the offered rate, recipient p99 ≤ {} ms and ack \
-         p99 ≤ {} ms (medians of the runs); then the first rate it did not, and why. Server \
+         unacknowledged, acks at ≥ {:.0} % of the offered rate, recipient p99 ≤ {:.0} ms and ack \
+         p99 ≤ {:.0} ms (medians of the runs); then the first rate it did not, and why. Server \
          core: the side's processes' CPU as a share of their one core over the run; generator \
          core: the load generator's (near 100 %, the limit found is the generator's).\n\n\
          | side | rates run | kept up to | first not kept up | why | recipient p99 at the knee, ms | server core at the knee | generator core at the highest rate |\n\
          |---|---|---:|---:|---|---:|---:|---:|",
         ACKED_SHARE * 100.0,
-        num(RECEIVE_P99_MS),
-        num(ACK_P99_MS)
+        RECEIVE_P99_MS,
+        ACK_P99_MS
     );
     for side in sides {
         let mut ladder: Vec<&Group> = chats
@@ -174,6 +174,10 @@ mod tests {
         );
         assert!(
             md.contains("| node | 1000 | 1000 | – | kept up with every rate run |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("recipient p99 ≤ 50 ms and ack p99 ≤ 500 ms"),
             "{md}"
         );
     }
