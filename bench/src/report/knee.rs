@@ -3,7 +3,8 @@
 //! runs, nothing was lost, failed or left unacknowledged, acks came at ≥ [`ACKED_SHARE`] of the
 //! offered rate over the sending window, and the recipient and ack p99s stayed within
 //! [`RECEIVE_P99_MS`] and [`ACK_P99_MS`]: past the knee an open-loop load only queues, and the
-//! queue shows first in those tails.
+//! queue shows first in those tails. A rate at which none of a side's runs reported is one it
+//! did not keep up with.
 
 use std::fmt::Write;
 
@@ -19,9 +20,20 @@ const ACK_P99_MS: f64 = 500.0;
 /// Acknowledged messages per second over the window, as a share of the offered rate.
 const ACKED_SHARE: f64 = 0.95;
 
+/// One of the flags `g`'s runs were given, as a number (present even when no run reported).
+fn param(g: &Group, key: &str) -> Option<f64> {
+    g.params
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
 /// Why `g` (one side at one offered rate) did not keep up; `None` when it did.
 fn shortfall(g: &Group) -> Option<String> {
-    let rate = g.get("rate")?;
+    if g.runs == 0 {
+        return Some("no run reported".into());
+    }
+    let rate = param(g, "rate")?;
     let figure = |key: &str| g.get(key).unwrap_or(0.0);
     let mut why = Vec::new();
     for (key, what) in [
@@ -58,7 +70,7 @@ fn busy(g: &Group, part: &str) -> Option<String> {
 pub fn knee(md: &mut String, groups: &[Group]) {
     let chats: Vec<&Group> = groups
         .iter()
-        .filter(|g| g.scenario == "chat" && g.get("relays") == Some(1.0) && g.runs > 0)
+        .filter(|g| g.scenario == "chat" && param(g, "relays") == Some(1.0))
         .collect();
     if chats.is_empty() {
         return;
@@ -87,16 +99,16 @@ pub fn knee(md: &mut String, groups: &[Group]) {
         let mut ladder: Vec<&Group> = chats
             .iter()
             .copied()
-            .filter(|g| g.side == side && g.get("rate").is_some())
+            .filter(|g| g.side == side && param(g, "rate").is_some())
             .collect();
         ladder.sort_by(|a, b| {
-            a.get("rate")
+            param(a, "rate")
                 .unwrap_or(0.0)
-                .total_cmp(&b.get("rate").unwrap_or(0.0))
+                .total_cmp(&param(b, "rate").unwrap_or(0.0))
         });
         let rates: Vec<String> = ladder
             .iter()
-            .filter_map(|g| g.get("rate").map(num))
+            .filter_map(|g| param(g, "rate").map(num))
             .collect();
         let first_short = ladder
             .iter()
@@ -105,7 +117,7 @@ pub fn knee(md: &mut String, groups: &[Group]) {
         let knee = first_short.checked_sub(1).map(|i| ladder[i]);
         let (missed, why) = match ladder.get(first_short) {
             Some(g) => (
-                g.get("rate").map_or("–".into(), num),
+                param(g, "rate").map_or("–".into(), num),
                 shortfall(g).unwrap_or_default(),
             ),
             None => ("–".into(), "kept up with every rate run".into()),
@@ -115,7 +127,7 @@ pub fn knee(md: &mut String, groups: &[Group]) {
             md,
             "| {side} | {} | {} | {missed} | {why} | {} | {} | {} |",
             rates.join(", "),
-            cell(knee.and_then(|g| g.get("rate")).map(num)),
+            cell(knee.and_then(|g| param(g, "rate")).map(num)),
             cell(knee.and_then(|g| g.get("p99_ms")).map(num)),
             cell(knee.and_then(|g| busy(g, "total"))),
             cell(ladder.last().and_then(|g| busy(g, "generator"))),
@@ -130,19 +142,20 @@ mod tests {
     use crate::report::summary::{groups, Record};
     use serde_json::json;
 
-    fn chat(side: &str, rate: u32, result: serde_json::Value) -> Record {
-        let mut result = result;
-        result["rate"] = json!(rate);
-        result["relays"] = json!(1);
+    /// A run of `chat` on one relay at `rate`; `None`: it did not report.
+    fn chat(side: &str, rate: u32, result: Option<serde_json::Value>) -> Record {
         Record {
             scenario: "chat".into(),
             side: side.into(),
-            params: vec![("rate".into(), rate.to_string())],
+            params: vec![
+                ("rate".into(), rate.to_string()),
+                ("relays".into(), "1".into()),
+            ],
             rep: 0,
-            ok: true,
+            ok: result.is_some(),
             secs: 1.0,
-            error: None,
-            result: Some(result),
+            error: result.is_none().then(|| "exit status 1".into()),
+            result,
         }
     }
 
@@ -161,10 +174,12 @@ mod tests {
         slow["acked_msg_per_s"]["window"] = json!(3000.0);
         slow["failed"] = json!(5);
         let records = [
-            chat("parley", 1000, kept_up(1000)),
-            chat("parley", 4000, slow),
-            chat("parley", 2000, kept_up(2000)),
-            chat("node", 1000, kept_up(1000)),
+            chat("parley", 1000, Some(kept_up(1000))),
+            chat("parley", 4000, Some(slow)),
+            chat("parley", 2000, Some(kept_up(2000))),
+            chat("node", 1000, Some(kept_up(1000))),
+            chat("socketioxide", 1000, Some(kept_up(1000))),
+            chat("socketioxide", 2000, None),
         ];
         let mut md = String::new();
         knee(&mut md, &groups(&records));
@@ -174,6 +189,10 @@ mod tests {
         );
         assert!(
             md.contains("| node | 1000 | 1000 | – | kept up with every rate run |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| socketioxide | 1000, 2000 | 1000 | 2000 | no run reported |"),
             "{md}"
         );
         assert!(
@@ -187,7 +206,7 @@ mod tests {
         let mut lossy = kept_up(200);
         lossy["lost"] = json!(3);
         let mut md = String::new();
-        knee(&mut md, &groups(&[chat("seeds", 200, lossy)]));
+        knee(&mut md, &groups(&[chat("seeds", 200, Some(lossy))]));
         assert!(
             md.contains("| seeds | 200 | – | 200 | 3 lost | – | – | 20 % |"),
             "{md}"
