@@ -96,30 +96,21 @@ pub fn knee(md: &mut String, groups: &[Group]) {
         ACK_P99_MS
     );
     for side in sides {
-        let mut ladder: Vec<&Group> = chats
+        // The side's runs by offered rate, each with why it did not keep up (if it did not).
+        let mut ladder: Vec<(f64, &Group, Option<String>)> = chats
             .iter()
-            .copied()
-            .filter(|g| g.side == side && param(g, "rate").is_some())
+            .filter(|g| g.side == side)
+            .filter_map(|g| Some((param(g, "rate")?, *g, shortfall(g))))
             .collect();
-        ladder.sort_by(|a, b| {
-            param(a, "rate")
-                .unwrap_or(0.0)
-                .total_cmp(&param(b, "rate").unwrap_or(0.0))
-        });
-        let rates: Vec<String> = ladder
-            .iter()
-            .filter_map(|g| param(g, "rate").map(num))
-            .collect();
+        ladder.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let rates: Vec<String> = ladder.iter().map(|(rate, ..)| num(*rate)).collect();
         let first_short = ladder
             .iter()
-            .position(|g| shortfall(g).is_some())
+            .position(|(.., why)| why.is_some())
             .unwrap_or(ladder.len());
-        let knee = first_short.checked_sub(1).map(|i| ladder[i]);
+        let knee = first_short.checked_sub(1).map(|i| &ladder[i]);
         let (missed, why) = match ladder.get(first_short) {
-            Some(g) => (
-                param(g, "rate").map_or("–".into(), num),
-                shortfall(g).unwrap_or_default(),
-            ),
+            Some((rate, _, why)) => (num(*rate), why.clone().unwrap_or_default()),
             None => ("–".into(), "kept up with every rate run".into()),
         };
         let cell = |value: Option<String>| value.unwrap_or_else(|| "–".into());
@@ -127,10 +118,10 @@ pub fn knee(md: &mut String, groups: &[Group]) {
             md,
             "| {side} | {} | {} | {missed} | {why} | {} | {} | {} |",
             rates.join(", "),
-            cell(knee.and_then(|g| param(g, "rate")).map(num)),
-            cell(knee.and_then(|g| g.get("p99_ms")).map(num)),
-            cell(knee.and_then(|g| busy(g, "total"))),
-            cell(ladder.last().and_then(|g| busy(g, "generator"))),
+            cell(knee.map(|(rate, ..)| num(*rate))),
+            cell(knee.and_then(|(_, g, _)| g.get("p99_ms")).map(num)),
+            cell(knee.and_then(|(_, g, _)| busy(g, "total"))),
+            cell(ladder.last().and_then(|(_, g, _)| busy(g, "generator"))),
         );
     }
     md.push('\n');
