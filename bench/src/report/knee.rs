@@ -59,6 +59,11 @@ fn shortfall(g: &Group) -> Option<String> {
     (!why.is_empty()).then(|| why.join(", "))
 }
 
+/// An offered rate as given (`50`, not `50.0`).
+fn whole(rate: f64) -> String {
+    format!("{rate:.0}")
+}
+
 /// Share of one core `g`'s `cpu_s.<part>` took over its measured window, as a percentage.
 fn busy(g: &Group, part: &str) -> Option<String> {
     let cpu = g.get(&format!("cpu_s.{part}"))?;
@@ -103,14 +108,14 @@ pub fn knee(md: &mut String, groups: &[Group]) {
             .filter_map(|g| Some((param(g, "rate")?, *g, shortfall(g))))
             .collect();
         ladder.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let rates: Vec<String> = ladder.iter().map(|(rate, ..)| num(*rate)).collect();
+        let rates: Vec<String> = ladder.iter().map(|(rate, ..)| whole(*rate)).collect();
         let first_short = ladder
             .iter()
             .position(|(.., why)| why.is_some())
             .unwrap_or(ladder.len());
         let knee = first_short.checked_sub(1).map(|i| &ladder[i]);
         let (missed, why) = match ladder.get(first_short) {
-            Some((rate, _, why)) => (num(*rate), why.clone().unwrap_or_default()),
+            Some((rate, _, why)) => (whole(*rate), why.clone().unwrap_or_default()),
             None => ("–".into(), "kept up with every rate run".into()),
         };
         let cell = |value: Option<String>| value.unwrap_or_else(|| "–".into());
@@ -118,7 +123,7 @@ pub fn knee(md: &mut String, groups: &[Group]) {
             md,
             "| {side} | {} | {} | {missed} | {why} | {} | {} | {} |",
             rates.join(", "),
-            cell(knee.map(|(rate, ..)| num(*rate))),
+            cell(knee.map(|(rate, ..)| whole(*rate))),
             cell(knee.and_then(|(_, g, _)| g.get("p99_ms")).map(num)),
             cell(knee.and_then(|(_, g, _)| busy(g, "total"))),
             cell(ladder.last().and_then(|(_, g, _)| busy(g, "generator"))),
@@ -168,7 +173,7 @@ mod tests {
             chat("parley", 1000, Some(kept_up(1000))),
             chat("parley", 4000, Some(slow)),
             chat("parley", 2000, Some(kept_up(2000))),
-            chat("node", 1000, Some(kept_up(1000))),
+            chat("node", 50, Some(kept_up(50))),
             chat("socketioxide", 1000, Some(kept_up(1000))),
             chat("socketioxide", 2000, None),
         ];
@@ -179,7 +184,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| node | 1000 | 1000 | – | kept up with every rate run |"),
+            md.contains("| node | 50 | 50 | – | kept up with every rate run |"),
             "{md}"
         );
         assert!(
