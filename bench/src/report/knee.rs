@@ -28,12 +28,11 @@ fn param(g: &Group, key: &str) -> Option<f64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-/// Why `g` (one side at one offered rate) did not keep up; `None` when it did.
-fn shortfall(g: &Group) -> Option<String> {
+/// Why `g` (one side at the offered `rate`) did not keep up; `None` when it did.
+fn shortfall(g: &Group, rate: f64) -> Option<String> {
     if g.runs == 0 {
         return Some("no run reported".into());
     }
-    let rate = param(g, "rate")?;
     let figure = |key: &str| g.get(key).unwrap_or(0.0);
     let mut why = Vec::new();
     for (key, what) in [
@@ -105,7 +104,10 @@ pub fn knee(md: &mut String, groups: &[Group]) {
         let mut ladder: Vec<(f64, &Group, Option<String>)> = chats
             .iter()
             .filter(|g| g.side == side)
-            .filter_map(|g| Some((param(g, "rate")?, *g, shortfall(g))))
+            .filter_map(|g| {
+                let rate = param(g, "rate")?;
+                Some((rate, *g, shortfall(g, rate)))
+            })
             .collect();
         ladder.sort_by(|a, b| a.0.total_cmp(&b.0));
         let rates: Vec<String> = ladder.iter().map(|(rate, ..)| whole(*rate)).collect();
