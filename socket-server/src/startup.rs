@@ -194,6 +194,10 @@ impl Application {
                 state.metrics.bus_dropped.catch_up(bus.dropped());
                 state.metrics.bus_up.set(i64::from(bus.bus_up()));
                 state.metrics.peers.set(state.roster.peers());
+                state
+                    .metrics
+                    .sends_in_flight
+                    .set(state.admission.in_flight() as i64);
                 let metrics = state.metrics.render(count, users, sockets);
                 let bus_up = bus.bus_up();
                 let path = request.uri().path().to_owned();

@@ -1,7 +1,8 @@
 //! The relay's metrics on a `prometheus` registry, rendered in the text format at `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Buckets of the fan-out histograms, in seconds: 50 µs to 1 s.
@@ -36,6 +37,39 @@ impl Counter {
     }
 }
 
+/// What refused a `send_message` before it was relayed or queued for storage: the `reason`
+/// label of `relay_sends_refused_total`, named after the setting to look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// The user's send budget (`limits.sends_per_sec`, `limits.sends_burst`).
+    UserRate,
+    /// The socket's sends waiting to be stored (`limits.sends_queued_per_socket`).
+    SocketQueue,
+    /// The relay's sends waiting to be stored (`limits.sends_in_flight`).
+    RelayQueue,
+    /// The relay is shutting down.
+    ShuttingDown,
+}
+
+impl SendRefusal {
+    /// In declaration order, so `refusal as usize` is its index.
+    const ALL: [Self; 4] = [
+        Self::UserRate,
+        Self::SocketQueue,
+        Self::RelayQueue,
+        Self::ShuttingDown,
+    ];
+
+    fn reason(self) -> &'static str {
+        match self {
+            Self::UserRate => "sends_per_sec",
+            Self::SocketQueue => "sends_queued_per_socket",
+            Self::RelayQueue => "sends_in_flight",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     sessions: IntGauge,
@@ -55,6 +89,10 @@ pub struct Metrics {
     pub subscriber_errors: Counter,
     /// Emits refused because a socket's outbox was full (the connection is then closed).
     pub outbox_drops: Counter,
+    /// `send_message` refused before it was relayed or stored, indexed by [`SendRefusal`].
+    sends_refused: [Counter; 4],
+    /// Sends admitted and not answered yet (`limits.sends_in_flight` bounds them).
+    pub sends_in_flight: IntGauge,
     /// From receiving `send_message` to the relayed copy queued on the last local socket.
     pub send_fanout: Histogram,
     /// From receiving a bus event to its emit queued on the last local socket.
@@ -140,6 +178,21 @@ impl Metrics {
                 "relay_outbox_drops_total",
                 "Emits refused by a full outbox (the slow client is disconnected).",
             ),
+            sends_refused: {
+                let opts = Opts::new(
+                    "relay_sends_refused_total",
+                    "send_message refused before it was relayed or stored, by the limit that refused it.",
+                );
+                let vec = IntCounterVec::new(opts, &["reason"])
+                    .unwrap_or_else(|_| unreachable_metric());
+                let _ = r.register(Box::new(vec.clone()));
+                SendRefusal::ALL.map(|refusal| Counter(vec.with_label_values(&[refusal.reason()])))
+            },
+            sends_in_flight: gauge(
+                &r,
+                "relay_sends_in_flight",
+                "Sends admitted and not answered yet (bounded by limits.sends_in_flight).",
+            ),
             send_fanout: histogram(
                 &r,
                 "relay_send_fanout_seconds",
@@ -192,6 +245,11 @@ impl Metrics {
         }
     }
 
+    /// Count a `send_message` refused by `refusal`.
+    pub fn refused(&self, refusal: SendRefusal) {
+        self.sends_refused[refusal as usize].inc();
+    }
+
     /// The text exposition, with the gauges the caller knows (sessions, users, sockets), then
     /// the standard `process_*` metrics (CPU, memory, file descriptors, start time; Linux only).
     pub fn render(&self, sessions: usize, users: usize, sockets: usize) -> String {
@@ -217,6 +275,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.messages_out.add(3);
         metrics.send_fanout.observe(0.001);
+        metrics.refused(SendRefusal::RelayQueue);
         let text = metrics.render(1, 2, 3);
         for name in [
             "relay_engine_sessions 1",
@@ -229,6 +288,11 @@ mod tests {
             "relay_bus_errors_total 0",
             "relay_redis_subscriber_errors_total 0",
             "relay_outbox_drops_total 0",
+            "relay_sends_refused_total{reason=\"sends_per_sec\"} 0",
+            "relay_sends_refused_total{reason=\"sends_queued_per_socket\"} 0",
+            "relay_sends_refused_total{reason=\"sends_in_flight\"} 1",
+            "relay_sends_refused_total{reason=\"shutting_down\"} 0",
+            "relay_sends_in_flight 0",
             "relay_send_fanout_seconds_count 1",
             "relay_bus_fanout_seconds_count 0",
             "relay_membership_misses_total 0",

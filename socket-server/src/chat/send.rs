@@ -21,6 +21,7 @@ use shared::wire::{MessageStatus, SendMessageRequest};
 
 use super::auth::Session;
 use super::membership::Members;
+use super::metrics::SendRefusal;
 use super::store::{Refused, SocketSends, StoreJob};
 use super::ChatState;
 use crate::socketio::{Ack, Payload, Socket};
@@ -40,12 +41,14 @@ pub fn send_message(
     let request = payload.args.first().unwrap_or(&Value::Null);
     let ack_error = |ack, error| super::vocab::refuse_send(socket, request, ack, error);
     if state.admission.closing() {
+        state.metrics.refused(SendRefusal::ShuttingDown);
         return ack_error(
             ack,
             AckError::new(ErrorCode::ServiceUnavailable, "the relay is shutting down"),
         );
     }
     if !state.sends.allow(session.user) {
+        state.metrics.refused(SendRefusal::UserRate);
         return ack_error(
             ack,
             AckError::new(ErrorCode::RateLimited, "too many messages, slow down"),
@@ -68,20 +71,29 @@ pub fn send_message(
         limits.sends_in_flight,
     ) {
         Ok(ticket) => ticket,
-        Err(Refused::Closing) => {
-            return ack_error(
-                ack,
-                AckError::new(ErrorCode::ServiceUnavailable, "the relay is shutting down"),
-            )
-        }
-        Err(Refused::SocketFull | Refused::RelayFull) => {
-            return ack_error(
-                ack,
-                AckError::new(
-                    ErrorCode::RateLimited,
-                    "too many messages waiting to be stored",
+        Err(refused) => {
+            let (refusal, error) = match refused {
+                Refused::Closing => (
+                    SendRefusal::ShuttingDown,
+                    AckError::new(ErrorCode::ServiceUnavailable, "the relay is shutting down"),
                 ),
-            )
+                Refused::SocketFull => (
+                    SendRefusal::SocketQueue,
+                    AckError::new(
+                        ErrorCode::RateLimited,
+                        "too many messages of this connection waiting to be stored",
+                    ),
+                ),
+                Refused::RelayFull => (
+                    SendRefusal::RelayQueue,
+                    AckError::new(
+                        ErrorCode::RateLimited,
+                        "too many messages on this relay waiting to be stored",
+                    ),
+                ),
+            };
+            state.metrics.refused(refusal);
+            return ack_error(ack, error);
         }
     };
     let job = StoreJob {

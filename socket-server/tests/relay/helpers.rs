@@ -222,6 +222,13 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.relay_ports[index])
     }
 
+    /// The `/metrics` text of relay `index`.
+    pub async fn metrics(&self, index: usize) -> String {
+        let url = format!("{}/metrics", self.relay_url(index));
+        let response = self.http.get(url).send().await.expect("the relay answers");
+        response.text().await.expect("a metrics text")
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
         let mut request = self.http.post(format!("{}{path}", self.api_url)).json(body);
         if let Some(token) = token {
@@ -314,4 +321,11 @@ impl Drop for Stack {
             ])
             .output();
     }
+}
+
+/// The value of the metric `name` (with its labels, if any) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> i64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
 }

@@ -1,4 +1,5 @@
-//! The relay's per-user limits: sends per second (ack `rate_limited`, retryable) and
+//! The relay's per-user limits: sends per second (ack `rate_limited`, retryable), sends waiting
+//! to be stored per socket and per relay (counted by the limit that refused them), and
 //! connections per user on one relay (CONNECT_ERROR `too_many_connections`), handshakes per IP
 //! (429 with `Retry-After`, keyed on the client behind trusted proxies) and the `Origin`
 //! allowlist (403), and the fan-out histogram.
@@ -6,7 +7,7 @@
 use serde_json::json;
 
 use crate::device::{refused_code, Device};
-use crate::helpers::{spawn_stack_custom, spawn_stack_with, REDIS_URL};
+use crate::helpers::{metric, spawn_stack_custom, spawn_stack_with, REDIS_URL};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_beyond_the_per_user_rate_are_refused_as_rate_limited_and_retryable() {
@@ -34,6 +35,113 @@ async fn sends_beyond_the_per_user_rate_are_refused_as_rate_limited_and_retryabl
     assert_eq!(acks[2]["success"], false, "{}", acks[2]);
     assert_eq!(acks[2]["error"]["code"], "rate_limited");
     assert_eq!(acks[2]["error"]["retryable"], true);
+    let metrics = stack.metrics(0).await;
+    let refused = r#"relay_sends_refused_total{reason="sends_per_sec"}"#;
+    assert_eq!(metric(&metrics, refused), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_beyond_the_storage_queues_are_refused_and_counted_by_the_limit_that_refused_them() {
+    // Arrange: one send may wait to be stored per socket, two per relay; storage held by a lock
+    // the test takes, and a relay that waits as long as it takes for the API
+    let stack = spawn_stack_custom(
+        REDIS_URL,
+        1,
+        |_| {},
+        |relay| {
+            relay.api.timeout_ms = 600_000;
+            relay.limits.sends_queued_per_socket = 1;
+            relay.limits.sends_in_flight = 2;
+        },
+    )
+    .await;
+    let (alice, _) = stack.register("alice").await;
+    let (bob, bob_id) = stack.register("bob").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let mut a1 = Device::connect(&stack, 0, &alice).await;
+    let a2 = Device::connect(&stack, 0, &alice).await;
+    let mut b = Device::connect(&stack, 0, &bob).await;
+    let send =
+        |id: &str| json!({ "clientMsgId": id, "conversationId": conversation, "content": id });
+    let db = stack.hold_messages().await;
+
+    // Act: a send that waits on each of alice's devices (no ack asked: then rust_socketio has
+    // one ack at a time to match), a second one on the first device, one more from bob once
+    // both are admitted (relayed)
+    a1.client
+        .emit("send_message", send("held-1"))
+        .await
+        .unwrap();
+    let socket_full = a1.request("send_message", send("over-socket")).await;
+    a2.client
+        .emit("send_message", send("held-2"))
+        .await
+        .unwrap();
+    let mut relayed = Vec::new();
+    for _ in 0..2 {
+        let (event, body) = b.next().await;
+        relayed.push((event, body["clientMsgId"].clone()));
+    }
+    let relay_full = b.request("send_message", send("over-relay")).await;
+    let held = stack.metrics(0).await;
+
+    // Assert: refused, retryable, each by its own limit; the refused send was not relayed
+    assert_eq!(
+        socket_full["error"]["code"], "rate_limited",
+        "{socket_full}"
+    );
+    assert_eq!(socket_full["error"]["retryable"], true, "{socket_full}");
+    assert!(
+        socket_full["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection"),
+        "{socket_full}"
+    );
+    assert_eq!(relay_full["error"]["code"], "rate_limited", "{relay_full}");
+    assert!(
+        relay_full["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("relay"),
+        "{relay_full}"
+    );
+    assert_eq!(
+        relayed,
+        [
+            ("receive_message".to_owned(), json!("held-1")),
+            ("receive_message".to_owned(), json!("held-2")),
+        ]
+    );
+    let refused = |reason: &str| {
+        metric(
+            &held,
+            &format!("relay_sends_refused_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(refused("sends_queued_per_socket"), 1);
+    assert_eq!(refused("sends_in_flight"), 1);
+    assert_eq!(refused("sends_per_sec"), 0);
+    assert_eq!(metric(&held, "relay_sends_in_flight"), 2);
+
+    // Act: release storage
+    db.batch_execute("COMMIT").await.unwrap();
+
+    // Assert: the two admitted sends are stored, the refused ones are not
+    let mut saved = Vec::new();
+    for _ in 0..2 {
+        let (event, body) = b.next().await;
+        assert_eq!(event, "message_saved", "{body}");
+        saved.push(body["clientMsgId"].as_str().unwrap().to_owned());
+    }
+    saved.sort();
+    assert_eq!(saved, ["held-1", "held-2"]);
+    let rows = db
+        .query("SELECT client_msg_id FROM messages ORDER BY seq", &[])
+        .await
+        .unwrap();
+    let stored: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(stored, ["held-1", "held-2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,27 +7,7 @@ use serde_json::json;
 
 use crate::clients::spawn_relay;
 use crate::device::Device;
-use crate::helpers::{spawn_stack, spawn_stack_custom, REDIS_URL};
-
-/// The value of the metric `name` in a `/metrics` text.
-fn metric(text: &str, name: &str) -> i64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
-}
-
-async fn metrics(stack: &crate::helpers::Stack, relay: usize) -> String {
-    let url = format!("{}/metrics", stack.relay_url(relay));
-    stack
-        .http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
+use crate::helpers::{metric, spawn_stack, spawn_stack_custom, REDIS_URL};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_right_after_a_second_relay_starts_reaches_a_device_on_it_relayed() {
@@ -51,7 +31,7 @@ async fn a_message_sent_right_after_a_second_relay_starts_reaches_a_device_on_it
     let (bob, bob_id) = stack.register("bob").await;
     let conversation = stack.conversation(&alice, &[&bob_id]).await;
     let mut sender = Device::connect(&stack, 0, &alice).await;
-    assert_eq!(metric(&metrics(&stack, 0).await, "relay_peers"), 0);
+    assert_eq!(metric(&stack.metrics(0).await, "relay_peers"), 0);
     let db = stack.hold_messages().await;
 
     // Act: a second relay starts; a device of bob's connects to it and alice sends at once
@@ -77,8 +57,8 @@ async fn a_message_sent_right_after_a_second_relay_starts_reaches_a_device_on_it
         .expect("no ack")
         .unwrap();
     assert_eq!(answer["success"], true, "{answer}");
-    assert_eq!(metric(&metrics(&stack, 0).await, "relay_peers"), 1);
-    assert_eq!(metric(&metrics(&stack, second).await, "relay_peers"), 1);
+    assert_eq!(metric(&stack.metrics(0).await, "relay_peers"), 1);
+    assert_eq!(metric(&stack.metrics(second).await, "relay_peers"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +98,7 @@ async fn a_relay_alone_on_the_bus_delivers_locally_and_publishes_nothing() {
         events.push(event);
     }
     assert!(events.iter().any(|e| e == "receive_message"), "{events:?}");
-    let text = metrics(&stack, 0).await;
+    let text = stack.metrics(0).await;
     assert_eq!(metric(&text, "relay_peers"), 0);
     assert_eq!(metric(&text, "relay_bus_events_published_total"), 0);
 }
