@@ -13,6 +13,7 @@ mod limits;
 mod live_path;
 mod memory;
 mod node_clients;
+mod one_cpu;
 mod ops;
 mod port;
 mod presence;

@@ -28,17 +28,35 @@ const TOLERANCE: f64 = 1.25;
 /// How long it may take to get there.
 const RETURN_WITHIN: Duration = Duration::from_secs(60);
 
-type Ws = WebSocketStream<TcpStream>;
+pub type Ws = WebSocketStream<TcpStream>;
 
 /// The relay binary on a free port, using the stack's API, stopped when dropped.
-struct RelayProcess {
+pub struct RelayProcess {
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl RelayProcess {
     async fn start(stack: &Stack) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_socket-server"))
+        Self::spawn(stack, Command::new(env!("CARGO_BIN_EXE_socket-server"))).await
+    }
+
+    /// The binary pinned to one of the CPUs this test may use (`taskset`, from util-linux,
+    /// which execs it: the child is the relay).
+    pub async fn start_on_one_cpu(stack: &Stack) -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        let allowed = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .expect("Cpus_allowed_list in /proc/self/status");
+        let first = allowed.trim().split([',', '-']).next().unwrap_or("0");
+        let mut command = Command::new("taskset");
+        command.args(["-c", first, env!("CARGO_BIN_EXE_socket-server")]);
+        Self::spawn(stack, command).await
+    }
+
+    async fn spawn(stack: &Stack, mut command: Command) -> Self {
+        let mut child = command
             .env("PARLEY_CONFIG_DIR", "/nonexistent")
             .env("SOCKET_HOST", "127.0.0.1")
             .env("SOCKET_PORT", "0")
@@ -61,7 +79,7 @@ impl RelayProcess {
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("starting the socket-server binary");
+            .expect("starting the socket-server binary (on one CPU: through taskset, util-linux)");
         let stderr = child.stderr.take().unwrap();
         let (port_tx, port_rx) = tokio::sync::oneshot::channel();
         // Read the port from the start-up line, then keep draining stderr.
@@ -88,6 +106,16 @@ impl RelayProcess {
             .expect("the relay started within 30 s")
             .expect("the relay printed its port");
         Self { child, port }
+    }
+
+    /// The names of the relay's threads.
+    pub fn threads(&self) -> Vec<String> {
+        let pid = self.child.id().expect("the relay is running");
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the relay's threads");
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_owned())
+            .collect()
     }
 
     fn rss(&self) -> u64 {
@@ -121,7 +149,7 @@ impl RelayProcess {
 }
 
 /// A Socket.IO client over a WebSocket, authenticated (CONNECT acknowledged) with `token`.
-async fn connect(port: u16, token: &str) -> Ws {
+pub async fn connect(port: u16, token: &str) -> Ws {
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
     let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
@@ -138,7 +166,7 @@ async fn connect(port: u16, token: &str) -> Ws {
     }
 }
 
-async fn next_text(ws: &mut Ws) -> String {
+pub async fn next_text(ws: &mut Ws) -> String {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
             .await
