@@ -277,6 +277,12 @@ mod tests {
         metrics.send_fanout.observe(0.001);
         metrics.refused(SendRefusal::RelayQueue);
         let text = metrics.render(1, 2, 3);
+        for (index, refusal) in SendRefusal::ALL.into_iter().enumerate() {
+            assert_eq!(
+                refusal as usize, index,
+                "{refusal:?} indexes its own counter"
+            );
+        }
         for name in [
             "relay_engine_sessions 1",
             "relay_users 2",

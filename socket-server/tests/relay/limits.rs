@@ -356,15 +356,7 @@ async fn a_relayed_send_is_measured_in_the_fanout_histogram() {
             json!({ "clientMsgId": "m-1", "conversationId": conversation, "content": "hi" }),
         )
         .await;
-    let metrics = stack
-        .http
-        .get(format!("{}/metrics", stack.relay_url(0)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.metrics(0).await;
 
     // Assert
     assert_eq!(ack["success"], true, "{ack}");
