@@ -5,6 +5,8 @@ use prometheus::{
     TextEncoder,
 };
 
+use super::store::Refused;
+
 /// Buckets of the fan-out histograms, in seconds: 50 µs to 1 s.
 const FANOUT_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -37,39 +39,6 @@ impl Counter {
     }
 }
 
-/// What refused a `send_message` before it was relayed or queued for storage: the `reason`
-/// label of `relay_sends_refused_total`, named after the setting to look at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendRefusal {
-    /// The user's send budget (`limits.sends_per_sec`, `limits.sends_burst`).
-    UserRate,
-    /// The socket's sends waiting to be stored (`limits.sends_queued_per_socket`).
-    SocketQueue,
-    /// The relay's sends waiting to be stored (`limits.sends_in_flight`).
-    RelayQueue,
-    /// The relay is shutting down.
-    ShuttingDown,
-}
-
-impl SendRefusal {
-    /// In declaration order, so `refusal as usize` is its index.
-    const ALL: [Self; 4] = [
-        Self::UserRate,
-        Self::SocketQueue,
-        Self::RelayQueue,
-        Self::ShuttingDown,
-    ];
-
-    fn reason(self) -> &'static str {
-        match self {
-            Self::UserRate => "sends_per_sec",
-            Self::SocketQueue => "sends_queued_per_socket",
-            Self::RelayQueue => "sends_in_flight",
-            Self::ShuttingDown => "shutting_down",
-        }
-    }
-}
-
 pub struct Metrics {
     registry: Registry,
     sessions: IntGauge,
@@ -89,7 +58,7 @@ pub struct Metrics {
     pub subscriber_errors: Counter,
     /// Emits refused because a socket's outbox was full (the connection is then closed).
     pub outbox_drops: Counter,
-    /// `send_message` refused before it was relayed or stored, indexed by [`SendRefusal`].
+    /// `send_message` refused before it was relayed or stored, indexed by [`Refused`].
     sends_refused: [Counter; 4],
     /// Sends admitted and not answered yet (`limits.sends_in_flight` bounds them).
     pub sends_in_flight: IntGauge,
@@ -186,7 +155,7 @@ impl Metrics {
                 let vec = IntCounterVec::new(opts, &["reason"])
                     .unwrap_or_else(|_| unreachable_metric());
                 let _ = r.register(Box::new(vec.clone()));
-                SendRefusal::ALL.map(|refusal| Counter(vec.with_label_values(&[refusal.reason()])))
+                Refused::ALL.map(|refused| Counter(vec.with_label_values(&[refused.reason()])))
             },
             sends_in_flight: gauge(
                 &r,
@@ -245,9 +214,9 @@ impl Metrics {
         }
     }
 
-    /// Count a `send_message` refused by `refusal`.
-    pub fn refused(&self, refusal: SendRefusal) {
-        self.sends_refused[refusal as usize].inc();
+    /// Count a `send_message` refused.
+    pub fn refused(&self, refused: Refused) {
+        self.sends_refused[refused as usize].inc();
     }
 
     /// The text exposition, with the gauges the caller knows (sessions, users, sockets), then
@@ -275,12 +244,12 @@ mod tests {
         let metrics = Metrics::new();
         metrics.messages_out.add(3);
         metrics.send_fanout.observe(0.001);
-        metrics.refused(SendRefusal::RelayQueue);
+        metrics.refused(Refused::RelayFull);
         let text = metrics.render(1, 2, 3);
-        for (index, refusal) in SendRefusal::ALL.into_iter().enumerate() {
+        for (index, refused) in Refused::ALL.into_iter().enumerate() {
             assert_eq!(
-                refusal as usize, index,
-                "{refusal:?} indexes its own counter"
+                refused as usize, index,
+                "{refused:?} indexes its own counter"
             );
         }
         for name in [

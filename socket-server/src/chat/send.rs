@@ -21,7 +21,6 @@ use shared::wire::{MessageStatus, SendMessageRequest};
 
 use super::auth::Session;
 use super::membership::Members;
-use super::metrics::SendRefusal;
 use super::store::{Refused, SocketSends, StoreJob};
 use super::ChatState;
 use crate::socketio::{Ack, Payload, Socket};
@@ -40,19 +39,15 @@ pub fn send_message(
     // A refusal; a client of the second design document (no callback) hears `messageError`.
     let request = payload.args.first().unwrap_or(&Value::Null);
     let ack_error = |ack, error| super::vocab::refuse_send(socket, request, ack, error);
+    let refuse = |ack, refused: Refused| {
+        state.metrics.refused(refused);
+        ack_error(ack, refused.error())
+    };
     if state.admission.closing() {
-        state.metrics.refused(SendRefusal::ShuttingDown);
-        return ack_error(
-            ack,
-            AckError::new(ErrorCode::ServiceUnavailable, "the relay is shutting down"),
-        );
+        return refuse(ack, Refused::Closing);
     }
     if !state.sends.allow(session.user) {
-        state.metrics.refused(SendRefusal::UserRate);
-        return ack_error(
-            ack,
-            AckError::new(ErrorCode::RateLimited, "too many messages, slow down"),
-        );
+        return refuse(ack, Refused::UserRate);
     }
     let (request, message) = match parse(state, &payload) {
         Ok(parsed) => parsed,
@@ -71,30 +66,7 @@ pub fn send_message(
         limits.sends_in_flight,
     ) {
         Ok(ticket) => ticket,
-        Err(refused) => {
-            let (refusal, error) = match refused {
-                Refused::Closing => (
-                    SendRefusal::ShuttingDown,
-                    AckError::new(ErrorCode::ServiceUnavailable, "the relay is shutting down"),
-                ),
-                Refused::SocketFull => (
-                    SendRefusal::SocketQueue,
-                    AckError::new(
-                        ErrorCode::RateLimited,
-                        "too many messages of this connection waiting to be stored",
-                    ),
-                ),
-                Refused::RelayFull => (
-                    SendRefusal::RelayQueue,
-                    AckError::new(
-                        ErrorCode::RateLimited,
-                        "too many messages on this relay waiting to be stored",
-                    ),
-                ),
-            };
-            state.metrics.refused(refusal);
-            return ack_error(ack, error);
-        }
+        Err(refused) => return refuse(ack, refused),
     };
     let job = StoreJob {
         item: StoreItem {

@@ -109,10 +109,7 @@ impl StoreLanes {
         match lane.jobs.send(job) {
             Ok(()) => lane.gathering.queued(),
             // Only while the relay is being torn down.
-            Err(mpsc::error::SendError(job)) => ack_error(
-                job.ack,
-                AckError::new(ErrorCode::ServiceUnavailable, "the relay is shutting down"),
-            ),
+            Err(mpsc::error::SendError(job)) => ack_error(job.ack, Refused::Closing.error()),
         }
     }
 }
@@ -438,11 +435,56 @@ impl Drop for Ticket {
 #[derive(Clone, Default)]
 pub struct SocketSends(Arc<AtomicUsize>);
 
-/// Why a send was not admitted.
+/// Why a `send_message` was refused before it was relayed or queued for storage. Also the
+/// `reason` label of `relay_sends_refused_total`, named after the setting to look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
-    Closing,
+    /// The user's send budget (`limits.sends_per_sec`, `limits.sends_burst`).
+    UserRate,
+    /// The socket's sends waiting to be stored (`limits.sends_queued_per_socket`).
     SocketFull,
+    /// The relay's sends waiting to be stored (`limits.sends_in_flight`).
     RelayFull,
+    /// The relay is shutting down.
+    Closing,
+}
+
+impl Refused {
+    /// In declaration order, so `refused as usize` is its index.
+    pub const ALL: [Self; 4] = [
+        Self::UserRate,
+        Self::SocketFull,
+        Self::RelayFull,
+        Self::Closing,
+    ];
+
+    /// Its `reason` label on `/metrics`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::UserRate => "sends_per_sec",
+            Self::SocketFull => "sends_queued_per_socket",
+            Self::RelayFull => "sends_in_flight",
+            Self::Closing => "shutting_down",
+        }
+    }
+
+    /// What the sender's ack says.
+    pub fn error(self) -> AckError {
+        match self {
+            Self::UserRate => AckError::new(ErrorCode::RateLimited, "too many messages, slow down"),
+            Self::SocketFull => AckError::new(
+                ErrorCode::RateLimited,
+                "too many messages of this connection waiting to be stored",
+            ),
+            Self::RelayFull => AckError::new(
+                ErrorCode::RateLimited,
+                "too many messages on this relay waiting to be stored",
+            ),
+            Self::Closing => {
+                AckError::new(ErrorCode::ServiceUnavailable, "the relay is shutting down")
+            }
+        }
+    }
 }
 
 impl Admission {
