@@ -185,6 +185,49 @@ impl Backend {
         }
     }
 
+    /// Run `sql` on the test's database as an operator would by hand (`psql`; `sqlite3` with
+    /// foreign keys on, as the app's own connections have them). `Err` holds the database's
+    /// refusal.
+    pub async fn operator_sql(self, db_name: &str, sql: &str) -> Result<(), String> {
+        match self {
+            Backend::PostgresRedis => {
+                let client = operator_pg(db_name).await;
+                client.batch_execute(sql).await.map_err(|e| {
+                    e.as_db_error()
+                        .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+                })
+            }
+            Backend::SqliteRedis => {
+                use diesel::connection::SimpleConnection;
+                let mut conn = operator_sqlite(db_name);
+                conn.batch_execute(sql).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The one integer `query` answers on the test's database (e.g. a `count(*)`).
+    pub async fn operator_count(self, db_name: &str, query: &str) -> i64 {
+        match self {
+            Backend::PostgresRedis => {
+                let client = operator_pg(db_name).await;
+                client
+                    .query_one(query, &[])
+                    .await
+                    .unwrap_or_else(|e| panic!("{query}: {e}"))
+                    .get(0)
+            }
+            Backend::SqliteRedis => {
+                use diesel::RunQueryDsl;
+                let mut conn = operator_sqlite(db_name);
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+                    "({query})"
+                )))
+                .get_result(&mut conn)
+                .unwrap_or_else(|e| panic!("{query}: {e}"))
+            }
+        }
+    }
+
     /// Make `user` look connected to a relay right now, as the relays record it.
     pub async fn mark_online(self, prefix: &str, user: &str) {
         match self {
@@ -232,6 +275,27 @@ pub fn settings_db_name(settings: &Settings) -> String {
 /// The SQLite file in a test's directory (see [`settings_db_name`]).
 fn sqlite_file(dir: &str) -> String {
     format!("{dir}/parley.db")
+}
+
+/// A connection of its own to a test's PostgreSQL database.
+async fn operator_pg(db_name: &str) -> tokio_postgres::Client {
+    let (client, conn) = pg_connect(db_name)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {db_name}: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+/// A connection of its own to a test's SQLite file, foreign keys on.
+fn operator_sqlite(dir: &str) -> diesel::SqliteConnection {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let path = sqlite_file(dir);
+    let mut conn = diesel::SqliteConnection::establish(&path)
+        .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    conn.batch_execute("PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;")
+        .expect("setting up the connection");
+    conn
 }
 
 /// Revoked-token and presence keys expire anyway; leave no litter.

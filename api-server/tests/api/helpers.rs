@@ -412,6 +412,16 @@ impl TestApp {
         BACKEND.unrelated_open_transaction(&self.db_name).await
     }
 
+    /// Run `sql` on the app's database by hand, as an operator would (`Err`: the refusal).
+    pub async fn operator_sql(&self, sql: &str) -> Result<(), String> {
+        BACKEND.operator_sql(&self.db_name, sql).await
+    }
+
+    /// The integer `query` answers on the app's database, asked by hand.
+    pub async fn operator_count(&self, query: &str) -> i64 {
+        BACKEND.operator_count(&self.db_name, query).await
+    }
+
     /// Record `user` as connected, the way a relay would.
     pub async fn mark_online(&self, user: &User) {
         BACKEND

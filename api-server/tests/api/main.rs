@@ -14,6 +14,7 @@
 //! - `events`: what the API publishes on the bus after each commit.
 //! - `internal`: the relay's internal routes (service token, batch store, look-ups).
 //! - `ops`: health, readiness, metrics, OpenAPI and the error shape of the plumbing.
+//! - `deletes`: rows an operator deletes by hand, and what goes with them.
 //! - `input_validation`, `sync_cursors`: hostile text on every text field; cursors the server
 //!   never issued.
 
@@ -25,6 +26,7 @@ mod auth;
 mod backend;
 mod bus_outage;
 mod conversations;
+mod deletes;
 mod events;
 mod helpers;
 mod http_edges;

@@ -87,13 +87,9 @@ diesel::table! {
 
 diesel::joinable!(attachments -> messages (message_id));
 diesel::joinable!(attachments -> users (owner_id));
-diesel::joinable!(changes -> conversations (conversation_id));
-diesel::joinable!(changes -> messages (message_id));
 diesel::joinable!(changes -> users (user_id));
 diesel::joinable!(members -> conversations (conversation_id));
 diesel::joinable!(members -> users (user_id));
-diesel::joinable!(messages -> conversations (conversation_id));
-diesel::joinable!(messages -> users (sender_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
