@@ -1,20 +1,23 @@
 -- Storing a message checks no foreign key row by row. PostgreSQL checks each foreign key of an
 -- inserted row with a query of its own that locks the referenced row (FOR KEY SHARE): four per
--- message (its conversation and sender, its change row's conversation and message), about a
--- third of PostgreSQL's CPU per stored message at a batch of 100 (bench/README.md, session 24).
+-- message (its conversation and sender, its change row's conversation and message), a quarter
+-- to a half of PostgreSQL's CPU per stored message (bench/README.md, session 24).
 --
--- What those checks guaranteed still holds, by construction: the batch statement
--- (api-server/src/store/postgres/batch_sql.rs, STORE_MESSAGES) inserts a message only joined to
--- the row of its conversation that the same statement updates (and so locks until commit), for
--- a sender whose session it read in the same transaction, and each change row from what that
--- insert returned; receipt and conversation change rows are written with the member or
--- conversation row they describe. Parley itself deletes no conversation, user or message.
+-- What those checks guaranteed still holds, by construction: every message is inserted in the
+-- transaction that allocates its seq by updating (and so locking until commit) its
+-- conversation's row (batch_sql.rs STORE_MESSAGES joins the insert to that update; the single
+-- send of queries/messages.rs updates it first), for the sender the request authenticated, and
+-- its change row is written from what the insert returned; receipt and conversation change
+-- rows are written with the member or conversation row they describe. Parley itself deletes no
+-- conversation, user or message.
 --
 -- What deleting them by hand did stays as it was, by statement-level triggers that cost
 -- nothing on insert:
 -- - a deleted conversation takes its messages and change rows with it (was ON DELETE CASCADE);
 -- - a deleted message takes its change rows with it (was ON DELETE CASCADE);
--- - a user who sent messages cannot be deleted (was NO ACTION: foreign_key_violation).
+-- - a user who sent messages cannot be deleted (was NO ACTION: foreign_key_violation). Unlike
+--   the foreign key, this does not see a message still being stored: revoke the user's sessions
+--   before deleting them (docs/operations.md).
 ALTER TABLE messages
     DROP CONSTRAINT messages_conversation_id_fkey,
     DROP CONSTRAINT messages_sender_id_fkey;
