@@ -8,7 +8,9 @@ ALTER TABLE changes
     ADD CONSTRAINT changes_conversation_id_fkey FOREIGN KEY (conversation_id)
         REFERENCES conversations (id) ON DELETE CASCADE,
     ADD CONSTRAINT changes_message_id_fkey FOREIGN KEY (message_id)
-        REFERENCES messages (id) ON DELETE CASCADE;
+        REFERENCES messages (id) ON DELETE CASCADE,
+    ADD CONSTRAINT changes_user_id_fkey FOREIGN KEY (user_id)
+        REFERENCES users (id) ON DELETE CASCADE;
 ALTER TABLE messages
     ADD CONSTRAINT messages_conversation_id_fkey FOREIGN KEY (conversation_id)
         REFERENCES conversations (id) ON DELETE CASCADE,

@@ -1,7 +1,8 @@
 -- Storing a message checks no foreign key row by row. PostgreSQL checks each foreign key of an
 -- inserted row with a query of its own that locks the referenced row (FOR KEY SHARE): four per
 -- message (its conversation and sender, its change row's conversation and message), a quarter
--- to a half of PostgreSQL's CPU per stored message (bench/README.md, session 24).
+-- to a half of PostgreSQL's CPU per stored message (bench/README.md, session 24); a fifth one,
+-- `changes.user_id`, is null on a message's change row but still queued and fired for it.
 --
 -- What those checks guaranteed still holds, by construction: every message is inserted in the
 -- transaction that allocates its seq by updating (and so locking until commit) its
@@ -17,13 +18,15 @@
 -- - a deleted message takes its change rows with it (was ON DELETE CASCADE);
 -- - a user who sent messages cannot be deleted (was NO ACTION: foreign_key_violation). Unlike
 --   the foreign key, this does not see a message still being stored: revoke the user's sessions
---   before deleting them (docs/operations.md).
+--   before deleting them (docs/operations.md);
+-- - a deleted user's receipt change rows go with them (was ON DELETE CASCADE).
 ALTER TABLE messages
     DROP CONSTRAINT messages_conversation_id_fkey,
     DROP CONSTRAINT messages_sender_id_fkey;
 ALTER TABLE changes
     DROP CONSTRAINT changes_conversation_id_fkey,
-    DROP CONSTRAINT changes_message_id_fkey;
+    DROP CONSTRAINT changes_message_id_fkey,
+    DROP CONSTRAINT changes_user_id_fkey;
 
 CREATE FUNCTION conversations_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -53,6 +56,7 @@ BEGIN
         RAISE EXCEPTION 'user % sent messages: delete them first', sender
             USING ERRCODE = 'foreign_key_violation', TABLE = 'messages';
     END IF;
+    DELETE FROM changes WHERE user_id IN (SELECT id FROM gone);
     RETURN NULL;
 END
 $$;

@@ -87,7 +87,6 @@ diesel::table! {
 
 diesel::joinable!(attachments -> messages (message_id));
 diesel::joinable!(attachments -> users (owner_id));
-diesel::joinable!(changes -> users (user_id));
 diesel::joinable!(members -> conversations (conversation_id));
 diesel::joinable!(members -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
