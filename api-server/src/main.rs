@@ -8,6 +8,11 @@ use api_server::settings::{Settings, ENV_MAP};
 use api_server::startup::Application;
 use shared::cli::About;
 
+/// jemalloc, as the relay's binaries: with glibc's malloc a fifth of the API's CPU storing
+/// batches went to the allocator (`bench/README.md`, session 24).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const ABOUT: About<'static> = About {
     name: "api-server",
     version: env!("CARGO_PKG_VERSION"),
