@@ -172,10 +172,7 @@ impl Backend {
             }
             Backend::SqliteRedis => {
                 use diesel::connection::SimpleConnection;
-                use diesel::Connection;
-                let path = sqlite_file(db_name);
-                let mut conn = diesel::SqliteConnection::establish(&path)
-                    .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+                let mut conn = sqlite_connection(db_name);
                 conn.batch_execute("BEGIN; SELECT count(*) FROM changes;")
                     .expect("opening a read transaction");
                 UnrelatedTransaction {
@@ -199,7 +196,7 @@ impl Backend {
             }
             Backend::SqliteRedis => {
                 use diesel::connection::SimpleConnection;
-                let mut conn = operator_sqlite(db_name);
+                let mut conn = sqlite_connection(db_name);
                 conn.batch_execute(sql).map_err(|e| e.to_string())
             }
         }
@@ -218,7 +215,7 @@ impl Backend {
             }
             Backend::SqliteRedis => {
                 use diesel::RunQueryDsl;
-                let mut conn = operator_sqlite(db_name);
+                let mut conn = sqlite_connection(db_name);
                 diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
                     "({query})"
                 )))
@@ -286,8 +283,9 @@ async fn operator_pg(db_name: &str) -> tokio_postgres::Client {
     client
 }
 
-/// A connection of its own to a test's SQLite file, foreign keys on.
-fn operator_sqlite(dir: &str) -> diesel::SqliteConnection {
+/// A connection of its own to a test's SQLite file, set up as the app's own connections are
+/// (foreign keys on, waiting for the writer).
+fn sqlite_connection(dir: &str) -> diesel::SqliteConnection {
     use diesel::connection::SimpleConnection;
     use diesel::Connection;
     let path = sqlite_file(dir);
