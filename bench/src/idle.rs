@@ -7,7 +7,8 @@
 //! each), one per user, each authenticated with its own token (so each is in its room
 //! `user:<id>`), `--concurrency` connects in flight, in steps of `--step`. After each step it
 //! reads the RSS of the side's processes from `/proc` (`rss_curve`); then it holds every
-//! connection `--hold` seconds (pings answered) and reads their CPU over the hold.
+//! connection `--hold` seconds (pings answered) and reads their CPU over the hold: 25 s by
+//! default, one heartbeat interval on every side, so that each connection's ping is counted once.
 //!
 //! Per connection: the least-squares slope of the relay's RSS over the ramp, and
 //! (RSS(N) − RSS(0)) / N with RSS(0) read before the first connect (start-up allocations of the

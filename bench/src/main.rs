@@ -14,7 +14,7 @@
 //! `cargo run --release -p bench -- publish [--publishes P]` (Redis only, no stack)
 //! `cargo run --release -p bench -- persist [--side parley|pgbench|inproc] [--batch 10] [--batches 2000] [--concurrency 1] [--users 20]`
 //! `cargo run --release -p bench -- all [--quick] [--smoke] [--only <scenario>] [--out <dir>]` (every scenario and side, the report in `bench/results/`)
-//! `cargo run --release -p bench -- idle [--side parley|node|socketioxide] [--connections 15000] [--step 2500] [--hold 10] [--concurrency 64]`
+//! `cargo run --release -p bench -- idle [--side parley|node|socketioxide] [--connections 15000] [--step 2500] [--hold 25] [--concurrency 64]`
 
 mod all;
 mod api;
@@ -135,7 +135,7 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
             side: text("side", "parley"),
             connections: take("connections", 15000),
             step: take("step", 2500),
-            hold: take("hold", 10),
+            hold: take("hold", 25),
             concurrency: take("concurrency", 64),
         }),
         Some("echo") => Scenario::Echo(echo::EchoArgs {

@@ -127,6 +127,13 @@ mod tests {
         }
     }
 
+    const MADE: Made<'static> = Made {
+        mode: "test",
+        reps: 1,
+        minutes: 0.1,
+        command: "bench all",
+    };
+
     #[test]
     fn the_report_says_which_targets_are_met_and_draws_the_plots() {
         let out = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
@@ -152,13 +159,7 @@ mod tests {
                 json!({"rate": 2000, "relays": 1, "p99_ms": 4.0, "p50_ms": 1.0}),
             ),
         ];
-        let made = Made {
-            mode: "test",
-            reps: 1,
-            minutes: 0.1,
-            command: "bench all",
-        };
-        write(&out, Path::new("."), &records, &made).expect("report");
+        write(&out, Path::new("."), &records, &MADE).expect("report");
         let md = std::fs::read_to_string(out.join("README.md")).expect("README");
         assert!(md.contains("| stored messages/s ≥ 5 000 with one API process | batch 10, concurrency 1 | 6000 | ≥ 5000 | **met** |"), "{md}");
         assert!(md.contains("| stored messages/s ≥ 50 % of pgbench (same statements, batch, concurrency) | batch 10, concurrency 1 | 6000 (×0.400) | pgbench 15000 (ratio ≥ 0.500) | missed |"), "{md}");
@@ -172,6 +173,48 @@ mod tests {
         for plot in ["chat_latency.svg", "idle_rss.svg", "cpu_persist.svg"] {
             assert!(out.join(plot).exists(), "{plot}");
         }
+        let _ = std::fs::remove_dir_all(out);
+    }
+
+    #[test]
+    fn the_idle_table_compares_memory_and_cpu_with_each_peer() {
+        let out = std::env::temp_dir().join(format!("bench-report-idle-{}", std::process::id()));
+        std::fs::create_dir_all(&out).expect("temp dir");
+        let p = [("connections", "15000")];
+        let records = [
+            run(
+                "idle",
+                "parley",
+                &p,
+                json!({"connections": 15000, "rss_per_conn_kib": 6.5,
+                       "idle_cpu_s_per_s": {"relay": 0.03, "redis": 0.006, "total": 0.04}}),
+            ),
+            run(
+                "idle",
+                "node",
+                &p,
+                json!({"connections": 15000, "rss_per_conn_kib": 15.0,
+                       "idle_cpu_s_per_s": {"relay": 0.1, "total": 0.1}}),
+            ),
+        ];
+        write(&out, Path::new("."), &records, &MADE).expect("report");
+        let md = std::fs::read_to_string(out.join("README.md")).expect("README");
+        assert!(
+            md.contains("Parley / peer, `rss_per_conn_kib` (lower is better)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| connections 15000 | node | 6.50 | 15.0 | ×0.433 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Parley / peer, `idle_cpu_s_per_s.total` (lower is better)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| connections 15000 | node | 0.040 | 0.100 | ×0.400 |"),
+            "{md}"
+        );
         let _ = std::fs::remove_dir_all(out);
     }
 }

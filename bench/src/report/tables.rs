@@ -62,6 +62,7 @@ pub const COLUMNS: &[(&str, &[&str])] = &[
 /// The figure compared Parley / peer in each scenario's ratio table, and whether more is better.
 const HEADLINE: &[(&str, &str, bool)] = &[
     ("idle", "rss_per_conn_kib", false),
+    ("idle", "idle_cpu_s_per_s.total", false),
     ("echo", "cpu_s_per_1000", false),
     ("chat", "cpu_s_per_1000", false),
     ("chat", "cpu.relay", false),
