@@ -7,10 +7,10 @@ use parley::AllInOne;
 use shared::cli::About;
 use std::process::ExitCode;
 
-/// The relay's allocator, which gives the memory of closed connections back (see
-/// `socket_server::memory`).
+/// The binaries' allocator, which gives the memory of closed connections back
+/// (`shared::alloc`).
 #[global_allocator]
-static ALLOCATOR: socket_server::memory::Allocator = socket_server::memory::ALLOCATOR;
+static ALLOCATOR: shared::alloc::Allocator = shared::alloc::ALLOCATOR;
 
 const ABOUT: About<'static> = About {
     name: "parley",

@@ -8,10 +8,10 @@ use api_server::settings::{Settings, ENV_MAP};
 use api_server::startup::Application;
 use shared::cli::About;
 
-/// jemalloc, as the relay's binaries: with glibc's malloc a fifth of the API's CPU storing
-/// batches went to the allocator (`bench/README.md`, session 24).
+/// jemalloc (`shared::alloc`): with glibc's malloc a fifth of the API's CPU storing batches
+/// went to the allocator.
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: shared::alloc::Allocator = shared::alloc::ALLOCATOR;
 
 const ABOUT: About<'static> = About {
     name: "api-server",

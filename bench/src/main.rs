@@ -37,7 +37,7 @@ use std::time::Duration;
 /// The allocator of the relay's binaries (jemalloc), so that the in-process stack measures what
 /// `socket-server` and `parley` run.
 #[global_allocator]
-static ALLOCATOR: socket_server::memory::Allocator = socket_server::memory::ALLOCATOR;
+static ALLOCATOR: shared::alloc::Allocator = shared::alloc::ALLOCATOR;
 
 use anyhow::{bail, Context};
 

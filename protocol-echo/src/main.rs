@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 
 /// The relay binaries' allocator (jemalloc).
 #[global_allocator]
-static ALLOCATOR: socket_server::memory::Allocator = socket_server::memory::ALLOCATOR;
+static ALLOCATOR: shared::alloc::Allocator = shared::alloc::ALLOCATOR;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

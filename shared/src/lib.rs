@@ -18,9 +18,11 @@
 //! - [`process_metrics`]: the standard `process_*` metrics, read from `/proc`.
 //! - [`request_id`]: the `x-request-id` of each HTTP request and the access log's target.
 //! - [`shutdown`]: the SIGTERM / Ctrl-C future services stop on.
+//! - [`alloc`]: the binaries' allocator (jemalloc).
 //!
 //! This crate pulls in no web framework, database driver or WebSocket library.
 
+pub mod alloc;
 pub mod auth;
 pub mod bus;
 pub mod cli;

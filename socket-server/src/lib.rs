@@ -11,7 +11,8 @@
 //! - [`chat`]: the chat relay on namespace `/` (auth, rooms, `send_message`, bus events).
 //! - [`settings`], [`startup`]: typed settings and `Application` (bind, `port()`,
 //!   `run_until_stopped(shutdown)`).
-//! - [`memory`]: the allocator the relay's binaries install, and why.
+//! - [`memory`]: hash tables that give back their room once mostly empty (the binaries'
+//!   allocator is `shared::alloc`).
 //! - `json`: compact JSON as serde_json writes it, with strings copied whole when they need no
 //!   escaping (what the relay writes on every message).
 //! - `queue`: the bounded queue of outboxes and event queues, which costs nothing while empty.

@@ -8,9 +8,9 @@ use shared::cli::About;
 use socket_server::settings::{Settings, ENV_MAP};
 use socket_server::startup::Application;
 
-/// jemalloc, which gives the memory of closed connections back (see `socket_server::memory`).
+/// jemalloc, which gives the memory of closed connections back (`shared::alloc`).
 #[global_allocator]
-static ALLOCATOR: socket_server::memory::Allocator = socket_server::memory::ALLOCATOR;
+static ALLOCATOR: shared::alloc::Allocator = shared::alloc::ALLOCATOR;
 
 const ABOUT: About<'static> = About {
     name: "socket-server",

@@ -1,26 +1,7 @@
-//! The allocator of the relay's binaries (`socket-server` and the all-in-one `parley`, which
-//! each install it with `#[global_allocator]`).
-//!
 //! A relay's memory follows its connections: each one holds buffers, an outbox, tasks and
-//! table entries, all freed when it closes. With glibc's malloc the freed pages stayed with the
-//! process (3 000 sockets connected then dropped: RSS 30 → 112 MiB, and still 112 MiB a minute
-//! later), scattered over its arenas where trimming cannot reach them. jemalloc, with its
-//! background threads, purges freed pages on a timer (`dirty_decay_ms`, 10 s by default), so
-//! RSS comes back near its baseline once the connections are gone, even if the relay is idle
-//! afterwards. `socket-server/tests/relay/memory.rs` checks this on the real binary.
-
-/// The relay's global allocator, installed by each binary:
-/// `#[global_allocator] static ALLOCATOR: Allocator = socket_server::memory::ALLOCATOR;`.
-#[cfg(not(target_env = "msvc"))]
-pub type Allocator = tikv_jemallocator::Jemalloc;
-#[cfg(not(target_env = "msvc"))]
-pub const ALLOCATOR: Allocator = tikv_jemallocator::Jemalloc;
-
-/// The system allocator where jemalloc does not build (MSVC).
-#[cfg(target_env = "msvc")]
-pub type Allocator = std::alloc::System;
-#[cfg(target_env = "msvc")]
-pub const ALLOCATOR: Allocator = std::alloc::System;
+//! table entries, all freed when it closes. The allocator gives freed pages back
+//! ([`shared::alloc`]); this module keeps the relay's own tables from holding on to the room of
+//! their busiest moment.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
