@@ -62,10 +62,9 @@ fn plan(mode: Mode) -> Vec<Run> {
         &[
             ("connections", connections),
             ("step", pick(2_500, 1_000, 50)),
-            // One heartbeat interval (25 s on every side): each connection's ping and pong fall
-            // in the hold once, whatever its connect time. A 5 s hold saw none of the peers'
-            // (their idle CPU read 0) but did see Parley's presence refresh (every 10 s).
-            ("hold", pick(25, 2, 1)),
+            // One heartbeat interval: a 5 s hold saw none of the peers' pings (their idle CPU
+            // read 0) but did see Parley's presence refresh (every 10 s).
+            ("hold", pick(crate::idle::HOLD_SECS, 2, 1)),
         ],
     );
     add(

@@ -7,8 +7,8 @@
 //! each), one per user, each authenticated with its own token (so each is in its room
 //! `user:<id>`), `--concurrency` connects in flight, in steps of `--step`. After each step it
 //! reads the RSS of the side's processes from `/proc` (`rss_curve`); then it holds every
-//! connection `--hold` seconds (pings answered) and reads their CPU over the hold: 25 s by
-//! default, one heartbeat interval on every side, so that each connection's ping is counted once.
+//! connection `--hold` seconds (pings answered) and reads their CPU over the hold
+//! ([`HOLD_SECS`] by default: one heartbeat interval).
 //!
 //! Per connection: the least-squares slope of the relay's RSS over the ramp, and
 //! (RSS(N) − RSS(0)) / N with RSS(0) read before the first connect (start-up allocations of the
@@ -27,6 +27,11 @@ use crate::sio;
 
 /// How long a peer's server may take to listen.
 const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// The default hold: one heartbeat interval, 25 s on every side (Parley, Node `socket.io` and
+/// socketioxide all ping every 25 s), so each connection's ping and pong fall in it once,
+/// whatever its connect time.
+pub const HOLD_SECS: usize = 25;
 
 pub struct IdleArgs {
     pub side: String,

@@ -135,7 +135,7 @@ fn parse(args: &[String]) -> anyhow::Result<Scenario> {
             side: text("side", "parley"),
             connections: take("connections", 15000),
             step: take("step", 2500),
-            hold: take("hold", 25),
+            hold: take("hold", idle::HOLD_SECS),
             concurrency: take("concurrency", 64),
         }),
         Some("echo") => Scenario::Echo(echo::EchoArgs {
