@@ -134,6 +134,7 @@ impl Application {
         })
         .listen(listener)?
         .keep_alive(Duration::from_secs(settings.api.keep_alive_secs))
+        .client_request_timeout(shared::port::API_REQUEST_HEAD_TIMEOUT)
         .disable_signals()
         .shutdown_timeout(settings.api.shutdown_timeout_secs)
         .run();

@@ -26,9 +26,7 @@ pub async fn run(stack: &Stack, args: &ApiArgs) -> anyhow::Result<()> {
         let (token, _) = stack.register(&format!("poster{c:04}")).await?;
         let (_, peer) = stack.register(&format!("peer{c:04}")).await?;
         let conversation = stack.conversation(&token, &peer).await?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?;
+        let http = crate::stack::http_client(Duration::from_secs(30))?;
         posters.push((http, token, conversation));
     }
     let url = format!("{}/api/messages", stack.api_url);

@@ -113,7 +113,7 @@ pub async fn run(args: &PersistArgs) -> anyhow::Result<()> {
 async fn seed(stack: &ParleyStack, users: usize) -> anyhow::Result<Vec<Sender>> {
     let keys = shared::auth::JwtKeys::new(&jwt_settings()?).map_err(anyhow::Error::msg)?;
     let made = stack.users(users).await?;
-    let http = reqwest::Client::new();
+    let http = crate::stack::http_client(Duration::from_secs(60))?;
     let mut senders = Vec::with_capacity(users);
     for pair in made.chunks(2) {
         let [a, b] = pair else {

@@ -39,6 +39,16 @@ pub fn prepare_environment() {
     }
 }
 
+/// An HTTP client of an API (Parley's or a peer's): every request answered within `timeout`,
+/// and no connection kept unused longer than Parley's API waits on one
+/// (`shared::port::API_CLIENT_IDLE`), so no request meets a close.
+pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_idle_timeout(shared::port::API_CLIENT_IDLE)
+        .build()
+}
+
 /// The direct conversation of the token's user with `other` through the API at `api_url`
 /// (`POST /api/conversations`); its id.
 pub async fn conversation(
@@ -119,9 +129,7 @@ impl Stack {
         Ok(Stack {
             api_url,
             relays: relay_ws,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            http: http_client(Duration::from_secs(30))?,
             db_name,
             prefix,
             stops,

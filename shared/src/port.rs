@@ -18,6 +18,7 @@ use crate::wire::{MemberState, Message, MessageStatus, SendMessageRequest, SyncR
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// One conversation of the relay's membership view: its id and every member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +206,19 @@ pub const MAX_STORE_BATCH: usize = 256;
 /// Largest `POST /internal/relay/messages` body accepted, in bytes (413 `payload_too_large`
 /// above): room for [`MAX_STORE_BATCH`] messages of 4,000 characters each, even escaped.
 pub const MAX_STORE_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// How long the API waits for the first request on a new connection (actix-web's
+/// `client_request_timeout`). A connection that sends nothing for this long is answered `408`
+/// and closed — also one that an HTTP client opened ahead of need for its pool (hyper does,
+/// when a request finds no idle connection and one comes back while it connects).
+pub const API_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a client of the API should keep a pooled connection unused: well under
+/// [`API_REQUEST_HEAD_TIMEOUT`] and under the API's default keep-alive (`api.keep_alive_secs`,
+/// 5 s). A client that waits longer can send a request on a connection the API is closing, and
+/// read the unasked `408` written on it as the answer (or find it cut). The relay's
+/// `HttpPort` keeps its connections this long; so do the tests' and the bench's clients.
+pub const API_CLIENT_IDLE: Duration = Duration::from_secs(2);
 
 /// `GET /internal/relay/users/{id}/sessions/{jti}` answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

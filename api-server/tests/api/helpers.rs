@@ -47,6 +47,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         .redirect(reqwest::redirect::Policy::none())
         // Only a hung server hits this: a loaded machine must not (Argon2id, busy database).
         .timeout(Duration::from_secs(120))
+        // Never a connection the API may be closing (a 408 unasked, or cut).
+        .pool_idle_timeout(shared::port::API_CLIENT_IDLE)
         .build()
         .expect("reqwest client");
     TestApp {

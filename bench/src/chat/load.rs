@@ -105,9 +105,7 @@ pub async fn drive(
     }
     let progress = tokio::spawn(progress(record.clone()));
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let http = crate::stack::http_client(Duration::from_secs(60))?;
     tokio::time::sleep_until(start.into()).await;
     generate(&clients, &target, &http, &record, args.devices).await;
     let generated = start.elapsed();

@@ -138,7 +138,7 @@ async fn parley(relays: usize, users: usize) -> anyhow::Result<(Target, Servers)
 
 /// One direct conversation per pair of `users` through `POST /api/conversations`; their ids.
 async fn direct_conversations(api: &str, users: &[User]) -> anyhow::Result<Vec<String>> {
-    let http = reqwest::Client::new();
+    let http = stack::http_client(Duration::from_secs(60))?;
     let http = &http;
     stream::iter(users.chunks(2))
         .map(|pair| stack::conversation(http, api, &pair[0].token, &pair[1].id))

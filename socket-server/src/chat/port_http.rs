@@ -4,8 +4,8 @@
 //! request.
 //!
 //! One attempt per call: the caller owns retries. A failure that may pass by retrying (the API
-//! unreachable, a timeout, any 5xx) is `service_unavailable` (retryable); an error the API
-//! answered keeps its code and message.
+//! unreachable, a timeout, any 5xx, a `408` with no body of the API's) is `service_unavailable`
+//! (retryable); an error the API answered keeps its code and message.
 //!
 //! The API is spoken to in plain HTTP/1.1 over hyper's pooled client, not reqwest: every batch
 //! is a call, and reqwest's layers (redirects, proxies, retries, URL parsing of each answer)
@@ -31,7 +31,7 @@ use shared::ids::{ConversationId, UserId};
 use shared::port::{
     Announce, Answers, ConversationMembers, Receipt, RelayPort, SessionCheck, SessionCheckAnswer,
     SessionRef, SessionState, StoreBatchAnswer, StoreBatchRef, StoreItem, StoreOutcome,
-    MAX_SESSION_CHECKS,
+    API_CLIENT_IDLE, MAX_SESSION_CHECKS,
 };
 use shared::wire::{MemberState, SyncResponse, WatermarkRequest};
 use url::Url;
@@ -39,9 +39,6 @@ use url::Url;
 /// A service token is re-minted when less than this is left of its lifetime (clock skew and
 /// a slow request both fit in it).
 const REMINT_MARGIN: Duration = Duration::from_secs(60);
-
-/// How long a pooled connection to the API may stay unused before it is closed.
-const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// The relay port over HTTP, at one API base URL.
 pub struct HttpPort {
@@ -70,7 +67,7 @@ impl HttpPort {
         connector.set_connect_timeout(Some(timeout));
         let http = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
+            .pool_idle_timeout(API_CLIENT_IDLE)
             .build(connector);
         let store_uri = join(&base, &["internal", "relay", "messages"])
             .as_str()
@@ -344,6 +341,11 @@ fn answer<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, Ack
             envelope.error.message
         ))),
         None if status.is_server_error() => Err(unavailable(format!("the API answered {status}"))),
+        // The API's server closed the connection before it read a request on it (a pooled
+        // connection it had waited on too long): nothing was done, and a retry is safe.
+        None if status == StatusCode::REQUEST_TIMEOUT => Err(unavailable(format!(
+            "the API answered {status} before reading the request"
+        ))),
         Some(envelope) => Err(AckError::new(envelope.error.code, envelope.error.message)),
         None => Err(AckError::new(
             ErrorCode::InternalError,
@@ -487,6 +489,15 @@ mod tests {
 
         let error = refusal(Some(json_answer("200 OK", "{not json")), patience).await;
         assert_eq!(error.code, ErrorCode::InternalError, "{error:?}");
+
+        // actix-web's own 408 (no body) on a connection it waited on too long: never read.
+        let unasked = "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n";
+        let error = refusal(Some(unasked.to_owned()), patience).await;
+        assert_eq!(error.code, ErrorCode::ServiceUnavailable, "{error:?}");
+        assert!(
+            error.retryable && error.message.contains("408"),
+            "{error:?}"
+        );
 
         let cut = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"active\":";
         let error = refusal(Some(cut.to_owned()), patience).await;

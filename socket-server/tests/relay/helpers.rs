@@ -191,6 +191,7 @@ pub async fn spawn_stack_custom(
         jwt: jwt(secret),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
+            .pool_idle_timeout(shared::port::API_CLIENT_IDLE)
             .build()
             .unwrap(),
         db_name,

@@ -69,6 +69,7 @@ async fn spawn_api() -> Api {
         url,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(shared::port::API_CLIENT_IDLE)
             .build()
             .unwrap(),
         keys: JwtKeys::new(&jwt).unwrap(),
