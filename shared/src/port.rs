@@ -217,7 +217,8 @@ pub const API_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`API_REQUEST_HEAD_TIMEOUT`] and under the API's default keep-alive (`api.keep_alive_secs`,
 /// 5 s). A client that waits longer can send a request on a connection the API is closing, and
 /// read the unasked `408` written on it as the answer (or find it cut). The relay's
-/// `HttpPort` keeps its connections this long; so do the tests' and the bench's clients.
+/// `HttpPort` keeps its connections this long; so do the clients of the API's and the relay's
+/// test suites and the bench's.
 pub const API_CLIENT_IDLE: Duration = Duration::from_secs(2);
 
 /// `GET /internal/relay/users/{id}/sessions/{jti}` answer.
