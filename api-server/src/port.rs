@@ -43,7 +43,11 @@ impl RelayPort for InProcessPort {
         user: UserId,
         conversation: ConversationId,
     ) -> Result<Option<Vec<UserId>>, AckError> {
-        Ok(service::conversations::members(&self.state, user, conversation).await?)
+        Ok(
+            service::conversations::members(&self.state, user, conversation)
+                .await?
+                .map(|c| c.members),
+        )
     }
 
     async fn store(

@@ -26,6 +26,11 @@ use std::time::Duration;
 pub struct ConversationMembers {
     pub conversation_id: ConversationId,
     pub members: Vec<UserId>,
+    /// The two members' direct conversation (one per pair): where the API stores a
+    /// `recipientId` send between them, so a relay that knows it relays such a send at once.
+    /// `false` from an API older than the field.
+    #[serde(default)]
+    pub direct: bool,
 }
 
 /// One message of a store batch: who sends it (the socket's authenticated user and the token

@@ -147,10 +147,7 @@ async fn members(
     let members = service::conversations::members(&state, user, conversation_id)
         .await?
         .ok_or_else(|| ApiError::code(ErrorCode::ConversationNotFound))?;
-    Ok(web::Json(ConversationMembers {
-        conversation_id,
-        members,
-    }))
+    Ok(web::Json(members))
 }
 
 async fn session(

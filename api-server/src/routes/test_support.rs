@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use shared::auth::{JwtKeys, JwtSettings};
 use shared::bus::memory::MemoryBus;
 use shared::ids::{ConversationId, UserId};
+use shared::port::ConversationMembers;
 use shared::wire::{Conversation, ConversationSummary, MessagePage, SyncResponse, User};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +66,7 @@ impl Store for TestStore {
     async fn active_sessions(&self, _: &[String]) -> StoreResult<Vec<(String, UserId)>> {
         unused()
     }
-    async fn memberships(&self, _: UserId) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>> {
+    async fn memberships(&self, _: UserId) -> StoreResult<Vec<ConversationMembers>> {
         unused()
     }
     async fn create_conversation(

@@ -7,7 +7,7 @@ use shared::domain::ConversationTitle;
 use shared::events::BusEvent;
 use shared::ids::{ConversationId, UserId};
 use shared::port::ConversationMembers;
-use shared::wire::{Conversation, CreateConversationRequest};
+use shared::wire::{Conversation, ConversationKind, CreateConversationRequest};
 
 /// Most members a conversation may be created with, besides its creator.
 pub const MAX_OTHER_MEMBERS: usize = 100;
@@ -53,16 +53,7 @@ pub async fn create(
 
 /// Every conversation `user` is a member of, with all its members.
 pub async fn memberships(state: &AppState, user: UserId) -> ApiResult<Vec<ConversationMembers>> {
-    Ok(state
-        .store
-        .memberships(user)
-        .await?
-        .into_iter()
-        .map(|(conversation_id, members)| ConversationMembers {
-            conversation_id,
-            members,
-        })
-        .collect())
+    Ok(state.store.memberships(user).await?)
 }
 
 /// The members of `conversation` when `user` is one; `None` otherwise (or when it does not
@@ -71,12 +62,16 @@ pub async fn members(
     state: &AppState,
     user: UserId,
     conversation: ConversationId,
-) -> ApiResult<Option<Vec<UserId>>> {
+) -> ApiResult<Option<ConversationMembers>> {
     Ok(state
         .store
         .conversation(user, conversation)
         .await?
-        .map(|c| c.members.iter().map(|m| m.user.id).collect()))
+        .map(|c| ConversationMembers {
+            conversation_id: c.id,
+            members: c.members.iter().map(|m| m.user.id).collect(),
+            direct: c.kind == ConversationKind::Direct,
+        }))
 }
 
 /// The requested members without the creator and without repeats: 1 to 100 of them.

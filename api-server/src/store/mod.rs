@@ -67,6 +67,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared::domain::{ClientMsgId, MessageContent, MessageKind};
 use shared::ids::{ConversationId, UserId};
+use shared::port::ConversationMembers;
 use shared::wire::{
     Conversation, ConversationSummary, MemberState, Message, MessagePage, SyncResponse, User,
 };
@@ -302,9 +303,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<CreateOutcome>;
     /// The caller's conversations, most recently active first.
     async fn list_conversations(&self, user: UserId) -> StoreResult<Vec<ConversationSummary>>;
-    /// Every conversation `user` is a member of, with all its members (ascending ids), in
-    /// conversation id order.
-    async fn memberships(&self, user: UserId) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>>;
+    /// Every conversation `user` is a member of, with all its members (ascending ids) and
+    /// whether it is a direct one, in conversation id order.
+    async fn memberships(&self, user: UserId) -> StoreResult<Vec<ConversationMembers>>;
     /// One conversation, if `user` is a member.
     async fn conversation(
         &self,

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel::Queryable;
 use shared::domain::MessageKind;
 use shared::ids::{ConversationId, MessageId, UserId};
+use shared::port::ConversationMembers;
 use shared::wire::{
     Conversation, ConversationKind, ConversationMember, MemberState, Message, User,
 };
@@ -194,13 +195,17 @@ pub fn attach_refusal(found: Option<&AttachmentRow>, sender: UserId, kind: &str)
     StoreError::Invalid("attachmentId", reason)
 }
 
-/// `(conversation, member)` pairs in conversation order, grouped per conversation.
-pub fn group_members(pairs: Vec<(i64, i64)>) -> Vec<(ConversationId, Vec<UserId>)> {
-    let mut grouped: Vec<(ConversationId, Vec<UserId>)> = Vec::new();
-    for (conversation, user) in pairs {
+/// `(conversation, member, direct)` rows in conversation order, grouped per conversation.
+pub fn group_members(rows: Vec<(i64, i64, bool)>) -> Vec<ConversationMembers> {
+    let mut grouped: Vec<ConversationMembers> = Vec::new();
+    for (conversation, user, direct) in rows {
         match grouped.last_mut() {
-            Some((c, members)) if c.get() == conversation => members.push(UserId(user)),
-            _ => grouped.push((ConversationId(conversation), vec![UserId(user)])),
+            Some(c) if c.conversation_id.get() == conversation => c.members.push(UserId(user)),
+            _ => grouped.push(ConversationMembers {
+                conversation_id: ConversationId(conversation),
+                members: vec![UserId(user)],
+                direct,
+            }),
         }
     }
     grouped

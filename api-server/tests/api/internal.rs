@@ -419,17 +419,24 @@ async fn the_look_ups_answer_what_the_relay_needs() {
     let (_, carol) = &users[2];
     let ab = app.direct(alice_token, bob).await;
     let bc = app.direct(bob_token, carol).await;
+    let group = app
+        .create_conversation(alice_token, &[&bob.id.to_string()], Some("two of us"))
+        .await;
     app.send(bob_token, &ab, "hello").await;
     let service = app.service_token();
     let a = alice.id.to_string();
     let mut pair = [alice.id, bob.id];
     pair.sort();
 
-    // Act / Assert: memberships and members.
+    // Act / Assert: memberships and members; of the pair's two conversations, the direct one
+    // is marked (where the relay sends their `recipientId` messages)
     let memberships = app
         .get(&format!("/internal/relay/users/{a}/memberships"), &service)
         .await;
-    let expected = json!([{ "conversationId": ab, "members": pair }]);
+    let expected = json!([
+        { "conversationId": ab, "members": pair, "direct": true },
+        { "conversationId": group, "members": pair, "direct": false },
+    ]);
     assert_eq!(memberships.expect(200), &expected);
     let members = app
         .get(
@@ -437,7 +444,8 @@ async fn the_look_ups_answer_what_the_relay_needs() {
             &service,
         )
         .await;
-    assert_eq!(members.expect(200)["members"], json!(pair));
+    let expected = json!({ "conversationId": ab, "members": pair, "direct": true });
+    assert_eq!(members.expect(200), &expected);
     app.get(
         &format!("/internal/relay/users/{a}/conversations/{bc}/members"),
         &service,

@@ -193,7 +193,8 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
         ),
         BusEvent::ConversationChanged { conversation } => {
             let members: Vec<UserId> = conversation.members.iter().map(|m| m.user.id).collect();
-            state.view.update(conversation.id, &members);
+            let direct = conversation.kind == shared::wire::ConversationKind::Direct;
+            state.view.update(conversation.id, &members, direct);
             state.emit_to(users, "conversation_changed", &conversation, None);
         }
         BusEvent::UserLoggedOut { jti, .. } => {

@@ -33,6 +33,8 @@ pub enum Parking {
 
 struct Conversation {
     members: Members,
+    /// The direct conversation of its two members (a kind never changes).
+    direct: bool,
     /// Local users whose view holds it (dropped when none is left).
     holders: usize,
 }
@@ -53,8 +55,9 @@ struct Inner {
 }
 
 impl Inner {
-    /// Record that `user`'s view holds `conversation` with `members`.
-    fn hold(&mut self, user: UserId, conversation: ConversationId, members: Members) {
+    /// Record that `user`'s view holds `conversation` with `members` (`direct` when known to be
+    /// a direct conversation; `false` when not known).
+    fn hold(&mut self, user: UserId, conversation: ConversationId, members: Members, direct: bool) {
         let Some(local) = self.users.get_mut(&user) else {
             return;
         };
@@ -64,9 +67,11 @@ impl Inner {
             .entry(conversation)
             .or_insert_with(|| Conversation {
                 members: members.clone(),
+                direct,
                 holders: 0,
             });
         entry.members = members;
+        entry.direct |= direct;
         if new_for_user {
             entry.holders += 1;
         }
@@ -107,7 +112,7 @@ impl MembershipView {
             .sockets += 1;
         for c in conversations {
             if c.members.contains(&user) {
-                inner.hold(user, c.conversation_id, c.members.into());
+                inner.hold(user, c.conversation_id, c.members.into(), c.direct);
             }
         }
     }
@@ -136,11 +141,11 @@ impl MembershipView {
     }
 
     /// A conversation was created or its members changed (`conversation_changed`).
-    pub fn update(&self, conversation: ConversationId, members: &[UserId]) {
+    pub fn update(&self, conversation: ConversationId, members: &[UserId], direct: bool) {
         let members: Members = members.into();
         let mut inner = self.inner();
         for &user in members.iter() {
-            inner.hold(user, conversation, members.clone());
+            inner.hold(user, conversation, members.clone(), direct);
         }
         if let Some(entry) = inner.conversations.get_mut(&conversation) {
             entry.members = members;
@@ -176,7 +181,7 @@ impl MembershipView {
         let mut inner = self.inner();
         let members = members.filter(|m| m.contains(&user));
         if let Some(members) = &members {
-            inner.hold(user, conversation, members.clone());
+            inner.hold(user, conversation, members.clone(), false);
         }
         let parked = inner
             .pending
@@ -212,8 +217,21 @@ impl MembershipView {
         contacts
     }
 
+    /// The direct conversation of `user` and `other` (where the API stores a message from one
+    /// to the other by `recipientId`), if the view knows it.
+    pub fn direct(&self, user: UserId, other: UserId) -> Option<ConversationId> {
+        let inner = self.inner();
+        let local = inner.users.get(&user)?;
+        local.conversations.iter().copied().find(|c| {
+            inner
+                .conversations
+                .get(c)
+                .is_some_and(|c| c.direct && user != other && c.members.contains(&other))
+        })
+    }
+
     /// The oldest conversation of `user` whose only other member is `other` (their direct
-    /// conversation), as the view knows it.
+    /// conversation, or a group of the two), as the view knows it.
     pub fn pair(&self, user: UserId, other: UserId) -> Option<ConversationId> {
         let inner = self.inner();
         let local = inner.users.get(&user)?;
@@ -239,7 +257,38 @@ mod tests {
         ConversationMembers {
             conversation_id: ConversationId(id),
             members: members.iter().map(|&m| UserId(m)).collect(),
+            direct: false,
         }
+    }
+
+    fn direct(id: i64, members: &[i64]) -> ConversationMembers {
+        ConversationMembers {
+            direct: true,
+            ..conv(id, members)
+        }
+    }
+
+    #[test]
+    fn the_direct_conversation_of_a_pair_is_the_one_marked_direct() {
+        let view = MembershipView::default();
+        view.load(
+            UserId(1),
+            vec![conv(10, &[1, 2]), direct(12, &[1, 2]), conv(11, &[1, 3])],
+        );
+        assert_eq!(view.direct(UserId(1), UserId(2)), Some(ConversationId(12)));
+        assert_eq!(view.pair(UserId(1), UserId(2)), Some(ConversationId(10)));
+        assert_eq!(view.direct(UserId(1), UserId(3)), None, "a group of two");
+        assert_eq!(view.direct(UserId(1), UserId(1)), None);
+        assert_eq!(view.direct(UserId(2), UserId(1)), None, "not local");
+        view.update(ConversationId(20), &[UserId(1), UserId(4)], true);
+        assert_eq!(view.direct(UserId(1), UserId(4)), Some(ConversationId(20)));
+        // A look-up's answer does not say the kind; it does not forget it either.
+        view.resolved(
+            UserId(1),
+            ConversationId(20),
+            Some(vec![UserId(1), UserId(4)].into()),
+        );
+        assert_eq!(view.direct(UserId(1), UserId(4)), Some(ConversationId(20)));
     }
 
     #[test]
@@ -265,7 +314,7 @@ mod tests {
         let view = MembershipView::default();
         view.load(UserId(1), vec![]);
         view.load(UserId(2), vec![]);
-        view.update(ConversationId(5), &[UserId(1), UserId(2), UserId(9)]);
+        view.update(ConversationId(5), &[UserId(1), UserId(2), UserId(9)], false);
         assert!(view.members(UserId(1), ConversationId(5)).is_some());
         assert!(view.members(UserId(2), ConversationId(5)).is_some());
         assert!(

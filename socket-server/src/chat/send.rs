@@ -4,7 +4,9 @@
 //! is queued on the local sockets and handed to the background bus publisher, and the message
 //! is queued on its sender's store lane. A conversation the view does not know yet is resolved
 //! in a task of its own while the socket keeps reading; the sends behind it wait for the answer
-//! in order. Storage lagging shows as late acks, never as late `receive_message`.
+//! in order. Storage lagging shows as late acks, never as late `receive_message`. A send by
+//! `recipientId` goes the same way to the pair's direct conversation when the view knows it; a
+//! first message to a new contact is stored first (the API creates the conversation).
 //!
 //! [`MembershipView`]: super::membership::MembershipView
 
@@ -68,7 +70,7 @@ pub fn send_message(
         Ok(ticket) => ticket,
         Err(refused) => return refuse(ack, refused),
     };
-    let job = StoreJob {
+    let mut job = StoreJob {
         item: StoreItem {
             sender: session.user,
             jti: session.jti.clone(),
@@ -81,14 +83,23 @@ pub fn send_message(
     };
     let conversation = match message.target {
         SendTarget::Conversation(conversation) => conversation,
-        // Direct by recipient: the API finds or creates the conversation; its
-        // `message_stored` delivers the message.
-        SendTarget::Recipient(_) => {
-            state
-                .relayed
-                .insert_stored_first(session.user, job.item.message.client_msg_id.as_str());
-            return state.push_store(job);
-        }
+        SendTarget::Recipient(recipient) => match state.view.direct(session.user, recipient) {
+            // The pair's direct conversation, which the API would store it in: relayed at once
+            // and stored as addressed to it, like any other send.
+            Some(conversation) => {
+                job.item.message.recipient_id = None;
+                job.item.message.conversation_id = Some(conversation);
+                conversation
+            }
+            // A first message to this user (or one the view cannot place): the API finds or
+            // creates the conversation, and its `message_stored` delivers the message.
+            None => {
+                state
+                    .relayed
+                    .insert_stored_first(session.user, job.item.message.client_msg_id.as_str());
+                return state.push_store(job);
+            }
+        },
     };
     let relayed = relayed_copy(session, conversation, message);
     let work_state = state.clone();

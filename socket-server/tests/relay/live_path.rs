@@ -1,7 +1,8 @@
 //! The live path never waits on storage: with the API's only database connection held by a
 //! request stuck on a lock the test holds (so no insert and no other query can run), two users
-//! chatting through the relay still see every message on their other devices at once; once the
-//! lock is released, every send is acknowledged once with its real id.
+//! chatting through the relay still see every message on their other devices at once, whether
+//! a send names the conversation or, as the design documents' clients do, the recipient; once
+//! the lock is released, every send is acknowledged once with its real id.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -50,7 +51,7 @@ async fn messages_reach_every_other_device_while_storage_is_held_and_are_acked_o
         },
     )
     .await;
-    let (alice, _) = stack.register("alice").await;
+    let (alice, alice_id) = stack.register("alice").await;
     let (bob, bob_id) = stack.register("bob").await;
     let conversation = stack.conversation(&alice, &[&bob_id]).await;
     let mut senders = Vec::new();
@@ -76,10 +77,16 @@ async fn messages_reach_every_other_device_while_storage_is_held_and_are_acked_o
     };
     wait_for_a_query_waiting_on_the_lock(&db).await;
 
-    // Act: both users send, alternately, while nothing can be stored
+    // Act: both users send, alternately, while nothing can be stored: alice names the
+    // conversation, bob names her (their direct conversation, which the relay knows)
     let mut acks: Vec<(String, mpsc::UnboundedReceiver<(String, Value)>)> = Vec::new();
     for (id, device) in &mut senders {
-        let body = json!({ "clientMsgId": id, "conversationId": conversation, "content": format!("held {id}") });
+        let content = format!("held {id}");
+        let body = if id.starts_with("b-") {
+            json!({ "clientMsgId": id, "recipientId": alice_id, "content": content })
+        } else {
+            json!({ "clientMsgId": id, "conversationId": conversation, "content": content })
+        };
         let ack = device
             .send_later("send_message", body, Duration::from_secs(600))
             .await;

@@ -33,6 +33,7 @@ use diesel_async::pooled_connection::{ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use shared::ids::{ConversationId, UserId};
+use shared::port::ConversationMembers;
 use shared::wire::{Conversation, ConversationSummary, MessagePage, SyncResponse, User};
 use std::time::Duration;
 
@@ -200,7 +201,7 @@ impl Store for PgStore {
         users::active_sessions(&mut *self.conn().await?, jtis).await
     }
 
-    async fn memberships(&self, user: UserId) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>> {
+    async fn memberships(&self, user: UserId) -> StoreResult<Vec<ConversationMembers>> {
         users::memberships(&mut *self.conn().await?, user).await
     }
 

@@ -2,14 +2,15 @@
 
 use super::dialect::{now, user_matches, Backend, Conn};
 use super::rows::UserRow;
-use super::schema::{members, sessions, users};
+use super::schema::{conversations, members, sessions, users};
 use crate::store::{NewUser, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
-use shared::ids::{ConversationId, UserId};
+use shared::ids::UserId;
+use shared::port::ConversationMembers;
 use shared::wire::User;
 
 pub async fn create(conn: &mut Conn, new: &NewUser) -> StoreResult<User> {
@@ -139,22 +140,24 @@ pub fn active_among(jtis: &[String]) -> sessions::BoxedQuery<'_, Backend, (Text,
         .into_boxed()
 }
 
-/// Every conversation of `user` with its members, in one query.
-pub async fn memberships(
-    conn: &mut Conn,
-    user: UserId,
-) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>> {
+/// Every conversation of `user` with its members and whether it is a direct one, in one query.
+pub async fn memberships(conn: &mut Conn, user: UserId) -> StoreResult<Vec<ConversationMembers>> {
     let (mine, theirs) = diesel::alias!(members as mine, members as theirs);
-    let pairs: Vec<(i64, i64)> = mine
+    let rows: Vec<(i64, i64, bool)> = mine
         .inner_join(
             theirs.on(theirs
                 .field(members::conversation_id)
                 .eq(mine.field(members::conversation_id))),
         )
+        .inner_join(
+            conversations::table
+                .on(conversations::id.eq(mine.field(members::conversation_id))),
+        )
         .filter(mine.field(members::user_id).eq(user.get()))
         .select((
             theirs.field(members::conversation_id),
             theirs.field(members::user_id),
+            conversations::direct_key.is_not_null(),
         ))
         .order((
             theirs.field(members::conversation_id),
@@ -162,5 +165,5 @@ pub async fn memberships(
         ))
         .load(conn)
         .await?;
-    Ok(crate::store::rows::group_members(pairs))
+    Ok(crate::store::rows::group_members(rows))
 }

@@ -41,6 +41,7 @@ use connect::{detached, establish, pool};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::RunQueryDsl;
 use shared::ids::{ConversationId, UserId};
+use shared::port::ConversationMembers;
 use shared::wire::{Conversation, ConversationSummary, MessagePage, SyncResponse, User};
 use std::time::Duration;
 
@@ -175,7 +176,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn memberships(&self, user: UserId) -> StoreResult<Vec<(ConversationId, Vec<UserId>)>> {
+    async fn memberships(&self, user: UserId) -> StoreResult<Vec<ConversationMembers>> {
         detached(&self.readers, move |mut c| async move {
             users::memberships(&mut c, user).await
         })
