@@ -39,20 +39,30 @@ pub fn refusal(code: ErrorCode) -> ConnectError {
     ConnectError::new(code.default_message()).with_data(json!({ "code": code.as_str() }))
 }
 
-/// Verify the handshake's `{token}`.
+/// Who a handshake's token is, and whether the API was asked (rather than the cache).
+pub struct Authenticated {
+    pub session: Session,
+    /// The API confirmed the session just now: the caller remembers it in the cache once it is
+    /// subscribed to the user's channel (from then on it hears their logouts).
+    pub asked_the_api: bool,
+}
+
+/// Verify the handshake's `{token}` (a `Bearer ` prefix, in any case, is tolerated).
 pub async fn authenticate(
     auth: &Value,
     keys: &JwtKeys,
     port: &dyn RelayPort,
     sessions: &SessionCache,
     bus_epoch: Option<u64>,
-) -> Result<Session, ConnectError> {
-    let token = auth
-        .get("token")
-        .and_then(Value::as_str)
-        .map(|t| t.strip_prefix("Bearer ").unwrap_or(t))
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| refusal(ErrorCode::MissingToken))?;
+) -> Result<Authenticated, ConnectError> {
+    let token = match auth.get("token") {
+        None | Some(Value::Null) => return Err(refusal(ErrorCode::MissingToken)),
+        Some(Value::String(token)) => without_scheme(token),
+        Some(_) => return Err(refusal(ErrorCode::InvalidToken)),
+    };
+    if token.is_empty() {
+        return Err(refusal(ErrorCode::MissingToken));
+    }
     let claims = keys.verify(token).map_err(|e| match e {
         TokenError::Expired => refusal(ErrorCode::TokenExpired),
         TokenError::Invalid => refusal(ErrorCode::InvalidToken),
@@ -60,9 +70,10 @@ pub async fn authenticate(
     let user = claims
         .user_id()
         .map_err(|_| refusal(ErrorCode::InvalidToken))?;
-    if !sessions.confirmed(user, &claims.jti, bus_epoch) {
+    let asked_the_api = !sessions.confirmed(user, &claims.jti, bus_epoch);
+    if asked_the_api {
         match port.session_active(user, &claims.jti).await {
-            Ok(true) => sessions.confirm(user, &claims.jti, bus_epoch),
+            Ok(true) => {}
             Ok(false) => return Err(refusal(ErrorCode::TokenRevoked)),
             Err(error) => {
                 tracing::warn!(code = %error.code, "checking the session failed");
@@ -70,12 +81,24 @@ pub async fn authenticate(
             }
         }
     }
-    Ok(Session {
+    let session = Session {
         user,
         jti: claims.jti,
         token: SecretString::from(token.to_owned()),
         exp: claims.exp,
+    };
+    Ok(Authenticated {
+        session,
+        asked_the_api,
     })
+}
+
+/// The token of `Bearer <token>` (the scheme in any case, as the API reads it), or the text.
+fn without_scheme(text: &str) -> &str {
+    match text.split_at_checked(7) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer ") => token.trim_start(),
+        _ => text,
+    }
 }
 
 /// Keys with a fixed secret, for unit tests.
@@ -163,11 +186,18 @@ mod tests {
         let (token, claims) = keys().issue(UserId(7)).unwrap();
         let port = Sessions(Some((UserId(7), claims.jti.clone())));
         let cache = SessionCache::new(Duration::ZERO);
-        let session = authenticate(&json!({ "token": token }), &keys(), &port, &cache, Some(1))
-            .await
-            .ok()
-            .unwrap();
-        assert_eq!((session.user, session.jti), (UserId(7), claims.jti));
+        for token in [
+            token.clone(),
+            format!("Bearer {token}"),
+            format!("bearer {token}"),
+        ] {
+            let session = authenticate(&json!({ "token": token }), &keys(), &port, &cache, Some(1))
+                .await
+                .ok()
+                .unwrap()
+                .session;
+            assert_eq!((session.user, &session.jti), (UserId(7), &claims.jti));
+        }
     }
 
     #[tokio::test]
@@ -179,9 +209,15 @@ mod tests {
             "missing_token"
         );
         assert_eq!(
-            code_of(json!({ "token": "a.b.c" }), &port).await,
-            "invalid_token"
+            code_of(json!({ "token": "Bearer " }), &port).await,
+            "missing_token"
         );
+        for garbage in [json!("a.b.c"), json!(123), json!({ "jwt": "a.b.c" })] {
+            assert_eq!(
+                code_of(json!({ "token": garbage }), &port).await,
+                "invalid_token"
+            );
+        }
         let other = JwtKeys::new(&JwtSettings {
             secret: SecretString::from("y".repeat(40)),
             ..keys().settings().clone()

@@ -140,22 +140,27 @@ impl RecentlyRelayed {
 }
 
 /// Sessions the API confirmed active, remembered for a short while so that a burst of
-/// reconnections (a relay restarting, a network blip) does not ask the API once per socket.
-/// Only positive answers are kept; a logout event or a failed revalidation forgets the session
-/// at once, and the relay's periodic revalidation does not read this cache.
+/// reconnections of a user still connected here (a device's network blip, tabs sharing a token)
+/// does not ask the API once per socket. Only positive answers are kept; a logout event or a
+/// failed revalidation forgets the session at once, and the relay's periodic revalidation does
+/// not read this cache.
 ///
-/// The cache is only as good as the logout events that correct it, so each entry carries the
-/// bus subscription's epoch ([`Subscriber::epoch`](shared::bus::subscriber::Subscriber::epoch))
-/// of its confirmation: while the bus is down nothing is cached or trusted, and an entry from
-/// before an outage (whose logout event may have been lost) is not trusted after it.
+/// The cache is only as good as the logout events that correct it, and a relay hears a user's
+/// events only while one of the user's sockets is connected to it (it is subscribed to their
+/// channel). So a user's entries go with their last socket here ([`SessionCache::forget_user`]),
+/// and each entry carries the bus subscription's epoch
+/// ([`Subscriber::epoch`](shared::bus::subscriber::Subscriber::epoch)) of its confirmation:
+/// while the bus is down nothing is cached or trusted, and an entry from before an outage (whose
+/// logout event may have been lost) is not trusted after it.
 pub struct SessionCache {
     ttl: Duration,
-    entries: Mutex<std::collections::HashMap<String, Entry>>,
+    /// Per user, their confirmed sessions (a user has a few).
+    users: Mutex<HashMap<UserId, Vec<Entry>>>,
 }
 
-/// Whose session it is, when the API confirmed it, and the bus epoch then.
+/// A session (its token id), when the API confirmed it, and the bus epoch then.
 struct Entry {
-    user: UserId,
+    jti: String,
     at: Instant,
     epoch: u64,
 }
@@ -164,8 +169,12 @@ impl SessionCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: Mutex::default(),
+            users: Mutex::default(),
         }
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Vec<Entry>>> {
+        self.users.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether `jti` was confirmed as an active session of `user` within the TTL, in the bus
@@ -174,9 +183,10 @@ impl SessionCache {
         let Some(epoch) = bus else {
             return false;
         };
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(jti).is_some_and(|entry| {
-            entry.user == user && entry.epoch == epoch && entry.at.elapsed() < self.ttl
+        self.users().get(&user).is_some_and(|entries| {
+            entries
+                .iter()
+                .any(|e| e.jti == jti && e.epoch == epoch && e.at.elapsed() < self.ttl)
         })
     }
 
@@ -185,20 +195,42 @@ impl SessionCache {
         let Some(epoch) = bus else {
             return;
         };
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= GENERATION_MAX {
-            let ttl = self.ttl;
-            entries.retain(|_, entry| entry.at.elapsed() < ttl);
+        let ttl = self.ttl;
+        let mut users = self.users();
+        if users.len() >= GENERATION_MAX {
+            users.retain(|_, entries| {
+                entries.retain(|e| e.at.elapsed() < ttl);
+                !entries.is_empty()
+            });
         }
-        if entries.len() < GENERATION_MAX {
-            let at = Instant::now();
-            entries.insert(jti.to_owned(), Entry { user, at, epoch });
+        if users.len() >= GENERATION_MAX && !users.contains_key(&user) {
+            return;
+        }
+        let entries = users.entry(user).or_default();
+        entries.retain(|e| e.jti != jti && e.at.elapsed() < ttl);
+        let at = Instant::now();
+        entries.push(Entry {
+            jti: jti.to_owned(),
+            at,
+            epoch,
+        });
+    }
+
+    /// A session of `user` is over (logged out, or found revoked).
+    pub fn forget(&self, user: UserId, jti: &str) {
+        let mut users = self.users();
+        if let Some(entries) = users.get_mut(&user) {
+            entries.retain(|e| e.jti != jti);
+            if entries.is_empty() {
+                users.remove(&user);
+            }
         }
     }
 
-    pub fn forget(&self, jti: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.remove(jti);
+    /// The last socket of `user` here left: the relay stops hearing their logout events, so
+    /// nothing it confirmed for them may be trusted any more.
+    pub fn forget_user(&self, user: UserId) {
+        self.users().remove(&user);
     }
 }
 
@@ -246,13 +278,20 @@ mod tests {
     }
 
     #[test]
-    fn a_confirmed_session_is_remembered_for_its_user_until_forgotten_or_expired() {
+    fn a_confirmed_session_is_remembered_for_its_user_until_forgotten_its_user_gone_or_expired() {
         let cache = SessionCache::new(Duration::from_secs(60));
         cache.confirm(UserId(1), "j", Some(1));
         assert!(cache.confirmed(UserId(1), "j", Some(1)));
         assert!(!cache.confirmed(UserId(2), "j", Some(1)));
-        cache.forget("j");
+        cache.confirm(UserId(1), "k", Some(1));
+        cache.forget(UserId(1), "j");
         assert!(!cache.confirmed(UserId(1), "j", Some(1)));
+        assert!(cache.confirmed(UserId(1), "k", Some(1)));
+        cache.forget_user(UserId(1));
+        assert!(
+            !cache.confirmed(UserId(1), "k", Some(1)),
+            "its logout events are no longer heard"
+        );
         let expired = SessionCache::new(Duration::ZERO);
         expired.confirm(UserId(1), "j", Some(1));
         assert!(!expired.confirmed(UserId(1), "j", Some(1)));

@@ -197,8 +197,8 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
             state.view.update(conversation.id, &members, direct);
             state.emit_to(users, "conversation_changed", &conversation, None);
         }
-        BusEvent::UserLoggedOut { jti, .. } => {
-            state.sessions.forget(&jti);
+        BusEvent::UserLoggedOut { user_id, jti } => {
+            state.sessions.forget(user_id, &jti);
             for &user in users {
                 for socket in state.registry.sockets_of(user) {
                     if socket

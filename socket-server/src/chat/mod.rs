@@ -226,16 +226,20 @@ impl ChatHandler {
 impl NamespaceHandler for ChatHandler {
     async fn on_connect(&self, socket: &Socket, auth: &Value) -> Result<(), ConnectError> {
         let state = &self.state;
-        let session = match auth::authenticate(
+        let bus_epoch = state.subscriber.epoch();
+        let auth::Authenticated {
+            session,
+            asked_the_api,
+        } = match auth::authenticate(
             auth,
             &state.keys,
             state.port.as_ref(),
             &state.sessions,
-            state.subscriber.epoch(),
+            bus_epoch,
         )
         .await
         {
-            Ok(session) => session,
+            Ok(authenticated) => authenticated,
             Err(refusal) => {
                 state.metrics.connects_refused.inc();
                 return Err(refusal);
@@ -263,6 +267,11 @@ impl NamespaceHandler for ChatHandler {
         // Subscribed (counted per connection) before the CONNECT answer: nothing published
         // afterwards is missed. Then the view, so events about new conversations update it.
         state.subscriber.subscribe(user).await;
+        if asked_the_api {
+            // Only now: a refusal above leaves nothing behind to trust, and from here on the
+            // user's logouts reach this relay until their last socket leaves.
+            state.sessions.confirm(user, &session.jti, bus_epoch);
+        }
         let conversations = match state.port.memberships(user).await {
             Ok(conversations) => conversations,
             Err(error) => {
@@ -309,6 +318,7 @@ impl NamespaceHandler for ChatHandler {
         if state.registry.connections_of(session.user) == 0 {
             state.sends.forget(session.user);
             state.typing.forget(session.user);
+            state.sessions.forget_user(session.user);
         }
         presence::disconnected(state, socket, session.user, contacts).await;
         tracing::info!(user_id = %session.user, conn_id = %socket.id(), reason = reason.as_str(), "socket disconnected");

@@ -156,7 +156,7 @@ async fn revalidate(state: &ChatState, sockets: &[(Socket, Arc<Session>)]) {
             jti: session.jti.clone(),
         };
         if revoked.contains(&key) {
-            state.sessions.forget(&session.jti);
+            state.sessions.forget(session.user, &session.jti);
             tracing::info!(user_id = %session.user, conn_id = %socket.id(), "session revoked; closing the socket");
             revoke(socket, "revoked");
         }

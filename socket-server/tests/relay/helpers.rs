@@ -268,6 +268,12 @@ impl Stack {
         )
     }
 
+    /// Log `token` out (through the API, which publishes the logout).
+    pub async fn logout(&self, token: &str) {
+        let (status, body) = self.post("/api/auth/logout", Some(token), &json!({})).await;
+        assert_eq!(status, 204, "logging out: {body}");
+    }
+
     /// Create a conversation of the caller with `members`; returns its id.
     pub async fn conversation(&self, token: &str, members: &[&str]) -> String {
         let (status, body) = self

@@ -216,10 +216,7 @@ async fn connecting_with_a_logged_out_token_is_refused_with_connect_error_token_
     // Arrange
     let stack = spawn_stack(1).await;
     let (alice, _) = stack.register("alice").await;
-    let (status, _) = stack
-        .post("/api/auth/logout", Some(&alice), &json!({}))
-        .await;
-    assert_eq!(status, 204);
+    stack.logout(&alice).await;
 
     // Act
     let code = refused_code(&stack, 0, &alice).await;

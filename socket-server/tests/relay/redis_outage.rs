@@ -187,10 +187,7 @@ async fn a_redis_outage_costs_only_live_cross_relay_delivery_and_everything_reco
 
     // Assert: logout propagates again: carol's socket on relay 1 is revoked and closed
     let mut c = Device::connect(&stack, 1, &carol).await;
-    let (status, _) = stack
-        .post("/api/auth/logout", Some(&carol), &json!({}))
-        .await;
-    assert_eq!(status, 204);
+    stack.logout(&carol).await;
     let revoked = next_event(&mut c, "session_revoked", RECOVERY_BOUND).await;
     assert!(
         revoked.is_some(),

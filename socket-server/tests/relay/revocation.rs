@@ -1,16 +1,16 @@
 //! The database decides revocation, not Redis: a logged-out token is refused at connect even
-//! after Redis restarted empty; a socket whose session is revoked without the logout event
+//! after Redis restarted empty, or when the relay that confirmed it had no socket of the user
+//! left to hear the logout; a socket whose session is revoked without the logout event
 //! reaching the relay is closed at the next check; a socket is closed when its token expires.
 
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
-use serde_json::json;
 use test_support::RedisServer;
 
 use crate::device::{refused_code, Device};
-use crate::helpers::{spawn_stack_on, spawn_stack_with, Stack};
+use crate::helpers::{metric, spawn_stack_on, spawn_stack_with, Stack};
 
 /// Wait (at most `limit`) for `session_revoked` on `device`; its reason.
 async fn revoked_reason(device: &mut Device, limit: Duration) -> String {
@@ -33,13 +33,30 @@ async fn a_logged_out_token_is_refused_at_connect_after_redis_restarted_empty() 
     let mut redis = RedisServer::start();
     let stack = spawn_stack_on(&redis.url(), 1, |_| {}).await;
     let (alice, _) = stack.register("alice").await;
-    let (status, _) = stack
-        .post("/api/auth/logout", Some(&alice), &json!({}))
-        .await;
-    assert_eq!(status, 204);
+    stack.logout(&alice).await;
 
     // Act: Redis comes back with nothing
     redis.restart();
+    let code = refused_code(&stack, 0, &alice).await;
+
+    // Assert
+    assert_eq!(code, "token_revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_logged_out_after_its_users_last_socket_left_is_refused_at_the_next_connect() {
+    // Arrange: a relay that would trust a session it confirmed for ten minutes; alice connected
+    // (the relay confirmed her session with the API) and left again
+    let stack = spawn_stack_with(1, |relay| relay.limits.session_cache_secs = 600).await;
+    let (alice, _) = stack.register("alice").await;
+    let device = Device::connect(&stack, 0, &alice).await;
+    device.client.disconnect().await.unwrap();
+    while metric(&stack.metrics(0).await, "relay_sockets") > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Act: logged out while none of her sockets is on the relay (it does not hear the event)
+    stack.logout(&alice).await;
     let code = refused_code(&stack, 0, &alice).await;
 
     // Assert
