@@ -171,7 +171,17 @@ pub(crate) async fn post<H: EngineHandler>(
     if declared.is_some_and(|len| len > max as u64) {
         return too_large(session);
     }
-    let body = match Limited::new(request.into_body(), max).collect().await {
+    // A body that stops arriving ends with the session: its client cannot answer pings while
+    // its POST is pending, so the heartbeat closes it within `ping_interval + ping_timeout`,
+    // and the connection goes with this answer instead of waiting for the rest for ever.
+    let read = tokio::select! {
+        read = Limited::new(request.into_body(), max).collect() => read,
+        () = session.closed.cancelled() => {
+            tracing::debug!(sid = %session.sid, "the session closed while its POST body was incomplete");
+            return HttpError::BadRequest.response();
+        }
+    };
+    let body = match read {
         Ok(body) => body.to_bytes(),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(session),
         Err(error) => {

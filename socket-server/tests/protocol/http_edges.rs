@@ -1,7 +1,8 @@
-//! HTTP edges of the relay's endpoint: oversized requests answered in the error shape, the close
-//! code of a WebSocket text frame that is not UTF-8, and frames sent in the same write as the
-//! upgrade request (answered, and a bad one reported after the good ones, however long their
-//! handling takes).
+//! HTTP edges of the relay's endpoint: oversized requests answered in the error shape, a polling
+//! POST whose body stops arriving (answered and closed with its session), the close code of a
+//! WebSocket text frame that is not UTF-8, and frames sent in the same write as the upgrade
+//! request (answered, and a bad one reported after the good ones, however long their handling
+//! takes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::echo;
-use crate::helpers::{http, spawn_echo, spawn_with};
+use crate::helpers::{http, polling_handshake, spawn_echo, spawn_with};
 
 #[tokio::test]
 async fn a_request_target_past_the_limit_gets_414_in_the_error_shape() {
@@ -62,6 +63,33 @@ async fn a_request_target_past_the_parsers_limit_is_refused_by_hyper_with_an_emp
 
     assert_eq!(response.status, 414);
     assert_eq!(response.body, "");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_polling_post_whose_body_stops_arriving_is_answered_and_closed_with_its_session() {
+    // Arrange: a polling session of the echo (a ping every 300 ms, 200 ms to answer it)
+    let server = spawn_echo().await;
+    let sid = polling_handshake(server.port, "/engine.io/").await;
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+
+    // Act: a POST that declares 100 000 bytes and sends one (its client cannot pong meanwhile)
+    let request = format!(
+        "POST /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 100000\r\n\r\n4"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+
+    // Assert: once the heartbeat closes the session, an answer, then the connection closes
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut seen))
+        .await
+        .expect("the stalled POST should end with its session, not hold its connection")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&seen);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     server.stop().await;
 }
 
