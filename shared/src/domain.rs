@@ -456,9 +456,16 @@ impl OutgoingMessage {
     }
 }
 
+/// Longest query a relayed download URL may carry: the API signs with `exp=<unix seconds>&sig=<64
+/// hex digits>` (~90 bytes), so this leaves room without letting one send carry a large payload
+/// to every member's devices.
+const RELAYED_QUERY_MAX: usize = 256;
+
 /// The client's description of its upload `id`, when it can be relayed as given: its id and
-/// kind are the message's, its type one the API stores, its numbers in range, and its URLs
-/// this upload's own download paths (so a sender cannot make recipients load another site).
+/// kind are the message's (the id made of letters, digits, `-` and `_` only, as the API's
+/// are), its type one the API stores, its numbers in range, and its URLs this upload's own
+/// download paths with a short query of its own (so a sender cannot make recipients load another
+/// site, another path, or a large payload).
 pub fn relayable_attachment(
     given: &crate::wire::Attachment,
     id: &str,
@@ -479,12 +486,18 @@ pub fn relayable_attachment(
         url.as_deref().is_none_or(|u| {
             u.strip_prefix(&format!("/api/attachments/{id}{suffix}?"))
                 .is_some_and(|q| {
-                    q.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"=&_-".contains(&b))
+                    q.len() <= RELAYED_QUERY_MAX
+                        && q.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"=&_-".contains(&b))
                 })
         })
     };
+    let path_safe = |id: &str| {
+        id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
     let fits = given.id == id
+        && path_safe(id)
         && given.kind.as_str() == kind.as_str()
         && MIMES.contains(&given.mime.as_str())
         && in_range(Some(given.bytes))
@@ -541,9 +554,22 @@ mod tests {
         assert!(relayable_attachment(&elsewhere, "a1", MessageKind::Image).is_none());
         let script = crate::wire::Attachment {
             mime: "text/html".into(),
-            ..good
+            ..good.clone()
         };
         assert!(relayable_attachment(&script, "a1", MessageKind::Image).is_none());
+        let padded = crate::wire::Attachment {
+            url: Some(format!("/api/attachments/a1?exp=1&sig={}", "a".repeat(300))),
+            ..good.clone()
+        };
+        assert!(relayable_attachment(&padded, "a1", MessageKind::Image).is_none());
+        let climbing = "../../../api/users?search=";
+        let elsewhere_here = crate::wire::Attachment {
+            id: climbing.into(),
+            url: Some(format!("/api/attachments/{climbing}?x=1")),
+            thumbnail_url: None,
+            ..good
+        };
+        assert!(relayable_attachment(&elsewhere_here, climbing, MessageKind::Image).is_none());
     }
 
     #[test]
