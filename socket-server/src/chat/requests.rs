@@ -157,7 +157,9 @@ fn yes() -> bool {
 
 /// `typing` `{conversationId, isTyping}` → `typing` `{conversationId, userId, isTyping}` on the
 /// other members' devices (never the typist's own). Non-members are refused; beyond
-/// `limits.typing_per_sec` the event is dropped without error.
+/// `limits.typing_per_sec` the event is dropped, without error for a conversation the view
+/// knows the user in, `rate_limited` otherwise (no look-up with the API is spent on it, and a
+/// non-member is never told `success`).
 pub fn typing(
     state: &Arc<ChatState>,
     socket: &Socket,
@@ -169,9 +171,15 @@ pub fn typing(
         Ok(args) => args,
         Err(error) => return ack_error(ack, error),
     };
-    // Over the rate: dropped silently (typing indicators are advisory).
+    // Over the rate: dropped (typing indicators are advisory), silently for a member.
     if !state.typing.allow(session.user) {
-        return ack_ok(ack, Value::Object(Default::default()));
+        return match state.view.members(session.user, args.conversation_id) {
+            Some(_) => ack_ok(ack, Value::Object(Default::default())),
+            None => ack_error(
+                ack,
+                AckError::new(ErrorCode::RateLimited, "too many typing events"),
+            ),
+        };
     }
     let typing = shared::wire::Typing {
         conversation_id: args.conversation_id,

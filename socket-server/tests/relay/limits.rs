@@ -2,7 +2,8 @@
 //! to be stored per socket and per relay (counted by the limit that refused them), and
 //! connections per user on one relay (CONNECT_ERROR `too_many_connections`), handshakes per IP
 //! (429 with `Retry-After`, keyed on the client behind trusted proxies) and the `Origin`
-//! allowlist (403), and the fan-out histogram.
+//! allowlist (403), typing beyond its rate (dropped; never `success` for a non-member), and the
+//! fan-out histogram.
 
 use serde_json::json;
 
@@ -38,6 +39,43 @@ async fn sends_beyond_the_per_user_rate_are_refused_as_rate_limited_and_retryabl
     let metrics = stack.metrics(0).await;
     let refused = r#"relay_sends_refused_total{reason="sends_per_sec"}"#;
     assert_eq!(metric(&metrics, refused), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_beyond_its_rate_is_dropped_for_a_member_and_refused_for_anyone_else() {
+    // Arrange: one typing event a second; alice and bob's conversation, carol outside it
+    let stack = spawn_stack_with(1, |s| s.limits.typing_per_sec = 1).await;
+    let (alice, _) = stack.register("alice").await;
+    let (_, bob_id) = stack.register("bob").await;
+    let (carol, _) = stack.register("carol").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let typing = json!({ "conversationId": conversation, "isTyping": true });
+    let mut a = Device::connect(&stack, 0, &alice).await;
+    let mut c = Device::connect(&stack, 0, &carol).await;
+
+    // Act: ten events each, one after the other (all but one a second over the rate)
+    let (mut member, mut outsider) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        member.push(a.request("typing", typing.clone()).await);
+        outsider.push(c.request("typing", typing.clone()).await);
+    }
+
+    // Assert: the member is never refused; the outsider never told `success`, and refused
+    // for the rate rather than looked up with the API once over it
+    assert!(
+        member.iter().all(|ack| ack["success"] == true),
+        "{member:?}"
+    );
+    assert!(
+        outsider.iter().all(|ack| ack["success"] == false),
+        "{outsider:?}"
+    );
+    let code = |ack: &serde_json::Value| ack["error"]["code"].as_str().unwrap_or("").to_owned();
+    assert_eq!(code(&outsider[0]), "conversation_not_found");
+    assert!(
+        outsider.iter().any(|ack| code(ack) == "rate_limited"),
+        "{outsider:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
