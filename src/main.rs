@@ -61,8 +61,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         // Installed before the ready line, so a SIGTERM sent as soon as it is read stops us
         // cleanly.
-        let stop = shared::shutdown::signal();
-        let parley = AllInOne::build(settings).await?;
+        let mut stop = Box::pin(shared::shutdown::signal());
+        let starting = AllInOne::build(settings);
+        let Some(parley) = shared::shutdown::unless_stopped(&mut stop, starting).await else {
+            return Ok(());
+        };
+        let parley = parley?;
         let ready = serde_json::json!({ "event": "ready", "addresses": parley.addresses() });
         println!("{ready}");
         let shutdown = async {

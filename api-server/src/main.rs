@@ -31,11 +31,15 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return ABOUT.refuse_settings(e),
     };
-    // Installed before the service announces itself, so an early SIGTERM stops it cleanly.
-    let stop = shared::shutdown::signal();
+    // Installed before the service announces itself, so an early SIGTERM stops it cleanly,
+    // also while a dependency keeps start-up waiting.
+    let mut stop = Box::pin(shared::shutdown::signal());
     let result = async {
-        let app = Application::build(settings).await?;
-        app.run_until_stopped(stop).await
+        let starting = Application::build(settings);
+        let Some(app) = shared::shutdown::unless_stopped(&mut stop, starting).await else {
+            return Ok(());
+        };
+        app?.run_until_stopped(stop).await
     }
     .await;
     ABOUT.finish(result)

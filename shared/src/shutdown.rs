@@ -41,6 +41,22 @@ pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     };
 }
 
+/// `starting` (a service's start-up), or `None` when `stop` resolves first: a SIGTERM that
+/// arrives while a dependency keeps start-up waiting stops the service instead of going
+/// unheard. What `starting` had begun is dropped with it.
+pub async fn unless_stopped<T>(
+    stop: &mut (impl Future<Output = ()> + Unpin),
+    starting: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        started = starting => Some(started),
+        () = stop => {
+            tracing::info!("stopped while starting");
+            None
+        }
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use std::time::Duration;
@@ -57,5 +73,17 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(60), stop)
             .await
             .expect("the SIGTERM is seen");
+    }
+
+    #[tokio::test]
+    async fn a_start_up_that_never_ends_gives_way_to_the_stop() {
+        let mut stop = Box::pin(async {});
+        let started = super::unless_stopped(&mut stop, std::future::pending::<()>()).await;
+        assert_eq!(started, None);
+        let mut never = Box::pin(std::future::pending::<()>());
+        assert_eq!(
+            super::unless_stopped(&mut never, async { 7 }).await,
+            Some(7)
+        );
     }
 }

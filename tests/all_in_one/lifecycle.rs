@@ -46,6 +46,40 @@ async fn sigterm_stops_parley_cleanly() {
 }
 
 #[tokio::test]
+async fn sigterm_stops_a_parley_whose_database_never_answers_during_start_up() {
+    // Arrange: a "PostgreSQL" that accepts connections and never says a word
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut parley = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .arg("--ephemeral")
+        .env(
+            "DATABASE_URL",
+            format!("postgres://parley@127.0.0.1:{port}/parley"),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (_held, _) = silent.accept().await.unwrap();
+
+    // Act: start-up is waiting on it
+    let pid = parley.id().expect("parley is running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("running kill");
+    assert!(status.success());
+
+    // Assert
+    let exit = tokio::time::timeout(Duration::from_secs(60), parley.wait())
+        .await
+        .expect("parley did not exit within 60 s of SIGTERM while starting")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
 async fn an_unknown_argument_is_refused_with_exit_code_2() {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_parley"))
         .arg("--nope")

@@ -41,6 +41,9 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres
 
 /// How long a request waits for a pooled connection before answering `service_unavailable`.
 const POOL_WAIT: Duration = Duration::from_secs(5);
+/// How long start-up waits for PostgreSQL to answer a connection: a server that accepts it and
+/// never answers (hung, or something else on that port) fails start-up instead of hanging it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
@@ -51,9 +54,7 @@ impl PgStore {
     /// embedded migrations.
     pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
         let url = settings.url.clone();
-        if settings.create_if_missing {
-            create_database_if_missing(&url).await?;
-        }
+        reach(&url, settings.create_if_missing).await?;
         run_migrations(&url).await?;
         // A pooled connection is handed out again without a `SELECT 1` round trip first (the
         // default `Verified` recycling cost a statement — a transaction in PostgreSQL's own
@@ -101,10 +102,24 @@ fn split_database_url(url: &str) -> Option<(String, String)> {
     Some((name.to_owned(), admin))
 }
 
-async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
-    match AsyncPgConnection::establish(url).await {
+/// A connection to `url` within [`CONNECT_TIMEOUT`].
+async fn establish(url: &str) -> anyhow::Result<diesel::ConnectionResult<AsyncPgConnection>> {
+    tokio::time::timeout(CONNECT_TIMEOUT, AsyncPgConnection::establish(url))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "connecting to PostgreSQL (DATABASE_URL): no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )
+        })
+}
+
+/// Check that PostgreSQL answers at `url`, creating its database first when `create` allows
+/// and it is missing.
+async fn reach(url: &str, create: bool) -> anyhow::Result<()> {
+    match establish(url).await? {
         Ok(_) => Ok(()),
-        Err(e) if e.to_string().contains("does not exist") => {
+        Err(e) if create && e.to_string().contains("does not exist") => {
             let (name, admin_url) =
                 split_database_url(url).context("DATABASE_URL names no database to create")?;
             anyhow::ensure!(
@@ -112,8 +127,8 @@ async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
                 "refusing to create a database named {name:?}: use letters, digits, '_' or '-'"
             );
-            let mut admin = AsyncPgConnection::establish(&admin_url)
-                .await
+            let mut admin = establish(&admin_url)
+                .await?
                 .context("connecting to the `postgres` database to create ours")?;
             let created = diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
                 .execute(&mut admin)
@@ -136,21 +151,26 @@ async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Run pending migrations on a dedicated thread (the migration harness is synchronous).
+/// Run pending migrations on a dedicated thread (the migration harness is synchronous). The
+/// thread answers through a channel rather than being joined, so a service stopped meanwhile
+/// does not wait for it.
 async fn run_migrations(url: &str) -> anyhow::Result<()> {
     let url = url.to_owned();
-    let thread = std::thread::spawn(move || -> anyhow::Result<usize> {
-        let mut conn =
-            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
-                .context("connecting to PostgreSQL to migrate")?;
-        let applied = conn
-            .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
-        Ok(applied.len())
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let migrate = || -> anyhow::Result<usize> {
+            let mut conn =
+                <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                    .context("connecting to PostgreSQL to migrate")?;
+            let applied = conn
+                .run_pending_migrations(MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+            Ok(applied.len())
+        };
+        let _ = answer.send(migrate());
     });
-    let applied = tokio::task::spawn_blocking(move || thread.join())
+    let applied = answered
         .await
-        .context("joining the migration thread")?
         .map_err(|_| anyhow::anyhow!("the migration thread panicked"))??;
     if applied > 0 {
         tracing::info!(applied, "database migrations applied");
