@@ -199,9 +199,12 @@ impl Application {
                     .sends_in_flight
                     .set(state.admission.in_flight() as i64);
                 let metrics = state.metrics.render(count, users, sockets);
-                let bus_up = bus.bus_up();
+                let health = Health {
+                    bus_up: bus.bus_up(),
+                    draining: state.admission.closing(),
+                };
                 let path = request.uri().path().to_owned();
-                Box::pin(async move { ops(&path, metrics, bus_up) })
+                Box::pin(async move { ops(&path, metrics, health) })
             }
         });
         let endpoint = engineio::Endpoint::new(config, Arc::new(io), hooks);
@@ -260,17 +263,29 @@ impl Application {
 /// How long the chat layer's tasks get to end after the connections are closed.
 const TASKS_GRACE: Duration = Duration::from_secs(2);
 
-/// `/health` (answers at once, whatever Redis does: the bus state is what the publisher last
-/// saw) and `/metrics`.
-fn ops(path: &str, metrics: String, bus_up: bool) -> Response<Body> {
+/// What `/health` says: the bus state the publisher last saw, and whether the relay is
+/// draining (SIGTERM received).
+#[derive(Debug, Clone, Copy)]
+struct Health {
+    bus_up: bool,
+    draining: bool,
+}
+
+/// `/health` (answers at once, whatever Redis does; 503 while draining, so that a balancer
+/// reusing a kept-alive connection also takes the relay out) and `/metrics`.
+fn ops(path: &str, metrics: String, health: Health) -> Response<Body> {
     let (status, content_type, body) = match path {
         "/health" => (
-            StatusCode::OK,
-            "application/json",
-            if bus_up {
-                r#"{"status":"ok","bus":"ok"}"#
+            if health.draining {
+                StatusCode::SERVICE_UNAVAILABLE
             } else {
-                r#"{"status":"ok","bus":"degraded"}"#
+                StatusCode::OK
+            },
+            "application/json",
+            match (health.draining, health.bus_up) {
+                (true, _) => r#"{"status":"draining"}"#,
+                (false, true) => r#"{"status":"ok","bus":"ok"}"#,
+                (false, false) => r#"{"status":"ok","bus":"degraded"}"#,
             }
             .to_owned(),
         ),
@@ -296,4 +311,20 @@ fn allowed_origins(settings: &Settings) -> shared::net::AllowedOrigins {
     let origins = settings.cors.allowed_origins.clone().unwrap_or_default();
     origins.announce("the relay");
     origins
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_is_503_while_draining_and_names_the_bus_otherwise() {
+        let answer = |bus_up, draining| {
+            let response = ops("/health", String::new(), Health { bus_up, draining });
+            response.status()
+        };
+        assert_eq!(answer(true, false), StatusCode::OK);
+        assert_eq!(answer(false, false), StatusCode::OK);
+        assert_eq!(answer(true, true), StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

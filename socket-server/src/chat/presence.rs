@@ -122,8 +122,14 @@ pub async fn disconnected(
     match state.bus.presence_close(user, &member, grace).await {
         Ok(0) => {
             let weak = Arc::downgrade(state);
+            let stop = state.stop.clone();
             state.tasks.spawn(async move {
-                tokio::time::sleep(grace).await;
+                // A relay stopping does not wait out the grace (its clients are moving to
+                // another relay meanwhile): it announces nothing, as one killed would not.
+                tokio::select! {
+                    () = tokio::time::sleep(grace) => {}
+                    () = stop.cancelled() => return,
+                }
                 if let Some(state) = weak.upgrade() {
                     settle(&state, user, &contacts).await;
                 }
