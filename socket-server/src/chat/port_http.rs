@@ -140,7 +140,7 @@ impl HttpPort {
         })?;
         let exchange = async {
             let response = self.http.request(request).await.map_err(|error| {
-                tracing::warn!(%error, "the API is unreachable");
+                tracing::warn!(%error, api_url = %self.base, "the API is unreachable");
                 unavailable("the API is unreachable".into())
             })?;
             let status = response.status();
