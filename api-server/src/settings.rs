@@ -35,6 +35,7 @@ limits:
   login_failures_per_window: 5
   login_failures_per_ip: 50
   login_window_secs: 300
+  registrations_per_ip: 100
   sends_per_sec: 10
   sends_burst: 20
 attachments:
@@ -142,6 +143,9 @@ pub struct Limits {
     /// Failed logins per client IP (any usernames) allowed in a window before 429.
     pub login_failures_per_ip: u32,
     pub login_window_secs: u64,
+    /// Registrations per client IP in the same window (each hashes a password, tens of ms of
+    /// CPU); beyond, 429 `rate_limited` with `Retry-After`. `0`: not limited.
+    pub registrations_per_ip: u32,
     /// `POST /api/messages` per user on this replica (token bucket refill per second, and its
     /// size); beyond, 429 `rate_limited` with `Retry-After`.
     pub sends_per_sec: u32,

@@ -98,6 +98,10 @@ impl Application {
                 )
                 .with_ip_limit(settings.limits.login_failures_per_ip),
             ),
+            registrations: Arc::new(LoginThrottle::registrations(
+                settings.limits.registrations_per_ip,
+                Duration::from_secs(settings.limits.login_window_secs),
+            )),
             trusted_proxies: Arc::new(settings.api.trusted_proxies.clone()),
         };
         let listener = TcpListener::bind((settings.api.host.as_str(), settings.api.port))

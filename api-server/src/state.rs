@@ -21,6 +21,8 @@ pub struct AppState {
     /// Permits to store messages (see `startup::writers`): reads keep connections of their own.
     pub writers: Arc<tokio::sync::Semaphore>,
     pub login_throttle: Arc<LoginThrottle>,
+    /// Registrations per client IP (`limits.registrations_per_ip`): the same sliding window.
+    pub registrations: Arc<LoginThrottle>,
     /// Proxies whose forwarding headers name the client (`api.trusted_proxies`).
     pub trusted_proxies: Arc<shared::net::TrustedProxies>,
     /// Uploads: their storage, signed URLs, limits (`attachments.*`).

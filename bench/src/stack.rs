@@ -20,8 +20,8 @@ pub fn redis_url() -> String {
 }
 
 /// Set before the runtime starts (settings are read from the environment): a throwaway JWT
-/// secret, and relay limits raised so the per-user send rate limit (10/s by default) measures
-/// nothing but itself.
+/// secret, and limits raised so the per-user send rate limit (10/s by default) measures
+/// nothing but itself and a run can register its users through the API from one address.
 pub fn prepare_environment() {
     let secret = format!(
         "{}{}",
@@ -34,6 +34,7 @@ pub fn prepare_environment() {
         ("PARLEY__LIMITS__SENDS_BURST", "1000000"),
         ("PARLEY__LIMITS__CONNECTS_PER_IP_PER_SEC", "1000000"),
         ("PARLEY__LIMITS__TYPING_PER_SEC", "1000000"),
+        ("PARLEY__LIMITS__REGISTRATIONS_PER_IP", "0"),
     ] {
         std::env::set_var(key, value);
     }

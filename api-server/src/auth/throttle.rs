@@ -47,6 +47,12 @@ impl LoginThrottle {
         }
     }
 
+    /// Counts per client IP only, `per_ip` in `window` (registrations: every attempt counts,
+    /// [`Self::record_failure`] with any username).
+    pub fn registrations(per_ip: u32, window: Duration) -> Self {
+        Self::new(0, window).with_ip_limit(per_ip)
+    }
+
     /// A different limit per client IP (`0`: addresses are not throttled, usernames still are).
     pub fn with_ip_limit(mut self, max_ip_failures: u32) -> Self {
         self.max_ip_failures = max_ip_failures;

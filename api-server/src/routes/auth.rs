@@ -47,10 +47,13 @@ pub struct LoginRequest {
         (status = 201, description = "Registered and signed in", body = AuthResponse),
         (status = 400, description = "`validation_failed` naming the field, or `invalid_json`", body = ErrorEnvelope),
         (status = 409, description = "`username_taken`", body = ErrorEnvelope),
+        (status = 429, description = "`rate_limited`: too many registrations from this address; see the `Retry-After` header", body = ErrorEnvelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn register(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<RegisterRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -61,6 +64,19 @@ pub async fn register(
         Some(raw) => DisplayName::parse(raw)?,
         None => DisplayName::parse(username.as_str())?,
     };
+    // Every attempt that gets as far as hashing counts (a taken name too).
+    let ip = client_ip(&req, &state);
+    if let Err(retry_after) = state.registrations.check("", ip) {
+        tracing::info!(
+            retry_after_secs = retry_after.as_secs(),
+            "registration throttled"
+        );
+        return Ok(super::rate_limited(
+            retry_after,
+            "too many registrations from this address",
+        ));
+    }
+    state.registrations.record_failure("", ip);
     let password_hash = password::hash(password).await?;
     let user = state
         .store

@@ -159,6 +159,7 @@ pub fn limits() -> Limits {
         login_failures_per_window: 3,
         login_failures_per_ip: 3,
         login_window_secs: 300,
+        registrations_per_ip: 100,
         sends_per_sec: 1000,
         sends_burst: 1000,
     }
@@ -186,6 +187,10 @@ pub fn state(store: TestStore) -> AppState {
         sends: Arc::new(shared::limits::RateLimiter::new(1000, 1000)),
         login_throttle: Arc::new(LoginThrottle::new(
             limits.login_failures_per_window,
+            Duration::from_secs(limits.login_window_secs),
+        )),
+        registrations: Arc::new(LoginThrottle::registrations(
+            limits.registrations_per_ip,
             Duration::from_secs(limits.login_window_secs),
         )),
         trusted_proxies: Arc::default(),

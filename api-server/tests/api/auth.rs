@@ -199,6 +199,26 @@ async fn the_sixth_failed_login_for_a_username_within_the_window_answers_429_rat
 }
 
 #[tokio::test]
+async fn registrations_beyond_the_per_ip_limit_answer_429_rate_limited() {
+    // Arrange: two registrations per address in the window; a taken name counts too
+    let app = spawn_app_with(|s| s.limits.registrations_per_ip = 2).await;
+    app.register("alice").await;
+    let taken = json!({ "username": "alice", "password": PASSWORD });
+    app.register_raw(&taken)
+        .await
+        .expect_error(409, "username_taken");
+
+    // Act
+    let third = app
+        .register_raw(&json!({ "username": "bob", "password": PASSWORD }))
+        .await;
+
+    // Assert: refused before any password is hashed; logging in is not affected
+    third.expect_error(429, "rate_limited");
+    assert_eq!(app.login("alice", PASSWORD).await.status, 200);
+}
+
+#[tokio::test]
 async fn a_throttled_username_is_refused_even_with_the_right_password() {
     // Arrange
     let app = spawn_app().await;

@@ -411,6 +411,7 @@ pub fn test_settings() -> Settings {
             login_failures_per_window: 5,
             login_failures_per_ip: 50,
             login_window_secs: 300,
+            registrations_per_ip: 100,
             sends_per_sec: 1000,
             sends_burst: 1000,
         },

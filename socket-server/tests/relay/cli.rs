@@ -33,6 +33,23 @@ fn a_bad_setting_stops_start_up_with_one_line_and_exit_code_2() {
 }
 
 #[test]
+fn an_api_url_that_is_not_an_http_base_url_is_a_bad_setting() {
+    for url in ["https://api.example", "notaurl"] {
+        let output = relay(
+            &[],
+            &[
+                ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+                ("API_URL", url),
+                ("RUST_LOG", "off"),
+            ],
+        );
+        assert_eq!(output.status.code(), Some(2), "{url}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("API_URL"), "{stderr}");
+    }
+}
+
+#[test]
 fn cors_allowed_origins_is_a_comma_separated_list_checked_at_start_up() {
     let output = relay(
         &[],
