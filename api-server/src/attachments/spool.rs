@@ -54,6 +54,15 @@ impl SizeLimits {
     }
 }
 
+impl From<&crate::settings::AttachmentSettings> for SizeLimits {
+    fn from(settings: &crate::settings::AttachmentSettings) -> Self {
+        Self {
+            image: settings.image_max_bytes,
+            voice: settings.voice_max_bytes,
+        }
+    }
+}
+
 /// Spool `body` into a temporary file in `dir`.
 pub async fn spool<S, E>(
     mut body: S,

@@ -4,13 +4,16 @@
 
 use crate::attachments::signing::SignatureError;
 use crate::attachments::sniff::Format;
+use crate::attachments::spool::SizeLimits;
 use crate::attachments::{object_key, thumbnail_key};
 use crate::auth::extractor::{AuthError, AuthUser};
 use crate::error::{ApiError, ApiResult};
 use crate::service::attachments as service;
 use crate::state::AppState;
 use crate::store::AttachmentRow;
+use actix_multipart::MultipartError;
 use actix_web::body::SizedStream;
+use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
@@ -19,7 +22,9 @@ use serde::Deserialize;
 use shared::errors::ErrorCode;
 use shared::wire::UploadedAttachment;
 use std::any::Any;
+use std::cell::Cell;
 use std::ops::Range;
+use std::rc::Rc;
 
 /// Register the three routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -70,55 +75,186 @@ pub async fn upload(
                 .to_ascii_lowercase()
                 .starts_with("multipart/form-data")
         });
-    let result = if multipart {
-        let mut form = actix_multipart::Multipart::new(req.headers(), payload);
-        match upload_form(&state, &user, &mut form).await {
-            Ok(uploaded) => Ok(uploaded),
-            Err(e) => Err((e, Box::new(form) as Box<dyn Any>)),
-        }
-    } else {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+    let declared: Option<u64> = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if !multipart {
         let mut payload = payload;
-        match service::upload(&state, user.user_id, declared, &mut payload).await {
-            Ok(uploaded) => Ok(uploaded),
-            Err(e) => Err((e, Box::new(payload) as Box<dyn Any>)),
-        }
+        return Ok(
+            match service::upload(&state, user.user_id, declared, &mut payload).await {
+                Ok(uploaded) => created(&uploaded),
+                Err(e) => refuse_unread(e, Box::new(payload)),
+            },
+        );
+    }
+    let largest = SizeLimits::from(&*state.attachments.settings).largest();
+    let bound = largest.saturating_add(MULTIPART_ALLOWANCE);
+    let too_large = |what: String| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "{what}; uploads are limited to {largest} bytes, and a form to {MULTIPART_ALLOWANCE} more"
+            ),
+        )
     };
-    match result {
-        Ok(uploaded) => Ok(HttpResponse::Created()
-            .insert_header((
-                header::LOCATION,
-                service::path_of(&uploaded.attachment.id, false),
-            ))
-            .json(uploaded)),
-        Err((e, body)) => Ok(refuse_unread(e, body)),
+    if let Some(len) = declared.filter(|&len| len > bound) {
+        let refusal = too_large(format!("the form is {len} bytes"));
+        return Ok(refuse_unread(refusal, Box::new(payload)));
+    }
+    let ended = Rc::new(Cell::new(None));
+    let body = Bounded {
+        body: payload,
+        read: 0,
+        bound,
+        ended: ended.clone(),
+    };
+    let mut form = actix_multipart::Multipart::new(req.headers(), body);
+    Ok(match upload_form(&state, &user, &mut form, &ended).await {
+        // Held: a body still arriving after the form's end is not read either (the connection
+        // closes after the answer instead).
+        Ok(uploaded) => holding(created(&uploaded), Box::new(form)),
+        Err(e) => {
+            let e = match ended.get() {
+                Some(BodyEnd::TooLarge) => {
+                    too_large(format!("the form is larger than {bound} bytes"))
+                }
+                Some(BodyEnd::TimedOut) => ApiError::code(ErrorCode::RequestTimeout),
+                None => e,
+            };
+            refuse_unread(e, Box::new(form))
+        }
+    })
+}
+
+/// 201 with the upload and its `Location`.
+fn created(uploaded: &UploadedAttachment) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            service::path_of(&uploaded.attachment.id, false),
+        ))
+        .json(uploaded)
+}
+
+/// Room a multipart body has beyond the largest upload limit, for its boundaries, part headers
+/// and other form fields: every byte of a form counts against the two together, fields before
+/// and after the file included, both as announced (`Content-Length`) and as read.
+pub const MULTIPART_ALLOWANCE: u64 = 64 * 1024;
+
+/// Why a multipart body stopped (the parser reports any body error as "Payload error").
+#[derive(Debug, Clone, Copy)]
+enum BodyEnd {
+    /// More than the bound arrived.
+    TooLarge,
+    /// The body's deadline passed (`attachments.upload_timeout_secs`).
+    TimedOut,
+}
+
+/// A request body that fails once more than `bound` bytes arrived, and says why it failed.
+struct Bounded {
+    body: web::Payload,
+    read: u64,
+    bound: u64,
+    ended: Rc<Cell<Option<BodyEnd>>>,
+}
+
+impl futures::Stream for Bounded {
+    type Item = Result<bytes::Bytes, PayloadError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if let Some(BodyEnd::TooLarge) = self.ended.get() {
+            return Poll::Ready(Some(Err(PayloadError::Overflow)));
+        }
+        let item = std::task::ready!(self.body.poll_next_unpin(cx));
+        Poll::Ready(match item {
+            Some(Ok(chunk)) => {
+                self.read = self.read.saturating_add(chunk.len() as u64);
+                if self.read > self.bound {
+                    self.ended.set(Some(BodyEnd::TooLarge));
+                    Some(Err(PayloadError::Overflow))
+                } else {
+                    Some(Ok(chunk))
+                }
+            }
+            Some(Err(e)) => {
+                if super::deadline::timed_out(&e) {
+                    self.ended.set(Some(BodyEnd::TimedOut));
+                }
+                Some(Err(e))
+            }
+            None => None,
+        })
     }
 }
 
-/// The first file of a multipart body, uploaded.
+/// The first file of a multipart body, uploaded. Form fields before it are read past; the
+/// parts after it are read too (so that [`Bounded`] counts them) before the file is stored,
+/// and otherwise ignored.
 async fn upload_form(
     state: &AppState,
     user: &AuthUser,
     form: &mut actix_multipart::Multipart,
+    ended: &Cell<Option<BodyEnd>>,
 ) -> ApiResult<UploadedAttachment> {
+    let invalid =
+        |e: MultipartError| ApiError::invalid("body", format!("invalid multipart body: {e}"));
     loop {
         let mut field = form
             .try_next()
             .await
-            .map_err(|e| ApiError::invalid("body", format!("invalid multipart body: {e}")))?
+            .map_err(invalid)?
             .ok_or_else(|| ApiError::invalid("body", "the multipart body has no file"))?;
         let is_file = field
             .content_disposition()
             .is_some_and(|d| d.get_filename().is_some() || d.get_name() == Some("file"));
         if is_file {
-            return service::upload(state, user.user_id, None, &mut field).await;
+            // The form reads on only once the field is dropped: at its end.
+            let mut file = Some(field);
+            let file = futures::stream::poll_fn(move |cx| {
+                let Some(field) = file.as_mut() else {
+                    return std::task::Poll::Ready(None);
+                };
+                let chunk = std::task::ready!(field.poll_next_unpin(cx));
+                if chunk.is_none() {
+                    file = None;
+                }
+                std::task::Poll::Ready(chunk)
+            });
+            let rest = futures::stream::once(skip_rest(form, ended))
+                .filter_map(|done| futures::future::ready(done.err().map(Err)));
+            let body = file.chain(Box::pin(rest));
+            return service::upload(state, user.user_id, None, body).await;
         }
-        // A form field before the file: read past it (bounded by the form's own limits).
-        while field.next().await.is_some() {}
+        // A form field before the file: read past it.
+        while let Some(chunk) = field.next().await {
+            chunk.map_err(invalid)?;
+        }
+    }
+}
+
+/// Read the parts after the file to the form's end. Their errors are ignored (the file is
+/// whole by then) but for the body's bound and deadline.
+async fn skip_rest(
+    form: &mut actix_multipart::Multipart,
+    ended: &Cell<Option<BodyEnd>>,
+) -> Result<(), MultipartError> {
+    let read = async {
+        while let Some(mut field) = form.try_next().await? {
+            while let Some(chunk) = field.next().await {
+                chunk?;
+            }
+        }
+        Ok(())
+    };
+    match read.await {
+        Err(e) if ended.get().is_some() => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -127,9 +263,14 @@ async fn upload_form(
 /// refused upload costs no more than what was read before the refusal. The body is released
 /// once the answer is sent.
 fn refuse_unread(error: ApiError, body: Box<dyn Any>) -> HttpResponse {
-    use actix_web::body::MessageBody;
     use actix_web::ResponseError;
-    let response = error.error_response();
+    holding(error.error_response(), body)
+}
+
+/// `response` (a JSON answer), holding the request `body` until it is sent (see
+/// [`refuse_unread`]).
+fn holding(response: HttpResponse, body: Box<dyn Any>) -> HttpResponse {
+    use actix_web::body::MessageBody;
     let (response, json) = response.into_parts();
     let json = json.try_into_bytes().unwrap_or_default();
     let len = json.len() as u64;

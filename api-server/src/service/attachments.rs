@@ -45,10 +45,7 @@ where
 {
     let a = &state.attachments;
     let settings = &a.settings;
-    let limits = SizeLimits {
-        image: settings.image_max_bytes,
-        voice: settings.voice_max_bytes,
-    };
+    let limits = SizeLimits::from(&**settings);
     if let Some(len) = declared.filter(|&len| len > limits.largest()) {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,

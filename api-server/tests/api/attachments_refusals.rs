@@ -67,6 +67,20 @@ async fn voice_notes_in_webm_and_ogg_report_their_duration_and_long_ones_are_ref
 /// server read plus what the kernels buffer), and whether the server then closed the
 /// connection (instead of waiting to read — and discard — the rest of the body).
 async fn upload_counting(address: &str, token: &str, total: usize) -> (String, usize, bool) {
+    let mut first = media::png(8, 8);
+    first.resize(64 * 1024, 0);
+    offer_chunked(address, token, "image/png", first, total).await
+}
+
+/// [`upload_counting`] of a body of `content_type` that begins with `first` (its own chunk)
+/// and goes on with zeros in chunks of 64 KiB.
+async fn offer_chunked(
+    address: &str,
+    token: &str,
+    content_type: &str,
+    first: Vec<u8>,
+    total: usize,
+) -> (String, usize, bool) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     let host = address.trim_start_matches("http://");
@@ -76,7 +90,7 @@ async fn upload_counting(address: &str, token: &str, total: usize) -> (String, u
     let (mut read, mut write) = stream.into_split();
     let head = format!(
         "POST /api/attachments HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
+         Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
     write
         .write_all(head.as_bytes())
@@ -86,8 +100,7 @@ async fn upload_counting(address: &str, token: &str, total: usize) -> (String, u
     let answered = Arc::new(AtomicBool::new(false));
     let (counter, stop) = (written.clone(), answered.clone());
     let writer = tokio::spawn(async move {
-        let mut chunk = media::png(8, 8);
-        chunk.resize(64 * 1024, 0);
+        let mut chunk = first;
         let mut sent = 0usize;
         while sent < total && !stop.load(Ordering::SeqCst) {
             let size = format!("{:x}\r\n", chunk.len()).into_bytes();
@@ -97,7 +110,7 @@ async fn upload_counting(address: &str, token: &str, total: usize) -> (String, u
             }
             sent += chunk.len();
             counter.store(sent, Ordering::SeqCst);
-            chunk.iter_mut().for_each(|b| *b = 0);
+            chunk = vec![0; 64 * 1024];
         }
         // The write half stays open: only the server may end the connection.
         std::future::pending::<()>().await;
@@ -157,6 +170,108 @@ async fn an_oversized_upload_is_refused_without_reading_the_rest() {
     let offered = 512 << 20;
     let (status, sent, closed) = upload_counting(&app.address, &alice, offered).await;
     assert!(status.contains(" 413 "), "{status}");
+    assert!(
+        sent < 64 << 20,
+        "the client wrote {sent} bytes before the answer"
+    );
+    assert!(
+        closed,
+        "the server kept the connection to read the rest of the body"
+    );
+}
+
+const BOUNDARY: &str = "parleyboundary7MA4YWxk";
+
+/// The head of a form part: `name`, with a file name when `file`.
+fn part(name: &str, file: bool) -> Vec<u8> {
+    let filename = if file { "; filename=\"f.png\"" } else { "" };
+    format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n")
+        .into_bytes()
+}
+
+/// A form with `before` bytes of a field `x`, then a small PNG file, then the form's end.
+fn form_with_field_before(before: usize) -> Vec<u8> {
+    [
+        part("x", false),
+        vec![b'a'; before],
+        b"\r\n".to_vec(),
+        part("file", true),
+        media::png(8, 8),
+        format!("\r\n--{BOUNDARY}--\r\n").into_bytes(),
+    ]
+    .concat()
+}
+
+#[tokio::test]
+async fn a_form_past_the_upload_limit_is_a_413_whichever_part_holds_the_bytes() {
+    // Arrange
+    let limit: u64 = 256 * 1024;
+    let (app, _storage) = fs_app(|s| {
+        s.attachments.image_max_bytes = limit;
+        s.attachments.voice_max_bytes = limit;
+    })
+    .await;
+    let (alice, _) = app.register("alice").await;
+    let form_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let file_then_field = [
+        part("file", true),
+        media::png(8, 8),
+        b"\r\n".to_vec(),
+        part("x", false),
+    ]
+    .concat();
+
+    // Act
+    let small = app
+        .upload_raw(&alice, &form_type, form_with_field_before(16 * 1024))
+        .await;
+    let announced = app
+        .upload_raw(
+            &alice,
+            &form_type,
+            form_with_field_before(4 * limit as usize),
+        )
+        .await;
+    // Streamed (chunked): a field before the file, or after it, that never ends. 512 MiB offered.
+    let offered = 512 << 20;
+    let before = offer_chunked(&app.address, &alice, &form_type, part("x", false), offered).await;
+    let after = offer_chunked(&app.address, &alice, &form_type, file_then_field, offered).await;
+
+    // Assert
+    small.expect(201);
+    announced.expect_error(413, "payload_too_large");
+    for (status, sent, closed) in [before, after] {
+        assert!(status.contains(" 413 "), "{status}");
+        assert!(
+            sent < 64 << 20,
+            "the client wrote {sent} bytes before the answer"
+        );
+        assert!(
+            closed,
+            "the server kept the connection to read the rest of the body"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_going_on_past_its_forms_end_is_not_read() {
+    // Arrange
+    let (app, _storage) = fs_app(|_| {}).await;
+    let (alice, _) = app.register("alice").await;
+    let form_type = format!("multipart/form-data; boundary={BOUNDARY}");
+
+    // Act: a whole form, then 512 MiB of zeros after its closing boundary.
+    let (status, sent, closed) = offer_chunked(
+        &app.address,
+        &alice,
+        &form_type,
+        form_with_field_before(10),
+        512 << 20,
+    )
+    .await;
+
+    // Assert
+    assert!(status.contains(" 201 "), "{status}");
     assert!(
         sent < 64 << 20,
         "the client wrote {sent} bytes before the answer"
