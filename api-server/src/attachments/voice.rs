@@ -6,15 +6,17 @@
 use super::sniff::Format;
 
 /// The duration of a voice note in `data`, in milliseconds; `None` when the container cannot
-/// be read (or a WebM track is not Opus).
+/// be read (or a WebM track is not Opus), or says it lasts no time at all (it holds no audio:
+/// an Ogg of only its header pages, say).
 pub fn duration_ms(format: Format, data: &[u8]) -> Option<u64> {
-    match format {
+    let ms = match format {
         Format::OggOpus => ogg_opus(data),
         Format::WebmOpus => webm(data),
         Format::M4a => mp4(data),
         Format::Mp3 => mp3(data),
         _ => None,
-    }
+    };
+    ms.filter(|&ms| ms > 0)
 }
 
 fn u16_le(d: &[u8], at: usize) -> Option<u64> {
@@ -42,7 +44,7 @@ fn ogg_opus(d: &[u8]) -> Option<u64> {
         .find(|&i| &d[i..i + 4] == b"OggS" && d[i + 4] == 0)?;
     let granule = i64::from_le_bytes(d.get(last + 6..last + 14)?.try_into().ok()?);
     let samples = u64::try_from(granule).ok()?.saturating_sub(pre_skip);
-    Some(samples * 1000 / 48_000)
+    Some(samples.saturating_mul(1000) / 48_000)
 }
 
 /// An EBML variable-length integer at `at`: (value, length). `marker` keeps the length bits
@@ -153,7 +155,7 @@ fn mp4(d: &[u8]) -> Option<u64> {
             } else {
                 (u32_be(d, b + 12)?, u32_be(d, b + 16)?)
             };
-            return (timescale > 0).then(|| duration * 1000 / timescale);
+            return (timescale > 0).then(|| duration.saturating_mul(1000) / timescale);
         }
         at = at.checked_add(size)?;
     }
@@ -249,5 +251,49 @@ mod tests {
         data.extend_from_slice(b"moov");
         data.extend_from_slice(&mvhd);
         assert_eq!(duration_ms(Format::M4a, &data), Some(4321));
+    }
+
+    /// An Ogg page of one `packet` (at most 255 bytes) ending at `granule` (its CRC, not
+    /// checked here, left zero).
+    fn ogg_page(granule: i64, packet: &[u8]) -> Vec<u8> {
+        let mut page = b"OggS\0\0".to_vec();
+        page.extend_from_slice(&granule.to_le_bytes());
+        page.extend_from_slice(&[0; 12]); // serial, sequence, CRC
+        page.extend_from_slice(&[1, packet.len() as u8]);
+        page.extend_from_slice(packet);
+        page
+    }
+
+    /// The identification header's page: 47 bytes, pre-skip 312, granule position 0.
+    fn opus_head_page() -> Vec<u8> {
+        let mut head = b"OpusHead\x01\x01".to_vec();
+        head.extend_from_slice(&312u16.to_le_bytes());
+        head.extend_from_slice(&48_000u32.to_le_bytes());
+        head.extend_from_slice(&[0, 0, 0]);
+        ogg_page(0, &head)
+    }
+
+    #[test]
+    fn an_ogg_lasts_its_last_granule_position_less_the_pre_skip() {
+        let data = [opus_head_page(), ogg_page(312 + 96_000, &[0xFC; 40])].concat();
+        assert_eq!(duration_ms(Format::OggOpus, &data), Some(2_000));
+    }
+
+    #[test]
+    fn an_ogg_without_audio_has_no_duration() {
+        let head = opus_head_page();
+        assert_eq!(head.len(), 47);
+        let with_junk = [head.clone(), vec![0xAB; 500]].concat();
+        let silent = [head.clone(), ogg_page(312, &[0xFC; 40])].concat();
+        let unfinished = [head.clone(), ogg_page(-1, &[0xFC; 40])].concat();
+        for data in [head, with_junk, silent, unfinished] {
+            assert_eq!(duration_ms(Format::OggOpus, &data), None, "{data:?}");
+        }
+    }
+
+    #[test]
+    fn an_absurd_duration_saturates_instead_of_overflowing() {
+        let data = [opus_head_page(), ogg_page(i64::MAX, &[0xFC; 40])].concat();
+        assert!(duration_ms(Format::OggOpus, &data).is_some_and(|ms| ms > 1 << 40));
     }
 }

@@ -106,18 +106,24 @@ fn ogg_page(flags: u8, granule: u64, sequence: u32, packet: &[u8]) -> Vec<u8> {
     page
 }
 
+/// The first page of an Ogg/Opus file, its identification header (pre-skip 312 samples, as
+/// libopus writes): 47 bytes, and no audio.
+pub fn ogg_opus_head() -> Vec<u8> {
+    let mut head = b"OpusHead\x01\x01".to_vec();
+    head.extend_from_slice(&312u16.to_le_bytes());
+    head.extend_from_slice(&48_000u32.to_le_bytes());
+    head.extend_from_slice(&[0, 0, 0]);
+    ogg_page(0x02, 0, 0, &head)
+}
+
 /// An Ogg/Opus voice note of `ms` milliseconds (pre-skip 312 samples, as libopus writes).
 pub fn ogg_opus(ms: u64) -> Vec<u8> {
     let pre_skip: u16 = 312;
-    let mut head = b"OpusHead\x01\x01".to_vec();
-    head.extend_from_slice(&pre_skip.to_le_bytes());
-    head.extend_from_slice(&48_000u32.to_le_bytes());
-    head.extend_from_slice(&[0, 0, 0]);
     let mut tags = b"OpusTags".to_vec();
     tags.extend_from_slice(&6u32.to_le_bytes());
     tags.extend_from_slice(b"parley");
     tags.extend_from_slice(&0u32.to_le_bytes());
-    let mut file = ogg_page(0x02, 0, 0, &head);
+    let mut file = ogg_opus_head();
     file.extend(ogg_page(0, 0, 1, &tags));
     let end = ms * 48 + u64::from(pre_skip);
     file.extend(ogg_page(0x04, end, 2, &[0xFC; 40]));

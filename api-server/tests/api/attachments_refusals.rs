@@ -61,6 +61,30 @@ async fn voice_notes_in_webm_and_ogg_report_their_duration_and_long_ones_are_ref
     long.expect_error(413, "payload_too_large");
 }
 
+#[tokio::test]
+async fn an_ogg_without_audio_is_a_415_like_any_voice_note_whose_duration_cannot_be_read() {
+    // Arrange
+    let (app, _storage) = fs_app(|_| {}).await;
+    let (alice, _) = app.register("alice").await;
+    let head = media::ogg_opus_head();
+    assert_eq!(head.len(), 47);
+
+    // Act
+    let alone = app.upload_raw(&alice, "audio/ogg", head.clone()).await;
+    let junk = app
+        .upload_raw(&alice, "audio/ogg", [head, vec![0xAB; 1000]].concat())
+        .await;
+
+    // Assert
+    for refused in [alone, junk] {
+        let body = refused.expect_error(415, "unsupported_media_type");
+        assert_eq!(
+            body["message"], "the audio/ogg file's duration cannot be read",
+            "{body}"
+        );
+    }
+}
+
 /// Offer a body of `total` bytes (chunked, no length announced) over a raw connection, as a
 /// client that watches for an early answer does: it writes until the server answers, then
 /// stops. Returns the status line, how many bytes were written before the answer (what the
