@@ -26,6 +26,10 @@ use std::cell::Cell;
 use std::ops::Range;
 use std::rc::Rc;
 
+mod range;
+
+use range::Wanted;
+
 /// Register the three routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/api/attachments").route(web::post().to(upload)))
@@ -489,43 +493,13 @@ fn content_range(r: &Range<u64>, len: u64) -> String {
     format!("bytes {}-{}/{len}", r.start, r.end - 1)
 }
 
-/// What a `Range` header asks of a `len`-byte body.
-enum Wanted {
-    /// No header, another unit, or several ranges (answered whole).
-    Whole,
-    Part(Range<u64>),
-    /// Outside the body: 416 with `Content-Range: bytes */len`.
-    Unsatisfiable,
-}
-
+/// What the request's `Range` header asks of a `len`-byte body.
 fn range(req: &HttpRequest, len: u64) -> Wanted {
-    let Some(value) = req
+    let header = req
         .headers()
         .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Wanted::Whole;
-    };
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return Wanted::Whole;
-    };
-    if spec.contains(',') {
-        return Wanted::Whole;
-    }
-    let Some((start, end)) = spec.split_once('-') else {
-        return Wanted::Unsatisfiable;
-    };
-    let (start, end) = (start.trim(), end.trim());
-    let parsed = match (start.parse::<u64>().ok(), end.parse::<u64>().ok()) {
-        (Some(s), Some(e)) if s <= e => Some(s..e.saturating_add(1).min(len)),
-        (Some(s), None) if end.is_empty() => Some(s..len),
-        (None, Some(n)) if start.is_empty() && n > 0 => Some(len.saturating_sub(n)..len),
-        _ => None,
-    };
-    match parsed {
-        Some(r) if r.start < len && r.start < r.end => Wanted::Part(r),
-        _ => Wanted::Unsatisfiable,
-    }
+        .and_then(|v| v.to_str().ok());
+    range::wanted(header, len)
 }
 
 /// 416 `range_not_satisfiable`, with the body's length.

@@ -266,6 +266,56 @@ async fn downloads_answer_ranges_etags_and_safe_headers(storage: Storage) {
 }
 on_both_storages!(downloads_answer_ranges_etags_and_safe_headers);
 
+async fn a_range_past_the_end_is_clamped_and_one_that_does_not_parse_ignored(storage: Storage) {
+    // Arrange
+    let (app, _storage) = app_on(storage, |_| {}).await;
+    let (alice, _) = app.register("alice").await;
+    let photo = media::png(300, 200);
+    let upload = app.upload(&alice, photo.clone()).await;
+    let signed = upload["url"].as_str().expect("url").to_owned();
+    let thumbnail = upload["thumbnailUrl"]
+        .as_str()
+        .expect("thumbnailUrl")
+        .to_owned();
+    let last = photo.len() - 1;
+
+    for url in [signed.as_str(), thumbnail.as_str()] {
+        // Act
+        let clamped = app
+            .fetch(url, None, &[("range", "bytes=0-99999999999999999999")])
+            .await;
+        let beyond_u64 = app
+            .fetch(url, None, &[("range", "bytes=10-18446744073709551616")])
+            .await;
+        let garbled = app.fetch(url, None, &[("range", "bytes=abc")]).await;
+        let other_unit = app.fetch(url, None, &[("range", "items=0-1")]).await;
+        let past = app
+            .fetch(url, None, &[("range", "bytes=99999999999999999999-")])
+            .await;
+
+        // Assert
+        assert_eq!(clamped.status(), 206, "{url}");
+        let size = clamped.content_length().expect("a length") as usize;
+        let whole = format!("bytes 0-{}/{}", size - 1, size);
+        assert_eq!(clamped.headers()[header::CONTENT_RANGE], whole.as_str());
+        assert_eq!(beyond_u64.status(), 206, "{url}");
+        assert_eq!(garbled.status(), 200, "{url}");
+        assert_eq!(other_unit.status(), 200, "{url}");
+        assert_eq!(past.status(), 416, "{url}");
+        let unsatisfied = format!("bytes */{size}");
+        assert_eq!(past.headers()[header::CONTENT_RANGE], unsatisfied.as_str());
+    }
+    let clamped = app
+        .fetch(&signed, None, &[("range", "bytes=0-99999999999999999999")])
+        .await;
+    assert_eq!(
+        clamped.headers()[header::CONTENT_RANGE],
+        format!("bytes 0-{last}/{}", photo.len()).as_str()
+    );
+    assert_eq!(bytes_of(clamped).await, photo);
+}
+on_both_storages!(a_range_past_the_end_is_clamped_and_one_that_does_not_parse_ignored);
+
 async fn garbage_collection_removes_unattached_uploads_and_keeps_attached_ones(storage: Storage) {
     let (app, storage) = app_on(storage, |_| {}).await;
     let users = app.register_many(&["alice", "bob"]).await;
