@@ -125,6 +125,38 @@ fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::invalid("query", reason).into()
 }
 
+/// Refuse a query string that does not decode to UTF-8 (`%FF`): `validation_failed` naming
+/// `query`. actix's query extractor would decode it with U+FFFD in place of the bad bytes and
+/// go on.
+pub(crate) fn query_decodes(req: &HttpRequest) -> Result<(), ApiError> {
+    match std::str::from_utf8(&percent_decoded(req.query_string())) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ApiError::invalid(
+            "query",
+            "the query string does not decode to UTF-8",
+        )),
+    }
+}
+
+/// `%XX` escapes decoded; anything else (a `%` without two hex digits included) kept as is.
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let hex = |at: usize| bytes.get(at).and_then(|&b| char::from(b).to_digit(16));
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if let (b'%', Some(high), Some(low)) = (bytes[at], hex(at + 1), hex(at + 2)) {
+            // Two hex digits: at most 0xFF.
+            decoded.push((high * 16 + low) as u8);
+            at += 3;
+        } else {
+            decoded.push(bytes[at]);
+            at += 1;
+        }
+    }
+    decoded
+}
+
 fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
     let reason = match err {
         PathError::Deserialize(e) => e.to_string(),

@@ -364,6 +364,26 @@ async fn requests_without_an_origin_or_from_the_same_origin_are_never_refused_fo
 }
 
 #[test]
+fn percent_decoding_keeps_what_is_not_an_escape() {
+    assert_eq!(percent_decoded("a%20b%E2%80%A8"), "a b\u{2028}".as_bytes());
+    assert_eq!(percent_decoded("%FF%fe"), [0xFF, 0xFE]);
+    assert_eq!(percent_decoded("100%+%4"), b"100%+%4");
+    assert_eq!(percent_decoded("%%41"), b"%A");
+}
+
+#[actix_web::test]
+async fn a_query_string_that_does_not_decode_to_utf8_is_refused_naming_query() {
+    let (app, data) = app!(ALL_UP);
+    let req = TestRequest::get()
+        .uri("/api/users?search=%FF")
+        .insert_header(bearer(&data));
+    let (status, body) = call!(app, req);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "validation_failed");
+    assert_eq!(body["error"]["field"], "query");
+}
+
+#[test]
 fn page_limits_default_cap_and_refuse_zero() {
     assert_eq!(page_limit(None, 50, 200).ok(), Some(50));
     assert_eq!(page_limit(Some(1000), 50, 200).ok(), Some(200));

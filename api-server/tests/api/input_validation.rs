@@ -43,6 +43,46 @@ async fn searching_users_with_a_nul_byte_answers_400_naming_search() {
 }
 
 #[tokio::test]
+async fn searching_users_for_a_lone_line_break_or_tab_is_refused_like_one_inside_a_name() {
+    // Arrange
+    let app = spawn_app().await;
+    let (token, _) = app.register("alice").await;
+    let inside = app.get("/api/users?search=pal%E2%80%A8ice", &token).await;
+    assert_refused(&inside, "search");
+
+    // Act / Assert: trimming must not hide them (they would list everyone).
+    for query in [
+        "%E2%80%A8",
+        "%E2%80%A9",
+        "%09",
+        "%20%0A%20",
+        "alice%E2%80%A8",
+    ] {
+        let reply = app.get(&format!("/api/users?search={query}"), &token).await;
+        assert_eq!(
+            (reply.status, &reply.body),
+            (inside.status, &inside.body),
+            "{query}"
+        );
+    }
+    let spaced = app.get("/api/users?search=%20alice%20", &token).await;
+    assert_eq!(spaced.expect(200)[0]["username"], "alice");
+}
+
+#[tokio::test]
+async fn searching_users_with_a_query_string_that_is_not_utf8_answers_400_naming_query() {
+    // Arrange
+    let app = spawn_app().await;
+    let (token, _) = app.register("alice").await;
+
+    // Act / Assert
+    for query in ["search=%FF", "search=al%C3ice", "limit=5&search=%E2%80"] {
+        let reply = app.get(&format!("/api/users?{query}"), &token).await;
+        assert_refused(&reply, "query");
+    }
+}
+
+#[tokio::test]
 async fn registering_with_a_nul_in_the_display_name_answers_400_naming_display_name() {
     // Arrange
     let app = spawn_app().await;
