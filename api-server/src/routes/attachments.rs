@@ -15,7 +15,7 @@ use actix_multipart::MultipartError;
 use actix_web::body::SizedStream;
 use actix_web::error::PayloadError;
 use actix_web::http::header;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -33,10 +33,15 @@ use range::Wanted;
 /// Register the three routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/api/attachments").route(web::post().to(upload)))
-        .service(super::resource("/api/attachments/{id}").route(web::get().to(download)))
+        .service(
+            super::resource("/api/attachments/{id}")
+                .route(web::get().to(download))
+                .route(web::head().to(download)),
+        )
         .service(
             super::resource("/api/attachments/{id}/thumbnail")
-                .route(web::get().to(download_thumbnail)),
+                .route(web::get().to(download_thumbnail))
+                .route(web::head().to(download_thumbnail)),
         );
 }
 
@@ -457,6 +462,17 @@ async fn serve(
         });
     }
     let len = u64::try_from(row.bytes).unwrap_or(0);
+    if req.method() == Method::HEAD {
+        // What a GET would answer, but the object itself is not read.
+        let key = object_key(&row.id);
+        if !storage.exists(&key).await.map_err(ApiError::from)? {
+            return Err(missing());
+        }
+        let nothing = futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+        return Ok(response(StatusCode::OK)
+            .content_type(mime)
+            .body(SizedStream::new(len, nothing)));
+    }
     let wanted = match range(req, len) {
         Wanted::Whole => None,
         Wanted::Part(r) => Some(r),
@@ -493,8 +509,12 @@ fn content_range(r: &Range<u64>, len: u64) -> String {
     format!("bytes {}-{}/{len}", r.start, r.end - 1)
 }
 
-/// What the request's `Range` header asks of a `len`-byte body.
+/// What the request's `Range` header asks of a `len`-byte body. Ranges are defined for GET
+/// only (RFC 9110 §14.2): a HEAD answers what a GET without one would.
 fn range(req: &HttpRequest, len: u64) -> Wanted {
+    if req.method() != Method::GET {
+        return Wanted::Whole;
+    }
     let header = req
         .headers()
         .get(header::RANGE)

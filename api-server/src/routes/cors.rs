@@ -18,8 +18,14 @@ use crate::error::ApiError;
 
 /// How long a browser may cache a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE: &str = "3600";
-/// The response headers a page may read: `Retry-After` and the request id.
-const EXPOSED: &str = "retry-after, x-request-id";
+/// The request headers a page may send: besides the usual, a download's `Range` and
+/// `If-None-Match` (the API keeps no modification date: `If-Modified-Since` is not read).
+const ALLOWED_HEADERS: &str =
+    "authorization, content-type, accept, x-request-id, range, if-none-match";
+/// The response headers a page may read: `Retry-After`, the request id, and what a download
+/// answers with (`Content-Length` is safelisted by browsers of today, named for older ones).
+const EXPOSED: &str = "retry-after, x-request-id, etag, content-range, accept-ranges, \
+     content-length, content-disposition";
 
 /// The allowed origins, as app data (`App::app_data`) read by [`cors`].
 #[derive(Debug, Clone, Default)]
@@ -65,11 +71,8 @@ pub async fn cors(
             let mut answer = HttpResponse::NoContent();
             answer
                 .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
-                .insert_header((
-                    header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    "authorization, content-type, accept, x-request-id",
-                ))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, POST"))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS))
                 .insert_header((header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE))
                 .insert_header((header::VARY, "Origin"));
             Ok(req.into_response(answer.finish()))

@@ -150,6 +150,20 @@ async fn unknown_paths_are_404_and_wrong_methods_405_in_json() {
 }
 
 #[actix_web::test]
+async fn downloads_are_routed_for_head_as_for_get() {
+    let (app, data) = app!(ALL_UP);
+    for uri in ["/api/attachments/abc", "/api/attachments/abc/thumbnail"] {
+        let head = TestRequest::default()
+            .method(Method::HEAD)
+            .uri(uri)
+            .insert_header(bearer(&data));
+        let response = test::call_service(&app, head.to_request()).await;
+        // No such upload in this store: the GET's 404, not a 405.
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{uri}");
+    }
+}
+
+#[actix_web::test]
 async fn protected_routes_answer_401_json_for_missing_invalid_and_revoked_tokens() {
     let (app, _) = app!(ALL_UP);
     let (status, body) = call!(app, TestRequest::get().uri("/api/auth/me"));
@@ -345,6 +359,46 @@ async fn cors_answers_listed_origins_and_refuses_others_in_the_error_shape() {
     let (status, body) = call!(app, get("https://evil.example"));
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "origin_not_allowed");
+}
+
+#[actix_web::test]
+async fn cors_lets_pages_send_download_headers_and_read_the_answers() {
+    let (app, _) = app!(ALL_UP);
+    let preflight = TestRequest::default()
+        .method(Method::OPTIONS)
+        .uri("/api/attachments/abc")
+        .insert_header((header::ORIGIN, "https://app.example"))
+        .insert_header((header::ACCESS_CONTROL_REQUEST_METHOD, "GET"))
+        .insert_header((
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            "range, if-none-match",
+        ));
+    let get = TestRequest::get()
+        .uri("/api/attachments/abc")
+        .insert_header((header::ORIGIN, "https://app.example"));
+
+    let preflight = test::call_service(&app, preflight.to_request()).await;
+    let answer = test::call_service(&app, get.to_request()).await;
+
+    let list = |response: &ServiceResponse<_>, name| -> Vec<String> {
+        let value = response.headers().get(name).unwrap().to_str().unwrap();
+        value.split(',').map(|h| h.trim().to_owned()).collect()
+    };
+    let allowed = list(&preflight, header::ACCESS_CONTROL_ALLOW_HEADERS);
+    for name in ["range", "if-none-match"] {
+        assert!(allowed.iter().any(|h| h == name), "{name}: {allowed:?}");
+    }
+    let exposed = list(&answer, header::ACCESS_CONTROL_EXPOSE_HEADERS);
+    for name in [
+        "etag",
+        "content-range",
+        "accept-ranges",
+        "content-length",
+        "content-disposition",
+        "retry-after",
+    ] {
+        assert!(exposed.iter().any(|h| h == name), "{name}: {exposed:?}");
+    }
 }
 
 #[actix_web::test]

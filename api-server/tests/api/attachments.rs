@@ -316,6 +316,71 @@ async fn a_range_past_the_end_is_clamped_and_one_that_does_not_parse_ignored(sto
 }
 on_both_storages!(a_range_past_the_end_is_clamped_and_one_that_does_not_parse_ignored);
 
+async fn head_answers_the_headers_of_a_get_without_the_body(storage: Storage) {
+    // Arrange
+    let (app, _storage) = app_on(storage, |_| {}).await;
+    let users = app.register_many(&["alice", "bob"]).await;
+    let [(alice, _), (bob, _)] = <[_; 2]>::try_from(users).expect("two");
+    let photo = media::png(300, 200);
+    let upload = app.upload(&alice, photo.clone()).await;
+    let path = format!("/api/attachments/{}", id_of(&upload));
+    let head = |url: String, token: Option<&str>, headers: &[(&str, &str)]| {
+        let mut req = app.client.head(app.url(&url));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send()
+    };
+
+    for (url, token) in [
+        (path.clone(), Some(alice.as_str())),
+        (format!("{path}/thumbnail"), Some(alice.as_str())),
+        (upload["url"].as_str().expect("url").to_owned(), None),
+    ] {
+        // Act
+        let got = app.fetch(&url, token, &[]).await;
+        let headed = head(url.clone(), token, &[("range", "bytes=0-9")])
+            .await
+            .expect("HEAD");
+
+        // Assert: the range is ignored (RFC 9110 §14.2), the headers are a GET's.
+        assert_eq!(headed.status(), 200, "{url}");
+        for name in [
+            header::CONTENT_LENGTH,
+            header::CONTENT_TYPE,
+            header::ETAG,
+            header::ACCEPT_RANGES,
+            header::CONTENT_DISPOSITION,
+        ] {
+            assert_eq!(
+                headed.headers().get(&name),
+                got.headers().get(&name),
+                "{url} {name}"
+            );
+        }
+        let etag = got.headers()[header::ETAG]
+            .to_str()
+            .expect("text")
+            .to_owned();
+        assert!(bytes_of(headed).await.is_empty());
+        let cached = head(url.clone(), token, &[("if-none-match", &etag)])
+            .await
+            .expect("HEAD");
+        assert_eq!(cached.status(), 304, "{url}");
+    }
+    let length = head(path.clone(), Some(&alice), &[]).await.expect("HEAD");
+    assert_eq!(
+        length.headers()[header::CONTENT_LENGTH],
+        photo.len().to_string().as_str()
+    );
+    let refused = head(path, Some(&bob), &[]).await.expect("HEAD");
+    assert_eq!(refused.status(), 404);
+}
+on_both_storages!(head_answers_the_headers_of_a_get_without_the_body);
+
 async fn garbage_collection_removes_unattached_uploads_and_keeps_attached_ones(storage: Storage) {
     let (app, storage) = app_on(storage, |_| {}).await;
     let users = app.register_many(&["alice", "bob"]).await;
