@@ -46,6 +46,28 @@ async fn a_body_shorter_than_its_content_length_gets_408_request_timeout() {
 }
 
 #[tokio::test]
+async fn a_multipart_upload_shorter_than_its_content_length_gets_408_request_timeout() {
+    // Arrange: an upload deadline of 1 s; a form of 1 000 bytes announced, its first part sent
+    let app = spawn_app_with(|settings| settings.attachments.upload_timeout_secs = 1).await;
+    let (token, _) = app.register("alice").await;
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).await.expect("connecting");
+    let head = format!(
+        "POST /api/attachments HTTP/1.1\r\nHost: parley\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: 1000\r\n\r\n\
+         --b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n\
+         the first bytes"
+    );
+
+    // Act
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut stream).await;
+
+    // Assert
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
 async fn an_idle_connection_stays_open_for_api_keep_alive_secs() {
     // Arrange: a keep-alive far above actix's own default of 5 s, as behind a balancer that
     // keeps idle connections 60 s
