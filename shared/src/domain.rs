@@ -336,15 +336,18 @@ pub struct SearchText(String);
 impl SearchText {
     pub const MAX_CHARS: usize = 100;
 
+    /// Checked before it is trimmed: a search of nothing but a line separator or a tab is
+    /// refused, not read as empty (which lists everyone).
     pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
-        let text = raw.unwrap_or("").trim();
+        let raw = raw.unwrap_or("");
+        single_line("search", raw)?;
+        let text = raw.trim();
         if text.chars().count() > Self::MAX_CHARS {
             return Err(FieldError::new(
                 "search",
                 format!("must be at most {} characters", Self::MAX_CHARS),
             ));
         }
-        single_line("search", text)?;
         Ok(Self(text.to_owned()))
     }
 
@@ -732,7 +735,10 @@ mod tests {
     fn searches_are_trimmed_bounded_and_one_line() {
         assert_eq!(SearchText::parse(None).unwrap().as_str(), "");
         assert_eq!(SearchText::parse(Some(" ob ")).unwrap().as_str(), "ob");
-        for bad in ["\0", "al\0ice", "a\u{1b}b", "\u{7f}", "a\nb", "a\u{85}b"] {
+        // Alone too: trimmed away first, they would have read as an empty search (everyone).
+        for bad in [
+            "\0", "al\0ice", "a\u{1b}b", "\u{7f}", "a\nb", "a\u{85}b", "\u{2028}", "\t", " \n ",
+        ] {
             assert_eq!(
                 SearchText::parse(Some(bad)).unwrap_err().field,
                 "search",

@@ -7,7 +7,7 @@ use crate::state::AppState;
 use actix_web::{web, HttpRequest};
 use serde::Deserialize;
 use shared::bus::PresenceState;
-use shared::domain::{FieldError, SearchText};
+use shared::domain::SearchText;
 use shared::errors::ErrorEnvelope;
 use shared::wire::{User, UserWithPresence};
 use std::time::Duration;
@@ -49,7 +49,7 @@ pub async fn search(
 ) -> ApiResult<web::Json<Vec<UserWithPresence>>> {
     super::query_decodes(&req)?;
     let query = query.into_inner();
-    let search = search_text(query.search.as_deref())?;
+    let search = SearchText::parse(query.search.as_deref())?;
     let limit = page_limit(query.limit, DEFAULT_LIMIT, state.limits.search_max)?;
     let users = state.store.search_users(search.as_str(), limit).await?;
     let presence = presence_of(&state, &users).await;
@@ -64,17 +64,6 @@ pub async fn search(
             })
             .collect(),
     ))
-}
-
-/// The search, checked whole: [`SearchText::parse`] trims before it checks, so a search of
-/// nothing but a line separator (U+2028) or a tab would pass as empty and list everyone. Each
-/// whitespace character is checked first by the same parser, alone between two letters.
-fn search_text(raw: Option<&str>) -> Result<SearchText, FieldError> {
-    let raw = raw.unwrap_or("");
-    for c in raw.chars().filter(|c| c.is_whitespace()) {
-        SearchText::parse(Some(&format!("a{c}a")))?;
-    }
-    SearchText::parse(Some(raw))
 }
 
 /// Presence of each user in order; everyone offline and never seen when the bus cannot answer
