@@ -301,18 +301,20 @@ pub struct ConversationTitle(String);
 impl ConversationTitle {
     pub const MAX_CHARS: usize = 100;
 
-    /// `None` for an absent or blank title.
+    /// `None` for an absent or blank title. Checked before it is trimmed: a title of nothing
+    /// but a line separator is refused, not read as blank.
     pub fn parse(raw: Option<&str>) -> Result<Option<Self>, FieldError> {
-        let Some(title) = raw.map(str::trim) else {
+        let Some(raw) = raw else {
             return Ok(None);
         };
+        single_line("title", raw)?;
+        let title = raw.trim();
         if title.chars().count() > Self::MAX_CHARS {
             return Err(FieldError::new(
                 "title",
                 format!("must be at most {} characters", Self::MAX_CHARS),
             ));
         }
-        single_line("title", title)?;
         if is_blank(title) {
             return Ok(None);
         }
@@ -726,7 +728,14 @@ mod tests {
         assert_eq!(title("   ").unwrap(), None);
         assert_eq!(title("\u{200b}\u{feff}").unwrap(), None);
         assert_eq!(ConversationTitle::parse(None).unwrap(), None);
-        for bad in ["a\0b", "team\u{1b}", "two\nlines", &"x".repeat(101)] {
+        for bad in [
+            "a\0b",
+            "team\u{1b}",
+            "two\nlines",
+            "\u{2028}",
+            " \n",
+            &"x".repeat(101),
+        ] {
             assert_eq!(title(bad).unwrap_err().field, "title", "{bad:?}");
         }
     }
