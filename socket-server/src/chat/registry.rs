@@ -152,12 +152,13 @@ impl Registry {
         except: Option<&str>,
     ) -> usize {
         let receivers = self.receivers(users, except);
-        let (mut snake, mut camel) = (None, None);
+        let (mut snake, mut camel, mut first) = (None, None, None);
         let mut sent = 0;
         for (socket, vocabulary) in receivers {
             let packet = match vocabulary {
                 Vocabulary::Snake => &mut snake,
                 Vocabulary::Camel => &mut camel,
+                Vocabulary::First => &mut first,
             }
             .get_or_insert_with(|| outgoing.packet(vocabulary));
             let Some(packet) = packet else {

@@ -6,6 +6,10 @@
 //!   `receive_message`, `join_user_room`). Its `send_message` payload
 //!   `{messageId, senderId, recipientId, content, timestamp}` is read as Parley's
 //!   (`messageId` → `clientMsgId`).
+//! - **First** — Snake, for a socket that spoke the first document (`join_user_room`, or
+//!   `send_message` with its `messageId`): its client de-duplicates messages by `message._id`
+//!   (its store was MongoDB), so each `receive_message` it gets also carries `_id` — the stored
+//!   id, or for a relayed copy its temporary id (`clientMsgId`).
 //! - **Camel** — the second document: `register-user`, `sendMessage`
 //!   `{receiverId, text|image|voice, tempId}`, `messagesRead`, and it receives `newMessage` /
 //!   `messageError` where Parley sends `receive_message` / `message_saved` / `message_failed`.
@@ -31,6 +35,8 @@ use crate::socketio::{Ack, EncodedPacket, Payload, Socket};
 pub enum Vocabulary {
     /// Parley's and the first document's: `receive_message`, `message_saved`, `message_failed`.
     Snake,
+    /// Snake with `_id` on every `receive_message` (a socket that spoke the first document).
+    First,
     /// The second document's: `newMessage`, `messageError`.
     Camel,
 }
@@ -38,6 +44,7 @@ pub enum Vocabulary {
 const UNDECIDED: u8 = 0;
 const SNAKE: u8 = 1;
 const CAMEL: u8 = 2;
+const FIRST: u8 = 3;
 
 /// A socket's vocabulary, kept in its extensions; decided once (see the module docs).
 #[derive(Clone, Default)]
@@ -65,6 +72,7 @@ impl SocketVocabulary {
         let code = match wanted {
             Vocabulary::Snake => SNAKE,
             Vocabulary::Camel => CAMEL,
+            Vocabulary::First => FIRST,
         };
         match self
             .0
@@ -72,6 +80,7 @@ impl SocketVocabulary {
         {
             Ok(_) => (wanted, true),
             Err(CAMEL) => (Vocabulary::Camel, false),
+            Err(FIRST) => (Vocabulary::First, false),
             Err(_) => (Vocabulary::Snake, false),
         }
     }
@@ -157,7 +166,17 @@ fn incoming(event: &str, mut payload: Payload, user: UserId) -> Result<Incoming,
         "sendMessage" => ("send_message", Some(Vocabulary::Camel)),
         "messagesRead" => ("mark_read", Some(Vocabulary::Camel)),
         "register-user" => (event, Some(Vocabulary::Camel)),
-        "send_message" | "join_user_room" | "mark_read" | "mark_delivered" | "sync" | "typing" => {
+        // The first document's own: its room call, and its send with `messageId`.
+        "join_user_room" => (event, Some(Vocabulary::First)),
+        "send_message"
+            if payload
+                .args
+                .first()
+                .is_some_and(|arg| arg.get("messageId").is_some()) =>
+        {
+            (event, Some(Vocabulary::First))
+        }
+        "send_message" | "mark_read" | "mark_delivered" | "sync" | "typing" => {
             (event, Some(Vocabulary::Snake))
         }
         other => (other, None),
@@ -329,7 +348,12 @@ impl<T: Serialize> Outgoing<'_, T> {
             return None;
         }
         match vocabulary {
-            Vocabulary::Snake => Some(EncodedPacket::event_json("/", self.event, self.arg)),
+            Vocabulary::First if self.event == "receive_message" => Some(
+                EncodedPacket::event_json("/", self.event, &with_underscore_id(to_value(self.arg))),
+            ),
+            Vocabulary::Snake | Vocabulary::First => {
+                Some(EncodedPacket::event_json("/", self.event, self.arg))
+            }
             Vocabulary::Camel => {
                 let (event, arg) = self.camel()?;
                 Some(EncodedPacket::event_json("/", event, &arg))
@@ -347,6 +371,18 @@ fn new_message(arg: Value, receiver: Option<UserId>) -> Value {
         }
         if let Some(receiver) = receiver {
             map.insert("receiverId".into(), to_value(&receiver));
+        }
+    }
+    value
+}
+
+/// A message as the first document's client reads it: Parley's fields plus `_id`, the stored
+/// `id` or, for a relayed copy not stored yet, its temporary id (`clientMsgId`).
+fn with_underscore_id(mut value: Value) -> Value {
+    if let Value::Object(map) = &mut value {
+        let id = map.get("id").or_else(|| map.get("clientMsgId")).cloned();
+        if let Some(id) = id {
+            map.insert("_id".into(), id);
         }
     }
     value
@@ -417,7 +453,7 @@ mod tests {
                           "content": "Hello!", "timestamp": "2024-02-01"});
         let read = read("send_message", sent).unwrap();
         assert_eq!(read.event, "send_message");
-        assert_eq!(read.speaks, Some(Vocabulary::Snake));
+        assert_eq!(read.speaks, Some(Vocabulary::First));
         let arg = &read.payload.args[0];
         assert_eq!(arg["clientMsgId"], "temp-1706743280123");
         assert_eq!(arg["recipientId"], "2");
@@ -548,6 +584,28 @@ mod tests {
         assert!(handshake_mismatch(&json!({}), Some("2"), ALICE));
         assert!(!handshake_mismatch(&json!({"userId": 1}), None, ALICE));
         assert!(!handshake_mismatch(&json!({"token": "t"}), None, ALICE));
+    }
+
+    #[test]
+    fn first_document_sockets_get_messages_with_an_underscore_id() {
+        // Decided by the document's own events; Parley's send decides Snake.
+        assert_eq!(
+            read("join_user_room", json!({})).unwrap().speaks,
+            Some(Vocabulary::First)
+        );
+        let parleys = json!({"clientMsgId": "c-1", "conversationId": "4", "content": "hi"});
+        assert_eq!(
+            read("send_message", parleys).unwrap().speaks,
+            Some(Vocabulary::Snake)
+        );
+        // A relayed copy: its temporary id; a stored message: its id.
+        let relayed = with_underscore_id(json!({"clientMsgId": "temp-1", "content": "hi"}));
+        assert_eq!(relayed["_id"], "temp-1");
+        let stored = with_underscore_id(json!({"clientMsgId": "temp-1", "id": "91", "seq": 3}));
+        assert_eq!(stored["_id"], "91");
+        let decided = SocketVocabulary::default();
+        assert_eq!(decided.decide(Vocabulary::First), Vocabulary::First);
+        assert_eq!(decided.decide(Vocabulary::Snake), Vocabulary::First);
     }
 
     #[test]

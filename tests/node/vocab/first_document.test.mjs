@@ -1,7 +1,8 @@
 // A client written from the first design document alone ("Real-Time Messaging Architecture —
 // Visual Guide"): `join_user_room`, `send_message` {messageId: temp id, senderId, recipientId,
 // content, timestamp} with a callback expecting {success, messageId, status}, `receive_message`
-// on the recipient's devices and the sender's other devices. Two users on two devices each.
+// on the recipient's devices and the sender's other devices, told apart by `message._id` (the
+// document's duplicate check). Two users on two devices each.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { device, history, register, rest, within, PATIENCE_MS } from "./support.mjs";
@@ -42,6 +43,7 @@ describe("a client of the first design document", () => {
     for (const d of [a2, ...bob.devices]) {
       const received = await d.next("receive_message", (m) => m.content === "Hello!");
       assert.equal(received.id, answer.messageId);
+      assert.equal(received._id, answer.messageId);
       assert.equal(received.senderId, alice.id);
     }
 
@@ -64,6 +66,19 @@ describe("a client of the first design document", () => {
     await a1.next("message_status", (s) => s.userId === bob.id && s.readUpToSeq >= stored[0].seq);
     const mine = (await history(alice.token, conversationId)).find((m) => m.clientMsgId === messageId);
     assert.equal(mine.status, "read");
+
+    // Act: a second message, now that their conversation exists (relayed before it is stored)
+    const again = { ...message, messageId: tempId(), content: "Again!" };
+    const answered = await emitWithCallback(a1.socket, "send_message", again);
+    assert.equal(answered.success, true, JSON.stringify(answered));
+
+    // Assert: the other devices show it, its `_id` the temporary one, which the document's
+    // duplicate check (`prevIds.has(message._id)`) does not mistake for the first message
+    for (const d of [a2, ...bob.devices]) {
+      const received = await d.next("receive_message", (m) => m.content === "Again!");
+      assert.equal(received._id, again.messageId);
+      assert.ok(!new Set([answer.messageId]).has(received._id));
+    }
 
     // Never the second document's names on these sockets
     for (const d of [...alice.devices, ...bob.devices]) {
