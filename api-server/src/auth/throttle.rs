@@ -48,7 +48,7 @@ impl LoginThrottle {
     }
 
     /// Counts per client IP only, `per_ip` in `window` (registrations: every attempt counts,
-    /// [`Self::record_failure`] with any username).
+    /// through [`Self::check_address`] and [`Self::record_address`]).
     pub fn registrations(per_ip: u32, window: Duration) -> Self {
         Self::new(0, window).with_ip_limit(per_ip)
     }
@@ -77,6 +77,16 @@ impl LoginThrottle {
         self.record_failure_at(username, ip, Instant::now());
     }
 
+    /// `Err(retry_after)` when the address `ip` is over its limit, whatever the username.
+    pub fn check_address(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
+        self.check_keys(ip.map(Key::Ip).into_iter(), Instant::now())
+    }
+
+    /// Count one attempt from the address `ip`.
+    pub fn record_address(&self, ip: Option<IpAddr>) {
+        self.record_keys(ip.map(Key::Ip).into_iter(), Instant::now());
+    }
+
     /// Forget the failures of `username` after a successful login.
     pub fn record_success(&self, username: &str) {
         self.lock().remove(&user_key(username));
@@ -92,8 +102,12 @@ impl LoginThrottle {
     }
 
     fn check_at(&self, username: &str, ip: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+        self.check_keys(keys(username, ip), now)
+    }
+
+    fn check_keys(&self, keys: impl Iterator<Item = Key>, now: Instant) -> Result<(), Duration> {
         let map = self.lock();
-        let wait = keys(username, ip)
+        let wait = keys
             .filter_map(|k| Some((self.cap(&k), map.get(&k)?)))
             .filter_map(|(cap, times)| self.retry_after(cap, times, now))
             .max();
@@ -104,8 +118,12 @@ impl LoginThrottle {
     }
 
     fn record_failure_at(&self, username: &str, ip: Option<IpAddr>, now: Instant) {
+        self.record_keys(keys(username, ip), now);
+    }
+
+    fn record_keys(&self, keys: impl Iterator<Item = Key>, now: Instant) {
         let mut map = self.lock();
-        for key in keys(username, ip) {
+        for key in keys {
             let cap = self.cap(&key);
             if cap == 0 {
                 continue;

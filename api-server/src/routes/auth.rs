@@ -66,7 +66,7 @@ pub async fn register(
     };
     // Every attempt that gets as far as hashing counts (a taken name too).
     let ip = client_ip(&req, &state);
-    if let Err(retry_after) = state.registrations.check("", ip) {
+    if let Err(retry_after) = state.registrations.check_address(ip) {
         tracing::info!(
             retry_after_secs = retry_after.as_secs(),
             "registration throttled"
@@ -76,7 +76,7 @@ pub async fn register(
             "too many registrations from this address",
         ));
     }
-    state.registrations.record_failure("", ip);
+    state.registrations.record_address(ip);
     let password_hash = password::hash(password).await?;
     let user = state
         .store
