@@ -140,21 +140,7 @@ pub(crate) fn query_decodes(req: &HttpRequest) -> Result<(), ApiError> {
 
 /// `%XX` escapes decoded; anything else (a `%` without two hex digits included) kept as is.
 fn percent_decoded(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let hex = |at: usize| bytes.get(at).and_then(|&b| char::from(b).to_digit(16));
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        if let (b'%', Some(high), Some(low)) = (bytes[at], hex(at + 1), hex(at + 2)) {
-            // Two hex digits: at most 0xFF.
-            decoded.push((high * 16 + low) as u8);
-            at += 3;
-        } else {
-            decoded.push(bytes[at]);
-            at += 1;
-        }
-    }
-    decoded
+    percent_encoding::percent_decode_str(text).collect()
 }
 
 fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
