@@ -217,13 +217,8 @@ impl Settings {
                 shared::port::MAX_STORE_BATCH
             )));
         }
-        let api_url = url::Url::parse(self.api.url.trim_end_matches('/'));
-        if !api_url.is_ok_and(|u| u.scheme() == "http" && !u.cannot_be_a_base()) {
-            return Err(SettingsError(format!(
-                "API_URL must be the API's http:// base URL (the relay speaks plain HTTP to it), not {:?}",
-                self.api.url
-            )));
-        }
+        crate::chat::port_http::api_base(&self.api.url)
+            .map_err(|e| SettingsError(format!("API_URL: {e}")))?;
         if self.presence.refresh_secs == 0 || self.presence.refresh_secs >= self.presence.ttl_secs {
             return Err(SettingsError(
                 "presence.refresh_secs must be at least 1 and below presence.ttl_secs".into(),

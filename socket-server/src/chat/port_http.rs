@@ -41,6 +41,20 @@ use url::Url;
 const REMINT_MARGIN: Duration = Duration::from_secs(60);
 
 /// The relay port over HTTP, at one API base URL.
+/// The API's base URL as the relay calls it: `http://…` and usable as a base (the relay speaks
+/// plain HTTP to the API). Also the check of the `API_URL` setting.
+pub fn api_base(url: &str) -> Result<Url, String> {
+    let not_http = || {
+        format!("the API URL {url:?} is not an http:// base URL (the relay speaks plain HTTP to the API)")
+    };
+    let base = Url::parse(url.trim_end_matches('/')).map_err(|_| not_http())?;
+    if base.scheme() == "http" && !base.cannot_be_a_base() {
+        Ok(base)
+    } else {
+        Err(not_http())
+    }
+}
+
 pub struct HttpPort {
     http: Client<HttpConnector, Full<Bytes>>,
     /// Bounds each call from the connection (or the pool) to the end of the answer.
@@ -57,11 +71,7 @@ impl HttpPort {
     /// A port to the API at `base_url` (`http://`); `timeout` bounds each request from connect
     /// to the end of the answer.
     pub fn new(base_url: &str, timeout: Duration, keys: JwtKeys) -> anyhow::Result<Self> {
-        let base = Url::parse(base_url.trim_end_matches('/'))?;
-        anyhow::ensure!(
-            base.scheme() == "http" && !base.cannot_be_a_base(),
-            "the API URL {base_url:?} is not an http:// base URL (the relay speaks plain HTTP to the API)"
-        );
+        let base = api_base(base_url).map_err(anyhow::Error::msg)?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
