@@ -162,20 +162,12 @@ pub fn translate(
 /// Read a client event of either document (or Parley's) as Parley's; a `senderId` / `userId`
 /// that is not the token's user, or inline media, is refused.
 fn incoming(event: &str, mut payload: Payload, user: UserId) -> Result<Incoming, AckError> {
-    let (parley, speaks) = match event {
+    let (parley, mut speaks) = match event {
         "sendMessage" => ("send_message", Some(Vocabulary::Camel)),
         "messagesRead" => ("mark_read", Some(Vocabulary::Camel)),
         "register-user" => (event, Some(Vocabulary::Camel)),
-        // The first document's own: its room call, and its send with `messageId`.
+        // The first document's own room call (its send, below, when it carries `messageId`).
         "join_user_room" => (event, Some(Vocabulary::First)),
-        "send_message"
-            if payload
-                .args
-                .first()
-                .is_some_and(|arg| arg.get("messageId").is_some()) =>
-        {
-            (event, Some(Vocabulary::First))
-        }
         "send_message" | "mark_read" | "mark_delivered" | "sync" | "typing" => {
             (event, Some(Vocabulary::Snake))
         }
@@ -186,8 +178,10 @@ fn incoming(event: &str, mut payload: Payload, user: UserId) -> Result<Incoming,
         if event != "messagesRead" {
             check_user(event, arg, user)?;
         }
+        if event == "send_message" && first_document_send(arg) {
+            speaks = Some(Vocabulary::First);
+        }
         match event {
-            "send_message" => first_document_send(arg),
             "sendMessage" => second_document_send(arg)?,
             "messagesRead" => read_everything_by_default(arg),
             _ => {}
@@ -241,11 +235,15 @@ fn rename(map: &mut Map<String, Value>, from: &str, to: &str) {
     }
 }
 
-/// The first document's `{messageId: <temp id>, senderId, recipientId, content, timestamp}`.
-fn first_document_send(arg: &mut Value) {
-    if let Value::Object(map) = arg {
-        rename(map, "messageId", "clientMsgId");
-    }
+/// The first document's `{messageId: <temp id>, senderId, recipientId, content, timestamp}`;
+/// whether the send was the first document's (it carried `messageId`).
+fn first_document_send(arg: &mut Value) -> bool {
+    let Value::Object(map) = arg else {
+        return false;
+    };
+    let first = map.contains_key("messageId");
+    rename(map, "messageId", "clientMsgId");
+    first
 }
 
 /// The second document's `{receiverId, text | image | voice, tempId}`. An `image` or `voice` is
