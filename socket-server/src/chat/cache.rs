@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use shared::ids::UserId;
+use shared::ids::{IdMap, UserId};
 
 /// How long a relayed message is remembered at least, load permitting: far longer than storing
 /// it takes.
@@ -155,7 +155,7 @@ impl RecentlyRelayed {
 pub struct SessionCache {
     ttl: Duration,
     /// Per user, their confirmed sessions (a user has a few).
-    users: Mutex<HashMap<UserId, Vec<Entry>>>,
+    users: Mutex<IdMap<UserId, Vec<Entry>>>,
 }
 
 /// A session (its token id), when the API confirmed it, and the bus epoch then.
@@ -173,7 +173,7 @@ impl SessionCache {
         }
     }
 
-    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Vec<Entry>>> {
+    fn users(&self) -> std::sync::MutexGuard<'_, IdMap<UserId, Vec<Entry>>> {
         self.users.lock().unwrap_or_else(|e| e.into_inner())
     }
 
