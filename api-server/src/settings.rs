@@ -16,6 +16,7 @@ api:
 database:
   url: postgres://postgres@127.0.0.1:5432/parley
   pool_size: 16
+  query_timeout_secs: 10
   create_if_missing: true
 redis:
   url: redis://127.0.0.1:6379
@@ -104,6 +105,11 @@ pub struct HttpSettings {
 pub struct DatabaseSettings {
     pub url: String,
     pub pool_size: usize,
+    /// How long one PostgreSQL operation may take once it holds a connection; past it the
+    /// request gets 503 `service_unavailable` and the connection is closed, not pooled again
+    /// (a database that hangs — stopped, or a network path that drops packets — costs each
+    /// request this long, never for ever). SQLite does not use it.
+    pub query_timeout_secs: u64,
     /// Create the PostgreSQL database at start-up when it does not exist.
     pub create_if_missing: bool,
 }
@@ -113,6 +119,7 @@ impl std::fmt::Debug for DatabaseSettings {
         // The URL may hold a password.
         f.debug_struct("DatabaseSettings")
             .field("pool_size", &self.pool_size)
+            .field("query_timeout_secs", &self.query_timeout_secs)
             .finish_non_exhaustive()
     }
 }
@@ -263,9 +270,9 @@ impl Settings {
                 "attachments.signed_url_ttl_secs and gc_interval_secs must be positive".into(),
             ));
         }
-        if self.database.pool_size == 0 {
+        if self.database.pool_size == 0 || self.database.query_timeout_secs == 0 {
             return Err(SettingsError(
-                "database.pool_size must be at least 1".into(),
+                "database.pool_size and database.query_timeout_secs must be at least 1".into(),
             ));
         }
         Ok(())

@@ -29,6 +29,8 @@ pub struct PgCluster {
     /// Run the binaries as [`SERVICE_USER`] (the tests run as root).
     as_service_user: bool,
     running: bool,
+    /// Its processes are stopped with SIGSTOP ([`PgCluster::freeze`]).
+    frozen: bool,
 }
 
 impl PgCluster {
@@ -51,6 +53,7 @@ impl PgCluster {
             bin,
             as_service_user,
             running: false,
+            frozen: false,
         };
         let data = cluster.data_dir();
         let initdb = cluster
@@ -119,6 +122,7 @@ impl PgCluster {
         if !self.running {
             return;
         }
+        self.thaw();
         let out = self
             .command("pg_ctl")
             .arg("-D")
@@ -127,6 +131,43 @@ impl PgCluster {
             .output();
         expect_ok(out, "pg_ctl stop");
         self.running = false;
+    }
+
+    /// Freeze the server: SIGSTOP to the postmaster, then to every process it started. Its
+    /// port and connections stay open and nothing answers on them — a database that hangs, as
+    /// its clients see it. [`PgCluster::thaw`] resumes it; dropping the cluster thaws it first.
+    pub fn freeze(&mut self) {
+        assert!(
+            self.running && !self.frozen,
+            "freeze needs a running, unfrozen server"
+        );
+        let postmaster = self.postmaster_pid();
+        // The postmaster first: stopped, it starts no process after the list below is read.
+        signal("STOP", &[postmaster]);
+        signal("STOP", &children_of(postmaster));
+        self.frozen = true;
+    }
+
+    /// Resume a frozen server (SIGCONT, the postmaster last).
+    pub fn thaw(&mut self) {
+        if !self.frozen {
+            return;
+        }
+        let postmaster = self.postmaster_pid();
+        signal("CONT", &children_of(postmaster));
+        signal("CONT", &[postmaster]);
+        self.frozen = false;
+    }
+
+    /// The postmaster's PID: the first line of `postmaster.pid`.
+    fn postmaster_pid(&self) -> u32 {
+        let file = self.data_dir().join("postmaster.pid");
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{} holds no PID", file.display()))
     }
 
     /// Start the server again on the same port (stopping it first if it runs); returns once it
@@ -177,6 +218,7 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         if self.running {
+            self.thaw();
             let _ = self
                 .command("pg_ctl")
                 .arg("-D")
@@ -186,6 +228,39 @@ impl Drop for PgCluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The PIDs whose parent is `parent` (from `/proc/<pid>/stat`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses, so read after
+            // the last `)`.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after = &stat[stat.rfind(')')? + 1..];
+                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// `kill -<name> <pids>`; panics when it fails.
+fn signal(name: &str, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let out = Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids.iter().map(u32::to_string))
+        .output();
+    expect_ok(out, &format!("kill -{name}"));
 }
 
 fn find_bin() -> PathBuf {

@@ -388,6 +388,7 @@ pub fn test_settings() -> Settings {
                 ),
             },
             pool_size: 8,
+            query_timeout_secs: 10,
             create_if_missing: false,
         },
         redis: RedisSettings {

@@ -42,6 +42,7 @@ pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettin
         database: DatabaseSettings {
             url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
             pool_size: 4,
+            query_timeout_secs: 10,
             create_if_missing: true,
         },
         redis: ApiRedis {

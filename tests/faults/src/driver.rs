@@ -144,6 +144,16 @@ impl Driver {
             .unwrap_or_default()
     }
 
+    /// `GET path` on the API by every user at once; their answers
+    /// (`{"user","path","status","code","ms"}`), in the order they came.
+    pub fn rest_by_everyone(&mut self, path: &str) -> Vec<Value> {
+        let users = self.ready["users"].as_array().map_or(0, Vec::len);
+        for user in 0..users {
+            self.command(json!({ "cmd": "rest", "user": user, "path": path }));
+        }
+        (0..users).map(|_| self.expect("rest_answered")).collect()
+    }
+
     /// Stop the traffic, let every send settle, sync every user and return what they report.
     pub fn stop(mut self) -> Report {
         self.command(json!({ "cmd": "stop" }));

@@ -50,6 +50,12 @@
 //!    the one that confirmed its session seconds before (its session cache is not trusted while
 //!    the bus is down, nor afterwards for what it confirmed before).
 //!
+//! 10. PostgreSQL frozen (SIGSTOP to every process of it: connections open, nothing answers):
+//!     while it hangs, a REST request of each user is answered 503 `service_unavailable` (the
+//!     API gives up on a query after `database.query_timeout_secs` and closes its connection)
+//!     and a message from a user on one relay reaches a user on the other live; after it
+//!     resumes, nothing acknowledged is lost.
+//!
 //! # Layout
 //! - [`stack`]: [`Stack`], the deployment of one test; [`service`]: one service process, killed
 //!   on drop; `http`: the readiness probe.

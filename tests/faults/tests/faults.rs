@@ -100,6 +100,33 @@ fn postgres_crashing_under_traffic_loses_no_acknowledged_message() {
 }
 
 #[test]
+fn postgres_frozen_under_traffic_answers_503_keeps_live_delivery_and_loses_no_acknowledged_message()
+{
+    // Arrange
+    let mut run = Run::start("PostgreSQL frozen");
+
+    // Act: every PostgreSQL process stops (SIGSTOP); its port and connections stay open
+    run.stack.postgres.freeze();
+
+    // Assert, while it hangs: a request that needs the database is answered 503 (after the
+    // API's query timeout, not when the database resumes), and messages still go live from one
+    // relay's user to the other's
+    for answer in run.driver.rest_by_everyone("/api/conversations") {
+        println!("PostgreSQL frozen: {answer}");
+        assert_eq!(answer["status"], 503, "while PostgreSQL hangs: {answer}");
+        assert_eq!(answer["code"], "service_unavailable", "{answer}");
+    }
+    let probes = run.driver.live(0, 1);
+    println!("PostgreSQL frozen: user0 → user1 delivered live ({probes} probes)");
+    run.stack.postgres.thaw();
+    let back = Instant::now();
+
+    // Assert: after it resumes, nothing acknowledged is lost
+    run.assert_acks_recover(back, 0);
+    run.finish();
+}
+
+#[test]
 fn redis_stopped_for_ten_seconds_under_traffic_loses_no_acknowledged_message() {
     // Arrange
     let mut run = Run::start("Redis stopped 10 s");

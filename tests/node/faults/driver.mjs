@@ -18,6 +18,8 @@
 //                                      → {"event":"logged_out","user","revoked"}
 //   in  {"cmd":"failover"}             from now on a user whose connection is lost moves to the other relay
 //   in  {"cmd":"connect","user":i}     i's token on each relay → {"event":"connect_results","results":[{relay,code}]}
+//   in  {"cmd":"rest","user":i,"path":p} GET p on the API with i's token
+//                                      → {"event":"rest_answered","user","path","status","code","ms"}
 //   in  {"cmd":"stop"}                 stop sending, await every ack, sync everyone from its cursor and
 //                                      from the start → {"event":"report","users":[…]}; exit
 //   out {"event":"error","message"}    a command failed
@@ -360,6 +362,13 @@ const commands = {
       ),
     );
     emit({ event: "connect_results", user, results });
+  },
+
+  async rest({ user, path }) {
+    const started = now();
+    const response = await fetch(`${S.api}${path}`, { headers: { authorization: `Bearer ${users[user].token}` } });
+    const body = await response.json().catch(() => null);
+    emit({ event: "rest_answered", user, path, status: response.status, code: body?.error?.code ?? null, ms: now() - started });
   },
 
   async stop() {

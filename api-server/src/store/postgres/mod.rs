@@ -47,6 +47,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
+    /// `database.query_timeout_secs`: see [`on_conn!`].
+    query_timeout: Duration,
+}
+
+/// Run `$query`, an expression using the connection `$conn`, on a pooled connection within the
+/// store's query timeout. Past it the request gets `StoreError::Unavailable` (503, retryable)
+/// and the connection is closed instead of going back to the pool: its query may still be
+/// running, or a transaction may be open on it, so it is not safe to use again. Closing it makes
+/// PostgreSQL roll back whatever it had open once it notices. A store operation that committed
+/// just before its timeout is answered as failed; clients retry with the same `clientMsgId` and
+/// get the stored message, as after any lost answer.
+macro_rules! on_conn {
+    ($store:expr, |$conn:ident| $query:expr) => {{
+        let mut pooled = $store.conn().await?;
+        let $conn: &mut AsyncPgConnection = &mut pooled;
+        match tokio::time::timeout($store.query_timeout, $query).await {
+            Ok(result) => result,
+            Err(_) => Err($store.abandon(pooled)),
+        }
+    }};
 }
 
 impl PgStore {
@@ -72,7 +92,10 @@ impl PgStore {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .context("building the PostgreSQL pool")?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            query_timeout: Duration::from_secs(settings.query_timeout_secs),
+        })
     }
 
     async fn conn(&self) -> StoreResult<Object<AsyncPgConnection>> {
@@ -80,6 +103,16 @@ impl PgStore {
             .get()
             .await
             .map_err(|e| StoreError::Unavailable(anyhow::anyhow!("PostgreSQL pool: {e}")))
+    }
+
+    /// Close a connection whose operation outlived the query timeout (see [`on_conn!`]).
+    fn abandon(&self, conn: Object<AsyncPgConnection>) -> StoreError {
+        drop(Object::take(conn));
+        StoreError::Unavailable(anyhow::anyhow!(
+            "PostgreSQL did not answer within {} s (database.query_timeout_secs); \
+             its connection was closed",
+            self.query_timeout.as_secs()
+        ))
     }
 }
 
@@ -181,23 +214,23 @@ async fn run_migrations(url: &str) -> anyhow::Result<()> {
 #[async_trait]
 impl Store for PgStore {
     async fn create_user(&self, new: NewUser) -> StoreResult<User> {
-        users::create(&mut *self.conn().await?, &new).await
+        on_conn!(self, |c| users::create(c, &new))
     }
 
     async fn credentials(&self, username: &str) -> StoreResult<Option<(User, String)>> {
-        users::credentials(&mut *self.conn().await?, username).await
+        on_conn!(self, |c| users::credentials(c, username))
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        users::by_id(&mut *self.conn().await?, id).await
+        on_conn!(self, |c| users::by_id(c, id))
     }
 
     async fn search_users(&self, query: &str, limit: i64) -> StoreResult<Vec<User>> {
-        users::search(&mut *self.conn().await?, query, limit).await
+        on_conn!(self, |c| users::search(c, query, limit))
     }
 
     async fn contacts(&self, user: UserId) -> StoreResult<Vec<UserId>> {
-        users::contacts(&mut *self.conn().await?, user).await
+        on_conn!(self, |c| users::contacts(c, user))
     }
 
     async fn create_session(
@@ -206,23 +239,23 @@ impl Store for PgStore {
         user: UserId,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        users::create_session(&mut *self.conn().await?, jti, user, expires_at).await
+        on_conn!(self, |c| users::create_session(c, jti, user, expires_at))
     }
 
     async fn revoke_session(&self, jti: &str) -> StoreResult<()> {
-        users::revoke_session(&mut *self.conn().await?, jti).await
+        on_conn!(self, |c| users::revoke_session(c, jti))
     }
 
     async fn session_active(&self, jti: &str) -> StoreResult<bool> {
-        users::session_active(&mut *self.conn().await?, jti).await
+        on_conn!(self, |c| users::session_active(c, jti))
     }
 
     async fn active_sessions(&self, jtis: &[String]) -> StoreResult<Vec<(String, UserId)>> {
-        users::active_sessions(&mut *self.conn().await?, jtis).await
+        on_conn!(self, |c| users::active_sessions(c, jtis))
     }
 
     async fn memberships(&self, user: UserId) -> StoreResult<Vec<ConversationMembers>> {
-        users::memberships(&mut *self.conn().await?, user).await
+        on_conn!(self, |c| users::memberships(c, user))
     }
 
     async fn create_conversation(
@@ -231,11 +264,11 @@ impl Store for PgStore {
         members: &[UserId],
         title: Option<String>,
     ) -> StoreResult<CreateOutcome> {
-        conversations::create(&mut *self.conn().await?, creator, members, title).await
+        on_conn!(self, |c| conversations::create(c, creator, members, title))
     }
 
     async fn list_conversations(&self, user: UserId) -> StoreResult<Vec<ConversationSummary>> {
-        conversations::list(&mut *self.conn().await?, user).await
+        on_conn!(self, |c| conversations::list(c, user))
     }
 
     async fn conversation(
@@ -243,18 +276,18 @@ impl Store for PgStore {
         user: UserId,
         id: ConversationId,
     ) -> StoreResult<Option<Conversation>> {
-        conversations::for_member(&mut *self.conn().await?, user, id).await
+        on_conn!(self, |c| conversations::for_member(c, user, id))
     }
 
     async fn send_message(&self, new: NewMessage) -> StoreResult<SendOutcome> {
-        messages::send(&mut *self.conn().await?, &new).await
+        on_conn!(self, |c| messages::send(c, &new))
     }
 
     async fn send_batch(
         &self,
         batch: Vec<SessionMessage>,
     ) -> StoreResult<Vec<StoreResult<SendOutcome>>> {
-        batch::send(&mut *self.conn().await?, batch).await
+        on_conn!(self, |c| batch::send(c, batch))
     }
 
     async fn messages(
@@ -263,7 +296,7 @@ impl Store for PgStore {
         conversation: ConversationId,
         page: PageQuery,
     ) -> StoreResult<MessagePage> {
-        messages::page(&mut *self.conn().await?, user, conversation, page).await
+        on_conn!(self, |c| messages::page(c, user, conversation, page))
     }
 
     async fn move_watermark(
@@ -273,14 +306,13 @@ impl Store for PgStore {
         which: Watermark,
         up_to_seq: i64,
     ) -> StoreResult<WatermarkOutcome> {
-        receipts::move_watermark(
-            &mut *self.conn().await?,
+        on_conn!(self, |c| receipts::move_watermark(
+            c,
             user,
             conversation,
             which,
             up_to_seq,
-        )
-        .await
+        ))
     }
 
     async fn sync(
@@ -289,23 +321,23 @@ impl Store for PgStore {
         cursor: Option<&str>,
         limit: i64,
     ) -> StoreResult<SyncResponse> {
-        sync::since(&mut *self.conn().await?, user, cursor, limit).await
+        on_conn!(self, |c| sync::since(c, user, cursor, limit))
     }
 
     async fn create_attachment(&self, row: AttachmentRow) -> StoreResult<()> {
-        attachments::create(&mut *self.conn().await?, &row).await
+        on_conn!(self, |c| attachments::create(c, &row))
     }
 
     async fn attachment_for(&self, user: UserId, id: &str) -> StoreResult<Option<AttachmentRow>> {
-        attachments::for_user(&mut *self.conn().await?, user, id).await
+        on_conn!(self, |c| attachments::for_user(c, user, id))
     }
 
     async fn attachments(&self, ids: &[String]) -> StoreResult<Vec<AttachmentRow>> {
-        attachments::by_ids(&mut *self.conn().await?, ids).await
+        on_conn!(self, |c| attachments::by_ids(c, ids))
     }
 
     async fn attachment_bytes_of(&self, user: UserId) -> StoreResult<i64> {
-        attachments::bytes_of(&mut *self.conn().await?, user).await
+        on_conn!(self, |c| attachments::bytes_of(c, user))
     }
 
     async fn claim_unattached(
@@ -313,16 +345,17 @@ impl Store for PgStore {
         before: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<Vec<AttachmentRow>> {
-        attachments::claim_unattached(&mut *self.conn().await?, before, limit).await
+        on_conn!(self, |c| attachments::claim_unattached(c, before, limit))
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| StoreError::Unavailable(e.into()))
+        on_conn!(self, |c| async {
+            diesel::sql_query("SELECT 1")
+                .execute(c)
+                .await
+                .map(|_| ())
+                .map_err(|e| StoreError::Unavailable(e.into()))
+        })
     }
 
     fn pool_status(&self) -> (usize, usize, usize) {
