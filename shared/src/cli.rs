@@ -46,7 +46,7 @@ impl About<'_> {
 
     /// Bad settings: one line on stderr, exit code 2.
     pub fn refuse_settings(&self, error: impl std::fmt::Display) -> std::process::ExitCode {
-        eprintln!("{}: {error}", self.name);
+        self.last_words(format_args!("{error}"));
         std::process::ExitCode::from(2)
     }
 
@@ -55,9 +55,27 @@ impl About<'_> {
         match result {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("{}: {error:#}", self.name);
+                self.last_words(format_args!("{error:#}"));
                 std::process::ExitCode::FAILURE
             }
+        }
+    }
+
+    /// The one line a binary exits with on stderr: `name: message`, or, when the logs are JSON
+    /// (`shared::telemetry::json_lines`), an `ERROR` line of the same shape as the others.
+    /// Written here rather than through `tracing`, so that no `RUST_LOG` filters it out.
+    fn last_words(&self, message: std::fmt::Arguments<'_>) {
+        if crate::telemetry::json_lines() {
+            let line = serde_json::json!({
+                "timestamp": chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "ERROR",
+                "fields": { "message": message.to_string() },
+                "target": self.name,
+            });
+            eprintln!("{line}");
+        } else {
+            eprintln!("{}: {message}", self.name);
         }
     }
 

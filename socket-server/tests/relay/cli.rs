@@ -33,6 +33,40 @@ fn a_bad_setting_stops_start_up_with_one_line_and_exit_code_2() {
 }
 
 #[test]
+fn with_json_logs_the_refusal_is_a_json_error_line_whatever_rust_log_filters() {
+    let output = relay(
+        &[],
+        &[
+            ("JWT_SECRET", "short"),
+            ("LOG_FORMAT", "json"),
+            ("RUST_LOG", "off"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line: serde_json::Value = serde_json::from_str(stderr.trim())
+        .unwrap_or_else(|e| panic!("not one JSON line ({e}): {stderr}"));
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert_eq!(line["target"], "socket-server", "{line}");
+    let message = line["fields"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("JWT_SECRET"), "{line}");
+}
+
+#[test]
+fn a_rust_log_that_does_not_parse_is_reported_not_silently_replaced() {
+    let output = relay(
+        &[],
+        &[("JWT_SECRET", "short"), ("RUST_LOG", "info,parley=loud")],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("RUST_LOG is not a valid filter") && stderr.contains("parley=loud"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn an_api_url_that_is_not_an_http_base_url_is_a_bad_setting() {
     for url in ["https://api.example", "notaurl"] {
         let output = relay(
