@@ -319,6 +319,12 @@ pub trait RelayPort: Send + Sync + 'static {
 
     /// Every change visible to `user` since `since` (as `GET /api/sync`).
     async fn sync(&self, user: UserId, since: Option<String>) -> Result<SyncResponse, AckError>;
+
+    /// Whether the API answered the last call (`None`: not known yet, or the API is in this
+    /// process): what the relay's `/health` and `relay_api_up` report.
+    fn reachable(&self) -> Option<bool> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -56,14 +56,13 @@ impl Application {
             JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?,
         )
         .context("building the API client (API_URL)")?;
-        Self::build_with(
-            settings,
-            Arc::new(bus),
-            subscriber,
-            received,
-            Arc::new(port),
-        )
-        .await
+        let port = Arc::new(port);
+        // Not awaited: the relay serves without the API (live delivery needs none of it).
+        tokio::spawn({
+            let port = port.clone();
+            async move { port.probe().await }
+        });
+        Self::build_with(settings, Arc::new(bus), subscriber, received, port).await
     }
 
     /// Build on a given bus, subscriber and API port (the all-in-one binary passes in-process
@@ -193,6 +192,8 @@ impl Application {
                 state.metrics.bus_published.catch_up(bus.published());
                 state.metrics.bus_dropped.catch_up(bus.dropped());
                 state.metrics.bus_up.set(i64::from(bus.bus_up()));
+                let api_up = state.port.reachable();
+                state.metrics.api_up.set(api_up.map_or(-1, i64::from));
                 state.metrics.peers.set(state.roster.peers());
                 state
                     .metrics
@@ -201,6 +202,7 @@ impl Application {
                 let metrics = state.metrics.render(count, users, sockets);
                 let health = Health {
                     bus_up: bus.bus_up(),
+                    api_up,
                     draining: state.admission.closing(),
                 };
                 let path = request.uri().path().to_owned();
@@ -263,11 +265,13 @@ impl Application {
 /// How long the chat layer's tasks get to end after the connections are closed.
 const TASKS_GRACE: Duration = Duration::from_secs(2);
 
-/// What `/health` says: the bus state the publisher last saw, and whether the relay is
+/// What `/health` says: the bus state the publisher last saw, whether the API answered the
+/// relay's last call (`None`: not known yet, or in this process), and whether the relay is
 /// draining (SIGTERM received).
 #[derive(Debug, Clone, Copy)]
 struct Health {
     bus_up: bool,
+    api_up: Option<bool>,
     draining: bool,
 }
 
@@ -282,12 +286,18 @@ fn ops(path: &str, metrics: String, health: Health) -> Response<Body> {
                 StatusCode::OK
             },
             "application/json",
-            match (health.draining, health.bus_up) {
-                (true, _) => r#"{"status":"draining"}"#,
-                (false, true) => r#"{"status":"ok","bus":"ok"}"#,
-                (false, false) => r#"{"status":"ok","bus":"degraded"}"#,
-            }
-            .to_owned(),
+            if health.draining {
+                r#"{"status":"draining"}"#.to_owned()
+            } else {
+                let bus = if health.bus_up { "ok" } else { "degraded" };
+                match health.api_up {
+                    None => format!(r#"{{"status":"ok","bus":"{bus}"}}"#),
+                    Some(up) => {
+                        let api = if up { "ok" } else { "unreachable" };
+                        format!(r#"{{"status":"ok","bus":"{bus}","api":"{api}"}}"#)
+                    }
+                }
+            },
         ),
         "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", metrics),
         _ => (
@@ -316,15 +326,47 @@ fn allowed_origins(settings: &Settings) -> shared::net::AllowedOrigins {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt as _;
 
     #[test]
-    fn health_is_503_while_draining_and_names_the_bus_otherwise() {
-        let answer = |bus_up, draining| {
-            let response = ops("/health", String::new(), Health { bus_up, draining });
-            response.status()
+    fn health_is_503_while_draining_and_names_the_bus_and_the_api_otherwise() {
+        let answer = |bus_up, api_up, draining| {
+            let health = Health {
+                bus_up,
+                api_up,
+                draining,
+            };
+            let response = ops("/health", String::new(), health);
+            let status = response.status();
+            let body = futures::executor::block_on(response.into_body().collect())
+                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                .unwrap_or_default();
+            (status, body)
         };
-        assert_eq!(answer(true, false), StatusCode::OK);
-        assert_eq!(answer(false, false), StatusCode::OK);
-        assert_eq!(answer(true, true), StatusCode::SERVICE_UNAVAILABLE);
+        let ok = StatusCode::OK;
+        let body = |s: &str| s.to_owned();
+        assert_eq!(
+            answer(true, None, false),
+            (ok, body(r#"{"status":"ok","bus":"ok"}"#))
+        );
+        assert_eq!(
+            answer(false, Some(true), false),
+            (ok, body(r#"{"status":"ok","bus":"degraded","api":"ok"}"#))
+        );
+        // The relay still relays live without the API: it stays in rotation.
+        assert_eq!(
+            answer(true, Some(false), false),
+            (
+                ok,
+                body(r#"{"status":"ok","bus":"ok","api":"unreachable"}"#)
+            )
+        );
+        assert_eq!(
+            answer(true, Some(true), true),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                body(r#"{"status":"draining"}"#)
+            )
+        );
     }
 }

@@ -71,6 +71,9 @@ pub struct Metrics {
     pub bus_published: Counter,
     pub bus_dropped: Counter,
     pub bus_up: IntGauge,
+    /// Whether the API answered the relay's last call (1), did not (0), or is not known yet or
+    /// in this process (-1).
+    pub api_up: IntGauge,
     /// Other live relays in the roster (-1: unknown, the roster could not be read).
     pub peers: IntGauge,
     /// Conversations the membership view did not know when a client used them.
@@ -187,6 +190,11 @@ impl Metrics {
                 "relay_bus_up",
                 "1 while the bus answered the publisher's last round trip.",
             ),
+            api_up: gauge(
+                &r,
+                "relay_api_up",
+                "1 while the API answered the relay's last call, 0 when it did not (-1: not known yet, or in this process).",
+            ),
             peers: gauge(
                 &r,
                 "relay_peers",
@@ -274,6 +282,7 @@ mod tests {
             "relay_bus_events_published_total 0",
             "relay_bus_events_dropped_total 0",
             "relay_bus_up 0",
+            "relay_api_up 0",
             "relay_peers 0",
             "relay_store_batch_size_count 0",
             "relay_store_batch_seconds_count 0",

@@ -12,6 +12,7 @@
 //! were about half of a call's cost in the relay (issue 12). A redirect is not followed: the
 //! internal routes never redirect, and the service token must not go anywhere else.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,6 @@ use url::Url;
 /// a slow request both fit in it).
 const REMINT_MARGIN: Duration = Duration::from_secs(60);
 
-/// The relay port over HTTP, at one API base URL.
 /// The API's base URL as the relay calls it: `http://…` and usable as a base (the relay speaks
 /// plain HTTP to the API). Also the check of the `API_URL` setting.
 pub fn api_base(url: &str) -> Result<Url, String> {
@@ -55,6 +55,7 @@ pub fn api_base(url: &str) -> Result<Url, String> {
     }
 }
 
+/// The relay port over HTTP, at one API base URL.
 pub struct HttpPort {
     http: Client<HttpConnector, Full<Bytes>>,
     /// Bounds each call from the connection (or the pool) to the end of the answer.
@@ -65,7 +66,14 @@ pub struct HttpPort {
     keys: JwtKeys,
     /// The current `Authorization` header and when to mint the next token.
     token: Mutex<Option<(HeaderValue, Instant)>>,
+    /// What the last call found ([`RelayPort::reachable`]): [`UNKNOWN`], [`ANSWERED`] or
+    /// [`UNREACHABLE`].
+    reached: AtomicU8,
 }
+
+const UNKNOWN: u8 = 0;
+const ANSWERED: u8 = 1;
+const UNREACHABLE: u8 = 2;
 
 impl HttpPort {
     /// A port to the API at `base_url` (`http://`); `timeout` bounds each request from connect
@@ -89,7 +97,46 @@ impl HttpPort {
             base,
             keys,
             token: Mutex::new(None),
+            reached: AtomicU8::new(UNKNOWN),
         })
+    }
+
+    /// Check once that the API answers at the base URL (`GET /health`, which needs no token),
+    /// and say in the log when it does not: a relay whose `API_URL` is wrong, or whose API is
+    /// not up yet, starts anyway (it relays live), but connects no socket until the API answers.
+    pub async fn probe(&self) {
+        let url = self.url(&["health"]);
+        let Ok(target) = uri(&url) else { return };
+        let request = Request::get(target).body(Full::default());
+        let Ok(request) = request else { return };
+        let answer = tokio::time::timeout(self.timeout, self.http.request(request)).await;
+        match answer {
+            Ok(Ok(response)) if response.status().is_success() => {
+                self.reached.store(ANSWERED, Ordering::Relaxed);
+                tracing::info!(api_url = %self.base, "the API answers");
+            }
+            Ok(Ok(response)) => {
+                self.reached.store(ANSWERED, Ordering::Relaxed);
+                tracing::error!(
+                    api_url = %self.base,
+                    status = response.status().as_u16(),
+                    "the API URL answers GET /health with an error: is API_URL the Parley API's \
+                     base URL?"
+                );
+            }
+            Ok(Err(error)) => self.unreachable_at_start(&error),
+            Err(_) => self.unreachable_at_start(&"no answer in time"),
+        }
+    }
+
+    fn unreachable_at_start(&self, error: &dyn std::fmt::Display) {
+        self.reached.store(UNREACHABLE, Ordering::Relaxed);
+        tracing::error!(
+            %error,
+            api_url = %self.base,
+            "the API does not answer (API_URL): sockets cannot connect and messages are not \
+             stored until it does"
+        );
     }
 
     /// The base URL with `segments` appended, each percent-encoded as one path segment.
@@ -160,13 +207,20 @@ impl HttpPort {
             })?;
             Ok((status, body.to_bytes()))
         };
-        let (status, body) = match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(answered) => answered?,
+        let outcome = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(answered) => answered,
             Err(_) => {
                 tracing::warn!(timeout = ?self.timeout, "the API did not answer in time");
-                return Err(unavailable("the API did not answer in time".into()));
+                Err(unavailable("the API did not answer in time".into()))
             }
         };
+        // A proxy's 502 or 504 is the API not answering behind it.
+        let reached = match &outcome {
+            Ok((status, _)) if !matches!(status.as_u16(), 502 | 504) => ANSWERED,
+            _ => UNREACHABLE,
+        };
+        self.reached.store(reached, Ordering::Relaxed);
+        let (status, body) = outcome?;
         answer(status, &body)
     }
 
@@ -327,6 +381,14 @@ impl RelayPort for HttpPort {
             url.query_pairs_mut().append_pair("since", &since);
         }
         self.get(url).await
+    }
+
+    fn reachable(&self) -> Option<bool> {
+        match self.reached.load(Ordering::Relaxed) {
+            ANSWERED => Some(true),
+            UNREACHABLE => Some(false),
+            _ => None,
+        }
     }
 }
 

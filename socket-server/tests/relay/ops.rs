@@ -1,7 +1,12 @@
 //! `/health` and `/metrics` on the relay's port.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
 use crate::device::Device;
-use crate::helpers::spawn_stack;
+use crate::helpers::{spawn_stack, REDIS_URL};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics_are_served_on_the_relay_port() {
@@ -26,12 +31,15 @@ async fn health_and_metrics_are_served_on_the_relay_port() {
 
     // Assert
     assert_eq!(health.status(), 200);
+    let health = health.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(
-        health.json::<serde_json::Value>().await.unwrap()["status"],
-        "ok"
+        health["api"], "ok",
+        "the API answered the connect: {health}"
     );
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
+    assert!(text.contains("relay_api_up 1"), "{text}");
     assert!(text.contains("relay_sockets 1"), "{text}");
     assert!(text.contains("relay_users 1"), "{text}");
 }
@@ -80,4 +88,80 @@ async fn responses_carry_the_request_id_given_or_a_new_one() {
     assert_eq!(handshake.status(), 200);
     let id = handshake.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}
+
+/// A relay process, killed on drop.
+struct Relay(Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_and_stays_in_rotation() {
+    // Arrange: an API URL nobody listens on
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_socket-server"))
+        .envs([
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("API_URL", &format!("http://127.0.0.1:{nobody}")),
+            ("REDIS_URL", REDIS_URL),
+            ("SOCKET_HOST", "127.0.0.1"),
+            ("SOCKET_PORT", "0"),
+            (
+                "PARLEY__REDIS__PREFIX",
+                &format!("parley-test-{}", uuid::Uuid::new_v4()),
+            ),
+            ("LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the socket-server binary");
+    let stderr = child.stderr.take().unwrap();
+    let _relay = Relay(child);
+    let (lines, logged) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+
+    // Act: read its log until it listens and has said what it found of the API
+    let (mut port, mut said) = (None, None);
+    while port.is_none() || said.is_none() {
+        let line = logged
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the relay logged neither its port nor the API check within 60 s");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        match json["fields"]["message"].as_str() {
+            Some("socket-server listening") => port = json["fields"]["port"].as_u64(),
+            Some(m) if m.contains("the API") => said = Some(json),
+            _ => {}
+        }
+    }
+    let health = reqwest::get(format!("http://127.0.0.1:{}/health", port.unwrap()))
+        .await
+        .unwrap();
+
+    // Assert: an error line naming the URL; /health 200 (it relays live) saying so
+    let said = said.unwrap();
+    assert_eq!(said["level"], "ERROR", "{said}");
+    assert!(
+        said["fields"]["api_url"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&nobody.to_string()),
+        "{said}"
+    );
+    assert_eq!(health.status(), 200);
+    let health = health.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["api"], "unreachable", "{health}");
 }
