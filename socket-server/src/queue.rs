@@ -100,6 +100,11 @@ impl<T> Sender<T> {
         self.shared.room.available_permits() == self.shared.capacity
     }
 
+    /// How many items are queued (or being pushed or taken out), in one atomic load.
+    pub fn queued(&self) -> usize {
+        self.shared.capacity - self.shared.room.available_permits()
+    }
+
     /// Wakes the receiver as an arriving item would, without queuing one: for a sender that
     /// left it work by another way.
     pub fn wake_receiver(&self) {

@@ -51,7 +51,7 @@ pub(crate) async fn handshake<H: EngineHandler>(
 
 /// A GET with `sid`: waits for outgoing packets and returns them as one payload. A closed
 /// session answers one last poll (its remaining packets, then `noop` if the client closed it,
-/// `close` otherwise) and is then forgotten.
+/// nothing more on a shutdown or a slow consumer, `close` otherwise) and is then forgotten.
 pub(crate) async fn poll<H: EngineHandler>(
     engine: &Engine<H>,
     session: &Arc<Session>,
@@ -120,12 +120,18 @@ pub(crate) async fn poll<H: EngineHandler>(
         push_frames(&mut frames, packet);
     }
     if session.is_closed() && outbox.carry.is_none() {
-        // A client that closed gets a noop to end its pending poll; otherwise tell it we close.
-        let last = match session.close_reason() {
-            CloseReason::TransportClose => NOOP,
-            _ => CLOSE,
-        };
-        frames.push(last);
+        // A client that closed gets a noop to end its pending poll; otherwise tell it we close,
+        // except where it should come back at once: python-engineio reads a close packet as a
+        // deliberate disconnect and never reconnects, while a poll answered without one, then a
+        // next poll refused, makes every client reconnect (to another relay on a shutdown).
+        match session.close_reason() {
+            CloseReason::TransportClose => frames.push(NOOP),
+            CloseReason::ServerShutdown | CloseReason::SlowConsumer => {}
+            _ => frames.push(CLOSE),
+        }
+        if frames.is_empty() {
+            frames.push(NOOP);
+        }
         session.farewell.cancel();
         engine.forget(session);
     } else if frames.is_empty() {

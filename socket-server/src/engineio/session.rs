@@ -30,11 +30,20 @@ pub(crate) enum Transport {
     WebSocket,
 }
 
+/// A polling client drains its outbox once per round trip, so a burst fanned out within a
+/// millisecond (a busy group) is queued whole before its next poll, however quickly it polls:
+/// its outbox holds this many times the outbox capacity. A WebSocket, drained as it goes, keeps
+/// the capacity itself (see [`Session::send`]). The queue allocates only what it holds.
+pub(crate) const POLLING_BURST: usize = 4;
+
 pub(crate) struct Session {
     pub sid: Arc<str>,
     pub request: Arc<RequestInfo>,
     /// The bounded outbox, counted in packets: a full outbox closes the session (slow consumer).
+    /// Bounded by [`POLLING_BURST`] × the capacity; once a WebSocket serves the session, by
+    /// `websocket_capacity`.
     tx: queue::Sender<Outgoing>,
+    websocket_capacity: usize,
     /// Locked by the transport that currently drains the outbox.
     pub outbox: tokio::sync::Mutex<Outbox>,
     pub transport: Mutex<Transport>,
@@ -81,11 +90,12 @@ impl Session {
         transport: Transport,
         capacity: usize,
     ) -> Self {
-        let (tx, rx) = queue::bounded(capacity);
+        let (tx, rx) = queue::bounded(capacity.saturating_mul(POLLING_BURST));
         Self {
             sid,
             request,
             tx,
+            websocket_capacity: capacity,
             outbox: tokio::sync::Mutex::new(Outbox { rx, carry: None }),
             transport: Mutex::new(transport),
             upgrading: AtomicBool::new(false),
@@ -203,12 +213,14 @@ impl Session {
         if packet.frames().is_empty() {
             return Ok(());
         }
-        if self
-            .wire
-            .get()
-            .is_some_and(|wire| wire.send(&packet, &self.tx))
-        {
-            return Ok(());
+        if let Some(wire) = self.wire.get() {
+            if wire.send(&packet, &self.tx) {
+                return Ok(());
+            }
+            if self.tx.queued() >= self.websocket_capacity {
+                self.close(CloseReason::SlowConsumer);
+                return Err(SendError::Full);
+            }
         }
         match self.tx.try_send(packet) {
             Ok(()) => Ok(()),
@@ -380,14 +392,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_closes_the_session_as_a_slow_consumer() {
+        // A polling session's outbox: the polling burst times the capacity
         let s = session(1);
-        s.send(PING.into()).unwrap();
+        for _ in 0..POLLING_BURST {
+            s.send(PING.into()).unwrap();
+        }
+        assert!(!s.is_closed());
         assert_eq!(s.send(pair()), Err(SendError::Full));
         assert!(s.is_closed());
         assert_eq!(s.close_reason(), CloseReason::SlowConsumer);
         // all or none: the failed pair queued nothing
         let mut outbox = s.outbox.lock().await;
-        assert_eq!(outbox.rx.try_recv().ok(), Some(PING.into()));
+        for _ in 0..POLLING_BURST {
+            assert_eq!(outbox.rx.try_recv().ok(), Some(PING.into()));
+        }
         assert!(outbox.rx.try_recv().is_err());
     }
 

@@ -114,14 +114,14 @@ async fn requests_outside_the_engine_path_go_to_the_fallback() {
     server.stop().await;
 }
 
-/// Answers any message with ten, and reports how sessions close.
-struct Flood(mpsc::UnboundedSender<CloseReason>);
+/// Answers any message with `.1` messages, and reports how sessions close.
+struct Flood(mpsc::UnboundedSender<CloseReason>, usize);
 
 impl EngineHandler for Flood {
     async fn on_open(&self, _socket: &EngineSocket) {}
 
     async fn on_message(&self, socket: &EngineSocket, _message: Message) {
-        for i in 0..10 {
+        for i in 0..self.1 {
             if socket.send_text(&format!("flood {i}")).is_err() {
                 break;
             }
@@ -133,10 +133,12 @@ impl EngineHandler for Flood {
     }
 }
 
-#[tokio::test]
-async fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
-    // Arrange: an outbox of 4 frames
-    let (tx, mut reasons) = mpsc::unbounded_channel();
+/// A server whose outbox holds 4 frames and which answers any message with `flood` of them, and
+/// a polling session on it: the server, the session's URL, and how its sessions close.
+async fn flooding_polling_session(
+    flood: usize,
+) -> (TestServer, String, mpsc::UnboundedReceiver<CloseReason>) {
+    let (tx, reasons) = mpsc::unbounded_channel();
     let config = EngineConfig {
         outbox_capacity: 4,
         ..echo::engine_config("/engine.io/")
@@ -145,7 +147,7 @@ async fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
         engineio::serve(
             listener,
             config,
-            Arc::new(Flood(tx)),
+            Arc::new(Flood(tx, flood)),
             Hooks::default(),
             async {
                 let _ = stopped.await;
@@ -155,8 +157,34 @@ async fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
     .await;
     let sid = polling_handshake(server.port, "/engine.io/").await;
     let session = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    (server, session, reasons)
+}
 
-    // Act: one message makes the server queue ten frames without a poll to drain them
+#[tokio::test]
+async fn a_polling_client_takes_a_burst_of_four_outboxes_in_its_next_poll() {
+    // Arrange: an outbox of 4 frames
+    let (server, session, mut reasons) = flooding_polling_session(16).await;
+
+    // Act: sixteen frames queued at once, faster than any poll can drain them
+    let posted = http(server.port, "POST", &session, &[], "4go").await;
+    let polled = http(server.port, "GET", &session, &[], "").await;
+
+    // Assert: all of them in the poll, the session open
+    assert_eq!(posted.status, 200);
+    assert_eq!(polled.status, 200);
+    let frames: Vec<&str> = polled.body.split('\x1e').collect();
+    assert_eq!(frames.len(), 16, "{}", polled.body);
+    assert_eq!((frames[0], frames[15]), ("4flood 0", "4flood 15"));
+    assert!(reasons.try_recv().is_err(), "the session was closed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_closed_as_a_slow_consumer() {
+    // Arrange: an outbox of 4 frames (16 for a polling session, drained once per poll)
+    let (server, session, mut reasons) = flooding_polling_session(100).await;
+
+    // Act: one message makes the server queue a hundred frames without a poll to drain them
     let posted = http(server.port, "POST", &session, &[], "4go").await;
 
     // Assert
