@@ -17,6 +17,7 @@ export { MemoryStorage, localStorageAdapter } from "./storage.js";
 export type { KeyValueStorage } from "./storage.js";
 export { backoffDelay } from "./connection.js";
 export { newClientMsgId } from "./ids.js";
+export { wellFormed } from "./text.js";
 export { ParleyError } from "./types.js";
 export type {
   AttachmentInput,

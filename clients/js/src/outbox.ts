@@ -11,6 +11,7 @@ import type {
   UserId,
 } from "./generated/wire.js";
 import { newClientMsgId } from "./ids.js";
+import { wellFormed } from "./text.js";
 import type { MessageStore } from "./store.js";
 import { ParleyError, type ClientMessage, type SendError, type SendInput } from "./types.js";
 
@@ -51,13 +52,14 @@ export class Outbox {
 
   send(input: SendInput): ClientMessage {
     const { conversationId } = input;
-    const content = input.content ?? "";
+    const given = input.content ?? "";
     // A text needs content; an upload (attachmentId) may go without a caption.
-    if (typeof content !== "string" || (content.trim() === "" && !input.attachmentId)) {
+    if (typeof given !== "string" || (given.trim() === "" && !input.attachmentId)) {
       throw new ParleyError("validation_failed", "content: must not be empty or blank", {
         field: "content",
       });
     }
+    const content = wellFormed(given);
     const request: SendMessageRequest = {
       clientMsgId: newClientMsgId(),
       conversationId,

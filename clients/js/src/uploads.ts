@@ -7,6 +7,7 @@ import type { ConversationId, UploadedAttachment, UserId } from "./generated/wir
 import { newClientMsgId } from "./ids.js";
 import type { Outbox } from "./outbox.js";
 import type { MessageStore } from "./store.js";
+import { wellFormed } from "./text.js";
 import { ParleyError, type AttachmentInput, type ClientMessage, type SendError } from "./types.js";
 
 type Body = AttachmentInput["body"];
@@ -49,7 +50,7 @@ export class Uploads {
       id: null,
       seq: null,
       kind,
-      content: caption,
+      content: wellFormed(caption),
       attachmentId: null,
       localAttachment: { kind, mime: input.mime || blobType || null, bytes },
       createdAt: new Date().toISOString(),

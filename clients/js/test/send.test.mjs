@@ -29,6 +29,23 @@ async function pair(aliceOptions = {}) {
   return { alice, bob, a, b, chat };
 }
 
+test("a text cut in the middle of an emoji is sent with U+FFFD for its lone surrogate, not refused", async () => {
+  const { a, chat } = await pair();
+  const half = "typed 😀".slice(0, 7);
+
+  const optimistic = a.send({ conversationId: chat.id, content: half });
+
+  assert.equal(optimistic.content, "typed \uFFFD", "shown as it will be stored");
+  const [stored] = await until(
+    a,
+    "messages",
+    () => a.messages(chat.id).filter((m) => m.id !== null),
+    "the stored message",
+  );
+  assert.equal(stored.content, "typed \uFFFD");
+  assert.equal(stored.status, "sent");
+});
+
 test("send returns the optimistic message at once, then the list holds the stored one", async () => {
   const { a, chat } = await pair();
   const events = [];

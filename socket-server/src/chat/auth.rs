@@ -39,6 +39,16 @@ pub fn refusal(code: ErrorCode) -> ConnectError {
     ConnectError::new(code.default_message()).with_data(json!({ "code": code.as_str() }))
 }
 
+/// `missing_token`, saying where a socket's token goes: the relay reads neither an
+/// `Authorization` header (`extraHeaders`) nor the query string, which clients try first.
+fn missing_token() -> ConnectError {
+    ConnectError::new(
+        "a token is required in the handshake's auth: io(url, { auth: { token } }) \
+         (an Authorization header or a query parameter is not read)",
+    )
+    .with_data(json!({ "code": ErrorCode::MissingToken.as_str() }))
+}
+
 /// Who a handshake's token is, and whether the API was asked (rather than the cache).
 pub struct Authenticated {
     pub session: Session,
@@ -56,12 +66,12 @@ pub async fn authenticate(
     bus_epoch: Option<u64>,
 ) -> Result<Authenticated, ConnectError> {
     let token = match auth.get("token") {
-        None | Some(Value::Null) => return Err(refusal(ErrorCode::MissingToken)),
+        None | Some(Value::Null) => return Err(missing_token()),
         Some(Value::String(token)) => without_scheme(token),
         Some(_) => return Err(refusal(ErrorCode::InvalidToken)),
     };
     if token.is_empty() {
-        return Err(refusal(ErrorCode::MissingToken));
+        return Err(missing_token());
     }
     let claims = keys.verify(token).map_err(|e| match e {
         TokenError::Expired => refusal(ErrorCode::TokenExpired),

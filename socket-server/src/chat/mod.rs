@@ -306,6 +306,29 @@ impl NamespaceHandler for ChatHandler {
         Ok(())
     }
 
+    /// `invalid_json`, the connection kept: a client's string cut in the middle of an emoji
+    /// (`JSON.stringify` writes the lone surrogate) must not cost it its connection, nor put a
+    /// client that retries it into a reconnect loop. A send without a callback of the second
+    /// design document hears `messageError`, as for any refused send.
+    fn on_undecodable(&self, socket: &Socket, event: &str, ack: Option<Ack>, error: &str) {
+        if socket.extensions().get::<Arc<Session>>().is_none() {
+            return;
+        }
+        let refusal = AckError::new(
+            ErrorCode::InvalidJson,
+            format!(
+                "{event}: the arguments are not JSON the server reads ({error}); strings must be \
+                 well-formed UTF-16, without a lone surrogate, and nesting at most 128 deep"
+            ),
+        );
+        match event {
+            "send_message" | "sendMessage" => {
+                vocab::refuse_send(socket, &Value::Null, ack, refusal)
+            }
+            _ => ack_error(ack, refusal),
+        }
+    }
+
     async fn on_disconnect(&self, socket: &Socket, reason: DisconnectReason) {
         let Some(session) = socket.extensions().get::<Arc<Session>>() else {
             return;

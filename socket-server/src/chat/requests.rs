@@ -30,8 +30,13 @@ impl SocketRequests {
     }
 }
 
+/// The event's argument as `T`; none, or `null` (what a client calling `emit("sync", null, cb)`
+/// or python's `call("sync", None)` sends), reads as `{}`.
 fn first<T: serde::de::DeserializeOwned>(event: &str, payload: &Payload) -> Result<T, AckError> {
-    let arg = payload.args.first().cloned().unwrap_or(json!({}));
+    let arg = match payload.args.first() {
+        None | Some(Value::Null) => json!({}),
+        Some(arg) => arg.clone(),
+    };
     serde_json::from_value(arg)
         .map_err(|e| AckError::new(ErrorCode::InvalidJson, format!("{event}: {e}")))
 }

@@ -84,7 +84,8 @@ impl Connection {
 
     /// Decodes a message and routes the packet it completes, if any, without waiting where it
     /// can; what is left (an event for a socket whose queue is full) is returned. A malformed
-    /// packet closes the connection.
+    /// packet closes the connection, except an event whose arguments alone do not parse (its
+    /// handler answers it).
     pub fn on_message_now(self: &Arc<Self>, engine: &EngineSocket, message: Message) -> Now {
         let decoded = {
             let mut decoder = self.decoder.lock().unwrap_or_else(|e| e.into_inner());
@@ -156,6 +157,24 @@ impl Connection {
                 if let Some(socket) = socket {
                     socket.resolve_ack(id, payload);
                 }
+            }
+            ClientPacket::Undecodable {
+                namespace,
+                event,
+                ack,
+                error,
+            } => {
+                let joined = Self::find(&self.sockets(), &namespace)
+                    .map(|e| (e.socket.clone(), e.handler.clone()));
+                let Some((socket, handler)) = joined else {
+                    tracing::debug!(sid = engine.sid(), %namespace, "event for a namespace not joined");
+                    return Now::Handled;
+                };
+                let ack = ack.map(|id| Ack {
+                    socket: socket.clone(),
+                    id,
+                });
+                handler.on_undecodable(&socket, &event, ack, &error);
             }
         }
         Now::Handled

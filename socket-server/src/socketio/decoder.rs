@@ -64,16 +64,23 @@ impl Decoder {
     }
 }
 
-/// Attaches the binaries and checks every placeholder points to one.
+/// Attaches the binaries and checks every placeholder points to one. A packet without any
+/// carries plain JSON, as the reference parser reads it: an object that looks like a
+/// placeholder is data there (and its arguments are not walked).
 fn finish(mut packet: ClientPacket, attachments: Vec<Bytes>) -> Result<ClientPacket, ParseError> {
     match &mut packet {
         ClientPacket::Event { payload, .. } | ClientPacket::Ack { payload, .. } => {
+            if attachments.is_empty() {
+                return Ok(packet);
+            }
             payload.attachments = attachments;
             if !payload.placeholders_valid() {
                 return Err(ParseError::Attachments);
             }
         }
-        ClientPacket::Connect { .. } | ClientPacket::Disconnect { .. } => {}
+        ClientPacket::Connect { .. }
+        | ClientPacket::Disconnect { .. }
+        | ClientPacket::Undecodable { .. } => {}
     }
     Ok(packet)
 }
@@ -161,11 +168,20 @@ mod tests {
             decoder.feed_binary(Bytes::from_static(&[1])),
             Err(ParseError::Attachments)
         );
+    }
+
+    #[test]
+    fn in_a_plain_event_an_object_like_a_placeholder_is_data() {
         let mut decoder = Decoder::new(2);
-        assert_eq!(
-            decoder.feed_text(r#"2["a",{"_placeholder":true,"num":0}]"#),
-            Err(ParseError::Attachments)
-        );
+        let packet = decoder
+            .feed_text(r#"2["a",{"_placeholder":true,"num":0}]"#)
+            .unwrap()
+            .unwrap();
+        let ClientPacket::Event { payload, .. } = packet else {
+            panic!("expected an event, got {packet:?}");
+        };
+        assert_eq!(payload.args, vec![json!({"_placeholder": true, "num": 0})]);
+        assert!(payload.attachments.is_empty());
     }
 
     #[test]

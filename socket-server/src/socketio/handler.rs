@@ -47,6 +47,16 @@ pub trait NamespaceHandler: Send + Sync + 'static {
         Err((payload, ack))
     }
 
+    /// An event whose name was read but whose arguments are not JSON this server decodes
+    /// (`packet::Undecodable`: a string holding a lone UTF-16 surrogate, nesting deeper than
+    /// 128 levels, or no JSON at all); `error` says why. The connection stays open. Called in
+    /// the connection's task, so it must not block. By default the event is dropped and its ack,
+    /// if any, left unanswered: this layer does not know the application's error shape.
+    fn on_undecodable(&self, socket: &Socket, event: &str, ack: Option<Ack>, error: &str) {
+        let _ = (socket, ack);
+        tracing::debug!(event, error, "event arguments that do not parse, dropped");
+    }
+
     /// The socket left the namespace; it can no longer emit.
     async fn on_disconnect(&self, socket: &Socket, reason: DisconnectReason) {
         let _ = (socket, reason);

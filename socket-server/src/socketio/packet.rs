@@ -34,6 +34,20 @@ pub struct RawPacket {
     pub namespace: Cow<'static, str>,
     pub id: Option<u64>,
     pub data: Option<Value>,
+    /// An EVENT whose name was read but whose arguments did not parse (`data` is then `None`).
+    pub undecodable: Option<Undecodable>,
+}
+
+/// What is known of an EVENT whose arguments are not JSON this server decodes: JSON the
+/// reference parser accepts and serde_json does not (a string holding a lone UTF-16 surrogate,
+/// which `JSON.stringify` writes for half an emoji; nesting deeper than 128 levels), or no JSON
+/// at all. Answered instead of closing the connection: one bad message must not cut a client
+/// off, nor send one that retries it into a reconnect loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undecodable {
+    pub event: String,
+    /// serde_json's error.
+    pub error: String,
 }
 
 /// Why a packet from a client is rejected. Any of these closes the connection.
@@ -109,10 +123,20 @@ pub fn decode_raw(text: &str) -> Result<RawPacket, ParseError> {
     };
     rest = &rest[digits..];
 
-    let data = if rest.is_empty() {
-        None
+    let (data, undecodable) = if rest.is_empty() {
+        (None, None)
     } else {
-        Some(serde_json::from_str(rest).map_err(|_| ParseError::Json)?)
+        match serde_json::from_str(rest) {
+            Ok(data) => (Some(data), None),
+            Err(error) => {
+                let event = match kind {
+                    PacketType::Event => event_name(rest).ok_or(ParseError::Json)?,
+                    _ => return Err(ParseError::Json),
+                };
+                let error = error.to_string();
+                (None, Some(Undecodable { event, error }))
+            }
+        }
     };
     Ok(RawPacket {
         kind,
@@ -124,7 +148,18 @@ pub fn decode_raw(text: &str) -> Result<RawPacket, ParseError> {
         },
         id,
         data,
+        undecodable,
     })
+}
+
+/// The event name at the start of an EVENT's arguments (`["name", …`), when it is a string that
+/// parses and a client may use.
+fn event_name(args: &str) -> Option<String> {
+    use serde::Deserialize as _;
+    let after_bracket = args.strip_prefix('[')?;
+    let mut names = serde_json::Deserializer::from_str(after_bracket);
+    let name = String::deserialize(&mut names).ok()?;
+    (!RESERVED_EVENTS.contains(&name.as_str())).then_some(name)
 }
 
 /// A validated packet from a client (attachments not yet joined for binary ones).
@@ -149,6 +184,14 @@ pub enum ClientPacket {
         id: u64,
         payload: Payload,
     },
+    /// An EVENT whose arguments did not parse ([`Undecodable`]): the connection stays open and
+    /// the namespace's handler answers it.
+    Undecodable {
+        namespace: Cow<'static, str>,
+        event: String,
+        ack: Option<u64>,
+        error: String,
+    },
 }
 
 /// Validates a raw packet against its type (what the reference parser's `isPayloadValid` checks).
@@ -160,7 +203,17 @@ pub fn validate(raw: RawPacket) -> Result<(ClientPacket, usize), ParseError> {
         namespace,
         id,
         data,
+        undecodable,
     } = raw;
+    if let Some(Undecodable { event, error }) = undecodable {
+        let packet = ClientPacket::Undecodable {
+            namespace,
+            event,
+            ack: id,
+            error,
+        };
+        return Ok((packet, 0));
+    }
     let packet = match (kind, data) {
         (PacketType::Connect, None) => ClientPacket::Connect {
             namespace,

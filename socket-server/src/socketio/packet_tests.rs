@@ -93,6 +93,37 @@ fn a_binary_event_header_announces_its_attachments() {
 }
 
 #[test]
+fn an_event_whose_arguments_do_not_parse_keeps_its_name_and_ack_id() {
+    // Half an emoji, as `JSON.stringify('😀'.slice(0, 1))` writes it; nesting past serde's 128
+    // levels; plain broken JSON: all valid to the reference parser but the last.
+    let deep = format!(r#"2["typing",{}1{}]"#, "[".repeat(130), "]".repeat(130));
+    let cases = [
+        (
+            r#"25["send_message",{"content":"\ud83d"}]"#,
+            "send_message",
+            Some(5),
+        ),
+        (deep.as_str(), "typing", None),
+        (r#"2/chat,9["x",{"a":}]"#, "x", Some(9)),
+    ];
+    for (input, name, ack_id) in cases {
+        match decode(input) {
+            Ok(ClientPacket::Undecodable {
+                event, ack, error, ..
+            }) => {
+                assert_eq!((event.as_str(), ack), (name, ack_id), "{input}");
+                assert!(!error.is_empty());
+            }
+            other => panic!("{input}: {other:?}"),
+        }
+    }
+    // Without a name to answer to, or a reserved one, it is still malformed.
+    assert_eq!(decode(r#"2[{"a":}]"#), Err(ParseError::Json));
+    assert_eq!(decode(r#"2["disconnect",{"a":}]"#), Err(ParseError::Json));
+    assert_eq!(decode(r#"3["x",{"a":}]"#), Err(ParseError::Json));
+}
+
+#[test]
 fn malformed_packets_are_rejected() {
     assert_eq!(decode(""), Err(ParseError::Empty));
     assert_eq!(decode("9"), Err(ParseError::UnknownType));

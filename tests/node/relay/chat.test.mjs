@@ -125,3 +125,25 @@ describe("send_message with socket.io-client on two relays", () => {
     assert.equal(ack.error.retryable, false);
   });
 });
+
+describe("arguments the server cannot read", () => {
+  for (const transports of [["websocket"], ["polling"]]) {
+    it(`answers half an emoji with invalid_json and keeps the connection (${transports})`, async () => {
+      const a = device(0, S.alice.token, transports);
+      await connected(a.socket);
+      // A string cut in the middle of an emoji: JSON.stringify writes its lone surrogate.
+      const half = "typed 😀".slice(0, 7);
+      const ack = await a.socket.timeout(PATIENCE_MS).emitWithAck("send_message", {
+        clientMsgId: `half-emoji-${transports}`,
+        conversationId: S.conversation,
+        content: half,
+      });
+      assert.equal(ack.success, false);
+      assert.equal(ack.error.code, "invalid_json");
+      assert.equal(ack.error.retryable, false);
+      // The connection is still there: the next request is answered on it.
+      await a.socket.timeout(PATIENCE_MS).emitWithAck("ping");
+      assert.ok(a.socket.connected);
+    });
+  }
+});
