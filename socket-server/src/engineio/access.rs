@@ -158,22 +158,24 @@ fn route<B>(config: &EngineConfig, request: &Request<B>) -> Route {
 
 /// A WebSocket connection's task (spawned by the router after answering the upgrade of
 /// `request`), run inside the request's span and followed by one access-log line when it ends:
-/// `websocket closed`, with how long the connection was open.
+/// `websocket closed`, with how long the connection was open and why it closed (the task's
+/// answer: a close reason, or why the upgrade did not happen).
 pub(crate) fn websocket<B, F>(request: &Request<B>, task: F) -> impl Future<Output = ()>
 where
-    F: Future<Output = ()>,
+    F: Future<Output = &'static str>,
 {
     let opened = request.extensions().get::<Opened>().cloned();
     let span = opened.as_ref().map_or_else(Span::none, |o| o.span.clone());
     // `map`, not an `async` block awaiting `task`: the block would hold `task` twice (as its
     // captured argument and as the future it awaits) for the connection's whole life.
-    task.map(move |()| {
+    task.map(move |reason| {
         if let Some(opened) = opened {
             tracing::info!(
                 target: ACCESS_TARGET,
                 route = opened.route.as_str(),
                 duration_ms = millis(opened.started.elapsed()),
                 request_id = opened.id.as_str(),
+                reason,
                 "websocket closed"
             );
         }

@@ -199,7 +199,7 @@ pub(crate) async fn post<H: EngineHandler>(
     let packets = match decode_payload(&body) {
         Ok(packets) => packets,
         Err(error) => {
-            tracing::debug!(sid = %session.sid, %error, "malformed polling payload");
+            tracing::info!(sid = %session.sid, %error, "malformed polling payload");
             session.close(CloseReason::ParseError);
             return HttpError::BadRequest.response();
         }

@@ -347,17 +347,18 @@ pub(crate) fn run_direct<H: EngineHandler>(
     engine: Arc<Engine<H>>,
     on_upgrade: OnUpgrade,
     request: RequestInfo,
-) -> impl Future<Output = ()> {
+) -> impl Future<Output = &'static str> {
     let opening = Box::pin(open_direct(engine, on_upgrade, request));
     async move {
         let Some((engine, session, conn)) = opening.await else {
-            return;
+            return "upgrade failed";
         };
         // The session's heartbeat and close run here too, not in a task of their own.
         tokio::join!(
             serve(engine.clone(), session.clone(), conn),
-            drive(engine, session)
+            drive(engine, session.clone())
         );
+        session.close_reason().as_str()
     }
 }
 
@@ -379,12 +380,14 @@ pub(crate) fn run_upgrade<H: EngineHandler>(
     engine: Arc<Engine<H>>,
     on_upgrade: OnUpgrade,
     session: Arc<Session>,
-) -> impl Future<Output = ()> {
+) -> impl Future<Output = &'static str> {
     let opening = Box::pin(open_upgrade(engine, on_upgrade, session));
     async move {
-        if let Some((engine, session, conn)) = opening.await {
-            serve(engine, session, conn).await;
-        }
+        let Some((engine, session, conn)) = opening.await else {
+            return "upgrade abandoned";
+        };
+        serve(engine, session.clone(), conn).await;
+        session.close_reason().as_str()
     }
 }
 
@@ -483,7 +486,7 @@ async fn serve<H: EngineHandler>(engine: Arc<Engine<H>>, session: Arc<Session>, 
                     Incoming::Text(text) => match decode_text_owned(text) {
                         Ok(packet) => packet,
                         Err(error) => {
-                            tracing::debug!(sid = %session.sid, %error, "malformed packet");
+                            tracing::info!(sid = %session.sid, %error, "malformed packet");
                             break Some(CloseReason::ParseError);
                         }
                     },

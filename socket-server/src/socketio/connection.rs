@@ -98,7 +98,9 @@ impl Connection {
             Ok(Some(packet)) => self.dispatch(engine, packet),
             Ok(None) => Now::Handled,
             Err(error) => {
-                tracing::debug!(sid = engine.sid(), %error, "malformed socket.io packet");
+                // One line per connection at most (it closes): a client whose packets do not parse
+                // (another parser, such as msgpack) is seen without debug logging.
+                tracing::info!(sid = engine.sid(), %error, "malformed socket.io packet");
                 engine.close(CloseReason::ParseError);
                 Now::Handled
             }
