@@ -63,6 +63,11 @@ pub async fn run(
                 Ok(envelope) => {
                     tracing::debug!(?users, event = ?envelope.event, "bus event");
                     let received = Instant::now();
+                    if let BusEvent::ConversationChanged { conversation } = &envelope.event {
+                        let members: Vec<UserId> =
+                            conversation.members.iter().map(|m| m.user.id).collect();
+                        super::presence::introduce(&state, &users, &members);
+                    }
                     deliver(&state, &users, envelope.event);
                     state
                         .metrics

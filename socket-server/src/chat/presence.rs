@@ -143,6 +143,61 @@ pub async fn disconnected(
     }
 }
 
+/// A conversation changed (created, members added): before the membership view learns it, find
+/// the contacts each local user in `users` gains by it, and tell that user's devices whether
+/// those are online. Presence events reach a user only from contacts they already had, and
+/// `online_users` only at connect: without this, someone who starts a chat with you looks
+/// offline to you until they reconnect. One bus read for all of them, in a task of its own (the
+/// dispatch does not wait on Redis).
+pub fn introduce(state: &Arc<ChatState>, users: &[UserId], members: &[UserId]) {
+    let gains: Vec<(UserId, Vec<UserId>)> = users
+        .iter()
+        .filter_map(|&user| {
+            let known = state.view.contacts(user);
+            let gained: Vec<UserId> = members
+                .iter()
+                .copied()
+                .filter(|&m| m != user && known.binary_search_by_key(&m.0, |k| k.0).is_err())
+                .collect();
+            (!gained.is_empty()).then_some((user, gained))
+        })
+        .collect();
+    if gains.is_empty() {
+        return;
+    }
+    let weak = Arc::downgrade(state);
+    state.tasks.spawn(async move {
+        let Some(state) = weak.upgrade() else { return };
+        let mut asked: Vec<UserId> = gains.iter().flat_map(|(_, g)| g.iter().copied()).collect();
+        asked.sort_unstable_by_key(|id| id.0);
+        asked.dedup();
+        let states = match state.bus.presence(&asked).await {
+            Ok(states) => states,
+            Err(error) => {
+                state.metrics.bus_errors.inc();
+                tracing::warn!(%error, "reading the presence of new contacts failed");
+                return;
+            }
+        };
+        for (user, gained) in gains {
+            for contact in gained {
+                let Ok(at) = asked.binary_search_by_key(&contact.0, |id| id.0) else {
+                    continue;
+                };
+                let Some(found) = states.get(at) else {
+                    continue;
+                };
+                let event = PresenceEvent {
+                    user_id: contact,
+                    online: found.online,
+                    last_seen: found.last_seen,
+                };
+                state.emit_to(&[user], "presence", &event, None);
+            }
+        }
+    });
+}
+
 async fn settle(state: &ChatState, user: UserId, contacts: &[UserId]) {
     match state.bus.presence_settle(user).await {
         Ok(Some(last_seen)) => announce(state, user, contacts, false, Some(last_seen)),

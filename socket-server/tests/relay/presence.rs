@@ -197,3 +197,33 @@ async fn get_api_users_shows_what_the_relays_wrote_and_online_users_lists_online
     assert_eq!(users[0]["online"], json!(false), "{users}");
     assert!(users[0]["lastSeen"].is_string(), "{users}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_who_become_contacts_while_connected_learn_each_others_presence() {
+    // Arrange: alice and bob, online on two relays, share nothing yet
+    let stack = spawn_stack(2).await;
+    let (alice, alice_id) = stack.register("alice").await;
+    let (bob, bob_id) = stack.register("bob").await;
+    let mut a = Watcher::connect(&stack, 0, &alice).await;
+    assert_eq!(a.online_users().await, Vec::<Value>::new());
+    let mut b = Watcher::connect(&stack, 1, &bob).await;
+    assert_eq!(b.online_users().await, Vec::<Value>::new());
+
+    // Act: alice starts a chat with bob
+    stack.conversation(&alice, &[&bob_id]).await;
+
+    // Assert: each is told the other is online (no presence event would come before either
+    // reconnects or goes offline)
+    let (event, seen_by_bob) = b.next().await;
+    assert_eq!(event, "presence", "{seen_by_bob}");
+    assert_eq!(
+        (&seen_by_bob["userId"], &seen_by_bob["online"]),
+        (&json!(alice_id), &json!(true))
+    );
+    let (event, seen_by_alice) = a.next().await;
+    assert_eq!(event, "presence", "{seen_by_alice}");
+    assert_eq!(
+        (&seen_by_alice["userId"], &seen_by_alice["online"]),
+        (&json!(bob_id), &json!(true))
+    );
+}
