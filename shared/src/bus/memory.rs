@@ -156,12 +156,14 @@ impl Bus for MemoryBus {
     ) -> Result<bool, BusError> {
         let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map.entry(user).or_default();
-        entry
-            .connections
-            .insert(member.to_owned(), Instant::now() + ttl);
+        let now = Instant::now();
+        // As the Redis script: online again also when nothing unexpired was left, whatever
+        // was announced (a grace nobody settled).
+        let present = entry.live(now) > 0 || entry.grace_until.is_some_and(|t| t > now);
+        entry.connections.insert(member.to_owned(), now + ttl);
         entry.grace_until = None;
         let previous = entry.announced_online.replace(true);
-        Ok(previous != Some(true))
+        Ok(previous != Some(true) || !present)
     }
 
     async fn presence_close(

@@ -246,6 +246,15 @@ pub(crate) async fn presence_contract(bus: &dyn Bus) {
             .unwrap(),
         0
     );
+    // A grace nobody settled (the relay that closed the last connection stopped before its
+    // timer): once it ran out, the user reads offline, so coming back is announced again.
+    let third = UserId(3);
+    assert!(bus.presence_open(third, "r1:e", ttl).await.unwrap());
+    let short = Duration::from_millis(50);
+    assert_eq!(bus.presence_close(third, "r1:e", short).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(!bus.presence(&[third]).await.unwrap()[0].online);
+    assert!(bus.presence_open(third, "r1:f", ttl).await.unwrap());
 }
 
 impl Default for Keys {

@@ -117,15 +117,19 @@ impl RedisBus {
 /// which a connection counts as alive; expired members are removed whenever a key is touched.
 ///
 /// `presence_open`: KEYS presence, announced; ARGV now, until, member, key ttl (ms).
-/// Returns 1 when the announced state flips to online.
+/// Returns 1 when the user comes online: the announced state flips to online, or it still read
+/// online but nothing unexpired was left in the set (no connection, no grace: the relay whose
+/// grace timer would have announced them offline stopped first, so contacts that looked since
+/// read them offline).
 const OPEN: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local present = redis.call('ZCARD', KEYS[1]) > 0
 redis.call('ZREM', KEYS[1], '~grace')
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local previous = redis.call('GET', KEYS[2])
 redis.call('SET', KEYS[2], 'online')
-if previous == 'online' then return 0 end
+if previous == 'online' and present then return 0 end
 return 1
 ";
 
@@ -146,8 +150,10 @@ if live == 0 and grace > 0 then
   if not held or tonumber(held) < ends then
     redis.call('ZADD', KEYS[1], ends, '~grace')
   end
+  -- The last member's ZREM may have deleted the key, and the ZADD above made it anew without
+  -- an expiry (PTTL -1): it must expire with the grace at the latest.
   local ttl = redis.call('PTTL', KEYS[1])
-  if ttl >= 0 and ttl < grace then redis.call('PEXPIRE', KEYS[1], grace) end
+  if ttl < grace then redis.call('PEXPIRE', KEYS[1], grace) end
 end
 return live
 ";
@@ -360,6 +366,31 @@ mod tests {
             panic!("Redis must run at 127.0.0.1:6379 for this test");
         };
         super::super::presence_contract(&bus).await;
+    }
+
+    #[tokio::test]
+    async fn a_user_in_their_grace_has_a_presence_key_that_expires() {
+        let keys = Keys::new(format!("parley-grace-test-{}", uuid::Uuid::new_v4()));
+        let Ok(bus) = RedisBus::connect("redis://127.0.0.1:6379", keys.clone()).await else {
+            panic!("Redis must run at 127.0.0.1:6379 for this test");
+        };
+        let user = UserId(1);
+        bus.presence_open(user, "r1:a", Duration::from_secs(30))
+            .await
+            .unwrap();
+
+        // The last connection closes: its ZREM empties (deletes) the key, the grace entry
+        // makes it anew
+        let grace = Duration::from_secs(5);
+        bus.presence_close(user, "r1:a", grace).await.unwrap();
+
+        // Nobody may settle it (its relay stops): the key must not outlive the grace by much
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(keys.presence(user))
+            .query_async(&mut bus.connection())
+            .await
+            .unwrap();
+        assert!((1..=grace.as_millis() as i64).contains(&ttl), "PTTL {ttl}");
     }
 
     #[tokio::test]
