@@ -92,7 +92,9 @@ async fn check(
     match tokio::time::timeout(limit, ping).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
-            tracing::warn!(check = name, error = ?e, "readiness check failed");
+            // The cause chain without a backtrace (RUST_BACKTRACE would add one to every probe).
+            let error = format!("{e:#}");
+            tracing::warn!(check = name, error, "readiness check failed");
             false
         }
         Err(_) => {

@@ -522,7 +522,7 @@ async fn logged<F: std::future::Future<Output = ()>>(f: F) -> Vec<Value> {
 
 #[actix_web::test]
 async fn each_request_logs_one_access_line_and_its_other_lines_carry_its_id() {
-    let (app, _) = app!(TestStore {
+    let (app, data) = app!(TestStore {
         sessions_active: true,
         database_up: false,
     });
@@ -536,6 +536,12 @@ async fn each_request_logs_one_access_line_and_its_other_lines_carry_its_id() {
             .uri("/api/conversations/12345")
             .to_request();
         test::call_service(&app, request).await;
+        let service = data.keys.issue_service().unwrap().0;
+        let request = TestRequest::get()
+            .uri("/internal/relay/users/1/sessions/j1")
+            .insert_header((header::AUTHORIZATION, format!("Bearer {service}")))
+            .to_request();
+        test::call_service(&app, request).await;
     })
     .await;
 
@@ -543,7 +549,7 @@ async fn each_request_logs_one_access_line_and_its_other_lines_carry_its_id() {
         .iter()
         .filter(|l| l["target"] == request_id::ACCESS_TARGET)
         .collect();
-    assert_eq!(access.len(), 2, "{lines:#?}");
+    assert_eq!(access.len(), 3, "{lines:#?}");
     let ready = &access[0]["fields"];
     assert_eq!(ready["method"], "GET");
     assert_eq!(ready["route"], "/ready");
@@ -554,6 +560,15 @@ async fn each_request_logs_one_access_line_and_its_other_lines_carry_its_id() {
     let conversation = &access[1]["fields"];
     assert_eq!(conversation["route"], "/api/conversations/{id}");
     assert_eq!(conversation["status"], 401);
+    assert_eq!(access[1]["level"], "INFO");
+    // A relay's call that succeeded: at debug (several per message under load).
+    let internal = &access[2]["fields"];
+    assert_eq!(
+        internal["route"],
+        "/internal/relay/users/{id}/sessions/{jti}"
+    );
+    assert_eq!(internal["status"], 200);
+    assert_eq!(access[2]["level"], "DEBUG");
     // The readiness check's warning was written inside the request's span.
     let warning = lines
         .iter()
