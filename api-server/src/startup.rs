@@ -76,6 +76,7 @@ impl Application {
             crate::attachments::Attachments::open(&settings.attachments, &settings.jwt.secret)
                 .context("opening the attachments storage (ATTACHMENTS_URL)")?;
         crate::service::attachments::spawn_gc(&store, &attachments);
+        crate::service::sessions::spawn_prune(&store);
         let state = AppState {
             attachments,
             store,

@@ -131,6 +131,9 @@ impl Store for TestStore {
     async fn attachment_bytes_of(&self, _: UserId) -> StoreResult<i64> {
         Ok(0)
     }
+    async fn prune_sessions(&self, _: DateTime<Utc>, _: i64) -> StoreResult<usize> {
+        Ok(0)
+    }
     async fn claim_unattached(&self, _: DateTime<Utc>, _: i64) -> StoreResult<Vec<AttachmentRow>> {
         Ok(Vec::new())
     }

@@ -283,6 +283,10 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_session(&self, jti: &str) -> StoreResult<()>;
     /// Whether the token exists and is not revoked.
     async fn session_active(&self, jti: &str) -> StoreResult<bool>;
+    /// Delete at most `limit` sessions that expired before `expired_before` (revoked or not);
+    /// how many were deleted.
+    async fn prune_sessions(&self, expired_before: DateTime<Utc>, limit: i64)
+        -> StoreResult<usize>;
     /// Of `jtis`, the sessions that are active (issued, not revoked, not expired), each with its
     /// user, in one query.
     async fn active_sessions(&self, jtis: &[String]) -> StoreResult<Vec<(String, UserId)>>;

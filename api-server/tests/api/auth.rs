@@ -352,3 +352,30 @@ async fn logging_out_one_token_leaves_the_users_other_tokens_working() {
         .expect_error(401, "token_revoked");
     app.get("/api/auth/me", &second).await.expect(200);
 }
+
+#[tokio::test]
+async fn expired_sessions_are_pruned_and_live_ones_kept() {
+    // Arrange: two logins (sessions of 7 days)
+    let app = spawn_app().await;
+    let (token, _) = app.register("alice").await;
+    app.login("alice", PASSWORD).await.expect(200);
+    let store = api_server::store::open(&app.settings.database)
+        .await
+        .expect("opening the store as another replica would");
+    let prune = api_server::service::sessions::prune;
+
+    // Act: what expired before now (nothing), then before a day past their expiry
+    let now = chrono::Utc::now();
+    let none = prune(&*store, now).await.expect("pruning");
+    app.get("/api/auth/me", &token).await.expect(200);
+    let later = now + chrono::Duration::days(8);
+    let both = prune(&*store, later).await.expect("pruning");
+
+    // Assert: live sessions untouched, expired ones gone (a token without its session is
+    // refused as a revoked one is)
+    assert_eq!((none, both), (0, 2));
+    assert_eq!(prune(&*store, later).await.expect("again"), 0);
+    app.get("/api/auth/me", &token)
+        .await
+        .expect_error(401, "token_revoked");
+}

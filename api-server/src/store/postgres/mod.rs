@@ -246,6 +246,14 @@ impl Store for PgStore {
         on_conn!(self, |c| users::revoke_session(c, jti))
     }
 
+    async fn prune_sessions(
+        &self,
+        expired_before: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<usize> {
+        on_conn!(self, |c| users::prune_sessions(c, expired_before, limit))
+    }
+
     async fn session_active(&self, jti: &str) -> StoreResult<bool> {
         on_conn!(self, |c| users::session_active(c, jti))
     }

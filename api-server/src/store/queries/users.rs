@@ -109,6 +109,28 @@ pub async fn revoke_session(conn: &mut Conn, jti: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Delete at most `limit` sessions that expired before `expired_before`; how many went. A
+/// missing session reads as inactive, as an expired one does.
+pub async fn prune_sessions(
+    conn: &mut Conn,
+    expired_before: DateTime<Utc>,
+    limit: i64,
+) -> StoreResult<usize> {
+    let expired: Vec<String> = sessions::table
+        .filter(sessions::expires_at.lt(expired_before))
+        .select(sessions::jti)
+        .limit(limit)
+        .load(conn)
+        .await?;
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let deleted = diesel::delete(sessions::table.filter(sessions::jti.eq_any(&expired)))
+        .execute(conn)
+        .await?;
+    Ok(deleted)
+}
+
 pub async fn session_active(conn: &mut Conn, jti: &str) -> StoreResult<bool> {
     let found: Option<i64> = sessions::table
         .find(jti)

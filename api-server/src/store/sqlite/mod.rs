@@ -160,6 +160,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_sessions(
+        &self,
+        expired_before: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<usize> {
+        detached(&self.writer, move |mut c| async move {
+            users::prune_sessions(&mut c, expired_before, limit).await
+        })
+        .await
+    }
+
     async fn session_active(&self, jti: &str) -> StoreResult<bool> {
         let jti = jti.to_owned();
         detached(&self.readers, move |mut c| async move {
