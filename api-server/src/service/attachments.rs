@@ -277,20 +277,14 @@ pub async fn collect_garbage(
 /// Collect garbage every `gc_interval_secs`, for as long as the store is in use (the task
 /// ends once the application dropped it).
 pub fn spawn_gc(store: &Arc<dyn Store>, attachments: &Attachments) {
-    let store = Arc::downgrade(store);
     let attachments = attachments.clone();
     let every = Duration::from_secs(attachments.settings.gc_interval_secs);
     let ttl = chrono::Duration::seconds(
         i64::try_from(attachments.settings.unattached_ttl_secs).unwrap_or(i64::MAX / 1000),
     );
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let Some(store) = store.upgrade() else {
-                return;
-            };
+    super::every(every, store, move |store| {
+        let attachments = attachments.clone();
+        async move {
             match collect_garbage(&*store, &attachments, Utc::now() - ttl).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(collected = n, "unattached uploads deleted"),

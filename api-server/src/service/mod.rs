@@ -10,7 +10,7 @@
 //! - [`receipts`]: move a watermark.
 //! - [`sync`]: changes since a cursor.
 //! - [`conversations`]: create one, a user's memberships, a conversation's members.
-//! - [`sessions`]: whether a session is active.
+//! - [`sessions`]: whether a session is active; pruning expired ones.
 //!
 //! [`AppState`]: crate::state::AppState
 
@@ -20,3 +20,29 @@ pub mod messages;
 pub mod receipts;
 pub mod sessions;
 pub mod sync;
+
+use crate::store::Store;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Run `job` on the store every `period` (the first right away, the next ones a period after
+/// the previous ended), in a task that ends once the application dropped the store.
+fn every<F, Fut>(period: Duration, store: &Arc<dyn Store>, mut job: F)
+where
+    F: FnMut(Arc<dyn Store>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let store = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            job(store).await;
+        }
+    });
+}

@@ -32,22 +32,11 @@ pub async fn prune(store: &dyn Store, expired_before: DateTime<Utc>) -> StoreRes
 /// it the table keeps a row per login for ever (a soak made 46 a minute). Rows are kept a day
 /// past their expiry (the JWT leeway, and a record of recent logins for whoever looks).
 pub fn spawn_prune(store: &Arc<dyn Store>) {
-    let store = Arc::downgrade(store);
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(PRUNE_EVERY);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let Some(store) = store.upgrade() else {
-                return;
-            };
-            match prune(&*store, Utc::now() - chrono::Duration::days(1)).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(pruned = n, "expired sessions deleted"),
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "pruning expired sessions failed")
-                }
-            }
+    super::every(PRUNE_EVERY, store, |store| async move {
+        match prune(&*store, Utc::now() - chrono::Duration::days(1)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "expired sessions deleted"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "pruning expired sessions failed"),
         }
     });
 }
