@@ -176,13 +176,17 @@ impl Application {
                 .map_err(|wait| Refusal::too_many_requests().with_retry_after(wait))
         };
         // The fallback needs the endpoint (for its session count), which needs the hooks: close
-        // the loop through a cell filled right after.
-        let sessions: Arc<std::sync::OnceLock<engineio::Endpoint<SocketIo>>> = Arc::default();
+        // the loop through a cell filled right after, with a weak handle (a strong one kept the
+        // endpoint, the chat state and the bus publisher alive past shutdown, which then waited
+        // out the publisher's grace).
+        let sessions: Arc<std::sync::OnceLock<engineio::WeakEndpoint<SocketIo>>> = Arc::default();
         let hooks = Hooks::default().with_gate(gate).with_fallback({
             let sessions = sessions.clone();
             let state = state.clone();
             move |request: Request<Incoming>, _addr: SocketAddr| -> FallbackFuture {
-                let count = sessions.get().map_or(0, engineio::Endpoint::session_count);
+                let count = sessions
+                    .get()
+                    .map_or(0, engineio::WeakEndpoint::session_count);
                 let (users, sockets) = state.registry.counts();
                 state
                     .metrics
@@ -210,7 +214,7 @@ impl Application {
             }
         });
         let endpoint = engineio::Endpoint::new(config, Arc::new(io), hooks);
-        let _ = sessions.set(endpoint.clone());
+        let _ = sessions.set(endpoint.downgrade());
         tracing::info!(port, "socket-server listening");
         Ok(Self {
             port,
@@ -256,6 +260,7 @@ impl Application {
             .await
             .is_err()
         {
+            tracing::warn!("the bus publisher had not sent everything queued at exit");
             publishing.abort();
         }
         served

@@ -31,6 +31,6 @@ pub use engine::{EngineHandler, Now, Pending};
 pub use errors::{error_response, Body, CloseReason, HttpError};
 pub use hooks::{parse_query, Fallback, FallbackFuture, Hooks, Refusal, RequestGate, RequestInfo};
 pub use packet::{Frame, Message, Outgoing};
-pub use server::{close_reserve, serve, serve_draining, serve_endpoint, Endpoint};
+pub use server::{close_reserve, serve, serve_draining, serve_endpoint, Endpoint, WeakEndpoint};
 pub use session::{EngineSocket, SendError, WeakEngineSocket};
 pub(crate) use wire::{cork, corked};

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -34,6 +34,16 @@ impl<H> Clone for Endpoint<H> {
         Self {
             engine: self.engine.clone(),
         }
+    }
+}
+
+/// An [`Endpoint`] that may be gone ([`Endpoint::downgrade`]).
+pub struct WeakEndpoint<H>(Weak<Engine<H>>);
+
+impl<H: EngineHandler> WeakEndpoint<H> {
+    /// Open sessions; 0 once the endpoint is gone.
+    pub fn session_count(&self) -> usize {
+        self.0.upgrade().map_or(0, |engine| engine.session_count())
     }
 }
 
@@ -69,6 +79,12 @@ impl<H: EngineHandler> Endpoint<H> {
         self.engine.session_count()
     }
 
+    /// A handle that does not keep the endpoint alive: for what the endpoint itself holds (its
+    /// hooks), which would otherwise keep it, and all it holds, alive for ever.
+    pub fn downgrade(&self) -> WeakEndpoint<H> {
+        WeakEndpoint(Arc::downgrade(&self.engine))
+    }
+
     /// Whether session `sid` has a polling GET in hand (held open until there is something to
     /// answer it with).
     pub fn poll_pending(&self, sid: &str) -> bool {
@@ -87,7 +103,7 @@ impl<H: EngineHandler> Endpoint<H> {
     }
 
     /// Refuses new sessions, closes every session with [`CloseReason::ServerShutdown`] (pending
-    /// polls get a close packet, WebSockets a close frame) and waits, at most
+    /// polls are answered with what is queued, WebSockets get a close frame) and waits, at most
     /// `config.shutdown_timeout`, for the endpoint's tasks (including the handler's `on_close`).
     pub async fn shutdown(&self) {
         self.shutdown_by(Instant::now() + self.engine.config.shutdown_timeout)
