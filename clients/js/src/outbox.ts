@@ -1,6 +1,11 @@
 // The user's sends: the optimistic copy in the list, the emit with its ack, and the outbox of
 // sends not acknowledged yet, resent with their original clientMsgId after a reconnect, and of
 // failed ones, kept until the user retries or discards them.
+//
+// The kept outbox is shared by every client of the user on one storage (two tabs share
+// localStorage): each change reads it, changes that one entry and writes it back, so a client
+// never drops another's entries. A send kept by two live clients may be sent by both: harmless,
+// sends are idempotent on (sender, clientMsgId).
 
 import type { Socket } from "socket.io-client";
 import type {
@@ -109,7 +114,7 @@ export class Outbox {
       sentAt: pending?.sentAt ?? message.createdAt,
       error,
     });
-    this.#save();
+    this.#save(message.clientMsgId);
   }
 
   /** The socket (re)connected: send everything still waiting (not failed), in send order. */
@@ -119,7 +124,7 @@ export class Outbox {
 
   /** The message is stored (seen through `message_saved` or a sync): stop waiting for it. */
   settled(clientMsgId: string): void {
-    if (this.#pending.delete(clientMsgId)) this.#save();
+    if (this.#pending.delete(clientMsgId)) this.#save(clientMsgId);
   }
 
   #addOptimistic({ request, sentAt }: Pending): void {
@@ -141,19 +146,13 @@ export class Outbox {
 
   #enqueue(pending: Pending): void {
     this.#pending.set(pending.request.clientMsgId, pending);
-    this.#save();
+    this.#save(pending.request.clientMsgId);
     if (this.deps.socket.connected) this.#emit(pending.request.clientMsgId);
   }
 
   /** The sends a previous session of this user left unacknowledged (a reload, a crash). */
   #restore(): void {
-    let kept: Pending[] = [];
-    try {
-      kept = JSON.parse(this.deps.kept.get() ?? "[]") as Pending[];
-    } catch {
-      // Unreadable: nothing to resend.
-    }
-    if (!Array.isArray(kept)) return;
+    const kept = this.#readKept();
     this.deps.store.batch(() => {
       for (const pending of kept) {
         const { clientMsgId, conversationId } = pending?.request ?? {};
@@ -165,8 +164,34 @@ export class Outbox {
     });
   }
 
-  #save(): void {
-    this.deps.kept.set(this.#pending.size ? JSON.stringify([...this.#pending.values()]) : null);
+  /**
+   * Write this client's change of `clientMsgId` into the kept outbox, as it is now: the entry
+   * set (in send order) while pending here, removed once resolved (stored, discarded). Other
+   * clients' entries on the same storage are left as they are.
+   */
+  #save(clientMsgId: string): void {
+    const kept = this.#readKept();
+    const at = kept.findIndex((p) => p?.request?.clientMsgId === clientMsgId);
+    const pending = this.#pending.get(clientMsgId);
+    if (pending) {
+      if (at >= 0) kept[at] = pending;
+      else kept.push(pending);
+    } else if (at >= 0) {
+      kept.splice(at, 1);
+    } else {
+      return;
+    }
+    this.deps.kept.set(kept.length ? JSON.stringify(kept) : null);
+  }
+
+  /** The kept outbox as the storage holds it now (every client's entries). */
+  #readKept(): Pending[] {
+    try {
+      const kept = JSON.parse(this.deps.kept.get() ?? "[]") as unknown;
+      return Array.isArray(kept) ? (kept as Pending[]) : [];
+    } catch {
+      return []; // unreadable: nothing to resend
+    }
   }
 
   #emit(clientMsgId: string): void {

@@ -272,3 +272,75 @@ test("failed sends survive a reload as failed, are not resent by themselves, and
   assert.deepEqual(history.messages.map((m) => m.clientMsgId), [lost.clientMsgId]);
   assert.equal(storage.getItem(`parley.outbox.${alice.user.id}`), null, "nothing left kept");
 });
+
+test("two tabs of one user sharing storage, both offline: each one's unsent messages survive the other", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const storage = new MemoryStorage(); // one browser profile's localStorage
+  const proxy = await networkProxy(ctx.server.socket);
+  const chat = await restAs(ctx.server, alice).createConversation([bob.user.id]);
+  proxy.down(); // both tabs open without a network to the relay
+  const tab1 = ctx.track(clientFor(ctx.server, alice, { socketUrl: proxy.url, storage }));
+  const tab2 = ctx.track(clientFor(ctx.server, alice, { socketUrl: proxy.url, storage }));
+  for (const tab of [tab1, tab2]) {
+    tab.connect().catch(() => {}); // rejected by close() below
+    await untilState(tab, "reconnecting");
+  }
+
+  const a = tab1.send({ conversationId: chat.id, content: "from tab 1" });
+  const b = tab2.send({ conversationId: chat.id, content: "from tab 2" });
+  const c = tab1.send({ conversationId: chat.id, content: "from tab 1 again" });
+  tab1.close();
+  tab2.close();
+
+  const next = ctx.track(clientFor(ctx.server, alice, { storage }));
+  const connected = next.connect();
+  assert.deepEqual(
+    next.messages(chat.id).map((m) => [m.clientMsgId, m.status]),
+    [a, b, c].map((m) => [m.clientMsgId, "sending"]),
+    "every tab's unsent messages, in send order",
+  );
+  await connected;
+  await until(next, "messages", () => next.messages(chat.id).every((m) => m.seq !== null), "all stored");
+  const history = await restAs(ctx.server, alice).history(chat.id);
+  assert.deepEqual(
+    history.messages.map((m) => m.clientMsgId).sort(),
+    [a, b, c].map((m) => m.clientMsgId).sort(),
+    "each stored once",
+  );
+  assert.equal(storage.getItem(`parley.outbox.${alice.user.id}`), null, "nothing left to resend");
+  proxy.close();
+});
+
+test("a tab that resolves its own sends leaves the other tab's unsent ones in the shared storage", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const storage = new MemoryStorage();
+  const offline = await networkProxy(ctx.server.socket);
+  offline.down();
+  const chat = await restAs(ctx.server, alice).createConversation([bob.user.id]);
+  const away = ctx.track(clientFor(ctx.server, alice, { socketUrl: offline.url, storage }));
+  away.connect().catch(() => {});
+  await untilState(away, "reconnecting");
+  const online = ctx.track(clientFor(ctx.server, alice, { storage, autoMarkDelivered: false }));
+  await online.connect();
+
+  const waiting = away.send({ conversationId: chat.id, content: "waits for the network" });
+  const sent = online.send({ conversationId: chat.id, content: "goes at once" });
+  await until(
+    online,
+    "messages",
+    () => online.messages(chat.id).find((m) => m.clientMsgId === sent.clientMsgId && m.seq !== null),
+    "the online tab's message stored",
+  );
+  away.close();
+  online.close();
+
+  const kept = JSON.parse(storage.getItem(`parley.outbox.${alice.user.id}`) ?? "[]");
+  assert.deepEqual(
+    kept.map((p) => p.request.clientMsgId),
+    [waiting.clientMsgId],
+    "the other tab's send is still kept; the stored one is not",
+  );
+  offline.close();
+});
