@@ -3,6 +3,7 @@
 // computed from the members' receipt watermarks.
 
 import type {
+  Attachment,
   ConversationId,
   MemberState,
   Message,
@@ -56,6 +57,24 @@ class ConversationLog {
 
 function keyOf(senderId: UserId, clientMsgId: string): string {
   return `${senderId} ${clientMsgId}`;
+}
+
+/**
+ * The attachment to keep of the one held and the one just read: the new one unless it has no
+ * signed URL or its URLs expire earlier (a stale page applied late). `held` itself when nothing
+ * changes, so callers can tell.
+ */
+function fresher(held: Attachment | null | undefined, read: Attachment | null | undefined): Attachment | null | undefined {
+  if (!read || !read.url) return held ?? read;
+  if (!held || !held.url) return read;
+  if (read.url === held.url && read.thumbnailUrl === held.thumbnailUrl) return held;
+  return expiryOf(read.url) >= expiryOf(held.url) ? read : held;
+}
+
+/** The `exp` (unix seconds) of a signed URL; 0 when it has none. */
+function expiryOf(url: string): number {
+  const exp = /[?&]exp=(\d+)/.exec(url)?.[1];
+  return exp ? Number(exp) : 0;
 }
 
 export class MessageStore {
@@ -156,14 +175,16 @@ export class MessageStore {
     const existingKey = log.keyById.get(stored.id) ?? key;
     const existing = log.byKey.get(existingKey);
     if (existing && existing.id !== null && existing.seq !== null) {
-      // Known and stored: only a status may move forward.
+      // Known and stored: only a status may move forward, and signed URLs be renewed (they
+      // expire; reading the message again gives fresh ones).
       const status = this.#statusOf(log, stored.senderId, stored.seq, existing.status, stored.status);
-      if (status === existing.status) return { message: existing, isNew: false, newlyStored: false };
-      return {
-        message: this.#replace(log, existingKey, { ...existing, status }),
-        isNew: false,
-        newlyStored: false,
-      };
+      const attachment = fresher(existing.attachment, stored.attachment);
+      if (status === existing.status && attachment === existing.attachment) {
+        return { message: existing, isNew: false, newlyStored: false };
+      }
+      const next: ClientMessage = { ...existing, status };
+      if (attachment) next.attachment = attachment;
+      return { message: this.#replace(log, existingKey, next), isNew: false, newlyStored: false };
     }
     const base: ClientMessage = existing ?? {
       clientMsgId: stored.clientMsgId,
@@ -186,6 +207,8 @@ export class MessageStore {
       mine: stored.senderId === this.me,
     };
     delete next.error;
+    const attachment = fresher(base.attachment, stored.attachment);
+    if (attachment) next.attachment = attachment;
     return { message: this.#replace(log, existingKey, next), isNew: !existing, newlyStored: true };
   }
 
@@ -212,11 +235,16 @@ export class MessageStore {
   /**
    * Apply `message_saved` / a successful ack: the message waiting under `clientMsgId` gets its
    * id and `seq`. `senderId` when known (an ack: the user); otherwise the one message of the
-   * conversation not stored yet with that client id.
+   * conversation not stored yet with that client id, or the stored message `saved.id` (whose
+   * signed URLs it renews).
    */
   applySaved(saved: MessageSaved, senderId?: UserId): MergeResult | null {
     const log = this.#log(saved.conversationId);
-    const key = senderId !== undefined ? keyOf(senderId, saved.clientMsgId) : this.#pendingKey(log, saved.clientMsgId);
+    // A message stored already (another `message_saved`) may still get fresher signed URLs.
+    const key =
+      senderId !== undefined
+        ? keyOf(senderId, saved.clientMsgId)
+        : (this.#pendingKey(log, saved.clientMsgId) ?? log.keyById.get(saved.id));
     if (key === undefined) return null;
     const existing = log.byKey.get(key);
     if (!existing) return null;

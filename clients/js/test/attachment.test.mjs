@@ -155,3 +155,38 @@ test("a refused upload leaves the placeholder failed with the server's error; re
   const history = await a.api.history(chat.id);
   assert.deepEqual(history.messages, []);
 });
+
+/** The `exp` (unix seconds) of a signed URL. */
+const expiryOf = (url) => Number(new URL(url, "http://x").searchParams.get("exp"));
+
+test("reading a message again (history) replaces its signed URLs with the server's fresher ones", async () => {
+  const { a, chat } = await aliceWithChat();
+  a.sendAttachment(chat.id, { kind: "image", body: new Uint8Array(png(8, 8)) });
+  const stored = await until(
+    a,
+    "messages",
+    () => a.messages(chat.id).find((m) => m.seq !== null && m.attachment?.url),
+    "stored with its signed URLs",
+  );
+  const old = stored.attachment;
+  // The server signs for `now + ttl` in whole seconds: wait until it hands out a later expiry
+  // (a state of the server's answers, polled; whatever attachments.signed_url_ttl_secs is).
+  const deadline = Date.now() + 60_000;
+  let fresh;
+  do {
+    fresh = (await a.api.history(chat.id)).messages[0].attachment;
+    if (expiryOf(fresh.url) > expiryOf(old.url)) break;
+    await new Promise((r) => setTimeout(r, 200));
+  } while (Date.now() < deadline);
+  assert.ok(expiryOf(fresh.url) > expiryOf(old.url), "the server signs later expiries as time passes");
+
+  await a.loadHistory(chat.id);
+
+  const [again] = a.messages(chat.id);
+  assert.equal(again.clientMsgId, stored.clientMsgId);
+  assert.ok(expiryOf(again.attachment.url) > expiryOf(old.url), `url ${again.attachment.url} after ${old.url}`);
+  assert.ok(expiryOf(again.attachment.thumbnailUrl) > expiryOf(old.thumbnailUrl), "the thumbnail's too");
+  assert.equal(again.status, stored.status);
+  const image = await fetch(new URL(again.attachment.url, ctx.server.api));
+  assert.equal(image.status, 200);
+});

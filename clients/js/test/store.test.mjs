@@ -143,3 +143,30 @@ test("changes inside a batch are announced once per conversation", () => {
   assert.deepEqual(store.othersBetween(CHAT, 10, 20), { count: 10, complete: true });
   assert.deepEqual(store.othersBetween(CHAT, 40, 60), { count: 10, complete: false });
 });
+
+test("a stored message read again takes the fresher signed URLs, never older ones", () => {
+  const { store } = newStore();
+  const attachment = (exp) => ({
+    id: "up1",
+    kind: "image",
+    mime: "image/png",
+    bytes: 10,
+    width: 1,
+    height: 1,
+    url: `/api/attachments/up1?exp=${exp}&sig=a${exp}`,
+    thumbnailUrl: `/api/attachments/up1/thumbnail?exp=${exp}&sig=b${exp}`,
+  });
+  const message = stored(1, BOB, { kind: "image", attachmentId: "up1", attachment: attachment(1000) });
+  store.mergeStored(message);
+
+  const result = store.mergeStored({ ...message, attachment: attachment(2000) }); // history again
+  assert.equal(result.newlyStored, false);
+  assert.equal(store.list(CHAT)[0].attachment.url, attachment(2000).url);
+  assert.equal(store.list(CHAT)[0].attachment.thumbnailUrl, attachment(2000).thumbnailUrl);
+  store.mergeStored({ ...message, attachment: attachment(1500) }); // a stale page applied late
+  assert.equal(store.list(CHAT)[0].attachment.url, attachment(2000).url, "never older");
+  store.applySaved({ clientMsgId: message.clientMsgId, id: message.id, seq: 1, conversationId: CHAT, createdAt: message.createdAt, attachment: attachment(3000) });
+  assert.equal(store.list(CHAT)[0].attachment.url, attachment(3000).url, "message_saved's too");
+  store.mergeStored({ ...message, attachment: undefined });
+  assert.equal(store.list(CHAT)[0].attachment.url, attachment(3000).url, "an answer without one keeps it");
+});
