@@ -216,7 +216,9 @@ export class MessageStore {
   mergeRelayed(relayed: RelayedMessage): ClientMessage | null {
     const log = this.#log(relayed.conversationId);
     const key = keyOf(relayed.senderId, relayed.clientMsgId);
-    if (log.byKey.has(key)) return null;
+    const held = log.byKey.get(key);
+    if (held && !(held.status === "failed" && !held.mine && held.seq === null)) return null;
+    // Someone else's copy whose send had failed (`message_failed`), relayed again: they retried.
     const { sentAt, ...fields } = relayed;
     const message: ClientMessage = {
       ...fields,
@@ -228,7 +230,7 @@ export class MessageStore {
       status: relayed.senderId === this.me ? "sending" : "sent",
       mine: relayed.senderId === this.me,
     };
-    log.order.set(key, this.#counter++);
+    if (!held) log.order.set(key, this.#counter++);
     return this.#replace(log, key, message);
   }
 

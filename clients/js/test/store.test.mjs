@@ -170,3 +170,17 @@ test("a stored message read again takes the fresher signed URLs, never older one
   store.mergeStored({ ...message, attachment: undefined });
   assert.equal(store.list(CHAT)[0].attachment.url, attachment(3000).url, "an answer without one keeps it");
 });
+
+test("someone else's relayed copy whose send failed is not delivered; their retry's copy revives it", () => {
+  const { store } = newStore();
+  store.mergeRelayed({ clientMsgId: "x", conversationId: CHAT, senderId: BOB, content: "\u0007bell" });
+  const error = { code: "validation_failed", message: "control character", retryable: false };
+  const failed = store.markFailed(CHAT, "x", error);
+  assert.equal(failed.status, "failed");
+  assert.equal(failed.mine, false);
+
+  const again = store.mergeRelayed({ clientMsgId: "x", conversationId: CHAT, senderId: BOB, content: "\u0007bell" });
+  assert.equal(again?.status, "sent", "relayed again: the sender retried");
+  assert.equal(store.list(CHAT)[0].error, undefined);
+  assert.equal(store.list(CHAT).length, 1);
+});
