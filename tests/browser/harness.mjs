@@ -154,9 +154,10 @@ async function waitHttp(url, proc) {
 
 /**
  * The split deployment on the shared PostgreSQL (a fresh database of the test's own) and Redis
- * (a key prefix of its own): the API and one relay, each its binary, on fixed free ports.
+ * (a key prefix of its own): the API and one relay, each its binary, on fixed free ports;
+ * `env` adds settings of both (`PARLEY__…`).
  */
-export async function startSplit({ allowedOrigins }) {
+export async function startSplit({ allowedOrigins, env: extra = {} }) {
   const id = randomBytes(4).toString("hex");
   const database = `parley_test_browser_${id}`;
   const admin = new pg.Client({ connectionString: PG_URL });
@@ -170,6 +171,7 @@ export async function startSplit({ allowedOrigins }) {
     REDIS_URL,
     PARLEY__REDIS__PREFIX: `parley-browser-${id}`,
     CORS_ALLOWED_ORIGINS: allowedOrigins.join(","),
+    ...extra,
   };
   const apiPort = await freePort();
   const api = new Proc(

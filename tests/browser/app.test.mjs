@@ -1,0 +1,85 @@
+// The web app's chat pane with what users actually type and what the server actually answers,
+// on the split services (the app built from its sources and served on its own origin), with
+// signed attachment URLs that live 3 s:
+// - one long unbroken text (a URL, 4000 'x') wraps in its bubble: the page never scrolls
+//   sideways, the composer's Send stays on screen.
+
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { after, before, test } from "node:test";
+import {
+  attachPng, buildApp, imageLoaded, launchChromium, login, message, openPage, PASSWORD, register, send, serveApp, shot,
+  startChat, startSplit, unique, waitStored,
+} from "./harness.mjs";
+
+/** Lifetime of the signed URLs in this file (attachments.signed_url_ttl_secs). */
+const TTL_SECS = 3;
+
+let split;
+let dist;
+let site;
+let browser;
+
+before(async () => {
+  dist = await buildApp();
+  const config = {};
+  site = await serveApp(dist, config);
+  split = await startSplit({
+    allowedOrigins: [`http://127.0.0.1:${site.port}`],
+    env: { PARLEY__ATTACHMENTS__SIGNED_URL_TTL_SECS: String(TTL_SECS) },
+  });
+  Object.assign(config, { apiUrl: split.apiUrl, socketUrl: split.socketUrl });
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  await split?.stop();
+  await site?.close();
+  if (dist) rmSync(dist, { recursive: true, force: true });
+});
+
+/** Alice and Bob registered on the app's pages, Alice in a chat with Bob, Bob's open too. */
+async function twoUsers() {
+  const page = `http://127.0.0.1:${site.port}/`;
+  const alice = unique("alice");
+  const bob = unique("bob");
+  const alicePage = await openPage(browser, page);
+  await register(alicePage, alice);
+  const bobPage = await openPage(browser, page);
+  await register(bobPage, bob);
+  await startChat(alicePage, bob);
+  const conversationId = await alicePage.locator('[data-testid="conversation-item"].active').getAttribute("data-conversation-id");
+  return { alice, bob, alicePage, bobPage, conversationId };
+}
+
+/** Whether the page is no wider than its window, and `testid`'s elements all inside it. */
+function fitsWidth(page, testid) {
+  return page.evaluate((testid) => {
+    const width = document.documentElement.clientWidth;
+    const outside = [...document.querySelectorAll(`[data-testid="${testid}"], [data-testid="send-button"]`)]
+      .map((el) => el.getBoundingClientRect())
+      .filter((r) => r.right > width + 1 || r.left < -1);
+    return { scrollWidth: document.documentElement.scrollWidth, width, outside: outside.length };
+  }, testid);
+}
+
+test("one long unbroken text wraps in its bubble: no sideways scrolling, Send on screen", async () => {
+  const { alice, alicePage, bobPage } = await twoUsers();
+  const url = `https://example.com/${"a1b2c3d4".repeat(40)}`;
+  await send(alicePage, url);
+  await send(alicePage, "x".repeat(4000));
+  await waitStored(alicePage, "xxxxxxxxxx");
+  await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
+  await message(bobPage, "xxxxxxxxxx").waitFor();
+  await message(bobPage, url).waitFor();
+
+  for (const page of [alicePage, bobPage]) {
+    const fit = await fitsWidth(page, "message");
+    assert.ok(fit.scrollWidth <= fit.width, `the page is ${fit.scrollWidth}px wide in a ${fit.width}px window`);
+    assert.equal(fit.outside, 0, "every bubble and the Send button inside the window");
+  }
+  await shot(alicePage, "app-1-long-text-wraps");
+  assert.deepEqual(alicePage.consoleErrors, []);
+  assert.deepEqual(bobPage.consoleErrors, []);
+});
