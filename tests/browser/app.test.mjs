@@ -2,7 +2,9 @@
 // on the split services (the app built from its sources and served on its own origin), with
 // signed attachment URLs that live 3 s:
 // - one long unbroken text (a URL, 4000 'x') wraps in its bubble: the page never scrolls
-//   sideways, the composer's Send stays on screen.
+//   sideways, the composer's Send stays on screen;
+// - a failed message says why on the page; Retry only when it can succeed as it is, Discard
+//   for the sender; the recipient of a copy whose send failed sees it not delivered, no button.
 
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
@@ -80,6 +82,39 @@ test("one long unbroken text wraps in its bubble: no sideways scrolling, Send on
     assert.equal(fit.outside, 0, "every bubble and the Send button inside the window");
   }
   await shot(alicePage, "app-1-long-text-wraps");
+  assert.deepEqual(alicePage.consoleErrors, []);
+  assert.deepEqual(bobPage.consoleErrors, []);
+});
+
+test("a failed message says why; Retry only when it can succeed, Discard for its sender, nothing on the recipient's copy", async () => {
+  const { alicePage, bobPage, alice, conversationId } = await twoUsers();
+  await send(alicePage, "first");
+  await waitStored(alicePage, "first");
+  await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
+  await message(bobPage, "first").waitFor();
+
+  // An image message naming an upload that does not exist: relayed to Bob at once, then refused
+  // by the API (validation_failed, not retryable): message_failed to both.
+  await alicePage.evaluate(
+    (conversationId) =>
+      window.parley.send({ conversationId, kind: "image", attachmentId: "0123456789abcdef0123456789abcdef", content: "no such upload" }),
+    conversationId,
+  );
+  const mine = alicePage.locator('[data-testid="message"][data-status="failed"]').filter({ hasText: "no such upload" });
+  await mine.getByTestId("failure-reason").filter({ hasText: /^Not sent: .+/ }).waitFor();
+  assert.equal(await mine.getByTestId("retry-button").count(), 0, "not retryable: no Retry");
+  assert.equal(await mine.getByTestId("discard-button").count(), 1);
+
+  const theirs = bobPage.locator('[data-testid="message"][data-status="failed"]').filter({ hasText: "no such upload" });
+  await theirs.getByTestId("failure-reason").filter({ hasText: /^Not delivered/ }).waitFor();
+  assert.equal(await theirs.getByTestId("retry-button").count(), 0, "someone else's message: no Retry");
+  assert.equal(await theirs.getByTestId("discard-button").count(), 0);
+  await shot(alicePage, "app-2-failed-not-retryable");
+  await shot(bobPage, "app-2-recipient-not-delivered");
+
+  await mine.getByTestId("discard-button").click();
+  await mine.waitFor({ state: "detached" });
+  assert.equal(await message(alicePage, "first").count(), 1);
   assert.deepEqual(alicePage.consoleErrors, []);
   assert.deepEqual(bobPage.consoleErrors, []);
 });

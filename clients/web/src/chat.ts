@@ -258,12 +258,33 @@ export class ChatView {
       m.content,
       h("span", { className: "meta" }, timeOf(m.createdAt)),
       m.mine ? tick(m) : null,
-      m.status === "failed"
-        ? h(
-            "button",
-            { testid: "retry-button", onclick: () => this.#client.retry(m.clientMsgId) },
-            "Retry",
-          )
+      m.status === "failed" ? this.#failure(m) : null,
+    );
+  }
+
+  /**
+   * Why a message failed, said on the page. The user's own: Retry when it can succeed as it is
+   * (`error.retryable`), Discard always. Someone else's (their send was refused after the relay
+   * showed it here): not delivered, nothing to do — it is theirs to send again.
+   */
+  #failure(m: ClientMessage): HTMLElement {
+    const reason = m.error?.message ?? "not sent";
+    const act = (f: () => unknown) => () => {
+      try {
+        f();
+      } catch (e) {
+        this.error(e);
+      }
+    };
+    return h(
+      "div",
+      { className: "failure", testid: "failure" },
+      h("span", { className: "reason", testid: "failure-reason", dir: "auto" }, m.mine ? `Not sent: ${reason}` : `Not delivered: ${reason}`),
+      m.mine && m.error?.retryable !== false
+        ? h("button", { testid: "retry-button", onclick: act(() => this.#client.retry(m.clientMsgId)) }, "Retry")
+        : null,
+      m.mine
+        ? h("button", { testid: "discard-button", onclick: act(() => this.#client.discard(m.clientMsgId)) }, "Discard")
         : null,
     );
   }
