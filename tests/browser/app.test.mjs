@@ -4,7 +4,8 @@
 // - one long unbroken text (a URL, 4000 'x') wraps in its bubble: the page never scrolls
 //   sideways, the composer's Send stays on screen;
 // - a failed message says why on the page; Retry only when it can succeed as it is, Discard
-//   for the sender; the recipient of a copy whose send failed sees it not delivered, no button.
+//   for the sender; the recipient of a copy whose send failed sees it not delivered, no button;
+// - the tab's title counts the open conversation while the tab is hidden.
 
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
@@ -116,5 +117,39 @@ test("a failed message says why; Retry only when it can succeed, Discard for its
   await mine.waitFor({ state: "detached" });
   assert.equal(await message(alicePage, "first").count(), 1);
   assert.deepEqual(alicePage.consoleErrors, []);
+  assert.deepEqual(bobPage.consoleErrors, []);
+});
+
+/** Make the page's document hidden (or visible again), as switching tabs does. */
+function setHidden(page, hidden) {
+  return page.evaluate((hidden) => {
+    Object.defineProperty(document, "visibilityState", { value: hidden ? "hidden" : "visible", configurable: true });
+    Object.defineProperty(document, "hidden", { value: hidden, configurable: true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+}
+
+test("the tab's title counts the open conversation's new messages while the tab is hidden", async () => {
+  const { alice, alicePage, bobPage } = await twoUsers();
+  await send(alicePage, "hello");
+  await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
+  await message(bobPage, "hello").waitFor();
+  await bobPage.waitForFunction(() => document.title === "Parley");
+
+  await setHidden(bobPage, true);
+  await send(alicePage, "while you were away");
+  await send(alicePage, "and again");
+  await message(bobPage, "and again").waitFor();
+  await bobPage.waitForFunction(() => document.title === "(2) Parley");
+  await waitStored(alicePage, "and again");
+  assert.equal(
+    await alicePage.locator('[data-testid="message"][data-status="read"]').filter({ hasText: "and again" }).count(),
+    0,
+    "not marked read while hidden",
+  );
+
+  await setHidden(bobPage, false);
+  await bobPage.waitForFunction(() => document.title === "Parley");
+  await alicePage.locator('[data-testid="message"][data-status="read"]').filter({ hasText: "and again" }).waitFor();
   assert.deepEqual(bobPage.consoleErrors, []);
 });

@@ -94,8 +94,14 @@ export class ChatView {
   conversations(list: readonly ConversationView[]): void {
     mount(this.#list, list.map((c) => this.#item(c)));
     if (this.#active) this.#renderHeader();
-    const unread = list.reduce((n, c) => n + (c.id === this.#active ? 0 : c.unreadCount), 0);
+    // The open conversation counts too while the tab is hidden: nothing is marked read then.
+    const unread = list.reduce((n, c) => n + (this.#onScreen(c.id) ? 0 : c.unreadCount), 0);
     document.title = unread > 0 ? `(${unread}) Parley` : "Parley";
+  }
+
+  /** Whether the conversation is the one open on a visible page (its messages are being read). */
+  #onScreen(conversationId: string): boolean {
+    return conversationId === this.#active && document.visibilityState === "visible";
   }
 
   messages(conversationId: string, list: readonly ClientMessage[]): void {
@@ -112,9 +118,12 @@ export class ChatView {
     if (document.visibilityState === "visible") this.#markRead(conversationId, list);
   }
 
-  /** The tab became visible again: what it shows is read now. */
-  visible(): void {
-    if (this.#active) this.messages(this.#active, this.#client.messages(this.#active));
+  /** The tab was hidden or shown: the title's count; what a visible page shows is read now. */
+  visibility(): void {
+    if (this.#active && document.visibilityState === "visible") {
+      this.messages(this.#active, this.#client.messages(this.#active));
+    }
+    this.conversations(this.#client.conversations);
   }
 
   typing(conversationId: string, userIds: readonly string[]): void {
@@ -217,7 +226,7 @@ export class ChatView {
   #item(c: ConversationView): HTMLElement {
     const other = this.#other(c);
     const online = other ? (this.#client.presence(other)?.online ?? false) : false;
-    const unread = c.id === this.#active ? 0 : c.unreadCount;
+    const unread = this.#onScreen(c.id) ? 0 : c.unreadCount;
     return h(
       "li",
       {

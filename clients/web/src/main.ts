@@ -67,7 +67,7 @@ function showChat(client: ParleyClient): void {
       showLogin(client, "Your session ended: log in again.");
     }),
   ];
-  const onVisible = () => document.visibilityState === "visible" && view.visible();
+  const onVisible = () => view.visibility();
   document.addEventListener("visibilitychange", onVisible);
   offs.push(() => document.removeEventListener("visibilitychange", onVisible));
   offs.push(() => view.dispose());
