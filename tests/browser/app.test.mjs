@@ -5,7 +5,8 @@
 //   sideways, the composer's Send stays on screen;
 // - a failed message says why on the page; Retry only when it can succeed as it is, Discard
 //   for the sender; the recipient of a copy whose send failed sees it not delivered, no button;
-// - the tab's title counts the open conversation while the tab is hidden.
+// - the tab's title counts the open conversation while the tab is hidden;
+// - a display name with bidi controls stays in its own box.
 
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
@@ -152,4 +153,40 @@ test("the tab's title counts the open conversation's new messages while the tab 
   await bobPage.waitForFunction(() => document.title === "Parley");
   await alicePage.locator('[data-testid="message"][data-status="read"]').filter({ hasText: "and again" }).waitFor();
   assert.deepEqual(bobPage.consoleErrors, []);
+});
+
+test("a display name with bidi controls stays in its own box: list, title, typing indicator", async () => {
+  const page = `http://127.0.0.1:${site.port}/`;
+  const mallory = unique("mallory");
+  const name = "\u202Eevil name";
+  const response = await fetch(new URL("/api/auth/register", split.apiUrl), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: mallory, password: PASSWORD, displayName: name }),
+  });
+  assert.equal(response.status, 201, await response.text());
+  const alicePage = await openPage(browser, page);
+  const alice = unique("alice");
+  await register(alicePage, alice);
+  await startChat(alicePage, mallory);
+
+  // Mallory logs in on her page and types to Alice: Alice's indicator names her, isolated.
+  const malloryPage = await openPage(browser, page);
+  await login(malloryPage, mallory);
+  await startChat(malloryPage, alice);
+  await malloryPage.getByTestId("composer-input").pressSequentially("hi");
+  await alicePage.getByTestId("typing-indicator").filter({ hasText: "is typing" }).waitFor();
+  const typing = await alicePage.getByTestId("typing-indicator").evaluate((el) => ({
+    names: [...el.querySelectorAll("bdi")].map((b) => b.textContent),
+    rest: [...el.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join(""),
+  }));
+  assert.deepEqual(typing, { names: [name], rest: " is typing…" });
+  for (const testid of ["chat-title", "conversation-item"]) {
+    const bdi = await alicePage.getByTestId(testid).first().locator("bdi").allTextContents();
+    assert.deepEqual(bdi, [name], testid);
+  }
+  await send(alicePage, "שלום and hello");
+  const text = message(alicePage, "hello").getByTestId("message-text");
+  assert.equal(await text.getAttribute("dir"), "auto");
+  await shot(alicePage, "app-4-bidi-name");
 });

@@ -55,7 +55,7 @@ export class ChatView {
       h(
         "div",
         { className: "me" },
-        h("strong", { testid: "me" }, me.displayName),
+        h("strong", { testid: "me" }, h("bdi", {}, me.displayName)),
         this.#latency,
         h("button", { testid: "logout-button", onclick: logout }, "Log out"),
       ),
@@ -218,6 +218,14 @@ export class ChatView {
     return others.map((m) => m.user.displayName).join(", ") || "Just you";
   }
 
+  /** The title as elements: each display name isolated (a name's bidi controls stay in it). */
+  #titleView(c: ConversationView): Node[] {
+    if (c.title) return [h("bdi", {}, c.title)];
+    const others = c.members.filter((m) => m.user.id !== this.#me.id);
+    if (others.length === 0) return [document.createTextNode("Just you")];
+    return others.flatMap((m, i) => [...(i ? [document.createTextNode(", ")] : []), h("bdi", {}, m.user.displayName)]);
+  }
+
   #other(c: ConversationView): string | null {
     if (c.kind !== "direct") return null;
     return c.members.find((m) => m.user.id !== this.#me.id)?.user.id ?? null;
@@ -245,8 +253,8 @@ export class ChatView {
       h(
         "div",
         { className: "body" },
-        h("div", { className: "name" }, this.#title(c)),
-        h("div", { className: "last" }, lastLine(c)),
+        h("div", { className: "name" }, this.#titleView(c)),
+        h("div", { className: "last", dir: "auto" }, lastLine(c)),
       ),
       unread > 0 ? h("span", { className: "unread", testid: "unread-count" }, unread) : null,
     );
@@ -264,7 +272,8 @@ export class ChatView {
         "data-mine": String(m.mine),
       },
       this.#media.render(m),
-      m.content,
+      // Its own direction (Arabic, Hebrew…), isolated: bidi controls in it stay in it.
+      m.content ? h("span", { className: "text", dir: "auto", testid: "message-text" }, m.content) : null,
       h("span", { className: "meta" }, timeOf(m.createdAt)),
       m.mine ? tick(m) : null,
       m.status === "failed" ? this.#failure(m) : null,
@@ -338,7 +347,7 @@ export class ChatView {
 
   #renderHeader(): void {
     const c = this.#client.conversations.find((x) => x.id === this.#active);
-    mount(this.#header, h("span", { testid: "chat-title" }, c ? this.#title(c) : ""), this.#typing);
+    mount(this.#header, h("span", { className: "title", testid: "chat-title" }, c ? this.#titleView(c) : ""), this.#typing);
     this.#renderTyping();
   }
 
@@ -346,8 +355,8 @@ export class ChatView {
     const ids = (this.#active && this.#typingNames.get(this.#active)) || [];
     const c = this.#client.conversations.find((x) => x.id === this.#active);
     const names = ids.map((id) => c?.members.find((m) => m.user.id === id)?.user.displayName ?? "Someone");
-    this.#typing.textContent =
-      names.length === 0 ? "" : `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing…`;
+    if (names.length === 0) return mount(this.#typing);
+    mount(this.#typing, names.map((n, i) => [i ? ", " : "", h("bdi", {}, n)]), ` ${names.length === 1 ? "is" : "are"} typing…`);
   }
 
   #send(): void {
