@@ -6,7 +6,9 @@
 // - a failed message says why on the page; Retry only when it can succeed as it is, Discard
 //   for the sender; the recipient of a copy whose send failed sees it not delivered, no button;
 // - the tab's title counts the open conversation while the tab is hidden;
-// - a display name with bidi controls stays in its own box.
+// - a display name with bidi controls stays in its own box;
+// - an image whose signed URLs expired loads again (the app reads the message again), and
+//   "Open the full image" opens a fresh URL.
 
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
@@ -190,3 +192,47 @@ test("a display name with bidi controls stays in its own box: list, title, typin
   assert.equal(await text.getAttribute("dir"), "auto");
   await shot(alicePage, "app-4-bidi-name");
 });
+
+test("an image whose signed URLs expired loads again, and opening it opens a fresh URL", async () => {
+  const { alice, alicePage, bobPage } = await twoUsers();
+  await attachPng(alicePage);
+  await imageLoaded(alicePage);
+  // Bob's client got the stored message (with its URLs) live; he opens the conversation only
+  // once they have expired.
+  const held = await bobPage.waitForFunction(() => {
+    for (const c of window.parley.conversations) {
+      const m = window.parley.messages(c.id).find((m) => m.attachment?.url && m.seq !== null);
+      if (m) return m.attachment.url;
+    }
+    return null;
+  });
+  const stale = new URL(await held.jsonValue(), split.apiUrl).href;
+  await untilStatus(stale, 403);
+
+  await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
+  await imageLoaded(bobPage);
+
+  // The link's URL expires in turn: opening it reads the message again and opens a fresh one.
+  const link = bobPage.getByTestId("message-image-link").first();
+  await untilStatus(new URL(await link.getAttribute("href"), split.apiUrl).href, 403);
+  const [tab] = await Promise.all([bobPage.context().waitForEvent("page"), link.click()]);
+  await tab.waitForURL(/\/api\/attachments\/.*exp=/);
+  const opened = await tab.evaluate(() => {
+    const img = document.querySelector("img");
+    return img ? new Promise((r) => (img.complete ? r(img.naturalWidth) : img.addEventListener("load", () => r(img.naturalWidth)))) : 0;
+  });
+  assert.ok(opened > 0, "the full image opened with a valid URL");
+  assert.deepEqual(bobPage.consoleErrors, []);
+});
+
+/** Wait until GET `url` answers `status` (a signed URL expiring: the server's state, polled). */
+async function untilStatus(url, status) {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const response = await fetch(url);
+    await response.arrayBuffer();
+    if (response.status === status) return;
+    if (Date.now() > deadline) throw new Error(`${url} did not answer ${status} within 60 s`);
+    await new Promise((r) => setTimeout(r, 200)); // polling interval, not a synchronisation
+  }
+}

@@ -35,7 +35,7 @@ export class ChatView {
   constructor(client: ParleyClient, me: User, apiUrl: string, logout: () => void) {
     this.#client = client;
     this.#me = me;
-    this.#media = new MediaViews(apiUrl);
+    this.#media = new MediaViews(apiUrl, (m) => this.#reread(m));
     this.#uploads = new PendingUploads(client, (id) => {
       if (id === this.#active) this.messages(id, client.messages(id));
     });
@@ -224,6 +224,21 @@ export class ChatView {
     const others = c.members.filter((m) => m.user.id !== this.#me.id);
     if (others.length === 0) return [document.createTextNode("Just you")];
     return others.flatMap((m, i) => [...(i ? [document.createTextNode(", ")] : []), h("bdi", {}, m.user.displayName)]);
+  }
+
+  /**
+   * An image or voice note did not load (its signed URLs expire after an hour): read that
+   * message again for fresh ones (the SDK takes them; the view follows). Resolves with the
+   * message as the list then holds it.
+   */
+  async #reread(m: ClientMessage): Promise<ClientMessage | undefined> {
+    const page = m.seq !== null ? { beforeSeq: m.seq + 1, limit: 1 } : {};
+    try {
+      await this.#client.loadHistory(m.conversationId, page);
+    } catch (e) {
+      this.error(e);
+    }
+    return this.#client.messages(m.conversationId).find((x) => x.clientMsgId === m.clientMsgId && x.senderId === m.senderId);
   }
 
   #other(c: ConversationView): string | null {
