@@ -164,6 +164,7 @@ export class Messaging {
   close(): void {
     this.#closed = true;
     this.#catchup.stop();
+    this.outbox.close();
     this.typing.clear();
     if (this.#deliveredTimer !== null) clearTimeout(this.#deliveredTimer);
     this.#deliveredTimer = null;

@@ -6,6 +6,11 @@
 // localStorage): each change reads it, changes that one entry and writes it back, so a client
 // never drops another's entries. A send kept by two live clients may be sent by both: harmless,
 // sends are idempotent on (sender, clientMsgId).
+//
+// A send refused `rate_limited` (the relay's per-user rate, or its queue) is not failed: the
+// outbox holds every send for a back-off (1 s, 2 s, 4 s … 30 s) and then sends them again one
+// at a time, in send order, until it drains; after RATE_LIMIT_TRIES refusals in a row the send
+// is failed (retryable) as any other.
 
 import type { Socket } from "socket.io-client";
 import type {
@@ -42,6 +47,11 @@ interface Pending {
   error?: SendError;
 }
 
+/** Refusals `rate_limited` in a row before a send is marked failed. */
+const RATE_LIMIT_TRIES = 6;
+const RATE_LIMIT_DELAY_MS = 1_000;
+const RATE_LIMIT_DELAY_MAX_MS = 30_000;
+
 interface AckFailureLike {
   success: false;
   error?: AckError;
@@ -50,6 +60,16 @@ interface AckFailureLike {
 export class Outbox {
   /** Sends waiting for their ack or failed, by clientMsgId, in send order. */
   readonly #pending = new Map<string, Pending>();
+  /** Emitted on this connection, waiting for their ack: the back-off round they were sent in. */
+  readonly #inFlight = new Map<string, number>();
+  /** Bumped by each back-off: refusals of sends emitted before it count once. */
+  #round = 0;
+  /** After a `rate_limited` refusal: one send in flight at a time until the outbox drains. */
+  #oneByOne = false;
+  /** `rate_limited` back-offs in a row (reset by any stored send). */
+  #refusals = 0;
+  /** The back-off after a `rate_limited` refusal: nothing is emitted until it fires. */
+  #holdTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(private readonly deps: OutboxDeps) {
     this.#restore();
@@ -119,7 +139,14 @@ export class Outbox {
 
   /** The socket (re)connected: send everything still waiting (not failed), in send order. */
   resendAll(): void {
+    this.#inFlight.clear(); // their acks were lost with the old connection
     for (const clientMsgId of this.#pending.keys()) this.#emit(clientMsgId);
+  }
+
+  /** The client is closed: no more back-off. */
+  close(): void {
+    if (this.#holdTimer !== null) clearTimeout(this.#holdTimer);
+    this.#holdTimer = null;
   }
 
   /** The message is stored (seen through `message_saved` or a sync): stop waiting for it. */
@@ -194,15 +221,20 @@ export class Outbox {
     }
   }
 
+  /** Emit the send now, unless it waits: failed, in flight already, or held by a back-off. */
   #emit(clientMsgId: string): void {
     const pending = this.#pending.get(clientMsgId);
-    if (!pending || pending.error) return;
+    if (!pending || pending.error || this.#inFlight.has(clientMsgId)) return;
+    if (this.#holdTimer !== null || (this.#oneByOne && this.#inFlight.size > 0)) return;
     const { request } = pending;
     const socket = this.deps.socket;
+    const round = this.#round;
+    this.#inFlight.set(clientMsgId, round);
     socket
       .timeout(this.deps.sendTimeoutMs)
       .emit("send_message", request, (timeout: Error | null, ack?: SendAck | AckFailureLike) => {
         if (this.deps.closed()) return;
+        this.#inFlight.delete(clientMsgId);
         if (timeout) {
           // Lost with the connection: resent on reconnect. No answer while connected: failed.
           const waiting = this.#pending.get(clientMsgId);
@@ -212,24 +244,51 @@ export class Outbox {
             message: "no answer from the server in time",
             retryable: true,
           });
-          return;
-        }
-        if (ack && ack.success === true) {
+        } else if (ack && ack.success === true) {
+          this.#refusals = 0;
           this.settled(clientMsgId);
           // The ack is MessageSaved plus the ack's own fields, which are not the message's.
           const { success: _success, messageId: _id, status: _status, ...saved } = ack as SendAck;
           this.deps.saved(saved);
         } else {
-          this.#fail(
-            request,
-            (ack as AckFailureLike | undefined)?.error ?? {
-              code: "internal_error",
-              message: "the server answered the send with no error",
-              retryable: true,
-            },
-          );
+          const error = (ack as AckFailureLike | undefined)?.error ?? {
+            code: "internal_error",
+            message: "the server answered the send with no error",
+            retryable: true,
+          };
+          if (error.code === "rate_limited" && (round < this.#round || ++this.#refusals < RATE_LIMIT_TRIES)) {
+            // Still sending: sent again after the back-off (one started by an earlier refusal
+            // of the same burst, or a new one).
+            if (round === this.#round) this.#holdBack();
+            return;
+          }
+          this.#fail(request, error);
         }
+        this.#next();
       });
+  }
+
+  /** Sent too fast: hold every send for a back-off, then send them one at a time. */
+  #holdBack(): void {
+    this.#oneByOne = true;
+    this.#round++;
+    if (this.#holdTimer !== null) clearTimeout(this.#holdTimer);
+    const base = Math.min(RATE_LIMIT_DELAY_MAX_MS, RATE_LIMIT_DELAY_MS * 2 ** (this.#refusals - 1));
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = null;
+      this.#next();
+    }, Math.round(base * (0.75 + 0.5 * Math.random())));
+  }
+
+  /** One by one after a rate limit: send the oldest send still waiting, if none is in flight. */
+  #next(): void {
+    if (!this.#oneByOne || this.deps.closed() || !this.deps.socket.connected) return;
+    for (const [clientMsgId, pending] of this.#pending) {
+      if (pending.error) continue;
+      this.#emit(clientMsgId);
+      return;
+    }
+    this.#oneByOne = false; // drained: back to sending at once
   }
 
   #fail(request: SendMessageRequest, error: SendError): void {

@@ -344,3 +344,28 @@ test("a tab that resolves its own sends leaves the other tab's unsent ones in th
   );
   offline.close();
 });
+
+test("a burst past the relay's send rate is stored whole: rate_limited sends wait and go again by themselves", async () => {
+  const { alice, a, chat } = await pair();
+  const refusals = [];
+  a.on("messages", ({ messages }) => {
+    for (const m of messages) if (m.status === "failed") refusals.push(m.error?.code);
+  });
+
+  // 40 at once: past limits.sends_burst (20) and sends_per_sec (10) of one user.
+  const sent = Array.from({ length: 40 }, (_, i) => a.send({ conversationId: chat.id, content: `burst ${i}` }));
+
+  await until(
+    a,
+    "messages",
+    () => a.messages(chat.id).filter((m) => m.seq !== null).length === sent.length,
+    "every send stored",
+  );
+  assert.deepEqual(refusals, [], "none shown failed on the way");
+  const history = await restAs(ctx.server, alice).history(chat.id, { limit: 100 });
+  assert.deepEqual(
+    history.messages.map((m) => m.clientMsgId).sort(),
+    sent.map((m) => m.clientMsgId).sort(),
+    "each stored once",
+  );
+});
