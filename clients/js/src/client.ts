@@ -343,6 +343,17 @@ export class ParleyClient extends Emitter<ParleyEvents> {
         latency: (sample) => this.emit("latency", sample),
         refused: (code, message) =>
           this.emit("error", new ParleyError(code, `connect refused: ${message}`)),
+        unreachable: (attempts, reason) =>
+          this.emit(
+            "error",
+            new ParleyError(
+              "network_error",
+              `cannot reach the relay at ${options.socketUrl} (${attempts} attempts, ${reason}): ` +
+                "no network, the relay down, or the relay refusing this page's origin " +
+                "(its CORS_ALLOWED_ORIGINS); still trying",
+              { retryable: true },
+            ),
+          ),
       },
     );
     messaging = new Messaging({

@@ -7,6 +7,12 @@ import type { ConnectionState, DisconnectReason, LatencySample } from "./types.j
 /** Refusals at connect that no retry can fix: a new token is needed. */
 const AUTH_CODES = new Set(["missing_token", "invalid_token", "token_expired", "token_revoked"]);
 
+/**
+ * Failed attempts in a row, without a connection yet since `start()` / `reconnect()`, after
+ * which the relay is reported unreachable (`hooks.unreachable`) while the attempts go on.
+ */
+export const UNREACHABLE_AFTER = 3;
+
 export interface MonitorOptions {
   url: string;
   token: string;
@@ -29,6 +35,12 @@ export interface MonitorHooks {
   latency(sample: LatencySample): void;
   /** The server refused the connection (`code`: `invalid_token`, `too_many_connections`…). */
   refused(code: string, message: string): void;
+  /**
+   * The first connection failed `attempts` times in a row with no answer of the relay's (the
+   * network, the relay down, or the relay refusing a browser page's origin: the browser hides
+   * which). Told once per streak; the attempts go on.
+   */
+  unreachable(attempts: number, reason: string): void;
 }
 
 /** The delay before reconnect attempt `attempt` (1-based), before jitter. */
@@ -48,6 +60,10 @@ export class ConnectionMonitor {
   #unansweredSince: number | null = null;
   readonly #slowTimers = new Set<ReturnType<typeof setTimeout>>();
   #networkDown = false;
+  /** Whether a connection succeeded since `start()` / `reconnect()`. */
+  #connectedOnce = false;
+  /** Attempts that failed with no answer of the relay's, in a row. */
+  #unanswered = 0;
   #revoked = false;
   #closed = false;
   #latency: LatencySample | null = null;
@@ -81,6 +97,8 @@ export class ConnectionMonitor {
   start(): void {
     if (this.#closed || this.socket.connected || this.socket.active) return;
     this.#attempt = 0;
+    this.#connectedOnce = false;
+    this.#unanswered = 0;
     this.#setState(this.#networkDown ? { status: "offline" } : { status: "connecting" });
     if (!this.#networkDown) this.socket.connect();
   }
@@ -90,6 +108,8 @@ export class ConnectionMonitor {
     if (this.#closed || this.socket.connected) return;
     this.#clearRetry();
     this.#attempt = 0;
+    this.#connectedOnce = false;
+    this.#unanswered = 0;
     this.#revoked = false;
     this.#setState({ status: "connecting" });
     this.socket.disconnect();
@@ -115,6 +135,8 @@ export class ConnectionMonitor {
 
   #onConnect(): void {
     this.#attempt = 0;
+    this.#connectedOnce = true;
+    this.#unanswered = 0;
     this.#clearRetry();
     this.#setState({ status: "connected" });
     this.#startPing();
@@ -140,6 +162,9 @@ export class ConnectionMonitor {
     if (code && AUTH_CODES.has(code)) {
       this.#stop("unauthorized");
       return;
+    }
+    if (!code && !this.#connectedOnce && ++this.#unanswered === UNREACHABLE_AFTER) {
+      this.hooks.unreachable(this.#unanswered, error.message);
     }
     this.#scheduleRetry();
   }

@@ -164,3 +164,43 @@ test("logout revokes the token, closes the socket, and forgets the session and c
   assert.throws(() => a.send({ conversationId: "1", content: "x" }), { code: "not_connected" });
   // Nothing of the client is left running: this file's process ends once the tests do.
 });
+
+test("a relay that never answers the first connection (an origin it refuses) is reported by an error event; attempts go on", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const a = ctx.track(
+    clientFor(ctx.server, alice, {
+      reconnectDelayMs: 50,
+      reconnectDelayMaxMs: 200,
+      // As a browser page on an origin off the relay's CORS_ALLOWED_ORIGINS: 403 to the handshake.
+      socketOptions: { extraHeaders: { origin: "http://elsewhere.example" } },
+    }),
+  );
+  const errors = [];
+  a.on("error", (error) => errors.push(error));
+  let settled = false;
+  a.connect().then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+
+  await until(a, "state", () => errors.length > 0, "an error event");
+  assert.equal(errors[0].code, "network_error");
+  assert.equal(errors[0].retryable, true);
+  assert.match(errors[0].message, /cannot reach the relay .*origin/);
+  await until(a, "state", () => a.state.status === "reconnecting" && a.state.attempt >= 5, "attempt 5");
+  assert.equal(errors.length, 1, "told once");
+  assert.equal(settled, false, "connect() still waits: the client keeps trying");
+});
+
+test("an outage after a connection is told by the state alone, not as an error", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const proxy = await networkProxy(ctx.server.socket);
+  const a = ctx.track(clientFor(ctx.server, alice, { socketUrl: proxy.url, reconnectDelayMs: 50, reconnectDelayMaxMs: 200 }));
+  await a.connect();
+  const errors = [];
+  a.on("error", (error) => errors.push(error));
+  proxy.down();
+  await until(a, "state", () => a.state.status === "reconnecting" && a.state.attempt >= 5, "attempt 5");
+  assert.deepEqual(errors, []);
+  proxy.close();
+});
