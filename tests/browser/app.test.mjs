@@ -8,7 +8,9 @@
 // - the tab's title counts the open conversation while the tab is hidden;
 // - a display name with bidi controls stays in its own box;
 // - an image whose signed URLs expired loads again (the app reads the message again), and
-//   "Open the full image" opens a fresh URL.
+//   "Open the full image" opens a fresh URL;
+// - a page whose origin the API accepts but the relay refuses says it cannot reach the relay
+//   instead of "Connecting…" for ever.
 
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
@@ -31,7 +33,9 @@ before(async () => {
   const config = {};
   site = await serveApp(dist, config);
   split = await startSplit({
-    allowedOrigins: [`http://127.0.0.1:${site.port}`],
+    // localhost is another origin than 127.0.0.1 for the browser: the API's, not the relay's.
+    allowedOrigins: [`http://127.0.0.1:${site.port}`, `http://localhost:${site.port}`],
+    relayOrigins: [`http://127.0.0.1:${site.port}`],
     env: { PARLEY__ATTACHMENTS__SIGNED_URL_TTL_SECS: String(TTL_SECS) },
   });
   Object.assign(config, { apiUrl: split.apiUrl, socketUrl: split.socketUrl });
@@ -236,3 +240,13 @@ async function untilStatus(url, status) {
     await new Promise((r) => setTimeout(r, 200)); // polling interval, not a synchronisation
   }
 }
+
+test("a page whose origin the relay refuses says it cannot reach the relay, and keeps trying", async () => {
+  const page = await openPage(browser, `http://localhost:${site.port}/`);
+  await register(page, unique("dora")); // the API accepts this origin
+  const error = page.getByTestId("app-error").filter({ hasText: /cannot reach the relay/ });
+  await error.waitFor();
+  assert.match(await error.textContent(), /CORS_ALLOWED_ORIGINS/);
+  await page.getByTestId("banner-text").filter({ hasText: /Reconnecting/ }).waitFor();
+  await shot(page, "app-6-relay-refuses-origin");
+});

@@ -155,9 +155,10 @@ async function waitHttp(url, proc) {
 /**
  * The split deployment on the shared PostgreSQL (a fresh database of the test's own) and Redis
  * (a key prefix of its own): the API and one relay, each its binary, on fixed free ports;
- * `env` adds settings of both (`PARLEY__…`).
+ * `env` adds settings of both (`PARLEY__…`); `relayOrigins` the relay's CORS_ALLOWED_ORIGINS when
+ * they differ from the API's.
  */
-export async function startSplit({ allowedOrigins, env: extra = {} }) {
+export async function startSplit({ allowedOrigins, relayOrigins = allowedOrigins, env: extra = {} }) {
   const id = randomBytes(4).toString("hex");
   const database = `parley_test_browser_${id}`;
   const admin = new pg.Client({ connectionString: PG_URL });
@@ -185,7 +186,13 @@ export async function startSplit({ allowedOrigins, env: extra = {} }) {
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   await waitHttp(`${apiUrl}/ready`, api);
   const relayPort = await freePort();
-  const relayEnv = env({ ...common, API_URL: apiUrl, SOCKET_HOST: "127.0.0.1", SOCKET_PORT: String(relayPort) });
+  const relayEnv = env({
+    ...common,
+    CORS_ALLOWED_ORIGINS: relayOrigins.join(","),
+    API_URL: apiUrl,
+    SOCKET_HOST: "127.0.0.1",
+    SOCKET_PORT: String(relayPort),
+  });
   const split = {
     database,
     databaseUrl: String(databaseUrl),

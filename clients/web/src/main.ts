@@ -60,8 +60,12 @@ function showChat(client: ParleyClient): void {
     client.on("typing", ({ conversationId, userIds }) => view.typing(conversationId, userIds)),
     client.on("presence", () => view.presence()),
     client.on("latency", (sample) => view.latency(sample)),
-    // While not connected the banner tells the story; failed attempts are not errors to show.
-    client.on("error", (error) => client.state.status === "connected" && view.error(error)),
+    // While not connected the banner tells the story; failed attempts are not errors to show,
+    // but a relay never reached since the page opened is (the network, the relay down, or the
+    // relay refusing this page's origin: the browser does not say which).
+    client.on("error", (error) => {
+      if (client.state.status === "connected" || error.code === "network_error") view.error(error);
+    }),
     client.on("sessionRevoked", () => {
       stop();
       showLogin(client, "Your session ended: log in again.");
