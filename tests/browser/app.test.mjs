@@ -13,55 +13,20 @@
 //   instead of "Connecting…" for ever.
 
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import {
-  attachPng, buildApp, imageLoaded, launchChromium, login, message, openPage, PASSWORD, register, send, serveApp, shot,
-  startChat, startSplit, unique, waitStored,
+  attachPng, imageLoaded, login, message, openPage, PASSWORD, register, send, shot, splitAppSuite, startChat, twoUsers,
+  unique, waitStored,
 } from "./harness.mjs";
 
 /** Lifetime of the signed URLs in this file (attachments.signed_url_ttl_secs). */
 const TTL_SECS = 3;
 
-let split;
-let dist;
-let site;
-let browser;
-
-before(async () => {
-  dist = await buildApp();
-  const config = {};
-  site = await serveApp(dist, config);
-  split = await startSplit({
-    // localhost is another origin than 127.0.0.1 for the browser: the API's, not the relay's.
-    allowedOrigins: [`http://127.0.0.1:${site.port}`, `http://localhost:${site.port}`],
-    relayOrigins: [`http://127.0.0.1:${site.port}`],
-    env: { PARLEY__ATTACHMENTS__SIGNED_URL_TTL_SECS: String(TTL_SECS) },
-  });
-  Object.assign(config, { apiUrl: split.apiUrl, socketUrl: split.socketUrl });
-  browser = await launchChromium();
+const suite = splitAppSuite({
+  // localhost is another origin than 127.0.0.1 for the browser: the API's, not the relay's.
+  origins: (port) => ({ api: [`http://127.0.0.1:${port}`, `http://localhost:${port}`], relay: [`http://127.0.0.1:${port}`] }),
+  env: { PARLEY__ATTACHMENTS__SIGNED_URL_TTL_SECS: String(TTL_SECS) },
 });
-
-after(async () => {
-  await browser?.close();
-  await split?.stop();
-  await site?.close();
-  if (dist) rmSync(dist, { recursive: true, force: true });
-});
-
-/** Alice and Bob registered on the app's pages, Alice in a chat with Bob, Bob's open too. */
-async function twoUsers() {
-  const page = `http://127.0.0.1:${site.port}/`;
-  const alice = unique("alice");
-  const bob = unique("bob");
-  const alicePage = await openPage(browser, page);
-  await register(alicePage, alice);
-  const bobPage = await openPage(browser, page);
-  await register(bobPage, bob);
-  await startChat(alicePage, bob);
-  const conversationId = await alicePage.locator('[data-testid="conversation-item"].active').getAttribute("data-conversation-id");
-  return { alice, bob, alicePage, bobPage, conversationId };
-}
 
 /** Whether the page is no wider than its window, and `testid`'s elements all inside it. */
 function fitsWidth(page, testid) {
@@ -75,7 +40,7 @@ function fitsWidth(page, testid) {
 }
 
 test("one long unbroken text wraps in its bubble: no sideways scrolling, Send on screen", async () => {
-  const { alice, alicePage, bobPage } = await twoUsers();
+  const { alice, alicePage, bobPage } = await twoUsers(suite.browser, suite.url);
   const url = `https://example.com/${"a1b2c3d4".repeat(40)}`;
   await send(alicePage, url);
   await send(alicePage, "x".repeat(4000));
@@ -95,7 +60,7 @@ test("one long unbroken text wraps in its bubble: no sideways scrolling, Send on
 });
 
 test("a failed message says why; Retry only when it can succeed, Discard for its sender, nothing on the recipient's copy", async () => {
-  const { alicePage, bobPage, alice, conversationId } = await twoUsers();
+  const { alicePage, bobPage, alice, conversationId } = await twoUsers(suite.browser, suite.url);
   await send(alicePage, "first");
   await waitStored(alicePage, "first");
   await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
@@ -137,7 +102,7 @@ function setHidden(page, hidden) {
 }
 
 test("the tab's title counts the open conversation's new messages while the tab is hidden", async () => {
-  const { alice, alicePage, bobPage } = await twoUsers();
+  const { alice, alicePage, bobPage } = await twoUsers(suite.browser, suite.url);
   await send(alicePage, "hello");
   await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
   await message(bobPage, "hello").waitFor();
@@ -162,22 +127,21 @@ test("the tab's title counts the open conversation's new messages while the tab 
 });
 
 test("a display name with bidi controls stays in its own box: list, title, typing indicator", async () => {
-  const page = `http://127.0.0.1:${site.port}/`;
   const mallory = unique("mallory");
   const name = "\u202Eevil name";
-  const response = await fetch(new URL("/api/auth/register", split.apiUrl), {
+  const response = await fetch(new URL("/api/auth/register", suite.split.apiUrl), {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ username: mallory, password: PASSWORD, displayName: name }),
   });
   assert.equal(response.status, 201, await response.text());
-  const alicePage = await openPage(browser, page);
+  const alicePage = await openPage(suite.browser, suite.url);
   const alice = unique("alice");
   await register(alicePage, alice);
   await startChat(alicePage, mallory);
 
   // Mallory logs in on her page and types to Alice: Alice's indicator names her, isolated.
-  const malloryPage = await openPage(browser, page);
+  const malloryPage = await openPage(suite.browser, suite.url);
   await login(malloryPage, mallory);
   await startChat(malloryPage, alice);
   await malloryPage.getByTestId("composer-input").pressSequentially("hi");
@@ -198,7 +162,7 @@ test("a display name with bidi controls stays in its own box: list, title, typin
 });
 
 test("an image whose signed URLs expired loads again, and opening it opens a fresh URL", async () => {
-  const { alice, alicePage, bobPage } = await twoUsers();
+  const { alice, alicePage, bobPage } = await twoUsers(suite.browser, suite.url);
   await attachPng(alicePage);
   await imageLoaded(alicePage);
   // Bob's client got the stored message (with its URLs) live; he opens the conversation only
@@ -210,7 +174,7 @@ test("an image whose signed URLs expired loads again, and opening it opens a fre
     }
     return null;
   });
-  const stale = new URL(await held.jsonValue(), split.apiUrl).href;
+  const stale = new URL(await held.jsonValue(), suite.split.apiUrl).href;
   await untilStatus(stale, 403);
 
   await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
@@ -218,7 +182,7 @@ test("an image whose signed URLs expired loads again, and opening it opens a fre
 
   // The link's URL expires in turn: opening it reads the message again and opens a fresh one.
   const link = bobPage.getByTestId("message-image-link").first();
-  await untilStatus(new URL(await link.getAttribute("href"), split.apiUrl).href, 403);
+  await untilStatus(new URL(await link.getAttribute("href"), suite.split.apiUrl).href, 403);
   const [tab] = await Promise.all([bobPage.context().waitForEvent("page"), link.click()]);
   await tab.waitForURL(/\/api\/attachments\/.*exp=/);
   const opened = await tab.evaluate(() => {
@@ -242,7 +206,7 @@ async function untilStatus(url, status) {
 }
 
 test("a page whose origin the relay refuses says it cannot reach the relay, and keeps trying", async () => {
-  const page = await openPage(browser, `http://localhost:${site.port}/`);
+  const page = await openPage(suite.browser, `http://localhost:${suite.site.port}/`);
   await register(page, unique("dora")); // the API accepts this origin
   const error = page.getByTestId("app-error").filter({ hasText: /cannot reach the relay/ });
   await error.waitFor();

@@ -229,6 +229,56 @@ export async function buildApp() {
 
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".map": "application/json" };
 
+/**
+ * For a test file's tests: the web app built from its sources on a static server of the suite's
+ * own, the split services for it and Chromium, started before them and stopped after. `origins`
+ * gives the CORS_ALLOWED_ORIGINS of the API (`api`) and of the relay (`relay`, default the
+ * API's) from the site's port (default: the site on 127.0.0.1 only); `env` more settings of
+ * both. The tests read `suite.split`, `suite.browser`, `suite.site` (its `port`) and `suite.url`
+ * (the app on 127.0.0.1) once the hooks have run.
+ */
+export function splitAppSuite({ origins = (port) => ({ api: [`http://127.0.0.1:${port}`] }), env = {} } = {}) {
+  const suite = { split: null, browser: null, site: null, url: null };
+  let dist;
+  before(async () => {
+    dist = await buildApp();
+    // The site's port is only known once it listens; the app reads the services' addresses from
+    // its config, filled in below (before any page loads).
+    const config = {};
+    suite.site = await serveApp(dist, config);
+    const { api, relay = api } = origins(suite.site.port);
+    suite.split = await startSplit({ allowedOrigins: api, relayOrigins: relay, env });
+    Object.assign(config, { apiUrl: suite.split.apiUrl, socketUrl: suite.split.socketUrl });
+    suite.url = `http://127.0.0.1:${suite.site.port}/`;
+    suite.browser = await launchChromium();
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await suite.split?.stop();
+    await suite.site?.close();
+    if (dist) rmSync(dist, { recursive: true, force: true });
+  });
+  return suite;
+}
+
+/**
+ * Alice and Bob registered on their own pages of the app at `url`, Alice in a chat with Bob:
+ * `{alice, bob, alicePage, bobPage, conversationId}`.
+ */
+export async function twoUsers(browser, url) {
+  const alice = unique("alice");
+  const bob = unique("bob");
+  const alicePage = await openPage(browser, url);
+  await register(alicePage, alice);
+  const bobPage = await openPage(browser, url);
+  await register(bobPage, bob);
+  await startChat(alicePage, bob);
+  const conversationId = await alicePage
+    .locator('[data-testid="conversation-item"].active')
+    .getAttribute("data-conversation-id");
+  return { alice, bob, alicePage, bobPage, conversationId };
+}
+
 /** A static server of the built app with its `/app-config.json` naming the split services. */
 export async function serveApp(dist, config) {
   const server = createServer((req, res) => {

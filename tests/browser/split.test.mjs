@@ -9,52 +9,17 @@
 // - a page on an origin off the list is refused cleanly: the app says so, nothing hangs.
 
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import pg from "pg";
 import {
-  attachPng, audioLoaded, buildApp, imageLoaded, launchChromium, message, openPage, PATIENCE, recordFor, register, send,
-  serveApp, shot, startChat, startSplit, stopRecording, unique, waitStatus, waitStored,
+  attachPng, audioLoaded, imageLoaded, message, openPage, PATIENCE, recordFor, send, shot, splitAppSuite, stopRecording,
+  twoUsers, unique, waitStatus, waitStored,
 } from "./harness.mjs";
 
-let split;
-let dist;
-let site;
-let browser;
-
-before(async () => {
-  dist = await buildApp();
-  // The site's port is only known once it listens; the app reads the services' addresses from
-  // its config, filled in below (before any page loads).
-  const config = {};
-  site = await serveApp(dist, config);
-  split = await startSplit({ allowedOrigins: [`http://127.0.0.1:${site.port}`] });
-  Object.assign(config, { apiUrl: split.apiUrl, socketUrl: split.socketUrl });
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  await split?.stop();
-  await site?.close();
-  if (dist) rmSync(dist, { recursive: true, force: true });
-});
-
-/** Alice and Bob registered on the app's pages, Alice in a chat with Bob. */
-async function twoUsers() {
-  const page = `http://127.0.0.1:${site.port}/`;
-  const alice = unique("alice");
-  const bob = unique("bob");
-  const alicePage = await openPage(browser, page);
-  await register(alicePage, alice);
-  const bobPage = await openPage(browser, page);
-  await register(bobPage, bob);
-  await startChat(alicePage, bob);
-  return { alice, bob, alicePage, bobPage };
-}
+const suite = splitAppSuite();
 
 test("messages show before they are stored, and the app rides out a relay restart", async () => {
-  const { alice, alicePage, bobPage } = await twoUsers();
+  const { alice, alicePage, bobPage } = await twoUsers(suite.browser, suite.url);
   await send(alicePage, "first");
   await waitStored(alicePage, "first"); // sent, or already delivered: Bob is online
   await bobPage.getByTestId("conversation-item").filter({ hasText: alice }).click();
@@ -62,7 +27,7 @@ test("messages show before they are stored, and the app rides out a relay restar
   await waitStatus(alicePage, "first", "read");
 
   // Before the ack: nothing can be stored while the test holds the messages table.
-  const db = new pg.Client({ connectionString: split.databaseUrl });
+  const db = new pg.Client({ connectionString: suite.split.databaseUrl });
   await db.connect();
   try {
     await db.query("BEGIN");
@@ -80,7 +45,7 @@ test("messages show before they are stored, and the app rides out a relay restar
   await shot(alicePage, "split-2-alice-stored-and-read");
 
   // The relay goes away: the banner counts the attempts.
-  await split.relay.stop();
+  await suite.split.relay.stop();
   const banner = alicePage.getByTestId("banner-text");
   await banner.filter({ hasText: /Reconnecting… \(attempt ([2-9]|\d{2,})\)/ }).waitFor();
   assert.equal(await alicePage.getByTestId("banner-reconnect").isVisible(), true);
@@ -89,13 +54,13 @@ test("messages show before they are stored, and the app rides out a relay restar
   // Bob writes by REST meanwhile; the relay comes back; Alice gets it without a reload.
   const token = await bobPage.evaluate(() => window.parley.session.token);
   const conversationId = await alicePage.getByTestId("conversation-item").first().getAttribute("data-conversation-id");
-  const response = await fetch(`${split.apiUrl}/api/messages`, {
+  const response = await fetch(`${suite.split.apiUrl}/api/messages`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
     body: JSON.stringify({ clientMsgId: unique("rest-"), conversationId, content: "sent during the outage" }),
   });
   assert.equal(response.status, 201, await response.text());
-  await split.startRelay();
+  await suite.split.startRelay();
   await alicePage.getByTestId("banner-reconnect").click(); // or wait for the next attempt
   await alicePage.getByTestId("connection-banner").waitFor({ state: "hidden" });
   await message(alicePage, "sent during the outage").waitFor();
@@ -111,7 +76,7 @@ test("messages show before they are stored, and the app rides out a relay restar
 test("an image and a voice note from the app's origin, stored on disk by the API on PostgreSQL", async () => {
   // The app is on its own origin: the signed URLs are the API's, and <img>/<audio> load them
   // across origins (no token, no CORS needed).
-  const { alice, alicePage, bobPage } = await twoUsers();
+  const { alice, alicePage, bobPage } = await twoUsers(suite.browser, suite.url);
   await attachPng(alicePage);
   await recordFor(alicePage, 1000);
   await stopRecording(alicePage);
@@ -119,7 +84,7 @@ test("an image and a voice note from the app's origin, stored on disk by the API
   await imageLoaded(bobPage);
   await audioLoaded(bobPage);
   const src = await bobPage.getByTestId("message-audio").getAttribute("src");
-  assert.ok(src.startsWith(`${split.apiUrl}/api/attachments/`), src);
+  assert.ok(src.startsWith(`${suite.split.apiUrl}/api/attachments/`), src);
   await shot(bobPage, "split-5-bob-image-and-voice");
   assert.deepEqual(alicePage.consoleErrors, []);
   assert.deepEqual(bobPage.consoleErrors, []);
@@ -127,7 +92,7 @@ test("an image and a voice note from the app's origin, stored on disk by the API
 
 test("a page on an origin off CORS_ALLOWED_ORIGINS is refused with a message, not a hang", async () => {
   // localhost is not 127.0.0.1 for the browser: another origin, not on the list.
-  const page = await openPage(browser, `http://localhost:${site.port}/`);
+  const page = await openPage(suite.browser, `http://localhost:${suite.site.port}/`);
   await page.getByTestId("login-username").fill(unique("eve"));
   await page.getByTestId("login-password").fill("correct horse battery");
   await page.getByTestId("register-button").click();
