@@ -219,7 +219,10 @@ export interface ParleyEvents {
   synced: { messages: number; receipts: number };
   /** The session ended from the server's side (logout elsewhere, expiry); log in again. */
   sessionRevoked: { reason: string };
-  /** An error the app may want to show (a failed sync, a refused connection…). */
+  /**
+   * An error the app may want to show (a failed sync, a refused connection, a relay that has not
+   * answered the first connection in three attempts: `network_error`…).
+   */
   error: ParleyError;
 }
 
