@@ -1,5 +1,6 @@
 //! Integration tests of the chat relay (one test binary): real relays on port 0 with the real
-//! API, PostgreSQL and Redis, driven by `rust_socketio` and by `socket.io-client` in node.
+//! API, PostgreSQL and Redis, driven by `rust_socketio`, by `socket.io-client` in node and by
+//! python-socketio.
 
 // Tests may unwrap (house style): a failure here should panic loudly.
 #![allow(clippy::unwrap_used)]
@@ -17,6 +18,7 @@ mod one_cpu;
 mod ops;
 mod port;
 mod presence;
+mod python_clients;
 mod recovery;
 mod redis_outage;
 mod revocation;
