@@ -4,7 +4,9 @@ with the real API, on each transport setting.
 Run by socket-server's `relay` test binary (socket-server/tests/relay/python_clients.rs), which
 prepares the scenario and passes it in PARLEY_RELAY_SCENARIO: {relays: [url, url], api,
 alice/bob/carol/dave/erin/frank/grace/heidi: {token, id}, direct (alice and bob's conversation),
-group (all eight), expiredToken}.
+group (all eight), expiredToken, control}. With `control`, the last test asks the runner to stop
+relay 0 gracefully (a line `PARLEY-CONTROL stop-relay 0` on stdout, answered `stopped 0` on
+stdin).
 
 By hand, with a stack already running: PARLEY_RELAY_SCENARIO='{…}' \
     tests/python/.venv/bin/python tests/python/relay_clients.py
@@ -12,6 +14,8 @@ By hand, with a stack already running: PARLEY_RELAY_SCENARIO='{…}' \
 
 import json
 import os
+import select
+import socket
 import sys
 import threading
 import time
@@ -76,12 +80,12 @@ class Client(socketio.Client):
 class Device:
     """One python-socketio client: the events its handlers saw, and the events on the wire."""
 
-    def __init__(self, name, relay, token, transports):
+    def __init__(self, name, relay, token, transports, reconnection=False, url=None):
         self.name = name
-        self.url = S["relays"][relay]
+        self.url = url or S["relays"][relay]
         self.token = token
         self.transports = transports
-        self.sio = Client(reconnection=False)
+        self.sio = Client(reconnection=reconnection)
         self.cond = threading.Condition()
         self.handled = []  # (event, arg) as the handlers ran
         self.connects = 0
@@ -430,11 +434,155 @@ class SyncAndReceipts(RelayTest):
                 self.assertGreaterEqual(status["deliveredUpToSeq"], ack["seq"])
 
 
+class Forwarder:
+    """A TCP load balancer on 127.0.0.1: each new connection goes to the first backend that
+    accepts it, and a backend that refuses one is left for good (a replica gone). It also tells
+    when a long-polling GET is waiting at a backend for its answer (HTTP/1.1 without pipelining:
+    a connection's next bytes from the backend answer the request it carried last)."""
+
+    def __init__(self, backends):
+        self.backends = list(backends)
+        self.current = 0
+        self.choosing = threading.Lock()
+        self.cond = threading.Condition()
+        self.pending_polls = set()  # connections whose polling GET waits for its answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.listener.close()
+
+    def until_poll_pending(self, backend):
+        """Wait until a polling GET is waiting at backend `backend`."""
+        deadline = time.monotonic() + PATIENCE
+        with self.cond:
+            while not any(b == backend for b, _ in self.pending_polls):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timeout: no poll pending at backend {backend}")
+                self.cond.wait(left)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        upstream = None
+        with self.choosing:
+            while self.current < len(self.backends):
+                backend = self.current
+                try:
+                    upstream = socket.create_connection(self.backends[backend], timeout=PATIENCE)
+                    upstream.settimeout(None)
+                    break
+                except ConnectionRefusedError:
+                    self.current += 1
+        if upstream is None:
+            client.close()
+            return
+        key = (backend, client.fileno())
+        request = bytearray()
+
+        def sent(chunk):
+            if len(request) < 65536:
+                request.extend(chunk)
+            head = bytes(request)
+            if b"\r\n\r\n" in head and head.startswith(b"GET ") and b"transport=polling" in head \
+                    and b"sid=" in head.split(b"\r\n", 1)[0]:
+                with self.cond:
+                    self.pending_polls.add(key)
+                    self.cond.notify_all()
+
+        def answered(chunk):
+            request.clear()
+            with self.cond:
+                self.pending_polls.discard(key)
+
+        threading.Thread(target=self._pipe, args=(upstream, client, answered), daemon=True).start()
+        self._pipe(client, upstream, sent)
+        with self.cond:
+            self.pending_polls.discard(key)
+
+    @staticmethod
+    def _pipe(source, sink, seen):
+        try:
+            while data := source.recv(65536):
+                seen(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s, how in ((sink, socket.SHUT_WR), (source, socket.SHUT_RD)):
+            try:
+                s.shutdown(how)
+            except OSError:
+                pass
+
+
+def stop_relay(index):
+    """Ask the runner (python_clients.rs) to stop relay `index` as SIGTERM does; returns once it
+    has exited."""
+    print(f"PARLEY-CONTROL stop-relay {index}", flush=True)
+    ready, _, _ = select.select([sys.stdin], [], [], PATIENCE)
+    if not ready:
+        raise AssertionError(f"timeout: the runner did not stop relay {index}")
+    answer = sys.stdin.readline().strip()
+    if answer != f"stopped {index}":
+        raise AssertionError(f"the runner answered {answer!r} to stop-relay {index}")
+
+
+@unittest.skipUnless(S.get("control"), "needs the runner's control channel (python_clients.rs)")
+class RelayShutdown(RelayTest):
+    """Last: it stops relay 0 for good."""
+
+    def test_clients_reconnect_to_another_relay_after_a_graceful_shutdown(self):
+        host = "127.0.0.1"
+        ports = [int(url.rsplit(":", 1)[1]) for url in S["relays"]]
+        balancer = Forwarder([(host, ports[0]), (host, ports[1])])
+        self.addCleanup(balancer.close)
+        devices = [
+            self.device("bob-" + t[0], None, S["bob"]["token"], t, reconnection=True, url=balancer.url())
+            for t in TRANSPORTS
+        ]
+        for d in devices:
+            self.assertIn("serverTime", d.call("ping", {}))
+            self.assertEqual(d.connects, 1)
+        self.assertEqual(balancer.current, 0)
+
+        # Act: relay 0, where both devices are, shuts down as on SIGTERM while the polling device
+        # waits for a poll's answer (the answer that must not carry a close packet)
+        balancer.until_poll_pending(0)
+        stop_relay(0)
+
+        # Assert: each device comes back by itself, on relay 1, and receives there
+        for d in devices:
+            d.until("a reconnect", lambda d: d.connects >= 2 and d.sio.connected)
+            self.assertEqual(len(d.disconnects), 1, d.disconnects)
+            self.assertIn("serverTime", d.call("ping", {}))
+        self.assertEqual(balancer.current, 1)
+        a = self.device("alice", 1, S["alice"]["token"], ["websocket"])
+        ack = a.call(
+            "send_message",
+            {"clientMsgId": "py-after-shutdown", "conversationId": S["direct"], "content": "back?"},
+        )
+        self.assertIs(ack["success"], True, ack)
+        for d in devices:
+            saved = d.event("message_saved", lambda arg: msg_id_of(arg) == "py-after-shutdown")
+            self.assertEqual(saved["id"], ack["id"])
+
+
 def main():
     loader = unittest.TestLoader()
     suite = unittest.TestSuite(
         loader.loadTestsFromTestCase(case)
-        for case in (Connect, SendMessage, UnreadableArguments, Burst, SyncAndReceipts)
+        for case in (Connect, SendMessage, UnreadableArguments, Burst, SyncAndReceipts, RelayShutdown)
     )
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stderr).run(suite)
     sys.exit(0 if result.wasSuccessful() else 1)

@@ -14,9 +14,13 @@ use socket_server::settings::{
     ApiSettings as RelayApi, Limits, PresenceSettings, RedisSettings, Settings, SocketSettings,
 };
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const PASSWORD: &str = "correct-horse-battery-staple";
+
+/// A running relay: what stops it, and its task (the relay's exit).
+type RelayRun = (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>);
 
 pub struct Stack {
     pub api_url: String,
@@ -25,6 +29,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     db_name: String,
     _stops: Vec<oneshot::Sender<()>>,
+    /// Each relay's stop and task, until [`Stack::stop_relay`] takes them.
+    relays: Vec<Option<RelayRun>>,
 }
 
 /// The API's settings for tests: port 0, a database `db_name` (created when missing), the bus
@@ -130,6 +136,7 @@ pub async fn spawn_stack_custom(
     }));
     stops.push(tx);
     let mut relay_ports = Vec::new();
+    let mut relay_runs = Vec::new();
     for _ in 0..relays {
         let mut settings = Settings {
             socket: SocketSettings {
@@ -182,10 +189,10 @@ pub async fn spawn_stack_custom(
             .unwrap_or_else(|e| panic!("the relay did not start: {e:#}"));
         relay_ports.push(relay.port());
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(relay.run_until_stopped(async move {
+        let task = tokio::spawn(relay.run_until_stopped(async move {
             let _ = rx.await;
         }));
-        stops.push(tx);
+        relay_runs.push(Some((tx, task)));
     }
     Stack {
         api_url,
@@ -198,6 +205,7 @@ pub async fn spawn_stack_custom(
             .unwrap(),
         db_name,
         _stops: stops,
+        relays: relay_runs,
     }
 }
 
@@ -219,6 +227,16 @@ impl Stack {
             .await
             .unwrap();
         db
+    }
+
+    /// Stops relay `index` as SIGTERM does (its graceful shutdown: open sessions are told, the
+    /// listener closes) and returns once it has exited.
+    pub async fn stop_relay(&mut self, index: usize) {
+        let (stop, task) = self.relays[index].take().expect("a relay stopped once");
+        let _ = stop.send(());
+        task.await
+            .expect("the relay's task")
+            .expect("the relay stopped cleanly");
     }
 
     pub fn relay_url(&self, index: usize) -> String {
@@ -317,6 +335,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         // Stop the services first (their pools hold connections), then drop the database.
+        self.relays.clear();
         self._stops.clear();
         let _ = std::process::Command::new("psql")
             .args([

@@ -1,13 +1,14 @@
 //! Runs `tests/python/relay_clients.py` (python-socketio's sync client from PyPI, on WebSocket and
 //! on long-polling) against two relays and the API prepared here; the scenario is passed in the
-//! environment.
+//! environment. The suite's last test asks, on its stdout, for relay 0 to be stopped gracefully
+//! (`PARLEY-CONTROL stop-relay 0`), and is answered on its stdin once it has exited.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 use crate::helpers::spawn_stack;
@@ -50,7 +51,7 @@ async fn python_socketio_devices_on_two_relays_pass_the_python_suite() {
     // Arrange: the venv, two relays, eight users, alice and bob's direct conversation and a
     // group of all
     let python = python();
-    let stack = spawn_stack(2).await;
+    let mut stack = spawn_stack(2).await;
     let mut users = serde_json::Map::new();
     let mut ids = Vec::new();
     for name in [
@@ -70,20 +71,23 @@ async fn python_socketio_devices_on_two_relays_pass_the_python_suite() {
         "direct": direct,
         "group": group,
         "expiredToken": stack.expired_token(&ids[0]),
+        "control": true,
     });
     scenario.as_object_mut().unwrap().extend(users);
 
-    // Act
+    // Act: the suite, answering its requests to stop a relay
     let mut child = Command::new(python)
         .args(["-B", "tests/python/relay_clients.py"])
         .current_dir(workspace_root())
         .env("PARLEY_RELAY_SCENARIO", scenario.to_string())
         .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("starting tests/python/.venv/bin/python");
+    let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stderr = child.stderr.take().unwrap();
     let errors = tokio::spawn(async move {
@@ -94,6 +98,15 @@ async fn python_socketio_devices_on_two_relays_pass_the_python_suite() {
     let run = async {
         while let Some(line) = stdout.next_line().await.expect("the suite's stdout") {
             println!("{line}");
+            if let Some(index) = line.strip_prefix("PARLEY-CONTROL stop-relay ") {
+                let index: usize = index.parse().expect("a relay index");
+                stack.stop_relay(index).await;
+                stdin
+                    .write_all(format!("stopped {index}\n").as_bytes())
+                    .await
+                    .expect("answering the suite");
+                stdin.flush().await.unwrap();
+            }
         }
         child.wait().await.expect("the suite's exit")
     };
