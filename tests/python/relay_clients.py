@@ -85,7 +85,8 @@ class Device:
         self.url = url or S["relays"][relay]
         self.token = token
         self.transports = transports
-        self.sio = Client(reconnection=reconnection)
+        # python-engineio gives an HTTP request or a WebSocket handshake 5 s by default.
+        self.sio = Client(reconnection=reconnection, request_timeout=PATIENCE)
         self.cond = threading.Condition()
         self.handled = []  # (event, arg) as the handlers ran
         self.connects = 0
@@ -188,6 +189,10 @@ class RelayTest(unittest.TestCase):
 
 class Connect(RelayTest):
     def test_a_token_in_auth_connects_and_bad_ones_are_refused_with_their_code(self):
+        # python-socketio's default: polling, then the upgrade to WebSocket
+        default = self.device("alice-default", 1, S["alice"]["token"], None)
+        self.assertEqual(default.sio.transport(), "websocket")
+        self.assertIn("serverTime", default.call("ping", {}))
         for transports in TRANSPORTS:
             with self.subTest(transports=transports):
                 a = self.device("alice", 0, S["alice"]["token"], transports)
@@ -218,8 +223,9 @@ class SendMessage(RelayTest):
                 a1 = self.device("alice-1", 0, S["alice"]["token"], transports)
                 a2 = self.device("alice-2", 1, S["alice"]["token"], other)
                 b1 = self.device("bob-1", 1, S["bob"]["token"], transports)
+                b2 = self.device("bob-2", 0, S["bob"]["token"], None)  # polling, then upgraded
                 # An answered ping: the relay handled the connect (room joined, subscribed).
-                for d in (a1, a2, b1):
+                for d in (a1, a2, b1, b2):
                     self.assertIn("serverTime", d.call("ping", {}))
                 client_msg_id = f"py-{transports[0]}-1"
 
@@ -239,7 +245,7 @@ class SendMessage(RelayTest):
                 self.assertIsInstance(ack["seq"], int)
                 self.assertEqual(ack["conversationId"], S["direct"])
                 mine = lambda arg: msg_id_of(arg) == client_msg_id
-                for d in (a2, b1):
+                for d in (a2, b1, b2):
                     saved = d.event("message_saved", mine)
                     self.assertEqual((saved["id"], saved["seq"]), (ack["id"], ack["seq"]))
                     events = [ev for ev, arg in d.wire_events() if mine(arg)]
