@@ -18,18 +18,8 @@ fn workspace_root() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_io_client_devices_on_two_relays_pass_the_node_chat_suite() {
-    // Arrange: node and its packages, two relays, three users and a conversation
-    let root = workspace_root();
-    let node_dir = root.join("tests/node");
-    if !node_dir.join("node_modules").exists() {
-        let install = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&node_dir)
-            .status()
-            .await
-            .expect("npm must be installed (Node.js 20+)");
-        assert!(install.success(), "`npm ci` in tests/node failed");
-    }
+    // Arrange: node's packages, two relays, three users and a conversation
+    assert_installed();
     let stack = spawn_stack(2).await;
     let (alice, alice_id) = stack.register("alice").await;
     let (bob, bob_id) = stack.register("bob").await;
@@ -51,6 +41,15 @@ async fn socket_io_client_devices_on_two_relays_pass_the_node_chat_suite() {
         &[("PARLEY_RELAY_SCENARIO", scenario.to_string())],
     )
     .await;
+}
+
+/// `tests/node/node_modules` is there (`./scripts/test` installs it). Not installed here: each
+/// test runs in a process of its own, and one installing while another runs raced it.
+fn assert_installed() {
+    assert!(
+        workspace_root().join("tests/node/node_modules").exists(),
+        "tests/node/node_modules is missing: run ./scripts/test, or `npm ci` in tests/node"
+    );
 }
 
 /// Run `node --test <dir>` from the workspace root with `envs`; fails with node's output.
@@ -75,11 +74,7 @@ async fn run_node_suite(dir: &str, envs: &[(&str, String)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_written_from_the_design_documents_work_unmodified_on_two_relays() {
     // Arrange: two relays and the API (the suite registers its own users)
-    let root = workspace_root();
-    assert!(
-        root.join("tests/node/node_modules").exists(),
-        "tests/node/node_modules is missing: run `npm ci` in tests/node"
-    );
+    assert_installed();
     let stack = spawn_stack(2).await;
     let relays = format!("{},{}", stack.relay_url(0), stack.relay_url(1));
 
