@@ -77,6 +77,7 @@ impl Application {
                 .context("opening the attachments storage (ATTACHMENTS_URL)")?;
         crate::service::attachments::spawn_gc(&store, &attachments);
         crate::service::sessions::spawn_prune(&store);
+        crate::service::spawn_close_idle(&store);
         let state = AppState {
             attachments,
             store,

@@ -323,3 +323,32 @@ async fn responses_carry_the_request_id_given_or_a_new_one() {
     let id = generated.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
 }
+
+#[tokio::test]
+async fn idle_pooled_connections_are_closed() {
+    // Arrange: a store with three connections open at once, then all back in the pool
+    let app = spawn_app().await;
+    let store = api_server::store::open(&app.settings.database)
+        .await
+        .expect("opening the store as another replica would");
+    let (a, b, c) = tokio::join!(store.ping(), store.ping(), store.ping());
+    a.and(b).and(c).expect("pinging");
+    let (_, idle_before, _) = store.pool_status();
+
+    // Act: close what was idle for no time at all (every idle one), then for a long while
+    let none = store.close_idle(std::time::Duration::from_secs(3600));
+    let all = store.close_idle(std::time::Duration::ZERO);
+
+    // Assert: an embedded database has nothing to close; a pool closes its idle connections
+    // and opens a new one when asked
+    let (_, idle_after, _) = store.pool_status();
+    assert_eq!(none, 0);
+    match *crate::backend::BACKEND {
+        crate::backend::Backend::SqliteRedis => assert_eq!(all, 0),
+        crate::backend::Backend::PostgresRedis => {
+            assert!(idle_before >= 1, "{idle_before}");
+            assert_eq!((all, idle_after), (idle_before, 0));
+        }
+    }
+    store.ping().await.expect("a new connection after closing the idle ones");
+}

@@ -366,6 +366,14 @@ impl Store for PgStore {
         })
     }
 
+    fn close_idle(&self, idle_for: Duration) -> usize {
+        // Only idle connections are in the pool's slots; dropping one closes it.
+        self.pool
+            .retain(|_, metrics| metrics.last_used() < idle_for)
+            .removed
+            .len()
+    }
+
     fn pool_status(&self) -> (usize, usize, usize) {
         let s = self.pool.status();
         let idle = s.available;
