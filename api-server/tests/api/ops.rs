@@ -350,5 +350,8 @@ async fn idle_pooled_connections_are_closed() {
             assert_eq!((all, idle_after), (idle_before, 0));
         }
     }
-    store.ping().await.expect("a new connection after closing the idle ones");
+    store
+        .ping()
+        .await
+        .expect("a new connection after closing the idle ones");
 }
