@@ -169,15 +169,29 @@ async fn offer_chunked(
     (status, sent, closed)
 }
 
-#[tokio::test]
-async fn an_oversized_upload_is_refused_without_reading_the_rest() {
-    let limit: u64 = 256 * 1024;
-    let (app, _storage) = fs_app(|s| {
-        s.attachments.image_max_bytes = limit;
-        s.attachments.voice_max_bytes = limit;
+/// The image and voice upload limit of [`app_with_small_upload_limit`].
+const SMALL_UPLOAD_LIMIT: u64 = 256 * 1024;
+
+/// An app whose uploads may be at most [`SMALL_UPLOAD_LIMIT`] bytes, its storage (kept while
+/// the test runs) and alice's token.
+async fn app_with_small_upload_limit() -> (
+    crate::helpers::TestApp,
+    crate::attachments_s3::TestStorage,
+    String,
+) {
+    let (app, storage) = fs_app(|s| {
+        s.attachments.image_max_bytes = SMALL_UPLOAD_LIMIT;
+        s.attachments.voice_max_bytes = SMALL_UPLOAD_LIMIT;
     })
     .await;
     let (alice, _) = app.register("alice").await;
+    (app, storage, alice)
+}
+
+#[tokio::test]
+async fn an_oversized_upload_is_refused_without_reading_the_rest() {
+    let limit = SMALL_UPLOAD_LIMIT;
+    let (app, _storage, alice) = app_with_small_upload_limit().await;
     // Announced too large: refused before a byte is read.
     let announced = app
         .client
@@ -235,13 +249,8 @@ fn form_with_field_before(before: usize) -> Vec<u8> {
 #[tokio::test]
 async fn a_form_past_the_upload_limit_is_a_413_whichever_part_holds_the_bytes() {
     // Arrange
-    let limit: u64 = 256 * 1024;
-    let (app, _storage) = fs_app(|s| {
-        s.attachments.image_max_bytes = limit;
-        s.attachments.voice_max_bytes = limit;
-    })
-    .await;
-    let (alice, _) = app.register("alice").await;
+    let limit = SMALL_UPLOAD_LIMIT;
+    let (app, _storage, alice) = app_with_small_upload_limit().await;
     let form_type = format!("multipart/form-data; boundary={BOUNDARY}");
     let file_then_field = [
         part("file", true),
