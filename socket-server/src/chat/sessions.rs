@@ -3,9 +3,10 @@
 //! each socket's session is still active, and closes the revoked ones with `session_revoked`
 //! `{reason:"revoked"}` (a logout whose `user_logged_out` event was lost, e.g. with Redis). The
 //! same check runs at once whenever the bus subscription comes back after an outage, since the
-//! logout events of the outage are lost. A socket is closed when its token expires, at its
-//! `exp`, with `{reason:"expired"}`. While the API cannot answer, sockets stay (and are checked
-//! again next period).
+//! logout events of the outage are lost, and every [`OUTAGE_CHECK`] while it lasts (the relay
+//! hears no logout then). A socket is closed when its token expires, at its `exp`, with
+//! `{reason:"expired"}`. While the API cannot answer, sockets stay (and are checked again next
+//! period).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -25,6 +26,10 @@ use crate::socketio::Socket;
 const MIN_WAIT: Duration = Duration::from_millis(200);
 /// How often the bus subscription's state is looked at (one atomic load).
 const BUS_POLL: Duration = Duration::from_secs(1);
+/// How often sessions are checked while the bus subscription is down (when
+/// `limits.session_check_secs` is longer): a logout is then heard by no relay, so this bounds
+/// how long a logged-out socket stays open through a Redis outage.
+const OUTAGE_CHECK: Duration = Duration::from_secs(5);
 
 /// The earliest token expiry among the local sockets (unix seconds), kept without scanning the
 /// sockets at every connect: a connect lowers it (waking the sweeper only when it did), and each
@@ -61,8 +66,8 @@ impl Expiries {
     }
 }
 
-/// Sweep until the relay stops: at every token expiry, every `limits.session_check_secs`, and
-/// when the bus comes back.
+/// Sweep until the relay stops: at every token expiry, every `limits.session_check_secs` (or
+/// [`OUTAGE_CHECK`] while the bus is down), and when the bus comes back.
 pub async fn run(state: Weak<ChatState>, stop: CancellationToken) {
     let Some((period, expiries)) = state.upgrade().map(|s| {
         (
@@ -72,10 +77,12 @@ pub async fn run(state: Weak<ChatState>, stop: CancellationToken) {
     }) else {
         return;
     };
-    let mut next_check = Instant::now() + period;
+    let mut checked_at = Instant::now();
     // The bus epoch last seen live: a different one means events may have been lost between.
     let mut last_live = None;
+    let mut bus_down = false;
     loop {
+        let next_check = checked_at + check_period(period, bus_down);
         let due = expiries.next().map_or(next_check, |at| at.min(next_check));
         let due = due.max(Instant::now() + MIN_WAIT);
         tokio::select! {
@@ -89,9 +96,12 @@ pub async fn run(state: Weak<ChatState>, stop: CancellationToken) {
         };
         let bus = state.subscriber.epoch();
         let bus_back = bus.is_some() && bus != last_live;
+        // Down since the last look: the shorter period counts from the last check.
+        bus_down = bus.is_none();
+        let next_check = checked_at + check_period(period, bus_down);
         if bus_back {
             last_live = bus;
-        } else if Instant::now() < due {
+        } else if Instant::now() < due.min(next_check) {
             continue;
         }
         // Reset before the snapshot: a socket joining after it lowers the value again.
@@ -107,9 +117,19 @@ pub async fn run(state: Weak<ChatState>, stop: CancellationToken) {
             }
         }
         if bus_back || Instant::now() >= next_check {
-            next_check = Instant::now() + period;
+            checked_at = Instant::now();
             revalidate(&state, &sockets).await;
         }
+    }
+}
+
+/// How long between two checks of every socket's session: `limits.session_check_secs`, or
+/// [`OUTAGE_CHECK`] while the bus is down if that is sooner.
+fn check_period(period: Duration, bus_down: bool) -> Duration {
+    if bus_down {
+        period.min(OUTAGE_CHECK)
+    } else {
+        period
     }
 }
 

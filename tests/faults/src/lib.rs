@@ -48,7 +48,8 @@
 //!    relays (`token_revoked`, the relays ask the database), while the other users keep sending.
 //! 9. A logout *during* a Redis outage: the token is refused at connect on both relays, also by
 //!    the one that confirmed its session seconds before (its session cache is not trusted while
-//!    the bus is down, nor afterwards for what it confirmed before).
+//!    the bus is down, nor afterwards for what it confirmed before), and the socket already open
+//!    with it gets `session_revoked` before Redis is back (the relays check every 5 s then).
 //!
 //! 10. PostgreSQL frozen (SIGSTOP to every process of it: connections open, nothing answers):
 //!     while it hangs, a REST request of each user is answered 503 `service_unavailable` (the

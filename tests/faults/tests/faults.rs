@@ -14,6 +14,9 @@ const OUTAGE: Duration = Duration::from_secs(10);
 /// How long a killed service stays dead before its supervisor restarts it: long enough for its
 /// clients to see failed reconnects (relay) or exhausted store retries (API).
 const DOWNTIME: Duration = Duration::from_secs(5);
+/// How soon after a logout during a Redis outage its open socket must be closed: the relays
+/// check their sessions every 5 s while their bus is down (60 s otherwise).
+const OUTAGE_REVOKED_WITHIN: Duration = Duration::from_secs(30);
 
 /// SIGKILL the service `pick` names, leave it dead for [`DOWNTIME`], then start it again on
 /// its port as its supervisor would; when it was ready again.
@@ -189,20 +192,36 @@ fn a_token_logged_out_before_redis_restarts_empty_stays_refused_on_both_relays()
 }
 
 #[test]
-fn a_token_logged_out_during_a_redis_outage_is_refused_at_connect_on_both_relays() {
+fn a_token_logged_out_during_a_redis_outage_is_refused_at_connect_and_its_socket_closed() {
     // Arrange: user0's socket on relay 0 had its session confirmed at connect, seconds ago
     let mut run = Run::start("logout during a Redis outage");
 
-    // Act: log out while Redis is down (the logout event reaches no relay), then connect
+    // Act: log out while Redis is down (the logout event reaches no relay), then connect, then
+    // wait for the open socket's session_revoked, all before Redis is back
     run.stack.redis.stop();
     run.driver
         .command(json!({ "cmd": "logout", "user": 0, "awaitRevoked": false }));
     run.driver.expect("logged_out");
     let codes = connect_codes(&mut run, 0);
+    run.driver.command(json!({ "cmd": "revoked", "user": 0 }));
+    let revoked = run.driver.expect("revoked");
     run.stack.redis.restart();
 
-    // Assert: both relays ask the database, as docs/operations.md (Redis outage) says
+    // Assert: both relays ask the database, as docs/operations.md (Redis outage) says, and the
+    // open socket is closed by the outage's session checks (every 5 s), long before the
+    // periodic one (60 s after the relay started)
     assert_eq!(codes, ["token_revoked", "token_revoked"]);
+    let after = Duration::from_secs_f64(revoked["ms"].as_f64().unwrap_or(f64::MAX) / 1000.0);
+    println!("user0's socket revoked {after:.1?} after the logout: {revoked}");
+    assert_eq!(
+        revoked["revoked"], "revoked",
+        "user0's open socket got session_revoked while Redis was down"
+    );
+    assert!(
+        after < OUTAGE_REVOKED_WITHIN,
+        "revoked within {OUTAGE_REVOKED_WITHIN:?} of the logout (the relays check every 5 s while \
+         the bus is down), after {after:?}"
+    );
     run.finish();
 }
 

@@ -16,6 +16,8 @@
 //   in  {"cmd":"logout","user":i,"awaitRevoked":true}
 //                                      i stops sending, logs out, awaits its session_revoked
 //                                      → {"event":"logged_out","user","revoked"}
+//   in  {"cmd":"revoked","user":i}     awaits i's session_revoked (after a logout that did not)
+//                                      → {"event":"revoked","user","revoked","ms"} (ms since the logout)
 //   in  {"cmd":"failover"}             from now on a user whose connection is lost moves to the other relay
 //   in  {"cmd":"connect","user":i}     i's token on each relay → {"event":"connect_results","results":[{relay,code}]}
 //   in  {"cmd":"rest","user":i,"path":p} GET p on the API with i's token
@@ -341,9 +343,17 @@ const commands = {
     while (u.pending.size > 0) await sleep(20);
     await rest("POST", "/api/auth/logout", u.token);
     u.loggedOut = true;
+    u.loggedOutAt = now();
     const until = now() + (awaitRevoked ? DRAIN_MS : 0);
     while (u.revoked === null && now() < until) await sleep(20);
     emit({ event: "logged_out", user, revoked: u.revoked });
+  },
+
+  async revoked({ user }) {
+    const u = users[user];
+    const until = now() + DRAIN_MS;
+    while (u.revoked === null && now() < until) await sleep(20);
+    emit({ event: "revoked", user, revoked: u.revoked, ms: now() - u.loggedOutAt });
   },
 
   async connect({ user }) {
