@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`redis`]: [`RedisServer`], a `redis-server` process.
 //! - [`postgres`]: [`PgCluster`], an `initdb` cluster run by `pg_ctl` in a temporary directory.
-//! - `port`: picking a free loopback port and waiting for one to answer.
+//! - `port`: picking a free loopback port and waiting for one to answer. `signal`: `kill -STOP`
+//!   and the like, to freeze a server.
 //! - [`metrics`]: checks of the `process_*` metrics on a service's `/metrics`.
 //!
 //! Standard library only, blocking calls (each takes milliseconds to a few seconds): call them
@@ -16,6 +17,7 @@ pub mod metrics;
 mod port;
 pub mod postgres;
 pub mod redis;
+mod signal;
 
 pub use postgres::PgCluster;
 pub use redis::RedisServer;

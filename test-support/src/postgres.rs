@@ -143,8 +143,8 @@ impl PgCluster {
         );
         let postmaster = self.postmaster_pid();
         // The postmaster first: stopped, it starts no process after the list below is read.
-        signal("STOP", &[postmaster]);
-        signal("STOP", &children_of(postmaster));
+        crate::signal::send("STOP", &[postmaster]);
+        crate::signal::send("STOP", &children_of(postmaster));
         self.frozen = true;
     }
 
@@ -154,8 +154,8 @@ impl PgCluster {
             return;
         }
         let postmaster = self.postmaster_pid();
-        signal("CONT", &children_of(postmaster));
-        signal("CONT", &[postmaster]);
+        crate::signal::send("CONT", &children_of(postmaster));
+        crate::signal::send("CONT", &[postmaster]);
         self.frozen = false;
     }
 
@@ -249,18 +249,6 @@ fn children_of(parent: u32) -> Vec<u32> {
                 == Some(parent)
         })
         .collect()
-}
-
-/// `kill -<name> <pids>`; panics when it fails.
-fn signal(name: &str, pids: &[u32]) {
-    if pids.is_empty() {
-        return;
-    }
-    let out = Command::new("kill")
-        .arg(format!("-{name}"))
-        .args(pids.iter().map(u32::to_string))
-        .output();
-    expect_ok(out, &format!("kill -{name}"));
 }
 
 fn find_bin() -> PathBuf {

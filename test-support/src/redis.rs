@@ -20,6 +20,8 @@ pub struct RedisServer {
     unix_socket: Option<std::path::PathBuf>,
     /// The process while it runs.
     child: Option<Child>,
+    /// Stopped by SIGSTOP ([`RedisServer::freeze`]).
+    frozen: bool,
 }
 
 impl RedisServer {
@@ -45,6 +47,7 @@ impl RedisServer {
                 unix_socket: unix
                     .then(|| std::env::temp_dir().join(format!("parley-test-redis-{port}.sock"))),
                 child: None,
+                frozen: false,
             };
             match server.spawn() {
                 Ok(()) => return server,
@@ -86,6 +89,7 @@ impl RedisServer {
     /// closed), killing the process if it has not exited within a few seconds. Returns once the
     /// process is gone. A stopped server stays stopped.
     pub fn stop(&mut self) {
+        self.thaw();
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -95,6 +99,23 @@ impl RedisServer {
             let _ = child.kill();
         }
         let _ = child.wait();
+    }
+
+    /// Freeze the server (SIGSTOP): its port and connections stay open and nothing answers on
+    /// them — a Redis that hangs, as its clients see it. [`RedisServer::thaw`] resumes it.
+    pub fn freeze(&mut self) {
+        let child = self.child.as_ref().expect("freeze needs a running server");
+        assert!(!self.frozen, "frozen already");
+        crate::signal::send("STOP", &[child.id()]);
+        self.frozen = true;
+    }
+
+    /// Resume a frozen server (SIGCONT); nothing when it is not frozen.
+    pub fn thaw(&mut self) {
+        if let (Some(child), true) = (&self.child, self.frozen) {
+            crate::signal::send("CONT", &[child.id()]);
+        }
+        self.frozen = false;
     }
 
     /// Close the connections of every client of `kind` (`normal`, `pubsub`, `replica`, …) the

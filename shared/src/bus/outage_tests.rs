@@ -225,6 +225,60 @@ async fn the_subscriber_answers_while_redis_is_down_and_receives_again_after_res
     assert_eq!(got.payload, "for two");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_finds_a_redis_that_hangs_and_receives_again_after_it_resumes() {
+    // Arrange: a live subscription of user 1, with nothing to confirm
+    let mut redis = RedisServer::start();
+    let bus = connect(&redis).await;
+    let (sub, mut rx) = bus.subscribe();
+    sub.subscribe(UserId(1)).await;
+    assert!(sub.epoch().is_some(), "subscribed before the hang");
+
+    // Act: Redis hangs (SIGSTOP: its connections stay open, nothing answers on them)
+    redis.freeze();
+
+    // Assert: the subscription counts as down (sessions are then checked with the database,
+    // and the session cache is not trusted), then live again once Redis resumes
+    let took = within(RECOVERY, "the hung Redis noticed", || async {
+        sub.epoch().is_none()
+    })
+    .await;
+    eprintln!("the subscriber noticed the hang {took:?} after it began");
+    redis.thaw();
+    within(RECOVERY, "subscribed again after the hang", || async {
+        sub.epoch().is_some()
+    })
+    .await;
+    bus.publish(&[UserId(1)], "after the hang").await.unwrap();
+    let got = tokio::time::timeout(RECOVERY, rx.recv()).await.unwrap();
+    assert_eq!(got.unwrap().payload, "after the hang");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_publish_after_redis_restarted_goes_through() {
+    // Arrange: the publishing connection kept idle after a publish, and a subscriber
+    let redis = RedisServer::start();
+    let bus = connect(&redis).await;
+    let (sub, mut rx) = bus.subscribe();
+    sub.subscribe(UserId(1)).await;
+    bus.publish(&[UserId(1)], "before").await.unwrap();
+    assert_eq!(rx.recv().await.unwrap().payload, "before");
+    let before = sub.epoch();
+
+    // Act: Redis restarts (closing every connection) and the subscriber is back
+    let _redis = restart(redis).await;
+    within(RECOVERY, "subscribed again after the restart", || async {
+        sub.epoch().is_some_and(|now| Some(now) != before)
+    })
+    .await;
+    let first = bus.publish(&[UserId(1)], "after").await;
+
+    // Assert: the first publish found the kept connection closed and used a new one
+    first.expect("the first publish after the restart");
+    let got = tokio::time::timeout(RECOVERY, rx.recv()).await.unwrap();
+    assert_eq!(got.unwrap().payload, "after");
+}
+
 /// Run `command` (space-separated words) on `redis` as its default user.
 async fn admin(url: &str, command: &str) {
     let client = redis::Client::open(url).unwrap();

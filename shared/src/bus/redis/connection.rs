@@ -5,6 +5,7 @@
 
 use super::resp::{self, Frame};
 use redis::{ConnectionAddr, ConnectionInfo};
+use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -63,6 +64,14 @@ impl Incoming {
             Ok(_) => Ok(()),
             Err(error) => Err(error.to_string()),
         }
+    }
+
+    /// Whether the connection can still be used, found without waiting: false when Redis has
+    /// closed it (a restart) or sent something nobody asked for.
+    pub(super) fn still_open(&mut self) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let fill = std::pin::pin!(self.fill());
+        fill.poll(&mut cx).is_pending()
     }
 
     /// Read until a whole frame is in, by `deadline`.

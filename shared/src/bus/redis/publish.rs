@@ -7,7 +7,8 @@
 //! The connection is opened by the first round trip that needs one and kept between round
 //! trips. A round trip takes it out and puts it back only once every reply was read, so one
 //! cut short (failed, timed out, dropped) closes it rather than leave replies out of step; the
-//! next opens a new one.
+//! next opens a new one. So does a round trip that finds the kept one closed by Redis (a
+//! restart while it sat idle), rather than lose its events on it.
 
 use super::connection::{self, Incoming, Writer};
 use super::resp::{self, Frame};
@@ -58,7 +59,10 @@ impl Publishing {
         let deadline = Instant::now() + COMMAND_TIMEOUT;
         let round_trip = async {
             let mut idle = self.idle.lock().await;
-            let (mut incoming, mut writer) = match idle.take() {
+            let kept = idle
+                .take()
+                .and_then(|mut open| open.0.still_open().then_some(open));
+            let (mut incoming, mut writer) = match kept {
                 Some(open) => open,
                 None => connection::open(&self.info, deadline).await?,
             };

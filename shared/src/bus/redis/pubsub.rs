@@ -2,10 +2,12 @@
 //! channel, reconnecting and resubscribing by itself (see [`crate::bus::subscriber`]).
 //!
 //! The connection is our own (`connection`), not redis-rs's `PubSub`, whose reader cost
-//! ~11 000 instructions per message (see `resp`). Commands are pipelined: each SUBSCRIBE and
-//! UNSUBSCRIBE waits in a queue for its confirmation, which Redis sends in command order, at
-//! most [`REDIS_TIMEOUT`] of reading time; a subscriber is answered
-//! when its channel's confirmation arrives.
+//! ~11 000 instructions per message (see `resp`). Commands are pipelined: each SUBSCRIBE,
+//! UNSUBSCRIBE and PING waits in a queue for its answer, which Redis sends in command order, at
+//! most [`REDIS_TIMEOUT`] of reading time; a subscriber is answered when its channel's
+//! confirmation arrives. A connection that has read nothing for [`KEEPALIVE`] sends a PING: a
+//! Redis that hangs (stopped by a signal, a network path that drops packets) keeps the
+//! connection open and sends nothing, and only the missing answer shows it.
 
 use super::connection::{self, Incoming, Writer};
 use super::resp::{self, Frame};
@@ -26,6 +28,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// First wait between reconnection attempts, doubled after each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a connection may read nothing, with no answer awaited, before it sends a PING: a
+/// Redis that hangs is found within this plus [`REDIS_TIMEOUT`].
+const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// A subscriber on Redis pub/sub; its task ends when every handle is dropped.
 pub(crate) fn start(info: ConnectionInfo, keys: Keys) -> (Subscriber, mpsc::Receiver<BusMessage>) {
@@ -111,9 +116,17 @@ enum Then {
     Live(Vec<oneshot::Sender<()>>),
 }
 
-/// A command's confirmation still to come, one per channel.
+/// What Redis answers a command with, in command order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Subscribed,
+    Unsubscribed,
+    Pong,
+}
+
+/// A command's answer still to come, one per channel (one for a PING).
 struct Pending {
-    subscribe: bool,
+    reply: Reply,
     deadline: Instant,
     then: Then,
 }
@@ -148,8 +161,8 @@ impl Session<'_> {
             return Ok(());
         }
         let channels: Vec<String> = users.users().map(|u| self.keys.user_channel(u)).collect();
-        self.write(true, channels.iter().map(String::as_bytes))
-            .await?;
+        let channels: Vec<&[u8]> = channels.iter().map(String::as_bytes).collect();
+        self.write(Reply::Subscribed, &channels).await?;
         if let Some(last) = self.pending.back_mut() {
             last.then = Then::Live(waiting);
         }
@@ -163,17 +176,23 @@ impl Session<'_> {
         commands: &mut mpsc::UnboundedReceiver<Command>,
         users: &mut Counts,
     ) -> Result<(), String> {
+        let mut heard = Instant::now();
         loop {
             self.handle_frames().await?;
-            let deadline = self.pending.front().map(|p| p.deadline);
+            let awaited = self.pending.front().map(|p| (p.reply, p.deadline));
+            // Nothing awaited and nothing read for a while: ask, so that a hang shows.
+            let quiet = awaited.is_none().then(|| heard + KEEPALIVE);
             tokio::select! {
-                read = self.incoming.fill() => read?,
+                read = self.incoming.fill() => {
+                    read?;
+                    heard = Instant::now();
+                }
                 command = commands.recv() => match command {
                     None => return Ok(()),
                     Some(Command::Subscribe(user, done)) => {
                         if users.add(user) {
                             let channel = self.keys.user_channel(user);
-                            self.write(true, std::iter::once(channel.as_bytes())).await?;
+                            self.write(Reply::Subscribed, &[channel.as_bytes()]).await?;
                             if let Some(last) = self.pending.back_mut() {
                                 last.then = Then::Answer(done);
                             }
@@ -184,13 +203,15 @@ impl Session<'_> {
                     Some(Command::Unsubscribe(user)) => {
                         if users.remove(user) {
                             let channel = self.keys.user_channel(user);
-                            self.write(false, std::iter::once(channel.as_bytes())).await?;
+                            self.write(Reply::Unsubscribed, &[channel.as_bytes()]).await?;
                         }
                     }
                 },
-                () = sleep_until(deadline), if deadline.is_some() => {
-                    return Err(format!("no confirmation of SUBSCRIBE/UNSUBSCRIBE within {REDIS_TIMEOUT:?}"));
+                () = sleep_until(awaited.map(|(_, deadline)| deadline)), if awaited.is_some() => {
+                    let command = awaited.map_or("", |(reply, _)| reply.command());
+                    return Err(format!("no answer to {command} within {REDIS_TIMEOUT:?}"));
                 }
+                () = sleep_until(quiet), if quiet.is_some() => self.write(Reply::Pong, &[]).await?,
             }
         }
     }
@@ -205,16 +226,17 @@ impl Session<'_> {
                     let payload = std::str::from_utf8(payload).ok().map(str::to_owned);
                     (user.zip(payload), None)
                 }
-                Some(Frame::Subscribed) => (None, Some(true)),
-                Some(Frame::Unsubscribed) => (None, Some(false)),
+                Some(Frame::Subscribed) => (None, Some(Reply::Subscribed)),
+                Some(Frame::Unsubscribed) => (None, Some(Reply::Unsubscribed)),
+                Some(Frame::Pong) => (None, Some(Reply::Pong)),
                 Some(Frame::Error(error)) => {
                     return Err(format!("Redis: {}", String::from_utf8_lossy(error)))
                 }
                 Some(Frame::Simple(_) | Frame::Other) => (None, None),
             };
             self.incoming.consume();
-            if let Some(subscribe) = confirmed {
-                self.confirmed(subscribe)?;
+            if let Some(reply) = confirmed {
+                self.confirmed(reply)?;
             }
             if let Some((user, payload)) = message {
                 self.forward(BusMessage { user, payload }).await;
@@ -222,10 +244,10 @@ impl Session<'_> {
         }
     }
 
-    /// A confirmation arrived: it completes the oldest pending command.
-    fn confirmed(&mut self, subscribe: bool) -> Result<(), String> {
+    /// An answer arrived: it completes the oldest pending command.
+    fn confirmed(&mut self, reply: Reply) -> Result<(), String> {
         match self.pending.pop_front() {
-            Some(pending) if pending.subscribe == subscribe => {
+            Some(pending) if pending.reply == reply => {
                 match pending.then {
                     Then::Nothing => {}
                     Then::Answer(done) => {
@@ -239,7 +261,7 @@ impl Session<'_> {
                 }
                 Ok(())
             }
-            _ => Err("a confirmation Redis was not asked for".to_owned()),
+            _ => Err(format!("{reply:?}, which Redis was not asked for")),
         }
     }
 
@@ -258,31 +280,34 @@ impl Session<'_> {
         }
     }
 
-    /// Write SUBSCRIBE (or UNSUBSCRIBE) for `channels`, each awaiting its confirmation.
-    async fn write<'c>(
-        &mut self,
-        subscribe: bool,
-        channels: impl ExactSizeIterator<Item = &'c [u8]>,
-    ) -> Result<(), String> {
-        let name: &[u8] = if subscribe {
-            b"SUBSCRIBE"
-        } else {
-            b"UNSUBSCRIBE"
-        };
-        let count = channels.len();
-        let mut args = Vec::with_capacity(count + 1);
-        args.push(name);
-        args.extend(channels);
+    /// Write the command answered by `reply` for `channels` (SUBSCRIBE or UNSUBSCRIBE: an
+    /// answer per channel; PING: none and one answer).
+    async fn write(&mut self, reply: Reply, channels: &[&[u8]]) -> Result<(), String> {
+        let mut args = Vec::with_capacity(channels.len() + 1);
+        args.push(reply.command().as_bytes());
+        args.extend_from_slice(channels);
         self.command.clear();
         resp::command(&mut self.command, &args);
         connection::write_within(&mut self.writer, &self.command, REDIS_TIMEOUT).await?;
         let deadline = Instant::now() + REDIS_TIMEOUT;
-        self.pending.extend((0..count).map(|_| Pending {
-            subscribe,
-            deadline,
-            then: Then::Nothing,
-        }));
+        self.pending
+            .extend((0..channels.len().max(1)).map(|_| Pending {
+                reply,
+                deadline,
+                then: Then::Nothing,
+            }));
         Ok(())
+    }
+}
+
+impl Reply {
+    /// The command this answers.
+    fn command(self) -> &'static str {
+        match self {
+            Reply::Subscribed => "SUBSCRIBE",
+            Reply::Unsubscribed => "UNSUBSCRIBE",
+            Reply::Pong => "PING",
+        }
     }
 }
 

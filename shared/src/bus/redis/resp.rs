@@ -27,11 +27,13 @@ pub(crate) enum Frame<'a> {
     Subscribed,
     /// A channel's `unsubscribe` confirmation.
     Unsubscribed,
+    /// The answer to `PING`: `["pong", ""]` on a subscribed connection, `+PONG` otherwise.
+    Pong,
     /// A simple string (`+OK`).
     Simple(&'a [u8]),
     /// An error reply (`-ERR …`).
     Error(&'a [u8]),
-    /// Anything else well formed (integers, `pong`, `pmessage`, nulls): not used here.
+    /// Anything else well formed (integers, `pmessage`, nulls): not used here.
     Other,
 }
 
@@ -61,6 +63,7 @@ pub(crate) fn frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, Malformed>
         return Ok(None);
     };
     let frame = match element {
+        Element::Simple(b"PONG") => Frame::Pong,
         Element::Simple(line) => Frame::Simple(line),
         Element::Error(line) => Frame::Error(line),
         Element::Array {
@@ -73,6 +76,11 @@ pub(crate) fn frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, Malformed>
             (b"unsubscribe", 2) => Frame::Unsubscribed,
             _ => Frame::Other,
         },
+        Element::Array {
+            count: 2,
+            first: [b"pong", _, _],
+            bulks: 2,
+        } => Frame::Pong,
         Element::Bulk(_) | Element::Array { .. } | Element::Other => Frame::Other,
     };
     Ok(Some((frame, len)))
@@ -241,6 +249,7 @@ mod tests {
     fn frames_back_to_back_are_read_one_at_a_time() {
         let mut buf = b"*3\r\n$9\r\nsubscribe\r\n$10\r\nparley:u:7\r\n:1\r\n".to_vec();
         buf.extend_from_slice(b"*3\r\n$11\r\nunsubscribe\r\n$10\r\nparley:u:7\r\n:0\r\n");
+        buf.extend_from_slice(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n+PONG\r\n");
         buf.extend_from_slice(b"+OK\r\n-ERR no\r\n");
         let mut at = 0;
         let mut read = Vec::new();
@@ -254,6 +263,8 @@ mod tests {
             [
                 "Subscribed",
                 "Unsubscribed",
+                "Pong",
+                "Pong",
                 "Simple([79, 75])",
                 "Error([69, 82, 82, 32, 110, 111])"
             ]
@@ -263,8 +274,7 @@ mod tests {
     #[test]
     fn replies_a_subscriber_does_not_use_are_skipped_whole() {
         for other in [
-            &b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"[..],
-            b"*4\r\n$8\r\npmessage\r\n$3\r\np:*\r\n$3\r\np:1\r\n$1\r\nx\r\n",
+            &b"*4\r\n$8\r\npmessage\r\n$3\r\np:*\r\n$3\r\np:1\r\n$1\r\nx\r\n"[..],
             b":42\r\n",
             b"$-1\r\n",
             b"*-1\r\n",
