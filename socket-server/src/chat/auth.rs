@@ -1,6 +1,6 @@
 //! Authenticating a socket at connect: the handshake's `auth.token` is verified with the API's
-//! JWT rules, then its session is checked with the system of record through the port (a token
-//! revoked by logout is refused even when Redis lost its data).
+//! JWT rules ([`verify`]), then its session is checked with the system of record through the
+//! port ([`check_session`]: a token revoked by logout is refused even when Redis lost its data).
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -49,22 +49,9 @@ fn missing_token() -> ConnectError {
     .with_data(json!({ "code": ErrorCode::MissingToken.as_str() }))
 }
 
-/// Who a handshake's token is, and whether the API was asked (rather than the cache).
-pub struct Authenticated {
-    pub session: Session,
-    /// The API confirmed the session just now: the caller remembers it in the cache once it is
-    /// subscribed to the user's channel (from then on it hears their logouts).
-    pub asked_the_api: bool,
-}
-
-/// Verify the handshake's `{token}` (a `Bearer ` prefix, in any case, is tolerated).
-pub async fn authenticate(
-    auth: &Value,
-    keys: &JwtKeys,
-    port: &dyn RelayPort,
-    sessions: &SessionCache,
-    bus_epoch: Option<u64>,
-) -> Result<Authenticated, ConnectError> {
+/// Who the handshake's `{token}` says the socket is (a `Bearer ` prefix, in any case, is
+/// tolerated), by the token alone: its session is [`check_session`]'s.
+pub fn verify(auth: &Value, keys: &JwtKeys) -> Result<Session, ConnectError> {
     let token = match auth.get("token") {
         None | Some(Value::Null) => return Err(missing_token()),
         Some(Value::String(token)) => without_scheme(token),
@@ -80,27 +67,34 @@ pub async fn authenticate(
     let user = claims
         .user_id()
         .map_err(|_| refusal(ErrorCode::InvalidToken))?;
-    let asked_the_api = !sessions.confirmed(user, &claims.jti, bus_epoch);
-    if asked_the_api {
-        match port.session_active(user, &claims.jti).await {
-            Ok(true) => {}
-            Ok(false) => return Err(refusal(ErrorCode::TokenRevoked)),
-            Err(error) => {
-                tracing::warn!(code = %error.code, "checking the session failed");
-                return Err(refusal(ErrorCode::ServiceUnavailable));
-            }
-        }
-    }
-    let session = Session {
+    Ok(Session {
         user,
         jti: claims.jti,
         token: SecretString::from(token.to_owned()),
         exp: claims.exp,
-    };
-    Ok(Authenticated {
-        session,
-        asked_the_api,
     })
+}
+
+/// Whether `session` is still active: the cache's word when it confirmed it in bus epoch
+/// `bus_epoch`, else the API's. `Ok(true)` when the API was asked: the caller remembers its
+/// answer in the cache once it hears the user's logouts.
+pub async fn check_session(
+    session: &Session,
+    port: &dyn RelayPort,
+    sessions: &SessionCache,
+    bus_epoch: Option<u64>,
+) -> Result<bool, ConnectError> {
+    if sessions.confirmed(session.user, &session.jti, bus_epoch) {
+        return Ok(false);
+    }
+    match port.session_active(session.user, &session.jti).await {
+        Ok(true) => Ok(true),
+        Ok(false) => Err(refusal(ErrorCode::TokenRevoked)),
+        Err(error) => {
+            tracing::warn!(code = %error.code, "checking the session failed");
+            Err(refusal(ErrorCode::ServiceUnavailable))
+        }
+    }
 }
 
 /// The token of `Bearer <token>` (the scheme in any case, as the API reads it), or the text.
@@ -178,16 +172,14 @@ mod tests {
     }
 
     async fn code_of(auth: Value, port: &Sessions) -> String {
-        let refusal = authenticate(
-            &auth,
-            &keys(),
-            port,
-            &SessionCache::new(Duration::ZERO),
-            Some(1),
-        )
-        .await
-        .err()
-        .unwrap();
+        let cache = SessionCache::new(Duration::ZERO);
+        let refusal = match verify(&auth, &keys()) {
+            Ok(session) => check_session(&session, port, &cache, Some(1))
+                .await
+                .err()
+                .unwrap(),
+            Err(refusal) => refusal,
+        };
         refusal.data.unwrap()["code"].as_str().unwrap().to_owned()
     }
 
@@ -201,12 +193,10 @@ mod tests {
             format!("Bearer {token}"),
             format!("bearer {token}"),
         ] {
-            let session = authenticate(&json!({ "token": token }), &keys(), &port, &cache, Some(1))
-                .await
-                .ok()
-                .unwrap()
-                .session;
+            let session = verify(&json!({ "token": token }), &keys()).ok().unwrap();
+            let asked = check_session(&session, &port, &cache, Some(1)).await.ok();
             assert_eq!((session.user, &session.jti), (UserId(7), &claims.jti));
+            assert_eq!(asked, Some(true), "the API was asked");
         }
     }
 

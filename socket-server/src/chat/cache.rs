@@ -1,7 +1,7 @@
 //! Short-lived memories of the relay: which messages it saw before they were stored (relayed, or
 //! admitted and stored first), and which sessions the API said were active a moment ago.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -156,7 +156,17 @@ pub struct SessionCache {
     ttl: Duration,
     /// Per user, their confirmed sessions (a user has a few).
     users: Mutex<IdMap<UserId, Vec<Entry>>>,
+    /// The logouts heard in the last [`LOGOUT_MEMORY`], oldest first: a socket whose connect
+    /// was under way when its logout was heard (its session checked, not yet in the registry
+    /// the logout closes sockets from) finds it here once it is.
+    logouts: Mutex<VecDeque<(UserId, String, Instant)>>,
 }
+
+/// How long a logout heard is remembered for the connects under way: longer than a connect
+/// takes (its CONNECT must come within 10 s, then one membership look-up with the API).
+const LOGOUT_MEMORY: Duration = Duration::from_secs(60);
+/// Most logouts remembered (the oldest go first).
+const LOGOUTS_MAX: usize = 10_000;
 
 /// A session (its token id), when the API confirmed it, and the bus epoch then.
 struct Entry {
@@ -170,6 +180,7 @@ impl SessionCache {
         Self {
             ttl,
             users: Mutex::default(),
+            logouts: Mutex::default(),
         }
     }
 
@@ -225,6 +236,29 @@ impl SessionCache {
                 users.remove(&user);
             }
         }
+    }
+
+    /// A logout of `user`'s session `jti` was heard: forgotten, and remembered for the connects
+    /// under way ([`SessionCache::logged_out_lately`]).
+    pub fn logged_out(&self, user: UserId, jti: &str) {
+        self.forget(user, jti);
+        let mut logouts = self.logouts.lock().unwrap_or_else(|e| e.into_inner());
+        while logouts.len() >= LOGOUTS_MAX
+            || logouts
+                .front()
+                .is_some_and(|(_, _, at)| at.elapsed() >= LOGOUT_MEMORY)
+        {
+            logouts.pop_front();
+        }
+        logouts.push_back((user, jti.to_owned(), Instant::now()));
+    }
+
+    /// Whether a logout of `user`'s session `jti` was heard in the last [`LOGOUT_MEMORY`].
+    pub fn logged_out_lately(&self, user: UserId, jti: &str) -> bool {
+        let logouts = self.logouts.lock().unwrap_or_else(|e| e.into_inner());
+        logouts
+            .iter()
+            .any(|(u, j, at)| *u == user && j == jti && at.elapsed() < LOGOUT_MEMORY)
     }
 
     /// The last socket of `user` here left: the relay stops hearing their logout events, so

@@ -203,7 +203,7 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
             state.emit_to(users, "conversation_changed", &conversation, None);
         }
         BusEvent::UserLoggedOut { user_id, jti } => {
-            state.sessions.forget(user_id, &jti);
+            state.sessions.logged_out(user_id, &jti);
             for &user in users {
                 for socket in state.registry.sockets_of(user) {
                     if socket

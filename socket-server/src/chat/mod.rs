@@ -227,24 +227,9 @@ impl NamespaceHandler for ChatHandler {
     async fn on_connect(&self, socket: &Socket, auth: &Value) -> Result<(), ConnectError> {
         let state = &self.state;
         let bus_epoch = state.subscriber.epoch();
-        let auth::Authenticated {
-            session,
-            asked_the_api,
-        } = match auth::authenticate(
-            auth,
-            &state.keys,
-            state.port.as_ref(),
-            &state.sessions,
-            bus_epoch,
-        )
-        .await
-        {
-            Ok(authenticated) => authenticated,
-            Err(refusal) => {
-                state.metrics.connects_refused.inc();
-                return Err(refusal);
-            }
-        };
+        let session = auth::verify(auth, &state.keys).inspect_err(|_| {
+            state.metrics.connects_refused.inc();
+        })?;
         let user = session.user;
         let query_user = socket.handshake().query("userId");
         if vocab::handshake_mismatch(auth, query_user.as_deref(), user) {
@@ -256,6 +241,20 @@ impl NamespaceHandler for ChatHandler {
             state.metrics.connects_refused.inc();
             return Err(auth::refusal(ErrorCode::TooManyConnections));
         }
+        // Subscribed (counted per connection) before the session is checked: a logout after the
+        // check is heard. Before the CONNECT answer: nothing published afterwards is missed.
+        state.subscriber.subscribe(user).await;
+        let asked_the_api =
+            match auth::check_session(&session, state.port.as_ref(), &state.sessions, bus_epoch)
+                .await
+            {
+                Ok(asked) => asked,
+                Err(refusal) => {
+                    state.subscriber.unsubscribe(user);
+                    state.metrics.connects_refused.inc();
+                    return Err(refusal);
+                }
+            };
         // Behind an `Arc`: every event reads it, and a clone is then a count, not two strings.
         socket.extensions().insert(Arc::new(session.clone()));
         let vocabulary = vocab::SocketVocabulary::at_connect(auth, query_user.as_deref());
@@ -264,9 +263,6 @@ impl NamespaceHandler for ChatHandler {
         socket.extensions().insert(requests::SocketRequests::new(
             state.limits.requests_per_socket,
         ));
-        // Subscribed (counted per connection) before the CONNECT answer: nothing published
-        // afterwards is missed. Then the view, so events about new conversations update it.
-        state.subscriber.subscribe(user).await;
         if asked_the_api {
             // Only now: a refusal above leaves nothing behind to trust, and from here on the
             // user's logouts reach this relay until their last socket leaves.
@@ -280,8 +276,18 @@ impl NamespaceHandler for ChatHandler {
                 Vec::new()
             }
         };
+        // The view, so events about new conversations update it.
         state.view.load(user, conversations);
         state.registry.join(user, socket, vocabulary);
+        // A logout heard since the check found no socket to close in the registry: in it now,
+        // this one is refused (a logout heard from here on finds it).
+        if state.sessions.logged_out_lately(user, &session.jti) {
+            // Confirmed above, maybe after the logout forgot it.
+            state.sessions.forget(user, &session.jti);
+            release(state, socket, user);
+            state.metrics.connects_refused.inc();
+            return Err(auth::refusal(ErrorCode::TokenRevoked));
+        }
         state.expiries.add(session.exp);
         presence::connected(state, socket, user).await;
         state.metrics.connects.inc();
@@ -334,18 +340,25 @@ impl NamespaceHandler for ChatHandler {
             return;
         };
         let state = &self.state;
-        state.registry.leave(session.user, socket);
-        state.subscriber.unsubscribe(session.user);
-        let contacts = state.view.contacts(session.user);
-        state.view.release(session.user);
-        if state.registry.connections_of(session.user) == 0 {
-            state.sends.forget(session.user);
-            state.typing.forget(session.user);
-            state.sessions.forget_user(session.user);
-        }
+        let contacts = release(state, socket, session.user);
         presence::disconnected(state, socket, session.user, contacts).await;
         tracing::info!(user_id = %session.user, conn_id = %socket.id(), reason = reason.as_str(), "socket disconnected");
     }
+}
+
+/// What a socket of `user` held here, given back as it leaves (or is refused once in the
+/// registry); `user`'s contacts, as the view had them.
+fn release(state: &ChatState, socket: &Socket, user: UserId) -> Vec<UserId> {
+    state.registry.leave(user, socket);
+    state.subscriber.unsubscribe(user);
+    let contacts = state.view.contacts(user);
+    state.view.release(user);
+    if state.registry.connections_of(user) == 0 {
+        state.sends.forget(user);
+        state.typing.forget(user);
+        state.sessions.forget_user(user);
+    }
+    contacts
 }
 
 impl ChatHandler {

@@ -219,11 +219,17 @@ impl Stack {
     /// ROW EXCLUSIVE) until the returned client runs `COMMIT`. A REST send then waits on it
     /// holding the API's only connection.
     pub async fn hold_messages(&self) -> tokio_postgres::Client {
+        self.lock_table("messages", "EXCLUSIVE").await
+    }
+
+    /// A transaction that keeps `table` locked in `mode` until the returned client runs
+    /// `COMMIT`: the API's queries that need a conflicting lock wait meanwhile.
+    pub async fn lock_table(&self, table: &str, mode: &str) -> tokio_postgres::Client {
         let (db, connection) = tokio_postgres::connect(&self.database_url(), tokio_postgres::NoTls)
             .await
             .expect("connecting to the stack's database");
         tokio::spawn(connection);
-        db.batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+        db.batch_execute(&format!("BEGIN; LOCK TABLE {table} IN {mode} MODE"))
             .await
             .unwrap();
         db
@@ -356,4 +362,28 @@ pub fn metric(text: &str, name: &str) -> i64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+}
+
+/// Returns once a query of the API waits for a lock (one [`Stack::lock_table`] holds).
+pub async fn until_a_query_waits_for_a_lock(db: &tokio_postgres::Client) {
+    let deadline = tokio::time::Instant::now() + crate::device::PATIENCE;
+    loop {
+        let row = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no query waited for the lock within {:?}",
+            crate::device::PATIENCE
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::device::Device;
-use crate::helpers::{spawn_stack_custom, REDIS_URL};
+use crate::helpers::{spawn_stack_custom, until_a_query_waits_for_a_lock, REDIS_URL};
 
 /// Messages each user sends while storage is held, one per device: rust_socketio picks ack ids
 /// at random in 0..999 and answers every outstanding ack sharing an id with the first answer,
@@ -75,7 +75,7 @@ async fn messages_reach_every_other_device_while_storage_is_held_and_are_acked_o
                 .map(|r| r.status().as_u16())
         })
     };
-    wait_for_a_query_waiting_on_the_lock(&db).await;
+    until_a_query_waits_for_a_lock(&db).await;
 
     // Act: both users send, alternately, while nothing can be stored: alice names the
     // conversation, bob names her (their direct conversation, which the relay knows)
@@ -136,23 +136,4 @@ async fn messages_reach_every_other_device_while_storage_is_held_and_are_acked_o
     let mut stored: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
     assert!(stored.remove("rest-held"));
     assert_eq!(stored, all);
-}
-
-/// Wait until a query of the API is blocked on the test's lock (it then holds the API's only
-/// connection).
-async fn wait_for_a_query_waiting_on_the_lock(db: &tokio_postgres::Client) {
-    loop {
-        let row = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap();
-        if row.get::<_, i64>(0) > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -9,8 +9,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use test_support::RedisServer;
 
-use crate::device::{refused_code, Device};
-use crate::helpers::{metric, spawn_stack_on, spawn_stack_with, Stack};
+use crate::device::{refused_code, Device, PATIENCE};
+use crate::helpers::{
+    metric, spawn_stack_on, spawn_stack_with, until_a_query_waits_for_a_lock, Stack,
+};
 
 /// Wait (at most `limit`) for `session_revoked` on `device`; its reason.
 async fn revoked_reason(device: &mut Device, limit: Duration) -> String {
@@ -84,6 +86,33 @@ async fn a_socket_whose_session_is_revoked_without_the_logout_event_is_closed_at
         revoked_reason(&mut device, Duration::from_secs(30)).await,
         "revoked"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_connecting_while_its_session_is_logged_out_is_refused() {
+    // Arrange: a relay that checks sessions only every ten minutes; alice connected, then a
+    // second socket with her token whose connect is past its session check, waiting for its
+    // membership look-up (held by a lock on `members`)
+    let stack = spawn_stack_with(1, |relay| relay.limits.session_check_secs = 600).await;
+    let (alice, _) = stack.register("alice").await;
+    let mut first = Device::connect(&stack, 0, &alice).await;
+    let db = stack.lock_table("members", "ACCESS EXCLUSIVE").await;
+    let second = refused_code(&stack, 0, &alice);
+    let logout = async {
+        until_a_query_waits_for_a_lock(&db).await;
+
+        // Act: logged out; the relay hears it (closing the first socket), then the look-up ends
+        stack.logout(&alice).await;
+        let reason = revoked_reason(&mut first, PATIENCE).await;
+        db.batch_execute("COMMIT").await.unwrap();
+        reason
+    };
+    let (second, first) = tokio::join!(second, logout);
+
+    // Assert: the first socket was told, and the second is refused, not left open until the
+    // next check
+    assert_eq!(first, "logout");
+    assert_eq!(second, "token_revoked");
 }
 
 /// Alice's own token (her live session) with `exp` moved to `secs` from now.
