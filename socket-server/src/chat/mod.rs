@@ -280,13 +280,21 @@ impl NamespaceHandler for ChatHandler {
         state.view.load(user, conversations);
         state.registry.join(user, socket, vocabulary);
         // A logout heard since the check found no socket to close in the registry: in it now,
-        // this one is refused (a logout heard from here on finds it).
-        if state.sessions.logged_out_lately(user, &session.jti) {
+        // this one is refused (a logout heard from here on finds it). So is one past the limit
+        // after all, when connects of the user passed its check above at the same time.
+        let refused = if state.sessions.logged_out_lately(user, &session.jti) {
             // Confirmed above, maybe after the logout forgot it.
             state.sessions.forget(user, &session.jti);
+            Some(ErrorCode::TokenRevoked)
+        } else if state.registry.connections_of(user) > state.limits.connections_per_user {
+            Some(ErrorCode::TooManyConnections)
+        } else {
+            None
+        };
+        if let Some(code) = refused {
             release(state, socket, user);
             state.metrics.connects_refused.inc();
-            return Err(auth::refusal(ErrorCode::TokenRevoked));
+            return Err(auth::refusal(code));
         }
         state.expiries.add(session.exp);
         presence::connected(state, socket, user).await;

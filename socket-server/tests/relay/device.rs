@@ -128,29 +128,51 @@ impl Device {
 
 /// Connect to relay `relay` with `token`, expecting a CONNECT_ERROR; its `data.code`.
 pub async fn refused_code(stack: &Stack, relay: usize, token: &str) -> String {
-    let (tx, mut errors) = mpsc::unbounded_channel::<String>();
+    match connect_or_refusal(stack, relay, token).await {
+        Ok(_) => panic!("the relay admitted the socket"),
+        Err(code) => code,
+    }
+}
+
+/// Connect to relay `relay` with `token`: the client once the relay admits it (CONNECT), or
+/// the CONNECT_ERROR's `data.code`.
+pub async fn connect_or_refusal(
+    stack: &Stack,
+    relay: usize,
+    token: &str,
+) -> Result<Client, String> {
+    let (admitted, mut outcome) = mpsc::unbounded_channel::<Result<(), String>>();
+    let refused = admitted.clone();
     // rust_socketio hands a CONNECT_ERROR to the `error` handler.
     let client = ClientBuilder::new(stack.relay_url(relay))
         .reconnect(false)
         .auth(json!({ "token": token }))
+        .on(Event::Connect, move |_, _| {
+            let _ = admitted.send(Ok(()));
+            async {}.boxed()
+        })
         .on(Event::Error, move |payload, _| {
             if let Payload::Text(values) = payload {
-                let _ = tx.send(values.iter().map(Value::to_string).collect());
+                let _ = refused.send(Err(values.iter().map(Value::to_string).collect()));
             }
             async {}.boxed()
         })
         .connect()
-        .await;
-    assert!(client.is_ok(), "the transport itself connects");
-    let error = tokio::time::timeout(PATIENCE, errors.recv())
         .await
-        .expect("no CONNECT_ERROR within 10 s")
+        .expect("the transport itself connects");
+    let first = tokio::time::timeout(PATIENCE, outcome.recv())
+        .await
+        .expect("neither CONNECT nor CONNECT_ERROR within the patience")
         .unwrap();
+    let error = match first {
+        Ok(()) => return Ok(client),
+        Err(error) => error,
+    };
     let frame = error
         .split_once("ConnectError frame: ")
         .map(|(_, data)| data.trim_end_matches('"').replace("\\\"", "\""))
         .unwrap_or_else(|| panic!("not a CONNECT_ERROR: {error}"));
     let data: Value = serde_json::from_str(&frame).unwrap_or_else(|e| panic!("{e}: {frame}"));
     assert!(data["message"].is_string(), "{data}");
-    data["data"]["code"].as_str().unwrap_or_default().to_owned()
+    Err(data["data"]["code"].as_str().unwrap_or_default().to_owned())
 }

@@ -366,6 +366,11 @@ pub fn metric(text: &str, name: &str) -> i64 {
 
 /// Returns once a query of the API waits for a lock (one [`Stack::lock_table`] holds).
 pub async fn until_a_query_waits_for_a_lock(db: &tokio_postgres::Client) {
+    until_queries_wait_for_a_lock(db, 1).await;
+}
+
+/// Returns once `count` queries of the API wait for a lock (one [`Stack::lock_table`] holds).
+pub async fn until_queries_wait_for_a_lock(db: &tokio_postgres::Client, count: i64) {
     let deadline = tokio::time::Instant::now() + crate::device::PATIENCE;
     loop {
         let row = db
@@ -376,12 +381,12 @@ pub async fn until_a_query_waits_for_a_lock(db: &tokio_postgres::Client) {
             )
             .await
             .unwrap();
-        if row.get::<_, i64>(0) > 0 {
+        if row.get::<_, i64>(0) >= count {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no query waited for the lock within {:?}",
+            "{count} queries did not wait for the lock within {:?}",
             crate::device::PATIENCE
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

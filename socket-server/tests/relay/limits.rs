@@ -7,8 +7,10 @@
 
 use serde_json::json;
 
-use crate::device::{refused_code, Device};
-use crate::helpers::{metric, spawn_stack_custom, spawn_stack_with, REDIS_URL};
+use crate::device::{connect_or_refusal, refused_code, Device};
+use crate::helpers::{
+    metric, spawn_stack_custom, spawn_stack_with, until_queries_wait_for_a_lock, REDIS_URL,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_beyond_the_per_user_rate_are_refused_as_rate_limited_and_retryable() {
@@ -266,6 +268,27 @@ async fn a_connection_beyond_the_per_user_limit_is_refused_with_too_many_connect
 
     // Assert
     assert_eq!(code, "too_many_connections");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_at_the_same_time_stay_within_the_per_user_limit() {
+    // Arrange: one socket of alice's allowed; two of her connects past the limit check at
+    // once, each waiting for its membership look-up (held by a lock on `members`)
+    let stack = spawn_stack_with(1, |s| s.limits.connections_per_user = 1).await;
+    let (alice, _) = stack.register("alice").await;
+    let db = stack.lock_table("members", "ACCESS EXCLUSIVE").await;
+    let connects = futures::future::join_all((0..2).map(|_| connect_or_refusal(&stack, 0, &alice)));
+    let release = async {
+        until_queries_wait_for_a_lock(&db, 2).await;
+        db.batch_execute("COMMIT").await.unwrap();
+    };
+
+    // Act
+    let (outcomes, ()) = tokio::join!(connects, release);
+
+    // Assert: one admitted, the other refused
+    let refusals: Vec<String> = outcomes.into_iter().filter_map(Result::err).collect();
+    assert_eq!(refusals, ["too_many_connections"]);
 }
 
 /// Status of an Engine.IO polling handshake on relay 0, with an optional `Origin`.
