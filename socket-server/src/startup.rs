@@ -58,10 +58,7 @@ impl Application {
         .context("building the API client (API_URL)")?;
         let port = Arc::new(port);
         // Not awaited: the relay serves without the API (live delivery needs none of it).
-        tokio::spawn({
-            let port = port.clone();
-            async move { port.probe().await }
-        });
+        tokio::spawn(HttpPort::probe_until_answered(Arc::downgrade(&port)));
         Self::build_with(settings, Arc::new(bus), subscriber, received, port).await
     }
 

@@ -71,6 +71,9 @@ pub struct HttpPort {
     reached: AtomicU8,
 }
 
+/// How often a relay whose API has not answered yet asks `GET /health` again.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
 const UNKNOWN: u8 = 0;
 const ANSWERED: u8 = 1;
 const UNREACHABLE: u8 = 2;
@@ -101,10 +104,28 @@ impl HttpPort {
         })
     }
 
-    /// Check once that the API answers at the base URL (`GET /health`, which needs no token),
-    /// and say in the log when it does not: a relay whose `API_URL` is wrong, or whose API is
-    /// not up yet, starts anyway (it relays live), but connects no socket until the API answers.
-    pub async fn probe(&self) {
+    /// Check that the API answers at the base URL (`GET /health`, which needs no token), and say
+    /// in the log when it does not: a relay whose `API_URL` is wrong, or whose API is not up
+    /// yet, starts anyway (it relays live), but connects no socket until the API answers. Until
+    /// a call has found the API answering, ask again every [`PROBE_EVERY`] (so `/health` and
+    /// `relay_api_up` of an idle relay catch up with an API that came up after it), saying so
+    /// once when it does. Ends when the port is dropped.
+    pub async fn probe_until_answered(port: std::sync::Weak<Self>) {
+        let mut first = true;
+        loop {
+            let Some(this) = port.upgrade() else { return };
+            if this.reached.load(Ordering::Relaxed) == ANSWERED {
+                return;
+            }
+            this.probe(first).await;
+            first = false;
+            drop(this);
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    }
+
+    /// One `GET /health`; an unanswered one is logged as an error only when `first`.
+    async fn probe(&self, first: bool) {
         let url = self.url(&["health"]);
         let Ok(target) = uri(&url) else { return };
         let request = Request::get(target).body(Full::default());
@@ -124,13 +145,16 @@ impl HttpPort {
                      base URL?"
                 );
             }
-            Ok(Err(error)) => self.unreachable_at_start(&error),
-            Err(_) => self.unreachable_at_start(&"no answer in time"),
+            Ok(Err(error)) => self.unreachable(first, &error),
+            Err(_) => self.unreachable(first, &"no answer in time"),
         }
     }
 
-    fn unreachable_at_start(&self, error: &dyn std::fmt::Display) {
+    fn unreachable(&self, first: bool, error: &dyn std::fmt::Display) {
         self.reached.store(UNREACHABLE, Ordering::Relaxed);
+        if !first {
+            return;
+        }
         tracing::error!(
             %error,
             api_url = %self.base,

@@ -1,11 +1,11 @@
 //! `/health` and `/metrics` on the relay's port.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::device::Device;
+use crate::device::{Device, PATIENCE};
 use crate::helpers::{spawn_stack, REDIS_URL};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +101,7 @@ impl Drop for Relay {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_and_stays_in_rotation() {
+async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_until_it_does() {
     // Arrange: an API URL nobody listens on
     let nobody = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -146,9 +146,8 @@ async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_and_st
             _ => {}
         }
     }
-    let health = reqwest::get(format!("http://127.0.0.1:{}/health", port.unwrap()))
-        .await
-        .unwrap();
+    let health_url = format!("http://127.0.0.1:{}/health", port.unwrap());
+    let health = reqwest::get(&health_url).await.unwrap();
 
     // Assert: an error line naming the URL; /health 200 (it relays live) saying so
     let said = said.unwrap();
@@ -164,4 +163,43 @@ async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_and_st
     let health = health.json::<serde_json::Value>().await.unwrap();
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["api"], "unreachable", "{health}");
+
+    // Then an API answers on that port: the idle relay finds it by itself
+    let api = std::net::TcpListener::bind(("127.0.0.1", nobody)).expect("the API's port again");
+    std::thread::spawn(move || answer_health_checks(&api));
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let health: serde_json::Value = reqwest::get(&health_url)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["api"] == "ok" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay still reports {health} {PATIENCE:?} after the API answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Answer every request on `listener` with `200 {"status":"ok"}`, as the API's `/health` does.
+fn answer_health_checks(listener: &std::net::TcpListener) {
+    const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+        content-length: 15\r\nconnection: close\r\n\r\n{\"status\":\"ok\"}";
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { return };
+        let mut request = Vec::new();
+        let mut buf = [0; 1024];
+        while !request.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = stream.write_all(ANSWER);
+    }
 }
