@@ -1,5 +1,6 @@
 //! Tracing set-up: `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` for JSON lines.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -25,8 +26,10 @@ pub fn init(default_filter: &str) {
             .with_writer(std::io::stderr)
             .try_init()
     } else {
+        // Colours only for a person at a terminal, never into a file, a pipe or a collector.
         fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .try_init()
     };

@@ -67,6 +67,18 @@ fn a_rust_log_that_does_not_parse_is_reported_not_silently_replaced() {
 }
 
 #[test]
+fn text_log_lines_written_to_a_pipe_carry_no_colour_codes() {
+    // A WARN line (the refused filter) and the refusal, to stderr, a pipe here
+    let output = relay(
+        &[],
+        &[("JWT_SECRET", "short"), ("RUST_LOG", "info,parley=loud")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "colour codes in {stderr:?}");
+}
+
+#[test]
 fn an_api_url_that_is_not_an_http_base_url_is_a_bad_setting() {
     for url in ["https://api.example", "notaurl"] {
         let output = relay(
