@@ -19,17 +19,27 @@ const ABOUT: About<'static> = About {
               on embedded SQLite and an in-process bus, or on DATABASE_URL and REDIS_URL",
     options: &[(
         "--ephemeral",
-        "in-memory database, free ports, fresh secret; exits when stdin closes",
+        "in-memory database, free ports, fresh secret, uploads in a temporary folder, for the \
+         variables below that are unset; exits when stdin closes (also PARLEY_EPHEMERAL=1)",
     )],
     env: &[
+        ("PARLEY_DATA_DIR", "the data folder (./data)"),
         (
             "DATABASE_URL",
-            "sqlite://data/parley.db by default, or postgres://…",
+            "sqlite://$PARLEY_DATA_DIR/parley.db by default, or postgres://…",
         ),
         ("REDIS_URL", "the bus (in-process when unset)"),
         ("JWT_SECRET", "created once in the data folder when unset"),
-        ("API_PORT", "3000"),
-        ("SOCKET_PORT", "5000"),
+        (
+            "ATTACHMENTS_URL",
+            "uploads: file://$PARLEY_DATA_DIR/attachments by default, or s3://bucket/prefix",
+        ),
+        ("API_PORT", "3000 (API_HOST: 127.0.0.1)"),
+        ("SOCKET_PORT", "5000 (SOCKET_HOST: 127.0.0.1)"),
+        (
+            "CORS_ALLOWED_ORIGINS",
+            "browser origins besides http://localhost:* and http://127.0.0.1:*",
+        ),
     ],
 };
 

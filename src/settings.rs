@@ -55,12 +55,36 @@ pub struct AllInOneSettings {
     pub database_label: String,
 }
 
+/// The variables `--ephemeral` gives throw-away defaults when they are unset.
+const EPHEMERAL_DEFAULTS: [&str; 6] = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "JWT_SECRET",
+    "ATTACHMENTS_URL",
+    "API_PORT",
+    "SOCKET_PORT",
+];
+
 /// Set the all-in-one defaults for every unset variable. Call it before any thread starts (it
 /// writes the process environment).
 pub fn apply_defaults(options: &Options) -> anyhow::Result<()> {
     let data_dir =
         PathBuf::from(std::env::var("PARLEY_DATA_DIR").unwrap_or_else(|_| "data".into()));
     let unset = |var: &str| std::env::var_os(var).is_none();
+    if options.ephemeral {
+        // Set variables win (a suite may run it on PostgreSQL and Redis): say so, since a shell
+        // that exports them for something else would otherwise keep its data without a word.
+        let kept: Vec<&str> = EPHEMERAL_DEFAULTS
+            .into_iter()
+            .filter(|var| !unset(var))
+            .collect();
+        if !kept.is_empty() {
+            tracing::info!(
+                variables = kept.join(", "),
+                "--ephemeral: these variables are set and win over its defaults"
+            );
+        }
+    }
     if unset("DATABASE_URL") {
         let url = if options.ephemeral {
             ":memory:".to_owned()
