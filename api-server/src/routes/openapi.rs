@@ -38,7 +38,7 @@ use utoipa::OpenApi;
         auth::RegisterRequest, auth::LoginRequest,
         health::HealthResponse, health::ReadyResponse, health::ReadyChecks,
     )),
-    modifiers(&BearerAuth, &ExtractorErrors),
+    modifiers(&BearerAuth, &ExtractorErrors, &ApiRouteErrors, &HeadRoutes),
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "users", description = "Finding people"),
@@ -101,6 +101,61 @@ impl utoipa::Modify for ExtractorErrors {
                     document("408", "`request_timeout`: the body did not arrive in time");
                     document("413", "`payload_too_large`");
                 }
+            }
+        }
+    }
+}
+
+/// Documents what every `/api/` route may answer besides its own statuses: `403
+/// origin_not_allowed` to a browser page whose origin is off `CORS_ALLOWED_ORIGINS`, and `503
+/// service_unavailable` (retryable) when the database does not answer in time or is down. The
+/// document itself (`/api/openapi.json`) needs neither.
+struct ApiRouteErrors;
+
+impl utoipa::Modify for ApiRouteErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            let document = path != "/api/openapi.json";
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error_response(description).into());
+                };
+                add(
+                    "403",
+                    "`origin_not_allowed`: a browser page whose origin is not allowed \
+                     (`CORS_ALLOWED_ORIGINS`)",
+                );
+                if document {
+                    add(
+                        "503",
+                        "`service_unavailable` (retryable): the database did not answer in time",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The downloads answer `HEAD` as `GET`, without the body (players and browsers probe a
+/// voice note's length that way).
+struct HeadRoutes;
+
+impl utoipa::Modify for HeadRoutes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for path in ["/api/attachments/{id}", "/api/attachments/{id}/thumbnail"] {
+            if let Some(item) = openapi.paths.paths.get_mut(path) {
+                item.head = item.get.clone().map(|mut head| {
+                    head.operation_id = head.operation_id.map(|id| format!("{id}_head"));
+                    head.summary = Some("The download's headers, without its body".to_owned());
+                    head
+                });
             }
         }
     }
@@ -204,5 +259,28 @@ mod tests {
                 ["application/json"]["schema"]["$ref"],
             "#/components/schemas/ErrorEnvelope"
         );
+    }
+
+    #[test]
+    fn every_api_route_documents_a_refused_origin_and_an_unavailable_database() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let responses = |path: &str, method: &str| {
+            let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
+            responses.keys().cloned().collect::<Vec<_>>()
+        };
+        // Every /api/ route: a refused origin, an unavailable database; not the probes
+        for (path, method) in [("/api/sync", "get"), ("/api/auth/register", "post")] {
+            let statuses = responses(path, method);
+            for status in ["403", "503"] {
+                assert!(
+                    statuses.contains(&status.to_owned()),
+                    "{path}: {statuses:?}"
+                );
+            }
+        }
+        assert!(!responses("/health", "get").contains(&"503".to_owned()));
+        assert!(!responses("/api/openapi.json", "get").contains(&"503".to_owned()));
+        // The downloads answer HEAD too
+        assert!(doc["paths"]["/api/attachments/{id}"]["head"]["responses"]["200"].is_object());
     }
 }
