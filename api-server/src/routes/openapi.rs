@@ -84,22 +84,20 @@ impl utoipa::Modify for ExtractorErrors {
             for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
                 let body = operation.request_body.is_some();
                 let parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
-                let mut document = |status: &str, description: &str| {
-                    operation
-                        .responses
-                        .responses
-                        .entry(status.to_owned())
-                        .or_insert_with(|| error_response(description).into());
-                };
                 if parameters || body {
                     document(
+                        operation,
                         "400",
                         "`validation_failed` (a parameter) or `invalid_json` (the body)",
                     );
                 }
                 if body {
-                    document("408", "`request_timeout`: the body did not arrive in time");
-                    document("413", "`payload_too_large`");
+                    document(
+                        operation,
+                        "408",
+                        "`request_timeout`: the body did not arrive in time",
+                    );
+                    document(operation, "413", "`payload_too_large`");
                 }
             }
         }
@@ -118,22 +116,17 @@ impl utoipa::Modify for ApiRouteErrors {
             if !path.starts_with("/api/") {
                 continue;
             }
-            let document = path != "/api/openapi.json";
+            let database = path != "/api/openapi.json";
             for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
-                let mut add = |status: &str, description: &str| {
-                    operation
-                        .responses
-                        .responses
-                        .entry(status.to_owned())
-                        .or_insert_with(|| error_response(description).into());
-                };
-                add(
+                document(
+                    operation,
                     "403",
                     "`origin_not_allowed`: a browser page whose origin is not allowed \
                      (`CORS_ALLOWED_ORIGINS`)",
                 );
-                if document {
-                    add(
+                if database {
+                    document(
+                        operation,
                         "503",
                         "`service_unavailable` (retryable): the database did not answer in time",
                     );
@@ -159,6 +152,15 @@ impl utoipa::Modify for HeadRoutes {
             }
         }
     }
+}
+
+/// Add `status` with an error envelope to `operation`, unless its annotation describes it.
+fn document(operation: &mut utoipa::openapi::path::Operation, status: &str, description: &str) {
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert_with(|| error_response(description).into());
 }
 
 /// A response carrying the error envelope.
