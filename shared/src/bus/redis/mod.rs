@@ -85,6 +85,16 @@ impl RedisBus {
     /// Connect to `url` (`redis://host:port/db`), naming keys and channels under `keys`.
     /// Fails if Redis does not answer (within about a second).
     pub async fn connect(url: &str, keys: Keys) -> anyhow::Result<Self> {
+        if url
+            .trim_start()
+            .get(..9)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
+        {
+            anyhow::bail!(
+                "REDIS_URL: TLS (rediss://) is not supported; use redis:// on a private network, \
+                 or redis+unix:// for a Redis on the same host"
+            );
+        }
         let client = redis::Client::open(url).with_context(|| "parsing REDIS_URL")?;
         let conn = tokio::time::timeout(
             CONNECT_TIMEOUT + COMMAND_TIMEOUT,
@@ -358,6 +368,17 @@ impl Bus for RedisBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_tls_url_is_refused_saying_what_to_use_instead() {
+        let keys = Keys::new("parley-tls-test");
+        let refused = RedisBus::connect("rediss://127.0.0.1:6379", keys).await;
+        let error = format!("{:#}", refused.err().expect("rediss:// refused"));
+        assert!(
+            error.contains("REDIS_URL") && error.contains("redis://"),
+            "{error}"
+        );
+    }
 
     #[tokio::test]
     async fn redis_presence_follows_the_shared_contract() {
