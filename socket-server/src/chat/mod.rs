@@ -260,6 +260,9 @@ impl NamespaceHandler for ChatHandler {
         let vocabulary = vocab::SocketVocabulary::at_connect(auth, query_user.as_deref());
         socket.extensions().insert(vocabulary.clone());
         socket.extensions().insert(store::SocketSends::default());
+        socket
+            .extensions()
+            .insert(requests::SocketTyping::default());
         socket.extensions().insert(requests::SocketRequests::new(
             state.limits.requests_per_socket,
         ));
@@ -348,6 +351,7 @@ impl NamespaceHandler for ChatHandler {
             return;
         };
         let state = &self.state;
+        requests::stopped_typing(state, socket, session.user);
         let contacts = release(state, socket, session.user);
         presence::disconnected(state, socket, session.user, contacts).await;
         tracing::info!(user_id = %session.user, conn_id = %socket.id(), reason = reason.as_str(), "socket disconnected");

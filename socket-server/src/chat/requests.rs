@@ -1,17 +1,18 @@
 //! The small request/answer events: `ping`, `sync`, `mark_read`, `mark_delivered`, and the
-//! fire-and-forget `typing`.
+//! fire-and-forget `typing` (a socket that goes while typing is said to have stopped:
+//! [`stopped_typing`]).
 //!
 //! `sync` and the receipts go to the API, so they are answered from a task of their own: a
 //! socket never stops reading while the database works. Each socket may have
 //! `limits.requests_per_socket` of them outstanding; beyond, the ack is `rate_limited`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::errors::{AckError, ErrorCode};
 use shared::events::BusEvent;
-use shared::ids::ConversationId;
+use shared::ids::{ConversationId, UserId};
 use shared::port::Receipt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -192,6 +193,7 @@ pub fn typing(
         is_typing: args.is_typing,
     };
     let socket_id = socket.id().to_owned();
+    let typing_in = socket.extensions().get::<SocketTyping>();
     let work_state = state.clone();
     let work = Box::new(move |members: Option<Members>| {
         let Some(members) = members else {
@@ -205,16 +207,67 @@ pub fn typing(
             .copied()
             .filter(|&m| m != typing.user_id)
             .collect();
-        work_state.emit_to(&others, "typing", &typing, Some(&socket_id));
-        work_state.publish(
-            &others,
-            BusEvent::Typing {
-                conversation_id: typing.conversation_id,
-                user_id: typing.user_id,
-                is_typing: typing.is_typing,
-            },
-        );
+        tell_typing(&work_state, &others, &typing, Some(&socket_id));
+        if let Some(typing_in) = typing_in {
+            typing_in.mark(typing.conversation_id, typing.is_typing);
+        }
         ack_ok(ack, Value::Object(Default::default()));
     });
     super::resolve_members(state, session.user, args.conversation_id, work);
+}
+
+/// `typing` to `others`' devices here (but `except`) and on the other relays.
+fn tell_typing(
+    state: &ChatState,
+    others: &[UserId],
+    typing: &shared::wire::Typing,
+    except: Option<&str>,
+) {
+    state.emit_to(others, "typing", typing, except);
+    state.publish(
+        others,
+        BusEvent::Typing {
+            conversation_id: typing.conversation_id,
+            user_id: typing.user_id,
+            is_typing: typing.is_typing,
+        },
+    );
+}
+
+/// The conversations a socket last said it was typing in, kept in its extensions.
+#[derive(Clone, Default)]
+pub struct SocketTyping(Arc<Mutex<Vec<ConversationId>>>);
+
+impl SocketTyping {
+    /// Most conversations remembered: a person types in one or two.
+    const MAX: usize = 8;
+
+    fn mark(&self, conversation: ConversationId, typing: bool) {
+        let mut typing_in = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        typing_in.retain(|&c| c != conversation);
+        if typing && typing_in.len() < Self::MAX {
+            typing_in.push(conversation);
+        }
+    }
+}
+
+/// A socket of `user` is going: the members of each conversation it was typing in are told it
+/// stopped (clients without a timeout of their own would show "typing…" for ever).
+pub fn stopped_typing(state: &ChatState, socket: &Socket, user: UserId) {
+    let Some(typing_in) = socket.extensions().get::<SocketTyping>() else {
+        return;
+    };
+    let conversations = std::mem::take(&mut *typing_in.0.lock().unwrap_or_else(|e| e.into_inner()));
+    for conversation_id in conversations {
+        let Some(members) = state.view.members(user, conversation_id) else {
+            continue;
+        };
+        let others: Vec<UserId> = members.iter().copied().filter(|&m| m != user).collect();
+        let stopped = shared::wire::Typing {
+            conversation_id,
+            user_id: user,
+            is_typing: false,
+        };
+        tell_typing(state, &others, &stopped, None);
+    }
 }

@@ -114,6 +114,37 @@ async fn typing_reaches_the_other_members_devices_and_not_the_typists() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_goes_while_typing_is_said_to_have_stopped() {
+    // Arrange: alice typing to bob, who sees it (on the other relay)
+    let stack = spawn_stack(2).await;
+    let (alice, alice_id) = stack.register("alice").await;
+    let (bob, bob_id) = stack.register("bob").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let mut a = Device::connect(&stack, 0, &alice).await;
+    let mut b = Device::connect(&stack, 1, &bob).await;
+    a.request(
+        "typing",
+        json!({ "conversationId": conversation, "isTyping": true }),
+    )
+    .await;
+    let (event, typing) = b.next().await;
+    assert_eq!(
+        (event.as_str(), &typing["isTyping"]),
+        ("typing", &json!(true))
+    );
+
+    // Act: her socket goes while typing (no `isTyping: false` sent)
+    a.client.disconnect().await.unwrap();
+
+    // Assert: bob is told she stopped
+    let (event, typing) = b.next().await;
+    assert_eq!(event, "typing", "{typing}");
+    assert_eq!(typing["userId"], alice_id.as_str());
+    assert_eq!(typing["conversationId"], conversation.as_str());
+    assert_eq!(typing["isTyping"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_over_the_socket_answers_like_get_api_sync() {
     // Arrange
     let stack = spawn_stack(1).await;
