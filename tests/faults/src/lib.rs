@@ -56,6 +56,9 @@
 //!     API gives up on a query after `database.query_timeout_secs` and closes its connection)
 //!     and a message from a user on one relay reaches a user on the other live; after it
 //!     resumes, nothing acknowledged is lost.
+//! 11. Redis frozen for 10 s (SIGSTOP: connections open, nothing answers): while it hangs, a
+//!     new message is acknowledged and each user's REST request answered; after it resumes,
+//!     cross-relay live delivery comes back both ways and nothing acknowledged is lost.
 //!
 //! # Layout
 //! - [`stack`]: [`Stack`], the deployment of one test; [`service`]: one service process, killed

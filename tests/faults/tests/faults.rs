@@ -148,6 +148,34 @@ fn redis_stopped_for_ten_seconds_under_traffic_loses_no_acknowledged_message() {
 }
 
 #[test]
+fn redis_frozen_under_traffic_keeps_acks_and_rest_and_loses_no_acknowledged_message() {
+    // Arrange
+    let mut run = Run::start("Redis frozen");
+
+    // Act: Redis stops answering (SIGSTOP): its port and connections stay open, for OUTAGE
+    run.stack.redis.freeze();
+    let frozen = Instant::now();
+
+    // Assert, while it hangs: new messages are acknowledged and REST answers (nothing waits
+    // on Redis without a bound)
+    let acked = run.assert_acks_recover(frozen, 0);
+    println!("Redis frozen: user0's new message acknowledged {acked:?} into the hang");
+    for answer in run.driver.rest_by_everyone("/api/conversations") {
+        println!("Redis frozen: {answer}");
+        assert_eq!(answer["status"], 200, "while Redis hangs: {answer}");
+    }
+    std::thread::sleep(OUTAGE.saturating_sub(frozen.elapsed()));
+    run.stack.redis.thaw();
+    let back = Instant::now();
+
+    // Assert: after it resumes, live delivery between the relays both ways, nothing lost
+    run.assert_acks_recover(back, 0);
+    run.assert_live_delivery_recovers(back, 0, 1);
+    run.assert_live_delivery_recovers(back, 1, 2);
+    run.finish();
+}
+
+#[test]
 fn killed_pubsub_connections_resume_cross_relay_live_delivery() {
     // Arrange
     let mut run = Run::start("pub/sub connections killed");
