@@ -140,10 +140,8 @@ fn redis_stopped_for_ten_seconds_under_traffic_loses_no_acknowledged_message() {
     run.stack.redis.restart();
     let back = Instant::now();
 
-    // Assert: acks, and live delivery between the relays both ways
-    run.assert_acks_recover(back, 0);
-    run.assert_live_delivery_recovers(back, 0, 1);
-    run.assert_live_delivery_recovers(back, 1, 2);
+    // Assert
+    assert_acks_and_cross_relay_delivery_recover(&mut run, back);
     run.finish();
 }
 
@@ -168,10 +166,8 @@ fn redis_frozen_under_traffic_keeps_acks_and_rest_and_loses_no_acknowledged_mess
     run.stack.redis.thaw();
     let back = Instant::now();
 
-    // Assert: after it resumes, live delivery between the relays both ways, nothing lost
-    run.assert_acks_recover(back, 0);
-    run.assert_live_delivery_recovers(back, 0, 1);
-    run.assert_live_delivery_recovers(back, 1, 2);
+    // Assert: after it resumes, nothing lost
+    assert_acks_and_cross_relay_delivery_recover(&mut run, back);
     run.finish();
 }
 
@@ -251,6 +247,14 @@ fn a_token_logged_out_during_a_redis_outage_is_refused_at_connect_and_its_socket
          the bus is down), after {after:?}"
     );
     run.finish();
+}
+
+/// After a fault of the bus that ended at `back`: acks, and live delivery between the relays
+/// both ways.
+fn assert_acks_and_cross_relay_delivery_recover(run: &mut Run, back: Instant) {
+    run.assert_acks_recover(back, 0);
+    run.assert_live_delivery_recovers(back, 0, 1);
+    run.assert_live_delivery_recovers(back, 1, 2);
 }
 
 /// What each relay answers a new connection with `user`'s token: `connected` or the
