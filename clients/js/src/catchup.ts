@@ -1,5 +1,6 @@
 // Catch-up: `GET /api/sync` from the kept cursor until `hasMore` is false, after every
-// (re)connect; a failed run is retried with back-off while the client stays connected.
+// (re)connect; a failed run is retried with back-off while the client stays connected. A
+// reconnect starts a fresh run rather than wait for one whose request may be lost in flight.
 
 import type { SyncResponse } from "./generated/wire.js";
 import type { RestApi } from "./rest.js";
@@ -21,6 +22,8 @@ const RETRY_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 30_000];
 
 export class Catchup {
   #running: Promise<void> | null = null;
+  /** Bumped by each run started: a run replaced by `restart()` stops applying pages. */
+  #generation = 0;
   #again = false;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #failures = 0;
@@ -35,22 +38,51 @@ export class Catchup {
       this.#again = true;
       return this.#running;
     }
-    this.#running = (async () => {
+    return this.#start();
+  }
+
+  /**
+   * Run afresh now, even during a run (after a reconnect: the run's request may hang on the old
+   * network until its timeout). That run's answers are dropped; its callers get this run's end.
+   */
+  restart(): Promise<void> {
+    this.#cancelRetry();
+    return this.#start();
+  }
+
+  #start(): Promise<void> {
+    const generation = ++this.#generation;
+    // Assigned before the run's first await, so before its `finally` reads it.
+    let running!: Promise<void>;
+    running = (async () => {
       try {
         do {
           this.#again = false;
-          await this.#once();
-        } while (this.#again && !this.#stopped);
+          await this.#once(generation);
+        } while (this.#again && this.#current(generation));
+        if (!this.#current(generation)) return this.#after(running);
         this.#failures = 0;
       } catch (error) {
+        if (!this.#current(generation)) return this.#after(running);
         this.deps.failed(error);
         this.#scheduleRetry();
         throw error;
       } finally {
-        this.#running = null;
+        if (this.#running === running) this.#running = null;
       }
     })();
-    return this.#running;
+    this.#running = running;
+    return running;
+  }
+
+  /** Where the callers of a replaced run wait: the run that replaced it, while under way. */
+  #after(run: Promise<void>): Promise<void> | undefined {
+    return this.#running !== run ? (this.#running ?? undefined) : undefined;
+  }
+
+  /** Whether the run of `generation` is the one to apply (not replaced by `restart()`, not stopped). */
+  #current(generation: number): boolean {
+    return generation === this.#generation && !this.#stopped;
   }
 
   stop(): void {
@@ -58,7 +90,7 @@ export class Catchup {
     this.#cancelRetry();
   }
 
-  async #once(): Promise<void> {
+  async #once(generation: number): Promise<void> {
     let messages = 0;
     let receipts = 0;
     for (;;) {
@@ -74,7 +106,7 @@ export class Catchup {
         }
         throw error;
       }
-      if (this.#stopped) return;
+      if (!this.#current(generation)) return;
       messages += this.deps.apply(page);
       receipts += page.receipts.length;
       this.deps.cursor.set(page.nextCursor);

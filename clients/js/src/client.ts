@@ -65,6 +65,8 @@ export class ParleyClient extends Emitter<ParleyEvents> {
       pingIntervalMs: options.pingIntervalMs ?? 30_000,
       slowThresholdMs: options.slowThresholdMs ?? 1_000,
       sendTimeoutMs: options.sendTimeoutMs ?? 30_000,
+      requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
+      uploadTimeoutMs: options.uploadTimeoutMs ?? 300_000,
       typingThrottleMs: options.typingThrottleMs ?? 3_000,
       typingIdleMs: options.typingIdleMs ?? 5_000,
       typingExpiryMs: options.typingExpiryMs ?? 8_000,
@@ -74,11 +76,12 @@ export class ParleyClient extends Emitter<ParleyEvents> {
     };
     this.#storage = options.storage ?? new MemoryStorage();
     const kept = this.#loadSession();
+    const timeouts = this.#options;
     if (options.token && options.token !== kept?.token) {
-      this.api = new RestApi(options.apiUrl, options.token);
+      this.api = new RestApi(options.apiUrl, options.token, timeouts);
     } else {
       this.#session = kept;
-      this.api = new RestApi(options.apiUrl, kept?.token ?? null);
+      this.api = new RestApi(options.apiUrl, kept?.token ?? null, timeouts);
     }
   }
 

@@ -78,6 +78,8 @@ export class Messaging {
   readonly #fetching = new Set<ConversationId>();
   #deliveredTimer: ReturnType<typeof setTimeout> | null = null;
   #caughtUp = false;
+  /** Connections so far: a connection's catch-up is left to the next one's once it comes. */
+  #connections = 0;
   #refreshing = false;
   #waiters: Waiter[] = [];
   #closed = false;
@@ -139,11 +141,15 @@ export class Messaging {
   /** The socket (re)connected: resend what was not acknowledged, refresh the list, catch up. */
   connected(): void {
     this.outbox.resendAll();
+    const connection = ++this.#connections;
     void (async () => {
-      // The list first, so `connect()` resolves with it loaded; then what was missed.
+      // The list first, so `connect()` resolves with it loaded; then what was missed. Each
+      // request is bounded (requestTimeoutMs): one lost in flight holds the sync up that long.
       await this.loadConversations().catch((error: unknown) => this.#report(error));
-      // A failure is reported and retried by the catch-up itself while connected.
-      await this.sync().catch(() => {});
+      if (connection !== this.#connections) return; // a newer connection does it
+      // Afresh, even during a run: its request may be lost with the old network. A failure is
+      // reported and retried by the catch-up itself while connected.
+      await this.#catchup.restart().catch(() => {});
     })();
   }
 

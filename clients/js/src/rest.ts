@@ -39,14 +39,31 @@ export interface HistoryQuery {
   limit?: number;
 }
 
-/** Thin typed wrapper of Parley's REST routes (docs/protocol.md, "REST routes"). */
+/** How long a request may take, from sending it to the last byte of the answer. */
+export interface RestTimeouts {
+  /** Every request but uploads. Default 15 000 ms. */
+  requestTimeoutMs?: number;
+  /** `POST /api/attachments`. Default 300 000 ms (the server's own deadline for an upload). */
+  uploadTimeoutMs?: number;
+}
+
+/**
+ * Thin typed wrapper of Parley's REST routes (docs/protocol.md, "REST routes"). A request not
+ * answered in time is aborted and fails as `network_error` (retryable): a request lost in flight
+ * (a Wi-Fi hand-over, a NAT that forgot the connection) would otherwise wait for the platform's
+ * own limit, minutes in node and none in browsers.
+ */
 export class RestApi {
   readonly #base: string;
+  readonly #requestTimeoutMs: number;
+  readonly #uploadTimeoutMs: number;
   token: string | null;
 
-  constructor(apiUrl: string, token: string | null = null) {
+  constructor(apiUrl: string, token: string | null = null, timeouts: RestTimeouts = {}) {
     this.#base = apiUrl.replace(/\/+$/, "");
     this.token = token;
+    this.#requestTimeoutMs = timeouts.requestTimeoutMs ?? 15_000;
+    this.#uploadTimeoutMs = timeouts.uploadTimeoutMs ?? 300_000;
   }
 
   register(input: RegisterInput): Promise<AuthResponse> {
@@ -124,19 +141,25 @@ export class RestApi {
       if (!this.token) throw new ParleyError("not_logged_in", "log in first");
       headers.authorization = `Bearer ${this.token}`;
     }
+    const timeoutMs = raw ? this.#uploadTimeoutMs : this.#requestTimeoutMs;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
     let response: Response;
+    let text: string;
     try {
       response = await fetch(this.#base + path, {
         method,
         headers,
         body: body === undefined ? undefined : raw ? (body as BodyInit) : JSON.stringify(body),
+        signal: abort.signal,
       });
+      text = await response.text();
     } catch (error) {
-      throw new ParleyError("network_error", `${method} ${path}: ${describe(error)}`, {
-        retryable: true,
-      });
+      const why = abort.signal.aborted ? `no answer in ${timeoutMs} ms` : describe(error);
+      throw new ParleyError("network_error", `${method} ${path}: ${why}`, { retryable: true });
+    } finally {
+      clearTimeout(timer);
     }
-    const text = await response.text();
     if (!response.ok) throw errorOf(response.status, text, `${method} ${path}`);
     return (text ? JSON.parse(text) : undefined) as T;
   }

@@ -181,6 +181,13 @@ export interface ParleyClientOptions {
    * after reconnect instead.
    */
   sendTimeoutMs?: number;
+  /**
+   * How long a REST call (the conversation list, sync, receipts, history…) may take before it is
+   * aborted and fails as `network_error` (retryable). Default 15 000 ms.
+   */
+  requestTimeoutMs?: number;
+  /** The same for an upload (`upload()`, `sendAttachment()`). Default 300 000 ms. */
+  uploadTimeoutMs?: number;
   /** Least time between two `typing: true` events for one conversation. Default 3 000 ms. */
   typingThrottleMs?: number;
   /** After this long without `typing()`, `typing: false` is sent. Default 5 000 ms. */

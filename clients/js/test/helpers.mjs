@@ -151,13 +151,15 @@ export async function withPatience(promise, what) {
 
 /**
  * A TCP proxy in front of `target` (`http://host:port`) that can break the network the way
- * networks break: `dropUp()` / `dropDown()` lose the bytes of one direction, `cut()` resets
- * every connection, `down()` refuses new ones until `up()`.
+ * networks break: `dropUp()` / `dropDown()` lose the bytes of one direction, `swallow(text)`
+ * loses one request, `cut()` resets every connection, `down()` refuses new ones until `up()`.
  */
 export async function networkProxy(target) {
   const { hostname, port } = new URL(target);
   const sockets = new Set();
   const state = { refuse: false, dropUp: false, dropDown: false };
+  /** Requests to lose: `{text, swallowed}`, the first connection sending `text` goes silent. */
+  const swallows = [];
   const server = net.createServer((client) => {
     if (state.refuse) {
       client.destroy();
@@ -166,8 +168,16 @@ export async function networkProxy(target) {
     const upstream = net.connect(Number(port), hostname);
     sockets.add(client);
     sockets.add(upstream);
-    client.on("data", (data) => state.dropUp || upstream.write(data));
-    upstream.on("data", (data) => state.dropDown || client.write(data));
+    let silent = false;
+    client.on("data", (data) => {
+      const at = swallows.findIndex(({ text }) => data.includes(text));
+      if (!silent && at >= 0) {
+        silent = true;
+        swallows.splice(at, 1)[0].swallowed();
+      }
+      silent || state.dropUp || upstream.write(data);
+    });
+    upstream.on("data", (data) => silent || state.dropDown || client.write(data));
     const close = () => {
       client.destroy();
       upstream.destroy();
@@ -175,7 +185,9 @@ export async function networkProxy(target) {
       sockets.delete(upstream);
     };
     client.on("close", close).on("error", close);
-    upstream.on("close", close).on("error", close);
+    // A silent connection's client hears nothing more, not even the server closing its side.
+    const upstreamClosed = () => (silent ? upstream.destroy() : close());
+    upstream.on("close", upstreamClosed).on("error", upstreamClosed);
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -186,6 +198,14 @@ export async function networkProxy(target) {
     },
     dropDown(on = true) {
       state.dropDown = on;
+    },
+    /**
+     * Lose the next request whose bytes hold `text` (e.g. `GET /api/sync`) in flight: its
+     * connection goes silent both ways and stays open, as behind a Wi-Fi hand-over. Resolves
+     * once it happened (no patience of its own: wait on it with `withPatience`).
+     */
+    swallow(text) {
+      return new Promise((swallowed) => swallows.push({ text, swallowed }));
     },
     cut() {
       for (const s of sockets) s.destroy();

@@ -9,8 +9,10 @@ import {
   newUser,
   restAs,
   until,
+  untilState,
   useParley,
   whileAway,
+  withPatience,
 } from "./helpers.mjs";
 
 const ctx = useParley();
@@ -173,4 +175,81 @@ test("a conversation started while the client was away arrives with its messages
   assert.equal(summary?.unreadCount, 2);
   assert.equal(summary.lastMessage?.content, "n-2");
   proxy.close();
+});
+
+/** Alice and bob, bob's conversation with her, alice's client behind proxies of the relay and the API. */
+async function aliceBehindProxies(options = {}) {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const relay = await networkProxy(ctx.server.socket);
+  const api = await networkProxy(ctx.server.api);
+  const a = ctx.track(
+    clientFor(ctx.server, alice, { socketUrl: relay.url, apiUrl: api.url, ...options }),
+  );
+  const errors = [];
+  a.on("error", (error) => errors.push(error));
+  await a.connect();
+  const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
+  return { bob, relay, api, a, chat, errors };
+}
+
+/** Bob sends `contents` by REST while alice's socket is away; her catch-up request is lost. */
+async function missedWhileSyncIsLost({ bob, relay, api, a, chat }, contents) {
+  relay.down();
+  await untilState(a, "reconnecting");
+  for (const content of contents) {
+    await restAs(ctx.server, bob).sendMessage({ clientMsgId: content, conversationId: chat.id, content });
+  }
+  const lost = api.swallow("GET /api/sync");
+  relay.up();
+  await withPatience(lost, "the lost catch-up request");
+}
+
+test("a catch-up request lost in flight times out and is tried again: the messages missed arrive", async () => {
+  const setup = await aliceBehindProxies({ requestTimeoutMs: 500 });
+  const { a, chat, errors } = setup;
+
+  await missedWhileSyncIsLost(setup, ["m1", "m2"]);
+
+  await until(a, "messages", () => stored(a.messages(chat.id)).length === 2, "the missed messages");
+  assert.deepEqual(stored(a.messages(chat.id)), [
+    [1, "m1"],
+    [2, "m2"],
+  ]);
+  const timedOut = errors.find((e) => e.message.includes("GET /api/sync"));
+  assert.equal(timedOut?.code, "network_error");
+  assert.equal(timedOut.retryable, true);
+  setup.relay.close();
+  setup.api.close();
+});
+
+test("a reconnect catches up afresh instead of waiting on a catch-up request lost in flight", async () => {
+  const setup = await aliceBehindProxies({ requestTimeoutMs: 600_000 }); // never, in this test
+  const { a, chat, relay } = setup;
+  await missedWhileSyncIsLost(setup, ["m1"]);
+
+  relay.cut(); // the socket reconnects (a later hand-over)
+
+  await until(a, "messages", () => stored(a.messages(chat.id)).length === 1, "the missed message");
+  relay.close();
+  setup.api.close();
+});
+
+test("connect() resolves when its conversation-list request is lost: the request times out and is reported", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
+  await restAs(ctx.server, bob).sendMessage({ clientMsgId: "l-1", conversationId: chat.id, content: "hi" });
+  const api = await networkProxy(ctx.server.api);
+  const lost = api.swallow("GET /api/conversations ");
+  const a = ctx.track(clientFor(ctx.server, alice, { apiUrl: api.url, requestTimeoutMs: 500 }));
+  const errors = [];
+  a.on("error", (error) => errors.push(error));
+
+  await withPatience(a.connect(), "connect()");
+
+  await withPatience(lost, "the lost list request");
+  assert.deepEqual(stored(a.messages(chat.id)), [[1, "hi"]], "caught up all the same");
+  assert.equal(errors.find((e) => e.message.includes("GET /api/conversations"))?.code, "network_error");
+  api.close();
 });
