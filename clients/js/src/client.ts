@@ -64,7 +64,7 @@ export class ParleyClient extends Emitter<ParleyEvents> {
       reconnectJitter: options.reconnectJitter ?? 0.5,
       pingIntervalMs: options.pingIntervalMs ?? 30_000,
       slowThresholdMs: options.slowThresholdMs ?? 1_000,
-      sendTimeoutMs: options.sendTimeoutMs ?? 30_000,
+      sendTimeoutMs: options.sendTimeoutMs ?? 15_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
       uploadTimeoutMs: options.uploadTimeoutMs ?? 300_000,
       typingThrottleMs: options.typingThrottleMs ?? 3_000,
@@ -368,6 +368,7 @@ export class ParleyClient extends Emitter<ParleyEvents> {
       outbox: this.#kept(this.#outboxKey(session.user.id)),
       emit: (event, payload) => this.emit(event, payload),
       revoked: () => monitor.revoked(),
+      dropConnection: () => monitor.drop(),
     });
     this.#monitor = monitor;
     this.#messaging = messaging;

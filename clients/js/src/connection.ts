@@ -116,6 +116,16 @@ export class ConnectionMonitor {
     this.socket.connect();
   }
 
+  /**
+   * The connection looks open but does not answer (an ack overdue): drop it and connect again
+   * on a fresh transport, after the back-off as for a lost connection.
+   */
+  drop(): void {
+    if (this.#closed || !this.socket.connected) return;
+    this.socket.disconnect(); // a client disconnect: #onDisconnect schedules no attempt
+    this.#scheduleRetry();
+  }
+
   /** The session was revoked by the server: stop for good (until `reconnect()` with a new token). */
   revoked(): void {
     this.#revoked = true;

@@ -57,6 +57,8 @@ export interface MessagingDeps {
   emit<K extends keyof ParleyEvents>(event: K, payload: ParleyEvents[K]): void;
   /** The server revoked the session: the monitor must not reconnect. */
   revoked(): void;
+  /** The connection looks open but does not answer: reconnect on a fresh one. */
+  dropConnection(): void;
 }
 
 interface Waiter {
@@ -105,6 +107,7 @@ export class Messaging {
       sendTimeoutMs: deps.options.sendTimeoutMs,
       kept: deps.outbox,
       saved: (saved) => this.#saved(saved, deps.me),
+      dropConnection: () => deps.dropConnection(),
       closed: () => this.#closed,
     });
     this.uploads = new Uploads({

@@ -2,6 +2,12 @@
 // sends not acknowledged yet, resent with their original clientMsgId after a reconnect, and of
 // failed ones, kept until the user retries or discards them.
 //
+// An ack not come within sendTimeoutMs on a connection that looks open means the connection is
+// dead and its loss not noticed yet (a half-open link: the relay's heartbeat needs up to 45 s):
+// the send stays `sending`, the client reconnects on a fresh transport and resends everything
+// waiting, in send order. A send unanswered on UNANSWERED_TRIES connections fails (`timeout`,
+// retryable), and the later sends of its conversation with it, so a retry keeps their order.
+//
 // The kept outbox is shared by every client of the user on one storage (two tabs share
 // localStorage): each change reads it, changes that one entry and writes it back, so a client
 // never drops another's entries. A send kept by two live clients may be sent by both: harmless,
@@ -37,6 +43,8 @@ export interface OutboxDeps {
   kept: { get(): string | null; set(value: string | null): void };
   /** A send was acknowledged as stored. */
   saved(saved: MessageSaved): void;
+  /** A send's ack is overdue on a connection that looks open: reconnect on a fresh one. */
+  dropConnection(): void;
   closed(): boolean;
 }
 
@@ -46,6 +54,9 @@ interface Pending {
   sentAt: string;
   error?: SendError;
 }
+
+/** Connections a send goes unanswered on (sendTimeoutMs each) before it is marked failed. */
+const UNANSWERED_TRIES = 3;
 
 /** Refusals `rate_limited` in a row before a send is marked failed. */
 const RATE_LIMIT_TRIES = 6;
@@ -60,6 +71,8 @@ interface AckFailureLike {
 export class Outbox {
   /** Sends waiting for their ack or failed, by clientMsgId, in send order. */
   readonly #pending = new Map<string, Pending>();
+  /** Sends whose ack did not come in time, by clientMsgId: on how many connections so far. */
+  readonly #unanswered = new Map<string, number>();
   /** Emitted on this connection, waiting for their ack: the back-off round they were sent in. */
   readonly #inFlight = new Map<string, number>();
   /** Bumped by each back-off: refusals of sends emitted before it count once. */
@@ -128,6 +141,7 @@ export class Outbox {
 
   /** The server refused the user's `message` later (`message_failed`): keep it failed. */
   failed(message: ClientMessage, error: SendError): void {
+    this.#unanswered.delete(message.clientMsgId);
     const pending = this.#pending.get(message.clientMsgId);
     this.#pending.set(message.clientMsgId, {
       request: pending?.request ?? requestOf(message),
@@ -151,6 +165,7 @@ export class Outbox {
 
   /** The message is stored (seen through `message_saved` or a sync): stop waiting for it. */
   settled(clientMsgId: string): void {
+    this.#unanswered.delete(clientMsgId);
     if (this.#pending.delete(clientMsgId)) this.#save(clientMsgId);
   }
 
@@ -236,14 +251,16 @@ export class Outbox {
         if (this.deps.closed()) return;
         this.#inFlight.delete(clientMsgId);
         if (timeout) {
-          // Lost with the connection: resent on reconnect. No answer while connected: failed.
+          // Lost with the connection: resent on reconnect.
           const waiting = this.#pending.get(clientMsgId);
           if (!socket.connected || !waiting || waiting.error) return;
-          this.#fail(request, {
-            code: "timeout",
-            message: "no answer from the server in time",
-            retryable: true,
-          });
+          // No answer on a connection that looks open: taken for dead (half-open, its loss not
+          // noticed yet). The send stays `sending` and is resent, in order, on a fresh one.
+          const tries = (this.#unanswered.get(clientMsgId) ?? 0) + 1;
+          this.#unanswered.set(clientMsgId, tries);
+          if (tries >= UNANSWERED_TRIES) this.#failUnanswered(request, tries);
+          this.deps.dropConnection();
+          return;
         } else if (ack && ack.success === true) {
           this.#refusals = 0;
           this.settled(clientMsgId);
@@ -289,6 +306,25 @@ export class Outbox {
       return;
     }
     this.#oneByOne = false; // drained: back to sending at once
+  }
+
+  /**
+   * No answer on `tries` connections: fail the send, and the later sends of its conversation
+   * with it, so that retrying them keeps their order.
+   */
+  #failUnanswered(request: SendMessageRequest, tries: number): void {
+    const error: SendError = {
+      code: "timeout",
+      message: `no answer from the server on ${tries} connections in a row`,
+      retryable: true,
+    };
+    let later = false;
+    for (const [clientMsgId, pending] of [...this.#pending]) {
+      later ||= clientMsgId === request.clientMsgId;
+      if (later && !pending.error && pending.request.conversationId === request.conversationId) {
+        this.#fail(pending.request, error);
+      }
+    }
   }
 
   #fail(request: SendMessageRequest, error: SendError): void {

@@ -102,8 +102,8 @@ export interface AttachmentInput {
 }
 
 /**
- * Why a send failed: the server's ack error, or `timeout` (no answer within `sendTimeoutMs`
- * while connected; retryable); for an attachment's upload the HTTP error's code
+ * Why a send failed: the server's ack error, or `timeout` (no answer within `sendTimeoutMs` on
+ * three connections in a row, or an earlier message of the conversation so failed; retryable); for an attachment's upload the HTTP error's code
  * (`unsupported_media_type`, `payload_too_large`, `rate_limited`…) or the SDK's
  * `network_error` / `http_error` (an answer not in Parley's error shape).
  */
@@ -176,9 +176,11 @@ export interface ParleyClientOptions {
   /** Latency above which the network is flagged slow. Default 1 000 ms. */
   slowThresholdMs?: number;
   /**
-   * How long a sent message may wait for its ack while connected before it is marked `failed`
-   * (retryable). Default 30 000 ms. Messages waiting when the connection drops are resent
-   * after reconnect instead.
+   * How long a sent message may wait for its ack while connected. Past it the connection is
+   * taken for dead (open, but not answering): the client reconnects on a fresh one and resends
+   * the message (still `sending`), in send order. Default 15 000 ms. A message unanswered on
+   * three connections in a row is `failed` (`timeout`, retryable), with the later messages of its
+   * conversation. Messages waiting when the connection drops are resent after reconnect.
    */
   sendTimeoutMs?: number;
   /**

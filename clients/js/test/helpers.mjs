@@ -152,7 +152,8 @@ export async function withPatience(promise, what) {
 /**
  * A TCP proxy in front of `target` (`http://host:port`) that can break the network the way
  * networks break: `dropUp()` / `dropDown()` lose the bytes of one direction, `swallow(text)`
- * loses one request, `cut()` resets every connection, `down()` refuses new ones until `up()`.
+ * loses one request, `silence()` the connections open now, `cut()` resets every connection,
+ * `down()` refuses new ones until `up()`.
  */
 export async function networkProxy(target) {
   const { hostname, port } = new URL(target);
@@ -160,6 +161,8 @@ export async function networkProxy(target) {
   const state = { refuse: false, dropUp: false, dropDown: false };
   /** Requests to lose: `{text, swallowed}`, the first connection sending `text` goes silent. */
   const swallows = [];
+  /** The connections open now, each able to go silent. */
+  const links = new Set();
   const server = net.createServer((client) => {
     if (state.refuse) {
       client.destroy();
@@ -169,6 +172,8 @@ export async function networkProxy(target) {
     sockets.add(client);
     sockets.add(upstream);
     let silent = false;
+    const link = { silence: () => (silent = true) };
+    links.add(link);
     client.on("data", (data) => {
       const at = swallows.findIndex(({ text }) => data.includes(text));
       if (!silent && at >= 0) {
@@ -183,6 +188,7 @@ export async function networkProxy(target) {
       upstream.destroy();
       sockets.delete(client);
       sockets.delete(upstream);
+      links.delete(link);
     };
     client.on("close", close).on("error", close);
     // A silent connection's client hears nothing more, not even the server closing its side.
@@ -206,6 +212,13 @@ export async function networkProxy(target) {
      */
     swallow(text) {
       return new Promise((swallowed) => swallows.push({ text, swallowed }));
+    },
+    /**
+     * Every connection open now goes silent both ways and stays open (a half-open link: a NAT
+     * that forgot them); new connections work.
+     */
+    silence() {
+      for (const link of links) link.silence();
     },
     cut() {
       for (const s of sockets) s.destroy();

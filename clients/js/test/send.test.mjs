@@ -118,39 +118,78 @@ test("a refused send is marked failed with the server's error and can be discard
   assert.deepEqual(a.messages(chat.id), []);
 });
 
-test("a send unanswered in time fails as retryable; retry() stores it once with the same id", async () => {
+/**
+ * Alice's client (options), over a proxy of the relay on a WebSocket alone (one connection to
+ * silence), and her direct conversation with bob.
+ */
+async function aliceBehindProxy(options) {
   const alice = await newUser(ctx.server.api, "alice");
   const bob = await newUser(ctx.server.api, "bob");
   const proxy = await networkProxy(ctx.server.socket);
-  const a = clientFor(ctx.server, alice, { socketUrl: proxy.url, sendTimeoutMs: 500 });
-  ctx.track(a);
+  const a = ctx.track(
+    clientFor(ctx.server, alice, {
+      socketUrl: proxy.url,
+      socketOptions: { transports: ["websocket"] },
+      ...options,
+    }),
+  );
   await a.connect();
   const chat = await a.openDirect(bob.user.id);
+  return { alice, a, chat, proxy };
+}
 
-  proxy.dropUp(); // the send never reaches the relay; the connection looks alive
-  const message = a.send({ conversationId: chat.id, content: "lost in transit" });
+test("sends unanswered on a connection that looks open stay sending, and are resent on a fresh one in order", async () => {
+  const { alice, a, chat, proxy } = await aliceBehindProxy({ sendTimeoutMs: 500 });
+  const statuses = new Set();
+  a.on("messages", ({ messages }) => messages.forEach((m) => statuses.add(m.status)));
+
+  proxy.silence(); // half-open: the connection stays open, nothing crosses it
+  const sent = ["one", "two", "three"].map((content) => a.send({ conversationId: chat.id, content }));
+
+  await until(a, "messages", () => a.messages(chat.id).every((m) => m.seq !== null), "all stored");
+  assert.equal(statuses.has("failed"), false, "never failed");
+  const history = await restAs(ctx.server, alice).history(chat.id);
+  assert.deepEqual(
+    history.messages.map((m) => [m.seq, m.clientMsgId]),
+    sent.map((m, i) => [i + 1, m.clientMsgId]),
+    "stored once each, in send order",
+  );
+  proxy.close();
+});
+
+test("a send unanswered on three connections in a row fails as timeout, with the later sends of its conversation; retry() stores them in order", async () => {
+  const { alice, a, chat, proxy } = await aliceBehindProxy({ sendTimeoutMs: 300 });
+  let connections = 0;
+  const silenceEach = a.on("state", ({ status }) => {
+    if (status !== "connected") return;
+    connections++;
+    proxy.silence(); // every new connection goes dead as soon as it is up
+  });
+  proxy.silence();
+  const sent = ["one", "two"].map((content) => a.send({ conversationId: chat.id, content }));
+
   const failed = await until(
     a,
     "messages",
-    () => a.messages(chat.id).find((m) => m.status === "failed"),
-    "the timed-out send",
+    () => a.messages(chat.id).every((m) => m.status === "failed") && a.messages(chat.id),
+    "both failed",
   );
-  assert.equal(failed.error.code, "timeout");
-  assert.equal(failed.error.retryable, true);
+  silenceEach();
+  assert.equal(connections, 2, "tried on the first connection and two fresh ones");
+  assert.deepEqual(
+    failed.map((m) => [m.clientMsgId, m.error.code, m.error.retryable]),
+    sent.map((m) => [m.clientMsgId, "timeout", true]),
+  );
+  assert.match(failed[0].error.message, /3 connections/);
 
-  proxy.up();
-  proxy.cut(); // the dropped bytes broke the stream: start a clean connection
   await untilState(a, "connected");
-  const retried = a.retry(message.clientMsgId);
-  assert.equal(retried.status, "sending");
-  assert.equal(retried.clientMsgId, message.clientMsgId);
-  await until(a, "messages", () => a.messages(chat.id)[0]?.seq === 1, "the retried message stored");
-
+  for (const m of sent) a.retry(m.clientMsgId);
+  await until(a, "messages", () => a.messages(chat.id).every((m) => m.seq !== null), "both stored");
   const history = await restAs(ctx.server, alice).history(chat.id);
   assert.deepEqual(
-    history.messages.map((m) => m.clientMsgId),
-    [message.clientMsgId],
-    "stored exactly once",
+    history.messages.map((m) => [m.seq, m.clientMsgId]),
+    sent.map((m, i) => [i + 1, m.clientMsgId]),
+    "stored once each, in send order",
   );
   proxy.close();
 });
@@ -238,12 +277,21 @@ test("failed sends survive a reload as failed, are not resent by themselves, and
   const bob = await newUser(ctx.server.api, "bob");
   const storage = new MemoryStorage();
   const proxy = await networkProxy(ctx.server.socket);
-  const before = ctx.track(clientFor(ctx.server, alice, { socketUrl: proxy.url, storage, sendTimeoutMs: 500 }));
+  const before = ctx.track(
+    clientFor(ctx.server, alice, {
+      socketUrl: proxy.url,
+      socketOptions: { transports: ["websocket"] },
+      storage,
+      sendTimeoutMs: 300,
+    }),
+  );
   await before.connect();
   const chat = await before.openDirect(bob.user.id);
   const refused = before.send({ conversationId: chat.id, content: "x".repeat(4001) });
   await until(before, "messages", () => before.messages(chat.id)[0]?.status === "failed", "refused");
-  proxy.dropUp(); // the next send never reaches the relay: it times out
+  // The next send never gets an answer, on this connection or the fresh ones: it times out.
+  before.on("state", ({ status }) => status === "connected" && proxy.silence());
+  proxy.silence();
   const lost = before.send({ conversationId: chat.id, content: "lost in transit" });
   await until(before, "messages", () => before.messages(chat.id)[1]?.status === "failed", "timed out");
   before.close(); // the tab is reloaded
