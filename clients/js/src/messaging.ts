@@ -3,6 +3,7 @@
 
 import type { Socket } from "socket.io-client";
 import { Catchup } from "./catchup.js";
+import { backoffDelay } from "./connection.js";
 import { ConversationList } from "./conversations.js";
 import type {
   Conversation,
@@ -79,6 +80,8 @@ export class Messaging {
   /** Conversations being fetched because a message arrived for one the list lacks. */
   readonly #fetching = new Set<ConversationId>();
   #deliveredTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Delivery receipts failed in a row: their retry's back-off. */
+  #receiptFailures = 0;
   #caughtUp = false;
   /** Connections so far: a connection's catch-up is left to the next one's once it comes. */
   #connections = 0;
@@ -123,6 +126,8 @@ export class Messaging {
       cursor: deps.cursor,
       apply: (page) => this.#applySyncPage(page),
       done: (result) => {
+        // Receipts that failed go again with the messages just caught up on.
+        if (this.#deliveredDue.size) this.#sendDeliveredIn(0);
         deps.emit("synced", result);
         this.#settleWaiters(null);
       },
@@ -350,16 +355,42 @@ export class Messaging {
 
   #deliverLater(conversationId: ConversationId, seq: number): void {
     this.#deliveredDue.set(conversationId, Math.max(seq, this.#deliveredDue.get(conversationId) ?? 0));
-    if (this.#deliveredTimer !== null) return;
-    // Coalesce a burst (a sync page, a busy conversation) into one request per conversation.
+    this.#sendDeliveredIn(0);
+  }
+
+  /**
+   * Send the due delivery receipts after `delayMs`: 0 coalesces a burst (a sync page, a busy
+   * conversation) into one request per conversation and wins over a retry's back-off.
+   */
+  #sendDeliveredIn(delayMs: number): void {
+    if (this.#deliveredTimer !== null) {
+      if (delayMs > 0) return;
+      clearTimeout(this.#deliveredTimer);
+    }
     this.#deliveredTimer = setTimeout(() => {
       this.#deliveredTimer = null;
       const due = [...this.#deliveredDue];
       this.#deliveredDue.clear();
       for (const [id, upTo] of due) {
-        void this.mark("delivered", id, upTo).catch((error: unknown) => this.#report(error));
+        this.mark("delivered", id, upTo).then(
+          () => (this.#receiptFailures = 0),
+          (error: unknown) => this.#deliveryFailed(id, upTo, error),
+        );
       }
-    }, 0);
+    }, delayMs);
+  }
+
+  /**
+   * A receipt that could not be sent stays due (marking up to a seq is idempotent): sent again
+   * after a back-off (1 s, 2 s … 30 s) while connected, and after the next catch-up.
+   */
+  #deliveryFailed(conversationId: ConversationId, seq: number, error: unknown): void {
+    this.#report(error);
+    if (this.#closed || !(error instanceof ParleyError && error.retryable)) return;
+    this.#deliveredDue.set(conversationId, Math.max(seq, this.#deliveredDue.get(conversationId) ?? 0));
+    if (this.deps.socket.connected) {
+      this.#sendDeliveredIn(backoffDelay(++this.#receiptFailures, 1_000, 30_000));
+    }
   }
 
   // ---- catch-up ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import {
   until,
   untilState,
   useParley,
+  withPatience,
 } from "./helpers.mjs";
 
 const ctx = useParley();
@@ -98,6 +99,59 @@ test("the recipient sees the message once, and the sender's ticks go delivered t
   await b.markRead(chat.id);
   await until(a, "messages", () => a.messages(chat.id)[0]?.status === "read", "read");
   assert.equal(a.messages(chat.id).length, 1);
+});
+
+test("a delivery receipt lost in flight is sent again: the sender's tick still goes to delivered", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const api = await networkProxy(ctx.server.api);
+  const a = ctx.track(clientFor(ctx.server, alice));
+  const b = ctx.track(clientFor(ctx.server, bob, { apiUrl: api.url, requestTimeoutMs: 500 }));
+  await Promise.all([a.connect(), b.connect()]);
+  const chat = await a.openDirect(bob.user.id);
+  const lost = api.swallow("/delivered");
+
+  const sent = a.send({ conversationId: chat.id, content: "did you get it?" });
+
+  await withPatience(lost, "bob's lost receipt");
+  await until(
+    a,
+    "messages",
+    () => a.messages(chat.id).find((m) => m.clientMsgId === sent.clientMsgId)?.status === "delivered",
+    "delivered",
+  );
+  api.close();
+});
+
+test("a delivery receipt that failed while the socket was down is sent after the catch-up", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const api = await networkProxy(ctx.server.api);
+  const relay = await networkProxy(ctx.server.socket);
+  const a = ctx.track(clientFor(ctx.server, alice));
+  const b = ctx.track(clientFor(ctx.server, bob, { apiUrl: api.url, socketUrl: relay.url }));
+  await Promise.all([a.connect(), b.connect()]);
+  const chat = await a.openDirect(bob.user.id);
+  const errors = [];
+  b.on("error", (error) => errors.push(error));
+  const lost = api.swallow("/delivered");
+  const sent = a.send({ conversationId: chat.id, content: "did you get it?" });
+  await withPatience(lost, "bob's lost receipt");
+
+  relay.down();
+  await untilState(b, "reconnecting");
+  api.cut(); // the receipt fails now, with the socket down: no retry of its own
+  await until(b, "error", () => errors.some((e) => e.message.includes("/delivered")), "the failure");
+  relay.up();
+
+  await until(
+    a,
+    "messages",
+    () => a.messages(chat.id).find((m) => m.clientMsgId === sent.clientMsgId)?.status === "delivered",
+    "delivered",
+  );
+  api.close();
+  relay.close();
 });
 
 test("a refused send is marked failed with the server's error and can be discarded", async () => {
