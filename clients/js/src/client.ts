@@ -158,7 +158,15 @@ export class ParleyClient extends Emitter<ParleyEvents> {
   async connect(): Promise<void> {
     if (!this.#session) {
       if (!this.api.token) throw new ParleyError("not_logged_in", "log in first");
-      await this.me();
+      try {
+        await this.me();
+      } catch (error) {
+        // A token the API refuses: told and shown as when the relay refuses a kept session's.
+        if (!(error instanceof ParleyError && error.status === 401)) throw error;
+        this.emit("error", new ParleyError(error.code, `connect refused: ${error.message}`));
+        this.#setState({ status: "disconnected", reason: "unauthorized" });
+        throw new ParleyError("unauthorized", "not connected: unauthorized");
+      }
     }
     const session = this.#session!;
     if (!this.#monitor) this.#open(session);

@@ -142,6 +142,29 @@ test("a session revoked elsewhere stops the client with sessionRevoked and forge
   assert.equal(storage.getItem("parley.session"), null);
 });
 
+test("a refused token ends connect() unauthorized with an error event, given as an option as when kept in storage", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  await restAs(ctx.server, alice).logout(); // the token is revoked
+  const kept = new MemoryStorage();
+  kept.setItem("parley.session", JSON.stringify({ token: alice.token, user: alice.user }));
+  const server = { apiUrl: ctx.server.api, socketUrl: ctx.server.socket };
+
+  for (const [how, client] of [
+    ["as the token option", new ParleyClient({ ...server, token: alice.token })],
+    ["as the kept session", new ParleyClient({ ...server, storage: kept })],
+  ]) {
+    ctx.track(client);
+    const errors = [];
+    client.on("error", (error) => errors.push(error.code));
+
+    const refused = await client.connect().then(() => null, (error) => error);
+
+    assert.equal(refused?.code, "unauthorized", how);
+    assert.deepEqual(client.state, { status: "disconnected", reason: "unauthorized" }, how);
+    assert.deepEqual(errors, ["token_revoked"], how);
+  }
+});
+
 test("logout revokes the token, closes the socket, and forgets the session and cursor", async () => {
   const bob = await newUser(ctx.server.api, "bob");
   const storage = new MemoryStorage();
