@@ -315,7 +315,7 @@ export class Outbox {
   #failUnanswered(request: SendMessageRequest, tries: number): void {
     const error: SendError = {
       code: "timeout",
-      message: `no answer from the server on ${tries} connections in a row`,
+      message: `no answer from the server on ${tries} connections`,
       retryable: true,
     };
     let later = false;

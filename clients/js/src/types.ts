@@ -103,9 +103,10 @@ export interface AttachmentInput {
 
 /**
  * Why a send failed: the server's ack error, or `timeout` (no answer within `sendTimeoutMs` on
- * three connections in a row, or an earlier message of the conversation so failed; retryable); for an attachment's upload the HTTP error's code
- * (`unsupported_media_type`, `payload_too_large`, `rate_limited`…) or the SDK's
- * `network_error` / `http_error` (an answer not in Parley's error shape).
+ * three connections, or an earlier message of the conversation so failed; retryable); for an
+ * attachment's upload the HTTP error's code (`unsupported_media_type`, `payload_too_large`,
+ * `rate_limited`…) or the SDK's `network_error` / `http_error` (an answer not in Parley's error
+ * shape).
  */
 export interface SendError {
   code: AckError["code"] | "timeout" | "network_error" | "http_error";
@@ -179,7 +180,7 @@ export interface ParleyClientOptions {
    * How long a sent message may wait for its ack while connected. Past it the connection is
    * taken for dead (open, but not answering): the client reconnects on a fresh one and resends
    * the message (still `sending`), in send order. Default 15 000 ms. A message unanswered on
-   * three connections in a row is `failed` (`timeout`, retryable), with the later messages of its
+   * three connections is `failed` (`timeout`, retryable), with the later messages of its
    * conversation. Messages waiting when the connection drops are resent after reconnect.
    */
   sendTimeoutMs?: number;

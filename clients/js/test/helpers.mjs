@@ -15,6 +15,12 @@ import { ParleyClient, RestApi } from "../dist/index.js";
 /** How long anything may take on a busy machine before a test gives up. */
 export const PATIENCE_MS = 60_000;
 
+/**
+ * The SDK's own timeouts (sendTimeoutMs, requestTimeoutMs) when a test makes them run out: far
+ * longer than any answer of a local Parley takes on a busy machine, far shorter than PATIENCE_MS.
+ */
+export const SHORT_TIMEOUT_MS = 2_000;
+
 const root = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 let shared = null;
 

@@ -9,6 +9,7 @@ import {
   networkProxy,
   newUser,
   restAs,
+  SHORT_TIMEOUT_MS,
   until,
   untilState,
   useParley,
@@ -106,7 +107,9 @@ test("a delivery receipt lost in flight is sent again: the sender's tick still g
   const bob = await newUser(ctx.server.api, "bob");
   const api = await networkProxy(ctx.server.api);
   const a = ctx.track(clientFor(ctx.server, alice));
-  const b = ctx.track(clientFor(ctx.server, bob, { apiUrl: api.url, requestTimeoutMs: 500 }));
+  const b = ctx.track(
+    clientFor(ctx.server, bob, { apiUrl: api.url, requestTimeoutMs: SHORT_TIMEOUT_MS }),
+  );
   await Promise.all([a.connect(), b.connect()]);
   const chat = await a.openDirect(bob.user.id);
   const lost = api.swallow("/delivered");
@@ -193,7 +196,7 @@ async function aliceBehindProxy(options) {
 }
 
 test("sends unanswered on a connection that looks open stay sending, and are resent on a fresh one in order", async () => {
-  const { alice, a, chat, proxy } = await aliceBehindProxy({ sendTimeoutMs: 500 });
+  const { alice, a, chat, proxy } = await aliceBehindProxy({ sendTimeoutMs: SHORT_TIMEOUT_MS });
   const statuses = new Set();
   a.on("messages", ({ messages }) => messages.forEach((m) => statuses.add(m.status)));
 
@@ -211,8 +214,8 @@ test("sends unanswered on a connection that looks open stay sending, and are res
   proxy.close();
 });
 
-test("a send unanswered on three connections in a row fails as timeout, with the later sends of its conversation; retry() stores them in order", async () => {
-  const { alice, a, chat, proxy } = await aliceBehindProxy({ sendTimeoutMs: 300 });
+test("a send unanswered on three connections fails as timeout, with the later sends of its conversation; retry() stores them in order", async () => {
+  const { alice, a, chat, proxy } = await aliceBehindProxy({ sendTimeoutMs: SHORT_TIMEOUT_MS });
   let connections = 0;
   const silenceEach = a.on("state", ({ status }) => {
     if (status !== "connected") return;
@@ -336,7 +339,7 @@ test("failed sends survive a reload as failed, are not resent by themselves, and
       socketUrl: proxy.url,
       socketOptions: { transports: ["websocket"] },
       storage,
-      sendTimeoutMs: 300,
+      sendTimeoutMs: SHORT_TIMEOUT_MS,
     }),
   );
   await before.connect();

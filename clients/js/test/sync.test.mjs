@@ -8,6 +8,7 @@ import {
   networkProxy,
   newUser,
   restAs,
+  SHORT_TIMEOUT_MS,
   until,
   untilState,
   useParley,
@@ -206,7 +207,7 @@ async function missedWhileSyncIsLost({ bob, relay, api, a, chat }, contents) {
 }
 
 test("a catch-up request lost in flight times out and is tried again: the messages missed arrive", async () => {
-  const setup = await aliceBehindProxies({ requestTimeoutMs: 500 });
+  const setup = await aliceBehindProxies({ requestTimeoutMs: SHORT_TIMEOUT_MS });
   const { a, chat, errors } = setup;
 
   await missedWhileSyncIsLost(setup, ["m1", "m2"]);
@@ -242,7 +243,9 @@ test("connect() resolves when its conversation-list request is lost: the request
   await restAs(ctx.server, bob).sendMessage({ clientMsgId: "l-1", conversationId: chat.id, content: "hi" });
   const api = await networkProxy(ctx.server.api);
   const lost = api.swallow("GET /api/conversations ");
-  const a = ctx.track(clientFor(ctx.server, alice, { apiUrl: api.url, requestTimeoutMs: 500 }));
+  const a = ctx.track(
+    clientFor(ctx.server, alice, { apiUrl: api.url, requestTimeoutMs: SHORT_TIMEOUT_MS }),
+  );
   const errors = [];
   a.on("error", (error) => errors.push(error));
 
