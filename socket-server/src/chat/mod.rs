@@ -260,9 +260,6 @@ impl NamespaceHandler for ChatHandler {
         let vocabulary = vocab::SocketVocabulary::at_connect(auth, query_user.as_deref());
         socket.extensions().insert(vocabulary.clone());
         socket.extensions().insert(store::SocketSends::default());
-        socket
-            .extensions()
-            .insert(requests::SocketTyping::default());
         socket.extensions().insert(requests::SocketRequests::new(
             state.limits.requests_per_socket,
         ));

@@ -193,7 +193,15 @@ pub fn typing(
         is_typing: args.is_typing,
     };
     let socket_id = socket.id().to_owned();
-    let typing_in = socket.extensions().get::<SocketTyping>();
+    // Made at the socket's first `typing`: most sockets never type, and each costs memory.
+    let typing_in = socket
+        .extensions()
+        .get::<SocketTyping>()
+        .unwrap_or_else(|| {
+            let typing_in = SocketTyping::default();
+            socket.extensions().insert(typing_in.clone());
+            typing_in
+        });
     let work_state = state.clone();
     let work = Box::new(move |members: Option<Members>| {
         let Some(members) = members else {
@@ -208,9 +216,7 @@ pub fn typing(
             .filter(|&m| m != typing.user_id)
             .collect();
         tell_typing(&work_state, &others, &typing, Some(&socket_id));
-        if let Some(typing_in) = typing_in {
-            typing_in.mark(typing.conversation_id, typing.is_typing);
-        }
+        typing_in.mark(typing.conversation_id, typing.is_typing);
         ack_ok(ack, Value::Object(Default::default()));
     });
     super::resolve_members(state, session.user, args.conversation_id, work);
@@ -234,7 +240,8 @@ fn tell_typing(
     );
 }
 
-/// The conversations a socket last said it was typing in, kept in its extensions.
+/// The conversations a socket last said it was typing in, kept in its extensions from its first
+/// `typing` (events of one socket are handled one at a time).
 #[derive(Clone, Default)]
 pub struct SocketTyping(Arc<Mutex<Vec<ConversationId>>>);
 
