@@ -39,6 +39,8 @@ limits:
   registrations_per_ip: 100
   sends_per_sec: 10
   sends_burst: 20
+  conversations_per_minute: 6
+  conversations_burst: 20
 attachments:
   url: file://data/attachments
   image_max_bytes: 10485760
@@ -157,6 +159,12 @@ pub struct Limits {
     /// size); beyond, 429 `rate_limited` with `Retry-After`.
     pub sends_per_sec: u32,
     pub sends_burst: u32,
+    /// Conversations a user may create (`POST /api/conversations`) per minute on this replica
+    /// (token bucket refill per minute, and its size); beyond, 429 `rate_limited` with
+    /// `Retry-After`. Finding the existing direct conversation is not counted. Each
+    /// conversation lengthens every member's conversation list.
+    pub conversations_per_minute: u32,
+    pub conversations_burst: u32,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

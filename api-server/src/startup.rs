@@ -93,6 +93,10 @@ impl Application {
                 settings.limits.sends_per_sec,
                 settings.limits.sends_burst,
             )),
+            conversations: Arc::new(shared::limits::RateLimiter::per_minute(
+                settings.limits.conversations_per_minute,
+                settings.limits.conversations_burst,
+            )),
             login_throttle: Arc::new(
                 LoginThrottle::new(
                     settings.limits.login_failures_per_window,

@@ -29,4 +29,7 @@ pub struct AppState {
     pub attachments: crate::attachments::Attachments,
     /// `POST /api/messages` per user on this replica (`limits.sends_per_sec`, `sends_burst`).
     pub sends: Arc<shared::limits::RateLimiter<shared::ids::UserId>>,
+    /// `POST /api/conversations` per user on this replica (`limits.conversations_per_minute`,
+    /// `conversations_burst`).
+    pub conversations: Arc<shared::limits::RateLimiter<shared::ids::UserId>>,
 }

@@ -1,6 +1,6 @@
-//! Token buckets per key, for rate limits (a user's sends and typing, a client IP's connects),
-//! used by the relay and the API. Memory stays bounded: full buckets carry no information and
-//! are dropped when the map grows.
+//! Token buckets per key, for rate limits (a user's sends, typing and new conversations, a
+//! client IP's connects), used by the relay and the API. Memory stays bounded: full buckets
+//! carry no information and are dropped when the map grows.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -25,8 +25,17 @@ pub struct RateLimiter<K> {
 
 impl<K: Hash + Eq + Copy> RateLimiter<K> {
     pub fn new(per_sec: u32, burst: u32) -> Self {
+        Self::with_rate(f64::from(per_sec), burst)
+    }
+
+    /// Refilled at `per_minute` per minute, for what is rarely done (creating conversations).
+    pub fn per_minute(per_minute: u32, burst: u32) -> Self {
+        Self::with_rate(f64::from(per_minute) / 60.0, burst)
+    }
+
+    fn with_rate(per_sec: f64, burst: u32) -> Self {
         Self {
-            per_sec: f64::from(per_sec),
+            per_sec,
             burst: f64::from(burst.max(1)),
             buckets: Mutex::new(HashMap::new()),
         }
@@ -88,6 +97,15 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
         bucket.at = now;
     }
 
+    /// Give back the token a request took and turned out not to need (it found what it would
+    /// have created); never above a full bucket.
+    pub fn refund(&self, key: K) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(&key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
+    }
+
     /// Forget `key` (e.g. its user left this relay).
     pub fn forget(&self, key: K) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -120,6 +138,24 @@ mod tests {
         let wait = limiter.check_at(1, t0).expect_err("in debt");
         // Two tokens of debt at most, plus the one asked for: three seconds at 1/s.
         assert!(wait > Duration::from_millis(2900) && wait <= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_refunded_token_can_be_taken_again_but_never_beyond_the_burst() {
+        let limiter = RateLimiter::per_minute(1, 2);
+        let t0 = Instant::now();
+        assert!(limiter.allow_at(1, t0) && limiter.allow_at(1, t0));
+        limiter.refund(1);
+        assert!(limiter.allow_at(1, t0), "the refunded token");
+        let wait = limiter.check_at(1, t0).expect_err("empty bucket");
+        assert!(wait > Duration::from_secs(59) && wait <= Duration::from_secs(60));
+        limiter.refund(2);
+        limiter.refund(2);
+        assert!((0..2).all(|_| limiter.allow_at(2, t0)));
+        assert!(
+            !limiter.allow_at(2, t0),
+            "refunds do not grow a bucket past its burst"
+        );
     }
 
     #[test]

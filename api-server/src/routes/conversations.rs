@@ -10,7 +10,10 @@ use shared::ids::ConversationId;
 use shared::wire::{Conversation, ConversationSummary, CreateConversationRequest};
 
 /// Create a conversation with `memberIds` (the caller is added). One other member and no title:
-/// the direct conversation of the pair, answered with 200 when it already exists.
+/// the direct conversation of the pair, answered with 200 when it already exists. Creations are
+/// limited per user (`limits.conversations_per_minute`, `conversations_burst`): each one
+/// lengthens every member's conversation list. Finding the existing direct conversation gives
+/// its token back.
 #[utoipa::path(
     post, path = "/api/conversations", tag = "conversations",
     security(("bearer" = [])),
@@ -21,6 +24,7 @@ use shared::wire::{Conversation, ConversationSummary, CreateConversationRequest}
         (status = 400, description = "`validation_failed` naming `memberIds` or `title`", body = ErrorEnvelope),
         (status = 401, description = "No valid token", body = ErrorEnvelope),
         (status = 404, description = "`user_not_found`: a member does not exist", body = ErrorEnvelope),
+        (status = 429, description = "`rate_limited`: over the per-user rate of new conversations; `Retry-After` in seconds", body = ErrorEnvelope),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %user.user_id))]
@@ -29,10 +33,14 @@ pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateConversationRequest>,
 ) -> ApiResult<HttpResponse> {
+    if let Err(wait) = state.conversations.check(user.user_id) {
+        return Ok(super::rate_limited(wait, "too many new conversations"));
+    }
     let created = service::conversations::create(&state, user.user_id, body.into_inner()).await?;
     Ok(if created.created {
         HttpResponse::Created().json(created.conversation)
     } else {
+        state.conversations.refund(user.user_id);
         HttpResponse::Ok().json(created.conversation)
     })
 }

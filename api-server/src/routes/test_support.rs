@@ -165,6 +165,8 @@ pub fn limits() -> Limits {
         registrations_per_ip: 100,
         sends_per_sec: 1000,
         sends_burst: 1000,
+        conversations_per_minute: 1000,
+        conversations_burst: 1000,
     }
 }
 
@@ -188,6 +190,7 @@ pub fn state(store: TestStore) -> AppState {
         metrics,
         writers: Arc::new(tokio::sync::Semaphore::new(2)),
         sends: Arc::new(shared::limits::RateLimiter::new(1000, 1000)),
+        conversations: Arc::new(shared::limits::RateLimiter::per_minute(1000, 1000)),
         login_throttle: Arc::new(LoginThrottle::new(
             limits.login_failures_per_window,
             Duration::from_secs(limits.login_window_secs),

@@ -415,6 +415,8 @@ pub fn test_settings() -> Settings {
             registrations_per_ip: 100,
             sends_per_sec: 1000,
             sends_burst: 1000,
+            conversations_per_minute: 1000,
+            conversations_burst: 1000,
         },
         cors: CorsSettings {
             allowed_origins: None,

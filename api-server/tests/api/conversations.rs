@@ -1,6 +1,6 @@
 //! Creating, listing and reading conversations.
 
-use crate::helpers::{id_of, spawn_app};
+use crate::helpers::{id_of, spawn_app, spawn_app_with};
 use serde_json::Value;
 use shared::wire::User;
 
@@ -295,4 +295,48 @@ async fn concurrent_creations_of_one_direct_pair_make_one_conversation() {
     let ids: std::collections::HashSet<String> = replies.iter().map(|r| id_of(&r.body)).collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(app.conversations(&alice_token).await.len(), 1);
+}
+
+#[tokio::test]
+async fn conversations_beyond_the_per_user_rate_answer_429_and_finding_a_direct_one_is_free() {
+    // Arrange: bursts of two, one a minute (no refill within the test)
+    let app = spawn_app_with(|s| {
+        s.limits.conversations_burst = 2;
+        s.limits.conversations_per_minute = 1;
+    })
+    .await;
+    let (token, _) = app.register("alice").await;
+    let (carol_token, _) = app.register("carol").await;
+    let (_, bob) = app.register("bob").await;
+    let bob_id = bob.id.to_string();
+    app.create_conversation_raw(&token, &[&bob_id], None)
+        .await
+        .expect(201);
+
+    // Act: the existing direct conversation, found five times, then two groups
+    for _ in 0..5 {
+        app.create_conversation_raw(&token, &[&bob_id], None)
+            .await
+            .expect(200);
+    }
+    let second = app
+        .create_conversation_raw(&token, &[&bob_id], Some("one"))
+        .await;
+    let third = app
+        .create_conversation_raw(&token, &[&bob_id], Some("two"))
+        .await;
+
+    // Assert: the finds took nothing from the burst; another user has a budget of their own
+    second.expect(201);
+    let error = third.expect_error(429, "rate_limited");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("conversations")),
+        "{error}"
+    );
+    app.create_conversation_raw(&carol_token, &[&bob_id], Some("three"))
+        .await
+        .expect(201);
+    assert_eq!(app.conversations(&token).await.len(), 2);
 }

@@ -69,6 +69,8 @@ pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettin
             registrations_per_ip: 100,
             sends_per_sec: 1000,
             sends_burst: 1000,
+            conversations_per_minute: 1000,
+            conversations_burst: 1000,
         },
         cors: CorsSettings {
             allowed_origins: None,
