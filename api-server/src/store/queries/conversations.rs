@@ -15,6 +15,7 @@ use diesel_async::RunQueryDsl;
 use shared::ids::{ConversationId, UserId};
 use shared::wire::{Conversation, ConversationSummary};
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// Members (with their users) of the given conversations.
 pub async fn members_of(conn: &mut Conn, ids: &[i64]) -> StoreResult<Vec<(MemberRow, UserRow)>> {
@@ -25,6 +26,15 @@ pub async fn members_of(conn: &mut Conn, ids: &[i64]) -> StoreResult<Vec<(Member
         .select((MemberRow::as_select(), UserRow::as_select()))
         .load(conn)
         .await?)
+}
+
+/// Where the rows of conversation `id` are among rows ordered by conversation, as
+/// [`members_of`] loads them: a binary search, where picking them out of every row for each of
+/// a user's thousands of conversations took seconds.
+fn rows_of(all: &[(MemberRow, UserRow)], id: i64) -> Range<usize> {
+    let start = all.partition_point(|(m, _)| m.conversation_id < id);
+    let len = all[start..].partition_point(|(m, _)| m.conversation_id == id);
+    start..start + len
 }
 
 /// Member rows of one conversation, by user id.
@@ -271,12 +281,13 @@ async fn list_in_snapshot(conn: &mut Conn, user: UserId) -> StoreResult<Vec<Conv
     rows.into_iter()
         .map(|row| {
             let id = row.id;
+            let rows = rows_of(&all_members, id);
             let last_message = last
                 .remove(&id)
-                .map(|m| m.into_wire(&member_rows))
+                .map(|m| m.into_wire(&member_rows[rows.clone()]))
                 .transpose()?;
             Ok(ConversationSummary {
-                conversation: row.into_wire(&all_members),
+                conversation: row.into_wire(&all_members[rows]),
                 last_message,
                 unread_count: unread.get(&id).copied().unwrap_or(0),
             })
