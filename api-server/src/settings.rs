@@ -54,6 +54,8 @@ attachments:
   unattached_ttl_secs: 86400
   gc_interval_secs: 600
   upload_timeout_secs: 300
+  decodes_at_once: 0
+  decode_wait_secs: 10
 "#;
 
 /// The environment variables of the ops contract and the setting each one sets.
@@ -212,6 +214,13 @@ pub struct AttachmentSettings {
     /// An upload's body must arrive whole within this long (`api.body_timeout_ms` is for the
     /// other routes); 408 `request_timeout` otherwise.
     pub upload_timeout_secs: u64,
+    /// Uploads probed (an image decoded for its thumbnail, a voice note read for its duration)
+    /// at once on this replica; `0`: as many as the replica has CPUs. A decoded image holds up to
+    /// 4 bytes per pixel (160 MB at 40 Mpx), so this bounds the memory uploads take together.
+    pub decodes_at_once: usize,
+    /// How long an upload waits for its turn to be probed; beyond, 503 `service_unavailable`
+    /// (retryable).
+    pub decode_wait_secs: u64,
 }
 
 impl Default for AttachmentSettings {
@@ -234,6 +243,8 @@ impl Default for AttachmentSettings {
             unattached_ttl_secs: 86_400,
             gc_interval_secs: 600,
             upload_timeout_secs: 300,
+            decodes_at_once: 0,
+            decode_wait_secs: 10,
         }
     }
 }

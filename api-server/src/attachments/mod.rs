@@ -26,6 +26,8 @@ pub struct Attachments {
     pub settings: Arc<AttachmentSettings>,
     /// Uploads per user on this replica (`attachments.uploads_per_minute`).
     pub uploads: Arc<UploadRate>,
+    /// Places for the uploads probed at once on this replica (`attachments.decodes_at_once`).
+    pub decodes: Arc<tokio::sync::Semaphore>,
 }
 
 impl Attachments {
@@ -41,7 +43,16 @@ impl Attachments {
             signer: UrlSigner::new(secret, settings.signed_url_ttl_secs),
             settings: Arc::new(settings.clone()),
             uploads: Arc::new(UploadRate::new(settings.uploads_per_minute)),
+            decodes: Arc::new(tokio::sync::Semaphore::new(decodes_at_once(settings))),
         })
+    }
+}
+
+/// `attachments.decodes_at_once`, its `0` read as the replica's CPUs.
+fn decodes_at_once(settings: &AttachmentSettings) -> usize {
+    match settings.decodes_at_once {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
     }
 }
 

@@ -126,10 +126,15 @@ fn spool_refusal(e: SpoolError) -> ApiError {
     }
 }
 
-/// Dimensions and thumbnail, or duration, on a blocking thread.
+/// Dimensions and thumbnail, or duration, on a blocking thread, once a place among the probes
+/// of this replica is free ([`decode_slot`]).
 async fn probe(a: &Attachments, path: std::path::PathBuf, format: Format) -> ApiResult<Probed> {
     let settings = a.settings.clone();
+    let slot = decode_slot(a).await?;
     let probed = tokio::task::spawn_blocking(move || -> ApiResult<Probed> {
+        // Held until the decode ends, even when the request is dropped before: the thread goes
+        // on, and so does its memory.
+        let _slot = slot;
         match format.kind() {
             Kind::Image => {
                 let info = image::probe(
@@ -183,6 +188,23 @@ async fn probe(a: &Attachments, path: std::path::PathBuf, format: Format) -> Api
     .await
     .context("joining the probe")?;
     probed
+}
+
+/// A place among the uploads probed at once (`attachments.decodes_at_once`): a decoded image
+/// holds all its pixels. Waited for `attachments.decode_wait_secs` at most; beyond, 503
+/// `service_unavailable` (retryable).
+async fn decode_slot(a: &Attachments) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    let wait = Duration::from_secs(a.settings.decode_wait_secs);
+    match tokio::time::timeout(wait, a.decodes.clone().acquire_owned()).await {
+        Ok(Ok(slot)) => Ok(slot),
+        Ok(Err(_)) => Err(ApiError::Unexpected(anyhow::anyhow!(
+            "the decoders' semaphore is closed"
+        ))),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "too many uploads are being processed, try again shortly",
+        )),
+    }
 }
 
 fn now_micros() -> DateTime<Utc> {
@@ -292,4 +314,80 @@ pub fn spawn_gc(store: &Arc<dyn Store>, attachments: &Attachments) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::AttachmentSettings;
+    use futures::FutureExt;
+    use secrecy::SecretString;
+
+    /// Uploads with `decodes_at_once` places, waited for `decode_wait_secs`.
+    fn attachments(decodes_at_once: usize, decode_wait_secs: u64) -> Attachments {
+        let settings = AttachmentSettings {
+            decodes_at_once,
+            decode_wait_secs,
+            ..AttachmentSettings::default()
+        };
+        let secret = SecretString::from("0123456789abcdef0123456789abcdef".to_owned());
+        Attachments::open(&settings, &secret).expect("a temporary directory can be made")
+    }
+
+    fn png() -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("a temporary file");
+        ::image::RgbImage::new(64, 48)
+            .save_with_format(file.path(), ::image::ImageFormat::Png)
+            .expect("a PNG is written");
+        file
+    }
+
+    #[tokio::test]
+    async fn a_probe_beyond_the_decodes_at_once_is_refused_as_retryable_after_its_wait() {
+        // Arrange: one place, taken by a probe in progress; no wait
+        let a = attachments(1, 0);
+        let file = png();
+        let busy = a.decodes.clone().acquire_owned().await.expect("open");
+
+        // Act
+        let refused = probe(&a, file.path().to_owned(), Format::Png).await;
+        drop(busy);
+        let probed = probe(&a, file.path().to_owned(), Format::Png).await;
+
+        // Assert: 503 `service_unavailable` while the place is taken; decoded once it is free,
+        // and the place given back after
+        let refused = refused
+            .err()
+            .expect("refused while the only place is taken");
+        assert!(
+            matches!(
+                refused,
+                ApiError::Known {
+                    code: ErrorCode::ServiceUnavailable,
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        assert!(ErrorCode::ServiceUnavailable.retryable());
+        assert_eq!(probed.map(|p| p.width).ok(), Some(Some(64)));
+        assert_eq!(a.decodes.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_probe_waiting_for_a_place_starts_when_one_is_freed() {
+        // Arrange: one place, taken; a minute's wait
+        let a = attachments(1, 60);
+        let file = png();
+        let busy = a.decodes.clone().acquire_owned().await.expect("open");
+        let mut waiting = Box::pin(probe(&a, file.path().to_owned(), Format::Png));
+        assert!((&mut waiting).now_or_never().is_none(), "it waits");
+
+        // Act
+        drop(busy);
+        let probed = waiting.await;
+
+        // Assert
+        assert_eq!(probed.map(|p| p.height).ok(), Some(Some(48)));
+    }
 }
