@@ -9,6 +9,9 @@
 //! | `ATTACHMENTS_URL` | `file://$PARLEY_DATA_DIR/attachments` (absolute); a temporary directory removed at exit with `--ephemeral` |
 //! | `API_PORT` / `SOCKET_PORT` | 3000 / 5000; `0` (any free port) with `--ephemeral` |
 //! | `CORS_ALLOWED_ORIGINS` | the loopback origins on any port (`http://localhost:*`, `http://127.0.0.1:*`, `http://[::1]:*`): a dev server on this machine just works |
+//!
+//! The data directory, when created here, is its owner's alone (0700); so are the secret and the
+//! database files (0600).
 
 use anyhow::Context;
 use shared::settings::SettingsError;
@@ -84,6 +87,14 @@ pub fn apply_defaults(options: &Options) -> anyhow::Result<()> {
                 "--ephemeral: these variables are set and win over its defaults"
             );
         }
+    }
+    let uses_data_dir = ["DATABASE_URL", "JWT_SECRET", "ATTACHMENTS_URL"]
+        .into_iter()
+        .any(unset);
+    if uses_data_dir && !options.ephemeral {
+        // Owner-only when created here: it holds the database, the secret and the uploads.
+        shared::owner_only::create_dir(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
     }
     if unset("DATABASE_URL") {
         let url = if options.ephemeral {
@@ -177,13 +188,11 @@ fn persisted_secret(dir: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    shared::owner_only::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     let secret = random_secret();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
+    let mut file = shared::owner_only::file_options()
+        .write(true)
+        .create_new(true)
         .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
     std::io::Write::write_all(&mut file, secret.as_bytes())

@@ -10,6 +10,7 @@
 //! - [`bus`]: the bus interface with a Redis and an in-process implementation.
 //! - [`limits`]: token-bucket rate limiters per key.
 //! - [`net`]: the client's address behind trusted reverse proxies.
+//! - [`owner_only`]: files and directories only their owner may read (data directory, secrets).
 //! - [`port`]: the typed port between the relay and the API (in process or over HTTP).
 //! - [`auth`]: JWT claims, signing and verification with pinned algorithm, `iss`, `aud`, `exp`.
 //! - [`cli`]: `--help` and `--version`, shared by every binary.
@@ -32,6 +33,7 @@ pub mod events;
 pub mod ids;
 pub mod limits;
 pub mod net;
+pub mod owner_only;
 pub mod port;
 pub mod process_metrics;
 pub mod request_id;

@@ -4,6 +4,7 @@
 
 mod browsers;
 mod contract;
+mod data_dir;
 mod helpers;
 mod lifecycle;
 mod restart;

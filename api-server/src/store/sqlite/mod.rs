@@ -63,7 +63,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Open (creating the file and its directory when missing) and run the embedded migrations.
+    /// Open (creating the file and its directory when missing, both owner-only) and run the
+    /// embedded migrations.
     pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<Self> {
         match Location::parse(url)? {
             Location::Memory => {
@@ -78,9 +79,17 @@ impl SqliteStore {
             }
             Location::File(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
+                    shared::owner_only::create_dir(dir)
                         .with_context(|| format!("creating the directory {}", dir.display()))?;
                 }
+                // Created owner-only before SQLite opens it: SQLite gives the `-wal` and `-shm`
+                // files the database file's mode. An existing file keeps its own.
+                shared::owner_only::file_options()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+                    .with_context(|| format!("creating the SQLite database {}", path.display()))?;
                 let target = path
                     .to_str()
                     .with_context(|| format!("{} is not a UTF-8 path", path.display()))?
