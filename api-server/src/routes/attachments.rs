@@ -63,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 413, body = shared::errors::ErrorEnvelope, description = "payload_too_large (bytes, pixels, duration) or quota_exceeded"),
         (status = 415, body = shared::errors::ErrorEnvelope, description = "Not a supported image or voice format"),
         (status = 429, body = shared::errors::ErrorEnvelope, description = "Too many uploads this minute"),
+        (status = 503, body = shared::errors::ErrorEnvelope, description = "service_unavailable: no place to probe the upload within attachments.decode_wait_secs (retryable)"),
     ),
     security(("bearer" = []))
 )]
