@@ -1,9 +1,10 @@
 //! Images: dimensions read from the header, then a thumbnail decoded under limits. A
 //! decompression bomb (a small file announcing huge dimensions) is refused from its header,
-//! before any pixel is decoded; the decoder's own limits back this up.
+//! before any pixel is decoded; the decoder's own limits back this up. A PNG's thumbnail is made
+//! from its rows one at a time, so its pixels are never all in memory.
 
 use super::sniff::Format;
-use image::{ImageFormat, ImageReader, Limits};
+use image::{ImageFormat, ImageReader, Limits, RgbImage};
 use std::io::{BufReader, Cursor};
 use std::path::Path;
 
@@ -61,10 +62,19 @@ pub fn probe(
             max_pixels,
         });
     }
-    let mut reader = open()?;
-    reader.limits(limits(max_pixels));
-    let decoded = reader.decode().map_err(|e| unreadable(&e))?;
-    let thumb = decoded.thumbnail(thumbnail_px, thumbnail_px).into_rgb8();
+    let streamed = match fmt {
+        ImageFormat::Png => png_thumbnail(path, thumbnail_px).map_err(|e| unreadable(&e))?,
+        _ => None,
+    };
+    let thumb = match streamed {
+        Some(thumb) => thumb,
+        None => {
+            let mut reader = open()?;
+            reader.limits(limits(max_pixels));
+            let decoded = reader.decode().map_err(|e| unreadable(&e))?;
+            decoded.thumbnail(thumbnail_px, thumbnail_px).into_rgb8()
+        }
+    };
     let mut thumbnail = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut thumbnail), 80)
         .encode_image(&thumb)
@@ -74,6 +84,67 @@ pub fn probe(
         height,
         thumbnail,
     })
+}
+
+/// The thumbnail of a PNG larger than it, made from the image's rows one at a time: each source
+/// pixel is added to the thumbnail pixel it falls in (a box filter), so memory holds a row and
+/// the thumbnail's sums, never the image (6300×6300 took 160 MB decoded whole). `None` for an
+/// interlaced PNG or one no larger than the thumbnail: decoded whole, as other formats are.
+fn png_thumbnail(path: &Path, thumbnail_px: u32) -> Result<Option<RgbImage>, png::DecodingError> {
+    let file = std::fs::File::open(path)?;
+    let mut decoder = png::Decoder::new(BufReader::new(file));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info()?;
+    let (width, height) = (reader.info().width, reader.info().height);
+    let (tw, th) = fit(width, height, thumbnail_px);
+    if reader.info().interlaced || tw >= width || th >= height {
+        return Ok(None);
+    }
+    let channels = reader.output_color_type().0.samples();
+    // Which thumbnail column each source column falls in, and how many fall in each.
+    let column: Vec<usize> = (0..width).map(|x| scaled(x, width, tw)).collect();
+    let mut sums = vec![0u64; tw as usize * th as usize * 3];
+    let mut counts = vec![0u64; tw as usize * th as usize];
+    let mut y = 0;
+    while let Some(row) = reader.next_row()? {
+        let band = scaled(y, height, th) * tw as usize;
+        for (pixel, &tx) in row.data().chunks_exact(channels).zip(&column) {
+            // Grey (with or without alpha) to three equal channels; alpha dropped, as
+            // `into_rgb8` does for a whole image.
+            let rgb = if channels < 3 {
+                [pixel[0]; 3]
+            } else {
+                [pixel[0], pixel[1], pixel[2]]
+            };
+            let at = band + tx;
+            for (sum, value) in sums[at * 3..at * 3 + 3].iter_mut().zip(rgb) {
+                *sum += u64::from(value);
+            }
+            counts[at] += 1;
+        }
+        y += 1;
+    }
+    let pixels = sums
+        .chunks_exact(3)
+        .zip(&counts)
+        .flat_map(|(sum, &n)| sum.iter().map(move |s| (s / n.max(1)) as u8))
+        .collect();
+    Ok(RgbImage::from_raw(tw, th, pixels))
+}
+
+/// `width` × `height` scaled to fit a `box_px` square, as `DynamicImage::thumbnail` does.
+fn fit(width: u32, height: u32, box_px: u32) -> (u32, u32) {
+    let ratio = f64::min(
+        f64::from(box_px) / f64::from(width),
+        f64::from(box_px) / f64::from(height),
+    );
+    let side = |n: u32| ((f64::from(n) * ratio).round() as u32).max(1);
+    (side(width), side(height))
+}
+
+/// Source coordinate `i` of `from` mapped to one of `to` (`to` ≤ `from`).
+fn scaled(i: u32, from: u32, to: u32) -> usize {
+    (u64::from(i) * u64::from(to) / u64::from(from)) as usize
 }
 
 /// The decoder's limits: no side past what `max_pixels` allows, and no allocation above what
@@ -107,6 +178,44 @@ mod tests {
         assert_eq!((info.width, info.height), (640, 480));
         let thumb = image::load_from_memory(&info.thumbnail).unwrap();
         assert_eq!((thumb.width(), thumb.height()), (320, 240));
+    }
+
+    #[test]
+    fn a_png_thumbnail_made_from_its_rows_matches_one_made_from_the_whole_image() {
+        // Arrange: smooth gradients, where both filters should agree closely
+        let (width, height) = (960, 600);
+        let img = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x * 255 / width) as u8, (y * 255 / height) as u8, 7])
+        });
+        let file = tempfile::NamedTempFile::new().unwrap();
+        img.save_with_format(file.path(), ImageFormat::Png).unwrap();
+
+        // Act
+        let streamed = png_thumbnail(file.path(), 320)
+            .unwrap()
+            .expect("larger than 320");
+
+        // Assert: the same size, pixels within a few levels
+        let whole = image::DynamicImage::ImageRgb8(img)
+            .thumbnail(320, 320)
+            .into_rgb8();
+        assert_eq!(streamed.dimensions(), (320, 200));
+        assert_eq!(streamed.dimensions(), whole.dimensions());
+        let worst = streamed
+            .as_raw()
+            .iter()
+            .zip(whole.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max();
+        assert!(worst <= Some(3), "{worst:?}");
+    }
+
+    #[test]
+    fn a_png_no_larger_than_the_thumbnail_is_decoded_whole() {
+        let file = png(200, 100);
+        assert!(png_thumbnail(file.path(), 320).unwrap().is_none());
+        let info = probe(file.path(), Format::Png, 40_000_000, 320).unwrap();
+        assert_eq!((info.width, info.height), (200, 100));
     }
 
     #[test]
