@@ -210,28 +210,29 @@ pub fn typing(
                 AckError::new(ErrorCode::ConversationNotFound, "no such conversation"),
             );
         };
-        let others: Vec<_> = members
-            .iter()
-            .copied()
-            .filter(|&m| m != typing.user_id)
-            .collect();
-        tell_typing(&work_state, &others, &typing, Some(&socket_id));
+        tell_typing(&work_state, &members, &typing, Some(&socket_id));
         typing_in.mark(typing.conversation_id, typing.is_typing);
         ack_ok(ack, Value::Object(Default::default()));
     });
     super::resolve_members(state, session.user, args.conversation_id, work);
 }
 
-/// `typing` to `others`' devices here (but `except`) and on the other relays.
+/// `typing` to the devices of the conversation's other `members`, here (but `except`) and on
+/// the other relays.
 fn tell_typing(
     state: &ChatState,
-    others: &[UserId],
+    members: &[UserId],
     typing: &shared::wire::Typing,
     except: Option<&str>,
 ) {
-    state.emit_to(others, "typing", typing, except);
+    let others: Vec<UserId> = members
+        .iter()
+        .copied()
+        .filter(|&m| m != typing.user_id)
+        .collect();
+    state.emit_to(&others, "typing", typing, except);
     state.publish(
-        others,
+        &others,
         BusEvent::Typing {
             conversation_id: typing.conversation_id,
             user_id: typing.user_id,
@@ -269,12 +270,11 @@ pub fn stopped_typing(state: &ChatState, socket: &Socket, user: UserId) {
         let Some(members) = state.view.members(user, conversation_id) else {
             continue;
         };
-        let others: Vec<UserId> = members.iter().copied().filter(|&m| m != user).collect();
         let stopped = shared::wire::Typing {
             conversation_id,
             user_id: user,
             is_typing: false,
         };
-        tell_typing(state, &others, &stopped, None);
+        tell_typing(state, &members, &stopped, None);
     }
 }
