@@ -85,11 +85,8 @@ impl RedisBus {
     /// Connect to `url` (`redis://host:port/db`), naming keys and channels under `keys`.
     /// Fails if Redis does not answer (within about a second).
     pub async fn connect(url: &str, keys: Keys) -> anyhow::Result<Self> {
-        if url
-            .trim_start()
-            .get(..9)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
-        {
+        // redis-rs (built without TLS) refuses it with "the feature is not enabled".
+        if redis::parse_redis_url(url).is_some_and(|url| url.scheme() == "rediss") {
             anyhow::bail!(
                 "REDIS_URL: TLS (rediss://) is not supported; use redis:// on a private network, \
                  or redis+unix:// for a Redis on the same host"
