@@ -80,25 +80,23 @@ struct ExtractorErrors;
 
 impl utoipa::Modify for ExtractorErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
-                let body = operation.request_body.is_some();
-                let parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
-                if parameters || body {
-                    document(
-                        operation,
-                        "400",
-                        "`validation_failed` (a parameter) or `invalid_json` (the body)",
-                    );
-                }
-                if body {
-                    document(
-                        operation,
-                        "408",
-                        "`request_timeout`: the body did not arrive in time",
-                    );
-                    document(operation, "413", "`payload_too_large`");
-                }
+        for (_, operation) in operations(openapi) {
+            let body = operation.request_body.is_some();
+            let parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            if parameters || body {
+                document(
+                    operation,
+                    "400",
+                    "`validation_failed` (a parameter) or `invalid_json` (the body)",
+                );
+            }
+            if body {
+                document(
+                    operation,
+                    "408",
+                    "`request_timeout`: the body did not arrive in time",
+                );
+                document(operation, "413", "`payload_too_large`");
             }
         }
     }
@@ -112,25 +110,22 @@ struct ApiRouteErrors;
 
 impl utoipa::Modify for ApiRouteErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for (path, item) in &mut openapi.paths.paths {
+        for (path, operation) in operations(openapi) {
             if !path.starts_with("/api/") {
                 continue;
             }
-            let database = path != "/api/openapi.json";
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            document(
+                operation,
+                "403",
+                "`origin_not_allowed`: a browser page whose origin is not allowed \
+                 (`CORS_ALLOWED_ORIGINS`)",
+            );
+            if path != "/api/openapi.json" {
                 document(
                     operation,
-                    "403",
-                    "`origin_not_allowed`: a browser page whose origin is not allowed \
-                     (`CORS_ALLOWED_ORIGINS`)",
+                    "503",
+                    "`service_unavailable` (retryable): the database did not answer in time",
                 );
-                if database {
-                    document(
-                        operation,
-                        "503",
-                        "`service_unavailable` (retryable): the database did not answer in time",
-                    );
-                }
             }
         }
     }
@@ -152,6 +147,18 @@ impl utoipa::Modify for HeadRoutes {
             }
         }
     }
+}
+
+/// Every operation of the document (the routes are `GET` and `POST`), with its path.
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = (&str, &mut utoipa::openapi::path::Operation)> {
+    openapi.paths.paths.iter_mut().flat_map(|(path, item)| {
+        [&mut item.get, &mut item.post]
+            .into_iter()
+            .flatten()
+            .map(move |operation| (path.as_str(), operation))
+    })
 }
 
 /// Add `status` with an error envelope to `operation`, unless its annotation describes it.
