@@ -1,13 +1,18 @@
 //! Conversations: create (or find the direct one), list the caller's, read one.
 
+use super::page_limit;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::service;
 use crate::state::AppState;
+use crate::store::{ListCursor, ListQuery};
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
+use serde::Deserialize;
 use shared::errors::{ErrorCode, ErrorEnvelope};
 use shared::ids::ConversationId;
 use shared::wire::{Conversation, ConversationSummary, CreateConversationRequest};
+use utoipa::IntoParams;
 
 /// Create a conversation with `memberIds` (the caller is added). One other member and no title:
 /// the direct conversation of the pair, answered with 200 when it already exists. Creations are
@@ -45,13 +50,27 @@ pub async fn create(
     })
 }
 
-/// The caller's conversations, most recently active first, with their last message and unread
-/// count.
+/// `GET /api/conversations` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// At most this many (default and cap set by the server).
+    pub limit: Option<i64>,
+    /// Where the page starts: the cursor in the previous page's `Link` header.
+    pub before: Option<String>,
+}
+
+/// A page of the caller's conversations, most recently active first, with their last message
+/// and unread count. When more follow, the `Link` header names the next page
+/// (`<…>; rel="next"`).
 #[utoipa::path(
     get, path = "/api/conversations", tag = "conversations",
     security(("bearer" = [])),
+    params(ListParams),
     responses(
-        (status = 200, description = "The caller's conversations", body = Vec<ConversationSummary>),
+        (status = 200, description = "A page of the caller's conversations", body = Vec<ConversationSummary>,
+         headers(("Link" = String, description = "`</api/conversations?limit=…&before=…>; rel=\"next\"` when more follow"))),
+        (status = 400, description = "`validation_failed` (`limit`, `before`)", body = ErrorEnvelope),
         (status = 401, description = "No valid token", body = ErrorEnvelope),
     )
 )]
@@ -59,10 +78,28 @@ pub async fn create(
 pub async fn list(
     user: AuthUser,
     state: web::Data<AppState>,
-) -> ApiResult<web::Json<Vec<ConversationSummary>>> {
-    Ok(web::Json(
-        state.store.list_conversations(user.user_id).await?,
-    ))
+    params: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    let ListParams { limit, before } = params.into_inner();
+    let before = match before {
+        Some(text) => Some(ListCursor::parse(&text).ok_or_else(|| {
+            ApiError::invalid("before", "is not a cursor from a Link header of this list")
+        })?),
+        None => None,
+    };
+    let limit = page_limit(limit, state.limits.page_default, state.limits.page_max)?;
+    let page = state
+        .store
+        .list_conversations(user.user_id, ListQuery { before, limit })
+        .await?;
+    let mut answer = HttpResponse::Ok();
+    if let Some(next) = page.next {
+        answer.insert_header((
+            header::LINK,
+            format!("</api/conversations?limit={limit}&before={next}>; rel=\"next\""),
+        ));
+    }
+    Ok(answer.json(page.conversations))
 }
 
 /// One conversation of the caller's, with its members' watermarks.

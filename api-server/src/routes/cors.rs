@@ -22,10 +22,11 @@ const PREFLIGHT_MAX_AGE: &str = "3600";
 /// `If-None-Match` (the API keeps no modification date: `If-Modified-Since` is not read).
 const ALLOWED_HEADERS: &str =
     "authorization, content-type, accept, x-request-id, range, if-none-match";
-/// The response headers a page may read: `Retry-After`, the request id, and what a download
-/// answers with (`Content-Length` is safelisted by browsers of today, named for older ones).
+/// The response headers a page may read: `Retry-After`, the request id, what a download answers
+/// with (`Content-Length` is safelisted by browsers of today, named for older ones), and the
+/// conversation list's `Link` to its next page.
 const EXPOSED: &str = "retry-after, x-request-id, etag, content-range, accept-ranges, \
-     content-length, content-disposition";
+     content-length, content-disposition, link";
 
 /// The allowed origins, as app data (`App::app_data`) read by [`cors`].
 #[derive(Debug, Clone, Default)]

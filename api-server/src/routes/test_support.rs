@@ -7,8 +7,8 @@ use crate::publish::Publisher;
 use crate::settings::Limits;
 use crate::state::AppState;
 use crate::store::{
-    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, SessionMessage,
-    Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
+    AttachmentRow, ConversationList, CreateOutcome, ListQuery, NewMessage, NewUser, PageQuery,
+    SendOutcome, SessionMessage, Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,7 +17,7 @@ use shared::auth::{JwtKeys, JwtSettings};
 use shared::bus::memory::MemoryBus;
 use shared::ids::{ConversationId, UserId};
 use shared::port::ConversationMembers;
-use shared::wire::{Conversation, ConversationSummary, MessagePage, SyncResponse, User};
+use shared::wire::{Conversation, MessagePage, SyncResponse, User};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,8 +77,11 @@ impl Store for TestStore {
     ) -> StoreResult<CreateOutcome> {
         unused()
     }
-    async fn list_conversations(&self, _: UserId) -> StoreResult<Vec<ConversationSummary>> {
-        Ok(Vec::new())
+    async fn list_conversations(&self, _: UserId, _: ListQuery) -> StoreResult<ConversationList> {
+        Ok(ConversationList {
+            conversations: Vec::new(),
+            next: None,
+        })
     }
     async fn conversation(
         &self,

@@ -260,6 +260,48 @@ pub struct PageQuery {
     pub limit: i64,
 }
 
+/// Where a page of a user's conversation list starts: just after the conversation with this
+/// activity time (its last message's, else its creation's) and id, in the list's order (most
+/// recently active first, then by descending id). On the wire it is `<microseconds>_<id>`;
+/// clients treat it as opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    pub active_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl ListCursor {
+    /// The cursor a page's `Link` names, or `None` if `text` is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (micros, id) = text.split_once('_')?;
+        let active_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        let id = id.parse().ok().filter(|id| *id > 0)?;
+        Some(Self { active_at, id })
+    }
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.active_at.timestamp_micros(), self.id)
+    }
+}
+
+/// Bounds of a page of a user's conversations.
+#[derive(Debug, Clone, Copy)]
+pub struct ListQuery {
+    /// Only conversations after this one in the list's order.
+    pub before: Option<ListCursor>,
+    /// At most this many (already capped by the caller).
+    pub limit: i64,
+}
+
+/// A page of a user's conversations, and where the next one starts if there is one.
+#[derive(Debug, Clone)]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationSummary>,
+    pub next: Option<ListCursor>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- users and sessions
@@ -305,8 +347,12 @@ pub trait Store: Send + Sync + 'static {
         members: &[UserId],
         title: Option<String>,
     ) -> StoreResult<CreateOutcome>;
-    /// The caller's conversations, most recently active first.
-    async fn list_conversations(&self, user: UserId) -> StoreResult<Vec<ConversationSummary>>;
+    /// A page of the caller's conversations, most recently active first.
+    async fn list_conversations(
+        &self,
+        user: UserId,
+        page: ListQuery,
+    ) -> StoreResult<ConversationList>;
     /// Every conversation `user` is a member of, with all its members (ascending ids) and
     /// whether it is a direct one, in conversation id order.
     async fn memberships(&self, user: UserId) -> StoreResult<Vec<ConversationMembers>>;

@@ -1,6 +1,6 @@
 //! Creating, listing and reading conversations.
 
-use crate::helpers::{id_of, spawn_app, spawn_app_with};
+use crate::helpers::{id_of, spawn_app, spawn_app_with, Reply};
 use serde_json::Value;
 use shared::wire::User;
 
@@ -212,6 +212,113 @@ async fn the_most_recently_active_conversation_is_listed_first() {
     // Assert
     let ids: Vec<String> = list.iter().map(id_of).collect();
     assert_eq!(ids, [older, newer]);
+}
+
+/// The next page's path in a `Link` header (`<path>; rel="next"`).
+fn next_page(reply: &Reply) -> Option<String> {
+    let link = reply.link.as_deref()?;
+    let (target, params) = link.split_once(';').expect("a Link with parameters");
+    assert_eq!(params.trim(), r#"rel="next""#, "{link}");
+    let path = target
+        .trim()
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'));
+    Some(path.expect("a Link target in <>").to_owned())
+}
+
+#[tokio::test]
+async fn the_list_is_paged_through_its_link_header_and_a_conversation_revived_meanwhile_moves_to_the_first_page(
+) {
+    // Arrange: five conversations, the oldest made the most recently active.
+    let app = spawn_app_with(|s| s.limits.page_default = 2).await;
+    let (token, _) = app.register("alice").await;
+    let mut ids = Vec::new();
+    for name in ["bob", "carol", "dave", "erin", "frank"] {
+        let (_, user) = app.register(name).await;
+        ids.push(app.direct(&token, &user).await);
+    }
+    app.send(&token, &ids[0], "revived").await;
+    let whole: Vec<String> = app
+        .get("/api/conversations?limit=200", &token)
+        .await
+        .expect(200)
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(id_of)
+        .collect();
+    let order = |at: &[usize]| -> Vec<String> { at.iter().map(|&i| ids[i].clone()).collect() };
+    assert_eq!(whole, order(&[0, 4, 3, 2, 1]));
+
+    // Act: page by the server's default size; between the first two pages, the third
+    // conversation listed gets a message and moves to the top.
+    let mut paged = Vec::new();
+    let mut pages = 0;
+    let mut path = Some("/api/conversations".to_owned());
+    while let Some(at) = path {
+        let reply = app.get(&at, &token).await;
+        let page = reply.expect(200).as_array().expect("an array").clone();
+        paged.extend(page.iter().map(id_of));
+        path = next_page(&reply);
+        pages += 1;
+        if pages == 1 {
+            app.send(&token, &ids[3], "moved up").await;
+        }
+    }
+
+    // Assert: the pages go on where the first ended, so nothing is listed twice; the revived
+    // conversation is now above them, first in the list (and the live `receive_message` told a
+    // connected client of it).
+    assert_eq!(paged, order(&[0, 4, 2, 1]));
+    assert_eq!(pages, 2, "pages of 2 and 2, the last without a Link");
+    let first = app.get("/api/conversations?limit=1", &token).await;
+    assert_eq!(
+        first.expect(200).as_array().map(|l| id_of(&l[0])),
+        Some(ids[3].clone())
+    );
+}
+
+#[tokio::test]
+async fn the_last_page_has_no_link_and_an_empty_list_is_one_page() {
+    // Arrange
+    let app = spawn_app().await;
+    let (token, _) = app.register("alice").await;
+    let (_, bob) = app.register("bob").await;
+
+    // Act
+    let empty = app.get("/api/conversations", &token).await;
+    app.direct(&token, &bob).await;
+    let exact = app.get("/api/conversations?limit=1", &token).await;
+
+    // Assert
+    assert!(empty.expect(200).as_array().is_some_and(Vec::is_empty));
+    assert_eq!(empty.link, None);
+    assert_eq!(exact.expect(200).as_array().map(Vec::len), Some(1));
+    assert_eq!(exact.link, None, "one conversation fits a page of one");
+}
+
+#[tokio::test]
+async fn a_list_cursor_or_limit_that_is_not_one_is_refused_naming_its_field() {
+    // Arrange
+    let app = spawn_app().await;
+    let (token, _) = app.register("alice").await;
+
+    for (query, field) in [
+        ("before=abc", "before"),
+        ("before=12_", "before"),
+        ("before=12_0", "before"),
+        ("before=99999999999999999999_1", "before"),
+        ("limit=0", "limit"),
+    ] {
+        // Act
+        let reply = app
+            .get(&format!("/api/conversations?{query}"), &token)
+            .await;
+
+        // Assert
+        let error = reply.expect_error(400, "validation_failed");
+        assert_eq!(error["field"], field, "{query}: {}", reply.text);
+    }
 }
 
 #[tokio::test]

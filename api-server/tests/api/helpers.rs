@@ -75,6 +75,8 @@ impl Drop for TestApp {
 pub struct Reply {
     pub status: StatusCode,
     pub content_type: String,
+    /// The `Link` header, if any.
+    pub link: Option<String>,
     pub text: String,
     pub body: Value,
 }
@@ -88,6 +90,10 @@ impl Reply {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let link = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .map(|v| v.to_str().expect("a Link header in ASCII").to_owned());
         let text = resp.text().await.expect("reading the body");
         let body = if text.is_empty() {
             Value::Null
@@ -97,6 +103,7 @@ impl Reply {
         Self {
             status,
             content_type,
+            link,
             text,
             body,
         }

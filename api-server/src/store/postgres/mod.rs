@@ -18,8 +18,8 @@ mod uploads;
 queries!();
 
 use super::{
-    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, SessionMessage,
-    Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
+    AttachmentRow, ConversationList, CreateOutcome, ListQuery, NewMessage, NewUser, PageQuery,
+    SendOutcome, SessionMessage, Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
 };
 use crate::settings::DatabaseSettings;
 use anyhow::Context;
@@ -34,7 +34,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use shared::ids::{ConversationId, UserId};
 use shared::port::ConversationMembers;
-use shared::wire::{Conversation, ConversationSummary, MessagePage, SyncResponse, User};
+use shared::wire::{Conversation, MessagePage, SyncResponse, User};
 use std::time::Duration;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -275,8 +275,12 @@ impl Store for PgStore {
         on_conn!(self, |c| conversations::create(c, creator, members, title))
     }
 
-    async fn list_conversations(&self, user: UserId) -> StoreResult<Vec<ConversationSummary>> {
-        on_conn!(self, |c| conversations::list(c, user))
+    async fn list_conversations(
+        &self,
+        user: UserId,
+        page: ListQuery,
+    ) -> StoreResult<ConversationList> {
+        on_conn!(self, |c| conversations::list(c, user, page))
     }
 
     async fn conversation(

@@ -8,9 +8,12 @@ use super::dialect::{now, Conn, Instant};
 use super::rows::{ConversationRow, MemberRow, MessageRow, UserRow};
 use super::schema::{changes, conversations, members, messages, users};
 use crate::store::rows::direct_key;
-use crate::store::{CreateOutcome, StoreError, StoreResult};
+use crate::store::{
+    ConversationList, CreateOutcome, ListCursor, ListQuery, StoreError, StoreResult,
+};
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Bool};
 use diesel_async::RunQueryDsl;
 use shared::ids::{ConversationId, UserId};
 use shared::wire::{Conversation, ConversationSummary};
@@ -226,29 +229,58 @@ pub async fn create(
     .await
 }
 
-pub async fn list(conn: &mut Conn, user: UserId) -> StoreResult<Vec<ConversationSummary>> {
+pub async fn list(conn: &mut Conn, user: UserId, page: ListQuery) -> StoreResult<ConversationList> {
     // One snapshot for the four queries: read apart, a message stored between them could be
     // counted unread but not be the last message, and a client adding the live messages above
     // `lastMessage` would count it twice.
-    read_tx!(conn, async |conn: &mut Conn| list_in_snapshot(conn, user)
+    read_tx!(conn, async |conn: &mut Conn| list_in_snapshot(conn, user, page)
         .await)
     .await
 }
 
-async fn list_in_snapshot(conn: &mut Conn, user: UserId) -> StoreResult<Vec<ConversationSummary>> {
-    let rows: Vec<ConversationRow> = conversations::table
+/// A conversation's place in the list: its last message's time, else its creation's.
+const ACTIVE_AT: &str = "COALESCE(conversations.last_message_at, conversations.created_at)";
+
+async fn list_in_snapshot(
+    conn: &mut Conn,
+    user: UserId,
+    page: ListQuery,
+) -> StoreResult<ConversationList> {
+    let mut query = conversations::table
         .inner_join(members::table)
         .filter(members::user_id.eq(user.get()))
         .order((
-            diesel::dsl::sql::<Instant>(
-                "COALESCE(conversations.last_message_at, conversations.created_at)",
-            )
-            .desc(),
+            diesel::dsl::sql::<Instant>(ACTIVE_AT).desc(),
             conversations::id.desc(),
         ))
-        .select(ConversationRow::as_select())
-        .load(conn)
-        .await?;
+        .select((
+            ConversationRow::as_select(),
+            diesel::dsl::sql::<Instant>(ACTIVE_AT),
+        ))
+        // One more than the page: whether there is a next one.
+        .limit(page.limit + 1)
+        .into_boxed();
+    if let Some(ListCursor { active_at, id }) = page.before {
+        // A row comparison, on both backends: older, or as old with a lower id.
+        query = query.filter(
+            diesel::dsl::sql::<Bool>(&format!("({ACTIVE_AT}, conversations.id) < ("))
+                .bind::<Instant, _>(active_at)
+                .sql(", ")
+                .bind::<BigInt, _>(id)
+                .sql(")"),
+        );
+    }
+    let mut rows: Vec<(ConversationRow, DateTime<Utc>)> = query.load(conn).await?;
+    let next = if rows.len() as i64 > page.limit {
+        rows.truncate(page.limit as usize);
+        rows.last().map(|(row, active_at)| ListCursor {
+            active_at: *active_at,
+            id: row.id,
+        })
+    } else {
+        None
+    };
+    let rows: Vec<ConversationRow> = rows.into_iter().map(|(row, _)| row).collect();
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let all_members = members_of(conn, &ids).await?;
     let last: Vec<MessageRow> = messages::table
@@ -278,7 +310,8 @@ async fn list_in_snapshot(conn: &mut Conn, user: UserId) -> StoreResult<Vec<Conv
     let member_rows: Vec<MemberRow> = all_members.iter().map(|(m, _)| m.clone()).collect();
     let mut last: HashMap<i64, MessageRow> =
         last.into_iter().map(|m| (m.conversation_id, m)).collect();
-    rows.into_iter()
+    let conversations = rows
+        .into_iter()
         .map(|row| {
             let id = row.id;
             let rows = rows_of(&all_members, id);
@@ -292,5 +325,9 @@ async fn list_in_snapshot(conn: &mut Conn, user: UserId) -> StoreResult<Vec<Conv
                 unread_count: unread.get(&id).copied().unwrap_or(0),
             })
         })
-        .collect()
+        .collect::<StoreResult<_>>()?;
+    Ok(ConversationList {
+        conversations,
+        next,
+    })
 }

@@ -31,8 +31,8 @@ mod sync;
 queries!();
 
 use super::{
-    AttachmentRow, CreateOutcome, NewMessage, NewUser, PageQuery, SendOutcome, SessionMessage,
-    Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
+    AttachmentRow, ConversationList, CreateOutcome, ListQuery, NewMessage, NewUser, PageQuery,
+    SendOutcome, SessionMessage, Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
 };
 use anyhow::Context;
 use async_trait::async_trait;
@@ -42,7 +42,7 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::RunQueryDsl;
 use shared::ids::{ConversationId, UserId};
 use shared::port::ConversationMembers;
-use shared::wire::{Conversation, ConversationSummary, MessagePage, SyncResponse, User};
+use shared::wire::{Conversation, MessagePage, SyncResponse, User};
 use std::time::Duration;
 
 pub use connect::Location;
@@ -216,9 +216,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_conversations(&self, user: UserId) -> StoreResult<Vec<ConversationSummary>> {
+    async fn list_conversations(
+        &self,
+        user: UserId,
+        page: ListQuery,
+    ) -> StoreResult<ConversationList> {
         detached(&self.readers, move |mut c| async move {
-            conversations::list(&mut c, user).await
+            conversations::list(&mut c, user, page).await
         })
         .await
     }
