@@ -34,6 +34,7 @@ limits:
   sync_max: 500
   search_max: 50
   login_failures_per_window: 5
+  login_failures_per_account: 100
   login_failures_per_ip: 50
   login_window_secs: 300
   registrations_per_ip: 100
@@ -149,8 +150,11 @@ pub struct Limits {
     pub sync_max: i64,
     /// Most users one search answers.
     pub search_max: i64,
-    /// Failed logins per username allowed in a window before 429.
+    /// Failed logins per username from one client address allowed in a window before 429 (for
+    /// that address).
     pub login_failures_per_window: u32,
+    /// Failed logins per username from any addresses allowed in a window before 429 (for all).
+    pub login_failures_per_account: u32,
     /// Failed logins per client IP (any usernames) allowed in a window before 429.
     pub login_failures_per_ip: u32,
     pub login_window_secs: u64,

@@ -102,6 +102,7 @@ impl Application {
                     settings.limits.login_failures_per_window,
                     Duration::from_secs(settings.limits.login_window_secs),
                 )
+                .with_account_limit(settings.limits.login_failures_per_account)
                 .with_ip_limit(settings.limits.login_failures_per_ip),
             ),
             registrations: Arc::new(LoginThrottle::registrations(

@@ -1,9 +1,18 @@
-//! Failed-login throttling: a sliding window per username and, independently, per client IP
-//! (the address behind trusted proxies, see `shared::net`). Past its limit of failures inside
-//! `window` — `max_failures` per username, `max_ip_failures` per address, which is higher since
-//! one address may be a whole office behind NAT — login answers 429 until the oldest of them
-//! leaves the window. A success resets the username's count (not the IP's: one good password must not
-//! clear a sweep over many accounts).
+//! Failed-login throttling: sliding windows of failures, counted three ways at once, each with a
+//! limit of its own inside `window`; past any of them login answers 429 until the oldest of its
+//! failures leaves the window:
+//! - per username **from one client address** (`max_failures`): guessing one password from one
+//!   place. It refuses only that address, so a stranger failing someone's logins does not lock
+//!   them out;
+//! - per username from any address (`max_account_failures`, higher): guessing spread over many
+//!   addresses. Locking an account out for everyone takes failures from
+//!   `max_account_failures / max_failures` addresses (twenty with the defaults);
+//! - per client address, any usernames (`max_ip_failures`, higher than the first, since one
+//!   address may be a whole office behind NAT): one place sweeping many accounts.
+//!
+//! The client address is the one behind trusted proxies (`shared::net`); an IPv6 address counts
+//! by its /64, the block one subscriber is usually given. A success resets the username's counts
+//! (not the address's: one good password must not clear a sweep over many accounts).
 //!
 //! Memory is bounded twice: each key keeps at most `max_failures` timestamps, and the number of
 //! keys is capped at [`MAX_KEYS`]; keys whose failures all left the window are pruned as the map
@@ -22,6 +31,8 @@ const MAX_KEY_CHARS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
+    /// A username from one address (none when the address is not known).
+    Pair(String, Option<IpAddr>),
     User(String),
     Ip(IpAddr),
 }
@@ -30,6 +41,7 @@ enum Key {
 #[derive(Debug)]
 pub struct LoginThrottle {
     max_failures: u32,
+    max_account_failures: u32,
     max_ip_failures: u32,
     window: Duration,
     /// Per key, the times of its recent failures, oldest first (at most `max_failures`).
@@ -37,10 +49,12 @@ pub struct LoginThrottle {
 }
 
 impl LoginThrottle {
-    /// `max_failures` per username and per IP alike; `0` disables throttling.
+    /// `max_failures` per username from one address, per username and per address alike; `0`
+    /// disables throttling.
     pub fn new(max_failures: u32, window: Duration) -> Self {
         Self {
             max_failures,
+            max_account_failures: max_failures,
             max_ip_failures: max_failures,
             window,
             failures: Mutex::new(HashMap::new()),
@@ -59,10 +73,17 @@ impl LoginThrottle {
         self
     }
 
+    /// A different limit per username from any address (`0`: not counted).
+    pub fn with_account_limit(mut self, max_account_failures: u32) -> Self {
+        self.max_account_failures = max_account_failures;
+        self
+    }
+
     /// The limit for one key; `0` means the key is not throttled.
     fn cap(&self, key: &Key) -> usize {
         match key {
-            Key::User(_) => self.max_failures as usize,
+            Key::Pair(..) => self.max_failures as usize,
+            Key::User(_) => self.max_account_failures as usize,
             Key::Ip(_) => self.max_ip_failures as usize,
         }
     }
@@ -79,17 +100,20 @@ impl LoginThrottle {
 
     /// `Err(retry_after)` when the address `ip` is over its limit, whatever the username.
     pub fn check_address(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
-        self.check_keys(ip.map(Key::Ip).into_iter(), Instant::now())
+        self.check_keys(ip.map(|ip| Key::Ip(block(ip))).into_iter(), Instant::now())
     }
 
     /// Count one attempt from the address `ip`.
     pub fn record_address(&self, ip: Option<IpAddr>) {
-        self.record_keys(ip.map(Key::Ip).into_iter(), Instant::now());
+        self.record_keys(ip.map(|ip| Key::Ip(block(ip))).into_iter(), Instant::now());
     }
 
-    /// Forget the failures of `username` after a successful login.
-    pub fn record_success(&self, username: &str) {
-        self.lock().remove(&user_key(username));
+    /// Forget the failures of `username` (from `ip` and from anywhere) after a successful login.
+    pub fn record_success(&self, username: &str, ip: Option<IpAddr>) {
+        let name = username_key(username);
+        let mut map = self.lock();
+        map.remove(&Key::Pair(name.clone(), ip.map(block)));
+        map.remove(&Key::User(name));
     }
 
     /// How many keys are remembered (for tests and debugging).
@@ -178,19 +202,34 @@ impl LoginThrottle {
     }
 }
 
-fn user_key(username: &str) -> Key {
-    Key::User(
-        username
-            .trim()
-            .to_lowercase()
-            .chars()
-            .take(MAX_KEY_CHARS)
-            .collect(),
-    )
+/// A username as the counts know it: trimmed, lower-cased, bounded.
+fn username_key(username: &str) -> String {
+    username
+        .trim()
+        .to_lowercase()
+        .chars()
+        .take(MAX_KEY_CHARS)
+        .collect()
+}
+
+/// The address as it is counted: an IPv4 address whole (an IPv4-mapped IPv6 one as IPv4), an
+/// IPv6 one by its /64.
+fn block(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
 }
 
 fn keys(username: &str, ip: Option<IpAddr>) -> impl Iterator<Item = Key> {
-    std::iter::once(user_key(username)).chain(ip.map(Key::Ip))
+    let name = username_key(username);
+    let ip = ip.map(block);
+    [Key::Pair(name.clone(), ip), Key::User(name)]
+        .into_iter()
+        .chain(ip.map(Key::Ip))
 }
 
 #[cfg(test)]
@@ -231,6 +270,37 @@ mod tests {
     }
 
     #[test]
+    fn failures_from_one_address_lock_the_username_out_only_there() {
+        let t = LoginThrottle::new(3, WINDOW).with_account_limit(6);
+        let now = Instant::now();
+        fail(&t, "alice", IP, now, 3);
+        assert!(
+            t.check_at("alice", IP, now).is_err(),
+            "the guesser is refused"
+        );
+        assert_eq!(t.check_at("alice", OTHER_IP, now), Ok(()), "alice is not");
+        // A second address at its limit brings the account to its own.
+        fail(&t, "alice", OTHER_IP, now, 3);
+        let third = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)));
+        assert!(t.check_at("alice", third, now).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_address_counts_by_its_64_and_a_mapped_ipv4_one_as_ipv4() {
+        let t = LoginThrottle::new(2, WINDOW).with_account_limit(100);
+        let now = Instant::now();
+        let one: IpAddr = "2001:db8:1:2::1".parse().expect("an address");
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("an address");
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().expect("an address");
+        fail(&t, "alice", Some(one), now, 2);
+        assert!(t.check_at("alice", Some(same_64), now).is_err());
+        assert!(t.check_at("alice", Some(other_64), now).is_ok());
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("an address");
+        fail(&t, "bob", Some(mapped), now, 2);
+        assert!(t.check_at("bob", IP, now).is_err());
+    }
+
+    #[test]
     fn the_ip_limit_holds_across_usernames() {
         let t = LoginThrottle::new(3, WINDOW);
         let now = Instant::now();
@@ -258,7 +328,7 @@ mod tests {
         let t = LoginThrottle::new(2, WINDOW);
         let now = Instant::now();
         fail(&t, "alice", IP, now, 2);
-        t.record_success("ALICE");
+        t.record_success("ALICE", IP);
         assert!(t.check_at("alice", OTHER_IP, now).is_ok());
         assert!(t.check_at("alice", IP, now).is_err());
     }
@@ -269,7 +339,7 @@ mod tests {
         let now = Instant::now();
         fail(&t, "alice", None, now, 50);
         let map = t.lock();
-        assert_eq!(map[&user_key("alice")].len(), 3);
+        assert_eq!(map[&Key::User(username_key("alice"))].len(), 3);
     }
 
     #[test]
@@ -284,19 +354,21 @@ mod tests {
         // The most recent keys survive.
         assert!(t
             .lock()
-            .contains_key(&user_key(&format!("user{}", MAX_KEYS + 9))));
+            .contains_key(&Key::User(username_key(&format!("user{}", MAX_KEYS + 9)))));
     }
 
     #[test]
     fn expired_keys_are_pruned_before_recent_ones() {
         let t = LoginThrottle::new(5, WINDOW);
         let start = Instant::now();
-        for i in 0..MAX_KEYS {
+        // Two keys a failure without an address: the username from nowhere known, and anywhere.
+        for i in 0..MAX_KEYS / 2 {
             t.record_failure_at(&format!("old{i}"), None, start);
         }
+        assert_eq!(t.len(), MAX_KEYS);
         let later = start + WINDOW + Duration::from_secs(1);
         t.record_failure_at("fresh", None, later);
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.len(), 2);
     }
 
     #[test]

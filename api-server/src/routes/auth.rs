@@ -126,7 +126,7 @@ pub async fn login(
     let matches = password::verify(password, stored_hash).await?;
     match user {
         Some(user) if matches => {
-            state.login_throttle.record_success(&username);
+            state.login_throttle.record_success(&username, ip);
             tracing::Span::current().record("user_id", tracing::field::display(user.id));
             let auth = start_session(&state, user).await?;
             Ok(HttpResponse::Ok().json(auth))

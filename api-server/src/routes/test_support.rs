@@ -163,6 +163,7 @@ pub fn limits() -> Limits {
         sync_max: 500,
         search_max: 50,
         login_failures_per_window: 3,
+        login_failures_per_account: 3,
         login_failures_per_ip: 3,
         login_window_secs: 300,
         registrations_per_ip: 100,

@@ -262,6 +262,57 @@ async fn behind_a_trusted_proxy_failed_logins_are_counted_per_forwarded_client()
 }
 
 #[tokio::test]
+async fn a_stranger_failing_someones_logins_is_refused_but_does_not_lock_them_out() {
+    // Arrange: both behind the trusted load balancer; the stranger fails alice's logins
+    let app = spawn_app_with(|s| {
+        s.api.trusted_proxies =
+            shared::net::TrustedProxies::parse(&["127.0.0.0/8"]).expect("a CIDR");
+    })
+    .await;
+    app.register("alice").await;
+    let stranger = "198.51.100.66";
+    for _ in 0..5 {
+        app.login_forwarded("alice", "guess", stranger)
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+
+    // Act
+    let stranger_again = app.login_forwarded("alice", PASSWORD, stranger).await;
+    let alice = app.login_forwarded("alice", PASSWORD, "203.0.113.7").await;
+
+    // Assert: the right password from the stranger's address is refused too
+    stranger_again.expect_error(429, "rate_limited");
+    assert_eq!(alice.status, 200, "{}", alice.text);
+}
+
+#[tokio::test]
+async fn failures_for_one_username_from_many_addresses_lock_it_out_everywhere() {
+    // Arrange: two failures per address, four per account
+    let app = spawn_app_with(|s| {
+        s.api.trusted_proxies =
+            shared::net::TrustedProxies::parse(&["127.0.0.0/8"]).expect("a CIDR");
+        s.limits.login_failures_per_window = 2;
+        s.limits.login_failures_per_account = 4;
+    })
+    .await;
+    app.register("alice").await;
+    for address in ["198.51.100.1", "198.51.100.2"] {
+        for _ in 0..2 {
+            app.login_forwarded("alice", "guess", address)
+                .await
+                .expect_error(401, "invalid_credentials");
+        }
+    }
+
+    // Act
+    let elsewhere = app.login_forwarded("alice", PASSWORD, "203.0.113.7").await;
+
+    // Assert
+    elsewhere.expect_error(429, "rate_limited");
+}
+
+#[tokio::test]
 async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     // Arrange: no trusted proxies, so a client cannot pick a fresh address per attempt
     let app = spawn_app_with(|s| s.limits.login_failures_per_ip = 2).await;

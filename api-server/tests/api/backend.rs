@@ -410,6 +410,7 @@ pub fn test_settings() -> Settings {
             sync_max: 500,
             search_max: 50,
             login_failures_per_window: 5,
+            login_failures_per_account: 100,
             login_failures_per_ip: 50,
             login_window_secs: 300,
             registrations_per_ip: 100,

@@ -64,6 +64,7 @@ pub fn api_settings(db_name: &str, redis_url: &str, prefix: &str, jwt: JwtSettin
             sync_max: 500,
             search_max: 50,
             login_failures_per_window: 5,
+            login_failures_per_account: 100,
             login_failures_per_ip: 50,
             login_window_secs: 300,
             registrations_per_ip: 100,
