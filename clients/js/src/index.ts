@@ -12,7 +12,7 @@
 
 export { ParleyClient } from "./client.js";
 export { RestApi } from "./rest.js";
-export type { HistoryQuery, LoginInput, RegisterInput } from "./rest.js";
+export type { ConversationPage, HistoryQuery, LoginInput, RegisterInput } from "./rest.js";
 export { MemoryStorage, localStorageAdapter } from "./storage.js";
 export type { KeyValueStorage } from "./storage.js";
 export { backoffDelay } from "./connection.js";

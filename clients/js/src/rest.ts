@@ -39,6 +39,12 @@ export interface HistoryQuery {
   limit?: number;
 }
 
+/** A page of the conversation list, and the path of the next one (`null` on the last). */
+export interface ConversationPage {
+  conversations: ConversationSummary[];
+  next: string | null;
+}
+
 /** How long a request may take, from sending it to the last byte of the answer. */
 export interface RestTimeouts {
   /** Every request but uploads. Default 15 000 ms. */
@@ -86,8 +92,38 @@ export class RestApi {
     return this.request("GET", `/api/users${query({ search, limit })}`);
   }
 
-  conversations(): Promise<ConversationSummary[]> {
-    return this.request("GET", "/api/conversations");
+  /**
+   * All the caller's conversations, most recently active first: every page of the list. A
+   * conversation that becomes active while the pages are read moves above them, to the first
+   * page, so after more than one page the first is read again for it.
+   */
+  async conversations(): Promise<ConversationSummary[]> {
+    const first = `/api/conversations${query({ limit: 200 })}`;
+    const listed: ConversationSummary[] = [];
+    let path: string | null = first;
+    let pages = 0;
+    while (path !== null) {
+      const page: ConversationPage = await this.conversationsPage(path);
+      listed.push(...page.conversations);
+      pages += 1;
+      if (page.next === path) {
+        throw new ParleyError("internal_error", `GET ${path}: the next page is this page again`);
+      }
+      path = page.next;
+    }
+    if (pages === 1) return listed;
+    const again = (await this.conversationsPage(first)).conversations;
+    const newer = new Set(again.map((c) => c.id));
+    return [...again, ...listed.filter((c) => !newer.has(c.id))];
+  }
+
+  /**
+   * One page of the caller's conversations: the first by default, else the path a previous
+   * page's `next` named (`limit`, `before`; docs/protocol.md).
+   */
+  async conversationsPage(path = "/api/conversations"): Promise<ConversationPage> {
+    const { value, headers } = await this.#exchange<ConversationSummary[]>("GET", path);
+    return { conversations: value, next: nextPage(headers.get("link")) };
   }
 
   conversation(id: ConversationId): Promise<Conversation> {
@@ -132,6 +168,16 @@ export class RestApi {
 
   /** One request; resolves with the JSON body (or nothing for 204), rejects with ParleyError. */
   async request<T>(method: string, path: string, body?: unknown, auth = true): Promise<T> {
+    return (await this.#exchange<T>(method, path, body, auth)).value;
+  }
+
+  /** A request, answering the parsed body and the response's headers. */
+  async #exchange<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    auth = true,
+  ): Promise<{ value: T; headers: Headers }> {
     const headers: Record<string, string> = { accept: "application/json" };
     const raw = isBytes(body);
     if (body !== undefined) {
@@ -161,7 +207,7 @@ export class RestApi {
       clearTimeout(timer);
     }
     if (!response.ok) throw errorOf(response.status, text, `${method} ${path}`);
-    return (text ? JSON.parse(text) : undefined) as T;
+    return { value: (text ? JSON.parse(text) : undefined) as T, headers: response.headers };
   }
 }
 
@@ -204,4 +250,14 @@ function query(params: Record<string, string | number | undefined>): string {
 
 export function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** The target of a `Link` header's `rel="next"` (a path on the API), if it has one. */
+function nextPage(link: string | null): string | null {
+  if (link === null) return null;
+  for (const part of link.split(",")) {
+    const match = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+    if (match && /(^|;)\s*rel="?next"?\s*(;|$)/.test(match[2])) return match[1];
+  }
+  return null;
 }

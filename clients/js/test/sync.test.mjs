@@ -242,7 +242,7 @@ test("connect() resolves when its conversation-list request is lost: the request
   const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
   await restAs(ctx.server, bob).sendMessage({ clientMsgId: "l-1", conversationId: chat.id, content: "hi" });
   const api = await networkProxy(ctx.server.api);
-  const lost = api.swallow("GET /api/conversations ");
+  const lost = api.swallow("GET /api/conversations?");
   const a = ctx.track(
     clientFor(ctx.server, alice, { apiUrl: api.url, requestTimeoutMs: SHORT_TIMEOUT_MS }),
   );

@@ -11,7 +11,7 @@ import { clientFor, newUser, restAs, until, useParley, withPatience } from "./he
 const ctx = useParley();
 
 /**
- * An HTTP proxy in front of the API that, while `hold()` is on, asks the server for
+ * An HTTP proxy in front of the API that, while `hold()` is on, asks the server for a page of
  * `GET /api/conversations` at once but keeps the answer until `release()`: the list the client
  * applies is older than what reaches it meanwhile over the socket. `answered` resolves once the
  * server has answered a held request.
@@ -32,7 +32,7 @@ async function listHoldingApi(target) {
       body: chunks.length ? Buffer.concat(chunks) : undefined,
     });
     const body = Buffer.from(await upstream.arrayBuffer());
-    if (gate && req.method === "GET" && req.url === "/api/conversations") {
+    if (gate && req.method === "GET" && new URL(req.url, target).pathname === "/api/conversations") {
       answered.resolve();
       await gate.promise;
     }
