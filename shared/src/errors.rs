@@ -99,6 +99,15 @@ pub struct AckError {
     pub code: ErrorCode,
     pub message: String,
     pub retryable: bool,
+    /// When the server knows it (`rate_limited` by a rate): how long to wait before trying
+    /// again, in milliseconds, as HTTP's `Retry-After` says in seconds.
+    #[serde(
+        rename = "retryAfterMs",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    #[cfg_attr(test, ts(type = "number"))]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl AckError {
@@ -107,7 +116,14 @@ impl AckError {
             code,
             message: message.into(),
             retryable: code.retryable(),
+            retry_after_ms: None,
         }
+    }
+
+    /// The same error, saying to wait `wait` (rounded up to a millisecond) before trying again.
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after_ms = Some(wait.as_micros().div_ceil(1000) as u64);
+        self
     }
 }
 

@@ -14,9 +14,9 @@
 // sends are idempotent on (sender, clientMsgId).
 //
 // A send refused `rate_limited` (the relay's per-user rate, or its queue) is not failed: the
-// outbox holds every send for a back-off (1 s, 2 s, 4 s … 30 s) and then sends them again one
-// at a time, in send order, until it drains; after RATE_LIMIT_TRIES refusals in a row the send
-// is failed (retryable) as any other.
+// outbox holds every send for a back-off (the ack's `retryAfterMs` when it has one, else 1 s,
+// 2 s, 4 s … 30 s) and then sends them again one at a time, in send order, until it drains;
+// after RATE_LIMIT_TRIES refusals in a row the send is failed (retryable) as any other.
 
 import type { Socket } from "socket.io-client";
 import type {
@@ -276,7 +276,7 @@ export class Outbox {
           if (error.code === "rate_limited" && (round < this.#round || ++this.#refusals < RATE_LIMIT_TRIES)) {
             // Still sending: sent again after the back-off (one started by an earlier refusal
             // of the same burst, or a new one).
-            if (round === this.#round) this.#holdBack();
+            if (round === this.#round) this.#holdBack(error.retryAfterMs);
             return;
           }
           this.#fail(request, error);
@@ -285,16 +285,24 @@ export class Outbox {
       });
   }
 
-  /** Sent too fast: hold every send for a back-off, then send them one at a time. */
-  #holdBack(): void {
+  /**
+   * Sent too fast: hold every send for a back-off, then send them one at a time. The relay's
+   * `retryAfterMs`, when it gives one (its per-user rate), is the wait, plus up to a quarter;
+   * otherwise (a queue full) the back-off doubles from 1 s.
+   */
+  #holdBack(retryAfterMs?: number | null): void {
     this.#oneByOne = true;
     this.#round++;
     if (this.#holdTimer !== null) clearTimeout(this.#holdTimer);
-    const base = Math.min(RATE_LIMIT_DELAY_MAX_MS, RATE_LIMIT_DELAY_MS * 2 ** (this.#refusals - 1));
+    const delay =
+      retryAfterMs != null && retryAfterMs >= 0
+        ? Math.min(RATE_LIMIT_DELAY_MAX_MS, retryAfterMs) * (1 + 0.25 * Math.random())
+        : Math.min(RATE_LIMIT_DELAY_MAX_MS, RATE_LIMIT_DELAY_MS * 2 ** (this.#refusals - 1)) *
+          (0.75 + 0.5 * Math.random());
     this.#holdTimer = setTimeout(() => {
       this.#holdTimer = null;
       this.#next();
-    }, Math.round(base * (0.75 + 0.5 * Math.random())));
+    }, Math.round(delay));
   }
 
   /** One by one after a rate limit: send the oldest send still waiting, if none is in flight. */

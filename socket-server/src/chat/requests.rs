@@ -178,12 +178,12 @@ pub fn typing(
         Err(error) => return ack_error(ack, error),
     };
     // Over the rate: dropped (typing indicators are advisory), silently for a member.
-    if !state.typing.allow(session.user) {
+    if let Err(wait) = state.typing.check(session.user) {
         return match state.view.members(session.user, args.conversation_id) {
             Some(_) => ack_ok(ack, Value::Object(Default::default())),
             None => ack_error(
                 ack,
-                AckError::new(ErrorCode::RateLimited, "too many typing events"),
+                AckError::new(ErrorCode::RateLimited, "too many typing events").retry_after(wait),
             ),
         };
     }

@@ -48,8 +48,9 @@ pub fn send_message(
     if state.admission.closing() {
         return refuse(ack, Refused::Closing);
     }
-    if !state.sends.allow(session.user) {
-        return refuse(ack, Refused::UserRate);
+    if let Err(wait) = state.sends.check(session.user) {
+        state.metrics.refused(Refused::UserRate);
+        return ack_error(ack, Refused::UserRate.error().retry_after(wait));
     }
     let (request, message) = match parse(state, &payload) {
         Ok(parsed) => parsed,

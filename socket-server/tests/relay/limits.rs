@@ -38,6 +38,13 @@ async fn sends_beyond_the_per_user_rate_are_refused_as_rate_limited_and_retryabl
     assert_eq!(acks[2]["success"], false, "{}", acks[2]);
     assert_eq!(acks[2]["error"]["code"], "rate_limited");
     assert_eq!(acks[2]["error"]["retryable"], true);
+    // The next token comes within the second of the refill (the two sends took some of it).
+    let wait = acks[2]["error"]["retryAfterMs"].as_u64();
+    assert!(
+        wait.is_some_and(|ms| (1..=1000).contains(&ms)),
+        "{}",
+        acks[2]
+    );
     let metrics = stack.metrics(0).await;
     let refused = r#"relay_sends_refused_total{reason="sends_per_sec"}"#;
     assert_eq!(metric(&metrics, refused), 1);
@@ -131,6 +138,11 @@ async fn sends_beyond_the_storage_queues_are_refused_and_counted_by_the_limit_th
         "{socket_full}"
     );
     assert_eq!(socket_full["error"]["retryable"], true, "{socket_full}");
+    assert_eq!(
+        socket_full["error"].get("retryAfterMs"),
+        None,
+        "no time to promise"
+    );
     assert!(
         socket_full["error"]["message"]
             .as_str()

@@ -39,7 +39,12 @@ export type ErrorEnvelope = { error: ErrorBody, };
 /**
  * The error inside a failed Socket.IO ack: `{"code","message","retryable"}`.
  */
-export type AckError = { code: ErrorCode, message: string, retryable: boolean, };
+export type AckError = { code: ErrorCode, message: string, retryable: boolean, 
+/**
+ * When the server knows it (`rate_limited` by a rate): how long to wait before trying
+ * again, in milliseconds, as HTTP's `Retry-After` says in seconds.
+ */
+retryAfterMs?: number, };
 
 /**
  * A user as others see them.
