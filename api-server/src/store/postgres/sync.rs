@@ -34,7 +34,7 @@
 
 use super::changes::{answer, Change};
 use super::dialect::Conn;
-use super::schema::{changes, members};
+use super::schema::changes;
 use crate::store::{StoreError, StoreResult};
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -43,7 +43,7 @@ use diesel_async::RunQueryDsl;
 use shared::ids::UserId;
 use shared::wire::SyncResponse;
 
-#[derive(Debug, Queryable, Selectable)]
+#[derive(Debug, QueryableByName)]
 #[diesel(table_name = changes, check_for_backend(diesel::pg::Pg))]
 struct ChangeRow {
     id: i64,
@@ -51,6 +51,29 @@ struct ChangeRow {
     #[diesel(embed)]
     change: Change,
 }
+
+/// A page: the user's changes after the cursor `($2, $3)` and below the horizon `$4`, at most
+/// `$5`, in the log's order. Each of the user's conversations gives at most `$5` of its own
+/// first, read from `changes_conversation_xid` from the cursor on (the row comparison bounds
+/// the index range), and only those are sorted. A plain join read every change of each of the
+/// user's conversations below the horizon for every page, the cursor only a filter: with
+/// 10 M changes in the log, a member of a conversation of 10⁶ messages paid ~0.5 s of
+/// PostgreSQL for a sync that found nothing new, and a member of 300 conversations back after
+/// a month 57 s for the catch-up.
+const PAGE: &str = "SELECT c.id, c.xid, c.conversation_id, c.kind, c.message_id, c.user_id
+  FROM members m
+  CROSS JOIN LATERAL (
+    SELECT changes.id, changes.xid, changes.conversation_id, changes.kind, changes.message_id,
+           changes.user_id
+      FROM changes
+     WHERE changes.conversation_id = m.conversation_id
+       AND (changes.xid, changes.id) > ($2, $3)
+       AND changes.xid < $4
+     ORDER BY changes.xid, changes.id
+     LIMIT $5) c
+ WHERE m.user_id = $1
+ ORDER BY c.xid, c.id
+ LIMIT $5";
 
 /// The (32-bit) xids of the transactions other databases of this server are running now.
 const OTHER_DATABASES_XIDS: &str = "COALESCE(
@@ -146,21 +169,12 @@ async fn page(
         .await?;
         check_issued(cursor, bound)?;
     }
-    let mut rows: Vec<ChangeRow> = changes::table
-        .inner_join(
-            members::table.on(members::conversation_id
-                .eq(changes::conversation_id)
-                .and(members::user_id.eq(user.get()))),
-        )
-        .filter(
-            changes::xid
-                .gt(cx)
-                .or(changes::xid.eq(cx).and(changes::id.gt(ci))),
-        )
-        .filter(changes::xid.lt(horizon))
-        .order((changes::xid.asc(), changes::id.asc()))
-        .limit(limit + 1)
-        .select(ChangeRow::as_select())
+    let mut rows: Vec<ChangeRow> = diesel::sql_query(PAGE)
+        .bind::<BigInt, _>(user.get())
+        .bind::<BigInt, _>(cx)
+        .bind::<BigInt, _>(ci)
+        .bind::<BigInt, _>(horizon)
+        .bind::<BigInt, _>(limit + 1)
         .load(conn)
         .await?;
     let has_more = rows.len() as i64 > limit;

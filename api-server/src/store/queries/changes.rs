@@ -13,7 +13,7 @@ use shared::wire::{Message, SyncResponse};
 use std::collections::BTreeSet;
 
 /// What a change row says happened.
-#[derive(Debug, Queryable, Selectable)]
+#[derive(Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = changes)]
 pub struct Change {
     pub conversation_id: i64,
