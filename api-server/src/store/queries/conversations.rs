@@ -293,17 +293,24 @@ async fn list_in_snapshot(
         .select(MessageRow::as_select())
         .load(conn)
         .await?;
-    let unread: Vec<(i64, i64)> = messages::table
-        .inner_join(
-            members::table.on(members::conversation_id
-                .eq(messages::conversation_id)
-                .and(members::user_id.eq(user.get()))),
-        )
-        .filter(messages::conversation_id.eq_any(&ids))
-        .filter(messages::seq.gt(members::read_up_to_seq))
-        .filter(messages::sender_id.ne(user.get()))
-        .group_by(messages::conversation_id)
-        .select((messages::conversation_id, diesel::dsl::count_star()))
+    // A count per membership, over the messages above its read watermark: the range read from
+    // the `(conversation_id, seq)` index starts there. Joined to the members and filtered, every
+    // message of each conversation was read: 1.5 s of PostgreSQL for a member of a conversation
+    // of 10⁶ messages, also one who had read them all.
+    let unread: Vec<(i64, i64)> = members::table
+        .filter(members::user_id.eq(user.get()))
+        .filter(members::conversation_id.eq_any(&ids))
+        .select((
+            members::conversation_id,
+            diesel::dsl::sql::<BigInt>(
+                "(SELECT count(*) FROM messages \
+                   WHERE messages.conversation_id = members.conversation_id \
+                     AND messages.seq > members.read_up_to_seq \
+                     AND messages.sender_id <> ",
+            )
+            .bind::<BigInt, _>(user.get())
+            .sql(")"),
+        ))
         .load(conn)
         .await?;
     let unread: HashMap<i64, i64> = unread.into_iter().collect();
