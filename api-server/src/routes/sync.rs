@@ -14,7 +14,8 @@ use utoipa::IntoParams;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SyncQuery {
-    /// The `nextCursor` of the previous answer; absent: from the beginning.
+    /// The `nextCursor` of the previous answer; absent: from the beginning; `now`: no change,
+    /// the cursor of the present position (a new device's first).
     pub since: Option<String>,
     /// At most this many changes (default and cap set by the server).
     pub limit: Option<i64>,

@@ -249,6 +249,21 @@ pub struct WatermarkOutcome {
     pub members: Vec<UserId>,
 }
 
+/// The `since` of a sync that answers only where the log is now: a new device's first cursor,
+/// taken before it reads the conversation list, so that it need not replay the whole history.
+pub const SYNC_NOW: &str = "now";
+
+/// An answer of no change, with the cursor to go on from.
+pub fn no_changes(next_cursor: String) -> SyncResponse {
+    SyncResponse {
+        messages: Vec::new(),
+        receipts: Vec::new(),
+        conversations: Vec::new(),
+        next_cursor,
+        has_more: false,
+    }
+}
+
 /// Bounds of a page of messages.
 #[derive(Debug, Clone, Copy)]
 pub struct PageQuery {
@@ -400,6 +415,7 @@ pub trait Store: Send + Sync + 'static {
     // --- sync
     /// Every change visible to `user` after `cursor` (`None`: from the beginning), at most
     /// `limit` changes. [`StoreError::Invalid`] for a cursor this backend did not issue.
+    /// [`SYNC_NOW`] answers no change and the cursor of the present position.
     async fn sync(
         &self,
         user: UserId,

@@ -126,6 +126,28 @@ async fn sync_since_a_cursor_returns_only_what_changed_after_it() {
 }
 
 #[tokio::test]
+async fn sync_since_now_answers_no_change_and_a_cursor_from_which_later_ones_come() {
+    // Arrange: history a new device does not want replayed
+    let app = spawn_app().await;
+    let (alice_token, _) = app.register("alice").await;
+    let (bob_token, bob) = app.register("bob").await;
+    let id = app.direct(&alice_token, &bob).await;
+    app.send(&bob_token, &id, "old").await;
+    app.mark(&alice_token, &id, "read", 1).await.expect(200);
+
+    // Act
+    let now = app.sync(&alice_token, Some("now"), None).await;
+    let later = app.send(&bob_token, &id, "new").await;
+
+    // Assert
+    let (messages, receipts, conversations, cursor, has_more) = parts(now.expect(200));
+    assert!(messages.is_empty() && receipts.is_empty() && conversations.is_empty());
+    assert!(!has_more);
+    let after = sync_all(&app, &alice_token, Some(&cursor)).await;
+    assert_eq!(ids(&after.messages), [id_of(&later)]);
+}
+
+#[tokio::test]
 async fn sync_carries_receipts_and_new_conversations_after_the_cursor() {
     // Arrange
     let app = spawn_app().await;

@@ -35,7 +35,7 @@
 use super::changes::{answer, Change};
 use super::dialect::Conn;
 use super::schema::changes;
-use crate::store::{StoreError, StoreResult};
+use crate::store::{no_changes, StoreError, StoreResult, SYNC_NOW};
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt};
@@ -133,16 +133,34 @@ pub async fn since(
     cursor: Option<&str>,
     limit: i64,
 ) -> StoreResult<SyncResponse> {
-    let cursor = cursor.map(parse_cursor).transpose()?;
+    let now = cursor == Some(SYNC_NOW);
+    let cursor = cursor.filter(|_| !now).map(parse_cursor).transpose()?;
     // Before the snapshot: see the module doc.
     let others: Vec<i64> = diesel::select(sql::<Array<BigInt>>(OTHER_DATABASES_XIDS))
         .get_result(conn)
         .await?;
     // One snapshot for the horizon, the page and its answer.
     read_tx!(conn, async |conn: &mut Conn| {
+        if now {
+            // Every change below the horizon has committed, and what commits later is at or
+            // above it: the position now, whatever a list read afterwards shows.
+            let horizon = horizon(conn, &others).await?;
+            return Ok(no_changes(format_cursor((horizon, 0))));
+        }
         page(conn, user, cursor, &others, limit).await
     })
     .await
+}
+
+/// The horizon of the current snapshot (see the module doc).
+async fn horizon(conn: &mut Conn, others: &[i64]) -> StoreResult<i64> {
+    Ok(diesel::select(
+        sql::<BigInt>(HORIZON_BEFORE)
+            .bind::<Array<BigInt>, _>(others)
+            .sql(HORIZON_AFTER),
+    )
+    .get_result(conn)
+    .await?)
 }
 
 async fn page(
@@ -153,13 +171,7 @@ async fn page(
     limit: i64,
 ) -> StoreResult<SyncResponse> {
     let (cx, ci) = cursor.unwrap_or((0, 0));
-    let horizon: i64 = diesel::select(
-        sql::<BigInt>(HORIZON_BEFORE)
-            .bind::<Array<BigInt>, _>(others)
-            .sql(HORIZON_AFTER),
-    )
-    .get_result(conn)
-    .await?;
+    let horizon = horizon(conn, others).await?;
     if let Some(cursor) = cursor {
         let bound: (i64, i64) = diesel::select((
             sql::<BigInt>(ISSUED_XID_BOUND),
