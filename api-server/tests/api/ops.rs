@@ -1,6 +1,7 @@
 //! Health, readiness, metrics, the OpenAPI document, and the JSON error shape of the plumbing
 //! (unknown routes, oversized or broken bodies).
 
+use crate::backend::{Backend, BACKEND};
 use crate::helpers::spawn_app;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -322,6 +323,31 @@ async fn responses_carry_the_request_id_given_or_a_new_one() {
     assert_eq!(given.headers()["x-request-id"], "edge-1234");
     let id = generated.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}
+
+#[tokio::test]
+async fn replicas_starting_together_on_a_new_database_all_start() {
+    if *BACKEND != Backend::PostgresRedis {
+        return; // a PostgreSQL deployment's start-up
+    }
+    // Arrange: a database that does not exist yet, as a first deployment's replicas find it
+    let app = spawn_app().await;
+    let mut settings = app.settings.database.clone();
+    let name = format!("{}_new", app.db_name);
+    settings.url = settings.url.replace(&app.db_name, &name);
+    settings.create_if_missing = true;
+
+    // Act: four replicas' start-ups at once (create the database, migrate)
+    let opened =
+        futures::future::join_all((0..4).map(|_| api_server::store::open(&settings))).await;
+
+    // Assert
+    for (i, store) in opened.into_iter().enumerate() {
+        let store = store.unwrap_or_else(|e| panic!("replica {i} did not start: {e:#}"));
+        store.ping().await.expect("pinging");
+    }
+    // (No bus keys were written under this prefix: only the database goes.)
+    BACKEND.cleanup(name.clone(), name);
 }
 
 #[tokio::test]

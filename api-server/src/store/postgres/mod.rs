@@ -25,7 +25,8 @@ use crate::settings::DatabaseSettings;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::result::Error as DieselError;
+use diesel::connection::SimpleConnection;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
@@ -171,9 +172,11 @@ async fn reach(url: &str, create: bool) -> anyhow::Result<()> {
                     tracing::info!(database = %name, "created the database");
                     Ok(())
                 }
-                // Another replica created it at the same time.
-                Err(DieselError::DatabaseError(_, info))
-                    if info.message().contains("already exists") =>
+                // Another replica created it at the same time: PostgreSQL says so, or (when
+                // both got past its own check) fails the catalog's unique index.
+                Err(DieselError::DatabaseError(kind, info))
+                    if info.message().contains("already exists")
+                        || matches!(kind, DatabaseErrorKind::UniqueViolation) =>
                 {
                     Ok(())
                 }
@@ -183,6 +186,9 @@ async fn reach(url: &str, create: bool) -> anyhow::Result<()> {
         Err(e) => Err(e).context("connecting to PostgreSQL (DATABASE_URL)"),
     }
 }
+
+/// The advisory lock key migrations hold (`'parley'` in ASCII): another replica's wait.
+const MIGRATION_LOCK: i64 = 0x7061_726c_6579;
 
 /// Run pending migrations on a dedicated thread (the migration harness is synchronous). The
 /// thread answers through a channel rather than being joined, so a service stopped meanwhile
@@ -195,6 +201,10 @@ async fn run_migrations(url: &str) -> anyhow::Result<()> {
             let mut conn =
                 <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
                     .context("connecting to PostgreSQL to migrate")?;
+            // One replica at a time (replicas starting together on a new database raced to
+            // create the same tables); the lock goes with the connection.
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .context("waiting for another replica's migrations")?;
             let applied = conn
                 .run_pending_migrations(MIGRATIONS)
                 .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
