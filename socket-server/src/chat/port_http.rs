@@ -136,14 +136,18 @@ impl HttpPort {
                 self.reached.store(ANSWERED, Ordering::Relaxed);
                 tracing::info!(api_url = %self.base, "the API answers");
             }
+            // Something answers, but not the API at its base URL (a path prefix, another
+            // service): every call would fail, so it counts as unreachable.
             Ok(Ok(response)) => {
-                self.reached.store(ANSWERED, Ordering::Relaxed);
-                tracing::error!(
-                    api_url = %self.base,
-                    status = response.status().as_u16(),
-                    "the API URL answers GET /health with an error: is API_URL the Parley API's \
-                     base URL?"
-                );
+                self.reached.store(UNREACHABLE, Ordering::Relaxed);
+                if first {
+                    tracing::error!(
+                        api_url = %self.base,
+                        status = response.status().as_u16(),
+                        "the API URL answers GET /health with an error: is API_URL the Parley \
+                         API's base URL?"
+                    );
+                }
             }
             Ok(Err(error)) => self.unreachable(first, &error),
             Err(_) => self.unreachable(first, &"no answer in time"),
@@ -238,10 +242,16 @@ impl HttpPort {
                 Err(unavailable("the API did not answer in time".into()))
             }
         };
-        // A proxy's 502 or 504 is the API not answering behind it.
         let reached = match &outcome {
-            Ok((status, _)) if !matches!(status.as_u16(), 502 | 504) => ANSWERED,
-            _ => UNREACHABLE,
+            // A proxy's 502 or 504 is the API not answering behind it; a 404 for the route
+            // itself, no API at this base URL (API_URL with a path prefix, another service).
+            Ok((status, body))
+                if matches!(status.as_u16(), 502 | 504) || no_such_route(*status, body) =>
+            {
+                UNREACHABLE
+            }
+            Ok(_) => ANSWERED,
+            Err(_) => UNREACHABLE,
         };
         self.reached.store(reached, Ordering::Relaxed);
         let (status, body) = outcome?;
@@ -414,6 +424,15 @@ impl RelayPort for HttpPort {
             _ => None,
         }
     }
+}
+
+/// Whether an answer says the route does not exist: a 404 that is not one of the API's own
+/// refusals of a known route (`conversation_not_found`, …), but `not_found` or not the API's
+/// error shape at all.
+fn no_such_route(status: StatusCode, body: &[u8]) -> bool {
+    status == StatusCode::NOT_FOUND
+        && serde_json::from_slice::<ErrorEnvelope>(body)
+            .map_or(true, |envelope| envelope.error.code == ErrorCode::NotFound)
 }
 
 /// Map an HTTP answer to its body, or to an ack error: `service_unavailable` for a 5xx (may

@@ -100,17 +100,12 @@ impl Drop for Relay {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_until_it_does() {
-    // Arrange: an API URL nobody listens on
-    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .unwrap()
-        .port();
+/// A relay binary for `api_url`, logging JSON at INFO, and the lines it logs.
+fn relay_for(api_url: &str) -> (Relay, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_socket-server"))
         .envs([
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
-            ("API_URL", &format!("http://127.0.0.1:{nobody}")),
+            ("API_URL", api_url),
             ("REDIS_URL", REDIS_URL),
             ("SOCKET_HOST", "127.0.0.1"),
             ("SOCKET_PORT", "0"),
@@ -125,15 +120,18 @@ async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_until_
         .spawn()
         .expect("running the socket-server binary");
     let stderr = child.stderr.take().unwrap();
-    let _relay = Relay(child);
     let (lines, logged) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = lines.send(line);
         }
     });
+    (Relay(child), logged)
+}
 
-    // Act: read its log until it listens and has said what it found of the API
+/// Read the relay's log until it listens and has said what it found of the API: its `/health`
+/// URL and that line.
+fn listening_and_api_check(logged: &mpsc::Receiver<String>) -> (String, serde_json::Value) {
     let (mut port, mut said) = (None, None);
     while port.is_none() || said.is_none() {
         let line = logged
@@ -147,10 +145,23 @@ async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_until_
         }
     }
     let health_url = format!("http://127.0.0.1:{}/health", port.unwrap());
+    (health_url, said.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_until_it_does() {
+    // Arrange: an API URL nobody listens on
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let (_relay, logged) = relay_for(&format!("http://127.0.0.1:{nobody}"));
+
+    // Act
+    let (health_url, said) = listening_and_api_check(&logged);
     let health = reqwest::get(&health_url).await.unwrap();
 
     // Assert: an error line naming the URL; /health 200 (it relays live) saying so
-    let said = said.unwrap();
     assert_eq!(said["level"], "ERROR", "{said}");
     assert!(
         said["fields"]["api_url"]
@@ -166,7 +177,7 @@ async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_until_
 
     // Then an API answers on that port: the idle relay finds it by itself
     let api = std::net::TcpListener::bind(("127.0.0.1", nobody)).expect("the API's port again");
-    std::thread::spawn(move || answer_health_checks(&api));
+    std::thread::spawn(move || answer(&api, HEALTHY));
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let health: serde_json::Value = reqwest::get(&health_url)
@@ -186,10 +197,44 @@ async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_until_
     }
 }
 
-/// Answer every request on `listener` with `200 {"status":"ok"}`, as the API's `/health` does.
-fn answer_health_checks(listener: &std::net::TcpListener) {
-    const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-        content-length: 15\r\nconnection: close\r\n\r\n{\"status\":\"ok\"}";
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_api_url_is_not_the_apis_base_url_says_the_api_is_unreachable() {
+    // Arrange: something that answers 404 at that URL (a path prefix, another service)
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api", other.local_addr().unwrap());
+    std::thread::spawn(move || answer(&other, NOT_FOUND));
+    let (_relay, logged) = relay_for(&url);
+
+    // Act
+    let (health_url, said) = listening_and_api_check(&logged);
+    let health: serde_json::Value = reqwest::get(&health_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let metrics = reqwest::get(health_url.replace("/health", "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert: not "ok", which every user refused `service_unavailable` would contradict
+    assert_eq!(said["level"], "ERROR", "{said}");
+    assert_eq!(health["api"], "unreachable", "{health}");
+    assert!(metrics.contains("relay_api_up 0"), "{metrics}");
+}
+
+/// `200 {"status":"ok"}`, as the API's `/health` answers.
+const HEALTHY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+    content-length: 15\r\nconnection: close\r\n\r\n{\"status\":\"ok\"}";
+/// A 404 that is not the API's.
+const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-type: text/html\r\n\
+    content-length: 9\r\nconnection: close\r\n\r\nnot found";
+
+/// Answer every request on `listener` with `answer`.
+fn answer(listener: &std::net::TcpListener, answer: &[u8]) {
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { return };
         let mut request = Vec::new();
@@ -200,6 +245,6 @@ fn answer_health_checks(listener: &std::net::TcpListener) {
                 Ok(n) => request.extend_from_slice(&buf[..n]),
             }
         }
-        let _ = stream.write_all(ANSWER);
+        let _ = stream.write_all(answer);
     }
 }
