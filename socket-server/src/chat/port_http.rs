@@ -132,10 +132,7 @@ impl HttpPort {
         let Ok(request) = request else { return };
         let answer = tokio::time::timeout(self.timeout, self.http.request(request)).await;
         match answer {
-            Ok(Ok(response)) if response.status().is_success() => {
-                self.reached.store(ANSWERED, Ordering::Relaxed);
-                tracing::info!(api_url = %self.base, "the API answers");
-            }
+            Ok(Ok(response)) if response.status().is_success() => self.check_token(first).await,
             // Something answers, but not the API at its base URL (a path prefix, another
             // service): every call would fail, so it counts as unreachable.
             Ok(Ok(response)) => {
@@ -151,6 +148,35 @@ impl HttpPort {
             }
             Ok(Err(error)) => self.unreachable(first, &error),
             Err(_) => self.unreachable(first, &"no answer in time"),
+        }
+    }
+
+    /// The API answers: check that it takes this relay's service token (a look-up of a session
+    /// that does not exist). With another `JWT_SECRET` than the API's, the relay refuses every
+    /// user's token as `invalid_token` and the API every call of the relay, so it counts as
+    /// unreachable: otherwise nothing but the refusals would say so.
+    async fn check_token(&self, first: bool) {
+        match self.session_active(UserId(0), "relay-start-check").await {
+            Err(error)
+                if matches!(
+                    error.code,
+                    ErrorCode::InvalidToken | ErrorCode::TokenExpired
+                ) =>
+            {
+                self.reached.store(UNREACHABLE, Ordering::Relaxed);
+                if first {
+                    tracing::error!(
+                        api_url = %self.base,
+                        code = %error.code,
+                        "the API refuses this relay's service token: is JWT_SECRET the same as \
+                         the API's? Every user's token is refused until it is"
+                    );
+                }
+            }
+            Ok(_) | Err(_) => {
+                self.reached.store(ANSWERED, Ordering::Relaxed);
+                tracing::info!(api_url = %self.base, "the API answers");
+            }
         }
     }
 

@@ -226,6 +226,32 @@ async fn a_relay_whose_api_url_is_not_the_apis_base_url_says_the_api_is_unreacha
     assert!(metrics.contains("relay_api_up 0"), "{metrics}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_another_jwt_secret_than_its_apis_says_so_at_start_and_in_health() {
+    // Arrange: a real API, and a relay given another secret than the API's
+    let stack = spawn_stack(0).await;
+    let (_relay, logged) = relay_for(&stack.api_url);
+
+    // Act
+    let (health_url, said) = listening_and_api_check(&logged);
+    let health: serde_json::Value = reqwest::get(&health_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(said["level"], "ERROR", "{said}");
+    assert!(
+        said["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("JWT_SECRET")),
+        "{said}"
+    );
+    assert_eq!(health["api"], "unreachable", "{health}");
+}
+
 /// `200 {"status":"ok"}`, as the API's `/health` answers.
 const HEALTHY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
     content-length: 15\r\nconnection: close\r\n\r\n{\"status\":\"ok\"}";
