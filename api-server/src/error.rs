@@ -66,7 +66,9 @@ impl From<StoreError> for ApiError {
             StoreError::SessionInactive => ApiError::code(ErrorCode::TokenRevoked),
             StoreError::Invalid(field, reason) => ApiError::invalid(field, reason),
             StoreError::Unavailable(cause) => {
-                tracing::error!(error = ?cause, "database unavailable");
+                // The chain of causes, one line (`{:#}`): the Debug form carries a whole stack
+                // backtrace when RUST_BACKTRACE is set, 175 KB a line.
+                tracing::error!(error = %format_args!("{cause:#}"), "database unavailable");
                 ApiError::code(ErrorCode::ServiceUnavailable)
             }
             StoreError::Unexpected(cause) => ApiError::Unexpected(cause),
@@ -92,7 +94,7 @@ impl ResponseError for ApiError {
                 field: field.clone(),
             },
             ApiError::Unexpected(cause) => {
-                tracing::error!(error = ?cause, "unexpected error");
+                tracing::error!(error = %format_args!("{cause:#}"), "unexpected error");
                 ErrorBody {
                     code: ErrorCode::InternalError,
                     message: ErrorCode::InternalError.default_message().to_owned(),
@@ -111,7 +113,7 @@ impl From<ApiError> for AckError {
         match e {
             ApiError::Known { code, message, .. } => AckError::new(code, message),
             ApiError::Unexpected(cause) => {
-                tracing::error!(error = ?cause, "unexpected error");
+                tracing::error!(error = %format_args!("{cause:#}"), "unexpected error");
                 AckError::new(
                     ErrorCode::InternalError,
                     ErrorCode::InternalError.default_message(),
