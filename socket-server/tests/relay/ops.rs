@@ -180,12 +180,7 @@ async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_until_
     std::thread::spawn(move || answer(&api, HEALTHY));
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
-        let health: serde_json::Value = reqwest::get(&health_url)
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = health_of(&health_url).await;
         if health["api"] == "ok" {
             break;
         }
@@ -207,12 +202,7 @@ async fn a_relay_whose_api_url_is_not_the_apis_base_url_says_the_api_is_unreacha
 
     // Act
     let (health_url, said) = listening_and_api_check(&logged);
-    let health: serde_json::Value = reqwest::get(&health_url)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = health_of(&health_url).await;
     let metrics = reqwest::get(health_url.replace("/health", "/metrics"))
         .await
         .unwrap()
@@ -234,12 +224,7 @@ async fn a_relay_with_another_jwt_secret_than_its_apis_says_so_at_start_and_in_h
 
     // Act
     let (health_url, said) = listening_and_api_check(&logged);
-    let health: serde_json::Value = reqwest::get(&health_url)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = health_of(&health_url).await;
 
     // Assert
     assert_eq!(said["level"], "ERROR", "{said}");
@@ -250,6 +235,11 @@ async fn a_relay_with_another_jwt_secret_than_its_apis_says_so_at_start_and_in_h
         "{said}"
     );
     assert_eq!(health["api"], "unreachable", "{health}");
+}
+
+/// The relay's `/health` answer.
+async fn health_of(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
 /// `200 {"status":"ok"}`, as the API's `/health` answers.
