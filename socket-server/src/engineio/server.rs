@@ -143,6 +143,29 @@ pub async fn serve<H: EngineHandler>(
     serve_endpoint(listener, Endpoint::new(config, handler, hooks), shutdown).await
 }
 
+/// How often failed accepts are logged: the first at once, then at most one line a minute
+/// with how many failed meanwhile (out of file descriptors, a relay fails ~20 a second and
+/// wrote as many lines).
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    said_at: Option<Instant>,
+    unsaid: u64,
+}
+
+impl AcceptFailures {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// One more failure at `now`: `Some(failures since the last line)` when it is to be logged.
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        self.unsaid += 1;
+        if self.said_at.is_some_and(|at| now < at + Self::EVERY) {
+            return None;
+        }
+        self.said_at = Some(now);
+        Some(std::mem::take(&mut self.unsaid))
+    }
+}
+
 /// [`serve`] for an endpoint built beforehand (to keep a handle on it, e.g. for metrics).
 pub async fn serve_endpoint<H: EngineHandler>(
     listener: TcpListener,
@@ -176,6 +199,7 @@ pub async fn serve_draining<H: EngineHandler, D: Future<Output = ()>>(
         .max_headers_parsed
         .max(engine.config.max_headers + 1);
     tokio::pin!(shutdown);
+    let mut failures = AcceptFailures::default();
     loop {
         let (stream, remote_addr) = tokio::select! {
             () = &mut shutdown => break,
@@ -183,7 +207,14 @@ pub async fn serve_draining<H: EngineHandler, D: Future<Output = ()>>(
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
+                    if let Some(since) = failures.failed(Instant::now()) {
+                        tracing::error!(
+                            %error,
+                            failed_since_last_said = since,
+                            "accept failed: out of file descriptors? raise the relay's open-files \
+                             limit (ulimit -n, LimitNOFILE=) above the connections it is to hold"
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -233,4 +264,26 @@ pub async fn serve_draining<H: EngineHandler, D: Future<Output = ()>>(
 /// a second (the WebSocket writer's final flush is capped at a second too).
 pub fn close_reserve(bound: Duration) -> Duration {
     (bound / 4).min(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_are_logged_at_once_then_once_a_minute_with_their_count() {
+        let mut failures = AcceptFailures::default();
+        let start = Instant::now();
+
+        let said: Vec<Option<u64>> = [0, 50, 100, 59_999, 60_000, 60_050, 120_000]
+            .into_iter()
+            .map(|ms| failures.failed(start + Duration::from_millis(ms)))
+            .collect();
+
+        assert_eq!(
+            said,
+            [Some(1), None, None, None, Some(4), None, Some(2)],
+            "the first, then each minute the failures since"
+        );
+    }
 }
