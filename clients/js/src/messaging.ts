@@ -50,7 +50,6 @@ export interface MessagingDeps {
     typingIdleMs: number;
     typingExpiryMs: number;
     autoMarkDelivered: boolean;
-    replayHistory: boolean;
   };
   /** The sync cursor, kept in the client's storage. */
   cursor: Kept;
@@ -152,18 +151,6 @@ export class Messaging {
     this.outbox.resendAll();
     const connection = ++this.#connections;
     void (async () => {
-      // No cursor: start from the present rather than replay the account's history; taken
-      // before the list is read, so what the list does not show comes through sync. If this
-      // fails, the catch-up replays from the beginning: slower, nothing missed.
-      if (this.deps.cursor.get() === null && !this.deps.options.replayHistory) {
-        await this.deps.api
-          .sync("now")
-          .then((start) => {
-            if (this.deps.cursor.get() === null) this.deps.cursor.set(start.nextCursor);
-          })
-          .catch((error: unknown) => this.#report(error));
-        if (connection !== this.#connections) return; // a newer connection does it
-      }
       // The list first, so `connect()` resolves with it loaded; then what was missed. Each
       // request is bounded (requestTimeoutMs): one lost in flight holds the sync up that long.
       await this.loadConversations().catch((error: unknown) => this.#report(error));

@@ -138,11 +138,7 @@ test("the kept cursor makes a new client catch up on what is new only", async ()
   await restAs(ctx.server, bob).sendMessage({ clientMsgId: "k-1", conversationId: chat.id, content: "old" });
   const first = ctx.track(clientFor(ctx.server, alice, { storage }));
   await first.connect();
-  // A new device starts from the present: the list has the last message, history is read on demand.
-  assert.deepEqual(first.messages(chat.id), []);
-  assert.equal(first.conversations.find((c) => c.id === chat.id)?.lastMessage?.content, "old");
-  await first.loadHistory(chat.id, {});
-  assert.deepEqual(stored(first.messages(chat.id)), [[1, "old"]]);
+  assert.equal(first.messages(chat.id).length, 1);
   first.close();
 
   await restAs(ctx.server, bob).sendMessage({ clientMsgId: "k-2", conversationId: chat.id, content: "new 1" });
@@ -155,26 +151,6 @@ test("the kept cursor makes a new client catch up on what is new only", async ()
   assert.deepEqual(stored(second.messages(chat.id)), [
     [2, "new 1"],
     [3, "new 2"],
-  ]);
-});
-
-test("a new device replays the whole history only when asked to (replayHistory)", async () => {
-  const alice = await newUser(ctx.server.api, "alice");
-  const bob = await newUser(ctx.server.api, "bob");
-  const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
-  await restAs(ctx.server, bob).sendMessage({ clientMsgId: "r-1", conversationId: chat.id, content: "old" });
-  const fresh = ctx.track(clientFor(ctx.server, alice));
-  const replaying = ctx.track(clientFor(ctx.server, alice, { replayHistory: true }));
-  await Promise.all([fresh.connect(), replaying.connect()]);
-
-  await restAs(ctx.server, bob).sendMessage({ clientMsgId: "r-2", conversationId: chat.id, content: "new" });
-  await fresh.sync();
-  await replaying.sync();
-
-  assert.deepEqual(stored(fresh.messages(chat.id)), [[2, "new"]], "from the present on");
-  assert.deepEqual(stored(replaying.messages(chat.id)), [
-    [1, "old"],
-    [2, "new"],
   ]);
 });
 
@@ -268,7 +244,7 @@ test("connect() resolves when its conversation-list request is lost: the request
   const api = await networkProxy(ctx.server.api);
   const lost = api.swallow("GET /api/conversations?");
   const a = ctx.track(
-    clientFor(ctx.server, alice, { apiUrl: api.url, requestTimeoutMs: SHORT_TIMEOUT_MS, replayHistory: true }),
+    clientFor(ctx.server, alice, { apiUrl: api.url, requestTimeoutMs: SHORT_TIMEOUT_MS }),
   );
   const errors = [];
   a.on("error", (error) => errors.push(error));
