@@ -11,7 +11,7 @@
 //! [`MembershipView`]: super::membership::MembershipView
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -41,16 +41,23 @@ pub fn send_message(
     // A refusal; a client of the second design document (no callback) hears `messageError`.
     let request = payload.args.first().unwrap_or(&Value::Null);
     let ack_error = |ack, error| super::vocab::refuse_send(socket, request, ack, error);
-    let refuse = |ack, refused: Refused| {
+    // A refusal by a limit: counted by it; `wait`, when the limit knows when to try again.
+    let refuse = |ack, refused: Refused, wait: Option<Duration>| {
         state.metrics.refused(refused);
-        ack_error(ack, refused.error())
+        let error = refused.error();
+        ack_error(
+            ack,
+            match wait {
+                Some(wait) => error.retry_after(wait),
+                None => error,
+            },
+        )
     };
     if state.admission.closing() {
-        return refuse(ack, Refused::Closing);
+        return refuse(ack, Refused::Closing, None);
     }
     if let Err(wait) = state.sends.check(session.user) {
-        state.metrics.refused(Refused::UserRate);
-        return ack_error(ack, Refused::UserRate.error().retry_after(wait));
+        return refuse(ack, Refused::UserRate, Some(wait));
     }
     let (request, message) = match parse(state, &payload) {
         Ok(parsed) => parsed,
@@ -69,7 +76,7 @@ pub fn send_message(
         limits.sends_in_flight,
     ) {
         Ok(ticket) => ticket,
-        Err(refused) => return refuse(ack, refused),
+        Err(refused) => return refuse(ack, refused, None),
     };
     let mut job = StoreJob {
         item: StoreItem {
