@@ -81,12 +81,13 @@ pub async fn list(
     params: web::Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let ListParams { limit, before } = params.into_inner();
-    let before = match before {
-        Some(text) => Some(ListCursor::parse(&text).ok_or_else(|| {
-            ApiError::invalid("before", "is not a cursor from a Link header of this list")
-        })?),
-        None => None,
-    };
+    let before = before
+        .map(|text| {
+            ListCursor::parse(&text).ok_or_else(|| {
+                ApiError::invalid("before", "is not a cursor from a Link header of this list")
+            })
+        })
+        .transpose()?;
     let limit = page_limit(limit, state.limits.page_default, state.limits.page_max)?;
     let page = state
         .store
