@@ -52,6 +52,8 @@ struct UserPresence {
     grace_until: Option<Instant>,
     last_seen: Option<DateTime<Utc>>,
     announced_online: Option<bool>,
+    /// The end of the latest connection or grace: what a sweep dates a relay's death by.
+    due: Option<Instant>,
 }
 
 impl UserPresence {
@@ -59,6 +61,33 @@ impl UserPresence {
     fn live(&mut self, now: Instant) -> usize {
         self.connections.retain(|_, until| *until > now);
         self.connections.len()
+    }
+
+    /// Whether anything keeps the user online: a live connection or their grace.
+    fn present(&mut self, now: Instant) -> bool {
+        self.live(now) > 0 || self.grace_until.is_some_and(|t| t > now)
+    }
+
+    /// As the Redis settle script: flip the announced state from online to offline when
+    /// nothing keeps the user online, and return the last-seen time (the last close, or the
+    /// last refresh, `ttl` before `due`, when that is later).
+    fn settle(&mut self, now: Instant, ttl: Duration) -> Option<DateTime<Utc>> {
+        if self.present(now) {
+            return None;
+        }
+        let due = self.due.take();
+        if self.announced_online != Some(true) {
+            return None;
+        }
+        self.announced_online = Some(false);
+        let wall = Utc::now();
+        let refreshed = due.map(|due| {
+            let ago = now.saturating_duration_since(due.checked_sub(ttl).unwrap_or(due));
+            wall - chrono::Duration::from_std(ago).unwrap_or_default()
+        });
+        let seen = self.last_seen.max(refreshed).unwrap_or(wall).min(wall);
+        self.last_seen = Some(seen);
+        Some(seen)
     }
 }
 
@@ -137,7 +166,7 @@ impl Bus for MemoryBus {
             .iter()
             .map(|u| match map.get_mut(u) {
                 Some(p) => PresenceState {
-                    online: p.live(now) > 0 || p.grace_until.is_some_and(|t| t > now),
+                    online: p.present(now),
                     last_seen: p.last_seen,
                 },
                 None => PresenceState {
@@ -159,9 +188,10 @@ impl Bus for MemoryBus {
         let now = Instant::now();
         // As the Redis script: online again also when nothing unexpired was left, whatever
         // was announced (a grace nobody settled).
-        let present = entry.live(now) > 0 || entry.grace_until.is_some_and(|t| t > now);
+        let present = entry.present(now);
         entry.connections.insert(member.to_owned(), now + ttl);
         entry.grace_until = None;
+        entry.due = entry.due.max(Some(now + ttl));
         let previous = entry.announced_online.replace(true);
         Ok(previous != Some(true) || !present)
     }
@@ -180,20 +210,37 @@ impl Bus for MemoryBus {
         let live = entry.live(now);
         if live == 0 && !grace.is_zero() {
             entry.grace_until = entry.grace_until.max(Some(now + grace));
+            // Nothing else is alive: the user is due when the grace ends.
+            entry.due = entry.grace_until;
         }
         Ok(live)
     }
 
-    async fn presence_settle(&self, user: UserId) -> Result<Option<DateTime<Utc>>, BusError> {
+    async fn presence_settle(
+        &self,
+        user: UserId,
+        ttl: Duration,
+    ) -> Result<Option<DateTime<Utc>>, BusError> {
         let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map.entry(user).or_default();
+        Ok(entry.settle(Instant::now(), ttl))
+    }
+
+    async fn presence_sweep(
+        &self,
+        settled_for: Duration,
+        limit: usize,
+        ttl: Duration,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, BusError> {
+        let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let in_grace = entry.grace_until.is_some_and(|t| t > now);
-        if entry.live(now) > 0 || in_grace || entry.announced_online == Some(false) {
-            return Ok(None);
-        }
-        entry.announced_online = Some(false);
-        Ok(Some(entry.last_seen.unwrap_or_else(Utc::now)))
+        let before = now.checked_sub(settled_for).unwrap_or(now);
+        Ok(map
+            .iter_mut()
+            .filter(|(_, p)| p.due.is_some_and(|due| due <= before))
+            .filter_map(|(&user, p)| p.settle(now, ttl).map(|seen| (user, seen)))
+            .take(limit)
+            .collect())
     }
 
     async fn presence_refresh(
@@ -204,11 +251,12 @@ impl Bus for MemoryBus {
         let mut map = self.presence.lock().unwrap_or_else(|e| e.into_inner());
         let until = Instant::now() + ttl;
         for (user, member) in connections {
-            if let Some(alive) = map
-                .get_mut(user)
-                .and_then(|p| p.connections.get_mut(member))
-            {
+            let Some(presence) = map.get_mut(user) else {
+                continue;
+            };
+            if let Some(alive) = presence.connections.get_mut(member) {
                 *alive = until;
+                presence.due = presence.due.max(Some(until));
             }
         }
         Ok(())

@@ -78,8 +78,27 @@ pub trait Bus: Send + Sync + 'static {
 
     /// After a grace period with no live connection: returns the user's last-seen time when the
     /// announced state flips to offline (their contacts must be told), `None` when the user came
-    /// back or offline was announced already.
-    async fn presence_settle(&self, user: UserId) -> Result<Option<DateTime<Utc>>, BusError>;
+    /// back or offline was announced already. `ttl` is the connections' time to live (see
+    /// [`Bus::presence_sweep`]).
+    async fn presence_settle(
+        &self,
+        user: UserId,
+        ttl: Duration,
+    ) -> Result<Option<DateTime<Utc>>, BusError>;
+
+    /// Settle the users nobody will settle: those left online with no live connection and no
+    /// grace for at least `settled_for`, because the relay that held their connections was
+    /// killed (they expired unrefreshed) or stopped while their grace ran. Up to `limit` of
+    /// them, each claimed atomically as [`Bus::presence_settle`] does, so that whichever relay
+    /// sweeps, each is announced offline once. Returns them with their last-seen time: their
+    /// last close, or their connections' last refresh (`ttl` before they were to expire) when
+    /// nothing closed them.
+    async fn presence_sweep(
+        &self,
+        settled_for: Duration,
+        limit: usize,
+        ttl: Duration,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, BusError>;
 
     /// Extend every listed connection (that still exists) by `ttl`, in round trips of a bounded
     /// size (on Redis, a few hundred connections each, and one command for consecutive
@@ -165,6 +184,13 @@ impl Keys {
         self.user_key("presence-announced", user)
     }
 
+    /// Sorted set of the users who may still read online: member the user id, score the unix
+    /// time (ms) until which their latest connection (or grace) counts as alive. What
+    /// [`Bus::presence_sweep`] reads to find the users of a relay that died.
+    pub fn presence_due(&self) -> String {
+        format!("{}:presence-due", self.prefix)
+    }
+
     /// Unix time (ms) a user was last seen online.
     pub fn last_seen(&self, user: UserId) -> String {
         self.user_key("lastseen", user)
@@ -199,15 +225,15 @@ pub(crate) async fn presence_contract(bus: &dyn Bus) {
     assert!(bus.presence(&[u]).await.unwrap()[0].online);
     let grace = Duration::from_secs(30);
     assert_eq!(bus.presence_close(u, "r1:a", grace).await.unwrap(), 1);
-    assert_eq!(bus.presence_settle(u).await.unwrap(), None);
+    assert_eq!(bus.presence_settle(u, ttl).await.unwrap(), None);
     // The last close, then back within the grace period: online to readers all along, nothing
     // to announce either way.
     assert_eq!(bus.presence_close(u, "r2:b", grace).await.unwrap(), 0);
     assert!(bus.presence(&[u]).await.unwrap()[0].online);
-    assert_eq!(bus.presence_settle(u).await.unwrap(), None);
+    assert_eq!(bus.presence_settle(u, ttl).await.unwrap(), None);
     assert!(!bus.presence_open(u, "r1:c", ttl).await.unwrap());
     assert!(bus.presence(&[u]).await.unwrap()[0].online);
-    assert_eq!(bus.presence_settle(u).await.unwrap(), None);
+    assert_eq!(bus.presence_settle(u, ttl).await.unwrap(), None);
     // Another device comes and goes within the grace: the grace starts again from its close.
     assert!(!bus.presence_open(u, "r2:d", ttl).await.unwrap());
     assert_eq!(bus.presence_close(u, "r2:d", grace).await.unwrap(), 1);
@@ -225,8 +251,8 @@ pub(crate) async fn presence_contract(bus: &dyn Bus) {
             last_seen: None
         }
     );
-    assert!(bus.presence_settle(u).await.unwrap().is_some());
-    assert_eq!(bus.presence_settle(u).await.unwrap(), None);
+    assert!(bus.presence_settle(u, ttl).await.unwrap().is_some());
+    assert_eq!(bus.presence_settle(u, ttl).await.unwrap(), None);
     // A connection nobody refreshes expires; a refreshed one stays.
     assert!(bus
         .presence_open(other, "dead:x", Duration::from_millis(50))
@@ -255,6 +281,37 @@ pub(crate) async fn presence_contract(bus: &dyn Bus) {
     tokio::time::sleep(Duration::from_millis(120)).await;
     assert!(!bus.presence(&[third]).await.unwrap()[0].online);
     assert!(bus.presence_open(third, "r1:f", ttl).await.unwrap());
+    // Users nobody settles: one whose relay was killed (its connection expires unrefreshed) and
+    // one whose relay stopped during their grace. A sweep leaves them to their relay for
+    // `settled_for`, then announces each once, last seen when last refreshed or closed.
+    let (killed, stopped) = (UserId(4), UserId(5));
+    let opened = Utc::now();
+    assert!(bus.presence_open(killed, "dead:z", short).await.unwrap());
+    assert!(bus.presence_open(stopped, "r1:g", ttl).await.unwrap());
+    assert_eq!(bus.presence_close(stopped, "r1:g", short).await.unwrap(), 0);
+    let closed = Utc::now();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let hour = Duration::from_secs(3600);
+    assert_eq!(bus.presence_sweep(hour, 10, short).await.unwrap(), []);
+    let mut swept = bus.presence_sweep(Duration::ZERO, 10, short).await.unwrap();
+    swept.sort_by_key(|(user, _)| user.0);
+    let users: Vec<UserId> = swept.iter().map(|(user, _)| *user).collect();
+    assert_eq!(users, [killed, stopped]);
+    let slack = chrono::Duration::milliseconds(20);
+    assert!(
+        swept[0].1 >= opened - slack && swept[0].1 <= closed,
+        "{swept:?}"
+    );
+    assert!(
+        swept[1].1 >= opened - slack && swept[1].1 <= closed + slack,
+        "{swept:?}"
+    );
+    assert!(!bus.presence(&[killed]).await.unwrap()[0].online);
+    assert_eq!(
+        bus.presence_sweep(Duration::ZERO, 10, short).await.unwrap(),
+        []
+    );
+    assert_eq!(bus.presence_settle(killed, short).await.unwrap(), None);
 }
 
 impl Default for Keys {

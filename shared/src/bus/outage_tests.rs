@@ -96,7 +96,17 @@ async fn every_call_fails_within_the_bound(bus: &RedisBus) {
         bus.presence_close(u, "r:c", ttl).await.is_err(),
     );
     let t = Instant::now();
-    timed("presence_settle", t, bus.presence_settle(u).await.is_err());
+    timed(
+        "presence_settle",
+        t,
+        bus.presence_settle(u, ttl).await.is_err(),
+    );
+    let t = Instant::now();
+    timed(
+        "presence_sweep",
+        t,
+        bus.presence_sweep(ttl, 10, ttl).await.is_err(),
+    );
     let t = Instant::now();
     let conns = [(u, "r:c".to_owned())];
     timed(

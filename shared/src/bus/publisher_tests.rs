@@ -57,7 +57,20 @@ impl Bus for DoubleBus {
         unimplemented!()
     }
 
-    async fn presence_settle(&self, _: UserId) -> Result<Option<DateTime<Utc>>, BusError> {
+    async fn presence_settle(
+        &self,
+        _: UserId,
+        _: Duration,
+    ) -> Result<Option<DateTime<Utc>>, BusError> {
+        unimplemented!()
+    }
+
+    async fn presence_sweep(
+        &self,
+        _: Duration,
+        _: usize,
+        _: Duration,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, BusError> {
         unimplemented!()
     }
 

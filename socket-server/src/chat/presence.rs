@@ -5,8 +5,11 @@
 //! a few hundred per pipelined round trip, so a relay that dies leaves its users online at most
 //! `presence.ttl_secs`.
 //! Changes are announced to the user's contacts (everyone sharing a conversation, as the relay's
-//! membership view knows them) only when the user's global state flips, as the bus decides atomically: online at the first connection
-//! anywhere, offline once no connection is left anywhere after `presence.offline_grace_ms`.
+//! membership view knows them) only when the user's global state flips, as the bus decides
+//! atomically: online at the first connection anywhere, offline once no connection is left
+//! anywhere after `presence.offline_grace_ms`. The relay that closed a user's last connection
+//! announces them offline; after each refresh every relay also sweeps for the users nobody
+//! will (their relay was killed, or stopped during their grace), each claimed by one relay.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
@@ -199,7 +202,7 @@ pub fn introduce(state: &Arc<ChatState>, users: &[UserId], members: &[UserId]) {
 }
 
 async fn settle(state: &ChatState, user: UserId, contacts: &[UserId]) {
-    match state.bus.presence_settle(user).await {
+    match state.bus.presence_settle(user, state.presence.ttl()).await {
         Ok(Some(last_seen)) => announce(state, user, contacts, false, Some(last_seen)),
         Ok(None) => {}
         Err(error) => {
@@ -237,6 +240,52 @@ fn announce(
 /// How often the refresh task looks for a bus outage that ended.
 const OUTAGE_CHECK: Duration = Duration::from_millis(250);
 
+/// Users a sweep announces offline at most (each costs the API a read of their conversations;
+/// more wait for the next sweep).
+const SWEEP_LIMIT: usize = 100;
+
+/// Announce offline the users nobody else will ([`shared::bus::Bus::presence_sweep`]), in a
+/// task of its own: their contacts are read from the API, since a relay's view knows only its
+/// own users'. A user is left to the relay that closed their last connection for a refresh
+/// period after their grace, which it settles at the end of the grace.
+fn sweep(state: &Arc<ChatState>) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(state);
+    state.tasks.spawn(async move {
+        let Some(state) = weak.upgrade() else { return };
+        let settled_for = Duration::from_secs(state.presence.settings.refresh_secs);
+        let ttl = state.presence.ttl();
+        let swept = match state.bus.presence_sweep(settled_for, SWEEP_LIMIT, ttl).await {
+            Ok(swept) => swept,
+            Err(error) => {
+                state.metrics.bus_errors.inc();
+                tracing::warn!(%error, "sweeping presence failed");
+                return;
+            }
+        };
+        for (user, last_seen) in swept {
+            match state.port.memberships(user).await {
+                Ok(conversations) => {
+                    let mut contacts: Vec<UserId> = conversations
+                        .into_iter()
+                        .flat_map(|c| c.members)
+                        .filter(|&m| m != user)
+                        .collect();
+                    contacts.sort_unstable_by_key(|id| id.0);
+                    contacts.dedup();
+                    tracing::info!(user_id = %user, "announcing offline a user whose relay is gone");
+                    announce(&state, user, &contacts, false, Some(last_seen));
+                }
+                // Their contacts read them offline at their next `online_users` or
+                // `GET /api/users` instead.
+                Err(error) => tracing::warn!(
+                    user_id = %user, code = %error.code,
+                    "reading the contacts of a user whose relay is gone failed"
+                ),
+            }
+        }
+    })
+}
+
 /// Keep this relay's connections recorded on the bus until the relay stops: refresh them every
 /// `presence.refresh_secs`, and after a bus outage (Redis may come back empty: it keeps nothing
 /// on disk) record them all again as soon as it answers, announcing those users online anew.
@@ -250,6 +299,7 @@ pub async fn refresh_forever(state: Weak<ChatState>, stop: CancellationToken) {
     let mut refreshed = tokio::time::Instant::now();
     let mut subscriber_errors = 0;
     let mut restore = false;
+    let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -282,6 +332,10 @@ pub async fn refresh_forever(state: Weak<ChatState>, stop: CancellationToken) {
             state.metrics.bus_errors.inc();
             tracing::warn!(%error, "refreshing presence failed");
             restore = true;
+            continue;
+        }
+        if sweeping.as_ref().is_none_or(|task| task.is_finished()) {
+            sweeping = Some(sweep(&state));
         }
     }
 }

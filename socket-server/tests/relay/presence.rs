@@ -227,3 +227,38 @@ async fn users_who_become_contacts_while_connected_learn_each_others_presence() 
         (&json!(bob_id), &json!(true))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_whose_relay_stopped_during_their_grace_is_announced_offline_once_by_another() {
+    // Arrange: three relays refreshing every second; bob on relay 0 sees alice come online on
+    // relay 1; relay 2 sweeps too
+    let mut stack = spawn_stack_with(3, |settings| {
+        settings.presence.ttl_secs = 3;
+        settings.presence.refresh_secs = 1;
+    })
+    .await;
+    let (alice, alice_id) = stack.register("alice").await;
+    let (bob, bob_id) = stack.register("bob").await;
+    stack.conversation(&alice, &[&bob_id]).await;
+    let mut b = Watcher::connect(&stack, 0, &bob).await;
+    b.online_users().await;
+    let mut a = Watcher::connect(&stack, 1, &alice).await;
+    a.online_users().await;
+    let (_, online) = b.next().await;
+    assert_eq!(online["online"], json!(true), "{online}");
+
+    // Act: relay 1 stops (SIGTERM) before alice's grace ends, so it never announces her
+    // offline, and she does not come back
+    stack.stop_relay(1).await;
+
+    // Assert: another relay announces it, once, with a last-seen time
+    let (event, offline) = b.next().await;
+    assert_eq!(event, "presence", "{offline}");
+    assert_eq!(
+        (&offline["userId"], &offline["online"]),
+        (&json!(alice_id), &json!(false))
+    );
+    assert!(offline["lastSeen"].is_string(), "{offline}");
+    b.nothing_within(Duration::from_millis(2500)).await;
+    drop(a);
+}

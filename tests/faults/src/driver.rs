@@ -144,6 +144,13 @@ impl Driver {
             .unwrap_or_default()
     }
 
+    /// Wait until `user` is told (`presence`) that `of` is offline; the driver's answer
+    /// (`{"user","of","lastSeen"}`, `lastSeen` null when it was not told within its drain time).
+    pub fn offline(&mut self, user: usize, of: usize) -> Value {
+        self.command(json!({ "cmd": "offline", "user": user, "of": of }));
+        self.expect("offline_seen")
+    }
+
     /// `GET path` on the API by every user at once; their answers
     /// (`{"user","path","status","code","ms"}`), in the order they came.
     pub fn rest_by_everyone(&mut self, path: &str) -> Vec<Value> {

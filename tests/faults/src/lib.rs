@@ -59,6 +59,10 @@
 //! 11. Redis frozen for 10 s (SIGSTOP: connections open, nothing answers): while it hangs, a
 //!     new message is acknowledged and each user's REST request answered; after it resumes,
 //!     cross-relay live delivery comes back both ways and nothing acknowledged is lost.
+//! 12. A relay killed for good while its users stay away: a user on the other relay is told
+//!     (`presence`, with a `lastSeen`) that its two contacts there are offline within the
+//!     bound; the relays run with `presence.ttl_secs` 5 and `refresh_secs` 1. This test checks
+//!     presence only: the dead relay's users keep unacknowledged sends.
 //!
 //! # Layout
 //! - [`stack`]: [`Stack`], the deployment of one test; [`service`]: one service process, killed
@@ -135,7 +139,7 @@ impl Run {
 
     /// Print how long after `fault_ended` `what` happened (now) and assert it is within
     /// [`RECOVERY_BOUND`].
-    fn assert_recovered(&self, fault_ended: Instant, what: &str) -> Duration {
+    pub fn assert_recovered(&self, fault_ended: Instant, what: &str) -> Duration {
         let took = fault_ended.elapsed();
         let secs = took.as_secs_f64();
         println!("{}: {what} {secs:.2} s after the fault ended", self.fault);

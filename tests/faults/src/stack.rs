@@ -62,6 +62,9 @@ impl Stack {
                     ("REDIS_URL", &redis.url()),
                     ("SOCKET_HOST", "127.0.0.1"),
                     ("SOCKET_PORT", &port.to_string()),
+                    // Presence of a killed relay's users settles within seconds, not a minute.
+                    ("PARLEY__PRESENCE__TTL_SECS", "5"),
+                    ("PARLEY__PRESENCE__REFRESH_SECS", "1"),
                 ]));
                 Service::start(ServiceSpec {
                     name: format!("relay{i}"),

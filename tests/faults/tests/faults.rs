@@ -59,6 +59,26 @@ fn users_of_a_killed_relay_fail_over_to_the_other_and_lose_no_acknowledged_messa
 }
 
 #[test]
+fn the_users_of_a_relay_killed_for_good_are_announced_offline_to_their_contacts() {
+    // Arrange
+    let mut run = Run::start("relay kill -9, presence");
+
+    // Act: relay 0 (users 0, 2, 4) dies for good, and its users stay away
+    run.stack.relays[0].kill();
+    let killed = Instant::now();
+
+    // Assert: user 1, on the other relay, is told both its contacts are offline
+    for of in [0, 2] {
+        let seen = run.driver.offline(1, of);
+        assert!(
+            seen["lastSeen"].is_string(),
+            "user1 was not told user{of} is offline: {seen}"
+        );
+        run.assert_recovered(killed, &format!("user1 told user{of} is offline"));
+    }
+}
+
+#[test]
 fn the_api_killed_under_traffic_loses_no_acknowledged_message() {
     // Arrange
     let mut run = Run::start("API kill -9");

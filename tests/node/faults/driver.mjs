@@ -18,6 +18,8 @@
 //                                      → {"event":"logged_out","user","revoked"}
 //   in  {"cmd":"revoked","user":i}     awaits i's session_revoked (after a logout that did not)
 //                                      → {"event":"revoked","user","revoked","ms"} (ms since the logout)
+//   in  {"cmd":"offline","user":i,"of":j} awaits i's `presence` event telling j offline (i saw j online)
+//                                      → {"event":"offline_seen","user","of","lastSeen"} (lastSeen null: none came)
 //   in  {"cmd":"failover"}             from now on a user whose connection is lost moves to the other relay
 //   in  {"cmd":"connect","user":i}     i's token on each relay → {"event":"connect_results","results":[{relay,code}]}
 //   in  {"cmd":"rest","user":i,"path":p} GET p on the API with i's token
@@ -95,6 +97,8 @@ class User {
       longestOfflineMs: 0,
     };
     this.revoked = null;
+    /** Each contact's presence as this user's devices were told: user id → the event. */
+    this.presence = new Map();
     /** The cursor of the periodic catch-up, and every message it returned, in order. */
     this.cursor = undefined;
     this.incremental = [];
@@ -139,6 +143,8 @@ class User {
     });
     socket.on("message_failed", (m) => count(this.stats.messageFailed, m.error?.code ?? "unknown"));
     socket.on("session_revoked", (body) => (this.revoked = body?.reason ?? "unknown"));
+    socket.on("online_users", ({ users }) => users.forEach((id) => this.presence.set(String(id), { online: true })));
+    socket.on("presence", (event) => this.presence.set(String(event.userId), event));
     return socket;
   }
 
@@ -354,6 +360,14 @@ const commands = {
     const until = now() + DRAIN_MS;
     while (u.revoked === null && now() < until) await sleep(20);
     emit({ event: "revoked", user, revoked: u.revoked, ms: now() - u.loggedOutAt });
+  },
+
+  async offline({ user, of }) {
+    const [u, contact] = [users[user], String(users[of].id)];
+    const until = now() + DRAIN_MS;
+    while (u.presence.get(contact)?.online !== false && now() < until) await sleep(20);
+    const told = u.presence.get(contact);
+    emit({ event: "offline_seen", user, of, lastSeen: told?.online === false ? told.lastSeen : null });
   },
 
   async connect({ user }) {

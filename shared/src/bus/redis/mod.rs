@@ -122,8 +122,10 @@ impl RedisBus {
 
 /// Presence scripts: each reads and writes a user's keys atomically. Scores are unix ms until
 /// which a connection counts as alive; expired members are removed whenever a key is touched.
+/// Each also keeps the user's entry in the due set ([`Keys::presence_due`]) at the end of their
+/// latest connection or grace (`GT`: never earlier), until settling finds nothing left.
 ///
-/// `presence_open`: KEYS presence, announced; ARGV now, until, member, key ttl (ms).
+/// `presence_open`: KEYS presence, announced, due; ARGV now, until, member, key ttl (ms), user.
 /// Returns 1 when the user comes online: the announced state flips to online, or it still read
 /// online but nothing unexpired was left in the set (no connection, no grace: the relay whose
 /// grace timer would have announced them offline stopped first, so contacts that looked since
@@ -134,13 +136,14 @@ local present = redis.call('ZCARD', KEYS[1]) > 0
 redis.call('ZREM', KEYS[1], '~grace')
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[3], 'GT', ARGV[2], ARGV[5])
 local previous = redis.call('GET', KEYS[2])
 redis.call('SET', KEYS[2], 'online')
 if previous == 'online' and present then return 0 end
 return 1
 ";
 
-/// `presence_close`: KEYS presence, last_seen; ARGV now, member, grace ms. Returns the live
+/// `presence_close`: KEYS presence, last_seen, due; ARGV now, member, grace ms, user. Returns the live
 /// count left. With none left, a `~grace` entry scored at the end of the grace keeps the user
 /// online to `presence` (which counts unexpired entries) until then; opening a connection
 /// removes it and settling finds it expired.
@@ -154,9 +157,13 @@ if held then live = live - 1 end
 local grace = tonumber(ARGV[3])
 if live == 0 and grace > 0 then
   local ends = tonumber(ARGV[1]) + grace
-  if not held or tonumber(held) < ends then
+  if held and tonumber(held) > ends then
+    ends = tonumber(held)
+  else
     redis.call('ZADD', KEYS[1], ends, '~grace')
   end
+  -- Nothing else is alive: the user is due when the grace ends.
+  redis.call('ZADD', KEYS[3], ends, ARGV[4])
   -- The last member's ZREM may have deleted the key, and the ZADD above made it anew without
   -- an expiry (PTTL -1): it must expire with the grace at the latest.
   local ttl = redis.call('PTTL', KEYS[1])
@@ -165,16 +172,30 @@ end
 return live
 ";
 
-/// `presence_settle`: KEYS presence, announced, last_seen; ARGV now. Returns the last-seen ms
-/// when the announced state flips to offline, nil otherwise.
+/// `presence_settle` and each user of `presence_sweep`: KEYS presence, announced, last_seen,
+/// due; ARGV now, user, connection ttl (ms). Returns the last-seen ms when the announced state
+/// flips from online to offline, nil otherwise. A user with something left alive is due again
+/// when it ends; one with nothing left leaves the due set. The last-seen time is the last close,
+/// or the last refresh (the due time less the ttl) when that is later: nothing closed the
+/// connections of a relay that was killed.
 const SETTLE: &str = r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) > 0 then return false end
-if redis.call('GET', KEYS[2]) == 'offline' then return false end
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local alive = redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
+if #alive > 0 then
+  redis.call('ZADD', KEYS[4], 'GT', alive[2], ARGV[2])
+  return false
+end
+local due = redis.call('ZSCORE', KEYS[4], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[2])
+if redis.call('GET', KEYS[2]) ~= 'online' then return false end
 redis.call('SET', KEYS[2], 'offline')
-local seen = redis.call('GET', KEYS[3])
-if seen then return seen end
-return ARGV[1]
+local seen = tonumber(redis.call('GET', KEYS[3]) or 0)
+if due then seen = math.max(seen, tonumber(due) - tonumber(ARGV[3])) end
+if seen <= 0 or seen > now then seen = now end
+seen = string.format('%d', seen)
+redis.call('SET', KEYS[3], seen)
+return seen
 ";
 
 /// The presence scripts with their SHA-1 computed once, not on every connect and close (the
@@ -235,10 +256,12 @@ impl Bus for RedisBus {
         script
             .key(self.keys.presence(user))
             .key(self.keys.presence_announced(user))
+            .key(self.keys.presence_due())
             .arg(now)
             .arg(now.saturating_add(millis(ttl)))
             .arg(member)
-            .arg(millis(ttl).max(1));
+            .arg(millis(ttl).max(1))
+            .arg(user.0);
         let flipped: i64 = bounded("presence_open", script.invoke_async(&mut conn)).await?;
         Ok(flipped == 1)
     }
@@ -255,13 +278,19 @@ impl Bus for RedisBus {
         script
             .key(self.keys.presence(user))
             .key(self.keys.last_seen(user))
+            .key(self.keys.presence_due())
             .arg(now)
             .arg(member)
-            .arg(millis(grace));
+            .arg(millis(grace))
+            .arg(user.0);
         bounded("presence_close", script.invoke_async(&mut conn)).await
     }
 
-    async fn presence_settle(&self, user: UserId) -> Result<Option<DateTime<Utc>>, BusError> {
+    async fn presence_settle(
+        &self,
+        user: UserId,
+        ttl: Duration,
+    ) -> Result<Option<DateTime<Utc>>, BusError> {
         let now = Utc::now().timestamp_millis();
         let mut conn = self.conn.clone();
         let mut script = SETTLE_SCRIPT.prepare_invoke();
@@ -269,9 +298,40 @@ impl Bus for RedisBus {
             .key(self.keys.presence(user))
             .key(self.keys.presence_announced(user))
             .key(self.keys.last_seen(user))
-            .arg(now);
+            .key(self.keys.presence_due())
+            .arg(now)
+            .arg(user.0)
+            .arg(millis(ttl));
         let seen: Option<i64> = bounded("presence_settle", script.invoke_async(&mut conn)).await?;
         Ok(seen.and_then(|ms| Utc.timestamp_millis_opt(ms).single()))
+    }
+
+    async fn presence_sweep(
+        &self,
+        settled_for: Duration,
+        limit: usize,
+        ttl: Duration,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, BusError> {
+        let before = Utc::now()
+            .timestamp_millis()
+            .saturating_sub(millis(settled_for));
+        let mut conn = self.conn.clone();
+        let mut read = redis::cmd("ZRANGE");
+        read.arg(self.keys.presence_due())
+            .arg("-inf")
+            .arg(before)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit);
+        let due: Vec<i64> = bounded("reading the users due", read.query_async(&mut conn)).await?;
+        let mut settled = Vec::new();
+        for user in due.into_iter().map(UserId) {
+            if let Some(seen) = self.presence_settle(user, ttl).await? {
+                settled.push((user, seen));
+            }
+        }
+        Ok(settled)
     }
 
     async fn presence_refresh(
@@ -285,12 +345,21 @@ impl Bus for RedisBus {
         let until = Utc::now().timestamp_millis().saturating_add(millis(ttl));
         let mut conn = self.conn.clone();
         let key_ttl = millis(ttl).max(1);
+        let due_key = self.keys.presence_due();
         for chunk in connections.chunks(REFRESH_CHUNK) {
-            let mut pipe = redis::Pipeline::with_capacity(2 * chunk.len());
+            let mut pipe = redis::Pipeline::with_capacity(2 * chunk.len() + 1);
+            // The users' due times, in one command for the chunk (GT: a later refresh by
+            // another relay stands).
+            let mut due = redis::Cmd::with_capacity(
+                3 + 2 * chunk.len(),
+                "ZADD".len() + due_key.len() + "GT".len() + chunk.len() * 2 * I64_DIGITS,
+            );
+            due.arg("ZADD").arg(&due_key).arg("GT");
             // One ZADD and one PEXPIRE per user's run of connections (a user's devices on
             // this relay come together from `Presence::members`). The commands are made at
             // their size: grown argument by argument, each was reallocated several times.
             for run in chunk.chunk_by(|a, b| a.0 == b.0) {
+                due.arg(until).arg(run[0].0 .0);
                 let key = self.keys.presence(run[0].0);
                 let members: usize = run.iter().map(|(_, member)| member.len()).sum();
                 let mut zadd = redis::Cmd::with_capacity(
@@ -308,6 +377,7 @@ impl Bus for RedisBus {
                 pexpire.arg("PEXPIRE").arg(key).arg(key_ttl);
                 pipe.add_command(pexpire).ignore();
             }
+            pipe.add_command(due).ignore();
             bounded("refreshing presence", pipe.query_async::<()>(&mut conn)).await?;
         }
         Ok(())
