@@ -133,10 +133,12 @@ pub fn apply_defaults(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Load both services' settings (after [`apply_defaults`]).
+/// Load both services' settings (after [`apply_defaults`]), warning of the keys given that
+/// neither reads.
 pub fn load() -> Result<AllInOneSettings, SettingsError> {
-    let mut api = api_server::settings::Settings::load()?;
-    let mut relay = socket_server::settings::Settings::load()?;
+    let (mut api, api_unread) = api_server::settings::Settings::load()?;
+    let (mut relay, relay_unread) = socket_server::settings::Settings::load()?;
+    api_unread.and(&relay_unread).warn("parley");
     // Unset (neither the variable nor a config file): the loopback origins, for both services.
     api.cors
         .allowed_origins

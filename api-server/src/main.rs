@@ -28,7 +28,10 @@ async fn main() -> ExitCode {
     }
     shared::telemetry::init("info,api_server=info");
     let settings = match Settings::load() {
-        Ok(s) => s,
+        Ok((settings, unread)) => {
+            unread.warn("api-server");
+            settings
+        }
         Err(e) => return ABOUT.refuse_settings(e),
     };
     // Installed before the service announces itself, so an early SIGTERM stops it cleanly,

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use shared::auth::JwtSettings;
-use shared::settings::{load, SettingsError};
+use shared::settings::{load, SettingsError, Unread};
 
 const DEFAULTS: &str = r#"
 api:
@@ -266,11 +266,12 @@ impl std::fmt::Debug for AttachmentSettings {
 }
 
 impl Settings {
-    /// Load from the layered sources; one clear line on failure.
-    pub fn load() -> Result<Self, SettingsError> {
-        let settings: Settings = load(DEFAULTS, ENV_MAP)?;
+    /// Load from the layered sources, with the keys given that no setting reads; one clear
+    /// line on failure.
+    pub fn load() -> Result<(Self, Unread), SettingsError> {
+        let (settings, unread): (Settings, Unread) = load(DEFAULTS, ENV_MAP)?;
         settings.validate()?;
-        Ok(settings)
+        Ok((settings, unread))
     }
 
     /// Checks serde cannot express.

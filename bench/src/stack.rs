@@ -91,7 +91,7 @@ impl Stack {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let db_name = format!("parley_bench_{id}");
         let prefix = format!("parley-bench-{id}");
-        let mut api_settings = api_server::settings::Settings::load()?;
+        let mut api_settings = api_server::settings::Settings::load()?.0;
         api_settings.api.host = "127.0.0.1".into();
         api_settings.api.port = 0;
         api_settings.database.url = format!("{}/{db_name}", postgres_base());
@@ -111,7 +111,7 @@ impl Stack {
         stops.push(tx);
         let mut relay_ws = Vec::with_capacity(relays);
         for _ in 0..relays {
-            let mut settings = socket_server::settings::Settings::load()?;
+            let mut settings = socket_server::settings::Settings::load()?.0;
             settings.socket.host = "127.0.0.1".into();
             settings.socket.port = 0;
             settings.api.url = api_url.clone();

@@ -33,7 +33,10 @@ fn main() -> ExitCode {
 async fn serve() -> ExitCode {
     shared::telemetry::init("info");
     let settings = match Settings::load() {
-        Ok(s) => s,
+        Ok((settings, unread)) => {
+            unread.warn("socket-server");
+            settings
+        }
         Err(e) => return ABOUT.refuse_settings(e),
     };
     // Installed before the service announces itself, so an early SIGTERM stops it cleanly,

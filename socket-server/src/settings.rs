@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use shared::auth::JwtSettings;
-use shared::settings::{load, SettingsError};
+use shared::settings::{load, SettingsError, Unread};
 
 const DEFAULTS: &str = r#"
 socket:
@@ -182,11 +182,12 @@ pub struct PresenceSettings {
 }
 
 impl Settings {
-    /// Load from the layered sources; one clear line on failure.
-    pub fn load() -> Result<Self, SettingsError> {
-        let settings: Settings = load(DEFAULTS, ENV_MAP)?;
+    /// Load from the layered sources, with the keys given that no setting reads; one clear
+    /// line on failure.
+    pub fn load() -> Result<(Self, Unread), SettingsError> {
+        let (settings, unread): (Settings, Unread) = load(DEFAULTS, ENV_MAP)?;
         settings.validate()?;
-        Ok(settings)
+        Ok((settings, unread))
     }
 
     /// Checks serde cannot express.

@@ -15,7 +15,7 @@ use crate::stack::Stack;
 
 pub async fn run(stack: &Stack, args: &PersistArgs) -> anyhow::Result<()> {
     args.check()?;
-    let settings = socket_server::settings::Settings::load()?;
+    let settings = socket_server::settings::Settings::load()?.0;
     let keys = shared::auth::JwtKeys::new(&settings.jwt).map_err(anyhow::Error::msg)?;
     let mut senders = Vec::with_capacity(args.users);
     for pair in 0..args.users / 2 {

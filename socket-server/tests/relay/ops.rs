@@ -100,8 +100,9 @@ impl Drop for Relay {
     }
 }
 
-/// A relay binary for `api_url`, logging JSON at INFO, and the lines it logs.
-fn relay_for(api_url: &str) -> (Relay, mpsc::Receiver<String>) {
+/// A relay binary for `api_url`, logging JSON at INFO, and the lines it logs; `more` adds to
+/// its environment.
+fn relay_for(api_url: &str, more: &[(&str, &str)]) -> (Relay, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_socket-server"))
         .envs([
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
@@ -116,6 +117,7 @@ fn relay_for(api_url: &str) -> (Relay, mpsc::Receiver<String>) {
             ("LOG_FORMAT", "json"),
             ("RUST_LOG", "info"),
         ])
+        .envs(more.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("running the socket-server binary");
@@ -155,7 +157,7 @@ async fn a_relay_whose_api_does_not_answer_says_so_at_start_and_in_health_until_
         .and_then(|listener| listener.local_addr())
         .unwrap()
         .port();
-    let (_relay, logged) = relay_for(&format!("http://127.0.0.1:{nobody}"));
+    let (_relay, logged) = relay_for(&format!("http://127.0.0.1:{nobody}"), &[]);
 
     // Act
     let (health_url, said) = listening_and_api_check(&logged);
@@ -198,7 +200,7 @@ async fn a_relay_whose_api_url_is_not_the_apis_base_url_says_the_api_is_unreacha
     let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/api", other.local_addr().unwrap());
     std::thread::spawn(move || answer(&other, NOT_FOUND));
-    let (_relay, logged) = relay_for(&url);
+    let (_relay, logged) = relay_for(&url, &[]);
 
     // Act
     let (health_url, said) = listening_and_api_check(&logged);
@@ -220,7 +222,7 @@ async fn a_relay_whose_api_url_is_not_the_apis_base_url_says_the_api_is_unreacha
 async fn a_relay_with_another_jwt_secret_than_its_apis_says_so_at_start_and_in_health() {
     // Arrange: a real API, and a relay given another secret than the API's
     let stack = spawn_stack(0).await;
-    let (_relay, logged) = relay_for(&stack.api_url);
+    let (_relay, logged) = relay_for(&stack.api_url, &[]);
 
     // Act
     let (health_url, said) = listening_and_api_check(&logged);
@@ -238,6 +240,33 @@ async fn a_relay_with_another_jwt_secret_than_its_apis_says_so_at_start_and_in_h
 }
 
 /// The relay's `/health` answer.
+#[test]
+fn a_misspelt_setting_is_named_at_start_in_a_warning_with_the_setting_it_resembles() {
+    // Arrange: `ttl_sec` for `ttl_secs`
+    let (_relay, logged) = relay_for("http://127.0.0.1:9", &[("PARLEY__PRESENCE__TTL_SEC", "5")]);
+
+    // Act: what it logs until it listens
+    let mut warned = Vec::new();
+    loop {
+        let line = logged
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the relay did not log that it listens within 60 s");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if json["fields"]["message"] == "socket-server listening" {
+            break;
+        }
+        if json["fields"]["setting"].is_string() {
+            warned.push(json);
+        }
+    }
+
+    // Assert
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0]["level"], "WARN", "{}", warned[0]);
+    assert_eq!(warned[0]["fields"]["setting"], "presence.ttl_sec");
+    assert_eq!(warned[0]["fields"]["suggestion"], "presence.ttl_secs");
+}
+
 async fn health_of(url: &str) -> serde_json::Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
