@@ -8,7 +8,9 @@ use shared::ids::{ConversationId, UserId};
 use shared::wire::MemberState;
 
 /// Move `user`'s `which` watermark up to `up_to_seq` (clamped to the last seq; it never goes
-/// back) and, when it moved, publish `receipts_moved` to the members. The state afterwards.
+/// back) and, when it moved, publish `receipts_moved` to those it concerns (the member and the
+/// senders of the messages it passed; see [`crate::store::WatermarkOutcome::audience`]). The
+/// state afterwards.
 #[tracing::instrument(skip(state), fields(user_id = %user, conversation_id = %conversation))]
 pub async fn mark(
     state: &AppState,
@@ -26,7 +28,7 @@ pub async fn mark(
         .await?;
     if outcome.moved {
         state.publisher.publish(
-            &outcome.members,
+            &outcome.audience,
             BusEvent::ReceiptsMoved {
                 state: outcome.state.clone(),
             },

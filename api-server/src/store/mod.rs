@@ -246,7 +246,9 @@ pub struct WatermarkOutcome {
     pub state: MemberState,
     /// `false` when nothing changed (the request was at or below the current value).
     pub moved: bool,
-    pub members: Vec<UserId>,
+    /// Who to tell of the move (empty when nothing moved): the member and the senders of the
+    /// messages it passed, or every member when it passed many.
+    pub audience: Vec<UserId>,
 }
 
 /// The `since` of a sync that answers only where the log is now: a new device's first cursor,

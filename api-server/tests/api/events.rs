@@ -93,6 +93,47 @@ async fn moving_a_watermark_publishes_receipts_moved_to_the_members() {
 }
 
 #[tokio::test]
+async fn in_a_group_a_watermark_move_is_published_to_the_member_and_the_senders_it_passes() {
+    // Arrange: alice, bob and carol; alice's message is seq 1, carol's seq 2
+    let app = spawn_app().await;
+    let (alice_token, alice) = app.register("alice").await;
+    let (bob_token, bob) = app.register("bob").await;
+    let (carol_token, carol) = app.register("carol").await;
+    let ids = [bob.id.to_string(), carol.id.to_string()];
+    let id = app
+        .create_conversation(&alice_token, &[&ids[0], &ids[1]], Some("three"))
+        .await;
+    app.send(&alice_token, &id, "from alice").await;
+    let mut carols = app.subscribe(&[&carol]).await;
+    let mut told = app.subscribe(&[&alice, &bob]).await;
+
+    // Act: bob's delivered passes alice's message only
+    app.mark(&bob_token, &id, "delivered", 1).await.expect(200);
+
+    // Assert: alice (whose tick it moves) and bob's own devices are told; carol is not
+    let received = told.wait_for("receipts_moved", &[&alice, &bob], WAIT).await;
+    for envelope in received.values() {
+        assert_eq!(envelope["event"]["data"]["state"]["deliveredUpToSeq"], 1);
+    }
+    while let Some((_, envelope)) = carols.next(Duration::from_millis(500)).await {
+        assert_ne!(envelope["event"]["type"], "receipts_moved", "{envelope}");
+    }
+
+    // Act: carol sends, and bob reads both
+    app.send(&carol_token, &id, "from carol").await;
+    let mut everyone = app.subscribe(&[&alice, &bob, &carol]).await;
+    app.mark(&bob_token, &id, "read", 2).await.expect(200);
+
+    // Assert: the move passes both senders' messages: all three are told
+    let received = everyone
+        .wait_for("receipts_moved", &[&alice, &bob, &carol], WAIT)
+        .await;
+    for envelope in received.values() {
+        assert_eq!(envelope["event"]["data"]["state"]["readUpToSeq"], 2);
+    }
+}
+
+#[tokio::test]
 async fn creating_a_conversation_publishes_conversation_changed_to_its_members() {
     // Arrange
     let app = spawn_app().await;

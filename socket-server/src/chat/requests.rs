@@ -115,7 +115,8 @@ struct MarkArgs {
 }
 
 /// `mark_read` / `mark_delivered` `{conversationId, upToSeq}` → the member's new state; the API
-/// publishes `receipts_moved`, which reaches every member's devices as `message_status`.
+/// publishes `receipts_moved`, which reaches the devices of the member and of the senders of
+/// the messages the move passes as `message_status`.
 pub fn mark(
     state: &Arc<ChatState>,
     socket: &Socket,

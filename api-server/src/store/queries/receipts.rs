@@ -1,13 +1,19 @@
-//! Receipt watermarks: they only ever grow, and never pass the conversation's last seq.
+//! Receipt watermarks: they only ever grow, and never pass the conversation's last seq. A move
+//! is told to those whose view it changes: the member's own devices and the senders of the
+//! messages it passed (their ticks), not every member of a large group.
 
 use super::conversations::{member_rows, require_member};
 use super::dialect::{greatest, now, Conn};
 use super::rows::MemberRow;
-use super::schema::{changes, conversations, members};
+use super::schema::{changes, conversations, members, messages};
 use crate::store::{StoreError, StoreResult, Watermark, WatermarkOutcome};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use shared::ids::{ConversationId, UserId};
+
+/// A move passing more messages than this is told to every member: finding the senders would
+/// read that many rows, and a member catching up on that much concerns most senders anyway.
+const AUDIENCE_SCAN: i64 = 1_000;
 
 pub async fn move_watermark(
     conn: &mut Conn,
@@ -19,6 +25,13 @@ pub async fn move_watermark(
     write_tx!(conn, async |conn: &mut Conn| {
         let id = require_member(conn, user, conversation).await?.id;
         let member = members::table.find((id, user.get()));
+        // Where the watermark was: the messages it passes lie above. A concurrent move may
+        // raise it before ours takes the row lock; reading it lower only widens the audience.
+        let before: MemberRow = member.select(MemberRow::as_select()).first(conn).await?;
+        let from = match which {
+            Watermark::Delivered => before.delivered_up_to_seq,
+            Watermark::Read => before.read_up_to_seq,
+        };
         // Clamped: a watermark never passes the last seq.
         let target = conversations::table
             .find(id)
@@ -57,7 +70,7 @@ pub async fn move_watermark(
             }
         }
         .optional()?;
-        let (state, moved) = match moved {
+        let (state, audience) = match moved {
             Some(row) => {
                 diesel::insert_into(changes::table)
                     .values((
@@ -68,19 +81,49 @@ pub async fn move_watermark(
                     ))
                     .execute(conn)
                     .await?;
-                (row.state(), true)
+                (row.state(), Some(audience(conn, id, user, from, target).await?))
             }
-            None => {
-                let row: MemberRow = member.select(MemberRow::as_select()).first(conn).await?;
-                (row.state(), false)
-            }
+            None => (before.state(), None),
         };
-        let members = member_rows(conn, id).await?;
         Ok::<_, StoreError>(WatermarkOutcome {
             state,
-            moved,
-            members: members.iter().map(|m| UserId(m.user_id)).collect(),
+            moved: audience.is_some(),
+            audience: audience.unwrap_or_default(),
         })
     })
     .await
+}
+
+/// Who is told that `user`'s watermark in conversation `id` moved from `from` to `to`: `user`
+/// (their other devices) and the members who sent a message in `(from, to]`, whose statuses it
+/// changes; every member when that is more than [`AUDIENCE_SCAN`] messages. Members only: a
+/// sender who has left is not told.
+async fn audience(
+    conn: &mut Conn,
+    id: i64,
+    user: UserId,
+    from: i64,
+    to: i64,
+) -> StoreResult<Vec<UserId>> {
+    let members: Vec<i64> = member_rows(conn, id)
+        .await?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    if to - from > AUDIENCE_SCAN {
+        return Ok(members.into_iter().map(UserId).collect());
+    }
+    let mut told: Vec<i64> = messages::table
+        .filter(messages::conversation_id.eq(id))
+        .filter(messages::seq.gt(from))
+        .filter(messages::seq.le(to))
+        .select(messages::sender_id)
+        .distinct()
+        .load(conn)
+        .await?;
+    told.push(user.get());
+    told.retain(|sender| members.binary_search(sender).is_ok());
+    told.sort_unstable();
+    told.dedup();
+    Ok(told.into_iter().map(UserId).collect())
 }
