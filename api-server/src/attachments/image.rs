@@ -1,18 +1,23 @@
 //! Images: dimensions read from the header, then a thumbnail decoded under limits. A
 //! decompression bomb (a small file announcing huge dimensions) is refused from its header,
 //! before any pixel is decoded; the decoder's own limits back this up. A PNG's thumbnail is made
-//! from its rows one at a time, so its pixels are never all in memory.
+//! from its rows one at a time, so its pixels are never all in memory. A photo's EXIF
+//! orientation is applied: its size and thumbnail are as viewers show it, upright.
 
 use super::sniff::Format;
-use image::{ImageFormat, ImageReader, Limits, RgbImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 use std::io::{BufReader, Cursor};
 use std::path::Path;
 
 /// What probing an image found.
 #[derive(Debug, Clone)]
 pub struct ImageInfo {
+    /// As shown: a photo whose orientation turns it a quarter has its sides swapped.
     pub width: u32,
     pub height: u32,
+    /// The EXIF orientation, 1 (as stored) to 8, to keep when the metadata is removed.
+    pub orientation: u8,
     /// The thumbnail, JPEG, at most `thumbnail_px` on its longer side.
     pub thumbnail: Vec<u8>,
 }
@@ -54,7 +59,8 @@ pub fn probe(
         Ok(ImageReader::with_format(BufReader::new(file), fmt))
     };
     // The header alone: no pixel is decoded here.
-    let (width, height) = open()?.into_dimensions().map_err(|e| unreadable(&e))?;
+    let mut decoder = open()?.into_decoder().map_err(|e| unreadable(&e))?;
+    let (width, height) = decoder.dimensions();
     if u64::from(width) * u64::from(height) > max_pixels {
         return Err(ImageRefusal::TooManyPixels {
             width,
@@ -62,6 +68,7 @@ pub fn probe(
             max_pixels,
         });
     }
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let streamed = match fmt {
         ImageFormat::Png => png_thumbnail(path, thumbnail_px).map_err(|e| unreadable(&e))?,
         _ => None,
@@ -69,19 +76,35 @@ pub fn probe(
     let thumb = match streamed {
         Some(thumb) => thumb,
         None => {
-            let mut reader = open()?;
-            reader.limits(limits(max_pixels));
-            let decoded = reader.decode().map_err(|e| unreadable(&e))?;
+            decoder
+                .set_limits(limits(max_pixels))
+                .map_err(|e| unreadable(&e))?;
+            let decoded = DynamicImage::from_decoder(decoder).map_err(|e| unreadable(&e))?;
             decoded.thumbnail(thumbnail_px, thumbnail_px).into_rgb8()
         }
     };
+    let mut thumb = DynamicImage::ImageRgb8(thumb);
+    thumb.apply_orientation(orientation);
     let mut thumbnail = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut thumbnail), 80)
-        .encode_image(&thumb)
+        .encode_image(&thumb.into_rgb8())
         .map_err(|e| unreadable(&e))?;
+    let quarter_turn = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    let (width, height) = if quarter_turn {
+        (height, width)
+    } else {
+        (width, height)
+    };
     Ok(ImageInfo {
         width,
         height,
+        orientation: orientation.to_exif(),
         thumbnail,
     })
 }

@@ -1,9 +1,11 @@
 //! Image and voice uploads: where they are kept ([`storage`]), what they are ([`sniff`], from
 //! their bytes), what they hold ([`image`]: dimensions and a thumbnail; [`voice`]: duration),
+//! what of a photo's is not passed on ([`scrub`]: its metadata, where it was taken among it),
 //! how a body reaches disk ([`spool`]) and how browsers fetch them without a bearer token
 //! ([`signing`]). The routes are in `routes::attachments`, the flow in `service::attachments`.
 
 pub mod image;
+pub mod scrub;
 pub mod signing;
 pub mod sniff;
 pub mod spool;

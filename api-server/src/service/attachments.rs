@@ -3,7 +3,7 @@
 
 use crate::attachments::sniff::{Format, Kind};
 use crate::attachments::spool::{spool, SizeLimits, SpoolError};
-use crate::attachments::{image, object_key, thumbnail_key, voice, Attachments};
+use crate::attachments::{image, object_key, scrub, thumbnail_key, voice, Attachments};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{AttachmentRow, Store, StoreResult};
@@ -27,6 +27,8 @@ struct Probed {
     height: Option<i64>,
     duration_ms: Option<i64>,
     thumbnail: Option<Vec<u8>>,
+    /// The file's size and SHA-256 once its metadata was removed (a JPEG), if it was rewritten.
+    scrubbed: Option<(u64, [u8; 32])>,
 }
 
 /// Store one upload of `user` read from `body` (raw bytes, already out of any multipart
@@ -63,12 +65,13 @@ where
     let spooled = spool(body, limits, &std::env::temp_dir())
         .await
         .map_err(spool_refusal)?;
-    let bytes = i64::try_from(spooled.bytes).unwrap_or(i64::MAX);
-    if used.saturating_add(bytes) > quota {
+    if used.saturating_add(i64::try_from(spooled.bytes).unwrap_or(i64::MAX)) > quota {
         return Err(over_quota(quota));
     }
     let format = spooled.format;
     let probed = probe(a, spooled.file.path().to_owned(), format).await?;
+    let (stored_bytes, sha256) = probed.scrubbed.unwrap_or((spooled.bytes, spooled.sha256));
+    let bytes = i64::try_from(stored_bytes).unwrap_or(i64::MAX);
     let id = uuid::Uuid::new_v4().simple().to_string();
     a.storage
         .put_file(&object_key(&id), spooled.file.path())
@@ -85,7 +88,7 @@ where
         kind: format.kind().as_str().to_owned(),
         mime: format.mime().to_owned(),
         bytes,
-        sha256: crate::attachments::signing::to_hex(&spooled.sha256),
+        sha256: crate::attachments::signing::to_hex(&sha256),
         width: probed.width,
         height: probed.height,
         duration_ms: probed.duration_ms,
@@ -151,11 +154,16 @@ async fn probe(a: &Attachments, path: std::path::PathBuf, format: Format) -> Api
                         ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string())
                     }
                 })?;
+                let scrubbed = match format {
+                    Format::Jpeg => Some(scrub_jpeg(&path, info.orientation)?),
+                    _ => None,
+                };
                 Ok(Probed {
                     width: Some(i64::from(info.width)),
                     height: Some(i64::from(info.height)),
                     duration_ms: None,
                     thumbnail: Some(info.thumbnail),
+                    scrubbed,
                 })
             }
             Kind::Voice => {
@@ -181,6 +189,7 @@ async fn probe(a: &Attachments, path: std::path::PathBuf, format: Format) -> Api
                     height: None,
                     duration_ms: Some(i64::try_from(ms).unwrap_or(i64::MAX)),
                     thumbnail: None,
+                    scrubbed: None,
                 })
             }
         }
@@ -188,6 +197,22 @@ async fn probe(a: &Attachments, path: std::path::PathBuf, format: Format) -> Api
     .await
     .context("joining the probe")?;
     probed
+}
+
+/// Rewrite the spooled JPEG at `path` without its metadata ([`scrub::jpeg`]), keeping
+/// `orientation`; its new size and SHA-256. A JPEG whose segments cannot be followed to its end
+/// (cut short, or not well formed) is refused: 415.
+fn scrub_jpeg(path: &std::path::Path, orientation: u8) -> ApiResult<(u64, [u8; 32])> {
+    use sha2::{Digest, Sha256};
+    let data = std::fs::read(path).context("reading the spooled image")?;
+    let clean = scrub::jpeg(&data, orientation).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the JPEG is cut short or not well formed",
+        )
+    })?;
+    std::fs::write(path, &clean).context("writing the image without its metadata")?;
+    Ok((clean.len() as u64, Sha256::digest(&clean).into()))
 }
 
 /// A place among the uploads probed at once (`attachments.decodes_at_once`): a decoded image

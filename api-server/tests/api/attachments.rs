@@ -219,6 +219,59 @@ async fn upload_send_and_download_by_a_recipient(storage: Storage) {
 }
 on_both_storages!(upload_send_and_download_by_a_recipient);
 
+#[tokio::test]
+async fn a_photos_metadata_is_not_passed_on_and_its_orientation_gives_its_shape() {
+    // Arrange: a landscape-stored photo whose EXIF turns it a quarter (portrait), and says
+    // where it was taken
+    let (app, _storage) = app_on(Storage::Filesystem, |_| {}).await;
+    let (alice, _) = app.register("alice").await;
+    let photo = media::photo(640, 480, 6, b"GPS 48.8582N 2.2945E iPhone 15 Pro");
+
+    // Act
+    let upload = app.upload(&alice, photo).await;
+    let path = format!("/api/attachments/{}", id_of(&upload));
+    let served = bytes_of(app.fetch(&path, Some(&alice), &[]).await).await;
+    let thumbnail = app
+        .fetch(&format!("{path}/thumbnail"), Some(&alice), &[])
+        .await;
+    let thumbnail = image::load_from_memory(&bytes_of(thumbnail).await).expect("a thumbnail");
+
+    // Assert: upright as viewers show it; the file served is what the answer describes, with
+    // the orientation and nothing else of the EXIF
+    assert_eq!(
+        (&upload["width"], &upload["height"]),
+        (&json!(480), &json!(640))
+    );
+    assert_eq!((thumbnail.width(), thumbnail.height()), (240, 320));
+    let text = String::from_utf8_lossy(&served);
+    assert!(
+        !text.contains("GPS") && !text.contains("iPhone"),
+        "the metadata was served"
+    );
+    assert_eq!(upload["sha256"], sha256_hex(&served));
+    assert_eq!(upload["bytes"], served.len());
+    let mut decoder =
+        image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&served)).expect("a JPEG");
+    use image::ImageDecoder;
+    assert_eq!(
+        decoder.orientation().expect("its orientation"),
+        image::metadata::Orientation::Rotate90
+    );
+}
+
+#[tokio::test]
+async fn a_jpeg_cut_short_is_refused_415() {
+    let (app, _storage) = app_on(Storage::Filesystem, |_| {}).await;
+    let (alice, _) = app.register("alice").await;
+    let photo = media::image(640, 480, image::ImageFormat::Jpeg);
+
+    let reply = app
+        .upload_raw(&alice, "image/jpeg", photo[..photo.len() / 2].to_vec())
+        .await;
+
+    assert_eq!(reply.expect(415)["error"]["code"], "unsupported_media_type");
+}
+
 async fn downloads_answer_ranges_etags_and_safe_headers(storage: Storage) {
     let (app, _storage) = app_on(storage, |_| {}).await;
     let (alice, _) = app.register("alice").await;

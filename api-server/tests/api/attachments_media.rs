@@ -20,6 +20,22 @@ pub fn image(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A `width`×`height` JPEG as a phone writes it: EXIF with `orientation` (1–8) and, after the
+/// tags, `private` (what stands for GPS coordinates and the device here).
+pub fn photo(width: u32, height: u32, orientation: u8, private: &[u8]) -> Vec<u8> {
+    let plain = image(width, height, ImageFormat::Jpeg);
+    let mut exif = b"Exif\0\0MM\0\x2A\0\0\0\x08\0\x01".to_vec();
+    exif.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0, orientation, 0, 0]);
+    exif.extend_from_slice(&[0, 0, 0, 0]);
+    exif.extend_from_slice(private);
+    let mut photo = plain[..2].to_vec();
+    photo.extend_from_slice(&[0xFF, 0xE1]);
+    photo.extend_from_slice(&(exif.len() as u16 + 2).to_be_bytes());
+    photo.extend_from_slice(&exif);
+    photo.extend_from_slice(&plain[2..]);
+    photo
+}
+
 pub fn png(width: u32, height: u32) -> Vec<u8> {
     image(width, height, ImageFormat::Png)
 }
