@@ -63,6 +63,7 @@ impl From<StoreError> for ApiError {
             StoreError::ConversationNotFound => ApiError::code(ErrorCode::ConversationNotFound),
             StoreError::UserNotFound => ApiError::code(ErrorCode::UserNotFound),
             StoreError::IdempotencyMismatch => ApiError::code(ErrorCode::IdempotencyMismatch),
+            StoreError::QuotaExceeded => ApiError::code(ErrorCode::QuotaExceeded),
             StoreError::SessionInactive => ApiError::code(ErrorCode::TokenRevoked),
             StoreError::Invalid(field, reason) => ApiError::invalid(field, reason),
             StoreError::Unavailable(cause) => {

@@ -50,6 +50,7 @@ attachments:
   voice_max_ms: 300000
   uploads_per_minute: 30
   user_quota_bytes: 1073741824
+  user_quota_window_secs: 86400
   thumbnail_px: 320
   signed_url_ttl_secs: 3600
   unattached_ttl_secs: 86400
@@ -205,8 +206,11 @@ pub struct AttachmentSettings {
     pub voice_max_ms: u64,
     /// Uploads per user per minute on one replica; beyond, 429 `rate_limited`.
     pub uploads_per_minute: u32,
-    /// Bytes of uploads a user may keep (attached or not); beyond, 413 `quota_exceeded`.
+    /// Bytes a user may upload within `user_quota_window_secs` (attached or not); beyond, 413
+    /// `quota_exceeded` until older uploads leave the window.
     pub user_quota_bytes: u64,
+    /// The quota's rolling window: uploads older than this no longer count.
+    pub user_quota_window_secs: u64,
     /// The thumbnail's longer side, in pixels.
     pub thumbnail_px: u32,
     /// How long a signed download URL stays valid.
@@ -242,6 +246,7 @@ impl Default for AttachmentSettings {
             voice_max_ms: 300_000,
             uploads_per_minute: 30,
             user_quota_bytes: 1 << 30,
+            user_quota_window_secs: 86_400,
             thumbnail_px: 320,
             signed_url_ttl_secs: 3600,
             unattached_ttl_secs: 86_400,

@@ -57,7 +57,7 @@ codes! {
     OriginNotAllowed => ("origin_not_allowed", 403, false, "this origin may not call Parley from a browser (CORS_ALLOWED_ORIGINS)"),
     IdempotencyMismatch => ("idempotency_mismatch", 422, false, "this clientMsgId was already used for a different message"),
     PayloadTooLarge => ("payload_too_large", 413, false, "the request body is too large"),
-    QuotaExceeded => ("quota_exceeded", 413, false, "your uploads take all the space you are allowed"),
+    QuotaExceeded => ("quota_exceeded", 413, false, "you have uploaded all you may for now"),
     UnsupportedMediaType => ("unsupported_media_type", 415, false, "the file is not a supported image or voice format"),
     RangeNotSatisfiable => ("range_not_satisfiable", 416, false, "the requested range lies outside the file"),
     InvalidSignature => ("invalid_signature", 403, false, "the signed URL is invalid or has expired"),

@@ -8,7 +8,8 @@ use crate::settings::Limits;
 use crate::state::AppState;
 use crate::store::{
     AttachmentRow, ConversationList, CreateOutcome, ListQuery, NewMessage, NewUser, PageQuery,
-    SendOutcome, SessionMessage, Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
+    SendOutcome, SessionMessage, Store, StoreError, StoreResult, UploadQuota, Watermark,
+    WatermarkOutcome,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -122,7 +123,7 @@ impl Store for TestStore {
     async fn sync(&self, _: UserId, _: Option<&str>, _: i64) -> StoreResult<SyncResponse> {
         unused()
     }
-    async fn create_attachment(&self, _: AttachmentRow) -> StoreResult<()> {
+    async fn create_attachment(&self, _: AttachmentRow, _: UploadQuota) -> StoreResult<()> {
         unused()
     }
     async fn attachment_for(&self, _: UserId, _: &str) -> StoreResult<Option<AttachmentRow>> {
@@ -131,7 +132,7 @@ impl Store for TestStore {
     async fn attachments(&self, _: &[String]) -> StoreResult<Vec<AttachmentRow>> {
         Ok(Vec::new())
     }
-    async fn attachment_bytes_of(&self, _: UserId) -> StoreResult<i64> {
+    async fn attachment_bytes_of(&self, _: UserId, _: DateTime<Utc>) -> StoreResult<i64> {
         Ok(0)
     }
     async fn prune_sessions(&self, _: DateTime<Utc>, _: i64) -> StoreResult<usize> {

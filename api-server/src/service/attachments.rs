@@ -5,8 +5,9 @@ use crate::attachments::sniff::{Format, Kind};
 use crate::attachments::spool::{spool, SizeLimits, SpoolError};
 use crate::attachments::{image, object_key, scrub, thumbnail_key, voice, Attachments};
 use crate::error::{ApiError, ApiResult};
+use crate::settings::AttachmentSettings;
 use crate::state::AppState;
-use crate::store::{AttachmentRow, Store, StoreResult};
+use crate::store::{AttachmentRow, Store, StoreError, StoreResult, UploadQuota};
 use anyhow::Context;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -57,16 +58,22 @@ where
             ),
         ));
     }
-    let used = state.store.attachment_bytes_of(user).await?;
-    let quota = i64::try_from(settings.user_quota_bytes).unwrap_or(i64::MAX);
-    if used >= quota {
-        return Err(over_quota(quota));
+    let window = Duration::from_secs(settings.user_quota_window_secs);
+    let quota = UploadQuota {
+        bytes: i64::try_from(settings.user_quota_bytes).unwrap_or(i64::MAX),
+        since: Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX),
+    };
+    // Checked before the body is read, and again with the upload's record (atomically: see
+    // `Store::create_attachment`).
+    let used = state.store.attachment_bytes_of(user, quota.since).await?;
+    if used >= quota.bytes {
+        return Err(over_quota(settings));
     }
     let spooled = spool(body, limits, &std::env::temp_dir())
         .await
         .map_err(spool_refusal)?;
-    if used.saturating_add(i64::try_from(spooled.bytes).unwrap_or(i64::MAX)) > quota {
-        return Err(over_quota(quota));
+    if used.saturating_add(i64::try_from(spooled.bytes).unwrap_or(i64::MAX)) > quota.bytes {
+        return Err(over_quota(settings));
     }
     let format = spooled.format;
     let probed = probe(a, spooled.file.path().to_owned(), format).await?;
@@ -95,11 +102,14 @@ where
         message_id: None,
         created_at: now_micros(),
     };
-    if let Err(e) = state.store.create_attachment(row.clone()).await {
+    if let Err(e) = state.store.create_attachment(row.clone(), quota).await {
         // Nothing references the objects: remove them (garbage collection would not see them).
         let _ = a.storage.delete(&object_key(&id)).await;
         let _ = a.storage.delete(&thumbnail_key(&id)).await;
-        return Err(e.into());
+        return Err(match e {
+            StoreError::QuotaExceeded => over_quota(settings),
+            e => e.into(),
+        });
     }
     tracing::info!(attachment_id = %id, kind = %row.kind, bytes, "upload stored");
     Ok(UploadedAttachment {
@@ -109,10 +119,14 @@ where
     })
 }
 
-fn over_quota(quota: i64) -> ApiError {
+fn over_quota(settings: &AttachmentSettings) -> ApiError {
     ApiError::new(
         ErrorCode::QuotaExceeded,
-        format!("your uploads would take more than your {quota} bytes"),
+        format!(
+            "your uploads would pass {} bytes within {} s; older uploads leave that count as \
+             they pass that age",
+            settings.user_quota_bytes, settings.user_quota_window_secs
+        ),
     )
 }
 

@@ -128,6 +128,9 @@ pub enum StoreError {
     /// The same `clientMsgId` was used for a message with other content.
     #[error("clientMsgId reused for a different message")]
     IdempotencyMismatch,
+    /// An upload would take its owner past their quota ([`UploadQuota`]).
+    #[error("upload quota exceeded")]
+    QuotaExceeded,
     /// The request is well-formed but not acceptable (field, reason).
     #[error("{0}: {1}")]
     Invalid(&'static str, String),
@@ -222,6 +225,13 @@ pub struct CreateOutcome {
     pub conversation: Conversation,
     /// `false` when an existing direct conversation was returned.
     pub created: bool,
+}
+
+/// What a user may upload: at most `bytes` in uploads made at or after `since`.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadQuota {
+    pub bytes: i64,
+    pub since: DateTime<Utc>,
 }
 
 /// Which watermark to move.
@@ -427,14 +437,14 @@ pub trait Store: Send + Sync + 'static {
 
     // --- attachments
     /// Record an upload (its bytes are stored already).
-    async fn create_attachment(&self, row: AttachmentRow) -> StoreResult<()>;
+    async fn create_attachment(&self, row: AttachmentRow, quota: UploadQuota) -> StoreResult<()>;
     /// The upload `id` if `user` may read it: its uploader, or a member of the conversation of
     /// the message that references it. `None` for everyone else (indistinguishable from none).
     async fn attachment_for(&self, user: UserId, id: &str) -> StoreResult<Option<AttachmentRow>>;
     /// The uploads of `ids` that exist (to describe messages' attachments).
     async fn attachments(&self, ids: &[String]) -> StoreResult<Vec<AttachmentRow>>;
-    /// The bytes of all `user`'s uploads (the quota).
-    async fn attachment_bytes_of(&self, user: UserId) -> StoreResult<i64>;
+    /// The bytes of `user`'s uploads made at or after `since` (the quota's window).
+    async fn attachment_bytes_of(&self, user: UserId, since: DateTime<Utc>) -> StoreResult<i64>;
     /// Delete and return at most `limit` uploads created before `before` that no message
     /// references. Each is returned to one caller only, whatever the number of replicas.
     async fn claim_unattached(

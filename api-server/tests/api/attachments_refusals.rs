@@ -306,6 +306,55 @@ async fn a_body_going_on_past_its_forms_end_is_not_read() {
 }
 
 #[tokio::test]
+async fn concurrent_uploads_cannot_pass_the_quota_together() {
+    // Arrange: room for three uploads of this size
+    let photo = media::png(40, 30);
+    let size = photo.len() as u64;
+    let (app, _storage) = fs_app(|s| s.attachments.user_quota_bytes = 3 * size).await;
+    let (alice, _) = app.register("alice").await;
+
+    // Act: eight at once
+    let uploads = (0..8).map(|_| app.upload_raw(&alice, "image/png", photo.clone()));
+    let replies = futures::future::join_all(uploads).await;
+
+    // Assert: three stored, the others refused as over the quota
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 201).count(),
+        3,
+        "{statuses:?}"
+    );
+    for reply in replies.iter().filter(|r| r.status.as_u16() != 201) {
+        reply.expect_error(413, "quota_exceeded");
+    }
+}
+
+#[tokio::test]
+async fn uploads_older_than_the_quotas_window_no_longer_count() {
+    // Arrange: room for one upload per second
+    let photo = media::png(40, 30);
+    let size = photo.len() as u64;
+    let (app, _storage) = fs_app(|s| {
+        s.attachments.user_quota_bytes = size;
+        s.attachments.user_quota_window_secs = 1;
+    })
+    .await;
+    let (alice, _) = app.register("alice").await;
+    app.upload_raw(&alice, "image/png", photo.clone())
+        .await
+        .expect(201);
+    app.upload_raw(&alice, "image/png", photo.clone())
+        .await
+        .expect_error(413, "quota_exceeded");
+
+    // Act: the first upload leaves the window (waiting on the clock is what is tested)
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    // Assert
+    app.upload_raw(&alice, "image/png", photo).await.expect(201);
+}
+
+#[tokio::test]
 async fn a_decompression_bomb_is_refused_without_decoding_it() {
     let (app, _storage) = fs_app(|_| {}).await;
     let (alice, _) = app.register("alice").await;

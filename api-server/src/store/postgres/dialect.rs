@@ -36,6 +36,15 @@ pub fn user_matches(query: &str) -> Box<dyn BoxableExpression<users::table, Pg, 
     )
 }
 
+/// Hold `user`'s row until the transaction ends, so that the quota check and insert of one of
+/// their uploads are not interleaved with another's.
+pub async fn lock_user(conn: &mut Conn, user: i64) -> QueryResult<()> {
+    let locked = users::table.find(user).select(users::id).for_update();
+    diesel_async::RunQueryDsl::execute(locked, conn)
+        .await
+        .map(drop)
+}
+
 /// Take `conversation`'s seq turn at the start of a send's write transaction, before it writes
 /// anything (see `batch::take_seq_turns`).
 pub async fn take_seq_turn(conn: &mut Conn, conversation: i64) -> QueryResult<()> {

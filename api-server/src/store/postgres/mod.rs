@@ -19,7 +19,8 @@ queries!();
 
 use super::{
     AttachmentRow, ConversationList, CreateOutcome, ListQuery, NewMessage, NewUser, PageQuery,
-    SendOutcome, SessionMessage, Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
+    SendOutcome, SessionMessage, Store, StoreError, StoreResult, UploadQuota, Watermark,
+    WatermarkOutcome,
 };
 use crate::settings::DatabaseSettings;
 use anyhow::Context;
@@ -346,8 +347,8 @@ impl Store for PgStore {
         on_conn!(self, |c| sync::since(c, user, cursor, limit))
     }
 
-    async fn create_attachment(&self, row: AttachmentRow) -> StoreResult<()> {
-        on_conn!(self, |c| attachments::create(c, &row))
+    async fn create_attachment(&self, row: AttachmentRow, quota: UploadQuota) -> StoreResult<()> {
+        on_conn!(self, |c| attachments::create(c, &row, quota))
     }
 
     async fn attachment_for(&self, user: UserId, id: &str) -> StoreResult<Option<AttachmentRow>> {
@@ -358,8 +359,8 @@ impl Store for PgStore {
         on_conn!(self, |c| attachments::by_ids(c, ids))
     }
 
-    async fn attachment_bytes_of(&self, user: UserId) -> StoreResult<i64> {
-        on_conn!(self, |c| attachments::bytes_of(c, user))
+    async fn attachment_bytes_of(&self, user: UserId, since: DateTime<Utc>) -> StoreResult<i64> {
+        on_conn!(self, |c| attachments::bytes_of(c, user, since))
     }
 
     async fn claim_unattached(

@@ -2,11 +2,11 @@
 //! one upload: on PostgreSQL the second waits for the first's row lock and re-checks
 //! `message_id IS NULL` (`postgres/uploads.rs`), on SQLite writes are serialized.
 
-use super::dialect::{Conn, SUM_BYTES};
+use super::dialect::{lock_user, Conn, SUM_BYTES};
 use super::rows::AttachmentRow;
 use super::schema::{attachments, members, messages};
 use crate::store::rows::attach_refusal;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult, UploadQuota};
 use chrono::{DateTime, Utc};
 use diesel::dsl::{exists, sql};
 use diesel::prelude::*;
@@ -14,7 +14,22 @@ use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use shared::ids::UserId;
 
-pub async fn create(conn: &mut Conn, row: &AttachmentRow) -> StoreResult<()> {
+/// Record the upload `row` unless it would take its owner past `quota`
+/// ([`StoreError::QuotaExceeded`]): the check and the insert are one transaction holding the
+/// owner's row, so concurrent uploads cannot all pass it.
+pub async fn create(conn: &mut Conn, row: &AttachmentRow, quota: UploadQuota) -> StoreResult<()> {
+    write_tx!(conn, async |conn: &mut Conn| {
+        lock_user(conn, row.owner_id).await?;
+        let used = bytes_of(conn, UserId(row.owner_id), quota.since).await?;
+        if used.saturating_add(row.bytes) > quota.bytes {
+            return Err(StoreError::QuotaExceeded);
+        }
+        insert(conn, row).await
+    })
+    .await
+}
+
+async fn insert(conn: &mut Conn, row: &AttachmentRow) -> StoreResult<()> {
     diesel::insert_into(attachments::table)
         .values((
             attachments::id.eq(&row.id),
@@ -66,10 +81,11 @@ pub async fn by_ids(conn: &mut Conn, ids: &[String]) -> StoreResult<Vec<Attachme
         .await?)
 }
 
-/// Bytes of all `user`'s uploads.
-pub async fn bytes_of(conn: &mut Conn, user: UserId) -> StoreResult<i64> {
+/// Bytes of `user`'s uploads made at or after `since`.
+pub async fn bytes_of(conn: &mut Conn, user: UserId, since: DateTime<Utc>) -> StoreResult<i64> {
     Ok(attachments::table
         .filter(attachments::owner_id.eq(user.get()))
+        .filter(attachments::created_at.ge(since))
         .select(sql::<BigInt>(SUM_BYTES))
         .first(conn)
         .await?)

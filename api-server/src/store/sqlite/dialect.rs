@@ -51,6 +51,12 @@ pub fn user_matches(
     )
 }
 
+/// Nothing to hold: a write transaction holds SQLite's write lock, so the quota check and
+/// insert of an upload run alone.
+pub async fn lock_user(_conn: &mut Conn, _user: i64) -> QueryResult<()> {
+    Ok(())
+}
+
 /// Nothing to take: a send's write transaction holds SQLite's write lock, so seqs are allocated
 /// and committed one send at a time.
 pub async fn take_seq_turn(_conn: &mut Conn, _conversation: i64) -> QueryResult<()> {

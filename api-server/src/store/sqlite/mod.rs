@@ -32,7 +32,8 @@ queries!();
 
 use super::{
     AttachmentRow, ConversationList, CreateOutcome, ListQuery, NewMessage, NewUser, PageQuery,
-    SendOutcome, SessionMessage, Store, StoreError, StoreResult, Watermark, WatermarkOutcome,
+    SendOutcome, SessionMessage, Store, StoreError, StoreResult, UploadQuota, Watermark,
+    WatermarkOutcome,
 };
 use anyhow::Context;
 use async_trait::async_trait;
@@ -293,9 +294,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_attachment(&self, row: AttachmentRow) -> StoreResult<()> {
+    async fn create_attachment(&self, row: AttachmentRow, quota: UploadQuota) -> StoreResult<()> {
         detached(&self.writer, move |mut c| async move {
-            attachments::create(&mut c, &row).await
+            attachments::create(&mut c, &row, quota).await
         })
         .await
     }
@@ -316,9 +317,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn attachment_bytes_of(&self, user: UserId) -> StoreResult<i64> {
+    async fn attachment_bytes_of(&self, user: UserId, since: DateTime<Utc>) -> StoreResult<i64> {
         detached(&self.readers, move |mut c| async move {
-            attachments::bytes_of(&mut c, user).await
+            attachments::bytes_of(&mut c, user, since).await
         })
         .await
     }
