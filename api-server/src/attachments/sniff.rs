@@ -120,7 +120,7 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
         let brand = head.get(8..12)?;
         return matches!(
             brand,
-            b"M4A " | b"M4B " | b"mp42" | b"isom" | b"mp41" | b"iso2"
+            b"M4A " | b"M4B " | b"mp42" | b"isom" | b"mp41" | b"iso2" | b"iso4" | b"iso5" | b"iso6"
         )
         .then_some(Format::M4a);
     }

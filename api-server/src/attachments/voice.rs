@@ -1,7 +1,7 @@
 //! Voice notes: the duration read from the container, with a small parser per container (no
 //! decoding). Ogg/Opus: the last page's granule position less the pre-skip, at 48 kHz.
 //! WebM: the Segment's `Duration`, or (MediaRecorder writes none) the last block's timestamp.
-//! MP4: the movie header's duration. MP3: the frames counted, each 1152 or 576 samples.
+//! MP4: the movie header's duration, or a fragmented file's fragments added up. MP3: the frames counted, each 1152 or 576 samples.
 
 use super::sniff::Format;
 
@@ -131,35 +131,123 @@ fn webm(d: &[u8]) -> Option<u64> {
     Some((ticks * scale as f64 / 1_000_000.0).round() as u64)
 }
 
-fn mp4(d: &[u8]) -> Option<u64> {
+/// The boxes of an MP4 byte range: `(type, body)` each, in order; stops at the first that
+/// does not fit.
+fn boxes(d: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     let mut at = 0;
-    while at + 8 <= d.len() {
-        let size = u32_be(d, at)? as usize;
-        let kind = &d[at + 4..at + 8];
+    std::iter::from_fn(move || {
+        let size = usize::try_from(u32_be(d, at)?).ok()?;
+        let kind = d.get(at + 4..at + 8)?;
         let (header, size) = match size {
             1 => (16, usize::try_from(u64_be(d, at + 8)?).ok()?),
             0 => (8, d.len() - at),
             n => (8, n),
         };
-        if size < header {
-            return None;
-        }
-        if kind == b"moov" {
-            at += header;
-            continue;
-        }
-        if kind == b"mvhd" {
-            let b = at + header;
-            let (timescale, duration) = if *d.get(b)? == 1 {
-                (u32_be(d, b + 20)?, u64_be(d, b + 24)?)
-            } else {
-                (u32_be(d, b + 12)?, u32_be(d, b + 16)?)
-            };
-            return (timescale > 0).then(|| duration.saturating_mul(1000) / timescale);
-        }
-        at = at.checked_add(size)?;
+        let body = d.get(at + header..at.checked_add(size)?)?;
+        at += size.max(header);
+        Some((kind, body))
+    })
+}
+
+/// The body of the first box of `kind` in `d`.
+fn child<'a>(d: &'a [u8], kind: &[u8]) -> Option<&'a [u8]> {
+    boxes(d).find(|(k, _)| *k == kind).map(|(_, body)| body)
+}
+
+/// The movie header's duration; when it says 0 (a fragmented file, as Safari's MediaRecorder
+/// writes), the fragments' declared duration (`mehd`), else the fragments' samples added up
+/// (`moof`/`traf`/`trun`, with the defaults of `tfhd` and `trex`) in the track's time scale.
+fn mp4(d: &[u8]) -> Option<u64> {
+    let moov = child(d, b"moov")?;
+    let mvhd = child(moov, b"mvhd")?;
+    let (timescale, duration) = if *mvhd.first()? == 1 {
+        (u32_be(mvhd, 20)?, u64_be(mvhd, 24)?)
+    } else {
+        (u32_be(mvhd, 12)?, u32_be(mvhd, 16)?)
+    };
+    if timescale == 0 {
+        return None;
     }
-    None
+    if duration > 0 {
+        return Some(duration.saturating_mul(1000) / timescale);
+    }
+    let mvex = child(moov, b"mvex");
+    if let Some(mehd) = mvex.and_then(|mvex| child(mvex, b"mehd")) {
+        let declared = if *mehd.first()? == 1 {
+            u64_be(mehd, 4)?
+        } else {
+            u32_be(mehd, 4)?
+        };
+        if declared > 0 {
+            return Some(declared.saturating_mul(1000) / timescale);
+        }
+    }
+    fragments_ms(d, moov, mvex)
+}
+
+/// The duration of a fragmented MP4's first track, from its fragments' samples.
+fn fragments_ms(d: &[u8], moov: &[u8], mvex: Option<&[u8]>) -> Option<u64> {
+    let trak = child(moov, b"trak")?;
+    let tkhd = child(trak, b"tkhd")?;
+    let track = u32_be(tkhd, if *tkhd.first()? == 1 { 20 } else { 12 })?;
+    let mdhd = child(child(trak, b"mdia")?, b"mdhd")?;
+    let scale = if *mdhd.first()? == 1 {
+        u32_be(mdhd, 20)?
+    } else {
+        u32_be(mdhd, 12)?
+    };
+    let trex_default = mvex
+        .into_iter()
+        .flat_map(boxes)
+        .filter(|(kind, trex)| *kind == b"trex" && u32_be(trex, 4) == Some(track))
+        .find_map(|(_, trex)| u32_be(trex, 12));
+    let mut ticks: u64 = 0;
+    for (_, moof) in boxes(d).filter(|(kind, _)| *kind == b"moof") {
+        for (_, traf) in boxes(moof).filter(|(kind, _)| *kind == b"traf") {
+            let tfhd = child(traf, b"tfhd")?;
+            if u32_be(tfhd, 4)? != track {
+                continue;
+            }
+            let flags = u32_be(tfhd, 0)? & 0xFF_FFFF;
+            // After the track id: base data offset (8), sample description index (4), then
+            // the default sample duration, each when its flag says so.
+            let mut at = 8;
+            at += if flags & 0x01 != 0 { 8 } else { 0 };
+            at += if flags & 0x02 != 0 { 4 } else { 0 };
+            let default = if flags & 0x08 != 0 {
+                u32_be(tfhd, at)
+            } else {
+                trex_default
+            };
+            for (_, trun) in boxes(traf).filter(|(kind, _)| *kind == b"trun") {
+                ticks = ticks.saturating_add(run_ticks(trun, default)?);
+            }
+        }
+    }
+    (scale > 0).then(|| ticks.saturating_mul(1000) / scale)
+}
+
+/// The ticks of one `trun`: its samples' own durations, or their count times `default`.
+fn run_ticks(trun: &[u8], default: Option<u64>) -> Option<u64> {
+    let flags = u32_be(trun, 0)? & 0xFF_FFFF;
+    let count = u32_be(trun, 4)?;
+    if flags & 0x100 == 0 {
+        return Some(count.saturating_mul(default?));
+    }
+    let mut at = 8;
+    at += if flags & 0x01 != 0 { 4 } else { 0 };
+    at += if flags & 0x04 != 0 { 4 } else { 0 };
+    // Per sample: duration, then size, flags and composition offset when present.
+    let stride = 4
+        * (1 + [0x200, 0x400, 0x800]
+            .iter()
+            .filter(|&&f| flags & f != 0)
+            .count());
+    let mut ticks: u64 = 0;
+    for i in 0..usize::try_from(count).ok()? {
+        ticks = ticks.saturating_add(u32_be(trun, at + i * stride)?);
+    }
+    Some(ticks)
 }
 
 fn mp3(d: &[u8]) -> Option<u64> {
@@ -251,6 +339,63 @@ mod tests {
         data.extend_from_slice(b"moov");
         data.extend_from_slice(&mvhd);
         assert_eq!(duration_ms(Format::M4a, &data), Some(4321));
+    }
+
+    /// An MP4 box of `kind` around `body`.
+    fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut b = (8 + body.len() as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(body);
+        b
+    }
+
+    /// A full box's body: version 0, `flags`, then `fields` as 32-bit big-endian numbers.
+    fn full(flags: u32, fields: &[u32]) -> Vec<u8> {
+        let mut b = flags.to_be_bytes().to_vec();
+        for f in fields {
+            b.extend_from_slice(&f.to_be_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn a_fragmented_mp4_lasts_as_long_as_its_fragments_samples() {
+        // Arrange: what a MediaRecorder writes: no duration in the movie header, a 48 kHz
+        // track with a default sample duration, and two fragments (own durations; defaults)
+        let mvhd = mp4_box(b"mvhd", &full(0, &[0, 0, 1000, 0, 0, 0, 0, 0, 0, 0, 0]));
+        let tkhd = mp4_box(b"tkhd", &full(0, &[0, 0, 1, 0, 0]));
+        let mdhd = mp4_box(b"mdhd", &full(0, &[0, 0, 48_000, 0]));
+        let trak = mp4_box(b"trak", &[tkhd, mp4_box(b"mdia", &mdhd)].concat());
+        let trex = mp4_box(b"trex", &full(0, &[1, 1, 1024, 0, 0]));
+        let moov = mp4_box(b"moov", &[mvhd, trak, mp4_box(b"mvex", &trex)].concat());
+        let first = mp4_box(
+            b"traf",
+            &[
+                mp4_box(b"tfhd", &full(0x02_0000, &[1])),
+                mp4_box(b"trun", &full(0x300, &[3, 1024, 10, 1024, 10, 512, 10])),
+            ]
+            .concat(),
+        );
+        let second = mp4_box(
+            b"traf",
+            &[
+                mp4_box(b"tfhd", &full(0, &[1])),
+                mp4_box(b"trun", &full(0, &[10])),
+            ]
+            .concat(),
+        );
+        let data = [
+            mp4_box(b"ftyp", b"iso5\0\0\0\0iso5"),
+            moov,
+            mp4_box(b"moof", &first),
+            mp4_box(b"mdat", &[0; 30]),
+            mp4_box(b"moof", &second),
+        ]
+        .concat();
+
+        // Act + Assert: (1024 + 1024 + 512 + 10 × 1024) / 48 000 s
+        assert_eq!(super::super::sniff::sniff(&data), Some(Format::M4a));
+        assert_eq!(duration_ms(Format::M4a, &data), Some(266));
     }
 
     /// An Ogg page of one `packet` (at most 255 bytes) ending at `granule` (its CRC, not
