@@ -468,7 +468,9 @@ const RELAYED_QUERY_MAX: usize = 256;
 
 /// The client's description of its upload `id`, when it can be relayed as given: its id and
 /// kind are the message's (the id made of letters, digits, `-` and `_` only, as the API's
-/// are), its type one the API stores, its numbers in range, and its URLs this upload's own
+/// are), its type one the API stores, its numbers in range (sides at most 65 535 px, the most a
+/// JPEG or WebP has, and at most an hour: a recipient lays out the copy by them before the API
+/// has answered), and its URLs this upload's own
 /// download paths with a short query of its own (so a sender cannot make recipients load another
 /// site, another path, or a large payload).
 pub fn relayable_attachment(
@@ -486,7 +488,7 @@ pub fn relayable_attachment(
         "audio/mp4",
         "audio/mpeg",
     ];
-    let in_range = |v: Option<i64>| v.is_none_or(|v| (0..=1 << 40).contains(&v));
+    let in_range = |v: Option<i64>, max: i64| v.is_none_or(|v| (0..=max).contains(&v));
     let own_path = |url: &Option<String>, suffix: &str| {
         url.as_deref().is_none_or(|u| {
             u.strip_prefix(&format!("/api/attachments/{id}{suffix}?"))
@@ -505,10 +507,10 @@ pub fn relayable_attachment(
         && path_safe(id)
         && given.kind.as_str() == kind.as_str()
         && MIMES.contains(&given.mime.as_str())
-        && in_range(Some(given.bytes))
-        && in_range(given.width)
-        && in_range(given.height)
-        && in_range(given.duration_ms)
+        && in_range(Some(given.bytes), 1 << 40)
+        && in_range(given.width, 65_535)
+        && in_range(given.height, 65_535)
+        && in_range(given.duration_ms, 3_600_000)
         && own_path(&given.url, "")
         && own_path(&given.thumbnail_url, "/thumbnail");
     fits.then(|| Box::new(given.clone()))
@@ -562,6 +564,11 @@ mod tests {
             ..good.clone()
         };
         assert!(relayable_attachment(&script, "a1", MessageKind::Image).is_none());
+        let huge = crate::wire::Attachment {
+            width: Some(1 << 40),
+            ..good.clone()
+        };
+        assert!(relayable_attachment(&huge, "a1", MessageKind::Image).is_none());
         let padded = crate::wire::Attachment {
             url: Some(format!("/api/attachments/a1?exp=1&sig={}", "a".repeat(300))),
             ..good.clone()
