@@ -59,7 +59,7 @@ async fn assert_relay_used_the_in_process_port(parley: &crate::helpers::Parley) 
 #[tokio::test]
 async fn the_same_binary_on_postgresql_and_redis_passes_the_same_contract() {
     // Arrange: a fresh database (the API creates it) and a Redis prefix of our own
-    let (parley, name) = start_on_postgres_and_redis().await;
+    let (parley, name) = start_on_postgres_and_redis(&[]).await;
 
     // Act + Assert
     run_node_contract(&parley).await;

@@ -145,24 +145,23 @@ pub async fn run_node(parley: &Parley, cwd: &Path, args: &[String], what: &str) 
 }
 
 /// Start `parley --ephemeral` on a fresh PostgreSQL database (the API creates it; drop it with
-/// [`drop_database`]) and Redis under a prefix of its own; returns the database's name too.
-pub async fn start_on_postgres_and_redis() -> (Parley, String) {
+/// [`drop_database`]) and Redis under a prefix of its own, with `more` in its environment;
+/// returns the database's name too.
+pub async fn start_on_postgres_and_redis(more: &[(&str, String)]) -> (Parley, String) {
     let name = format!("parley_test_{}", uuid::Uuid::new_v4().simple());
-    let parley = start(
-        &["--ephemeral"],
-        &[
-            (
-                "DATABASE_URL",
-                format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            ),
-            ("REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
-            (
-                "PARLEY__REDIS__PREFIX",
-                format!("parley-test-{}", uuid::Uuid::new_v4()),
-            ),
-        ],
-    )
-    .await;
+    let mut envs = vec![
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        ),
+        ("REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
+        (
+            "PARLEY__REDIS__PREFIX",
+            format!("parley-test-{}", uuid::Uuid::new_v4()),
+        ),
+    ];
+    envs.extend(more.iter().cloned());
+    let parley = start(&["--ephemeral"], &envs).await;
     assert_eq!(parley.ready["addresses"]["bus"], "redis");
     assert_eq!(parley.ready["addresses"]["database"], "postgresql");
     (parley, name)

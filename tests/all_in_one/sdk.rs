@@ -9,10 +9,16 @@ use crate::helpers::{
 use std::path::Path;
 use std::time::SystemTime;
 
+/// Signed URLs of 8 s, whose expiries step by 2 s: the suite sees fresher ones within seconds
+/// (as `clients/js/test/helpers.mjs` starts its own Parley).
+fn short_signed_urls() -> (&'static str, String) {
+    ("PARLEY__ATTACHMENTS__SIGNED_URL_TTL_SECS", "8".to_owned())
+}
+
 #[tokio::test]
 async fn the_sdk_suite_passes_on_the_default_configuration() {
     // Arrange
-    let parley = start(&["--ephemeral"], &[]).await;
+    let parley = start(&["--ephemeral"], &[short_signed_urls()]).await;
 
     // Act + Assert
     run_sdk_suite(&parley).await;
@@ -22,7 +28,7 @@ async fn the_sdk_suite_passes_on_the_default_configuration() {
 #[tokio::test]
 async fn the_sdk_suite_passes_on_postgresql_and_redis() {
     // Arrange
-    let (parley, name) = start_on_postgres_and_redis().await;
+    let (parley, name) = start_on_postgres_and_redis(&[short_signed_urls()]).await;
 
     // Act + Assert
     run_sdk_suite(&parley).await;

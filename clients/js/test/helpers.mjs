@@ -35,7 +35,8 @@ export async function parley() {
 
 async function startParley() {
   const bin = process.env.PARLEY_BIN ?? join(root, "target/debug/parley");
-  const env = { ...process.env, RUST_LOG: "warn" };
+  // Signed URLs of 8 s, whose expiries step by 2 s: a test sees fresher ones within seconds.
+  const env = { ...process.env, RUST_LOG: "warn", PARLEY__ATTACHMENTS__SIGNED_URL_TTL_SECS: "8" };
   // What a developer's shell may have set that would change the configuration under test.
   for (const name of ["DATABASE_URL", "REDIS_URL", "JWT_SECRET", "API_PORT", "SOCKET_PORT"]) {
     delete env[name];
