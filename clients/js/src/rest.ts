@@ -206,7 +206,7 @@ export class RestApi {
     } finally {
       clearTimeout(timer);
     }
-    if (!response.ok) throw errorOf(response.status, text, `${method} ${path}`);
+    if (!response.ok) throw errorOf(response, text, `${method} ${path}`);
     return { value: (text ? JSON.parse(text) : undefined) as T, headers: response.headers };
   }
 }
@@ -219,24 +219,30 @@ function isBytes(body: unknown): boolean {
   );
 }
 
-function errorOf(status: number, text: string, what: string): ParleyError {
+function errorOf(response: Response, text: string, what: string): ParleyError {
+  const status = response.status;
+  const retryable = status === 408 || status === 429 || status >= 500;
+  // `Retry-After` in seconds (the HTTP-date form is not sent by Parley).
+  const after = Number(response.headers.get("retry-after") ?? Number.NaN);
+  const retryAfterMs = Number.isFinite(after) && after >= 0 ? after * 1000 : undefined;
   try {
     const { error } = JSON.parse(text) as ErrorEnvelope;
     if (error && typeof error.code === "string") {
       return new ParleyError(error.code, error.message, {
         status,
         field: error.field ?? undefined,
-        retryable: status === 408 || status === 429 || status >= 500,
+        retryable,
+        retryAfterMs,
       });
     }
   } catch {
     // Not our error shape (a proxy's page): described below.
   }
-  return new ParleyError(
-    status >= 500 ? "service_unavailable" : "http_error",
-    `${what}: HTTP ${status}`,
-    { status, retryable: status === 408 || status === 429 || status >= 500 },
-  );
+  return new ParleyError(status >= 500 ? "service_unavailable" : "http_error", `${what}: HTTP ${status}`, {
+    status,
+    retryable,
+    retryAfterMs,
+  });
 }
 
 function query(params: Record<string, string | number | undefined>): string {

@@ -251,11 +251,13 @@ export class ParleyError extends Error {
   readonly status?: number;
   /** The failing field, for `validation_failed`. */
   readonly field?: string;
+  /** How long to wait before trying again, when the server said (`Retry-After`). */
+  readonly retryAfterMs?: number;
 
   constructor(
     code: string,
     message: string,
-    options: { retryable?: boolean; status?: number; field?: string } = {},
+    options: { retryable?: boolean; status?: number; field?: string; retryAfterMs?: number } = {},
   ) {
     super(message);
     this.name = "ParleyError";
@@ -263,6 +265,7 @@ export class ParleyError extends Error {
     this.retryable = options.retryable ?? false;
     this.status = options.status;
     this.field = options.field;
+    this.retryAfterMs = options.retryAfterMs;
   }
 
 

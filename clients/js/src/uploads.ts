@@ -1,7 +1,10 @@
 // Images and voice notes with an optimistic placeholder: the message is in the list at once
 // (status `sending`, `localAttachment`), then uploaded (POST /api/attachments), then sent through
-// the outbox with the same clientMsgId and the upload's answer. The bytes are held in memory
-// only, so an upload is not resumed after a reload (the message is not kept until uploaded).
+// the outbox with the same clientMsgId and the upload's answer. An upload that fails for a
+// reason that may pass (no answer, 408, 429, 5xx) is tried again by itself, UPLOAD_TRIES times in
+// all, after the server's `Retry-After` or a back-off; `discard` cancels one still uploading. The
+// bytes are held in memory only, so an upload is not resumed after a reload (the message is not
+// kept until uploaded).
 
 import type { ConversationId, UploadedAttachment, UserId } from "./generated/wire.js";
 import { newClientMsgId } from "./ids.js";
@@ -11,6 +14,12 @@ import { wellFormed } from "./text.js";
 import { ParleyError, type AttachmentInput, type ClientMessage, type SendError } from "./types.js";
 
 type Body = AttachmentInput["body"];
+
+/** Attempts of one upload before its placeholder is `failed` (for errors that may pass). */
+const UPLOAD_TRIES = 4;
+/** The first back-off between attempts; it doubles, up to UPLOAD_DELAY_MAX_MS. */
+const UPLOAD_DELAY_MS = 1_000;
+const UPLOAD_DELAY_MAX_MS = 30_000;
 
 export interface UploadsDeps {
   me: UserId;
@@ -76,26 +85,36 @@ export class Uploads {
     return next;
   }
 
+  /**
+   * Drop a placeholder that failed, or cancel one still uploading: an upload in flight is then
+   * not sent (the server collects it as an upload no message took).
+   */
   discard(clientMsgId: string): boolean {
     const message = this.deps.store.findMine(clientMsgId);
-    if (!message || message.status !== "failed") return false;
-    this.#bodies.delete(clientMsgId);
+    if (!message || !this.#bodies.delete(clientMsgId)) return false;
     return this.deps.store.remove(message.conversationId, clientMsgId, this.deps.me);
   }
 
   async #upload(clientMsgId: string): Promise<void> {
-    const body = this.#bodies.get(clientMsgId);
-    if (body === undefined) return;
-    let uploaded: UploadedAttachment;
-    try {
-      uploaded = await this.deps.upload(body);
-    } catch (error) {
-      if (this.deps.closed()) return;
-      const message = this.deps.store.findMine(clientMsgId);
-      if (message) {
-        this.deps.store.markFailed(message.conversationId, clientMsgId, sendErrorOf(error), this.deps.me);
+    let uploaded: UploadedAttachment | undefined;
+    for (let attempt = 1; uploaded === undefined; attempt++) {
+      const body = this.#bodies.get(clientMsgId);
+      if (body === undefined || this.deps.closed()) return;
+      try {
+        uploaded = await this.deps.upload(body);
+      } catch (error) {
+        if (this.deps.closed() || !this.#bodies.has(clientMsgId)) return;
+        const again = error instanceof ParleyError && error.retryable && attempt < UPLOAD_TRIES;
+        if (again) {
+          await sleep(backOff(attempt, error.retryAfterMs));
+          continue;
+        }
+        const message = this.deps.store.findMine(clientMsgId);
+        if (message) {
+          this.deps.store.markFailed(message.conversationId, clientMsgId, sendErrorOf(error), this.deps.me);
+        }
+        return;
       }
-      return;
     }
     const message = this.deps.store.findMine(clientMsgId);
     if (this.deps.closed() || !this.#bodies.delete(clientMsgId) || !message) return;
@@ -115,6 +134,14 @@ export class Uploads {
     return message;
   }
 }
+
+/** The wait before attempt `attempt + 1`: the server's, else 1 s, 2 s, 4 s …; plus up to 25 %. */
+function backOff(attempt: number, retryAfterMs: number | undefined): number {
+  const base = retryAfterMs ?? UPLOAD_DELAY_MS * 2 ** (attempt - 1);
+  return Math.min(UPLOAD_DELAY_MAX_MS, base) * (1 + 0.25 * Math.random());
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** The size of an upload body, `null` when it is none of the accepted types. */
 function sizeOf(body: unknown): number | null {

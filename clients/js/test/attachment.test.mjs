@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { deflateSync } from "node:zlib";
-import { clientFor, newUser, until, useParley } from "./helpers.mjs";
+import { clientFor, networkProxy, newUser, until, useParley, withPatience } from "./helpers.mjs";
 
 const ctx = useParley();
 
@@ -79,10 +79,10 @@ test("an image is uploaded, shown at once with its size, and stored with its att
 });
 
 /** Alice's connected client and a direct conversation with a new user. */
-async function aliceWithChat() {
+async function aliceWithChat(options = {}) {
   const alice = await newUser(ctx.server.api, "alice");
   const bob = await newUser(ctx.server.api, "bob");
-  const a = ctx.track(clientFor(ctx.server, alice));
+  const a = ctx.track(clientFor(ctx.server, alice, options));
   await a.connect();
   return { a, chat: await a.openDirect(bob.user.id) };
 }
@@ -154,6 +154,49 @@ test("a refused upload leaves the placeholder failed with the server's error; re
   assert.deepEqual(a.messages(chat.id), []);
   const history = await a.api.history(chat.id);
   assert.deepEqual(history.messages, []);
+});
+
+test("an upload lost in flight is tried again by itself, and the placeholder never fails", async () => {
+  // Arrange: the API behind a proxy that loses the first upload; uploads given 3 s to answer
+  const proxy = await networkProxy(ctx.server.api);
+  const { a, chat } = await aliceWithChat({ apiUrl: proxy.url, uploadTimeoutMs: 3_000 });
+  const lost = proxy.swallow("POST /api/attachments");
+  const statuses = recordLists(a, chat.id);
+
+  // Act
+  const placeholder = a.sendAttachment(chat.id, { kind: "image", body: new Uint8Array(png(8, 8)) });
+  await withPatience(lost, "the first upload lost");
+
+  // Assert: stored in place, never failed on the way
+  const stored = await until(a, "messages", () => a.messages(chat.id).find((m) => m.seq !== null), "stored");
+  assert.equal(stored.clientMsgId, placeholder.clientMsgId);
+  assert.ok(stored.attachment?.url, "with its attachment");
+  assert.ok(!statuses.some((list) => list.some((m) => m.status === "failed")), "it failed on the way");
+  proxy.close();
+});
+
+test("discard cancels a placeholder still uploading", async () => {
+  // Arrange: an upload held in flight
+  const proxy = await networkProxy(ctx.server.api);
+  const { a, chat } = await aliceWithChat({ apiUrl: proxy.url });
+  const held = proxy.swallow("POST /api/attachments");
+  const placeholder = a.sendAttachment(chat.id, { kind: "image", body: new Uint8Array(png(8, 8)) });
+  await withPatience(held, "the upload in flight");
+
+  // Act
+  const discarded = a.discard(placeholder.clientMsgId);
+
+  // Assert: gone from the list; sending a text afterwards stores only the text
+  assert.equal(discarded, true);
+  assert.deepEqual(a.messages(chat.id), []);
+  a.send({ conversationId: chat.id, content: "only this" });
+  await until(a, "messages", () => a.messages(chat.id).find((m) => m.seq !== null), "the text stored");
+  const history = await a.api.history(chat.id);
+  assert.deepEqual(
+    history.messages.map((m) => m.content),
+    ["only this"],
+  );
+  proxy.close();
 });
 
 /** The `exp` (unix seconds) of a signed URL. */
