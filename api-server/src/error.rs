@@ -42,7 +42,7 @@ impl ApiError {
         }
     }
 
-    fn error_code(&self) -> ErrorCode {
+    pub(crate) fn error_code(&self) -> ErrorCode {
         match self {
             ApiError::Known { code, .. } => *code,
             ApiError::Unexpected(_) => ErrorCode::InternalError,
