@@ -30,6 +30,8 @@ pub struct Attachments {
     pub uploads: Arc<UploadRate>,
     /// Places for the uploads probed at once on this replica (`attachments.decodes_at_once`).
     pub decodes: Arc<tokio::sync::Semaphore>,
+    /// One probe at a time per user, so one user's uploads cannot hold every place.
+    pub turns: Arc<DecodeTurns>,
 }
 
 impl Attachments {
@@ -46,6 +48,7 @@ impl Attachments {
             settings: Arc::new(settings.clone()),
             uploads: Arc::new(UploadRate::new(settings.uploads_per_minute)),
             decodes: Arc::new(tokio::sync::Semaphore::new(decodes_at_once(settings))),
+            turns: Arc::new(DecodeTurns::default()),
         })
     }
 }
@@ -66,6 +69,29 @@ pub fn object_key(id: &str) -> String {
 /// The storage key of an image's thumbnail.
 pub fn thumbnail_key(id: &str) -> String {
     format!("thumbnails/{id}")
+}
+
+/// Each user's turn to have an upload probed on this replica: one at a time, so that a user
+/// sending many images (or many small files of huge pixel counts, slow to decode) waits for their
+/// own, and the other places stay free for other users.
+#[derive(Default)]
+pub struct DecodeTurns {
+    turns: Mutex<HashMap<UserId, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl DecodeTurns {
+    /// `user`'s turn (one permit): held, or waited for, through the returned semaphore.
+    pub fn of(&self, user: UserId) -> Arc<tokio::sync::Semaphore> {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        if turns.len() >= SWEEP_AT {
+            // Nobody holds or waits for these: only the map refers to them.
+            turns.retain(|_, turn| Arc::strong_count(turn) > 1);
+        }
+        turns
+            .entry(user)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1)))
+            .clone()
+    }
 }
 
 /// Uploads per user per minute on this replica: a fixed one-minute window per user.

@@ -76,7 +76,7 @@ where
         return Err(over_quota(settings));
     }
     let format = spooled.format;
-    let probed = probe(a, spooled.file.path().to_owned(), format).await?;
+    let probed = probe(a, user, spooled.file.path().to_owned(), format).await?;
     let (stored_bytes, sha256) = probed.scrubbed.unwrap_or((spooled.bytes, spooled.sha256));
     let bytes = i64::try_from(stored_bytes).unwrap_or(i64::MAX);
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -181,11 +181,16 @@ fn spool_refusal(e: SpoolError) -> ApiError {
     }
 }
 
-/// Dimensions and thumbnail, or duration, on a blocking thread, once a place among the probes
-/// of this replica is free ([`decode_slot`]).
-async fn probe(a: &Attachments, path: std::path::PathBuf, format: Format) -> ApiResult<Probed> {
+/// Dimensions and thumbnail, or duration, of `user`'s upload on a blocking thread, once it is
+/// their turn and a place among the probes of this replica is free ([`decode_slot`]).
+async fn probe(
+    a: &Attachments,
+    user: UserId,
+    path: std::path::PathBuf,
+    format: Format,
+) -> ApiResult<Probed> {
     let settings = a.settings.clone();
-    let slot = decode_slot(a).await?;
+    let slot = decode_slot(a, user).await?;
     let probed = tokio::task::spawn_blocking(move || -> ApiResult<Probed> {
         // Held until the decode ends, even when the request is dropped before: the thread goes
         // on, and so does its memory.
@@ -272,21 +277,35 @@ fn scrub_jpeg(path: &std::path::Path, orientation: u8) -> ApiResult<(u64, [u8; 3
     Ok((clean.len() as u64, Sha256::digest(&clean).into()))
 }
 
-/// A place among the uploads probed at once (`attachments.decodes_at_once`): a decoded image
-/// holds all its pixels. Waited for `attachments.decode_wait_secs` at most; beyond, 503
-/// `service_unavailable` (retryable).
-async fn decode_slot(a: &Attachments) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
-    let wait = Duration::from_secs(a.settings.decode_wait_secs);
-    match tokio::time::timeout(wait, a.decodes.clone().acquire_owned()).await {
-        Ok(Ok(slot)) => Ok(slot),
-        Ok(Err(_)) => Err(ApiError::Unexpected(anyhow::anyhow!(
-            "the decoders' semaphore is closed"
-        ))),
-        Err(_) => Err(ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            "too many uploads are being processed, try again shortly",
-        )),
-    }
+/// `user`'s turn ([`crate::attachments::DecodeTurns`]), then a place among the uploads probed
+/// at once (`attachments.decodes_at_once`): a decoded image holds all its pixels. Both waited
+/// for `attachments.decode_wait_secs` at most in all; beyond, 503 `service_unavailable`
+/// (retryable). Held together until the probe ends.
+async fn decode_slot(
+    a: &Attachments,
+    user: UserId,
+) -> ApiResult<[tokio::sync::OwnedSemaphorePermit; 2]> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(a.settings.decode_wait_secs);
+    let closed = || ApiError::Unexpected(anyhow::anyhow!("a decoders' semaphore is closed"));
+    let turn = tokio::time::timeout_at(deadline, a.turns.of(user).acquire_owned())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "your other uploads are still being processed, try again shortly",
+            )
+        })?
+        .map_err(|_| closed())?;
+    let slot = tokio::time::timeout_at(deadline, a.decodes.clone().acquire_owned())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "too many uploads are being processed, try again shortly",
+            )
+        })?
+        .map_err(|_| closed())?;
+    Ok([turn, slot])
 }
 
 fn now_micros() -> DateTime<Utc> {
@@ -449,9 +468,9 @@ mod tests {
         let busy = a.decodes.clone().acquire_owned().await.expect("open");
 
         // Act
-        let refused = probe(&a, file.path().to_owned(), Format::Png).await;
+        let refused = probe(&a, UserId(1), file.path().to_owned(), Format::Png).await;
         drop(busy);
-        let probed = probe(&a, file.path().to_owned(), Format::Png).await;
+        let probed = probe(&a, UserId(1), file.path().to_owned(), Format::Png).await;
 
         // Assert: 503 `service_unavailable` while the place is taken; decoded once it is free,
         // and the place given back after
@@ -474,12 +493,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_users_probes_take_turns_and_leave_the_other_places_to_others() {
+        // Arrange: two places; alice's first probe holds her turn
+        let a = attachments(2, 60);
+        let file = png();
+        let (alice, bob) = (UserId(1), UserId(2));
+        let turn = a.turns.of(alice).acquire_owned().await.expect("open");
+
+        // Act
+        let mut second = Box::pin(probe(&a, alice, file.path().to_owned(), Format::Png));
+        let waits = (&mut second).now_or_never().is_none();
+        let bobs = probe(&a, bob, file.path().to_owned(), Format::Png).await;
+        drop(turn);
+        let alices = second.await;
+
+        // Assert: alice's second waited for her turn while bob's went through
+        assert!(waits, "alice's second probe waits for her first");
+        assert_eq!(bobs.map(|p| p.width).ok(), Some(Some(64)));
+        assert_eq!(alices.map(|p| p.width).ok(), Some(Some(64)));
+        assert_eq!(a.decodes.available_permits(), 2);
+    }
+
+    #[tokio::test]
     async fn a_probe_waiting_for_a_place_starts_when_one_is_freed() {
         // Arrange: one place, taken; a minute's wait
         let a = attachments(1, 60);
         let file = png();
         let busy = a.decodes.clone().acquire_owned().await.expect("open");
-        let mut waiting = Box::pin(probe(&a, file.path().to_owned(), Format::Png));
+        let mut waiting = Box::pin(probe(&a, UserId(1), file.path().to_owned(), Format::Png));
         assert!((&mut waiting).now_or_never().is_none(), "it waits");
 
         // Act
