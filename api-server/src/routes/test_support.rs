@@ -123,6 +123,9 @@ impl Store for TestStore {
     async fn sync(&self, _: UserId, _: Option<&str>, _: i64) -> StoreResult<SyncResponse> {
         unused()
     }
+    async fn sync_position(&self) -> StoreResult<String> {
+        unused()
+    }
     async fn create_attachment(&self, _: AttachmentRow, _: UploadQuota) -> StoreResult<()> {
         unused()
     }

@@ -3,14 +3,16 @@
 use crate::error::{ApiError, ApiResult};
 use crate::routes::page_limit;
 use crate::state::AppState;
+use crate::store::{no_changes, SYNC_NOW};
 use shared::ids::UserId;
 use shared::wire::SyncResponse;
 
 /// Longest cursor accepted (cursors are opaque but short).
 const MAX_CURSOR_LEN: usize = 512;
 
-/// Changes visible to `user` since `since` (absent or empty: from the beginning), at most
-/// `limit` (default and cap `limits.sync_max`).
+/// Changes visible to `user` since `since` (absent or empty: from the beginning; [`SYNC_NOW`]:
+/// none, and the cursor of the present position), at most `limit` (default and cap
+/// `limits.sync_max`).
 pub async fn sync(
     state: &AppState,
     user: UserId,
@@ -25,6 +27,9 @@ pub async fn sync(
         ));
     }
     let limit = page_limit(limit, state.limits.sync_max, state.limits.sync_max)?;
+    if since == Some(SYNC_NOW) {
+        return Ok(no_changes(state.store.sync_position().await?));
+    }
     let mut changes = state.store.sync(user, since, limit).await?;
     super::attachments::decorate(state, &mut changes.messages).await?;
     Ok(changes)

@@ -427,13 +427,15 @@ pub trait Store: Send + Sync + 'static {
     // --- sync
     /// Every change visible to `user` after `cursor` (`None`: from the beginning), at most
     /// `limit` changes. [`StoreError::Invalid`] for a cursor this backend did not issue.
-    /// [`SYNC_NOW`] answers no change and the cursor of the present position.
     async fn sync(
         &self,
         user: UserId,
         cursor: Option<&str>,
         limit: i64,
     ) -> StoreResult<SyncResponse>;
+    /// The cursor of the change log's present position: every change after it comes after
+    /// this call, whatever a read made afterwards shows (a sync from [`SYNC_NOW`]).
+    async fn sync_position(&self) -> StoreResult<String>;
 
     // --- attachments
     /// Record an upload (its bytes are stored already).

@@ -347,6 +347,10 @@ impl Store for PgStore {
         on_conn!(self, |c| sync::since(c, user, cursor, limit))
     }
 
+    async fn sync_position(&self) -> StoreResult<String> {
+        on_conn!(self, |c| sync::position(c))
+    }
+
     async fn create_attachment(&self, row: AttachmentRow, quota: UploadQuota) -> StoreResult<()> {
         on_conn!(self, |c| attachments::create(c, &row, quota))
     }

@@ -35,7 +35,7 @@
 use super::changes::{answer, Change};
 use super::dialect::Conn;
 use super::schema::changes;
-use crate::store::{no_changes, StoreError, StoreResult, SYNC_NOW};
+use crate::store::{StoreError, StoreResult};
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt};
@@ -133,23 +133,31 @@ pub async fn since(
     cursor: Option<&str>,
     limit: i64,
 ) -> StoreResult<SyncResponse> {
-    let now = cursor == Some(SYNC_NOW);
-    let cursor = cursor.filter(|_| !now).map(parse_cursor).transpose()?;
-    // Before the snapshot: see the module doc.
-    let others: Vec<i64> = diesel::select(sql::<Array<BigInt>>(OTHER_DATABASES_XIDS))
-        .get_result(conn)
-        .await?;
+    let cursor = cursor.map(parse_cursor).transpose()?;
+    let others = other_databases_xids(conn).await?;
     // One snapshot for the horizon, the page and its answer.
+    read_tx!(conn, async |conn: &mut Conn| page(
+        conn, user, cursor, &others, limit
+    )
+    .await)
+    .await
+}
+
+/// The log's position now: every change below the horizon has committed, and what commits
+/// later is at or above it, whatever a list read afterwards shows.
+pub async fn position(conn: &mut Conn) -> StoreResult<String> {
+    let others = other_databases_xids(conn).await?;
     read_tx!(conn, async |conn: &mut Conn| {
-        if now {
-            // Every change below the horizon has committed, and what commits later is at or
-            // above it: the position now, whatever a list read afterwards shows.
-            let horizon = horizon(conn, &others).await?;
-            return Ok(no_changes(format_cursor((horizon, 0))));
-        }
-        page(conn, user, cursor, &others, limit).await
+        Ok(format_cursor((horizon(conn, &others).await?, 0)))
     })
     .await
+}
+
+/// Taken before the snapshot: see the module doc.
+async fn other_databases_xids(conn: &mut Conn) -> StoreResult<Vec<i64>> {
+    Ok(diesel::select(sql::<Array<BigInt>>(OTHER_DATABASES_XIDS))
+        .get_result(conn)
+        .await?)
 }
 
 /// The horizon of the current snapshot (see the module doc).

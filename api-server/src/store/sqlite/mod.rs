@@ -294,6 +294,13 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn sync_position(&self) -> StoreResult<String> {
+        detached(&self.readers, move |mut c| async move {
+            sync::position(&mut c).await
+        })
+        .await
+    }
+
     async fn create_attachment(&self, row: AttachmentRow, quota: UploadQuota) -> StoreResult<()> {
         detached(&self.writer, move |mut c| async move {
             attachments::create(&mut c, &row, quota).await

@@ -14,7 +14,7 @@
 use super::changes::{answer, Change};
 use super::dialect::Conn;
 use super::schema::{changes, members};
-use crate::store::{no_changes, StoreError, StoreResult, SYNC_NOW};
+use crate::store::{StoreError, StoreResult};
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable};
@@ -55,20 +55,22 @@ fn format_cursor(id: i64) -> String {
     format!("s{id}")
 }
 
+/// The log's position now: ids are taken in commit order (one writer at a time), so every
+/// later change is above the newest.
+pub async fn position(conn: &mut Conn) -> StoreResult<String> {
+    let newest: Option<i64> = changes::table
+        .select(diesel::dsl::max(changes::id))
+        .get_result(conn)
+        .await?;
+    Ok(format_cursor(newest.unwrap_or(0)))
+}
+
 pub async fn since(
     conn: &mut Conn,
     user: UserId,
     cursor: Option<&str>,
     limit: i64,
 ) -> StoreResult<SyncResponse> {
-    if cursor == Some(SYNC_NOW) {
-        // Ids are taken in commit order (one writer at a time): later changes are above it.
-        let newest: Option<i64> = changes::table
-            .select(diesel::dsl::max(changes::id))
-            .get_result(conn)
-            .await?;
-        return Ok(no_changes(format_cursor(newest.unwrap_or(0))));
-    }
     let after = cursor.map(parse_cursor).transpose()?.unwrap_or(0);
     read_tx!(conn, async |conn: &mut Conn| page(conn, user, after, limit)
         .await)
