@@ -331,12 +331,14 @@ async fn concurrent_uploads_cannot_pass_the_quota_together() {
 
 #[tokio::test]
 async fn uploads_older_than_the_quotas_window_no_longer_count() {
-    // Arrange: room for one upload per second
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+    // Arrange: room for one upload per 5 s (long enough for the second upload to come within
+    // it on a loaded machine)
     let photo = media::png(40, 30);
     let size = photo.len() as u64;
     let (app, _storage) = fs_app(|s| {
         s.attachments.user_quota_bytes = size;
-        s.attachments.user_quota_window_secs = 1;
+        s.attachments.user_quota_window_secs = WINDOW.as_secs();
     })
     .await;
     let (alice, _) = app.register("alice").await;
@@ -348,7 +350,7 @@ async fn uploads_older_than_the_quotas_window_no_longer_count() {
         .expect_error(413, "quota_exceeded");
 
     // Act: the first upload leaves the window (waiting on the clock is what is tested)
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(WINDOW + std::time::Duration::from_millis(100)).await;
 
     // Assert
     app.upload_raw(&alice, "image/png", photo).await.expect(201);

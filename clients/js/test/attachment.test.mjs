@@ -157,9 +157,9 @@ test("a refused upload leaves the placeholder failed with the server's error; re
 });
 
 test("an upload lost in flight is tried again by itself, and the placeholder never fails", async () => {
-  // Arrange: the API behind a proxy that loses the first upload; uploads given 3 s to answer
+  // Arrange: the API behind a proxy that loses the first upload; uploads given 5 s to answer
   const proxy = await networkProxy(ctx.server.api);
-  const { a, chat } = await aliceWithChat({ apiUrl: proxy.url, uploadTimeoutMs: 3_000 });
+  const { a, chat } = await aliceWithChat({ apiUrl: proxy.url, uploadTimeoutMs: 5_000 });
   const lost = proxy.swallow("POST /api/attachments");
   const statuses = recordLists(a, chat.id);
 
