@@ -1,9 +1,11 @@
-//! Metadata removed from uploaded JPEGs before anyone else can fetch them: a phone's photo
+//! Metadata removed from uploaded JPEGs and PNGs before anyone else can fetch them: a phone's photo
 //! carries where it was taken (EXIF GPS), the device, its owner's name and edit history (EXIF,
 //! XMP, IPTC, comments), and sometimes more images after its end (previews, depth maps, each with
 //! its own EXIF). Kept: the pixels (every segment the decoder needs, unchanged), the colour
 //! profile (`ICC_PROFILE`), JFIF and Adobe's colour-transform marker, and the orientation, as a
-//! minimal EXIF block of that one tag, so that viewers still show the photo upright.
+//! minimal EXIF block of that one tag, so that viewers still show the photo upright. A PNG loses
+//! its text chunks (`tEXt`, `zTXt`, `iTXt`: author, software, XMP), its time and its EXIF, and
+//! keeps every other chunk as it was.
 
 /// The JPEG `data` without its metadata; `orientation` is the EXIF orientation (1–8) to keep.
 /// `None` when the file's segments cannot be followed (it is not a JPEG this can rewrite).
@@ -78,17 +80,43 @@ fn keep(marker: u8, payload: &[u8]) -> bool {
     }
 }
 
-/// An APP1 EXIF segment holding only the orientation tag (big-endian TIFF, one IFD entry).
+/// The PNG `data` without its metadata chunks; `orientation` is the EXIF orientation (1–8) to
+/// keep (as an `eXIf` chunk of that one tag, after `IHDR`). `None` when its chunks cannot be
+/// followed to `IEND`.
+pub fn png(data: &[u8], orientation: u8) -> Option<Vec<u8>> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    data.strip_prefix(SIGNATURE)?;
+    let mut out = Vec::with_capacity(data.len());
+    out.extend_from_slice(SIGNATURE);
+    let mut at = SIGNATURE.len();
+    loop {
+        let length = u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?);
+        let length = usize::try_from(length).ok()?;
+        let kind = data.get(at + 4..at + 8)?;
+        let chunk = data.get(at..at.checked_add(12)?.checked_add(length)?)?;
+        if !matches!(kind, b"tEXt" | b"zTXt" | b"iTXt" | b"tIME" | b"eXIf") {
+            out.extend_from_slice(chunk);
+        }
+        if kind == b"IHDR" && (2..=8).contains(&orientation) {
+            let tiff = orientation_tiff(orientation);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(b"eXIf");
+            crc.update(&tiff);
+            out.extend_from_slice(&u32::try_from(tiff.len()).ok()?.to_be_bytes());
+            out.extend_from_slice(b"eXIf");
+            out.extend_from_slice(&tiff);
+            out.extend_from_slice(&crc.finalize().to_be_bytes());
+        }
+        at += chunk.len();
+        if kind == b"IEND" {
+            return Some(out);
+        }
+    }
+}
+
+/// An APP1 EXIF segment holding only the orientation tag.
 fn orientation_segment(orientation: u8) -> Vec<u8> {
-    let mut tiff = Vec::with_capacity(26);
-    tiff.extend_from_slice(b"MM\0\x2A");
-    tiff.extend_from_slice(&8u32.to_be_bytes()); // the IFD right after the header
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // one value
-    tiff.extend_from_slice(&[0, orientation, 0, 0]); // the value, left-justified
-    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    let tiff = orientation_tiff(orientation);
     let payload_len = b"Exif\0\0".len() + tiff.len();
     let mut segment = vec![0xFF, 0xE1];
     segment.extend_from_slice(
@@ -99,6 +127,20 @@ fn orientation_segment(orientation: u8) -> Vec<u8> {
     segment.extend_from_slice(b"Exif\0\0");
     segment.extend_from_slice(&tiff);
     segment
+}
+
+/// EXIF data holding only the orientation tag (big-endian TIFF, one IFD entry).
+fn orientation_tiff(orientation: u8) -> Vec<u8> {
+    let mut tiff = Vec::with_capacity(26);
+    tiff.extend_from_slice(b"MM\0\x2A");
+    tiff.extend_from_slice(&8u32.to_be_bytes()); // the IFD right after the header
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes()); // one value
+    tiff.extend_from_slice(&[0, orientation, 0, 0]); // the value, left-justified
+    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    tiff
 }
 
 #[cfg(test)]
@@ -191,6 +233,65 @@ mod tests {
             decoder.orientation().unwrap(),
             image::metadata::Orientation::Rotate90
         );
+    }
+
+    /// A PNG chunk of `kind` around `data`, with its CRC.
+    fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        let mut c = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        c.extend_from_slice(&crc.finalize().to_be_bytes());
+        c
+    }
+
+    #[test]
+    fn a_pngs_text_time_and_exif_go_its_orientation_and_pixels_stay() {
+        // Arrange: a PNG from the encoder, with an author, XMP, a time and EXIF after IHDR
+        let img =
+            image::RgbImage::from_fn(20, 10, |x, y| image::Rgb([x as u8 * 9, y as u8 * 20, 1]));
+        let mut plain = Vec::new();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut plain),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+        let ihdr_end = 8 + 25;
+        let mut exif = orientation_tiff(6);
+        exif.extend_from_slice(b"GPS 48N");
+        let data = [
+            &plain[..ihdr_end],
+            &png_chunk(b"tEXt", b"Author\0Alice"),
+            &png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0<city>Paris</city>"),
+            &png_chunk(b"tIME", &[7, 234, 12, 7, 10, 0, 0]),
+            &png_chunk(b"eXIf", &exif),
+            &plain[ihdr_end..],
+        ]
+        .concat();
+
+        // Act
+        let clean = png(&data, 6).expect("a PNG");
+
+        // Assert
+        for gone in [&b"Alice"[..], b"Paris", b"tIME", b"GPS"] {
+            assert!(
+                !contains(&clean, gone),
+                "{:?} is still there",
+                String::from_utf8_lossy(gone)
+            );
+        }
+        let mut decoder =
+            image::codecs::png::PngDecoder::new(std::io::Cursor::new(&clean)).unwrap();
+        use image::ImageDecoder;
+        assert_eq!(
+            decoder.orientation().unwrap(),
+            image::metadata::Orientation::Rotate90
+        );
+        let after = image::load_from_memory(&clean).unwrap().into_rgb8();
+        assert_eq!(after, img, "the pixels changed");
+        assert!(png(&data[..data.len() - 6], 1).is_none(), "cut short");
     }
 
     #[test]

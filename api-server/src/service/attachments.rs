@@ -28,7 +28,8 @@ struct Probed {
     height: Option<i64>,
     duration_ms: Option<i64>,
     thumbnail: Option<Vec<u8>>,
-    /// The file's size and SHA-256 once its metadata was removed (a JPEG), if it was rewritten.
+    /// The file's size and SHA-256 once its metadata was removed (a JPEG or PNG), if it was
+    /// rewritten.
     scrubbed: Option<(u64, [u8; 32])>,
 }
 
@@ -211,10 +212,7 @@ async fn probe(
                         ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string())
                     }
                 })?;
-                let scrubbed = match format {
-                    Format::Jpeg => Some(scrub_jpeg(&path, info.orientation)?),
-                    _ => None,
-                };
+                let scrubbed = scrub_file(&path, format, info.orientation)?;
                 Ok(Probed {
                     width: Some(i64::from(info.width)),
                     height: Some(i64::from(info.height)),
@@ -256,16 +254,26 @@ async fn probe(
     probed
 }
 
-/// Rewrite the spooled JPEG at `path` without its metadata ([`scrub::jpeg`]), keeping
-/// `orientation`; its new size and SHA-256. A JPEG whose segments cannot be followed to its end
-/// (cut short, or not well formed) is refused: 415.
-fn scrub_jpeg(path: &std::path::Path, orientation: u8) -> ApiResult<(u64, [u8; 32])> {
+/// Rewrite the spooled JPEG or PNG at `path` without its metadata ([`scrub`]), keeping
+/// `orientation`; its new size and SHA-256 (`None` for other formats, stored as uploaded). A file
+/// whose segments or chunks cannot be followed to its end (cut short, or not well formed) is
+/// refused: 415.
+fn scrub_file(
+    path: &std::path::Path,
+    format: Format,
+    orientation: u8,
+) -> ApiResult<Option<(u64, [u8; 32])>> {
     use sha2::{Digest, Sha256};
+    let rewrite = match format {
+        Format::Jpeg => scrub::jpeg,
+        Format::Png => scrub::png,
+        _ => return Ok(None),
+    };
     let data = std::fs::read(path).context("reading the spooled image")?;
-    let clean = scrub::jpeg(&data, orientation).ok_or_else(|| {
+    let clean = rewrite(&data, orientation).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnsupportedMediaType,
-            "the JPEG is cut short or not well formed",
+            format!("the {} file is cut short or not well formed", format.mime()),
         )
     })?;
     std::fs::write(path, &clean).map_err(|e| match e.kind() {
@@ -274,7 +282,7 @@ fn scrub_jpeg(path: &std::path::Path, orientation: u8) -> ApiResult<(u64, [u8; 3
             anyhow::Error::new(e).context("writing the image without its metadata"),
         ),
     })?;
-    Ok((clean.len() as u64, Sha256::digest(&clean).into()))
+    Ok(Some((clean.len() as u64, Sha256::digest(&clean).into())))
 }
 
 /// `user`'s turn ([`crate::attachments::DecodeTurns`]), then a place among the uploads probed
