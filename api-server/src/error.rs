@@ -1,5 +1,6 @@
 //! The API's error type: every failure becomes `{"error":{"code","message"}}` with the status of
-//! its code. Unexpected errors log their whole cause chain and tell the client nothing more.
+//! its code. Unexpected errors log their whole cause chain and tell the client nothing more,
+//! except a full disk: that is `503 service_unavailable`, retryable once space is freed.
 
 use crate::store::StoreError;
 use actix_web::http::StatusCode;
@@ -42,12 +43,39 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn error_code(&self) -> ErrorCode {
+    fn error_code(&self) -> ErrorCode {
         match self {
             ApiError::Known { code, .. } => *code,
-            ApiError::Unexpected(_) => ErrorCode::InternalError,
+            ApiError::Unexpected(cause) => unexpected(cause).0,
         }
     }
+}
+
+/// What an unexpected error tells the client: a full disk anywhere among its causes (an
+/// upload's spool or store, SQLite's file) is `503 service_unavailable`; anything else `500
+/// internal_error`.
+fn unexpected(cause: &anyhow::Error) -> (ErrorCode, &'static str) {
+    let full = cause.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+    });
+    if full {
+        let message = "the server's storage is full; try again later";
+        return (ErrorCode::ServiceUnavailable, message);
+    }
+    let code = ErrorCode::InternalError;
+    (code, code.default_message())
+}
+
+/// [`unexpected`], with the whole cause chain logged once, as the answer is made.
+fn report(cause: &anyhow::Error) -> (ErrorCode, &'static str) {
+    let (code, message) = unexpected(cause);
+    let error = format_args!("{cause:#}");
+    match code {
+        ErrorCode::ServiceUnavailable => tracing::error!(%error, "the disk is full: free space"),
+        _ => tracing::error!(%error, "unexpected error"),
+    }
+    (code, message)
 }
 
 impl From<FieldError> for ApiError {
@@ -95,10 +123,10 @@ impl ResponseError for ApiError {
                 field: field.clone(),
             },
             ApiError::Unexpected(cause) => {
-                tracing::error!(error = %format_args!("{cause:#}"), "unexpected error");
+                let (code, message) = report(cause);
                 ErrorBody {
-                    code: ErrorCode::InternalError,
-                    message: ErrorCode::InternalError.default_message().to_owned(),
+                    code,
+                    message: message.to_owned(),
                     field: None,
                 }
             }
@@ -114,14 +142,32 @@ impl From<ApiError> for AckError {
         match e {
             ApiError::Known { code, message, .. } => AckError::new(code, message),
             ApiError::Unexpected(cause) => {
-                tracing::error!(error = %format_args!("{cause:#}"), "unexpected error");
-                AckError::new(
-                    ErrorCode::InternalError,
-                    ErrorCode::InternalError.default_message(),
-                )
+                let (code, message) = report(&cause);
+                AckError::new(code, message)
             }
         }
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_anywhere_in_the_causes_is_a_retryable_503_and_other_failures_a_500() {
+        let disk_full = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::StorageFull))
+            .context("writing the object")
+            .context("storing abc");
+        let other = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+            .context("storing abc");
+
+        let full = ApiError::Unexpected(disk_full);
+        let denied = ApiError::Unexpected(other);
+
+        assert_eq!(full.error_code(), ErrorCode::ServiceUnavailable);
+        assert!(full.error_code().retryable());
+        assert_eq!(denied.error_code(), ErrorCode::InternalError);
+    }
+}

@@ -83,12 +83,11 @@ where
     let id = uuid::Uuid::new_v4().simple().to_string();
     a.storage
         .put_file(&object_key(&id), spooled.file.path())
-        .await
-        .map_err(|e| storage_failure(e, a))?;
+        .await?;
     if let Some(thumbnail) = probed.thumbnail {
         if let Err(e) = a.storage.put_bytes(&thumbnail_key(&id), thumbnail).await {
             let _ = a.storage.delete(&object_key(&id)).await;
-            return Err(storage_failure(e, a));
+            return Err(e.into());
         }
     }
     let row = AttachmentRow {
@@ -132,36 +131,6 @@ fn over_quota(settings: &AttachmentSettings) -> ApiError {
     )
 }
 
-/// An upload that cannot be stored: when storage is full (a disk without space, found in the
-/// error's causes), `503 service_unavailable` (retryable: space may be freed) and an `ERROR`
-/// saying what to free; anything else is unexpected (500, logged whole).
-fn storage_failure(e: anyhow::Error, a: &Attachments) -> ApiError {
-    if full(&e) {
-        tracing::error!(
-            storage = %a.storage.label,
-            "an upload cannot be stored: the attachments storage is full (free space or grow it)"
-        );
-        return storage_full();
-    }
-    ApiError::Unexpected(e)
-}
-
-/// Whether any cause of `e` is an I/O error saying the disk is full.
-fn full(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
-    })
-}
-
-fn storage_full() -> ApiError {
-    ApiError::new(
-        ErrorCode::ServiceUnavailable,
-        "uploads cannot be stored now (the server's storage is full); try again later",
-    )
-}
-
 fn spool_refusal(e: SpoolError) -> ApiError {
     match e {
         SpoolError::Unsupported => ApiError::new(ErrorCode::UnsupportedMediaType, e.to_string()),
@@ -171,13 +140,6 @@ fn spool_refusal(e: SpoolError) -> ApiError {
             ApiError::code(ErrorCode::RequestTimeout)
         }
         SpoolError::Body(reason) => ApiError::invalid("body", reason),
-        SpoolError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
-            tracing::error!(
-                folder = %std::env::temp_dir().display(),
-                "uploads cannot be received: the temporary folder's disk is full (free space there, or set TMPDIR)"
-            );
-            storage_full()
-        }
         SpoolError::Io(e) => ApiError::Unexpected(anyhow::Error::new(e).context("spooling")),
     }
 }
@@ -276,12 +238,7 @@ fn scrub_file(
             format!("the {} file is cut short or not well formed", format.mime()),
         )
     })?;
-    std::fs::write(path, &clean).map_err(|e| match e.kind() {
-        std::io::ErrorKind::StorageFull => storage_full(),
-        _ => ApiError::Unexpected(
-            anyhow::Error::new(e).context("writing the image without its metadata"),
-        ),
-    })?;
+    std::fs::write(path, &clean).context("writing the image without its metadata")?;
     Ok(Some((clean.len() as u64, Sha256::digest(&clean).into())))
 }
 
@@ -441,23 +398,6 @@ mod tests {
         };
         let secret = SecretString::from("0123456789abcdef0123456789abcdef".to_owned());
         Attachments::open(&settings, &secret).expect("a temporary directory can be made")
-    }
-
-    #[test]
-    fn a_full_disk_anywhere_in_the_causes_is_a_retryable_503_and_other_failures_a_500() {
-        let a = attachments(1, 1);
-        let disk_full = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::StorageFull))
-            .context("writing the object")
-            .context("storing abc");
-        let other = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
-            .context("storing abc");
-
-        let full = storage_failure(disk_full, &a);
-        let denied = storage_failure(other, &a);
-
-        assert_eq!(full.error_code(), ErrorCode::ServiceUnavailable);
-        assert!(full.error_code().retryable());
-        assert_eq!(denied.error_code(), ErrorCode::InternalError);
     }
 
     fn png() -> tempfile::NamedTempFile {
