@@ -16,6 +16,15 @@ use shared::port::ConversationMembers;
 /// The members of one conversation, shared by every local user in it.
 pub type Members = Arc<[UserId]>;
 
+/// The contacts of `user` among the `members` of their conversations: everyone else, sorted by
+/// id, once each.
+pub fn contacts_among(user: UserId, members: impl IntoIterator<Item = UserId>) -> Vec<UserId> {
+    let mut contacts: Vec<UserId> = members.into_iter().filter(|&m| m != user).collect();
+    contacts.sort_unstable_by_key(|id| id.0);
+    contacts.dedup();
+    contacts
+}
+
 /// Something waiting for the members of a conversation: called with them, or with `None` when
 /// the user is not a member (or the answer could not be had).
 pub type Parked = Box<dyn FnOnce(Option<Members>) + Send>;
@@ -205,16 +214,12 @@ impl MembershipView {
         let Some(local) = inner.users.get(&user) else {
             return Vec::new();
         };
-        let mut contacts: Vec<UserId> = local
+        let members = local
             .conversations
             .iter()
             .filter_map(|c| inner.conversations.get(c))
-            .flat_map(|c| c.members.iter().copied())
-            .filter(|&m| m != user)
-            .collect();
-        contacts.sort_unstable_by_key(|id| id.0);
-        contacts.dedup();
-        contacts
+            .flat_map(|c| c.members.iter().copied());
+        contacts_among(user, members)
     }
 
     /// The direct conversation of `user` and `other` (where the API stores a message from one

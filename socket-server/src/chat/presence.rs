@@ -265,13 +265,8 @@ fn sweep(state: &Arc<ChatState>) -> tokio::task::JoinHandle<()> {
         for (user, last_seen) in swept {
             match state.port.memberships(user).await {
                 Ok(conversations) => {
-                    let mut contacts: Vec<UserId> = conversations
-                        .into_iter()
-                        .flat_map(|c| c.members)
-                        .filter(|&m| m != user)
-                        .collect();
-                    contacts.sort_unstable_by_key(|id| id.0);
-                    contacts.dedup();
+                    let members = conversations.into_iter().flat_map(|c| c.members);
+                    let contacts = super::membership::contacts_among(user, members);
                     tracing::info!(user_id = %user, "announcing offline a user whose relay is gone");
                     announce(&state, user, &contacts, false, Some(last_seen));
                 }
