@@ -71,6 +71,7 @@ export class ParleyClient extends Emitter<ParleyEvents> {
       typingIdleMs: options.typingIdleMs ?? 5_000,
       typingExpiryMs: options.typingExpiryMs ?? 8_000,
       autoMarkDelivered: options.autoMarkDelivered ?? true,
+      replayHistory: options.replayHistory ?? false,
       watchNetwork: options.watchNetwork ?? true,
       socketOptions: options.socketOptions ?? {},
     };

@@ -50,6 +50,7 @@ export interface MessagingDeps {
     typingIdleMs: number;
     typingExpiryMs: number;
     autoMarkDelivered: boolean;
+    replayHistory: boolean;
   };
   /** The sync cursor, kept in the client's storage. */
   cursor: Kept;
@@ -151,6 +152,18 @@ export class Messaging {
     this.outbox.resendAll();
     const connection = ++this.#connections;
     void (async () => {
+      // No cursor: start from the present rather than replay the account's history; taken
+      // before the list is read, so what the list does not show comes through sync. If this
+      // fails, the catch-up replays from the beginning: slower, nothing missed.
+      if (this.deps.cursor.get() === null && !this.deps.options.replayHistory) {
+        await this.deps.api
+          .sync("now")
+          .then((start) => {
+            if (this.deps.cursor.get() === null) this.deps.cursor.set(start.nextCursor);
+          })
+          .catch((error: unknown) => this.#report(error));
+        if (connection !== this.#connections) return; // a newer connection does it
+      }
       // The list first, so `connect()` resolves with it loaded; then what was missed. Each
       // request is bounded (requestTimeoutMs): one lost in flight holds the sync up that long.
       await this.loadConversations().catch((error: unknown) => this.#report(error));
@@ -329,6 +342,15 @@ export class Messaging {
     this.store.batch(() => {
       for (const s of summaries) this.#applyMembers(s);
     });
+    if (this.deps.options.autoMarkDelivered) {
+      // The list shows each conversation's last message, so the device has learnt of every
+      // message up to it: a device that started from the present (or whose sync is still
+      // under way) marks them delivered here, or their senders would keep ✓.
+      for (const s of summaries) {
+        const mine = s.members.find((m) => m.user.id === this.deps.me);
+        if (mine && s.lastSeq > mine.deliveredUpToSeq) this.#deliverLater(s.id, s.lastSeq);
+      }
+    }
     this.deps.emit("conversations", this.conversations.all());
     return this.conversations.all();
   }

@@ -200,6 +200,13 @@ export interface ParleyClientOptions {
   /** Mark others' messages delivered as they arrive. Default `true`. */
   autoMarkDelivered?: boolean;
   /**
+   * Without a kept sync cursor (a new device, storage cleared), replay the account's whole
+   * history through sync. Default `false`: start from the present (`GET /api/sync?since=now`,
+   * before the conversation list is read) and read older messages by conversation with
+   * `loadHistory()`; on an old account the replay is millions of changes, all held in memory.
+   */
+  replayHistory?: boolean;
+  /**
    * Listen to the browser's `online` / `offline` events (when `window` exists). Default `true`.
    */
   watchNetwork?: boolean;

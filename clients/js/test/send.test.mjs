@@ -269,8 +269,9 @@ for (const [lost, drop] of [
     proxy[drop]();
     const message = a.send({ conversationId: chat.id, content: "across the outage" });
     if (drop === "dropDown") {
-      // Stored by the ctx.server, ack lost: wait until bob's device sees it stored.
-      const b = clientFor(ctx.server, bob);
+      // Stored by the ctx.server, ack lost: wait until bob's device sees it stored (a new
+      // device replaying the history, as the message may be stored before it connects).
+      const b = clientFor(ctx.server, bob, { replayHistory: true });
       ctx.track(b);
       await b.connect();
       await until(b, "messages", () => b.messages(chat.id).at(-1)?.seq === 2, "bob sees it stored");

@@ -138,7 +138,11 @@ test("the kept cursor makes a new client catch up on what is new only", async ()
   await restAs(ctx.server, bob).sendMessage({ clientMsgId: "k-1", conversationId: chat.id, content: "old" });
   const first = ctx.track(clientFor(ctx.server, alice, { storage }));
   await first.connect();
-  assert.equal(first.messages(chat.id).length, 1);
+  // A new device starts from the present: the list has the last message, history is read on demand.
+  assert.deepEqual(first.messages(chat.id), []);
+  assert.equal(first.conversations.find((c) => c.id === chat.id)?.lastMessage?.content, "old");
+  await first.loadHistory(chat.id, {});
+  assert.deepEqual(stored(first.messages(chat.id)), [[1, "old"]]);
   first.close();
 
   await restAs(ctx.server, bob).sendMessage({ clientMsgId: "k-2", conversationId: chat.id, content: "new 1" });
@@ -152,6 +156,63 @@ test("the kept cursor makes a new client catch up on what is new only", async ()
     [2, "new 1"],
     [3, "new 2"],
   ]);
+});
+
+test("a new device replays the whole history only when asked to (replayHistory)", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
+  await restAs(ctx.server, bob).sendMessage({ clientMsgId: "r-1", conversationId: chat.id, content: "old" });
+  const fresh = ctx.track(clientFor(ctx.server, alice));
+  const replaying = ctx.track(clientFor(ctx.server, alice, { replayHistory: true }));
+  await Promise.all([fresh.connect(), replaying.connect()]);
+
+  await restAs(ctx.server, bob).sendMessage({ clientMsgId: "r-2", conversationId: chat.id, content: "new" });
+  await fresh.sync();
+  await replaying.sync();
+
+  assert.deepEqual(stored(fresh.messages(chat.id)), [[2, "new"]], "from the present on");
+  assert.deepEqual(stored(replaying.messages(chat.id)), [
+    [1, "old"],
+    [2, "new"],
+  ]);
+});
+
+test("a new device marks delivered what came while the user had no device: the sender's ticks go delivered", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const a = ctx.track(clientFor(ctx.server, alice));
+  await a.connect();
+  const chat = await a.openDirect(bob.user.id);
+  const sent = [a.send({ conversationId: chat.id, content: "one" }), a.send({ conversationId: chat.id, content: "two" })];
+  const status = () => sent.map((m) => a.messages(chat.id).find((s) => s.clientMsgId === m.clientMsgId)?.status);
+  await until(a, "messages", () => status().every((s) => s === "sent"), "both stored, with no device of bob's");
+
+  // Bob's first device starts from the present: the messages reach it through the list alone.
+  const b = ctx.track(clientFor(ctx.server, bob));
+  await b.connect();
+  assert.equal(b.conversations.find((c) => c.id === chat.id)?.lastMessage?.content, "two");
+
+  await until(a, "messages", () => status().every((s) => s === "delivered"), "both delivered");
+});
+
+test("a new device whose start from the present is lost in flight catches up from the beginning", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const bob = await newUser(ctx.server.api, "bob");
+  const chat = await restAs(ctx.server, bob).createConversation([alice.user.id]);
+  await restAs(ctx.server, bob).sendMessage({ clientMsgId: "l-1", conversationId: chat.id, content: "old" });
+  const api = await networkProxy(ctx.server.api);
+  const lost = api.swallow("since=now");
+  const a = ctx.track(
+    clientFor(ctx.server, alice, { apiUrl: api.url, requestTimeoutMs: SHORT_TIMEOUT_MS }),
+  );
+  const synced = new Promise((resolve) => a.once("synced", resolve));
+  await a.connect();
+  await withPatience(lost, "the lost since=now");
+
+  assert.equal((await synced).messages, 1);
+  assert.deepEqual(stored(a.messages(chat.id)), [[1, "old"]]);
+  api.close();
 });
 
 test("a conversation started while the client was away arrives with its messages and unread count", async () => {
@@ -244,7 +305,7 @@ test("connect() resolves when its conversation-list request is lost: the request
   const api = await networkProxy(ctx.server.api);
   const lost = api.swallow("GET /api/conversations?");
   const a = ctx.track(
-    clientFor(ctx.server, alice, { apiUrl: api.url, requestTimeoutMs: SHORT_TIMEOUT_MS }),
+    clientFor(ctx.server, alice, { apiUrl: api.url, requestTimeoutMs: SHORT_TIMEOUT_MS, replayHistory: true }),
   );
   const errors = [];
   a.on("error", (error) => errors.push(error));
