@@ -5,7 +5,8 @@
 //! profile (`ICC_PROFILE`), JFIF and Adobe's colour-transform marker, and the orientation, as a
 //! minimal EXIF block of that one tag, so that viewers still show the photo upright. A PNG loses
 //! its text chunks (`tEXt`, `zTXt`, `iTXt`: author, software, XMP), its time and its EXIF, and
-//! keeps every other chunk as it was.
+//! keeps every other chunk as it was. A WebP loses its `EXIF` and `XMP ` chunks (and their flags
+//! in `VP8X`) and anything after its RIFF end.
 
 /// The JPEG `data` without its metadata; `orientation` is the EXIF orientation (1–8) to keep.
 /// `None` when the file's segments cannot be followed (it is not a JPEG this can rewrite).
@@ -112,6 +113,72 @@ pub fn png(data: &[u8], orientation: u8) -> Option<Vec<u8>> {
             return Some(out);
         }
     }
+}
+
+/// The WebP `data` without its `EXIF` and `XMP ` chunks; `orientation` is the EXIF orientation
+/// (1–8) to keep, as an `EXIF` chunk of that one tag right after the image data (only an
+/// extended file, with `VP8X`, can carry one). `None` when its chunks cannot be followed to the
+/// RIFF end.
+pub fn webp(data: &[u8], orientation: u8) -> Option<Vec<u8>> {
+    const EXIF: u8 = 0x08;
+    const XMP: u8 = 0x04;
+    if data.get(..4)? != b"RIFF" || data.get(8..12)? != b"WEBP" {
+        return None;
+    }
+    let size = usize::try_from(u32::from_le_bytes(data.get(4..8)?.try_into().ok()?)).ok()?;
+    let end = size.checked_add(8)?;
+    let mut out = Vec::with_capacity(data.len());
+    out.extend_from_slice(b"RIFF\0\0\0\0WEBP");
+    let mut flags_at = None;
+    let mut image_end = out.len();
+    let mut at = 12;
+    while at < end {
+        let kind = data.get(at..at + 4)?;
+        let length = usize::try_from(u32::from_le_bytes(
+            data.get(at + 4..at + 8)?.try_into().ok()?,
+        ))
+        .ok()?;
+        // A chunk of odd length is followed by a padding byte.
+        let next = at
+            .checked_add(8)?
+            .checked_add(length)?
+            .checked_add(length & 1)?;
+        if next > end {
+            return None;
+        }
+        let chunk = data.get(at..next)?;
+        match kind {
+            b"EXIF" | b"XMP " => {}
+            _ => {
+                if kind == b"VP8X" {
+                    flags_at = Some(out.len() + 8);
+                }
+                out.extend_from_slice(chunk);
+                if matches!(
+                    kind,
+                    b"VP8X" | b"ICCP" | b"ANIM" | b"ANMF" | b"ALPH" | b"VP8 " | b"VP8L"
+                ) {
+                    image_end = out.len();
+                }
+            }
+        }
+        at = next;
+    }
+    if let Some(flags_at) = flags_at {
+        let flags = out.get_mut(flags_at)?;
+        *flags &= !(EXIF | XMP);
+        if (2..=8).contains(&orientation) {
+            *flags |= EXIF;
+            let tiff = orientation_tiff(orientation);
+            let mut chunk = b"EXIF".to_vec();
+            chunk.extend_from_slice(&u32::try_from(tiff.len()).ok()?.to_le_bytes());
+            chunk.extend_from_slice(&tiff); // 26 bytes: no padding
+            out.splice(image_end..image_end, chunk);
+        }
+    }
+    let riff_size = u32::try_from(out.len() - 8).ok()?;
+    out[4..8].copy_from_slice(&riff_size.to_le_bytes());
+    Some(out)
 }
 
 /// An APP1 EXIF segment holding only the orientation tag.
@@ -292,6 +359,81 @@ mod tests {
         let after = image::load_from_memory(&clean).unwrap().into_rgb8();
         assert_eq!(after, img, "the pixels changed");
         assert!(png(&data[..data.len() - 6], 1).is_none(), "cut short");
+    }
+
+    /// A WebP chunk of `kind` around `data`, padded to an even length.
+    fn webp_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut c = kind.to_vec();
+        c.extend_from_slice(&u32::try_from(data.len()).unwrap().to_le_bytes());
+        c.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    }
+
+    #[test]
+    fn a_webps_exif_and_xmp_go_its_orientation_and_pixels_stay() {
+        // Arrange: an extended WebP (VP8X) from the encoder's image, with GPS in EXIF, a name in
+        // XMP, and bytes after its RIFF end
+        let img = image::RgbaImage::from_fn(20, 10, |x, y| {
+            image::Rgba([x as u8 * 9, y as u8 * 20, 1, 255])
+        });
+        let mut plain = Vec::new();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut plain)
+            .encode(img.as_raw(), 20, 10, image::ExtendedColorType::Rgba8)
+            .unwrap();
+        assert_eq!(
+            &plain[12..16],
+            b"VP8L",
+            "the encoder writes a simple lossless file"
+        );
+        let mut vp8x = vec![0x08 | 0x04, 0, 0, 0];
+        vp8x.extend_from_slice(&19u32.to_le_bytes()[..3]);
+        vp8x.extend_from_slice(&9u32.to_le_bytes()[..3]);
+        let mut exif = orientation_tiff(6);
+        exif.extend_from_slice(b"GPS 48N");
+        let chunks = [
+            webp_chunk(b"VP8X", &vp8x),
+            plain[12..].to_vec(),
+            webp_chunk(b"EXIF", &exif),
+            webp_chunk(b"XMP ", b"<x:creator>Alice</x:creator>"),
+        ]
+        .concat();
+        let mut data = b"RIFF".to_vec();
+        data.extend_from_slice(&u32::try_from(chunks.len() + 4).unwrap().to_le_bytes());
+        data.extend_from_slice(b"WEBP");
+        data.extend_from_slice(&chunks);
+        data.extend_from_slice(b"trailing GPS");
+
+        // Act
+        let clean = webp(&data, 6).expect("a WebP");
+
+        // Assert
+        for gone in [&b"Alice"[..], b"GPS", b"XMP "] {
+            assert!(
+                !contains(&clean, gone),
+                "{:?} is still there",
+                String::from_utf8_lossy(gone)
+            );
+        }
+        use image::ImageDecoder;
+        let mut decoder =
+            image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&clean)).unwrap();
+        assert_eq!(
+            decoder.orientation().unwrap(),
+            image::metadata::Orientation::Rotate90
+        );
+        let after = image::load_from_memory(&clean).unwrap().into_rgba8();
+        assert_eq!(after, img, "the pixels changed");
+        let upright = webp(&data, 1).expect("a WebP");
+        assert!(!contains(&upright, b"EXIF"));
+        assert_eq!(
+            upright[20] & (0x08 | 0x04),
+            0,
+            "VP8X still announces metadata"
+        );
+        assert!(webp(&data[..data.len() - 20], 1).is_none(), "cut short");
     }
 
     #[test]

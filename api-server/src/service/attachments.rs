@@ -216,7 +216,7 @@ async fn probe(
     probed
 }
 
-/// Rewrite the spooled JPEG or PNG at `path` without its metadata ([`scrub`]), keeping
+/// Rewrite the spooled JPEG, PNG or WebP at `path` without its metadata ([`scrub`]), keeping
 /// `orientation`; its new size and SHA-256 (`None` for other formats, stored as uploaded). A file
 /// whose segments or chunks cannot be followed to its end (cut short, or not well formed) is
 /// refused: 415.
@@ -229,6 +229,7 @@ fn scrub_file(
     let rewrite = match format {
         Format::Jpeg => scrub::jpeg,
         Format::Png => scrub::png,
+        Format::WebP => scrub::webp,
         _ => return Ok(None),
     };
     let data = std::fs::read(path).context("reading the spooled image")?;

@@ -260,6 +260,27 @@ async fn a_photos_metadata_is_not_passed_on_and_its_orientation_gives_its_shape(
 }
 
 #[tokio::test]
+async fn a_webps_metadata_is_not_passed_on() {
+    let (app, _storage) = app_on(Storage::Filesystem, |_| {}).await;
+    let (alice, _) = app.register("alice").await;
+    let photo = media::webp_photo(64, 48, b"GPS 48.8582N 2.2945E Pixel 9");
+
+    let upload = app.upload(&alice, photo).await;
+    let path = format!("/api/attachments/{}", id_of(&upload));
+    let served = bytes_of(app.fetch(&path, Some(&alice), &[]).await).await;
+
+    let text = String::from_utf8_lossy(&served);
+    assert!(
+        !text.contains("GPS") && !text.contains("Pixel"),
+        "the metadata was served"
+    );
+    assert_eq!(upload["mime"], "image/webp");
+    assert_eq!(upload["sha256"], sha256_hex(&served));
+    let decoded = image::load_from_memory(&served).expect("a WebP");
+    assert_eq!((decoded.width(), decoded.height()), (64, 48));
+}
+
+#[tokio::test]
 async fn a_jpeg_cut_short_is_refused_415() {
     let (app, _storage) = app_on(Storage::Filesystem, |_| {}).await;
     let (alice, _) = app.register("alice").await;

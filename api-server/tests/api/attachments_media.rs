@@ -36,6 +36,37 @@ pub fn photo(width: u32, height: u32, orientation: u8, private: &[u8]) -> Vec<u8
     photo
 }
 
+/// A `width`×`height` extended WebP (`VP8X`) with an `EXIF` chunk of no tags followed by
+/// `private`, as an app that keeps a photo's metadata writes it.
+pub fn webp_photo(width: u32, height: u32, private: &[u8]) -> Vec<u8> {
+    let plain = image(width, height, ImageFormat::WebP);
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = kind.to_vec();
+        c.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        c.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    };
+    let mut vp8x = vec![0x08, 0, 0, 0]; // EXIF
+    vp8x.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
+    vp8x.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
+    let mut exif = b"MM\0\x2A\0\0\0\x08\0\0\0\0\0\0".to_vec();
+    exif.extend_from_slice(private);
+    let chunks = [
+        chunk(b"VP8X", &vp8x),
+        plain[12..].to_vec(),
+        chunk(b"EXIF", &exif),
+    ]
+    .concat();
+    let mut webp = b"RIFF".to_vec();
+    webp.extend_from_slice(&(chunks.len() as u32 + 4).to_le_bytes());
+    webp.extend_from_slice(b"WEBP");
+    webp.extend_from_slice(&chunks);
+    webp
+}
+
 pub fn png(width: u32, height: u32) -> Vec<u8> {
     image(width, height, ImageFormat::Png)
 }
