@@ -327,7 +327,7 @@ pub async fn download(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
-    signed: web::Query<Signed>,
+    signed: super::Query<Signed>,
 ) -> Result<HttpResponse, AuthError> {
     serve(&state, &req, &id, &signed, false).await
 }
@@ -353,7 +353,7 @@ pub async fn download_thumbnail(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
-    signed: web::Query<Signed>,
+    signed: super::Query<Signed>,
 ) -> Result<HttpResponse, AuthError> {
     serve(&state, &req, &id, &signed, true).await
 }

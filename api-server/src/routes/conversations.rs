@@ -78,7 +78,7 @@ pub struct ListParams {
 pub async fn list(
     user: AuthUser,
     state: web::Data<AppState>,
-    params: web::Query<ListParams>,
+    params: super::Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let ListParams { limit, before } = params.into_inner();
     let before = before

@@ -198,7 +198,7 @@ async fn sync(
     _: RelayService,
     state: web::Data<AppState>,
     user: web::Path<UserId>,
-    query: web::Query<SyncQuery>,
+    query: super::Query<SyncQuery>,
 ) -> ApiResult<web::Json<SyncResponse>> {
     let SyncQuery { since, limit } = query.into_inner();
     let answer = service::sync::sync(&state, user.into_inner(), since.as_deref(), limit).await?;

@@ -89,7 +89,7 @@ pub async fn history(
     user: AuthUser,
     state: web::Data<AppState>,
     id: web::Path<ConversationId>,
-    query: web::Query<HistoryQuery>,
+    query: super::Query<HistoryQuery>,
 ) -> ApiResult<web::Json<MessagePage>> {
     let query = query.into_inner();
     let page = PageQuery {

@@ -27,7 +27,7 @@ use crate::settings::Limits;
 use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{JsonPayloadError, PathError};
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse, Resource, Responder, ResponseError};
@@ -37,10 +37,9 @@ use std::time::Instant;
 use tracing::Instrument;
 
 /// Register every route, and the extractor configurations whose errors answer with the API's
-/// JSON error shape.
+/// JSON error shape (query strings are read by [`Query`]).
 pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     cfg.app_data(json_config(limits.body_bytes))
-        .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))
         // Operations.
         .service(resource("/health").route(web::get().to(health::health)))
@@ -117,25 +116,52 @@ fn json_error(err: JsonPayloadError) -> ApiError {
     }
 }
 
-fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let reason = match err {
-        QueryPayloadError::Deserialize(e) => e.to_string(),
-        other => other.to_string(),
-    };
-    ApiError::invalid("query", reason).into()
+/// A query string read into `T`, strictly: one that does not decode to UTF-8 (`%FF`) is refused
+/// (actix's `web::Query` would put U+FFFD in place of the bad bytes and go on), and a value
+/// that does not parse is refused naming its parameter (`validation_failed`, `field: "limit"`
+/// for `?limit=abc`), where actix's names none.
+pub struct Query<T>(pub T);
+
+impl<T> Query<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
 }
 
-/// Refuse a query string that does not decode to UTF-8 (`%FF`): `validation_failed` naming
-/// `query`. actix's query extractor would decode it with U+FFFD in place of the bad bytes and
-/// go on.
-pub(crate) fn query_decodes(req: &HttpRequest) -> Result<(), ApiError> {
-    match std::str::from_utf8(&percent_decoded(req.query_string())) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(ApiError::invalid(
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> actix_web::FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(query(req.query_string()).map(Query))
+    }
+}
+
+fn query<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    if std::str::from_utf8(&percent_decoded(text)).is_err() {
+        return Err(ApiError::invalid(
             "query",
             "the query string does not decode to UTF-8",
-        )),
+        ));
     }
+    let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(text.as_bytes()));
+    serde_path_to_error::deserialize(pairs).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." {
+            "query"
+        } else {
+            field.as_str()
+        };
+        ApiError::invalid(field, e.into_inner().to_string())
+    })
 }
 
 /// `%XX` escapes decoded; anything else (a `%` without two hex digits included) kept as is.

@@ -36,7 +36,7 @@ pub struct SyncQuery {
 pub async fn sync(
     user: AuthUser,
     state: web::Data<AppState>,
-    query: web::Query<SyncQuery>,
+    query: super::Query<SyncQuery>,
 ) -> ApiResult<web::Json<SyncResponse>> {
     let query = query.into_inner();
     let answer =

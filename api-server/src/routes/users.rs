@@ -4,7 +4,7 @@ use super::page_limit;
 use crate::auth::AuthUser;
 use crate::error::ApiResult;
 use crate::state::AppState;
-use actix_web::{web, HttpRequest};
+use actix_web::web;
 use serde::Deserialize;
 use shared::bus::PresenceState;
 use shared::domain::SearchText;
@@ -44,10 +44,8 @@ pub struct SearchQuery {
 pub async fn search(
     user: AuthUser,
     state: web::Data<AppState>,
-    req: HttpRequest,
-    query: web::Query<SearchQuery>,
+    query: super::Query<SearchQuery>,
 ) -> ApiResult<web::Json<Vec<UserWithPresence>>> {
-    super::query_decodes(&req)?;
     let query = query.into_inner();
     let search = SearchText::parse(query.search.as_deref())?;
     let limit = page_limit(query.limit, DEFAULT_LIMIT, state.limits.search_max)?;

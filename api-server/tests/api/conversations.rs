@@ -309,6 +309,7 @@ async fn a_list_cursor_or_limit_that_is_not_one_is_refused_naming_its_field() {
         ("before=12_0", "before"),
         ("before=99999999999999999999_1", "before"),
         ("limit=0", "limit"),
+        ("limit=abc", "limit"),
     ] {
         // Act
         let reply = app

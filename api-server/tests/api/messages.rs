@@ -494,6 +494,31 @@ async fn pages_follow_after_seq_and_before_seq_with_has_more() {
 }
 
 #[tokio::test]
+async fn a_page_bound_that_is_not_a_number_is_refused_naming_its_parameter() {
+    // Arrange
+    let app = spawn_app().await;
+    let (token, _) = app.register("alice").await;
+    let (_, bob) = app.register("bob").await;
+    let id = app.direct(&token, &bob).await;
+
+    for (query, field) in [
+        ("afterSeq=abc", "afterSeq"),
+        ("beforeSeq=1.5", "beforeSeq"),
+        ("limit=3&afterSeq=-1", "afterSeq"),
+        ("limit=ten", "limit"),
+    ] {
+        // Act
+        let reply = app
+            .get(&format!("/api/conversations/{id}/messages?{query}"), &token)
+            .await;
+
+        // Assert
+        let error = reply.expect_error(400, "validation_failed");
+        assert_eq!(error["field"], field, "{query}: {}", reply.text);
+    }
+}
+
+#[tokio::test]
 async fn a_page_without_bounds_is_in_seq_order_and_complete_when_it_fits() {
     // Arrange
     let app = spawn_app().await;
