@@ -17,6 +17,7 @@ use super::errors::CloseReason;
 use super::heartbeat::{self, HeartbeatEnd};
 use super::hooks::{Hooks, RequestInfo};
 use super::packet::{Frame, Message, Packet, PING};
+use super::server::Occurrences;
 use super::session::{EngineSocket, Session, Transport};
 
 /// What the layer above Engine.IO (Socket.IO) implements. Calls for one session never overlap:
@@ -71,6 +72,8 @@ pub(crate) struct Engine<H> {
     pub draining: CancellationToken,
     /// Cancelled when every session is closed for shutdown.
     pub shutdown: CancellationToken,
+    /// WebSocket requests that came without their upgrade headers (see `router`).
+    pub upgrades_dropped: Mutex<Occurrences>,
 }
 
 impl<H: EngineHandler> Engine<H> {
@@ -83,6 +86,7 @@ impl<H: EngineHandler> Engine<H> {
             tasks: TaskTracker::new(),
             draining: CancellationToken::new(),
             shutdown: CancellationToken::new(),
+            upgrades_dropped: Mutex::new(Occurrences::default()),
         }
     }
 

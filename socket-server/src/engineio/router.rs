@@ -97,7 +97,7 @@ async fn engine_request<H: EngineHandler>(
                         engine.tasks.spawn(access::websocket(&request, task));
                         response
                     }
-                    Err(error) => error.response(),
+                    Err(error) => refused_upgrade(engine, &request, error),
                 }
             }
         };
@@ -113,7 +113,7 @@ async fn engine_request<H: EngineHandler>(
         (Transport::WebSocket, _) => {
             let response = match websocket::accept_response(request.method(), request.headers()) {
                 Ok(response) => response,
-                Err(error) => return error.response(),
+                Err(error) => return refused_upgrade(engine, &request, error),
             };
             let can_upgrade = session.transport() == Transport::Polling && !session.is_closed();
             let upgrade = hyper::upgrade::on(&mut request);
@@ -131,6 +131,33 @@ async fn engine_request<H: EngineHandler>(
             response
         }
     }
+}
+
+/// The answer to a WebSocket request that is not a valid upgrade. A GET without `Upgrade:
+/// websocket` is what a proxy that drops the upgrade headers forwards: every client then stays
+/// on long-polling without an error anywhere, so it is logged, at once and then at most once a
+/// minute.
+fn refused_upgrade<H>(
+    engine: &Engine<H>,
+    request: &Request<Incoming>,
+    error: HttpError,
+) -> Response<Body> {
+    if websocket::upgrade_dropped(request.method(), request.headers()) {
+        let mut dropped = engine
+            .upgrades_dropped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = dropped.occurred(tokio::time::Instant::now()) {
+            tracing::warn!(
+                dropped_since_last_said = count,
+                "a WebSocket request came without `Upgrade: websocket`: a proxy in front of the \
+                 relay drops the upgrade headers, so clients stay on long-polling (nginx: \
+                 proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; \
+                 proxy_set_header Connection \"upgrade\")"
+            );
+        }
+    }
+    error.response()
 }
 
 /// A request whose target or header count is past the configured limits, answered in the

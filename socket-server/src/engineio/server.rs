@@ -143,20 +143,20 @@ pub async fn serve<H: EngineHandler>(
     serve_endpoint(listener, Endpoint::new(config, handler, hooks), shutdown).await
 }
 
-/// How often failed accepts are logged: the first at once, then at most one line a minute
-/// with how many failed meanwhile (out of file descriptors, a relay fails ~20 a second and
-/// wrote as many lines).
+/// How often a condition that recurs is logged: the first at once, then at most one line a
+/// minute with how many occurred meanwhile (out of file descriptors, a relay fails ~20 accepts
+/// a second and wrote as many lines).
 #[derive(Debug, Default)]
-struct AcceptFailures {
+pub(crate) struct Occurrences {
     said_at: Option<Instant>,
     unsaid: u64,
 }
 
-impl AcceptFailures {
+impl Occurrences {
     const EVERY: Duration = Duration::from_secs(60);
 
-    /// One more failure at `now`: `Some(failures since the last line)` when it is to be logged.
-    fn failed(&mut self, now: Instant) -> Option<u64> {
+    /// One more at `now`: `Some(occurrences since the last line)` when it is to be logged.
+    pub(crate) fn occurred(&mut self, now: Instant) -> Option<u64> {
         self.unsaid += 1;
         if self.said_at.is_some_and(|at| now < at + Self::EVERY) {
             return None;
@@ -199,7 +199,7 @@ pub async fn serve_draining<H: EngineHandler, D: Future<Output = ()>>(
         .max_headers_parsed
         .max(engine.config.max_headers + 1);
     tokio::pin!(shutdown);
-    let mut failures = AcceptFailures::default();
+    let mut failures = Occurrences::default();
     loop {
         let (stream, remote_addr) = tokio::select! {
             () = &mut shutdown => break,
@@ -207,7 +207,7 @@ pub async fn serve_draining<H: EngineHandler, D: Future<Output = ()>>(
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    if let Some(since) = failures.failed(Instant::now()) {
+                    if let Some(since) = failures.occurred(Instant::now()) {
                         tracing::error!(
                             %error,
                             failed_since_last_said = since,
@@ -272,12 +272,12 @@ mod tests {
 
     #[test]
     fn failed_accepts_are_logged_at_once_then_once_a_minute_with_their_count() {
-        let mut failures = AcceptFailures::default();
+        let mut failures = Occurrences::default();
         let start = Instant::now();
 
         let said: Vec<Option<u64>> = [0, 50, 100, 59_999, 60_000, 60_050, 120_000]
             .into_iter()
-            .map(|ms| failures.failed(start + Duration::from_millis(ms)))
+            .map(|ms| failures.occurred(start + Duration::from_millis(ms)))
             .collect();
 
         assert_eq!(

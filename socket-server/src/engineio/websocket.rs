@@ -50,16 +50,25 @@ use super::ws_frame::{
 /// is closed, so a stalled client cannot hold shutdown.
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
 
+fn asks_for_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Whether a request on the WebSocket transport is a GET without `Upgrade: websocket`: what a
+/// proxy that drops hop-by-hop headers forwards of a client's upgrade.
+pub(crate) fn upgrade_dropped(method: &Method, headers: &HeaderMap) -> bool {
+    *method == Method::GET && !asks_for_websocket(headers)
+}
+
 /// Checks a WebSocket upgrade request and builds the 101 answer (RFC 6455 section 4.2.2).
 pub(crate) fn accept_response(
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, HttpError> {
-    let is_upgrade = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if *method != Method::GET || !is_upgrade {
+    if *method != Method::GET || !asks_for_websocket(headers) {
         return Err(HttpError::BadRequest);
     }
     if headers

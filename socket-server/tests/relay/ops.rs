@@ -267,6 +267,48 @@ fn a_misspelt_setting_is_named_at_start_in_a_warning_with_the_setting_it_resembl
     assert_eq!(warned[0]["fields"]["suggestion"], "presence.ttl_secs");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_drops_the_websocket_upgrade_is_named_in_a_warning() {
+    // Arrange: a relay, and a long-polling session on it
+    let (_relay, logged) = relay_for("http://127.0.0.1:9", &[]);
+    let (health_url, _) = listening_and_api_check(&logged);
+    let engine_io = health_url.replace("/health", "/socket.io/?EIO=4");
+    let open = reqwest::get(format!("{engine_io}&transport=polling"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+
+    // Act: the session's upgrade as a proxy that drops `Upgrade` and `Connection` forwards it
+    let reply = reqwest::get(format!("{engine_io}&transport=websocket&sid={sid}"))
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(reply.status(), 400);
+    let warned = loop {
+        let line = logged
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the relay did not warn within 60 s");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        let message = json["fields"]["message"].as_str().unwrap_or_default();
+        if message.contains("drops the upgrade headers") {
+            break json;
+        }
+    };
+    assert_eq!(warned["level"], "WARN", "{warned}");
+    assert!(
+        warned["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("proxy_set_header Upgrade")),
+        "{warned}"
+    );
+    assert_eq!(warned["fields"]["dropped_since_last_said"], 1, "{warned}");
+}
+
 async fn health_of(url: &str) -> serde_json::Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
