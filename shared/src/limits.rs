@@ -1,13 +1,13 @@
 //! Token buckets per key, for rate limits (a user's sends, typing and new conversations, a
 //! client IP's connects), used by the relay and the API. Memory stays bounded: full buckets
-//! carry no information and are dropped when the map grows.
+//! carry no information and are dropped when the map grows (a sweep each time it doubles).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Keys tracked before full buckets are swept.
+/// Keys tracked before full buckets are first swept.
 const SWEEP_AT: usize = 10_000;
 
 /// One bucket: tokens left and when it was last refilled.
@@ -20,7 +20,21 @@ struct Bucket {
 pub struct RateLimiter<K> {
     per_sec: f64,
     burst: f64,
-    buckets: Mutex<HashMap<K, Bucket>>,
+    buckets: Mutex<Buckets<K>>,
+}
+
+struct Buckets<K> {
+    map: HashMap<K, Bucket>,
+    /// The size at which full buckets are next swept: twice what a sweep left, so that a map
+    /// of buckets all still refilling is not swept again at every request.
+    sweep_at: usize,
+}
+
+impl Bucket {
+    /// Whether the bucket is full at `now`: it then says nothing a new one would not.
+    fn full_at(&self, now: Instant, per_sec: f64, burst: f64) -> bool {
+        self.tokens + now.duration_since(self.at).as_secs_f64() * per_sec >= burst
+    }
 }
 
 impl<K: Hash + Eq + Copy> RateLimiter<K> {
@@ -37,8 +51,15 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
         Self {
             per_sec,
             burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                sweep_at: SWEEP_AT,
+            }),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buckets<K>> {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Take one token for `key`; `false` when the key is over its rate.
@@ -57,13 +78,13 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     }
 
     fn check_at(&self, key: K, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= SWEEP_AT {
+        let mut buckets = self.lock();
+        if buckets.map.len() >= buckets.sweep_at {
             let (per_sec, burst) = (self.per_sec, self.burst);
-            buckets
-                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < burst);
+            buckets.map.retain(|_, b| !b.full_at(now, per_sec, burst));
+            buckets.sweep_at = (buckets.map.len() * 2).max(SWEEP_AT);
         }
-        let bucket = buckets.entry(key).or_insert(Bucket {
+        let bucket = buckets.map.entry(key).or_insert(Bucket {
             tokens: self.burst,
             at: now,
         });
@@ -87,8 +108,8 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     /// most one burst deep, which later requests then wait out.
     pub fn charge(&self, key: K) {
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.entry(key).or_insert(Bucket {
+        let mut buckets = self.lock();
+        let bucket = buckets.map.entry(key).or_insert(Bucket {
             tokens: self.burst,
             at: now,
         });
@@ -100,16 +121,27 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     /// Give back the token a request took and turned out not to need (it found what it would
     /// have created); never above a full bucket.
     pub fn refund(&self, key: K) {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(bucket) = buckets.get_mut(&key) {
+        if let Some(bucket) = self.lock().map.get_mut(&key) {
             bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
         }
     }
 
-    /// Forget `key` (e.g. its user left this relay).
-    pub fn forget(&self, key: K) {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        buckets.remove(&key);
+    /// `key` is no longer in use here (its user left this relay): its bucket goes if it is full.
+    /// One still refilling stays until it is (the next sweep), so that leaving and coming back
+    /// does not give a spent budget back.
+    pub fn release(&self, key: K) {
+        self.release_at(key, Instant::now());
+    }
+
+    fn release_at(&self, key: K, now: Instant) {
+        let mut buckets = self.lock();
+        if buckets
+            .map
+            .get(&key)
+            .is_some_and(|b| b.full_at(now, self.per_sec, self.burst))
+        {
+            buckets.map.remove(&key);
+        }
     }
 }
 
@@ -156,6 +188,44 @@ mod tests {
             !limiter.allow_at(2, t0),
             "refunds do not grow a bucket past its burst"
         );
+    }
+
+    #[test]
+    fn a_released_key_keeps_a_spent_budget_until_it_has_refilled() {
+        let limiter = RateLimiter::new(1, 2);
+        let t0 = Instant::now();
+        assert!(limiter.allow_at(1, t0) && limiter.allow_at(1, t0));
+
+        limiter.release_at(1, t0);
+        assert!(
+            !limiter.allow_at(1, t0),
+            "released while spent: still spent"
+        );
+
+        let refilled = t0 + Duration::from_secs(3);
+        limiter.release_at(1, refilled);
+        assert!(limiter.lock().map.is_empty(), "a full bucket is dropped");
+        assert!(limiter.allow_at(1, refilled) && limiter.allow_at(1, refilled));
+    }
+
+    #[test]
+    fn a_map_of_buckets_still_refilling_is_swept_again_only_once_it_has_doubled() {
+        let limiter = RateLimiter::new(1, 1);
+        let t0 = Instant::now();
+        for key in 0..SWEEP_AT {
+            assert!(limiter.allow_at(key, t0));
+        }
+        // The sweep at SWEEP_AT keys drops none of these (all spent) and waits for twice as many.
+        assert!(limiter.allow_at(SWEEP_AT, t0));
+        assert_eq!(limiter.lock().sweep_at, 2 * SWEEP_AT);
+
+        let later = t0 + Duration::from_secs(2);
+        for key in SWEEP_AT + 1..2 * SWEEP_AT {
+            assert!(limiter.allow_at(key, later));
+        }
+        // At twice as many, the buckets spent at t0 have refilled and go.
+        assert!(limiter.allow_at(2 * SWEEP_AT, later));
+        assert_eq!(limiter.lock().map.len(), SWEEP_AT);
     }
 
     #[test]

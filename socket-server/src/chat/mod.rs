@@ -363,8 +363,8 @@ fn release(state: &ChatState, socket: &Socket, user: UserId) -> Vec<UserId> {
     let contacts = state.view.contacts(user);
     state.view.release(user);
     if state.registry.connections_of(user) == 0 {
-        state.sends.forget(user);
-        state.typing.forget(user);
+        state.sends.release(user);
+        state.typing.release(user);
         state.sessions.forget_user(user);
     }
     contacts

@@ -235,6 +235,49 @@ async fn rest_sends_draw_from_the_same_budget_as_the_socket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_and_coming_back_does_not_give_a_spent_send_budget_back() {
+    // Arrange: 1/s with bursts of 20 on the relay; 40 REST sends, seen by alice's device, put
+    // her budget 20 in debt (~21 s from its next token); then her only socket leaves
+    let stack = spawn_stack_with(1, |s| {
+        s.limits.sends_burst = 20;
+        s.limits.sends_per_sec = 1;
+    })
+    .await;
+    let (alice, _) = stack.register("alice").await;
+    let (_, bob_id) = stack.register("bob").await;
+    let conversation = stack.conversation(&alice, &[&bob_id]).await;
+    let mut a = Device::connect(&stack, 0, &alice).await;
+    for n in 0..40 {
+        let body = json!({ "clientMsgId": format!("rest-{n}"), "conversationId": conversation, "content": "hi" });
+        let (status, reply) = stack.post("/api/messages", Some(&alice), &body).await;
+        assert_eq!(status, 201, "{reply}");
+    }
+    let mut delivered = 0;
+    while delivered < 40 {
+        if a.next().await.0 == "receive_message" {
+            delivered += 1;
+        }
+    }
+    a.client.disconnect().await.unwrap();
+    while metric(&stack.metrics(0).await, "relay_users") > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Act: she comes back at once
+    let mut again = Device::connect(&stack, 0, &alice).await;
+    let ack = again
+        .request(
+            "send_message",
+            json!({ "clientMsgId": "socket-1", "conversationId": conversation, "content": "hi" }),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(ack["success"], false, "{ack}");
+    assert_eq!(ack["error"]["code"], "rate_limited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_sends_draw_from_the_same_budget_as_rest() {
     // Arrange: 1/s with bursts of 20 on the API, the relay's own budget out of the way; alice
     // sends 40 messages over the socket, each acknowledged once stored
