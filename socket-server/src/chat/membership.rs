@@ -119,6 +119,15 @@ impl MembershipView {
                 sockets: 0,
             })
             .sockets += 1;
+        drop(inner);
+        self.fill(user, conversations);
+    }
+
+    /// `user`'s conversations, listed by the port after their socket connected without them
+    /// (`load` with none): held as `load` holds them, without counting another socket. Nothing
+    /// when the user has left meanwhile.
+    pub fn fill(&self, user: UserId, conversations: Vec<ConversationMembers>) {
+        let mut inner = self.inner();
         for c in conversations {
             if c.members.contains(&user) {
                 inner.hold(user, c.conversation_id, c.members.into(), c.direct);

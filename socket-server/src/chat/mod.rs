@@ -38,6 +38,7 @@ pub mod store;
 pub mod vocab;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -268,16 +269,18 @@ impl NamespaceHandler for ChatHandler {
             // user's logouts reach this relay until their last socket leaves.
             state.sessions.confirm(user, &session.jti, bus_epoch);
         }
-        let conversations = match state.port.memberships(user).await {
-            Ok(conversations) => conversations,
+        let loaded = match state.port.memberships(user).await {
+            Ok(conversations) => Some(conversations),
             Err(error) => {
-                // Connect anyway: each conversation is then resolved on first use.
-                tracing::warn!(user_id = %user, code = %error.code, "loading the membership view failed");
-                Vec::new()
+                // Connect anyway: each conversation is then resolved on first use, and the view
+                // is loaded again in the background (`load_view_later`).
+                tracing::warn!(user_id = %user, code = %error.code, "loading the membership view failed; trying again in the background");
+                None
             }
         };
+        let view_missing = loaded.is_none();
         // The view, so events about new conversations update it.
-        state.view.load(user, conversations);
+        state.view.load(user, loaded.unwrap_or_default());
         state.registry.join(user, socket, vocabulary);
         // A logout heard since the check found no socket to close in the registry: in it now,
         // this one is refused (a logout heard from here on finds it). So is one past the limit
@@ -298,6 +301,9 @@ impl NamespaceHandler for ChatHandler {
         }
         state.expiries.add(session.exp);
         presence::connected(state, socket, user).await;
+        if view_missing {
+            load_view_later(state, socket, user);
+        }
         state.metrics.connects.inc();
         tracing::info!(user_id = %user, conn_id = %socket.id(), "socket connected");
         Ok(())
@@ -353,6 +359,42 @@ impl NamespaceHandler for ChatHandler {
         presence::disconnected(state, socket, session.user, contacts).await;
         tracing::info!(user_id = %session.user, conn_id = %socket.id(), reason = reason.as_str(), "socket disconnected");
     }
+}
+
+/// Try again, in the background, to load the membership view of `socket`, whose load failed
+/// at connect (the API overloaded or restarting): after 0.5 s, then doubling to 8 s, for about a
+/// minute, while the socket stays. Until then its contacts are not known: nobody is told it
+/// came online and it was told nobody is; once loaded, both are told (`presence::view_loaded`).
+fn load_view_later(state: &Arc<ChatState>, socket: &Socket, user: UserId) {
+    const FIRST: Duration = Duration::from_millis(500);
+    const LONGEST: Duration = Duration::from_secs(8);
+    const ATTEMPTS: u32 = 10;
+    let (state, socket) = (state.clone(), socket.clone());
+    state.clone().tasks.spawn(async move {
+        let mut wait = FIRST;
+        for _ in 0..ATTEMPTS {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = state.stop.cancelled() => return,
+            }
+            if !socket.connected() {
+                return;
+            }
+            match state.port.memberships(user).await {
+                Ok(conversations) => {
+                    state.view.fill(user, conversations);
+                    presence::view_loaded(&state, &socket, user).await;
+                    tracing::info!(user_id = %user, conn_id = %socket.id(), "membership view loaded");
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(user_id = %user, code = %error.code, "loading the membership view failed again");
+                }
+            }
+            wait = (wait * 2).min(LONGEST);
+        }
+        tracing::warn!(user_id = %user, conn_id = %socket.id(), "gave up loading the membership view: the socket's contacts stay unknown until it reconnects");
+    });
 }
 
 /// What a socket of `user` held here, given back as it leaves (or is refused once in the

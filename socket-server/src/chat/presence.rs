@@ -76,7 +76,25 @@ pub async fn connected(state: &ChatState, socket: &Socket, user: UserId) {
             tracing::warn!(%error, user_id = %user, "recording presence failed");
         }
     }
-    let online: Vec<UserId> = match state.bus.presence(&contacts).await {
+    tell_online_contacts(state, socket, &contacts).await;
+}
+
+/// The membership view of `socket`, which connected without it, is loaded: its contacts now
+/// known, they are told `user` is online (they may have been told already, by another of the
+/// user's sockets: an `online` again changes nothing for a client), and the socket which of
+/// them are.
+pub async fn view_loaded(state: &ChatState, socket: &Socket, user: UserId) {
+    if !socket.connected() {
+        return; // gone meanwhile: its offline announcement (if last) is the one that stands
+    }
+    let contacts = state.view.contacts(user);
+    announce(state, user, &contacts, true, None);
+    tell_online_contacts(state, socket, &contacts).await;
+}
+
+/// `online_users` to `socket`: which of `contacts` are online.
+async fn tell_online_contacts(state: &ChatState, socket: &Socket, contacts: &[UserId]) {
+    let online: Vec<UserId> = match state.bus.presence(contacts).await {
         Ok(states) => contacts
             .iter()
             .zip(states)

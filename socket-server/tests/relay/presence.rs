@@ -107,6 +107,37 @@ async fn a_contact_sees_online_then_offline_after_the_grace_and_a_stranger_sees_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_whose_contacts_could_not_be_read_at_connect_is_announced_once_they_are() {
+    // Arrange: a relay that waits 1 s for the API; bob online; the members table locked, so
+    // reading alice's conversations at her connect times out
+    let stack = spawn_stack_with(1, |s| s.api.timeout_ms = 1_000).await;
+    let (alice, alice_id) = stack.register("alice").await;
+    let (bob, bob_id) = stack.register("bob").await;
+    stack.conversation(&alice, &[&bob_id]).await;
+    let mut b = Watcher::connect(&stack, 0, &bob).await;
+    b.online_users().await;
+    let lock = stack.lock_table("members", "ACCESS EXCLUSIVE").await;
+    let mut a = Watcher::connect(&stack, 0, &alice).await;
+    assert_eq!(
+        a.online_users().await,
+        Vec::<Value>::new(),
+        "connected without her contacts"
+    );
+
+    // Act: the API can read them again
+    lock.batch_execute("ROLLBACK").await.unwrap();
+
+    // Assert: the relay loads them by itself; each learns the other is online
+    let (event, online) = b.next().await;
+    assert_eq!(
+        (event.as_str(), &online["userId"], &online["online"]),
+        ("presence", &json!(alice_id), &json!(true)),
+        "{online}"
+    );
+    assert_eq!(a.online_users().await, vec![json!(bob_id)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_one_of_two_devices_does_not_announce_offline() {
     // Arrange
     let stack = spawn_stack(2).await;
