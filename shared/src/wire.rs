@@ -214,6 +214,9 @@ pub struct UploadedAttachment {
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct SendMessageRequest {
+    /// A string; an integer is read as its decimal digits (`tempId: Date.now()`), and the
+    /// first design document's `messageId` (its temporary id) is read as this.
+    #[serde(alias = "messageId", deserialize_with = "string_or_integer")]
     pub client_msg_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<ConversationId>,
@@ -239,6 +242,31 @@ pub struct SendMessageRequest {
         deserialize_with = "lenient_attachment"
     )]
     pub attachment: Option<Box<Attachment>>,
+}
+
+/// A string, or an integer as its decimal digits (JavaScript clients often make temporary ids
+/// with `Date.now()`); anything else is refused.
+fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or an integer")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 fn lenient_attachment<'de, D: serde::Deserializer<'de>>(

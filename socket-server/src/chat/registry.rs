@@ -112,15 +112,15 @@ impl Registry {
     }
 
     /// The sockets of all of `users` on this relay but the socket `except`, each with the
-    /// vocabulary it receives in (an undecided one is fixed to Snake here, as by
-    /// [`vocab::of`](super::vocab::of)), gathered under one lock into one `Vec`.
+    /// vocabulary it receives in ([`SocketVocabulary::for_message`]), gathered under one lock
+    /// into one `Vec`.
     fn receivers(&self, users: &[UserId], except: Option<&str>) -> Vec<(Socket, Vocabulary)> {
         let rooms = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let mut receivers = Vec::new();
         for room in users.iter().filter_map(|user| rooms.get(user)) {
             let others = room.iter().filter(|(id, _)| Some(id.as_str()) != except);
             receivers.extend(others.map(|(_, local)| {
-                let vocabulary = local.vocabulary.decide(Vocabulary::Snake);
+                let vocabulary = local.vocabulary.for_message();
                 (local.socket.clone(), vocabulary)
             }));
         }

@@ -17,10 +17,15 @@
 //! A socket's vocabulary is decided once and never changes, so no socket ever receives both
 //! names: at connect when the handshake names a `userId` (the second document connects with
 //! `userId` + token), else by the first vocabulary-specific event it emits, else Snake at the
-//! first message event sent to it. Everything here is synchronous: the live path never waits.
+//! first message event sent to it after [`UNDECIDED_FOR`]. Before that, an undecided socket
+//! receives messages as First (Snake's names and fields, plus `_id` and `createdAt`, which
+//! Parley's clients ignore): a client of the first document emits `join_user_room` on connect,
+//! and on a slow link a message can reach it before that event reaches the relay. Everything
+//! here is synchronous: the live path never waits.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -46,20 +51,54 @@ const SNAKE: u8 = 1;
 const CAMEL: u8 = 2;
 const FIRST: u8 = 3;
 
+/// How long after its connect an undecided socket receives messages as First rather than be
+/// decided Snake by them (see the module docs).
+pub const UNDECIDED_FOR: Duration = Duration::from_secs(10);
+
 /// A socket's vocabulary, kept in its extensions; decided once (see the module docs).
-#[derive(Clone, Default)]
-pub struct SocketVocabulary(Arc<AtomicU8>);
+#[derive(Clone)]
+pub struct SocketVocabulary {
+    code: Arc<AtomicU8>,
+    connected: Instant,
+}
 
 impl SocketVocabulary {
     /// Camel from the start when the handshake names a `userId` (`auth.userId` or the query's
     /// `userId`), else undecided.
     pub fn at_connect(auth: &Value, query_user: Option<&str>) -> Self {
         let named = auth.get("userId").is_some_and(|v| !v.is_null()) || query_user.is_some();
-        Self(Arc::new(AtomicU8::new(if named {
-            CAMEL
-        } else {
-            UNDECIDED
-        })))
+        Self::new(if named { CAMEL } else { UNDECIDED }, Instant::now())
+    }
+
+    fn new(code: u8, connected: Instant) -> Self {
+        Self {
+            code: Arc::new(AtomicU8::new(code)),
+            connected,
+        }
+    }
+
+    /// The vocabulary a message event is sent in: the one decided; while undecided, First for
+    /// [`UNDECIDED_FOR`] after the connect, then Snake, decided by this call.
+    pub fn for_message(&self) -> Vocabulary {
+        self.for_message_at(Instant::now())
+    }
+
+    fn for_message_at(&self, now: Instant) -> Vocabulary {
+        if self.code.load(Ordering::Acquire) == UNDECIDED
+            && now.saturating_duration_since(self.connected) < UNDECIDED_FOR
+        {
+            return Vocabulary::First;
+        }
+        self.decide(Vocabulary::Snake)
+    }
+
+    /// The vocabulary decided so far (Snake while undecided), deciding nothing.
+    fn current(&self) -> Vocabulary {
+        match self.code.load(Ordering::Acquire) {
+            CAMEL => Vocabulary::Camel,
+            FIRST => Vocabulary::First,
+            _ => Vocabulary::Snake,
+        }
     }
 
     /// Decide `wanted` unless already decided; the vocabulary in force afterwards.
@@ -75,7 +114,7 @@ impl SocketVocabulary {
             Vocabulary::First => FIRST,
         };
         match self
-            .0
+            .code
             .compare_exchange(UNDECIDED, code, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => (wanted, true),
@@ -87,16 +126,16 @@ impl SocketVocabulary {
 
     /// Camel already at connect (the handshake named a `userId`).
     pub fn is_camel(&self) -> bool {
-        self.0.load(Ordering::Acquire) == CAMEL
+        self.code.load(Ordering::Acquire) == CAMEL
     }
 }
 
-/// The vocabulary `socket` receives in; an undecided socket is fixed to Snake by this call.
+/// The vocabulary `socket` speaks so far (Snake while undecided), deciding nothing.
 pub fn of(socket: &Socket) -> Vocabulary {
     socket
         .extensions()
         .get::<SocketVocabulary>()
-        .map_or(Vocabulary::Snake, |v| v.decide(Vocabulary::Snake))
+        .map_or(Vocabulary::Snake, |v| v.current())
 }
 
 /// A `userId` named in the handshake that is not the token's user: the connection is refused.
@@ -144,6 +183,11 @@ pub fn translate(
     ) {
         if vocabulary.decide_now(speaks) == (Vocabulary::Camel, true) {
             state.registry.camel_joined();
+        }
+    }
+    if incoming.event == "send_message" && of(socket) == Vocabulary::Camel {
+        if let Some(arg) = incoming.payload.args.first() {
+            NumericTempIds::remember(socket, arg);
         }
     }
     if let Some(author) = read_from(event, &incoming.payload) {
@@ -360,9 +404,10 @@ impl<T: Serialize> Outgoing<'_, T> {
     }
 }
 
-/// Parley's fields plus the second document's: `tempId`, `text`, `receiverId`.
+/// Parley's fields plus the second document's: `tempId`, `text`, `receiverId`, and
+/// `createdAt` on a relayed copy ([`with_created_at`]).
 fn new_message(arg: Value, receiver: Option<UserId>) -> Value {
-    let mut value = with_temp_id(arg);
+    let mut value = with_created_at(with_temp_id(arg));
     if let Value::Object(map) = &mut value {
         if let Some(content) = map.get("content").cloned() {
             map.insert("text".into(), content);
@@ -374,9 +419,23 @@ fn new_message(arg: Value, receiver: Option<UserId>) -> Value {
     value
 }
 
+/// A relayed copy (not stored yet: it has `sentAt`, the relay's time) with `createdAt` too, the
+/// time the design documents' clients show; the stored message's replaces it.
+fn with_created_at(mut value: Value) -> Value {
+    if let Value::Object(map) = &mut value {
+        if let (false, Some(sent_at)) = (map.contains_key("createdAt"), map.get("sentAt")) {
+            let sent_at = sent_at.clone();
+            map.insert("createdAt".into(), sent_at);
+        }
+    }
+    value
+}
+
 /// A message as the first document's client reads it: Parley's fields plus `_id`, the stored
-/// `id` or, for a relayed copy not stored yet, its temporary id (`clientMsgId`).
-fn with_underscore_id(mut value: Value) -> Value {
+/// `id` or, for a relayed copy not stored yet, its temporary id (`clientMsgId`), and
+/// `createdAt` ([`with_created_at`]).
+fn with_underscore_id(value: Value) -> Value {
+    let mut value = with_created_at(value);
     if let Value::Object(map) = &mut value {
         let id = map.get("id").or_else(|| map.get("clientMsgId")).cloned();
         if let Some(id) = id {
@@ -395,12 +454,56 @@ fn with_temp_id(mut value: Value) -> Value {
     value
 }
 
+/// The temporary ids a socket of the second document sent as JSON numbers (`tempId:
+/// Date.now()`): its client finds its message by comparing them with `===`, so they go back to
+/// it as numbers (Parley keeps every `clientMsgId` as a string). Bounded: an id leaves when its
+/// message is confirmed or refused, and the set is emptied past `NumericTempIds::MAX`.
+#[derive(Clone, Default)]
+struct NumericTempIds(Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl NumericTempIds {
+    const MAX: usize = 1024;
+
+    /// Note the send's `clientMsgId` (renamed from `tempId`) if it is an integer.
+    fn remember(socket: &Socket, send: &Value) {
+        let Some(Value::Number(id)) = send.get("clientMsgId") else {
+            return;
+        };
+        if !(id.is_u64() || id.is_i64()) {
+            return;
+        }
+        let ids = socket.extensions().get::<Self>().unwrap_or_else(|| {
+            let ids = Self::default();
+            socket.extensions().insert(ids.clone());
+            ids
+        });
+        let mut ids = ids.0.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.len() >= Self::MAX {
+            ids.clear();
+        }
+        ids.insert(id.to_string());
+    }
+
+    /// `id` as `socket` sent it: a number if it was one (forgotten now), else the string.
+    fn take(socket: &Socket, id: &str) -> Value {
+        let numeric = socket
+            .extensions()
+            .get::<Self>()
+            .is_some_and(|ids| ids.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id));
+        numeric
+            .then(|| serde_json::from_str::<serde_json::Number>(id).ok())
+            .flatten()
+            .map_or_else(|| Value::String(id.to_owned()), Value::Number)
+    }
+}
+
 /// `messageError`: a message of the second document's client that will not be stored.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MessageError<'a> {
-    temp_id: Option<&'a str>,
-    client_msg_id: Option<&'a str>,
+    /// As the client sent it (a number stays one).
+    temp_id: Option<Value>,
+    client_msg_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     receiver_id: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -413,10 +516,16 @@ struct MessageError<'a> {
 pub fn refuse_send(socket: &Socket, request: &Value, ack: Option<Ack>, error: AckError) {
     if of(socket) == Vocabulary::Camel {
         let field = |ours: &str, theirs: &str| request.get(ours).or_else(|| request.get(theirs));
-        let id = field("clientMsgId", "tempId").and_then(Value::as_str);
+        let id = field("clientMsgId", "tempId");
         let failed = MessageError {
-            temp_id: id,
-            client_msg_id: id,
+            temp_id: id.map(|id| match id {
+                Value::String(id) => NumericTempIds::take(socket, id),
+                other => other.clone(),
+            }),
+            client_msg_id: id.map(|id| match id {
+                Value::String(id) => id.clone(),
+                other => other.to_string(),
+            }),
             receiver_id: field("recipientId", "receiverId"),
             conversation_id: request.get("conversationId"),
             error: &error,
@@ -430,7 +539,14 @@ pub fn refuse_send(socket: &Socket, request: &Value, ack: Option<Ack>, error: Ac
 /// (retries included: the broadcast is only sent for a new message).
 pub fn confirm_send(socket: &Socket, message: &shared::wire::Message, receiver: Option<UserId>) {
     if of(socket) == Vocabulary::Camel {
-        let _ = socket.emit("newMessage", new_message(to_value(message), receiver));
+        let mut confirmed = new_message(to_value(message), receiver);
+        if let Value::Object(map) = &mut confirmed {
+            map.insert(
+                "tempId".into(),
+                NumericTempIds::take(socket, &message.client_msg_id),
+            );
+        }
+        let _ = socket.emit("newMessage", confirmed);
     }
 }
 
@@ -577,6 +693,31 @@ mod tests {
     }
 
     #[test]
+    fn an_undecided_socket_receives_messages_as_first_for_a_while_then_is_decided_snake() {
+        let connected = Instant::now();
+        let fresh = SocketVocabulary::new(UNDECIDED, connected);
+        assert_eq!(fresh.for_message_at(connected), Vocabulary::First);
+        assert_eq!(fresh.current(), Vocabulary::Snake, "still undecided");
+        assert_eq!(
+            fresh.decide(Vocabulary::First),
+            Vocabulary::First,
+            "join_user_room"
+        );
+
+        let quiet = SocketVocabulary::new(UNDECIDED, connected);
+        let later = connected + UNDECIDED_FOR;
+        assert_eq!(quiet.for_message_at(later), Vocabulary::Snake);
+        assert_eq!(
+            quiet.decide(Vocabulary::First),
+            Vocabulary::Snake,
+            "decided"
+        );
+
+        let camel = SocketVocabulary::new(CAMEL, connected);
+        assert_eq!(camel.for_message_at(connected), Vocabulary::Camel);
+    }
+
+    #[test]
     fn a_handshake_user_id_must_be_the_tokens_user() {
         assert!(handshake_mismatch(&json!({"userId": "2"}), None, ALICE));
         assert!(handshake_mismatch(&json!({}), Some("2"), ALICE));
@@ -601,7 +742,7 @@ mod tests {
         assert_eq!(relayed["_id"], "temp-1");
         let stored = with_underscore_id(json!({"clientMsgId": "temp-1", "id": "91", "seq": 3}));
         assert_eq!(stored["_id"], "91");
-        let decided = SocketVocabulary::default();
+        let decided = SocketVocabulary::new(UNDECIDED, Instant::now());
         assert_eq!(decided.decide(Vocabulary::First), Vocabulary::First);
         assert_eq!(decided.decide(Vocabulary::Snake), Vocabulary::First);
     }

@@ -86,6 +86,50 @@ describe("a client of the first design document", () => {
     }
   });
 
+  it("tells messages apart by _id even when one arrives before its join_user_room (a slow link)", async () => {
+    // Arrange: bob's device connected, its `join_user_room` not sent yet; alice's first message
+    // stored, so that the next one is relayed at once
+    const alice = await user("alice", [0]);
+    const bob = await register("bob");
+    const late = await device(1, { token: bob.token });
+    const message = (content) => ({
+      messageId: tempId(), senderId: alice.id, recipientId: bob.user.id, content, timestamp: new Date().toISOString(),
+    });
+    const first = await emitWithCallback(alice.devices[0].socket, "send_message", message("first"));
+    assert.equal(first.success, true, JSON.stringify(first));
+
+    // Act: a message reaches bob's device before its `join_user_room` does
+    const second = message("second");
+    await emitWithCallback(alice.devices[0].socket, "send_message", second);
+    const received = await late.next("receive_message", (m) => m.content === "second");
+    late.socket.emit("join_user_room", bob.user.id);
+
+    // Assert: the document's duplicate check and time fields hold for it too
+    assert.equal(received._id, second.messageId, JSON.stringify(received));
+    assert.ok(Date.parse(received.createdAt) > 0, JSON.stringify(received));
+  });
+
+  it("sends a message whose temporary id is a number, by the socket and by REST", async () => {
+    // Arrange
+    const alice = await user("alice", [0]);
+    const bob = await user("bob", [1]);
+    const numeric = Date.now();
+
+    // Act
+    const answer = await emitWithCallback(alice.devices[0].socket, "send_message", {
+      messageId: numeric, senderId: alice.id, recipientId: bob.id, content: "by number", timestamp: new Date().toISOString(),
+    });
+    const byRest = await rest("POST", "/api/messages", alice.token, {
+      messageId: numeric + 1, senderId: alice.id, recipientId: bob.id, content: "by REST", timestamp: new Date().toISOString(),
+    });
+
+    // Assert
+    assert.equal(answer.success, true, JSON.stringify(answer));
+    assert.equal(byRest.status, 201, JSON.stringify(byRest.body));
+    const stored = await history(bob.token, answer.conversationId);
+    assert.deepEqual(stored.map((m) => m.clientMsgId), [String(numeric), String(numeric + 1)]);
+  });
+
   it("gets success: false for a message that cannot be stored, or a senderId not its own", async () => {
     // Arrange
     const alice = await user("alice", [0]);

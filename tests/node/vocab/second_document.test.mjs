@@ -115,4 +115,23 @@ describe("a client of the second design document", () => {
     const error = await refused(0, { userId: bob.user.id, token: alice.token });
     assert.equal(error.data?.code, "validation_failed");
   });
+  it("gets its number tempId back as a number, on newMessage and on messageError", async () => {
+    // Arrange: `tempId: Date.now()`, compared with === by the document's client
+    const alice = await user("alice", [0]);
+    const bob = await user("bob", [1]);
+    const [a1] = alice.devices;
+    const sent = { receiverId: bob.id, text: "numbered", tempId: Date.now() };
+    const refusedSend = { receiverId: bob.id, text: "x".repeat(5000), tempId: sent.tempId + 1 };
+
+    // Act
+    a1.socket.emit("sendMessage", sent);
+    a1.socket.emit("sendMessage", refusedSend);
+
+    // Assert
+    const confirmed = await a1.next("newMessage", (m) => m.tempId === sent.tempId && m.id);
+    assert.match(confirmed.id, /^\d+$/);
+    const error = await a1.next("messageError", (e) => e.tempId === refusedSend.tempId);
+    assert.equal(error.error.code, "validation_failed", JSON.stringify(error));
+    await bob.devices[0].next("newMessage", (m) => m.text === "numbered" && m.id === confirmed.id);
+  });
 });
