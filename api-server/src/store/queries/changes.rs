@@ -2,7 +2,7 @@
 //! conversations they name. Which rows a page hands out, and its cursor, are the backend's
 //! (`sync.rs`: a transaction-id horizon on PostgreSQL, the id order on SQLite).
 
-use super::conversations::members_of;
+use super::conversations::{members_of, rows_of};
 use super::dialect::Conn;
 use super::rows::{ConversationRow, MemberRow, MessageRow};
 use super::schema::{changes, conversations, messages};
@@ -62,11 +62,16 @@ pub async fn answer<'a>(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // Ordered by conversation: each message and conversation below takes its own members by a
+    // binary search (`rows_of`), not by a scan of every member of every touched conversation.
     let all_members = members_of(conn, &touched).await?;
     let member_rows: Vec<MemberRow> = all_members.iter().map(|(m, _)| m.clone()).collect();
     let messages = message_rows
         .into_iter()
-        .map(|m| m.into_wire(&member_rows))
+        .map(|m| {
+            let members = rows_of(&all_members, m.conversation_id);
+            m.into_wire(&member_rows[members])
+        })
         .collect::<anyhow::Result<Vec<Message>>>()?;
     let receipts = member_rows
         .iter()
@@ -81,7 +86,10 @@ pub async fn answer<'a>(
         .load::<ConversationRow>(conn)
         .await?
         .into_iter()
-        .map(|c| c.into_wire(&all_members))
+        .map(|c| {
+            let members = rows_of(&all_members, c.id);
+            c.into_wire(&all_members[members])
+        })
         .collect();
     Ok(SyncResponse {
         messages,

@@ -34,7 +34,7 @@ pub async fn members_of(conn: &mut Conn, ids: &[i64]) -> StoreResult<Vec<(Member
 /// Where the rows of conversation `id` are among rows ordered by conversation, as
 /// [`members_of`] loads them: a binary search, where picking them out of every row for each of
 /// a user's thousands of conversations took seconds.
-fn rows_of(all: &[(MemberRow, UserRow)], id: i64) -> Range<usize> {
+pub(super) fn rows_of(all: &[(MemberRow, UserRow)], id: i64) -> Range<usize> {
     let start = all.partition_point(|(m, _)| m.conversation_id < id);
     let len = all[start..].partition_point(|(m, _)| m.conversation_id == id);
     start..start + len

@@ -2,7 +2,7 @@
 //! is told to those whose view it changes: the member's own devices and the senders of the
 //! messages it passed (their ticks), not every member of a large group.
 
-use super::conversations::{member_rows, require_member};
+use super::conversations::require_member;
 use super::dialect::{greatest, now, Conn};
 use super::rows::MemberRow;
 use super::schema::{changes, conversations, members, messages};
@@ -97,7 +97,8 @@ pub async fn move_watermark(
 /// Who is told that `user`'s watermark in conversation `id` moved from `from` to `to`: `user`
 /// (their other devices) and the members who sent a message in `(from, to]`, whose statuses it
 /// changes; every member when that is more than [`AUDIENCE_SCAN`] messages. Members only: a
-/// sender who has left is not told.
+/// sender who has left is not told. The member list is read only in that last case: a
+/// receipt in a large group reads the messages it passes, not every member.
 async fn audience(
     conn: &mut Conn,
     id: i64,
@@ -105,24 +106,23 @@ async fn audience(
     from: i64,
     to: i64,
 ) -> StoreResult<Vec<UserId>> {
-    let members: Vec<i64> = member_rows(conn, id)
-        .await?
-        .into_iter()
-        .map(|m| m.user_id)
-        .collect();
-    if to - from > AUDIENCE_SCAN {
-        return Ok(members.into_iter().map(UserId).collect());
-    }
-    let mut told: Vec<i64> = messages::table
-        .filter(messages::conversation_id.eq(id))
-        .filter(messages::seq.gt(from))
-        .filter(messages::seq.le(to))
-        .select(messages::sender_id)
-        .distinct()
-        .load(conn)
-        .await?;
+    let members_of_it = members::table
+        .filter(members::conversation_id.eq(id))
+        .select(members::user_id);
+    let mut told: Vec<i64> = if to - from > AUDIENCE_SCAN {
+        members_of_it.load(conn).await?
+    } else {
+        messages::table
+            .filter(messages::conversation_id.eq(id))
+            .filter(messages::seq.gt(from))
+            .filter(messages::seq.le(to))
+            .filter(messages::sender_id.eq_any(members_of_it))
+            .select(messages::sender_id)
+            .distinct()
+            .load(conn)
+            .await?
+    };
     told.push(user.get());
-    told.retain(|sender| members.binary_search(sender).is_ok());
     told.sort_unstable();
     told.dedup();
     Ok(told.into_iter().map(UserId).collect())
