@@ -89,7 +89,7 @@ impl Application {
             publisher,
             subscriber,
             registry: Registry::new(metrics.outbox_drops.clone()),
-            port: api,
+            port: api.clone(),
             origin,
             view: MembershipView::default(),
             relayed: cache::RecentlyRelayed::default(),
@@ -112,6 +112,7 @@ impl Application {
             tasks: tasks.clone(),
             expiries: Arc::default(),
             stop: stop.clone(),
+            document_receipts: crate::chat::receipts::DocumentReceipts::new(api, tasks.clone()),
         });
         tasks.spawn(dispatch::run(
             Arc::downgrade(&state),

@@ -137,6 +137,12 @@ pub fn deliver(state: &ChatState, users: &[UserId], event: BusEvent) {
                 state.emit(users, stored, None);
             }
             state.emit_to(users, "message_saved", &MessageSaved::from(&message), None);
+            let readers = state.registry.speaking_a_document(users, message.sender_id);
+            if !readers.is_empty() {
+                state
+                    .document_receipts
+                    .delivered(&readers, message.conversation_id, message.seq);
+            }
         }
         BusEvent::MessageRelayed { message } => {
             if !state

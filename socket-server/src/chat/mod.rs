@@ -29,6 +29,7 @@ pub mod membership;
 pub mod metrics;
 pub mod port_http;
 pub mod presence;
+pub mod receipts;
 pub mod registry;
 pub mod requests;
 pub mod roster;
@@ -98,6 +99,8 @@ pub struct ChatState {
     pub expiries: Arc<sessions::Expiries>,
     /// Cancelled when the relay stops: the background loops end.
     pub stop: tokio_util::sync::CancellationToken,
+    /// Delivery receipts sent for the design documents' clients ([`receipts`]).
+    pub document_receipts: receipts::DocumentReceipts,
 }
 
 impl ChatState {

@@ -20,6 +20,9 @@ pub struct Registry {
     /// only they would receive (`newMessage` replacing a relayed copy, its `receiverId`) is
     /// not built.
     camel: AtomicUsize,
+    /// Sockets here speaking either design document's vocabulary (Camel or First): while there
+    /// are none, no message is looked at for [`super::receipts`].
+    documents: AtomicUsize,
 }
 
 /// A socket of this relay, with the vocabulary it receives in: the one kept in its extensions
@@ -35,19 +38,57 @@ impl Registry {
             users: Mutex::default(),
             outbox_drops,
             camel: AtomicUsize::new(0),
+            documents: AtomicUsize::new(0),
         }
     }
 
-    /// A socket here now speaks the second document's vocabulary (once per socket).
-    pub fn camel_joined(&self) {
-        self.camel.fetch_add(1, Ordering::Relaxed);
+    /// A socket here was decided to speak `vocabulary` (once per socket).
+    pub fn decided(&self, vocabulary: Vocabulary) {
+        match vocabulary {
+            Vocabulary::Camel => {
+                self.camel.fetch_add(1, Ordering::Relaxed);
+                self.documents.fetch_add(1, Ordering::Relaxed);
+            }
+            Vocabulary::First => {
+                self.documents.fetch_add(1, Ordering::Relaxed);
+            }
+            Vocabulary::Snake => {}
+        }
     }
 
-    /// A socket speaking the second document's vocabulary closed.
-    fn camel_left(&self) {
-        let _ = self
-            .camel
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    /// A socket that spoke `vocabulary` closed.
+    fn left(&self, vocabulary: Vocabulary) {
+        let less = |count: &AtomicUsize| {
+            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        };
+        match vocabulary {
+            Vocabulary::Camel => {
+                less(&self.camel);
+                less(&self.documents);
+            }
+            Vocabulary::First => less(&self.documents),
+            Vocabulary::Snake => {}
+        }
+    }
+
+    /// Those of `users` but `except` with a socket here that speaks a design document's
+    /// vocabulary (see [`super::receipts`]); none, without a look, while no socket here does.
+    pub fn speaking_a_document(&self, users: &[UserId], except: UserId) -> Vec<UserId> {
+        if self.documents.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        let rooms = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users
+            .iter()
+            .copied()
+            .filter(|&user| user != except)
+            .filter(|user| {
+                rooms.get(user).is_some_and(|room| {
+                    room.values()
+                        .any(|local| local.vocabulary.decided() != Vocabulary::Snake)
+                })
+            })
+            .collect()
     }
 
     /// Whether any socket here speaks the second document's vocabulary.
@@ -56,11 +97,11 @@ impl Registry {
     }
 
     /// Add `socket`, which receives in `vocabulary`, to `user`'s room (counted as speaking the
-    /// second document's vocabulary when its handshake said so; one that says so later, by an
-    /// event, is counted then: [`Self::camel_joined`]).
+    /// second document's vocabulary when its handshake said so; one decided later, by an
+    /// event, is counted then: [`Self::decided`]).
     pub fn join(&self, user: UserId, socket: &Socket, vocabulary: SocketVocabulary) {
         if vocabulary.is_camel() {
-            self.camel_joined();
+            self.decided(Vocabulary::Camel);
         }
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let local = Local {
@@ -73,14 +114,13 @@ impl Registry {
             .insert(socket.id().to_owned(), local);
     }
 
-    /// Remove `socket` from `user`'s room (and from the count of the second document's
-    /// sockets, if it spoke that).
+    /// Remove `socket` from `user`'s room (and from the counts of the documents' sockets, if it
+    /// spoke one).
     pub fn leave(&self, user: UserId, socket: &Socket) {
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(room) = users.get_mut(&user) {
-            let left = room.remove(socket.id());
-            if left.is_some_and(|local| local.vocabulary.is_camel()) {
-                self.camel_left();
+            if let Some(left) = room.remove(socket.id()) {
+                self.left(left.vocabulary.decided());
             }
             crate::memory::shrink_sparse(room);
             if room.is_empty() {

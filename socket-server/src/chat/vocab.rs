@@ -93,7 +93,7 @@ impl SocketVocabulary {
     }
 
     /// The vocabulary decided so far (Snake while undecided), deciding nothing.
-    fn current(&self) -> Vocabulary {
+    pub fn decided(&self) -> Vocabulary {
         match self.code.load(Ordering::Acquire) {
             CAMEL => Vocabulary::Camel,
             FIRST => Vocabulary::First,
@@ -135,7 +135,7 @@ pub fn of(socket: &Socket) -> Vocabulary {
     socket
         .extensions()
         .get::<SocketVocabulary>()
-        .map_or(Vocabulary::Snake, |v| v.current())
+        .map_or(Vocabulary::Snake, |v| v.decided())
 }
 
 /// A `userId` named in the handshake that is not the token's user: the connection is refused.
@@ -181,8 +181,8 @@ pub fn translate(
         incoming.speaks,
         socket.extensions().get::<SocketVocabulary>(),
     ) {
-        if vocabulary.decide_now(speaks) == (Vocabulary::Camel, true) {
-            state.registry.camel_joined();
+        if let (decided, true) = vocabulary.decide_now(speaks) {
+            state.registry.decided(decided);
         }
     }
     if incoming.event == "send_message" && of(socket) == Vocabulary::Camel {
@@ -697,7 +697,7 @@ mod tests {
         let connected = Instant::now();
         let fresh = SocketVocabulary::new(UNDECIDED, connected);
         assert_eq!(fresh.for_message_at(connected), Vocabulary::First);
-        assert_eq!(fresh.current(), Vocabulary::Snake, "still undecided");
+        assert_eq!(fresh.decided(), Vocabulary::Snake, "still undecided");
         assert_eq!(
             fresh.decide(Vocabulary::First),
             Vocabulary::First,

@@ -56,6 +56,9 @@ describe("a client of the second design document", () => {
     const next = await bob.devices[0].next("newMessage", (m) => m.tempId === second.tempId && m.id);
     const stored = await history(bob.token, confirmed.conversationId);
     assert.deepEqual(stored.map((m) => m.clientMsgId), [first.tempId, second.tempId]);
+    // Delivered, although the document's client sends no delivery receipt: the relay marks it
+    // for bob's devices, which received it
+    await a1.next("message_status", (s) => s.userId === bob.id && s.deliveredUpToSeq >= next.seq);
 
     // Act: bob's device shows alice's messages and says so
     bob.devices[0].socket.emit("messagesRead", { senderId: alice.id, receiverId: bob.id });
