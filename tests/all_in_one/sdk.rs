@@ -15,10 +15,21 @@ fn short_signed_urls() -> (&'static str, String) {
     ("PARLEY__ATTACHMENTS__SIGNED_URL_TTL_SECS", "8".to_owned())
 }
 
+/// The whole suite runs against one Parley, and registers more users from 127.0.0.1 than
+/// `limits.registrations_per_ip` (100 per window) lets one address: not limited here (the API
+/// suite tests that limit).
+fn registrations_unlimited() -> (&'static str, String) {
+    ("PARLEY__LIMITS__REGISTRATIONS_PER_IP", "0".to_owned())
+}
+
 #[tokio::test]
 async fn the_sdk_suite_passes_on_the_default_configuration() {
     // Arrange
-    let parley = start(&["--ephemeral"], &[short_signed_urls()]).await;
+    let parley = start(
+        &["--ephemeral"],
+        &[short_signed_urls(), registrations_unlimited()],
+    )
+    .await;
 
     // Act + Assert
     run_sdk_suite(&parley).await;
@@ -28,7 +39,8 @@ async fn the_sdk_suite_passes_on_the_default_configuration() {
 #[tokio::test]
 async fn the_sdk_suite_passes_on_postgresql_and_redis() {
     // Arrange
-    let (parley, name) = start_on_postgres_and_redis(&[short_signed_urls()]).await;
+    let (parley, name) =
+        start_on_postgres_and_redis(&[short_signed_urls(), registrations_unlimited()]).await;
 
     // Act + Assert
     run_sdk_suite(&parley).await;

@@ -103,12 +103,14 @@ describe("a client of the first design document", () => {
 
     // Act: a message reaches bob's device before its `join_user_room` does
     const second = message("second");
-    await emitWithCallback(alice.devices[0].socket, "send_message", second);
+    const answer = await emitWithCallback(alice.devices[0].socket, "send_message", second);
     const received = await late.next("receive_message", (m) => m.content === "second");
     late.socket.emit("join_user_room", bob.user.id);
 
-    // Assert: the document's duplicate check and time fields hold for it too
-    assert.equal(received._id, second.messageId, JSON.stringify(received));
+    // Assert: the document's duplicate check and time fields hold for it too (`_id` is the
+    // temporary id of the relayed copy, or the real one when the relay did not know the new
+    // conversation yet and delivered the stored message only)
+    assert.ok([second.messageId, answer.messageId].includes(received._id), JSON.stringify(received));
     assert.ok(Date.parse(received.createdAt) > 0, JSON.stringify(received));
   });
 
