@@ -137,7 +137,12 @@ sha256: string, createdAt: string, id: string, kind: AttachmentKind, mime: strin
  * The body of `POST /api/messages` and of the `send_message` event. Exactly one of
  * `conversationId` and `recipientId`. Any `senderId` a client adds is ignored.
  */
-export type SendMessageRequest = { clientMsgId: string, conversationId?: ConversationId | null, recipientId?: UserId | null, kind?: MessageKind, 
+export type SendMessageRequest = { 
+/**
+ * A string; an integer is read as its decimal digits (`tempId: Date.now()`), and the
+ * first design document's `messageId` (its temporary id) is read as this.
+ */
+clientMsgId: string, conversationId?: ConversationId | null, recipientId?: UserId | null, kind?: MessageKind, 
 /**
  * The text; for `image` and `voice`, an optional caption (absent or empty).
  */
