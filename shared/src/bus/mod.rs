@@ -18,8 +18,10 @@ use std::time::Duration;
 
 /// A bus failure. Publishing is best-effort for the API (the database is the record and clients
 /// recover through sync), so callers log and count these rather than fail the request.
+/// Shown with its whole chain of causes (`refreshing presence: OOM command not allowed…`), not
+/// only what was being done.
 #[derive(Debug, thiserror::Error)]
-#[error("bus: {0}")]
+#[error("bus: {0:#}")]
 pub struct BusError(#[from] pub anyhow::Error);
 
 /// A user's presence as the relays last wrote it.

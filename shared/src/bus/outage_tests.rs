@@ -302,6 +302,38 @@ async fn admin(url: &str, command: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_out_of_memory_is_named_as_such_with_the_refused_command_and_publish_goes_on() {
+    // Arrange: a Redis whose memory limit is already passed, under noeviction
+    let redis = RedisServer::start();
+    let bus = connect(&redis).await;
+    admin(&redis.url(), "CONFIG SET maxmemory-policy noeviction").await;
+    admin(&redis.url(), "CONFIG SET maxmemory 1").await;
+
+    // Act: the relays' presence refresh (the first write after the limit changed may still
+    // pass; a script that has written once is let finish, so presence_open itself may pass too)
+    let connections = [(UserId(1), "relay:conn".to_owned())];
+    let mut refused = None;
+    for _ in 0..5 {
+        let refreshed = bus.presence_refresh(&connections, Duration::from_secs(20));
+        if let Err(error) = refreshed.await {
+            refused = Some(error);
+            break;
+        }
+    }
+    let refused = refused.expect("Redis refused no write");
+    let published = bus.publish(&[UserId(1)], "still delivered").await;
+
+    // Assert
+    let said = refused.to_string();
+    assert!(said.contains("Redis is out of memory"), "{said}");
+    assert!(
+        said.contains("command not allowed when used memory"),
+        "{said}"
+    );
+    published.expect("PUBLISH is not refused for memory");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_subscriber_authenticates_as_the_url_says_and_reports_a_wrong_password() {
     // Arrange: a Redis with a password for the default user and an ACL user of its own
     let redis = RedisServer::start();

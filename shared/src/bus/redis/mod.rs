@@ -64,7 +64,21 @@ async fn bounded<T>(
     call: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, BusError> {
     match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
-        Ok(result) => result.map_err(|e| BusError(anyhow::Error::new(e).context(what))),
+        Ok(result) => result.map_err(|e| {
+            let out_of_memory = e.code() == Some("OOM");
+            let error = anyhow::Error::new(e).context(what);
+            BusError(if out_of_memory {
+                // PUBLISH still goes through, so messages flow while presence quietly stops
+                // being written: say so, with the remedy.
+                error.context(
+                    "Redis is out of memory (maxmemory reached under noeviction) and refuses \
+                     writes: messages still flow, presence is not kept; give it more memory \
+                     (docs/operations.md, Redis)",
+                )
+            } else {
+                error
+            })
+        }),
         Err(_) => Err(BusError(anyhow::anyhow!(
             "{what}: Redis did not answer within {COMMAND_TIMEOUT:?}"
         ))),
