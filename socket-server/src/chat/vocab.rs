@@ -80,12 +80,13 @@ impl SocketVocabulary {
     /// The vocabulary a message event is sent in: the one decided; while undecided, First for
     /// [`UNDECIDED_FOR`] after the connect, then Snake, decided by this call.
     pub fn for_message(&self) -> Vocabulary {
-        self.for_message_at(Instant::now())
+        // The clock only for an undecided socket: this runs for every socket a message goes to.
+        self.for_message_at(Instant::now)
     }
 
-    fn for_message_at(&self, now: Instant) -> Vocabulary {
+    fn for_message_at(&self, now: impl FnOnce() -> Instant) -> Vocabulary {
         if self.code.load(Ordering::Acquire) == UNDECIDED
-            && now.saturating_duration_since(self.connected) < UNDECIDED_FOR
+            && now().saturating_duration_since(self.connected) < UNDECIDED_FOR
         {
             return Vocabulary::First;
         }
@@ -696,7 +697,7 @@ mod tests {
     fn an_undecided_socket_receives_messages_as_first_for_a_while_then_is_decided_snake() {
         let connected = Instant::now();
         let fresh = SocketVocabulary::new(UNDECIDED, connected);
-        assert_eq!(fresh.for_message_at(connected), Vocabulary::First);
+        assert_eq!(fresh.for_message_at(|| connected), Vocabulary::First);
         assert_eq!(fresh.decided(), Vocabulary::Snake, "still undecided");
         assert_eq!(
             fresh.decide(Vocabulary::First),
@@ -706,7 +707,7 @@ mod tests {
 
         let quiet = SocketVocabulary::new(UNDECIDED, connected);
         let later = connected + UNDECIDED_FOR;
-        assert_eq!(quiet.for_message_at(later), Vocabulary::Snake);
+        assert_eq!(quiet.for_message_at(|| later), Vocabulary::Snake);
         assert_eq!(
             quiet.decide(Vocabulary::First),
             Vocabulary::Snake,
@@ -714,7 +715,7 @@ mod tests {
         );
 
         let camel = SocketVocabulary::new(CAMEL, connected);
-        assert_eq!(camel.for_message_at(connected), Vocabulary::Camel);
+        assert_eq!(camel.for_message_at(|| connected), Vocabulary::Camel);
     }
 
     #[test]
