@@ -195,6 +195,12 @@ impl Registry {
         let (mut snake, mut camel, mut first) = (None, None, None);
         let mut sent = 0;
         for (socket, vocabulary) in receivers {
+            // The first document's vocabulary differs from Parley's in `receive_message` only:
+            // every other event shares Parley's packet, encoded once.
+            let vocabulary = match vocabulary {
+                Vocabulary::First if outgoing.event != "receive_message" => Vocabulary::Snake,
+                other => other,
+            };
             let packet = match vocabulary {
                 Vocabulary::Snake => &mut snake,
                 Vocabulary::Camel => &mut camel,

@@ -53,7 +53,7 @@ const FIRST: u8 = 3;
 
 /// How long after its connect an undecided socket receives messages as First rather than be
 /// decided Snake by them (see the module docs).
-pub const UNDECIDED_FOR: Duration = Duration::from_secs(10);
+pub const UNDECIDED_FOR: Duration = Duration::from_secs(5);
 
 /// A socket's vocabulary, kept in its extensions; decided once (see the module docs).
 #[derive(Clone)]
