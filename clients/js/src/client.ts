@@ -1,7 +1,7 @@
 // ParleyClient: the SDK's one class. Session and REST helpers here; sending, receiving and
 // catch-up in ./messaging.ts; the socket's states in ./connection.ts.
 
-import { ConnectionMonitor } from "./connection.js";
+import { backoffDelay, ConnectionMonitor } from "./connection.js";
 import { Emitter } from "./emitter.js";
 import type {
   Conversation,
@@ -51,6 +51,10 @@ export class ParleyClient extends Emitter<ParleyEvents> {
   #monitor: ConnectionMonitor | null = null;
   #messaging: Messaging | null = null;
   #state: ConnectionState = { status: "idle" };
+  /** Bumped by `close()`: a `connect()` waiting for the API to answer gives up. */
+  #closes = 0;
+  /** Ends the wait of such a `connect()` at once. */
+  #stopWaiting: (() => void) | null = null;
 
   constructor(options: ParleyClientOptions) {
     super();
@@ -159,19 +163,60 @@ export class ParleyClient extends Emitter<ParleyEvents> {
   async connect(): Promise<void> {
     if (!this.#session) {
       if (!this.api.token) throw new ParleyError("not_logged_in", "log in first");
-      try {
-        await this.me();
-      } catch (error) {
-        // A token the API refuses: told and shown as when the relay refuses a kept session's.
-        if (!(error instanceof ParleyError && error.status === 401)) throw error;
-        this.emit("error", new ParleyError(error.code, `connect refused: ${error.message}`));
-        this.#setState({ status: "disconnected", reason: "unauthorized" });
-        throw new ParleyError("unauthorized", "not connected: unauthorized");
-      }
+      await this.#identify();
     }
     const session = this.#session!;
     if (!this.#monitor) this.#open(session);
     await this.#messaging!.whenCaughtUp();
+  }
+
+  /**
+   * Learn whose the `token` option is (`GET /api/auth/me`). While the API cannot be reached
+   * (an app started offline, the API restarting) it is asked again as the connection would be
+   * (state `reconnecting`, the same delays and attempt limit, an `error` event each time);
+   * `close()` ends the wait.
+   */
+  async #identify(): Promise<void> {
+    const closes = this.#closes;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.me();
+        return;
+      } catch (error) {
+        if (error instanceof ParleyError && error.status === 401) {
+          // A token the API refuses: told and shown as when the relay refuses a kept session's.
+          this.emit("error", new ParleyError(error.code, `connect refused: ${error.message}`));
+          this.#setState({ status: "disconnected", reason: "unauthorized" });
+          throw new ParleyError("unauthorized", "not connected: unauthorized");
+        }
+        const retryable = error instanceof ParleyError && error.retryable;
+        if (!retryable || closes !== this.#closes) throw error;
+        if (attempt >= this.#options.reconnectAttempts) {
+          this.#setState({ status: "disconnected", reason: "attempts_exhausted" });
+          throw new ParleyError("attempts_exhausted", "not connected: attempts exhausted", {
+            retryable: true,
+          });
+        }
+        this.emit("error", error);
+        const delayMs = backoffDelay(
+          attempt,
+          this.#options.reconnectDelayMs,
+          this.#options.reconnectDelayMaxMs,
+        );
+        this.#setState({ status: "reconnecting", attempt, delayMs });
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delayMs);
+          this.#stopWaiting = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#stopWaiting = null;
+        if (closes !== this.#closes) {
+          throw new ParleyError("closed", "the client was closed");
+        }
+      }
+    }
   }
 
   /** Try to connect now, with a fresh attempt count (a "Reconnect" button). */
@@ -181,6 +226,8 @@ export class ParleyClient extends Emitter<ParleyEvents> {
 
   /** Stop the socket and every timer without logging out (`connect()` starts again). */
   close(): void {
+    this.#closes++;
+    this.#stopWaiting?.();
     this.#messaging?.close();
     this.#monitor?.close();
     this.#messaging = null;

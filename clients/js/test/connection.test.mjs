@@ -165,6 +165,42 @@ test("a refused token ends connect() unauthorized with an error event, given as 
   }
 });
 
+test("with a token option and the API unreachable at first, connect() keeps trying and connects once it answers", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const api = await networkProxy(ctx.server.api);
+  api.down();
+  const client = ctx.track(
+    clientFor(ctx.server, alice, { apiUrl: api.url, reconnectDelayMs: 100, reconnectDelayMaxMs: 200 }),
+  );
+  const errors = [];
+  client.on("error", (error) => errors.push(error.code));
+
+  const connected = client.connect();
+  await untilState(client, "reconnecting");
+  api.up();
+  await connected;
+
+  assert.equal(client.state.status, "connected");
+  assert.equal(client.user?.id, alice.user.id);
+  assert.ok(errors.length >= 1 && errors.every((code) => code === "network_error"), errors.join());
+  api.close();
+});
+
+test("close() ends a connect() still waiting for the API to answer", async () => {
+  const alice = await newUser(ctx.server.api, "alice");
+  const api = await networkProxy(ctx.server.api);
+  api.down();
+  const client = ctx.track(clientFor(ctx.server, alice, { apiUrl: api.url }));
+
+  const connecting = client.connect().then(() => null, (error) => error);
+  await untilState(client, "reconnecting");
+  client.close();
+
+  assert.equal((await connecting)?.code, "closed");
+  assert.equal(client.state.status, "idle");
+  api.close();
+});
+
 test("logout revokes the token, closes the socket, and forgets the session and cursor", async () => {
   const bob = await newUser(ctx.server.api, "bob");
   const storage = new MemoryStorage();
