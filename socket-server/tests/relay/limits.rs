@@ -196,10 +196,10 @@ async fn sends_beyond_the_storage_queues_are_refused_and_counted_by_the_limit_th
     assert_eq!(stored, ["held-1", "held-2"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rest_sends_draw_from_the_same_budget_as_the_socket() {
-    // Arrange: 1/s with bursts of 20 on the relay, the API's own budget out of the way; alice
-    // sends 40 messages by REST, which the relay sees as they are delivered to her device
+/// A relay spending 1 send a second with bursts of 20 (the API's own budget out of the way),
+/// and alice, connected to it, after 40 REST sends it saw delivered to her device: her budget
+/// there is 20 in debt, ~21 s from its next token. Her device and the conversation.
+async fn alice_in_debt_by_rest() -> (crate::helpers::Stack, String, Device, String) {
     let stack = spawn_stack_with(1, |s| {
         s.limits.sends_burst = 20;
         s.limits.sends_per_sec = 1;
@@ -220,6 +220,13 @@ async fn rest_sends_draw_from_the_same_budget_as_the_socket() {
             delivered += 1;
         }
     }
+    (stack, alice, a, conversation)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_sends_draw_from_the_same_budget_as_the_socket() {
+    // Arrange: alice's REST sends put her relay budget 20 in debt
+    let (_stack, _, mut a, conversation) = alice_in_debt_by_rest().await;
 
     // Act: the budget is 20 in debt, ~21 s from its next token
     let ack = a
@@ -236,28 +243,8 @@ async fn rest_sends_draw_from_the_same_budget_as_the_socket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_and_coming_back_does_not_give_a_spent_send_budget_back() {
-    // Arrange: 1/s with bursts of 20 on the relay; 40 REST sends, seen by alice's device, put
-    // her budget 20 in debt (~21 s from its next token); then her only socket leaves
-    let stack = spawn_stack_with(1, |s| {
-        s.limits.sends_burst = 20;
-        s.limits.sends_per_sec = 1;
-    })
-    .await;
-    let (alice, _) = stack.register("alice").await;
-    let (_, bob_id) = stack.register("bob").await;
-    let conversation = stack.conversation(&alice, &[&bob_id]).await;
-    let mut a = Device::connect(&stack, 0, &alice).await;
-    for n in 0..40 {
-        let body = json!({ "clientMsgId": format!("rest-{n}"), "conversationId": conversation, "content": "hi" });
-        let (status, reply) = stack.post("/api/messages", Some(&alice), &body).await;
-        assert_eq!(status, 201, "{reply}");
-    }
-    let mut delivered = 0;
-    while delivered < 40 {
-        if a.next().await.0 == "receive_message" {
-            delivered += 1;
-        }
-    }
+    // Arrange: alice's REST sends put her relay budget 20 in debt; then her only socket leaves
+    let (stack, alice, a, conversation) = alice_in_debt_by_rest().await;
     a.client.disconnect().await.unwrap();
     while metric(&stack.metrics(0).await, "relay_users") > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
