@@ -18,10 +18,10 @@
 //! names: at connect when the handshake names a `userId` (the second document connects with
 //! `userId` + token), else by the first vocabulary-specific event it emits, else Snake at the
 //! first message event sent to it after [`UNDECIDED_FOR`]. Before that, an undecided socket
-//! receives messages as First (Snake's names and fields, plus `_id` and `createdAt`, which
-//! Parley's clients ignore): a client of the first document emits `join_user_room` on connect,
-//! and on a slow link a message can reach it before that event reaches the relay. Everything
-//! here is synchronous: the live path never waits.
+//! receives messages in Parley's form without being decided by them: a client of the first
+//! document emits `join_user_room` on connect, and on a slow link a message can reach it before
+//! that event reaches the relay; it then gets `_id` from its `join_user_room` on, instead of
+//! never. Everything here is synchronous: the live path never waits.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -51,8 +51,8 @@ const SNAKE: u8 = 1;
 const CAMEL: u8 = 2;
 const FIRST: u8 = 3;
 
-/// How long after its connect an undecided socket receives messages as First rather than be
-/// decided Snake by them (see the module docs).
+/// How long after its connect an undecided socket is not decided Snake by the messages it
+/// receives (see the module docs).
 pub const UNDECIDED_FOR: Duration = Duration::from_secs(5);
 
 /// A socket's vocabulary, kept in its extensions; decided once (see the module docs).
@@ -77,8 +77,10 @@ impl SocketVocabulary {
         }
     }
 
-    /// The vocabulary a message event is sent in: the one decided; while undecided, First for
-    /// [`UNDECIDED_FOR`] after the connect, then Snake, decided by this call.
+    /// The vocabulary a message event is sent in: the one decided; Snake while undecided, and
+    /// decided Snake by this call only [`UNDECIDED_FOR`] after the connect. (Parley's form, not
+    /// the first document's with `_id`: that would be a second encoding of every message for
+    /// every young socket.)
     pub fn for_message(&self) -> Vocabulary {
         // The clock only for an undecided socket: this runs for every socket a message goes to.
         self.for_message_at(Instant::now)
@@ -88,7 +90,7 @@ impl SocketVocabulary {
         if self.code.load(Ordering::Acquire) == UNDECIDED
             && now().saturating_duration_since(self.connected) < UNDECIDED_FOR
         {
-            return Vocabulary::First;
+            return Vocabulary::Snake;
         }
         self.decide(Vocabulary::Snake)
     }
@@ -694,11 +696,10 @@ mod tests {
     }
 
     #[test]
-    fn an_undecided_socket_receives_messages_as_first_for_a_while_then_is_decided_snake() {
+    fn an_undecided_socket_is_not_decided_by_messages_for_a_while_then_is_decided_snake() {
         let connected = Instant::now();
         let fresh = SocketVocabulary::new(UNDECIDED, connected);
-        assert_eq!(fresh.for_message_at(|| connected), Vocabulary::First);
-        assert_eq!(fresh.decided(), Vocabulary::Snake, "still undecided");
+        assert_eq!(fresh.for_message_at(|| connected), Vocabulary::Snake);
         assert_eq!(
             fresh.decide(Vocabulary::First),
             Vocabulary::First,

@@ -89,9 +89,9 @@ describe("a client of the first design document", () => {
     }
   });
 
-  it("tells messages apart by _id even when one arrives before its join_user_room (a slow link)", async () => {
+  it("tells messages apart by _id from its join_user_room on, even when a message came before it (a slow link)", async () => {
     // Arrange: bob's device connected, its `join_user_room` not sent yet; alice's first message
-    // stored, so that the next one is relayed at once
+    // reaches it before that
     const alice = await user("alice", [0]);
     const bob = await register("bob");
     const late = await device(1, { token: bob.token });
@@ -100,16 +100,17 @@ describe("a client of the first design document", () => {
     });
     const first = await emitWithCallback(alice.devices[0].socket, "send_message", message("first"));
     assert.equal(first.success, true, JSON.stringify(first));
+    await late.next("receive_message", (m) => m.content === "first");
 
-    // Act: a message reaches bob's device before its `join_user_room` does
+    // Act: its `join_user_room` arrives, then alice's next message
+    await emitWithCallback(late.socket, "join_user_room", bob.user.id);
     const second = message("second");
     const answer = await emitWithCallback(alice.devices[0].socket, "send_message", second);
     const received = await late.next("receive_message", (m) => m.content === "second");
-    late.socket.emit("join_user_room", bob.user.id);
 
-    // Assert: the document's duplicate check and time fields hold for it too (`_id` is the
-    // temporary id of the relayed copy, or the real one when the relay did not know the new
-    // conversation yet and delivered the stored message only)
+    // Assert: the document's duplicate check and time fields hold for it (`_id` is the relayed
+    // copy's temporary id, or the real one if the relay stored it first, not knowing the new
+    // conversation yet)
     assert.ok([second.messageId, answer.messageId].includes(received._id), JSON.stringify(received));
     assert.ok(Date.parse(received.createdAt) > 0, JSON.stringify(received));
   });
