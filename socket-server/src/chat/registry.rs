@@ -100,9 +100,7 @@ impl Registry {
     /// second document's vocabulary when its handshake said so; one decided later, by an
     /// event, is counted then: [`Self::decided`]).
     pub fn join(&self, user: UserId, socket: &Socket, vocabulary: SocketVocabulary) {
-        if vocabulary.is_camel() {
-            self.decided(Vocabulary::Camel);
-        }
+        self.decided(vocabulary.decided());
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let local = Local {
             socket: socket.clone(),
@@ -194,11 +192,12 @@ impl Registry {
         let receivers = self.receivers(users, except);
         let (mut snake, mut camel, mut first) = (None, None, None);
         let mut sent = 0;
+        // The first document's vocabulary differs from Parley's in `receive_message` only: every
+        // other event shares Parley's packet, encoded once.
+        let first_differs = outgoing.event == "receive_message";
         for (socket, vocabulary) in receivers {
-            // The first document's vocabulary differs from Parley's in `receive_message` only:
-            // every other event shares Parley's packet, encoded once.
             let vocabulary = match vocabulary {
-                Vocabulary::First if outgoing.event != "receive_message" => Vocabulary::Snake,
+                Vocabulary::First if !first_differs => Vocabulary::Snake,
                 other => other,
             };
             let packet = match vocabulary {

@@ -126,11 +126,6 @@ impl SocketVocabulary {
             Err(_) => (Vocabulary::Snake, false),
         }
     }
-
-    /// Camel already at connect (the handshake named a `userId`).
-    pub fn is_camel(&self) -> bool {
-        self.code.load(Ordering::Acquire) == CAMEL
-    }
 }
 
 /// The vocabulary `socket` speaks so far (Snake while undecided), deciding nothing.
@@ -188,7 +183,9 @@ pub fn translate(
             state.registry.decided(decided);
         }
     }
-    if incoming.event == "send_message" && of(socket) == Vocabulary::Camel {
+    // Only the second document's own event carries a `tempId` it may compare as a number (and
+    // a Parley send, the hot path, does not look into the socket's extensions for it).
+    if event == "sendMessage" && of(socket) == Vocabulary::Camel {
         if let Some(arg) = incoming.payload.args.first() {
             NumericTempIds::remember(socket, arg);
         }
