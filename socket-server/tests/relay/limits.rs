@@ -223,18 +223,20 @@ async fn alice_in_debt_by_rest() -> (crate::helpers::Stack, String, Device, Stri
     (stack, alice, a, conversation)
 }
 
+/// `device` sends one message to `conversation` over its socket; the ack.
+async fn send_one(device: &mut Device, conversation: &str) -> serde_json::Value {
+    let body =
+        json!({ "clientMsgId": "socket-1", "conversationId": conversation, "content": "hi" });
+    device.request("send_message", body).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_sends_draw_from_the_same_budget_as_the_socket() {
     // Arrange: alice's REST sends put her relay budget 20 in debt
     let (_stack, _, mut a, conversation) = alice_in_debt_by_rest().await;
 
     // Act: the budget is 20 in debt, ~21 s from its next token
-    let ack = a
-        .request(
-            "send_message",
-            json!({ "clientMsgId": "socket-1", "conversationId": conversation, "content": "hi" }),
-        )
-        .await;
+    let ack = send_one(&mut a, &conversation).await;
 
     // Assert
     assert_eq!(ack["success"], false, "{ack}");
@@ -252,12 +254,7 @@ async fn leaving_and_coming_back_does_not_give_a_spent_send_budget_back() {
 
     // Act: she comes back at once
     let mut again = Device::connect(&stack, 0, &alice).await;
-    let ack = again
-        .request(
-            "send_message",
-            json!({ "clientMsgId": "socket-1", "conversationId": conversation, "content": "hi" }),
-        )
-        .await;
+    let ack = send_one(&mut again, &conversation).await;
 
     // Assert
     assert_eq!(ack["success"], false, "{ack}");
